@@ -1,0 +1,160 @@
+/**
+ * WebGPU device acquisition and the few helpers every kernel module uses.
+ *
+ * @module
+ */
+import { UserError } from "../errors/mod.ts";
+
+/** An acquired WebGPU device with a human-readable adapter description. */
+export interface Gpu {
+  device: GPUDevice;
+  /** e.g. "llvmpipe (LLVM 15.0.6, 256 bits)" or "NVIDIA H100 …"; goes into manifests. */
+  adapterDescription: string;
+  limits: GPUSupportedLimits;
+  /** True for a software adapter (llvmpipe, SwiftShader). */
+  isFallback: boolean;
+}
+
+let shared: Promise<Gpu> | undefined;
+
+/**
+ * Returns the process-wide GPU device (high-performance preference), creating
+ * it on first use with the adapter's maximum buffer and binding limits.
+ * Throws a `UserError` that says how to get an adapter when there is none.
+ */
+export function requestGpu(): Promise<Gpu> {
+  shared ??= acquire().catch((e) => {
+    shared = undefined;
+    throw e;
+  });
+  return shared;
+}
+
+async function acquire(): Promise<Gpu> {
+  if (!("gpu" in navigator) || !navigator.gpu) {
+    throw new UserError("WebGPU is not available in this Deno build", {
+      hint: "use Deno 2.x (deno.json pins 2.9.6), which ships WebGPU",
+    });
+  }
+  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+  if (!adapter) {
+    throw new UserError("no WebGPU adapter was found", {
+      expected: "a GPU with Vulkan, Metal or DX12 drivers, or a software adapter",
+      hint:
+        "install your GPU's drivers, or on Debian/Ubuntu `apt-get install mesa-vulkan-drivers` for Mesa's llvmpipe software adapter",
+    });
+  }
+  const l = adapter.limits;
+  const device = await adapter.requestDevice({
+    requiredLimits: {
+      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+      maxBufferSize: l.maxBufferSize,
+      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+      maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+      maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+      maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+      maxComputeWorkgroupSizeY: l.maxComputeWorkgroupSizeY,
+      maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+    },
+  });
+  const info = adapter.info;
+  const adapterDescription = info.description || [info.vendor, info.architecture, info.device]
+    .filter(Boolean).join(" ") || "unknown adapter";
+  return {
+    device,
+    adapterDescription,
+    limits: device.limits,
+    isFallback: info.isFallbackAdapter ?? false,
+  };
+}
+
+/** Usage for buffers that kernels read and write and the host may copy into or out of. */
+export const STORAGE_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
+  GPUBufferUsage.COPY_DST;
+
+/** Creates a storage buffer of `byteLength` bytes (rounded up to 4), zero-filled. */
+export function createStorageBuffer(gpu: Gpu, byteLength: number, label: string): GPUBuffer {
+  return gpu.device.createBuffer({
+    label,
+    size: Math.max(4, Math.ceil(byteLength / 4) * 4),
+    usage: STORAGE_USAGE,
+  });
+}
+
+/** Creates a storage buffer holding `data`. */
+export function createStorageBufferFrom(
+  gpu: Gpu,
+  data: Float32Array<ArrayBuffer> | Uint32Array<ArrayBuffer> | Int32Array<ArrayBuffer>,
+  label: string,
+): GPUBuffer {
+  const buffer = createStorageBuffer(gpu, data.byteLength, label);
+  gpu.device.queue.writeBuffer(buffer, 0, data.buffer, data.byteOffset, data.byteLength);
+  return buffer;
+}
+
+/** Creates a uniform buffer of `byteLength` bytes (rounded up to 16). */
+export function createUniformBuffer(gpu: Gpu, byteLength: number, label: string): GPUBuffer {
+  return gpu.device.createBuffer({
+    label,
+    size: Math.max(16, Math.ceil(byteLength / 16) * 16),
+    usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST,
+  });
+}
+
+/** Compiles one compute entry point (layout "auto"). */
+export function createComputePipeline(
+  gpu: Gpu,
+  code: string,
+  entryPoint: string,
+  label: string,
+): GPUComputePipeline {
+  const module = gpu.device.createShaderModule({ label, code });
+  return gpu.device.createComputePipeline({
+    label,
+    layout: "auto",
+    compute: { module, entryPoint },
+  });
+}
+
+/** Binds `buffers` to bindings 0..n-1 of group 0 of `pipeline`. */
+export function bindBuffers(
+  gpu: Gpu,
+  pipeline: GPUComputePipeline,
+  buffers: GPUBuffer[],
+  label: string,
+): GPUBindGroup {
+  return gpu.device.createBindGroup({
+    label,
+    layout: pipeline.getBindGroupLayout(0),
+    entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+  });
+}
+
+/**
+ * Copies `byteLength` bytes of `buffer` back to the host. Costs at least ~10 ms
+ * in Deno (a `mapAsync` round trip): never call inside a training step.
+ */
+export async function readBuffer(
+  gpu: Gpu,
+  buffer: GPUBuffer,
+  byteLength = buffer.size,
+): Promise<ArrayBuffer> {
+  const staging = gpu.device.createBuffer({
+    size: Math.ceil(byteLength / 4) * 4,
+    usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ,
+  });
+  try {
+    const enc = gpu.device.createCommandEncoder();
+    enc.copyBufferToBuffer(buffer, 0, staging, 0, staging.size);
+    gpu.device.queue.submit([enc.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    return staging.getMappedRange().slice(0, byteLength);
+  } finally {
+    staging.destroy();
+  }
+}
+
+/** Reads a buffer back as float32. */
+export async function readFloat32(gpu: Gpu, buffer: GPUBuffer, count: number): Promise<Float32Array> {
+  return new Float32Array(await readBuffer(gpu, buffer, count * 4));
+}
