@@ -59,7 +59,8 @@ async function acquire(): Promise<Gpu> {
   });
   const info = adapter.info;
   const adapterDescription = info.description || [info.vendor, info.architecture, info.device]
-    .filter(Boolean).join(" ") || "unknown adapter";
+    .filter(Boolean).join(" ") ||
+    "unknown adapter";
   return {
     device,
     adapterDescription,
@@ -155,6 +156,42 @@ export async function readBuffer(
 }
 
 /** Reads a buffer back as float32. */
-export async function readFloat32(gpu: Gpu, buffer: GPUBuffer, count: number): Promise<Float32Array> {
+export async function readFloat32(
+  gpu: Gpu,
+  buffer: GPUBuffer,
+  count: number,
+): Promise<Float32Array> {
   return new Float32Array(await readBuffer(gpu, buffer, count * 4));
+}
+
+/**
+ * One prepared use of a kernel inside a larger graph: its pipeline, bind group
+ * and uniform buffer are created once; `encode` writes the step's dimensions
+ * to the uniform buffer (queue.writeBuffer, applied before the next submit) and
+ * records the dispatch(es). One instance per use site: encoding the same
+ * instance twice in one submission would share one uniform buffer.
+ */
+export interface GpuStep<Dims = Record<string, number>> {
+  encode(pass: GPUComputePassEncoder, dims: Dims): void;
+  /** Destroys the buffers this step owns (not the buffers it was given). */
+  destroy(): void;
+}
+
+const pipelineCache = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
+
+/** Compiles a pipeline once per device and cache key, then returns the cached one. */
+export function cachedPipeline(
+  gpu: Gpu,
+  cacheKey: string,
+  code: string,
+  entryPoint: string,
+): GPUComputePipeline {
+  let cache = pipelineCache.get(gpu.device);
+  if (!cache) pipelineCache.set(gpu.device, cache = new Map());
+  let pipeline = cache.get(cacheKey);
+  if (!pipeline) {
+    pipeline = createComputePipeline(gpu, code, entryPoint, cacheKey);
+    cache.set(cacheKey, pipeline);
+  }
+  return pipeline;
 }

@@ -31,5 +31,7 @@ Deno.test("Random: uniform stays in [0,1) and normal has plausible moments", () 
   }
   const mean = sum / n, variance = sq / n - mean * mean;
   if (Math.abs(mean) > 0.05) throw new Error(`normal mean ${mean}, expected about 0`);
-  if (Math.abs(variance - 1) > 0.05) throw new Error(`normal variance ${variance}, expected about 1`);
+  if (Math.abs(variance - 1) > 0.05) {
+    throw new Error(`normal variance ${variance}, expected about 1`);
+  }
 });
