@@ -117,17 +117,35 @@ export function createComputePipeline(
   });
 }
 
-/** Binds `buffers` to bindings 0..n-1 of group 0 of `pipeline`. */
+/**
+ * A range of a buffer to bind. Parameters live in one flat buffer, so kernels
+ * bind slices of it: `offset` (bytes) must be a multiple of the device's
+ * `minStorageBufferOffsetAlignment` (256 on every adapter we know).
+ */
+export interface BufferSlice {
+  buffer: GPUBuffer;
+  /** Byte offset, a multiple of 256. Default 0. */
+  offset?: number;
+  /** Byte size. Default: the rest of the buffer. */
+  size?: number;
+}
+
+/** Binds `buffers` (whole buffers or slices) to bindings 0..n-1 of group 0 of `pipeline`. */
 export function bindBuffers(
   gpu: Gpu,
   pipeline: GPUComputePipeline,
-  buffers: GPUBuffer[],
+  buffers: (GPUBuffer | BufferSlice)[],
   label: string,
 ): GPUBindGroup {
   return gpu.device.createBindGroup({
     label,
     layout: pipeline.getBindGroupLayout(0),
-    entries: buffers.map((buffer, binding) => ({ binding, resource: { buffer } })),
+    entries: buffers.map((b, binding) => ({
+      binding,
+      resource: "buffer" in b
+        ? { buffer: b.buffer, offset: b.offset ?? 0, size: b.size }
+        : { buffer: b },
+    })),
   });
 }
 
