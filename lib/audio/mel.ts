@@ -1,0 +1,268 @@
+/**
+ * Log-mel spectrograms: the front end of the mel-vq tokenizer.
+ *
+ * Conventions (the same as `torchaudio.transforms.MelSpectrogram` with its
+ * defaults `center=True, pad_mode="reflect", power=2, mel_scale="htk",
+ * norm=None`):
+ *
+ * - frames are centred: the signal is reflect-padded by `n_fft / 2` on both
+ *   sides and frame `t` covers padded samples `[t * hop, t * hop + n_fft)`, so
+ *   a signal of `L` samples has `1 + floor(L / hop)` frames;
+ * - the window is a periodic Hann window of `win_length` samples, zero-padded
+ *   on both sides (centred) to `n_fft`;
+ * - the mel scale is HTK's (`2595 log10(1 + f / 700)`), filters are triangles
+ *   with peak 1 (NOT Slaney area-normalised), spaced evenly in mel between
+ *   `f_min` and `f_max`;
+ * - log-mel is the natural log of `max(mel power, 1e-10)`.
+ *
+ * @module
+ */
+import FFT from "fft.js";
+import { UserError } from "../errors/mod.ts";
+
+/** Settings of the short-time Fourier transform and the mel filterbank. */
+export interface MelSettings {
+  /** Sample rate in Hz the audio is resampled to before analysis. */
+  sample_rate: number;
+  /** FFT size in samples; a power of two. */
+  n_fft: number;
+  /** Window length in samples, `<= n_fft`. */
+  win_length: number;
+  /** Hop between frames in samples. */
+  hop_length: number;
+  /** Number of mel bands. */
+  n_mels: number;
+  /** Lowest filter edge in Hz. */
+  f_min: number;
+  /** Highest filter edge in Hz, `<= sample_rate / 2`. */
+  f_max: number;
+}
+
+/**
+ * 16 kHz, 25 ms Hann window (400 samples) in a 512-point FFT, 10 ms hop
+ * (100 frames per second), 40 HTK mel bands over 0..8000 Hz: the usual speech
+ * front end, and small enough that k-means over the frames stays cheap.
+ */
+export const DEFAULT_MEL: MelSettings = Object.freeze({
+  sample_rate: 16000,
+  n_fft: 512,
+  win_length: 400,
+  hop_length: 160,
+  n_mels: 40,
+  f_min: 0,
+  f_max: 8000,
+});
+
+/** Floor applied to mel power before the log (so silence gives ln(1e-10) ≈ -23.03). */
+export const LOG_MEL_FLOOR = 1e-10;
+
+/** Hz → HTK mel. */
+export function hzToMel(hz: number): number {
+  return 2595 * Math.log10(1 + hz / 700);
+}
+
+/** HTK mel → Hz. */
+export function melToHz(mel: number): number {
+  return 700 * (10 ** (mel / 2595) - 1);
+}
+
+/**
+ * Checks settings and throws a `UserError` naming the offending field
+ * (`field` is the settings key, e.g. `n_fft`).
+ */
+export function checkMelSettings(s: MelSettings): void {
+  const bad = (field: keyof MelSettings, expected: string): never => {
+    throw new UserError(`invalid mel setting ${field}`, {
+      field,
+      expected,
+      found: String(s[field]),
+    });
+  };
+  const isInt = (v: number) => Number.isInteger(v) && v > 0;
+  if (!isInt(s.sample_rate)) bad("sample_rate", "a positive integer (Hz)");
+  if (!isInt(s.n_fft) || s.n_fft < 4 || (s.n_fft & (s.n_fft - 1)) !== 0) {
+    bad("n_fft", "a power of two >= 4");
+  }
+  if (!isInt(s.win_length) || s.win_length > s.n_fft) bad("win_length", `1..n_fft (${s.n_fft})`);
+  if (!isInt(s.hop_length)) bad("hop_length", "a positive integer (samples)");
+  if (!isInt(s.n_mels)) bad("n_mels", "a positive integer");
+  if (!(s.f_min >= 0)) bad("f_min", "a frequency >= 0 Hz");
+  if (!(s.f_max > s.f_min && s.f_max <= s.sample_rate / 2)) {
+    bad("f_max", `a frequency in (f_min, sample_rate / 2] = (${s.f_min}, ${s.sample_rate / 2}]`);
+  }
+}
+
+/**
+ * The mel filterbank, `[n_mels, n_fft / 2 + 1]` f32 row-major: row `m` is the
+ * triangular weight of each FFT bin in band `m` (HTK mel, peak 1, no Slaney
+ * normalisation; bin `k` is at `k * sample_rate / n_fft` Hz).
+ */
+export function melFilterbank(s: MelSettings): Float32Array {
+  checkMelSettings(s);
+  const bins = s.n_fft / 2 + 1;
+  const fb = new Float32Array(s.n_mels * bins);
+  const mMin = hzToMel(s.f_min);
+  const mMax = hzToMel(s.f_max);
+  // n_mels + 2 edge frequencies, evenly spaced in mel.
+  const edges = new Float64Array(s.n_mels + 2);
+  for (let i = 0; i < edges.length; i++) {
+    edges[i] = melToHz(mMin + (mMax - mMin) * i / (s.n_mels + 1));
+  }
+  for (let m = 0; m < s.n_mels; m++) {
+    const lo = edges[m], mid = edges[m + 1], hi = edges[m + 2];
+    for (let k = 0; k < bins; k++) {
+      const f = k * (s.sample_rate / 2) / (bins - 1);
+      const up = (f - lo) / (mid - lo);
+      const down = (hi - f) / (hi - mid);
+      const w = Math.min(up, down);
+      if (w > 0) fb[m * bins + k] = w;
+    }
+  }
+  return fb;
+}
+
+/** Periodic Hann window of `win_length`, zero-padded centred to `n_fft` (f64, `[n_fft]`). */
+function paddedHann(nFft: number, winLength: number): Float64Array {
+  const w = new Float64Array(nFft);
+  const left = Math.floor((nFft - winLength) / 2);
+  for (let i = 0; i < winLength; i++) {
+    w[left + i] = 0.5 - 0.5 * Math.cos(2 * Math.PI * i / winLength);
+  }
+  return w;
+}
+
+/** Index into a signal of length `n` after reflect padding (mirrors repeatedly for short signals). */
+function reflectIndex(i: number, n: number): number {
+  if (n === 1) return 0;
+  const period = 2 * (n - 1);
+  let j = i % period;
+  if (j < 0) j += period;
+  return j < n ? j : period - j;
+}
+
+interface FftPlan {
+  fft: FFT;
+  window: Float64Array;
+  input: Float64Array;
+  output: Float64Array;
+}
+
+const plans = new Map<string, FftPlan>();
+
+function fftPlan(nFft: number, winLength: number): FftPlan {
+  const key = `${nFft}/${winLength}`;
+  let plan = plans.get(key);
+  if (!plan) {
+    const fft = new FFT(nFft);
+    plan = {
+      fft,
+      window: paddedHann(nFft, winLength),
+      input: new Float64Array(nFft),
+      output: new Float64Array(2 * nFft),
+    };
+    plans.set(key, plan);
+  }
+  return plan;
+}
+
+/** Number of centred frames for `length` samples: `1 + floor(length / hop)`, 0 for an empty signal. */
+export function frameCount(length: number, hopLength: number): number {
+  return length === 0 ? 0 : 1 + Math.floor(length / hopLength);
+}
+
+/**
+ * The power spectrogram `|STFT|^2`, `[frames, n_fft / 2 + 1]` f32 row-major,
+ * with centred, reflect-padded frames and a periodic Hann window (see the
+ * module notes). An empty signal has 0 frames.
+ */
+export function powerSpectrogram(
+  samples: Float32Array,
+  s: MelSettings,
+): { frames: number; bins: number; data: Float32Array } {
+  checkMelSettings(s);
+  const n = samples.length;
+  const nFft = s.n_fft;
+  const bins = nFft / 2 + 1;
+  const frames = frameCount(n, s.hop_length);
+  const data = new Float32Array(frames * bins);
+  const { fft, window, input, output } = fftPlan(nFft, s.win_length);
+  const half = nFft / 2;
+  for (let t = 0; t < frames; t++) {
+    const start = t * s.hop_length - half; // in original sample coordinates
+    if (start >= 0 && start + nFft <= n) {
+      for (let i = 0; i < nFft; i++) input[i] = samples[start + i] * window[i];
+    } else {
+      for (let i = 0; i < nFft; i++) input[i] = samples[reflectIndex(start + i, n)] * window[i];
+    }
+    fft.realTransform(output, input);
+    const row = t * bins;
+    for (let k = 0; k < bins; k++) {
+      const re = output[2 * k], im = output[2 * k + 1];
+      data[row + k] = re * re + im * im;
+    }
+  }
+  return { frames, bins, data };
+}
+
+interface SparseFilterbank {
+  /** First non-zero bin of each band. */
+  start: Int32Array;
+  /** One past the last non-zero bin of each band. */
+  end: Int32Array;
+  weights: Float32Array;
+  bins: number;
+}
+
+const filterbanks = new Map<string, SparseFilterbank>();
+
+function sparseFilterbank(s: MelSettings): SparseFilterbank {
+  const key = JSON.stringify([
+    s.sample_rate,
+    s.n_fft,
+    s.n_mels,
+    s.f_min,
+    s.f_max,
+  ]);
+  let sf = filterbanks.get(key);
+  if (!sf) {
+    const weights = melFilterbank(s);
+    const bins = s.n_fft / 2 + 1;
+    const start = new Int32Array(s.n_mels);
+    const end = new Int32Array(s.n_mels);
+    for (let m = 0; m < s.n_mels; m++) {
+      let a = 0;
+      while (a < bins && weights[m * bins + a] === 0) a++;
+      let b = bins;
+      while (b > a && weights[m * bins + b - 1] === 0) b--;
+      start[m] = a;
+      end[m] = b;
+    }
+    sf = { start, end, weights, bins };
+    filterbanks.set(key, sf);
+  }
+  return sf;
+}
+
+/**
+ * The log-mel spectrogram, `[frames, n_mels]` f32 row-major: natural log of
+ * `max(filterbank · power, 1e-10)` per frame (mel power summed in f64).
+ */
+export function logMelSpectrogram(
+  samples: Float32Array,
+  s: MelSettings,
+): { frames: number; data: Float32Array } {
+  const power = powerSpectrogram(samples, s);
+  const { start, end, weights, bins } = sparseFilterbank(s);
+  const nMels = s.n_mels;
+  const data = new Float32Array(power.frames * nMels);
+  for (let t = 0; t < power.frames; t++) {
+    const row = t * bins;
+    for (let m = 0; m < nMels; m++) {
+      let acc = 0;
+      const w = m * bins;
+      for (let k = start[m]; k < end[m]; k++) acc += weights[w + k] * power.data[row + k];
+      data[t * nMels + m] = Math.log(Math.max(acc, LOG_MEL_FLOOR));
+    }
+  }
+  return { frames: power.frames, data };
+}
