@@ -1,0 +1,8 @@
+/**
+ * The SamOut model: config, parameter table and init, safetensors, CPU reference.
+ *
+ * @module
+ */
+export * from "./config.ts";
+export * from "./params.ts";
+export * from "./reference.ts";
