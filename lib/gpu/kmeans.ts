@@ -1,0 +1,439 @@
+/**
+ * k-means on WebGPU: the codebook of the mel-vq tokenizer.
+ *
+ * - Initialisation is k-means++ on the host, seeded from `lib/random`. For
+ *   large inputs it runs over a seeded subsample of `max(8192, 4 K)` frames
+ *   (k-means++ costs `O(n K D)` on one CPU core; the Lloyd iterations that
+ *   follow use every frame, so the subsample only affects the starting point).
+ * - Each Lloyd iteration assigns every frame to its nearest centroid on the GPU
+ *   (`assign_nearest` below; squared Euclidean distance summed in dimension
+ *   order, ties to the lowest index) and then updates the centroids on the
+ *   host: per-cluster sums in f64 in frame order. No float atomics anywhere,
+ *   so the same input and seed give the same bytes.
+ * - A cluster that ends up empty is re-seeded at the frame farthest from its
+ *   own centroid (ties to the lowest frame index); that frame then counts as
+ *   distance 0, so several empty clusters take distinct frames.
+ * - Frames are uploaded once, in chunks of at most `maxStorageBufferBindingSize`
+ *   bytes (and 65535 workgroups), and stay on the GPU across iterations.
+ *
+ * @module
+ */
+import { UserError } from "../errors/mod.ts";
+import { Random } from "../random/mod.ts";
+import {
+  bindBuffers,
+  cachedPipeline,
+  createStorageBuffer,
+  createStorageBufferFrom,
+  createUniformBuffer,
+  type Gpu,
+} from "./device.ts";
+
+/** Options of {@link fitKMeans}. */
+export interface KMeansOptions {
+  /** Seed of the k-means++ initialisation (and its subsample). */
+  seed: number;
+  /** Maximum number of Lloyd iterations (each = one GPU assignment + host update). */
+  iterations: number;
+  /**
+   * Stop when an iteration lowers the inertia by less than this fraction of
+   * it (e.g. 1e-4), or when no assignment changes.
+   */
+  tolerance: number;
+  /** Starting `[K, D]` codebook instead of k-means++ (a warm start); `seed` is then unused. */
+  initialCodebook?: Float32Array;
+  /** Frames per GPU chunk; defaults to what one storage binding holds. For tests of the chunking. */
+  chunkRows?: number;
+}
+
+/** The result of {@link fitKMeans}. */
+export interface KMeansResult {
+  /** `[K, D]` f32 row-major centroids. */
+  codebook: Float32Array;
+  /** Sum over frames of the squared distance to the nearest centroid of `codebook` (f64). */
+  inertia: number;
+  /** Lloyd iterations run. */
+  iterations: number;
+}
+
+const WORKGROUP = 64;
+
+/**
+ * One invocation per frame: `assign[i] = argmin_k |frames[i] - codebook[k]|^2`,
+ * ties to the lowest `k`. The codebook is staged through workgroup memory in
+ * tiles of `TILE_FLOATS / dim` centroids, which every invocation of the
+ * workgroup then reads from there.
+ *
+ * frames   [rows, dim] f32
+ * codebook [k, dim] f32
+ * assign   [rows] u32
+ */
+const ASSIGN_WGSL = /* wgsl */ `
+struct Dims { rows: u32, dim: u32, k: u32, tile_rows: u32 }
+const TILE_FLOATS: u32 = 4096u;
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<storage, read> frames: array<f32>;
+@group(0) @binding(2) var<storage, read> codebook: array<f32>;
+@group(0) @binding(3) var<storage, read_write> assign: array<u32>;
+var<workgroup> tile: array<f32, TILE_FLOATS>;
+
+@compute @workgroup_size(${WORKGROUP})
+fn assign_nearest(@builtin(global_invocation_id) gid: vec3u,
+                  @builtin(local_invocation_index) lid: u32) {
+  let i = gid.x;
+  let live = i < dims.rows;
+  let base = min(i, dims.rows - 1u) * dims.dim;
+  var best = 0u;
+  var best_d = 0.0;
+  var first = true;
+  for (var k0 = 0u; k0 < dims.k; k0 += dims.tile_rows) {
+    let n = min(dims.tile_rows, dims.k - k0);
+    workgroupBarrier();
+    for (var t = lid; t < n * dims.dim; t += ${WORKGROUP}u) {
+      tile[t] = codebook[k0 * dims.dim + t];
+    }
+    workgroupBarrier();
+    if (live) {
+      for (var kk = 0u; kk < n; kk++) {
+        var d = 0.0;
+        let c = kk * dims.dim;
+        for (var j = 0u; j < dims.dim; j++) {
+          let diff = frames[base + j] - tile[c + j];
+          d += diff * diff;
+        }
+        if (first || d < best_d) {
+          best = k0 + kk;
+          best_d = d;
+          first = false;
+        }
+      }
+    }
+  }
+  if (live) {
+    assign[i] = best;
+  }
+}
+`;
+
+/** Floats of workgroup memory per codebook tile (must match `TILE_FLOATS` in the WGSL). */
+const TILE_FLOATS = 4096;
+
+/** Frames held on the GPU in chunks, ready for repeated assignment against changing codebooks. */
+class FrameChunks {
+  readonly chunks: { start: number; rows: number; frames: GPUBuffer; out: GPUBuffer }[] = [];
+  readonly #gpu: Gpu;
+  readonly #dims: GPUBuffer;
+  readonly #codebook: GPUBuffer;
+  readonly #staging: GPUBuffer;
+  readonly #n: number;
+  readonly #d: number;
+  readonly #k: number;
+
+  constructor(
+    gpu: Gpu,
+    frames: Float32Array,
+    d: number,
+    k: number,
+    chunkRows: number | undefined,
+  ) {
+    this.#gpu = gpu;
+    this.#n = frames.length / d;
+    this.#d = d;
+    this.#k = k;
+    if (d > TILE_FLOATS) {
+      throw new UserError(`k-means: frames of ${d} dimensions are too wide for the GPU kernel`, {
+        expected: `at most ${TILE_FLOATS} dimensions`,
+        found: String(d),
+      });
+    }
+    const maxBinding = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
+    if (k * d * 4 > maxBinding) {
+      throw new UserError("k-means: the codebook does not fit one GPU storage binding", {
+        expected: `K * D * 4 <= ${maxBinding} bytes`,
+        found: `${k} * ${d} * 4 = ${k * d * 4}`,
+      });
+    }
+    const maxRows = Math.min(
+      Math.floor(maxBinding / (d * 4)),
+      gpu.limits.maxComputeWorkgroupsPerDimension * WORKGROUP,
+      chunkRows ?? Infinity,
+    );
+    // Per-chunk uniforms differ only in `rows`: one 256-byte-aligned slot per chunk.
+    const chunkCount = Math.max(1, Math.ceil(this.#n / maxRows));
+    this.#dims = createUniformBuffer(gpu, 256 * chunkCount, "kmeans dims");
+    this.#codebook = createStorageBuffer(gpu, k * d * 4, "kmeans codebook");
+    this.#staging = gpu.device.createBuffer({
+      label: "kmeans assign readback",
+      size: Math.max(4, this.#n * 4),
+      usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ,
+    });
+    for (let start = 0; start < this.#n; start += maxRows) {
+      const rows = Math.min(maxRows, this.#n - start);
+      const slice = frames.slice(start * d, (start + rows) * d);
+      this.chunks.push({
+        start,
+        rows,
+        frames: createStorageBufferFrom(gpu, slice, "kmeans frames"),
+        out: createStorageBuffer(gpu, rows * 4, "kmeans assign"),
+      });
+    }
+  }
+
+  /** Nearest centroid of every frame against `codebook` ([K, D] f32), one GPU round trip. */
+  async assign(codebook: Float32Array): Promise<Uint32Array> {
+    const gpu = this.#gpu;
+    const out = new Uint32Array(this.#n);
+    if (this.#n === 0) return out;
+    const q = gpu.device.queue;
+    q.writeBuffer(this.#codebook, 0, Float32Array.from(codebook));
+    const pipeline = cachedPipeline(gpu, "kmeans.assign_nearest", ASSIGN_WGSL, "assign_nearest");
+    const tileRows = Math.floor(TILE_FLOATS / this.#d);
+    const enc = gpu.device.createCommandEncoder({ label: "kmeans assign" });
+    const groups: GPUBindGroup[] = [];
+    this.chunks.forEach((c, i) => {
+      q.writeBuffer(this.#dims, i * 256, new Uint32Array([c.rows, this.#d, this.#k, tileRows]));
+      groups.push(bindBuffers(gpu, pipeline, [
+        { buffer: this.#dims, offset: i * 256, size: 16 },
+        c.frames,
+        this.#codebook,
+        c.out,
+      ], "kmeans assign"));
+    });
+    const pass = enc.beginComputePass();
+    pass.setPipeline(pipeline);
+    this.chunks.forEach((c, i) => {
+      pass.setBindGroup(0, groups[i]);
+      pass.dispatchWorkgroups(Math.ceil(c.rows / WORKGROUP));
+    });
+    pass.end();
+    for (const c of this.chunks) {
+      enc.copyBufferToBuffer(c.out, 0, this.#staging, c.start * 4, c.rows * 4);
+    }
+    q.submit([enc.finish()]);
+    await this.#staging.mapAsync(GPUMapMode.READ);
+    out.set(new Uint32Array(this.#staging.getMappedRange(0, this.#n * 4)));
+    this.#staging.unmap();
+    return out;
+  }
+
+  destroy(): void {
+    for (const c of this.chunks) {
+      c.frames.destroy();
+      c.out.destroy();
+    }
+    this.#dims.destroy();
+    this.#codebook.destroy();
+    this.#staging.destroy();
+  }
+}
+
+function checkShapes(frames: Float32Array, d: number, k: number, what: string): void {
+  if (!Number.isInteger(d) || d <= 0 || frames.length % d !== 0) {
+    throw new RangeError(`${what}: frames.length ${frames.length} is not a multiple of D = ${d}`);
+  }
+  if (!Number.isInteger(k) || k <= 0) throw new RangeError(`${what}: K must be positive, got ${k}`);
+}
+
+/**
+ * Nearest codebook entry of every frame, computed on the GPU: `[N]` u32 for
+ * `frames` `[N, D]` f32 and `codebook` `[K, D]` f32 (squared Euclidean
+ * distance, ties to the lowest index). One GPU round trip (>= 10 ms): batch
+ * many files' frames into one call.
+ */
+export async function assignNearest(
+  gpu: Gpu,
+  frames: Float32Array,
+  codebook: Float32Array,
+  D: number,
+  K: number,
+  chunkRows?: number,
+): Promise<Uint32Array> {
+  checkShapes(frames, D, K, "assignNearest");
+  if (codebook.length !== K * D) {
+    throw new RangeError(`assignNearest: codebook has ${codebook.length} floats, expected K*D`);
+  }
+  const chunks = new FrameChunks(gpu, frames, D, K, chunkRows);
+  try {
+    return await chunks.assign(codebook);
+  } finally {
+    chunks.destroy();
+  }
+}
+
+/** Squared distance from frame `i` to centroid `k`, in f64. */
+function sqDist(
+  frames: Float32Array,
+  i: number,
+  centroids: Float32Array | Float64Array,
+  k: number,
+  d: number,
+): number {
+  let s = 0;
+  const a = i * d, b = k * d;
+  for (let j = 0; j < d; j++) {
+    const diff = frames[a + j] - centroids[b + j];
+    s += diff * diff;
+  }
+  return s;
+}
+
+/** k-means++ seeding over `sample` (frame indices), D² sampling with `rng`; `[K, D]` f32. */
+function kmeansPlusPlus(
+  frames: Float32Array,
+  sample: Int32Array,
+  d: number,
+  k: number,
+  rng: Random,
+): Float32Array {
+  const m = sample.length;
+  const centroids = new Float32Array(k * d);
+  const minDist = new Float64Array(m).fill(Infinity);
+  let chosen = sample[rng.int(m)];
+  for (let c = 0; c < k; c++) {
+    centroids.set(frames.subarray(chosen * d, (chosen + 1) * d), c * d);
+    if (c === k - 1) break;
+    let total = 0;
+    for (let s = 0; s < m; s++) {
+      const dist = sqDist(frames, sample[s], centroids, c, d);
+      if (dist < minDist[s]) minDist[s] = dist;
+      total += minDist[s];
+    }
+    if (total > 0) {
+      let target = rng.uniform() * total;
+      let pick = m - 1;
+      for (let s = 0; s < m; s++) {
+        target -= minDist[s];
+        if (target < 0) {
+          pick = s;
+          break;
+        }
+      }
+      // Guard against rounding landing on an already-chosen point.
+      while (minDist[pick] === 0 && pick > 0) pick--;
+      chosen = sample[pick];
+    } else {
+      // Fewer distinct frames than K: duplicates become empty clusters, re-seeded later.
+      chosen = sample[rng.int(m)];
+    }
+  }
+  return centroids;
+}
+
+/** Seeded subsample of `size` indices of `[0, n)`, ascending (partial Fisher-Yates). */
+function subsample(n: number, size: number, rng: Random): Int32Array {
+  if (size >= n) return Int32Array.from({ length: n }, (_, i) => i);
+  const idx = Int32Array.from({ length: n }, (_, i) => i);
+  for (let i = 0; i < size; i++) {
+    const j = i + rng.int(n - i);
+    const t = idx[i];
+    idx[i] = idx[j];
+    idx[j] = t;
+  }
+  return idx.slice(0, size).sort();
+}
+
+/**
+ * The host half of a Lloyd iteration: new centroids = member means (f64 sums in
+ * frame order), empty clusters re-seeded at the farthest frames. Returns the
+ * new `[K, D]` f32 codebook.
+ */
+function updateCentroids(
+  frames: Float32Array,
+  assign: Uint32Array,
+  old: Float32Array,
+  d: number,
+  k: number,
+): Float32Array {
+  const n = assign.length;
+  const sums = new Float64Array(k * d);
+  const counts = new Float64Array(k);
+  for (let i = 0; i < n; i++) {
+    const c = assign[i];
+    counts[c]++;
+    const a = i * d, b = c * d;
+    for (let j = 0; j < d; j++) sums[b + j] += frames[a + j];
+  }
+  const next = new Float32Array(k * d);
+  let dist: Float64Array | undefined;
+  for (let c = 0; c < k; c++) {
+    if (counts[c] > 0) {
+      for (let j = 0; j < d; j++) next[c * d + j] = sums[c * d + j] / counts[c];
+      continue;
+    }
+    if (!dist) {
+      dist = new Float64Array(n);
+      for (let i = 0; i < n; i++) dist[i] = sqDist(frames, i, old, assign[i], d);
+    }
+    let far = 0;
+    for (let i = 1; i < n; i++) if (dist[i] > dist[far]) far = i;
+    dist[far] = 0;
+    next.set(frames.subarray(far * d, (far + 1) * d), c * d);
+  }
+  return next;
+}
+
+function inertiaOf(frames: Float32Array, assign: Uint32Array, codebook: Float32Array, d: number) {
+  let s = 0;
+  for (let i = 0; i < assign.length; i++) s += sqDist(frames, i, codebook, assign[i], d);
+  return s;
+}
+
+/**
+ * Fits a `K`-entry codebook to `frames` (`[N, D]` f32): seeded k-means++
+ * initialisation, then up to `iterations` Lloyd iterations with the
+ * assignment on the GPU and a fixed-order host update (see the module notes).
+ * Deterministic: the same frames and options give the same bytes.
+ * Throws a `UserError` when there are fewer frames than codebook entries.
+ */
+export async function fitKMeans(
+  gpu: Gpu,
+  frames: Float32Array,
+  D: number,
+  K: number,
+  options: KMeansOptions,
+): Promise<KMeansResult> {
+  checkShapes(frames, D, K, "fitKMeans");
+  const n = frames.length / D;
+  if (n < K) {
+    throw new UserError(`k-means needs at least as many frames as codebook entries`, {
+      expected: `at least ${K} frames (the codebook size)`,
+      found: `${n} frames`,
+      hint: "use more or longer audio, or a smaller codebook_size",
+    });
+  }
+  let codebook: Float32Array;
+  if (options.initialCodebook) {
+    if (options.initialCodebook.length !== K * D) {
+      throw new RangeError(
+        `fitKMeans: initialCodebook has ${options.initialCodebook.length} floats`,
+      );
+    }
+    codebook = Float32Array.from(options.initialCodebook);
+  } else {
+    const rng = new Random(options.seed, "kmeans++");
+    const sample = subsample(n, Math.max(8192, 4 * K), rng);
+    codebook = kmeansPlusPlus(frames, sample, D, K, rng);
+  }
+  const chunks = new FrameChunks(gpu, frames, D, K, options.chunkRows);
+  try {
+    let assign = await chunks.assign(codebook);
+    let inertia = inertiaOf(frames, assign, codebook, D);
+    let done = 0;
+    while (done < options.iterations) {
+      const next = updateCentroids(frames, assign, codebook, D, K);
+      const nextAssign = await chunks.assign(next);
+      const nextInertia = inertiaOf(frames, nextAssign, next, D);
+      done++;
+      let changed = 0;
+      for (let i = 0; i < n; i++) if (nextAssign[i] !== assign[i]) changed++;
+      const gain = inertia - nextInertia;
+      codebook = next;
+      assign = nextAssign;
+      inertia = nextInertia;
+      if (changed === 0 || gain < options.tolerance * inertia) break;
+    }
+    return { codebook, inertia, iterations: done };
+  } finally {
+    chunks.destroy();
+  }
+}

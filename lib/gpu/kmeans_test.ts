@@ -1,0 +1,159 @@
+import { assert, assertEquals, assertRejects } from "../../tests/assert.ts";
+import { UserError } from "../errors/mod.ts";
+import { Random } from "../random/mod.ts";
+import { requestGpu } from "./device.ts";
+import { assignNearest, fitKMeans } from "./kmeans.ts";
+
+/** `[n, d]` f32: `clusters` Gaussian blobs (std 0.3) around centres drawn in [-5, 5]^d. */
+function blobs(n: number, d: number, clusters: number, seed: number): Float32Array {
+  const r = new Random(seed, "kmeans-test");
+  const centres = Float64Array.from({ length: clusters * d }, () => r.range(-5, 5));
+  const x = new Float32Array(n * d);
+  for (let i = 0; i < n; i++) {
+    const c = r.int(clusters);
+    for (let j = 0; j < d; j++) x[i * d + j] = centres[c * d + j] + r.normal(0, 0.3);
+  }
+  return x;
+}
+
+function sqDist(x: Float32Array, i: number, c: Float32Array, k: number, d: number): number {
+  let s = 0;
+  for (let j = 0; j < d; j++) s += (x[i * d + j] - c[k * d + j]) ** 2;
+  return s;
+}
+
+/** CPU reference: argmin distance in f64, ties to the lowest index. */
+function nearestCpu(x: Float32Array, c: Float32Array, d: number, k: number): Uint32Array {
+  const n = x.length / d;
+  const out = new Uint32Array(n);
+  for (let i = 0; i < n; i++) {
+    let best = 0, bestD = Infinity;
+    for (let kk = 0; kk < k; kk++) {
+      const dist = sqDist(x, i, c, kk, d);
+      if (dist < bestD) [best, bestD] = [kk, dist];
+    }
+    out[i] = best;
+  }
+  return out;
+}
+
+/** Where GPU and CPU disagree, the two distances must be equal up to f32 rounding. */
+function assertNearestAgree(
+  x: Float32Array,
+  c: Float32Array,
+  d: number,
+  k: number,
+  got: Uint32Array,
+): void {
+  const want = nearestCpu(x, c, d, k);
+  let mismatches = 0;
+  for (let i = 0; i < want.length; i++) {
+    if (got[i] === want[i]) continue;
+    mismatches++;
+    const dg = sqDist(x, i, c, got[i], d), dw = sqDist(x, i, c, want[i], d);
+    assert(
+      Math.abs(dg - dw) <= 1e-5 * (1 + dw),
+      `frame ${i}: GPU chose ${got[i]} (d=${dg}), CPU ${want[i]} (d=${dw})`,
+    );
+  }
+  assert(mismatches <= want.length / 100, `${mismatches} near-tie mismatches is too many`);
+}
+
+Deno.test("assignNearest matches the CPU reference on awkward sizes, chunked and not", async () => {
+  const gpu = await requestGpu();
+  const d = 13, k = 37, n = 1001; // codebook tile = floor(4096 / 13) = 315 rows; k not a multiple of 64
+  const x = blobs(n, d, 9, 1);
+  const r = new Random(2, "codebook");
+  const c = Float32Array.from({ length: k * d }, () => r.range(-5, 5));
+  const whole = await assignNearest(gpu, x, c, d, k);
+  assertNearestAgree(x, c, d, k, whole);
+  const chunked = await assignNearest(gpu, x, c, d, k, 130);
+  assertEquals(chunked, whole, "chunking must not change the assignment");
+});
+
+Deno.test("assignNearest tiles a codebook larger than one workgroup tile", async () => {
+  const gpu = await requestGpu();
+  const d = 40, k = 300; // tile = 102 centroids, so 3 tiles (the last partial)
+  const x = blobs(200, d, 5, 3);
+  const r = new Random(4, "codebook");
+  const c = Float32Array.from({ length: k * d }, () => r.range(-5, 5));
+  assertNearestAgree(x, c, d, k, await assignNearest(gpu, x, c, d, k));
+});
+
+Deno.test("assignNearest breaks exact ties toward the lowest index", async () => {
+  const gpu = await requestGpu();
+  const c = new Float32Array([1, 0, 5, 5, 1, 0, 0, 1]); // entries 0 and 2 identical; 3 ties with 0 at the origin
+  const x = new Float32Array([1, 0, 0, 0, 0.9, 0.1]);
+  assertEquals(Array.from(await assignNearest(gpu, x, c, 2, 4)), [0, 0, 0]);
+});
+
+Deno.test("fitKMeans recovers well-separated blobs and its inertia is that of its codebook", async () => {
+  const gpu = await requestGpu();
+  const d = 7, k = 6, n = 1203;
+  const x = blobs(n, d, k, 5);
+  const fit = await fitKMeans(gpu, x, d, k, { seed: 11, iterations: 30, tolerance: 0 });
+  assertEquals(fit.codebook.length, k * d);
+  assert(fit.iterations >= 1 && fit.iterations <= 30, `iterations ${fit.iterations}`);
+  const assign = nearestCpu(x, fit.codebook, d, k);
+  let inertia = 0;
+  for (let i = 0; i < n; i++) inertia += sqDist(x, i, fit.codebook, assign[i], d);
+  assert(Math.abs(inertia - fit.inertia) <= 1e-6 * inertia, `${fit.inertia} vs ${inertia}`);
+  // Blob noise variance 0.09 per dimension: a correct fit has inertia near n * d * 0.09.
+  assert(fit.inertia < n * d * 0.09 * 1.3, `inertia ${fit.inertia} suggests merged blobs`);
+  const used = new Set(assign).size;
+  assertEquals(used, k, "every centroid should own a blob");
+});
+
+Deno.test("fitKMeans is deterministic and chunking does not change the result", async () => {
+  const gpu = await requestGpu();
+  const d = 5, k = 17, n = 777;
+  const x = blobs(n, d, 23, 6);
+  const opts = { seed: 3, iterations: 8, tolerance: 1e-6 };
+  const a = await fitKMeans(gpu, x, d, k, opts);
+  const b = await fitKMeans(gpu, x, d, k, opts);
+  const c = await fitKMeans(gpu, x, d, k, { ...opts, chunkRows: 100 });
+  assertEquals(new Uint8Array(b.codebook.buffer), new Uint8Array(a.codebook.buffer));
+  assertEquals(b.inertia, a.inertia);
+  assertEquals(new Uint8Array(c.codebook.buffer), new Uint8Array(a.codebook.buffer));
+  const other = await fitKMeans(gpu, x, d, k, { ...opts, seed: 4 });
+  assert(
+    !new Uint8Array(other.codebook.buffer).every((v, i) =>
+      v === new Uint8Array(a.codebook.buffer)[i]
+    ),
+    "a different seed should give a different codebook",
+  );
+});
+
+Deno.test("fitKMeans re-seeds an empty cluster at the frame farthest from its centroid", async () => {
+  const gpu = await requestGpu();
+  const x = new Float32Array([0, 0, 1, 0, 0, 1, 6, 0]);
+  // Centroid 1 starts far from every frame, so the first assignment leaves it empty.
+  const initialCodebook = new Float32Array([0, 0, 100, 100]);
+  const fit = await fitKMeans(gpu, x, 2, 2, {
+    seed: 1,
+    iterations: 10,
+    tolerance: 0,
+    initialCodebook,
+  });
+  // Re-seeded at (6, 0) (farthest from centroid 0 at the origin), then centroid 0 = mean of the rest.
+  assertEquals(Array.from(fit.codebook), [1 / 3, 1 / 3, 6, 0].map(Math.fround));
+  assert(Math.abs(fit.inertia - 12 / 9) < 1e-6, `inertia ${fit.inertia}, expected 4/3`);
+});
+
+Deno.test("fitKMeans gives duplicate frames distinct centroids when K equals the distinct count", async () => {
+  const gpu = await requestGpu();
+  const pts = [0, 0, 10, 0, 0, 10, 10, 10];
+  const x = new Float32Array(24);
+  for (let i = 0; i < 12; i++) x.set(pts.slice((i % 4) * 2, (i % 4) * 2 + 2), i * 2);
+  const fit = await fitKMeans(gpu, x, 2, 4, { seed: 1, iterations: 10, tolerance: 0 });
+  assertEquals(fit.inertia, 0, "each distinct point should get its own centroid");
+});
+
+Deno.test("fitKMeans with fewer frames than K is a UserError", async () => {
+  const gpu = await requestGpu();
+  const e = await assertRejects(
+    () => fitKMeans(gpu, new Float32Array(10), 2, 8, { seed: 1, iterations: 2, tolerance: 0 }),
+    "at least as many frames",
+  );
+  assert(e instanceof UserError);
+});
