@@ -1,0 +1,122 @@
+import { assertEquals, assertThrows } from "../../../tests/assert.ts";
+import { embeddingBackward, embeddingForward } from "../../model/reference.ts";
+import { Random } from "../../random/mod.ts";
+import { createEmbeddingBackward, createEmbeddingForward } from "./embedding.ts";
+import { planEmbeddingGradient } from "./embedding_plan.ts";
+import {
+  assertBitIdentical,
+  assertClose,
+  pack,
+  randomNormal,
+  readPacked,
+  runSteps,
+  testGpu,
+} from "./model_ops_testing.ts";
+
+const B = 3, S = 13, d = 20, V = 37;
+
+/** Ids with padding and heavy repeats (token 3 appears many times). */
+function randomIds(rng: Random): Int32Array<ArrayBuffer> {
+  const ids = new Int32Array(B * S);
+  for (let i = 0; i < ids.length; i++) {
+    const u = rng.uniform();
+    ids[i] = u < 0.15 ? 0 : u < 0.35 ? 3 : 1 + rng.int(V - 1);
+  }
+  return ids;
+}
+
+Deno.test("embedding forward gathers table rows for ids (slices at aligned offsets)", async () => {
+  const gpu = await testGpu();
+  const rng = new Random(2, "embedding-forward");
+  const ids = randomIds(rng);
+  const table = randomNormal(rng, V * d);
+  const p = pack(gpu, [ids, table, new Float32Array(B * S * d)], "t");
+  const step = createEmbeddingForward(gpu, {
+    ids: p.slices[0],
+    table: p.slices[1],
+    out: p.slices[2],
+    V,
+    d,
+    maxRows: B * S,
+  });
+  await runSteps(gpu, [[step, { B, S }]]);
+  const r = await readPacked(gpu, p);
+  r.assertGapsIntact();
+  assertClose(r.f32(2), embeddingForward(ids, table, d), 0, "h");
+  step.destroy();
+  p.buffer.destroy();
+});
+
+async function runBackward(
+  ids: Int32Array,
+  dOut: Float32Array<ArrayBuffer>,
+  dTable0: Float32Array<ArrayBuffer>,
+): Promise<{ dTable: Float32Array; gapsIntact: () => void }> {
+  const gpu = await testGpu();
+  const p = pack(gpu, [dOut, dTable0], "t");
+  const step = createEmbeddingBackward(gpu, {
+    dOut: p.slices[0],
+    dTable: p.slices[1],
+    V,
+    d,
+    maxRows: B * S,
+  });
+  await runSteps(gpu, [[step, { plan: planEmbeddingGradient(ids, V) }]]);
+  const r = await readPacked(gpu, p);
+  const dTable = r.f32(1).slice();
+  step.destroy();
+  p.buffer.destroy();
+  return { dTable, gapsIntact: r.assertGapsIntact };
+}
+
+Deno.test("embedding backward adds per-token row sums into dEm and leaves other rows alone", async () => {
+  const rng = new Random(3, "embedding-backward");
+  const ids = randomIds(rng);
+  const dOut = randomNormal(rng, B * S * d);
+  const dTable0 = randomNormal(rng, V * d);
+  const { dTable, gapsIntact } = await runBackward(ids, dOut, dTable0);
+  gapsIntact();
+  const ref = embeddingBackward(ids, dOut, V, d);
+  const present = new Set(ids);
+  const expected = new Float64Array(V * d);
+  for (let i = 0; i < V * d; i++) expected[i] = dTable0[i] + ref[i];
+  assertClose(dTable, expected, 1e-6, "dEm");
+  for (let v = 0; v < V; v++) {
+    if (v !== 0 && present.has(v)) continue;
+    assertEquals(
+      Array.from(dTable.subarray(v * d, (v + 1) * d)),
+      Array.from(dTable0.subarray(v * d, (v + 1) * d)),
+      `row ${v} (${v === 0 ? "padding" : "absent"}) must be untouched`,
+    );
+  }
+});
+
+Deno.test("embedding backward is bit-identical across runs", async () => {
+  const rng = new Random(4, "embedding-determinism");
+  const ids = randomIds(rng);
+  const dOut = randomNormal(rng, B * S * d, 3);
+  const zero = new Float32Array(V * d);
+  const a = await runBackward(ids, dOut, zero);
+  const b = await runBackward(ids, dOut, zero);
+  assertBitIdentical(a.dTable, b.dTable, "dEm");
+});
+
+Deno.test("embedding backward rejects a plan larger than the step was built for", async () => {
+  const gpu = await testGpu();
+  const p = pack(gpu, [new Float32Array(4 * d), new Float32Array(V * d)], "t");
+  const step = createEmbeddingBackward(gpu, {
+    dOut: p.slices[0],
+    dTable: p.slices[1],
+    V,
+    d,
+    maxRows: 4,
+  });
+  const encoder = gpu.device.createCommandEncoder();
+  const pass = encoder.beginComputePass();
+  const plan = planEmbeddingGradient(new Int32Array([1, 1, 2, 1, 1]), V);
+  assertThrows(() => step.encode(pass, { plan }), "plan rows = 5, expected an integer in [0, 4]");
+  pass.end();
+  encoder.finish();
+  step.destroy();
+  p.buffer.destroy();
+});
