@@ -5,4 +5,5 @@
  */
 export * from "./config.ts";
 export * from "./params.ts";
+export * from "./safetensors.ts";
 export * from "./reference.ts";

@@ -1,0 +1,178 @@
+/**
+ * The CPU reference against PyTorch: tests/fixtures/samout/ was made by
+ * tools/make_fixtures.py (PyTorch 1.13, float64 from F32 weights). Tolerances
+ * are relative to each tensor's largest magnitude.
+ */
+import { assert, assertAlmostEquals, assertEquals } from "./assert.ts";
+import {
+  adamStep,
+  clipGradNorm,
+  parameterTable,
+  readSafetensors,
+  type ReadTensor,
+  type SamOutConfig,
+  samoutForward,
+  samoutFromSafetensors,
+  samoutLossAndGrads,
+  teacherForcingSplit,
+} from "../lib/model/mod.ts";
+
+const DIR = new URL("./fixtures/samout/", import.meta.url);
+
+interface Fixture {
+  config: {
+    vocab_size: number;
+    hidden: number;
+    heads: number;
+    layers: number;
+    max_positions: number;
+  };
+  batch: number[][];
+  loss: number;
+  correct: number;
+  count: number;
+  accuracy: number;
+  adam: { lr: number; steps: number; losses: number[] };
+  adam_clip: { lr: number; max_norm: number; steps: number; losses: number[] };
+  adamw: { lr: number; weight_decay: number; steps: number; losses: number[] };
+}
+
+const fixture: Fixture = JSON.parse(await Deno.readTextFile(new URL("fixture.json", DIR)));
+const B = fixture.batch.length;
+const S1 = fixture.batch[0].length;
+const seq = Int32Array.from(fixture.batch.flat());
+
+function readTensors(name: string): Map<string, ReadTensor> {
+  const url = new URL(name, DIR);
+  return readSafetensors(Deno.readFileSync(url), { file: url.pathname }).tensors;
+}
+
+const init = (() => {
+  const url = new URL("init.safetensors", DIR);
+  return samoutFromSafetensors(Deno.readFileSync(url), { file: url.pathname });
+})();
+const cfg: SamOutConfig = init.cfg;
+
+function toF64(params: Map<string, Float32Array>): Map<string, Float64Array> {
+  return new Map([...params].map(([k, v]) => [k, Float64Array.from(v)]));
+}
+
+/** max |a - b| / max |b| (0/0 -> 0). */
+function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  assertEquals(actual.length, expected.length);
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < expected.length; i++) {
+    diff = Math.max(diff, Math.abs(actual[i] - expected[i]));
+    scale = Math.max(scale, Math.abs(expected[i]));
+  }
+  return scale === 0 ? diff : diff / scale;
+}
+
+function assertTensorsClose(
+  actual: Map<string, ArrayLike<number>>,
+  expected: Map<string, ReadTensor>,
+  tolerance: number,
+  what: string,
+): void {
+  for (const spec of parameterTable(cfg)) {
+    const e = expected.get(spec.name);
+    const a = actual.get(spec.name);
+    assert(e && a, `${what}: ${spec.name} missing`);
+    const err = relativeError(a, e.data);
+    assert(err <= tolerance, `${what}: ${spec.name} relative error ${err} > ${tolerance}`);
+  }
+}
+
+Deno.test("fixture config is read from the checkpoint's shapes and metadata", () => {
+  assertEquals(cfg, {
+    vocabSize: fixture.config.vocab_size,
+    hidden: fixture.config.hidden,
+    heads: fixture.config.heads,
+    layers: fixture.config.layers,
+    maxPositions: fixture.config.max_positions,
+  });
+});
+
+Deno.test("forward logits match PyTorch to 1e-5 relative", () => {
+  const { input } = teacherForcingSplit(seq, B, S1);
+  const { logits } = samoutForward(init.params, cfg, input, B, S1 - 1);
+  const expected = readTensors("logits.safetensors").get("logits")!;
+  const err = relativeError(logits, expected.data);
+  assert(err < 1e-5, `logits relative error ${err}`);
+});
+
+Deno.test("loss, accuracy and every gradient match PyTorch to 1e-4 relative", () => {
+  const r = samoutLossAndGrads(init.params, cfg, seq, B, S1);
+  assertAlmostEquals(r.loss, fixture.loss, 1e-4 * fixture.loss, `loss ${r.loss}`);
+  assertEquals(r.count, fixture.count);
+  assertEquals(r.correct, fixture.correct);
+  assertAlmostEquals(r.accuracy, fixture.accuracy, 1e-12);
+  assertTensorsClose(r.grads, readTensors("grads.safetensors"), 1e-4, "gradient");
+});
+
+/** Runs `steps` optimiser steps on the fixture batch; returns the weights and losses. */
+function train(
+  steps: number,
+  opts: { lr: number; weightDecay: number; decoupled: boolean; maxNorm?: number },
+): { params: Map<string, Float64Array>; losses: number[] } {
+  const params = toF64(init.params);
+  const m = new Map([...params].map(([k, v]) => [k, new Float64Array(v.length)]));
+  const v = new Map([...params].map(([k, p]) => [k, new Float64Array(p.length)]));
+  const losses: number[] = [];
+  for (let step = 1; step <= steps; step++) {
+    const r = samoutLossAndGrads(params, cfg, seq, B, S1);
+    losses.push(r.loss);
+    if (opts.maxNorm !== undefined) clipGradNorm(r.grads.values(), opts.maxNorm);
+    for (const [name, p] of params) {
+      adamStep(p, r.grads.get(name)!, m.get(name)!, v.get(name)!, {
+        lr: opts.lr,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weightDecay: opts.weightDecay,
+        decoupled: opts.decoupled,
+        step,
+      });
+    }
+  }
+  return { params, losses };
+}
+
+function assertLosses(actual: number[], expected: number[]): void {
+  assertEquals(actual.length, expected.length);
+  for (let i = 0; i < expected.length; i++) {
+    assertAlmostEquals(actual[i], expected[i], 1e-4 * expected[i], `loss at step ${i + 1}`);
+  }
+}
+
+Deno.test("weights after 3 Adam steps match PyTorch to 1e-4 relative", () => {
+  const { params, losses } = train(fixture.adam.steps, {
+    lr: fixture.adam.lr,
+    weightDecay: 0,
+    decoupled: false,
+  });
+  assertLosses(losses, fixture.adam.losses);
+  assertTensorsClose(params, readTensors("adam3.safetensors"), 1e-4, "Adam weights");
+});
+
+Deno.test("weights after 3 Adam steps with global-norm clipping match PyTorch", () => {
+  const { params, losses } = train(fixture.adam_clip.steps, {
+    lr: fixture.adam_clip.lr,
+    weightDecay: 0,
+    decoupled: false,
+    maxNorm: fixture.adam_clip.max_norm,
+  });
+  assertLosses(losses, fixture.adam_clip.losses);
+  assertTensorsClose(params, readTensors("adam3_clip.safetensors"), 1e-4, "clipped Adam weights");
+});
+
+Deno.test("weights after 3 AdamW steps match PyTorch to 1e-4 relative", () => {
+  const { params, losses } = train(fixture.adamw.steps, {
+    lr: fixture.adamw.lr,
+    weightDecay: fixture.adamw.weight_decay,
+    decoupled: true,
+  });
+  assertLosses(losses, fixture.adamw.losses);
+  assertTensorsClose(params, readTensors("adamw3.safetensors"), 1e-4, "AdamW weights");
+});
