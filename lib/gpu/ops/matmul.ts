@@ -1,0 +1,323 @@
+/**
+ * Row-major f32 matrix products for the linear layers of the training graph:
+ *
+ * - forward   `C[M,N]  = A[M,K] · B[N,K]^T (+ bias[N]) (+ C)`  ({@link createMatmulNT}),
+ * - backward  `dX[M,K] = dY[M,N] · W[N,K]            (+ dX)`  ({@link createMatmulNN}),
+ * - backward  `dW[N,K] = dY[M,N]^T · X[M,K]          (+ dW)`  ({@link createMatmulTN}),
+ * - backward  `db[N]   = Σ_m dY[m,N]                 (+ db)`  ({@link createColumnSum}).
+ *
+ * All four are one register-tiled kernel template: each invocation owns a
+ * `TILE.rows x TILE.cols` block of the output and walks the whole reduction
+ * axis in order 0, 1, 2, … (no split-K, no atomics), so every output element is
+ * summed in a fixed order and results are bit-identical run to run. Sizes need
+ * not be multiples of the tile: loads clamp their row/column to the last valid
+ * one and stores are guarded.
+ *
+ * @module
+ */
+import {
+  bindBuffers,
+  type BufferSlice,
+  cachedPipeline,
+  createUniformBuffer,
+  type Gpu,
+  type GpuStep,
+} from "../device.ts";
+
+/** Dimensions of one product, written at encode time (M = rows of this batch). */
+export interface MatmulDims {
+  /** Rows of the activations (B*S of this batch). */
+  M: number;
+  /** Output features of the linear layer. */
+  N: number;
+  /** Input features of the linear layer. */
+  K: number;
+}
+
+/** Buffers and options of a matrix product. */
+export interface MatmulBuffers {
+  /** First operand (see each factory for its shape). */
+  a: GPUBuffer | BufferSlice;
+  /** Second operand. */
+  b: GPUBuffer | BufferSlice;
+  /** Output. */
+  c: GPUBuffer | BufferSlice;
+  /** Add the product to the existing contents of `c` instead of overwriting them. */
+  accumulate?: boolean;
+}
+
+/**
+ * Register tiling of the kernel: an invocation computes `rows x cols` outputs,
+ * a workgroup is `wgX x wgY` invocations. `interleave` spaces an invocation's
+ * columns `wgX` apart (neighbouring invocations read neighbouring columns)
+ * instead of giving it `cols` adjacent columns.
+ */
+export interface MatmulTile {
+  rows: number;
+  cols: number;
+  wgX: number;
+  wgY: number;
+  interleave: boolean;
+}
+
+/**
+ * The tiling used by default, the fastest of those tried on llvmpipe (2 cores)
+ * for the training shapes (see bench/matmul.ts).
+ */
+export const DEFAULT_TILE: MatmulTile = { rows: 8, cols: 8, wgX: 8, wgY: 8, interleave: true };
+
+/**
+ * How an operand is laid out relative to the generic product
+ * `C[p,q] = Σ_r X[p,r] · Y[q,r]`: "pr" means the element (p, r) sits at
+ * `p * R + r` (the reduction axis is contiguous), "rp" at `r * P + p`.
+ */
+type Layout = "pr" | "rp";
+
+interface KernelSpec {
+  x: Layout;
+  y: Layout;
+  bias: boolean;
+  accumulate: boolean;
+  tile: MatmulTile;
+}
+
+function kernelKey(s: KernelSpec): string {
+  const t = s.tile;
+  return `matmul:${s.x}${s.y}:b${+s.bias}:acc${+s.accumulate}:` +
+    `${t.rows}x${t.cols}:${t.wgX}x${t.wgY}:${t.interleave ? "i" : "c"}`;
+}
+
+/**
+ * WGSL for `C[P,Q] = Σ_r X[p,r] · Y[q,r] (+ bias[Q]) (+ C)`; dims = (P, Q, R).
+ * The per-invocation block is unrolled into scalar accumulators (`acc_i_j`) so
+ * that the compiler keeps them in registers.
+ */
+function matmulWgsl(s: KernelSpec): string {
+  const { rows: TR, cols: TC, wgX, wgY, interleave } = s.tile;
+  const lines: string[] = [];
+  const xIndex = (i: number) => s.x === "pr" ? `xb${i} + r` : `r * P + xb${i}`;
+  const yIndex = (j: number) => s.y === "pr" ? `yb${j} + r` : `r * Q + yb${j}`;
+  // Base offsets of this invocation's rows (clamped to the last row).
+  for (let i = 0; i < TR; i++) {
+    const p = `min(p0 + ${i}u, P - 1u)`;
+    lines.push(`  let xb${i} = ${s.x === "pr" ? `${p} * R` : p};`);
+  }
+  for (let j = 0; j < TC; j++) {
+    const q = `min(q0 + ${interleave ? j * wgX : j}u, Q - 1u)`;
+    lines.push(`  let yb${j} = ${s.y === "pr" ? `${q} * R` : q};`);
+  }
+  for (let i = 0; i < TR; i++) {
+    for (let j = 0; j < TC; j++) lines.push(`  var acc_${i}_${j} = 0.0;`);
+  }
+  lines.push(`  for (var r = 0u; r < R; r++) {`);
+  for (let j = 0; j < TC; j++) lines.push(`    let y${j} = y[${yIndex(j)}];`);
+  for (let i = 0; i < TR; i++) {
+    lines.push(`    let x${i} = x[${xIndex(i)}];`);
+    for (let j = 0; j < TC; j++) {
+      lines.push(`    acc_${i}_${j} = fma(x${i}, y${j}, acc_${i}_${j});`);
+    }
+  }
+  lines.push(`  }`);
+  for (let i = 0; i < TR; i++) {
+    for (let j = 0; j < TC; j++) {
+      const q = `q0 + ${interleave ? j * wgX : j}u`;
+      let value = `acc_${i}_${j}`;
+      if (s.bias) value += ` + bias[${q}]`;
+      const at = `(p0 + ${i}u) * Q + ${q}`;
+      if (s.accumulate) value = `c[${at}] + (${value})`;
+      lines.push(`  if (p0 + ${i}u < P && ${q} < Q) { c[${at}] = ${value}; }`);
+    }
+  }
+  const colStart = interleave
+    ? `wid.x * ${wgX * TC}u + lid.x`
+    : `(wid.x * ${wgX}u + lid.x) * ${TC}u`;
+  return /* wgsl */ `
+// dims.x = P (output rows), dims.y = Q (output columns), dims.z = R (reduction length)
+@group(0) @binding(0) var<uniform> dims: vec4<u32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;        // X, layout "${s.x}"
+@group(0) @binding(2) var<storage, read> y: array<f32>;        // Y, layout "${s.y}"
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;  // C [P, Q]
+${s.bias ? "@group(0) @binding(4) var<storage, read> bias: array<f32>;  // [Q]" : ""}
+
+@compute @workgroup_size(${wgX}, ${wgY})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let P = dims.x;
+  let Q = dims.y;
+  let R = dims.z;
+  let p0 = (wid.y * ${wgY}u + lid.y) * ${TR}u;
+  let q0 = ${colStart};
+  if (p0 >= P || q0 >= Q) { return; }
+${lines.join("\n")}
+}
+`;
+}
+
+function bufferOf(b: GPUBuffer | BufferSlice): GPUBuffer {
+  return "buffer" in b ? b.buffer : b;
+}
+
+/**
+ * WebGPU drops a dispatch (a validation error, no exception) that binds one
+ * buffer both writable and read-only, so an output must not share its
+ * GPUBuffer with an input: fail loudly here instead.
+ */
+export function refuseAliasing(
+  output: GPUBuffer | BufferSlice,
+  inputs: (GPUBuffer | BufferSlice | undefined)[],
+  label: string,
+): void {
+  const out = bufferOf(output);
+  for (const input of inputs) {
+    if (input !== undefined && bufferOf(input) === out) {
+      throw new Error(
+        `${label}: the output and an input are slices of the same GPUBuffer ` +
+          `("${out.label}"); WebGPU cannot bind one buffer read-only and writable in one dispatch`,
+      );
+    }
+  }
+}
+
+function rowsPerWorkgroup(t: MatmulTile): number {
+  return t.rows * t.wgY;
+}
+
+function colsPerWorkgroup(t: MatmulTile): number {
+  return t.cols * t.wgX;
+}
+
+function createProduct(
+  gpu: Gpu,
+  buffers: MatmulBuffers & { bias?: GPUBuffer | BufferSlice },
+  x: Layout,
+  y: Layout,
+  // Maps the layer's dims to the generic (P, Q, R).
+  toPQR: (d: MatmulDims) => [number, number, number],
+  label: string,
+  tile: MatmulTile,
+): GpuStep<MatmulDims> {
+  const spec: KernelSpec = {
+    x,
+    y,
+    bias: buffers.bias !== undefined,
+    accumulate: buffers.accumulate ?? false,
+    tile,
+  };
+  refuseAliasing(buffers.c, [buffers.a, buffers.b, buffers.bias], label);
+  const key = kernelKey(spec);
+  const pipeline = cachedPipeline(gpu, key, matmulWgsl(spec), "main");
+  const uniform = createUniformBuffer(gpu, 16, `${label}:dims`);
+  const bound = [uniform, buffers.a, buffers.b, buffers.c];
+  if (buffers.bias) bound.push(buffers.bias);
+  const bindGroup = bindBuffers(gpu, pipeline, bound, label);
+  const dimsData = new Uint32Array(4);
+  return {
+    encode(pass, dims) {
+      const [P, Q, R] = toPQR(dims);
+      if (P === 0 || Q === 0) return;
+      dimsData.set([P, Q, R, 0]);
+      gpu.device.queue.writeBuffer(uniform, 0, dimsData);
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(
+        Math.ceil(Q / colsPerWorkgroup(tile)),
+        Math.ceil(P / rowsPerWorkgroup(tile)),
+      );
+    },
+    destroy() {
+      uniform.destroy();
+    },
+  };
+}
+
+/**
+ * Forward of a linear layer: `c[M,N] = a[M,K] · b[N,K]^T (+ bias[N]) (+ c)`,
+ * with `a` the activations and `b` the weight stored `[out, in]`.
+ */
+export function createMatmulNT(
+  gpu: Gpu,
+  buffers: MatmulBuffers & { bias?: GPUBuffer | BufferSlice },
+  tile: MatmulTile = DEFAULT_TILE,
+): GpuStep<MatmulDims> {
+  return createProduct(gpu, buffers, "pr", "pr", (d) => [d.M, d.N, d.K], "matmulNT", tile);
+}
+
+/**
+ * Input gradient of a linear layer: `c[M,K] = a[M,N] · b[N,K] (+ c)`, with `a`
+ * the output gradient dY and `b` the weight.
+ */
+export function createMatmulNN(
+  gpu: Gpu,
+  buffers: MatmulBuffers,
+  tile: MatmulTile = DEFAULT_TILE,
+): GpuStep<MatmulDims> {
+  return createProduct(gpu, buffers, "pr", "rp", (d) => [d.M, d.K, d.N], "matmulNN", tile);
+}
+
+/**
+ * Weight gradient of a linear layer: `c[N,K] = a[M,N]^T · b[M,K] (+ c)`, with
+ * `a` the output gradient dY and `b` the layer input X. Each element sums its
+ * M products in row order 0..M-1.
+ */
+export function createMatmulTN(
+  gpu: Gpu,
+  buffers: MatmulBuffers,
+  tile: MatmulTile = DEFAULT_TILE,
+): GpuStep<MatmulDims> {
+  return createProduct(gpu, buffers, "rp", "rp", (d) => [d.N, d.K, d.M], "matmulTN", tile);
+}
+
+const COLUMN_SUM_WG = 64;
+
+function columnSumWgsl(accumulate: boolean): string {
+  return /* wgsl */ `
+// dims.x = M (rows), dims.y = N (columns)
+@group(0) @binding(0) var<uniform> dims: vec4<u32>;
+@group(0) @binding(1) var<storage, read> dy: array<f32>;        // [M, N]
+@group(0) @binding(2) var<storage, read_write> db: array<f32>;  // [N]
+
+@compute @workgroup_size(${COLUMN_SUM_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let M = dims.x;
+  let N = dims.y;
+  let n = gid.x;
+  if (n >= N) { return; }
+  var sum = 0.0;
+  for (var m = 0u; m < M; m++) { sum += dy[m * N + n]; }
+  db[n] = ${accumulate ? "db[n] + sum" : "sum"};
+}
+`;
+}
+
+/**
+ * Bias gradient of a linear layer: `db[N] = Σ_m dy[m,N] (+ db)`, each column
+ * summed in row order 0..M-1. Uses `dims.M` and `dims.N` (K is ignored).
+ */
+export function createColumnSum(
+  gpu: Gpu,
+  buffers: { dy: GPUBuffer | BufferSlice; db: GPUBuffer | BufferSlice; accumulate?: boolean },
+): GpuStep<Pick<MatmulDims, "M" | "N">> {
+  const accumulate = buffers.accumulate ?? false;
+  const pipeline = cachedPipeline(
+    gpu,
+    `columnSum:acc${+accumulate}`,
+    columnSumWgsl(accumulate),
+    "main",
+  );
+  const uniform = createUniformBuffer(gpu, 16, "columnSum:dims");
+  refuseAliasing(buffers.db, [buffers.dy], "columnSum");
+  const bindGroup = bindBuffers(gpu, pipeline, [uniform, buffers.dy, buffers.db], "columnSum");
+  const dimsData = new Uint32Array(4);
+  return {
+    encode(pass, dims) {
+      if (dims.N === 0) return;
+      dimsData.set([dims.M, dims.N, 0, 0]);
+      gpu.device.queue.writeBuffer(uniform, 0, dimsData);
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(Math.ceil(dims.N / COLUMN_SUM_WG));
+    },
+    destroy() {
+      uniform.destroy();
+    },
+  };
+}

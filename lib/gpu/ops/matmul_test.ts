@@ -1,0 +1,159 @@
+import { assert, assertEquals, assertThrows } from "../../../tests/assert.ts";
+import { Random } from "../../random/mod.ts";
+import { linearBackward, linearForward } from "../../model/reference.ts";
+import { createStorageBufferFrom, type Gpu, readFloat32, requestGpu } from "../device.ts";
+import {
+  createColumnSum,
+  createMatmulNN,
+  createMatmulNT,
+  createMatmulTN,
+  type MatmulDims,
+} from "./matmul.ts";
+import { assertClose, packTensors, randomUniform, readSlice, runSteps } from "./test_helpers.ts";
+
+const TOL = 2e-6;
+
+function gpu(): Promise<Gpu> {
+  return requestGpu();
+}
+
+/** x [M,K], w [N,K], bias [N], dy [M,N] with uniform entries. */
+function randomLayer(seed: number, { M, N, K }: MatmulDims) {
+  const rng = new Random(seed, "matmul_test");
+  return {
+    x: randomUniform(rng, M * K),
+    w: randomUniform(rng, N * K),
+    bias: randomUniform(rng, N),
+    dy: randomUniform(rng, M * N),
+  };
+}
+
+for (const dims of [{ M: 37, N: 45, K: 29 }, { M: 5, N: 3, K: 1 }, { M: 130, N: 67, K: 200 }]) {
+  const shape = `M=${dims.M} N=${dims.N} K=${dims.K}`;
+
+  Deno.test(`matmulNT: y = x W^T + b matches linearForward (${shape})`, async () => {
+    const g = await gpu();
+    const { x, w, bias } = randomLayer(1, dims);
+    const inputs = packTensors(g, [x, w, bias]);
+    const [a, b, bs] = inputs.slices;
+    const output = packTensors(g, [new Float32Array(dims.M * dims.N)], 768);
+    const [c] = output.slices;
+    const step = createMatmulNT(g, { a, b, bias: bs, c });
+    await runSteps(g, [[step, dims]]);
+    assertClose(
+      await readSlice(g, c),
+      linearForward(x, w, bias, dims.M, dims.K, dims.N),
+      TOL,
+      "y",
+    );
+    step.destroy();
+    inputs.buffer.destroy();
+    output.buffer.destroy();
+  });
+
+  Deno.test(`matmulNN/TN/columnSum: dx, dW, db match linearBackward (${shape})`, async () => {
+    const g = await gpu();
+    const { x, w, dy } = randomLayer(2, dims);
+    const inputs = packTensors(g, [x, w, dy], 512);
+    const [xs, ws, dys] = inputs.slices;
+    const outputs = packTensors(g, [
+      new Float32Array(dims.M * dims.K),
+      new Float32Array(dims.N * dims.K),
+      new Float32Array(dims.N),
+    ]);
+    const [dx, dw, db] = outputs.slices;
+    const nn = createMatmulNN(g, { a: dys, b: ws, c: dx });
+    const tn = createMatmulTN(g, { a: dys, b: xs, c: dw });
+    const cs = createColumnSum(g, { dy: dys, db });
+    await runSteps<MatmulDims>(g, [[nn, dims], [tn, dims], [cs, dims]]);
+    const expected = linearBackward(x, w, dy, dims.M, dims.K, dims.N);
+    assertClose(await readSlice(g, dx), expected.dx, TOL, "dx");
+    assertClose(await readSlice(g, dw), expected.dw, TOL, "dW");
+    assertClose(await readSlice(g, db), expected.db, TOL, "db");
+    for (const s of [nn, tn, cs]) s.destroy();
+    inputs.buffer.destroy();
+    outputs.buffer.destroy();
+  });
+}
+
+Deno.test("matmul: accumulate adds the product to the output's contents", async () => {
+  const g = await gpu();
+  const dims = { M: 19, N: 13, K: 11 };
+  const { x, w, bias, dy } = randomLayer(3, dims);
+  const rng = new Random(4, "matmul_test");
+  const y0 = randomUniform(rng, dims.M * dims.N);
+  const dx0 = randomUniform(rng, dims.M * dims.K);
+  const dw0 = randomUniform(rng, dims.N * dims.K);
+  const db0 = randomUniform(rng, dims.N);
+  const inputs = packTensors(g, [x, w, bias, dy]);
+  const [xs, ws, bs, dys] = inputs.slices;
+  const outputs = packTensors(g, [y0, dx0, dw0, db0]);
+  const [y, dx, dw, db] = outputs.slices;
+  const steps = [
+    createMatmulNT(g, { a: xs, b: ws, bias: bs, c: y, accumulate: true }),
+    createMatmulNN(g, { a: dys, b: ws, c: dx, accumulate: true }),
+    createMatmulTN(g, { a: dys, b: xs, c: dw, accumulate: true }),
+    createColumnSum(g, { dy: dys, db, accumulate: true }),
+  ];
+  await runSteps<MatmulDims>(g, steps.map((s) => [s, dims]));
+  const fwd = linearForward(x, w, bias, dims.M, dims.K, dims.N);
+  const bwd = linearBackward(x, w, dy, dims.M, dims.K, dims.N);
+  const plus = (a: ArrayLike<number>, b: ArrayLike<number>) => Array.from(a, (v, i) => v + b[i]);
+  assertClose(await readSlice(g, y), plus(y0, fwd), TOL, "y += x W^T + b");
+  assertClose(await readSlice(g, dx), plus(dx0, bwd.dx), TOL, "dx += dy W");
+  assertClose(await readSlice(g, dw), plus(dw0, bwd.dw), TOL, "dW += dy^T x");
+  assertClose(await readSlice(g, db), plus(db0, bwd.db), TOL, "db += colsum(dy)");
+  for (const s of steps) s.destroy();
+  inputs.buffer.destroy();
+  outputs.buffer.destroy();
+});
+
+Deno.test("matmul: M changes per encode and only the first M rows are written", async () => {
+  const g = await gpu();
+  const full = { M: 40, N: 21, K: 17 };
+  const { x, w } = randomLayer(5, full);
+  const a = createStorageBufferFrom(g, x, "x");
+  const b = createStorageBufferFrom(g, w, "w");
+  const c = createStorageBufferFrom(g, new Float32Array(full.M * full.N).fill(7), "y");
+  const step = createMatmulNT(g, { a, b, c });
+  const small = { ...full, M: 9 };
+  await runSteps(g, [[step, small]]);
+  const y = await readFloat32(g, c, full.M * full.N);
+  assertClose(
+    y.subarray(0, small.M * full.N),
+    linearForward(x, w, undefined, small.M, full.K, full.N),
+    TOL,
+    "first rows",
+  );
+  assert(y.subarray(small.M * full.N).every((v) => v === 7), "rows past M must stay untouched");
+  step.destroy();
+  for (const buf of [a, b, c]) buf.destroy();
+});
+
+Deno.test("matmul: an output in the same buffer as an input is refused", async () => {
+  const g = await gpu();
+  const packed = packTensors(g, [new Float32Array(6), new Float32Array(6), new Float32Array(4)]);
+  const [a, b, c] = packed.slices;
+  assertThrows(() => createMatmulNT(g, { a, b, c }), "same GPUBuffer");
+  packed.buffer.destroy();
+});
+
+Deno.test("matmul: two runs give bit-identical results", async () => {
+  const g = await gpu();
+  const dims = { M: 300, N: 33, K: 70 };
+  const { x, dy } = randomLayer(6, dims);
+  const a = createStorageBufferFrom(g, dy, "dy");
+  const b = createStorageBufferFrom(g, x, "x");
+  const runs: Float32Array[] = [];
+  for (let r = 0; r < 2; r++) {
+    const c = createStorageBufferFrom(g, new Float32Array(dims.N * dims.K), "dw");
+    const step = createMatmulTN(g, { a, b, c });
+    await runSteps(g, [[step, dims]]);
+    runs.push(await readFloat32(g, c, dims.N * dims.K));
+    step.destroy();
+    c.destroy();
+  }
+  assertEquals(new Uint32Array(runs[0].buffer), new Uint32Array(runs[1].buffer));
+  a.destroy();
+  b.destroy();
+});
