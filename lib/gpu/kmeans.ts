@@ -58,48 +58,77 @@ export interface KMeansResult {
 
 const WORKGROUP = 64;
 
+/** vec4s of workgroup memory per codebook tile (16 KiB). */
+const TILE_VEC4 = 1024;
+/** Widest frame the kernel takes, in vec4s (D <= 4096): a tile must hold one centroid. */
+const MAX_D4 = TILE_VEC4;
+
 /**
  * One invocation per frame: `assign[i] = argmin_k |frames[i] - codebook[k]|^2`,
- * ties to the lowest `k`. The codebook is staged through workgroup memory in
- * tiles of `TILE_FLOATS / dim` centroids, which every invocation of the
- * workgroup then reads from there.
+ * ties to the lowest `k`. Specialised per `D4 = ceil(D / 4)` so the inner loop
+ * has a constant trip count; rows are zero-padded to `D4` vec4s on the host.
+ * The codebook is staged through workgroup memory in tiles of
+ * `floor(TILE_VEC4 / D4)` centroids, which every invocation reads at the same
+ * address (a broadcast), and each pass over the frame scores four centroids.
  *
- * frames   [rows, dim] f32
- * codebook [k, dim] f32
+ * frames   [rows, D4] vec4f
+ * codebook [k, D4] vec4f
  * assign   [rows] u32
  */
-const ASSIGN_WGSL = /* wgsl */ `
-struct Dims { rows: u32, dim: u32, k: u32, tile_rows: u32 }
-const TILE_FLOATS: u32 = 4096u;
+function assignWgsl(d4: number): string {
+  return /* wgsl */ `
+struct Dims { rows: u32, k: u32, tile_rows: u32, _pad: u32 }
+const D4: u32 = ${d4}u;
 @group(0) @binding(0) var<uniform> dims: Dims;
-@group(0) @binding(1) var<storage, read> frames: array<f32>;
-@group(0) @binding(2) var<storage, read> codebook: array<f32>;
+@group(0) @binding(1) var<storage, read> frames: array<vec4f>;
+@group(0) @binding(2) var<storage, read> codebook: array<vec4f>;
 @group(0) @binding(3) var<storage, read_write> assign: array<u32>;
-var<workgroup> tile: array<f32, TILE_FLOATS>;
+var<workgroup> tile: array<vec4f, ${TILE_VEC4}>;
 
 @compute @workgroup_size(${WORKGROUP})
 fn assign_nearest(@builtin(global_invocation_id) gid: vec3u,
                   @builtin(local_invocation_index) lid: u32) {
   let i = gid.x;
   let live = i < dims.rows;
-  let base = min(i, dims.rows - 1u) * dims.dim;
+  let base = min(i, dims.rows - 1u) * D4;
   var best = 0u;
   var best_d = 0.0;
   var first = true;
   for (var k0 = 0u; k0 < dims.k; k0 += dims.tile_rows) {
     let n = min(dims.tile_rows, dims.k - k0);
     workgroupBarrier();
-    for (var t = lid; t < n * dims.dim; t += ${WORKGROUP}u) {
-      tile[t] = codebook[k0 * dims.dim + t];
+    for (var t = lid; t < n * D4; t += ${WORKGROUP}u) {
+      tile[t] = codebook[k0 * D4 + t];
     }
     workgroupBarrier();
     if (live) {
-      for (var kk = 0u; kk < n; kk++) {
+      // Four centroids per pass over the frame, so each x[j] load serves four distances.
+      var kk = 0u;
+      for (; kk + 4u <= n; kk += 4u) {
+        var d = vec4f(0.0);
+        let c = kk * D4;
+        for (var j = 0u; j < D4; j++) {
+          let xj = frames[base + j];
+          let e0 = xj - tile[c + j];
+          let e1 = xj - tile[c + D4 + j];
+          let e2 = xj - tile[c + 2u * D4 + j];
+          let e3 = xj - tile[c + 3u * D4 + j];
+          d += vec4f(dot(e0, e0), dot(e1, e1), dot(e2, e2), dot(e3, e3));
+        }
+        for (var q = 0u; q < 4u; q++) {
+          if (first || d[q] < best_d) {
+            best = k0 + kk + q;
+            best_d = d[q];
+            first = false;
+          }
+        }
+      }
+      for (; kk < n; kk++) {
         var d = 0.0;
-        let c = kk * dims.dim;
-        for (var j = 0u; j < dims.dim; j++) {
-          let diff = frames[base + j] - tile[c + j];
-          d += diff * diff;
+        let c = kk * D4;
+        for (var j = 0u; j < D4; j++) {
+          let e = frames[base + j] - tile[c + j];
+          d += dot(e, e);
         }
         if (first || d < best_d) {
           best = k0 + kk;
@@ -114,9 +143,16 @@ fn assign_nearest(@builtin(global_invocation_id) gid: vec3u,
   }
 }
 `;
+}
 
-/** Floats of workgroup memory per codebook tile (must match `TILE_FLOATS` in the WGSL). */
-const TILE_FLOATS = 4096;
+/** `[n, d]` rows zero-padded to `[n, d4 * 4]` (no copy when `d` is a multiple of 4). */
+function padRows(x: Float32Array, d: number, d4: number): Float32Array<ArrayBuffer> {
+  if (d === d4 * 4) return Float32Array.from(x);
+  const n = x.length / d;
+  const out = new Float32Array(n * d4 * 4);
+  for (let i = 0; i < n; i++) out.set(x.subarray(i * d, (i + 1) * d), i * d4 * 4);
+  return out;
+}
 
 /** Frames held on the GPU in chunks, ready for repeated assignment against changing codebooks. */
 class FrameChunks {
@@ -127,6 +163,8 @@ class FrameChunks {
   readonly #staging: GPUBuffer;
   readonly #n: number;
   readonly #d: number;
+  /** Row width in vec4s (rows zero-padded to a multiple of 4 floats). */
+  readonly #d4: number;
   readonly #k: number;
 
   constructor(
@@ -139,29 +177,30 @@ class FrameChunks {
     this.#gpu = gpu;
     this.#n = frames.length / d;
     this.#d = d;
+    const d4 = this.#d4 = Math.ceil(d / 4);
     this.#k = k;
-    if (d > TILE_FLOATS) {
+    if (d4 > MAX_D4) {
       throw new UserError(`k-means: frames of ${d} dimensions are too wide for the GPU kernel`, {
-        expected: `at most ${TILE_FLOATS} dimensions`,
+        expected: `at most ${MAX_D4 * 4} dimensions`,
         found: String(d),
       });
     }
     const maxBinding = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
-    if (k * d * 4 > maxBinding) {
+    if (k * d4 * 16 > maxBinding) {
       throw new UserError("k-means: the codebook does not fit one GPU storage binding", {
         expected: `K * D * 4 <= ${maxBinding} bytes`,
         found: `${k} * ${d} * 4 = ${k * d * 4}`,
       });
     }
     const maxRows = Math.min(
-      Math.floor(maxBinding / (d * 4)),
+      Math.floor(maxBinding / (d4 * 16)),
       gpu.limits.maxComputeWorkgroupsPerDimension * WORKGROUP,
       chunkRows ?? Infinity,
     );
     // Per-chunk uniforms differ only in `rows`: one 256-byte-aligned slot per chunk.
     const chunkCount = Math.max(1, Math.ceil(this.#n / maxRows));
     this.#dims = createUniformBuffer(gpu, 256 * chunkCount, "kmeans dims");
-    this.#codebook = createStorageBuffer(gpu, k * d * 4, "kmeans codebook");
+    this.#codebook = createStorageBuffer(gpu, k * d4 * 16, "kmeans codebook");
     this.#staging = gpu.device.createBuffer({
       label: "kmeans assign readback",
       size: Math.max(4, this.#n * 4),
@@ -169,7 +208,7 @@ class FrameChunks {
     });
     for (let start = 0; start < this.#n; start += maxRows) {
       const rows = Math.min(maxRows, this.#n - start);
-      const slice = frames.slice(start * d, (start + rows) * d);
+      const slice = padRows(frames.subarray(start * d, (start + rows) * d), d, d4);
       this.chunks.push({
         start,
         rows,
@@ -185,13 +224,19 @@ class FrameChunks {
     const out = new Uint32Array(this.#n);
     if (this.#n === 0) return out;
     const q = gpu.device.queue;
-    q.writeBuffer(this.#codebook, 0, Float32Array.from(codebook));
-    const pipeline = cachedPipeline(gpu, "kmeans.assign_nearest", ASSIGN_WGSL, "assign_nearest");
-    const tileRows = Math.floor(TILE_FLOATS / this.#d);
+    const d4 = this.#d4;
+    q.writeBuffer(this.#codebook, 0, padRows(codebook, this.#d, d4));
+    const pipeline = cachedPipeline(
+      gpu,
+      `kmeans.assign_nearest.d4=${d4}`,
+      assignWgsl(d4),
+      "assign_nearest",
+    );
+    const tileRows = Math.floor(TILE_VEC4 / d4);
     const enc = gpu.device.createCommandEncoder({ label: "kmeans assign" });
     const groups: GPUBindGroup[] = [];
     this.chunks.forEach((c, i) => {
-      q.writeBuffer(this.#dims, i * 256, new Uint32Array([c.rows, this.#d, this.#k, tileRows]));
+      q.writeBuffer(this.#dims, i * 256, new Uint32Array([c.rows, this.#k, tileRows, 0]));
       groups.push(bindBuffers(gpu, pipeline, [
         { buffer: this.#dims, offset: i * 256, size: 16 },
         c.frames,
