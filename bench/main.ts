@@ -1,0 +1,65 @@
+/**
+ * `deno task bench [name…] [--json]`: the project's benchmarks. Each compares
+ * against a reference run in the same command where one can run here (PyTorch,
+ * numpy) and prints the ratio: these machines are noisy, ratios are not.
+ *
+ * Names: noop (cached re-run of the default pipeline), tokenize (seconds of
+ * audio per second), matmul (the WGSL matmul at 1024³ vs numpy), train
+ * (SamOut training tokens/s vs PyTorch). No name runs them all.
+ *
+ * @module
+ */
+import { Command } from "@commander-js/extra-typings";
+
+type Bench = (opts: { json: boolean; seedConfig: boolean }) => Promise<unknown>;
+
+const BENCHES: Record<string, { what: string; run: Bench }> = {
+  noop: {
+    what: "fully cached re-run of the default pipeline (goal < 0.3 s; DVC ~3 s)",
+    run: async () => (await import("./noop.ts")).benchNoop({}),
+  },
+  tokenize: {
+    what: "tokenize throughput, audio seconds per wall-clock second (goal >= 200x)",
+    run: async () => (await import("./tokenize.ts")).benchTokenize(),
+  },
+  matmul: {
+    what: "WGSL matmul GFLOP/s at 1024^3 beside numpy's OpenBLAS",
+    run: async () => (await import("./matmul.ts")).benchMatmul(),
+  },
+  train: {
+    what: "SamOut training tokens/s (d128 H8 L2 V1100 B16 S128) vs PyTorch on the CPU",
+    run: async (o) =>
+      (await import("./train.ts")).benchTrain({ json: o.json, seedConfig: o.seedConfig }),
+  },
+};
+
+const program = new Command()
+  .name("bench")
+  .description("run the benchmarks: " + Object.keys(BENCHES).join(", "))
+  .argument("[names...]", "benchmarks to run (default: all)")
+  .option("--json", "print one JSON object with every result on stdout")
+  .option("--seed-config", "train bench: the seed's 512/8/8 configuration (GPU machines)")
+  .action(async (names, options) => {
+    const chosen = names.length > 0 ? names : Object.keys(BENCHES);
+    for (const name of chosen) {
+      if (!BENCHES[name]) {
+        console.error(
+          `error: unknown benchmark "${name}"; known: ${Object.keys(BENCHES).join(", ")}`,
+        );
+        Deno.exit(1);
+      }
+    }
+    const results: Record<string, unknown> = {};
+    for (const name of chosen) {
+      console.error(`\n== bench ${name}: ${BENCHES[name].what}`);
+      results[name] = await BENCHES[name].run({
+        json: options.json ?? false,
+        seedConfig: options.seedConfig ?? false,
+      });
+    }
+    if (options.json) {
+      console.log(JSON.stringify(chosen.length === 1 ? results[chosen[0]] : results));
+    }
+  });
+
+await program.parseAsync(Deno.args, { from: "user" });

@@ -1,0 +1,541 @@
+/**
+ * The training loop behind the train job: data order, learning-rate schedule,
+ * evaluation, early stopping, checkpoints and exact resume. The GPU work is
+ * the training graph's (lib/model/graph.ts); this file decides what to feed
+ * it and when to read it back.
+ *
+ * Exact resume: the data order of epoch e is a pure function of (seed, e), and
+ * a checkpoint holds the weights, Adam's moments, the step count and the
+ * position in the epoch, written atomically. A run killed at any moment and
+ * started again continues from the last checkpoint and replays the same
+ * steps, so its weights end bit-identical to an uninterrupted run's.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { UserError } from "../errors/mod.ts";
+import type { ErrorLocation } from "../errors/mod.ts";
+import type { ProgressReporter } from "../pipeline/job.ts";
+import { Random } from "../random/mod.ts";
+import type { BucketedData, TokenBatch } from "../data/types.ts";
+import { readBucketedData } from "../data/mod.ts";
+import { requestGpu } from "../gpu/device.ts";
+import { type SamOutConfig, validateConfig } from "../model/config.ts";
+import { initParameters, parameterCount } from "../model/params.ts";
+import { samoutFromSafetensors, samoutToSafetensors } from "../model/safetensors.ts";
+import { readSafetensors, writeSafetensors } from "../model/safetensors.ts";
+import { type OptimizerSettings, SamOutTrainingGraph } from "../model/graph.ts";
+import type { TrainParams } from "../../jobs/train.ts";
+
+/** Everything {@link trainSamOut} needs; the train job fills it from its context. */
+export interface TrainRequest {
+  params: TrainParams;
+  seed: number;
+  /** The bucket artifact's directory. */
+  dataDir: string;
+  /** Staging directory of the artifact being published. */
+  outDir: string;
+  /** Directory that survives kills: checkpoints live here. */
+  workDir: string;
+  progress: ProgressReporter;
+  log(message: string): void;
+  signal: AbortSignal;
+  where: ErrorLocation;
+}
+
+/** Position and bookkeeping saved with every checkpoint (`state.json`). */
+interface LoopState {
+  /** Optimizer steps taken. */
+  step: number;
+  epoch: number;
+  /** Batches of `epoch` already consumed. */
+  batchInEpoch: number;
+  bestValLoss: number | null;
+  bestStep: number;
+  evalsWithoutImprovement: number;
+  evaluations: number;
+  stopped: "early" | "epochs" | "max_steps" | null;
+  /** Bytes of curves.jsonl that belong to this state (later lines are dropped on resume). */
+  curvesBytes: number;
+  /** Training seconds before this checkpoint (wall clock of earlier attempts). */
+  elapsedS: number;
+}
+
+const CHECKPOINT = "checkpoint";
+
+/** Learning rate at optimizer step `step` (0-based) of `total`. */
+export function learningRate(p: TrainParams, step: number, total: number): number {
+  const peak = p.optimizer.lr;
+  const warm = p.schedule.warmup_steps;
+  if (warm > 0 && step < warm) return peak * (step + 1) / warm;
+  if (p.schedule.kind === "constant") return peak;
+  const span = Math.max(1, total - warm);
+  const progress = Math.min(1, (step - warm) / span);
+  const floor = peak * p.schedule.min_lr_ratio;
+  return floor + (peak - floor) * 0.5 * (1 + Math.cos(Math.PI * progress));
+}
+
+/** Order in which epoch `epoch` visits the training batches: a pure function of (seed, epoch). */
+export function epochOrder(seed: number, epoch: number, batches: number): number[] {
+  const order = Array.from({ length: batches }, (_, i) => i);
+  return new Random(seed, `train/data-order/${epoch}`).shuffle(order);
+}
+
+/** Trains, evaluates, checkpoints; returns the metrics for `metrics.json`. */
+export async function trainSamOut(req: TrainRequest): Promise<{
+  metrics: Record<string, unknown>;
+  environment: Record<string, string>;
+}> {
+  const p = req.params;
+  const data = await readBucketedData(req.dataDir);
+  const cfg = modelConfig(p, data, req.where);
+  checkData(data, cfg, req.where);
+
+  const gpu = await requestGpu();
+  const maxBatch = Math.max(...data.train.map((b) => b.rows), ...data.val.map((b) => b.rows));
+  const optimizer: OptimizerSettings = {
+    kind: p.optimizer.kind,
+    beta1: p.optimizer.beta1,
+    beta2: p.optimizer.beta2,
+    eps: p.optimizer.eps,
+    weightDecay: p.optimizer.weight_decay,
+    clipNorm: p.clip_grad_norm,
+  };
+  const graph = await SamOutTrainingGraph.create(gpu, {
+    config: cfg,
+    maxBatch,
+    maxLength: data.maxLength,
+    optimizer,
+  });
+  const lost = watchDeviceLoss(gpu.device, req.where);
+  try {
+    const ckptDir = join(req.workDir, CHECKPOINT);
+    const curvesPath = join(req.workDir, "curves.jsonl");
+    let state = await loadCheckpoint(ckptDir, graph, cfg);
+    if (state) {
+      req.log(
+        `resuming from the checkpoint at step ${state.step} (epoch ${
+          state.epoch + 1
+        }, batch ${state.batchInEpoch})`,
+      );
+      await truncateFile(curvesPath, state.curvesBytes);
+    } else {
+      graph.uploadWeights(initParameters(cfg, req.seed));
+      await removeIfExists(curvesPath);
+      await removeIfExists(join(req.workDir, "best.safetensors"));
+      state = {
+        step: 0,
+        epoch: 0,
+        batchInEpoch: 0,
+        bestValLoss: null,
+        bestStep: 0,
+        evalsWithoutImprovement: 0,
+        evaluations: 0,
+        stopped: null,
+        curvesBytes: 0,
+        elapsedS: 0,
+      };
+    }
+    const curves = await Deno.open(curvesPath, { create: true, append: true });
+    try {
+      await runLoop(req, graph, cfg, data, state, curves, ckptDir, lost);
+    } finally {
+      curves.close();
+    }
+    return await publish(req, graph, cfg, data, state, gpu.adapterDescription);
+  } finally {
+    graph.destroy();
+  }
+}
+
+function modelConfig(p: TrainParams, data: BucketedData, where: ErrorLocation): SamOutConfig {
+  return validateConfig({
+    vocabSize: data.vocab.tokens.length,
+    hidden: p.model.hidden,
+    heads: p.model.heads,
+    layers: p.model.layers,
+    maxPositions: p.model.max_positions,
+  }, { ...where, fieldPrefix: "params.model" });
+}
+
+function checkData(data: BucketedData, cfg: SamOutConfig, where: ErrorLocation): void {
+  if (data.train.length === 0) {
+    throw new UserError("the bucket artifact has no training batches", {
+      ...where,
+      field: "inputs.data",
+      hint: "add audio files, or lower val_fraction",
+    });
+  }
+  if (data.val.length === 0) {
+    throw new UserError("the bucket artifact has no validation batches", {
+      ...where,
+      field: "inputs.data",
+      hint: "early stopping needs a validation split: raise val_fraction",
+    });
+  }
+  if (data.maxLength - 1 > cfg.maxPositions) {
+    throw new UserError("sequences are longer than the model's maximum positions", {
+      ...where,
+      field: "params.model.max_positions",
+      expected: `at least ${data.maxLength - 1} (the longest input sequence)`,
+      found: String(cfg.maxPositions),
+      hint: "raise model.max_positions, or lower bucket.max_length",
+    });
+  }
+}
+
+async function runLoop(
+  req: TrainRequest,
+  graph: SamOutTrainingGraph,
+  cfg: SamOutConfig,
+  data: BucketedData,
+  state: LoopState,
+  curves: Deno.FsFile,
+  ckptDir: string,
+  lost: { error: Error | null },
+): Promise<void> {
+  const p = req.params;
+  const perEpoch = data.train.length;
+  const plannedSteps = p.max_steps > 0
+    ? Math.min(p.max_steps, p.epochs * perEpoch)
+    : p.epochs * perEpoch;
+  const encoder = new TextEncoder();
+  const started = performance.now();
+  const elapsed = () => state.elapsedS + (performance.now() - started) / 1000;
+  let pendingTokens = 0;
+  let windowStart = performance.now();
+  let lastLoss = NaN;
+
+  const writeCurve = async (record: Record<string, unknown>) => {
+    const bytes = encoder.encode(JSON.stringify(record) + "\n");
+    await curves.write(bytes);
+    state.curvesBytes += bytes.length;
+  };
+
+  // Reads the per-step figures the GPU accumulated and writes one curve line per step.
+  const flushTrainStats = async (firstStep: number) => {
+    const stats = await graph.readTrainStats();
+    if (lost.error) throw lost.error;
+    const seconds = (performance.now() - windowStart) / 1000;
+    const tokensPerS = seconds > 0 ? pendingTokens / seconds : 0;
+    for (let i = 0; i < stats.length; i++) {
+      const s = stats[i];
+      const step = firstStep + i;
+      if (!Number.isFinite(s.loss)) {
+        throw new UserError(`the training loss became ${s.loss} at step ${step + 1}`, {
+          ...req.where,
+          field: "params.optimizer.lr",
+          hint:
+            "lower the learning rate or enable clip_grad_norm; the last checkpoint is kept in the work directory",
+        });
+      }
+      lastLoss = s.loss;
+      await writeCurve({
+        kind: "train",
+        step: step + 1,
+        epoch: state.epoch + 1,
+        loss: s.loss,
+        token_accuracy: s.tokens > 0 ? s.correct / s.tokens : 0,
+        lr: learningRate(p, step, plannedSteps),
+        grad_norm: s.gradNorm,
+        tokens: s.tokens,
+        tokens_per_s: Math.round(tokensPerS),
+      });
+    }
+    pendingTokens = 0;
+    windowStart = performance.now();
+    return tokensPerS;
+  };
+
+  const evaluate = async (): Promise<boolean> => {
+    for (const batch of data.val) graph.evalBatch(batch);
+    const ev = await graph.readEvalStats();
+    if (lost.error) throw lost.error;
+    state.evaluations++;
+    const improved = state.bestValLoss === null || ev.loss < state.bestValLoss;
+    if (improved) {
+      state.bestValLoss = ev.loss;
+      state.bestStep = state.step;
+      state.evalsWithoutImprovement = 0;
+      const weights = await graph.downloadWeights();
+      await writeAtomic(join(req.workDir, "best.safetensors"), samoutToSafetensors(cfg, weights));
+    } else {
+      state.evalsWithoutImprovement++;
+    }
+    await writeCurve({
+      kind: "eval",
+      step: state.step,
+      epoch: state.epoch + 1,
+      val_loss: ev.loss,
+      val_token_accuracy: ev.accuracy,
+      val_tokens: ev.tokens,
+      best_val_loss: state.bestValLoss,
+      improved,
+    });
+    req.log(
+      `eval at step ${state.step}: val loss ${ev.loss.toFixed(4)}, token accuracy ${
+        (100 * ev.accuracy).toFixed(1)
+      }%${
+        improved
+          ? " (best)"
+          : ` (${state.evalsWithoutImprovement}/${p.patience} without improvement)`
+      }`,
+    );
+    return state.evalsWithoutImprovement >= p.patience;
+  };
+
+  const checkpoint = async () => {
+    state.elapsedS = elapsed();
+    await saveCheckpoint(ckptDir, graph, cfg, state);
+  };
+
+  let tokensPerS = 0;
+  while (state.stopped === null && state.epoch < p.epochs) {
+    const order = epochOrder(req.seed, state.epoch, perEpoch);
+    req.progress.start(perEpoch, "batches", `epoch ${state.epoch + 1}/${p.epochs}`);
+    req.progress.update(state.batchInEpoch);
+    let firstUnread = state.step;
+    while (state.batchInEpoch < perEpoch) {
+      if (req.signal.aborted) throw new UserError("training was interrupted", { ...req.where });
+      const batch: TokenBatch = data.train[order[state.batchInEpoch]];
+      graph.trainStep(batch, learningRate(p, state.step, plannedSteps));
+      pendingTokens += countTargets(batch);
+      state.step++;
+      state.batchInEpoch++;
+      const atLog = state.step % p.log_every_steps === 0 || state.batchInEpoch === perEpoch;
+      const atCkpt = state.step % p.checkpoint_every_steps === 0;
+      const atEval = p.eval_every_steps > 0 && state.step % p.eval_every_steps === 0;
+      const atMax = p.max_steps > 0 && state.step >= p.max_steps;
+      if (atLog || atCkpt || atEval || atMax) {
+        tokensPerS = await flushTrainStats(firstUnread);
+        firstUnread = state.step;
+        const left = (plannedSteps - state.step) * (elapsed() / Math.max(1, state.step));
+        req.progress.update(
+          state.batchInEpoch,
+          `loss ${lastLoss.toFixed(3)} · ${Math.round(tokensPerS)} tok/s · ~${
+            formatSeconds(left)
+          } left`,
+        );
+      }
+      if (atEval && await evaluate()) state.stopped = "early";
+      if (atMax && state.stopped === null) state.stopped = "max_steps";
+      if (state.stopped !== null) break;
+      if (atCkpt) await checkpoint();
+    }
+    if (state.stopped === null) {
+      if (p.eval_every_steps === 0 && await evaluate()) state.stopped = "early";
+      state.epoch++;
+      state.batchInEpoch = 0;
+      if (state.stopped === null && state.epoch >= p.epochs) state.stopped = "epochs";
+    }
+    req.progress.finish(`loss ${lastLoss.toFixed(3)}`);
+    await checkpoint();
+  }
+  if (state.bestValLoss === null) await evaluate();
+}
+
+/** Non-padding targets of a batch (positions 1.. of each row). */
+function countTargets(batch: TokenBatch): number {
+  let n = 0;
+  for (let r = 0; r < batch.rows; r++) {
+    const row = r * batch.length;
+    for (let t = 1; t < batch.length; t++) if (batch.tokens[row + t] !== 0) n++;
+  }
+  return n;
+}
+
+async function publish(
+  req: TrainRequest,
+  graph: SamOutTrainingGraph,
+  cfg: SamOutConfig,
+  data: BucketedData,
+  state: LoopState,
+  adapter: string,
+): Promise<{ metrics: Record<string, unknown>; environment: Record<string, string> }> {
+  const last = await graph.downloadWeights();
+  await Deno.writeFile(join(req.outDir, "last.safetensors"), samoutToSafetensors(cfg, last));
+  await Deno.copyFile(join(req.workDir, "best.safetensors"), join(req.outDir, "best.safetensors"));
+  await Deno.copyFile(join(req.workDir, "curves.jsonl"), join(req.outDir, "curves.jsonl"));
+  await Deno.writeTextFile(
+    join(req.outDir, "vocab.json"),
+    JSON.stringify(data.vocab, null, 2) + "\n",
+  );
+  const config = {
+    voc_size: cfg.vocabSize,
+    hidden_size: cfg.hidden,
+    num_heads: cfg.heads,
+    num_layers: cfg.layers,
+    max_positions: cfg.maxPositions,
+    parameters: parameterCount(cfg),
+  };
+  await Deno.writeTextFile(join(req.outDir, "config.json"), JSON.stringify(config, null, 2) + "\n");
+  const uniformLoss = Math.log(cfg.vocabSize);
+  const bestEval = await lastEvalRecord(join(req.workDir, "curves.jsonl"), state.bestStep);
+  return {
+    metrics: {
+      steps: state.step,
+      epochs_completed: state.epoch,
+      stopped: state.stopped,
+      best_step: state.bestStep,
+      best_val_loss: state.bestValLoss,
+      best_val_token_accuracy: bestEval?.val_token_accuracy ?? null,
+      uniform_loss: uniformLoss,
+      evaluations: state.evaluations,
+      parameters: parameterCount(cfg),
+      train_seconds: Math.round(state.elapsedS * 10) / 10,
+    },
+    environment: { webgpu_adapter: adapter },
+  };
+}
+
+async function lastEvalRecord(
+  curvesPath: string,
+  step: number,
+): Promise<Record<string, number> | undefined> {
+  const text = await Deno.readTextFile(curvesPath);
+  let found: Record<string, number> | undefined;
+  for (const line of text.split("\n")) {
+    if (!line) continue;
+    const rec = JSON.parse(line);
+    if (rec.kind === "eval" && rec.step === step) found = rec;
+  }
+  return found;
+}
+
+// ---- checkpoints -------------------------------------------------------------
+
+/**
+ * Writes the checkpoint into a fresh sibling directory, then swaps it in with
+ * renames: `checkpoint` is always either the old or the new complete one (a
+ * kill between the two renames leaves `checkpoint.old`, which load falls back to).
+ */
+async function saveCheckpoint(
+  dir: string,
+  graph: SamOutTrainingGraph,
+  cfg: SamOutConfig,
+  state: LoopState,
+): Promise<void> {
+  const tmp = `${dir}.tmp`;
+  const old = `${dir}.old`;
+  await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  await Deno.mkdir(tmp, { recursive: true });
+  const weights = await graph.downloadWeights();
+  const opt = await graph.downloadOptimizerState();
+  await writeSynced(join(tmp, "model.safetensors"), samoutToSafetensors(cfg, weights));
+  const moments = [];
+  for (const [name, data] of opt.m) moments.push({ name: `m.${name}`, shape: [data.length], data });
+  for (const [name, data] of opt.v) moments.push({ name: `v.${name}`, shape: [data.length], data });
+  await writeSynced(
+    join(tmp, "optimizer.safetensors"),
+    writeSafetensors(moments, { step: String(opt.step) }),
+  );
+  await writeSynced(
+    join(tmp, "state.json"),
+    new TextEncoder().encode(JSON.stringify(state, null, 2) + "\n"),
+  );
+  const hasCurrent = await exists(dir);
+  if (hasCurrent) {
+    await Deno.remove(old, { recursive: true }).catch(() => {});
+    await Deno.rename(dir, old);
+  }
+  await Deno.rename(tmp, dir);
+  await Deno.remove(old, { recursive: true }).catch(() => {});
+}
+
+async function loadCheckpoint(
+  dir: string,
+  graph: SamOutTrainingGraph,
+  cfg: SamOutConfig,
+): Promise<LoopState | null> {
+  const candidates = [dir, `${dir}.old`];
+  for (const candidate of candidates) {
+    if (!await exists(join(candidate, "state.json"))) continue;
+    const state = JSON.parse(await Deno.readTextFile(join(candidate, "state.json"))) as LoopState;
+    const file = join(candidate, "model.safetensors");
+    const { cfg: saved, params } = samoutFromSafetensors(await Deno.readFile(file), { file });
+    if (JSON.stringify(saved) !== JSON.stringify(cfg)) {
+      throw new UserError("the checkpoint to resume from has other model sizes", {
+        file,
+        expected: JSON.stringify(cfg),
+        found: JSON.stringify(saved),
+        hint:
+          "this cannot happen for an unchanged step key; delete the work directory to start over",
+      });
+    }
+    const optFile = join(candidate, "optimizer.safetensors");
+    const { tensors, metadata } = readSafetensors(await Deno.readFile(optFile), {
+      file: optFile,
+    });
+    const m = new Map<string, Float32Array>();
+    const v = new Map<string, Float32Array>();
+    for (const [name, t] of tensors) {
+      if (name.startsWith("m.")) m.set(name.slice(2), t.data);
+      else if (name.startsWith("v.")) v.set(name.slice(2), t.data);
+    }
+    graph.uploadWeights(params);
+    graph.uploadOptimizerState({ step: Number(metadata.step), m, v });
+    if (candidate !== dir) await Deno.rename(candidate, dir);
+    return state;
+  }
+  return null;
+}
+
+async function writeSynced(path: string, bytes: Uint8Array): Promise<void> {
+  const f = await Deno.open(path, { write: true, create: true, truncate: true });
+  try {
+    let off = 0;
+    while (off < bytes.length) off += await f.write(bytes.subarray(off));
+    await f.sync();
+  } finally {
+    f.close();
+  }
+}
+
+async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
+  const tmp = `${path}.tmp`;
+  await writeSynced(tmp, bytes);
+  await Deno.rename(tmp, path);
+}
+
+async function truncateFile(path: string, length: number): Promise<void> {
+  if (!await exists(path)) {
+    await Deno.writeFile(path, new Uint8Array());
+    return;
+  }
+  await Deno.truncate(path, length);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+async function removeIfExists(path: string): Promise<void> {
+  await Deno.remove(path).catch((e) => {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  });
+}
+
+function watchDeviceLoss(device: GPUDevice, where: ErrorLocation): { error: Error | null } {
+  const holder: { error: Error | null } = { error: null };
+  device.lost.then((info) => {
+    holder.error = new UserError(`the GPU device was lost (${info.reason}): ${info.message}`, {
+      ...where,
+      hint:
+        "the last checkpoint is kept: run the same command again to resume (lower the batch size or model size if it ran out of memory)",
+    });
+  });
+  return holder;
+}
+
+function formatSeconds(s: number): string {
+  if (!Number.isFinite(s)) return "?";
+  if (s < 60) return `${Math.round(s)}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, "0")}s`;
+  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+}
