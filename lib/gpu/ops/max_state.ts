@@ -1,0 +1,165 @@
+/**
+ * The MaxState token mixer after its three projections, fused into one
+ * per-column scan each way (one invocation per (b, j), walking t):
+ *
+ * - forward: `a, b, c [B, S, d]` →
+ *   `z = (a + b) / sqrt(hs)` (never stored),
+ *   `m = running max of z along t` with its `argmax` (running_max.ts's scan),
+ *   `s = (m + c) * m + b`; writes m, argmax and s.
+ * - backward: `ds, m, c, argmax` →
+ *   `dm = ds (2m + c)`, `dc = ds m`,
+ *   `dz` = running-max gradient of dm (running_max.ts's backward scan),
+ *   `da = dz / sqrt(hs)`, `db = ds + dz / sqrt(hs)`; writes da, db, dc.
+ *
+ * `a, b, c` are the outputs of the projections `u @ W0^T`, `u @ W1^T`,
+ * `u @ W2^T`; `da, db, dc` are the gradients that flow back into them. `hs` is
+ * the head size `d / H`. All gradients are overwritten, not accumulated.
+ *
+ * @module
+ */
+import type { Gpu, GpuStep } from "../device.ts";
+import { type BatchDims, type Binding, checkedRows, createElementStep } from "./elementwise.ts";
+import {
+  columnScanEntryWgsl,
+  runningMaxGradientScanWgsl,
+  runningMaxScanWgsl,
+} from "./running_max.ts";
+
+/** sizes = (B, S, d, f32 bits of sqrt(hs)). */
+const MAX_STATE_FORWARD_WGSL = /* wgsl */ `
+@group(0) @binding(0) var<uniform> sizes: vec4<u32>;
+@group(0) @binding(1) var<storage, read_write> aIn: array<f32>;     // read, u W0^T [B, S, d]
+@group(0) @binding(2) var<storage, read_write> bIn: array<f32>;     // read, u W1^T [B, S, d]
+@group(0) @binding(3) var<storage, read_write> cIn: array<f32>;     // read, u W2^T [B, S, d]
+@group(0) @binding(4) var<storage, read_write> mOut: array<f32>;    // running max [B, S, d]
+@group(0) @binding(5) var<storage, read_write> argmax: array<u32>;  // its position [B, S, d]
+@group(0) @binding(6) var<storage, read_write> sOut: array<f32>;    // s [B, S, d]
+${
+  columnScanEntryWgsl(`
+  let sqrtHs = bitcast<f32>(sizes.w);
+${
+    runningMaxScanWgsl(
+      "let bValue = bIn[i]; let z = (aIn[i] + bValue) / sqrtHs;",
+      "mOut[i] = m; argmax[i] = arg; sOut[i] = (m + cIn[i]) * m + bValue;",
+    )
+  }`)
+}
+`;
+
+/** sizes = (B, S, d, f32 bits of sqrt(hs)). */
+const MAX_STATE_BACKWARD_WGSL = /* wgsl */ `
+@group(0) @binding(0) var<uniform> sizes: vec4<u32>;
+@group(0) @binding(1) var<storage, read_write> dsIn: array<f32>;    // read, [B, S, d]
+@group(0) @binding(2) var<storage, read_write> mIn: array<f32>;     // read, forward's m [B, S, d]
+@group(0) @binding(3) var<storage, read_write> cIn: array<f32>;     // read, forward's c [B, S, d]
+@group(0) @binding(4) var<storage, read_write> argmax: array<u32>;  // read, forward's [B, S, d]
+@group(0) @binding(5) var<storage, read_write> daOut: array<f32>;   // [B, S, d]
+@group(0) @binding(6) var<storage, read_write> dbOut: array<f32>;   // [B, S, d]
+@group(0) @binding(7) var<storage, read_write> dcOut: array<f32>;   // [B, S, d]
+${
+  columnScanEntryWgsl(`
+  let sqrtHs = bitcast<f32>(sizes.w);
+${
+    runningMaxGradientScanWgsl(
+      "let ds = dsIn[i]; let mValue = mIn[i]; let dm = ds * (2.0 * mValue + cIn[i]);",
+      "let dzScaled = dz / sqrtHs; daOut[i] = dzScaled; dbOut[i] = ds + dzScaled; " +
+        "dcOut[i] = ds * mValue;",
+    )
+  }`)
+}
+`;
+
+function sqrtHsBits(d: number, heads: number): number {
+  if (!Number.isInteger(heads) || heads < 1 || d % heads !== 0) {
+    throw new RangeError(`max_state: d = ${d} is not divisible by heads = ${heads}`);
+  }
+  return new Uint32Array(new Float32Array([Math.sqrt(d / heads)]).buffer)[0];
+}
+
+/** Buffers and sizes of {@link createMaxStateForward}. */
+export interface MaxStateForwardBuffers {
+  /** `u @ W0^T` `[B, S, d]` f32. */
+  a: Binding;
+  /** `u @ W1^T` `[B, S, d]` f32. */
+  b: Binding;
+  /** `u @ W2^T` `[B, S, d]` f32. */
+  c: Binding;
+  /** Running max of z `[B, S, d]` f32, kept for the backward pass. */
+  m: Binding;
+  /** Its position `[B, S, d]` u32, kept for the backward pass. */
+  argmax: Binding;
+  /** The mixer output `s = (m + c) m + b` `[B, S, d]` f32. */
+  s: Binding;
+  d: number;
+  /** Heads H: the scale is `sqrt(d / H)`. */
+  heads: number;
+  /** Largest B*S this step will be encoded with. */
+  maxRows: number;
+}
+
+/** The fused MaxState forward (see the module doc). */
+export function createMaxStateForward(
+  gpu: Gpu,
+  buffers: MaxStateForwardBuffers,
+): GpuStep<BatchDims> {
+  const label = "max_state.forward";
+  const { d, maxRows } = buffers;
+  const scaleBits = sqrtHsBits(d, buffers.heads);
+  return createElementStep(gpu, {
+    label,
+    cacheKey: label,
+    code: MAX_STATE_FORWARD_WGSL,
+    buffers: [buffers.a, buffers.b, buffers.c, buffers.m, buffers.argmax, buffers.s],
+    count: (dims) => checkedRows(label, dims, maxRows) === 0 ? 0 : dims.B * d,
+    sizes: (dims) => [dims.B, dims.S, d, scaleBits],
+  });
+}
+
+/** Buffers and sizes of {@link createMaxStateBackward}. */
+export interface MaxStateBackwardBuffers {
+  /** Gradient of s `[B, S, d]` f32. */
+  ds: Binding;
+  /** The forward's m `[B, S, d]` f32. */
+  m: Binding;
+  /** The forward's c `[B, S, d]` f32. */
+  c: Binding;
+  /** The forward's argmax `[B, S, d]` u32. */
+  argmax: Binding;
+  /** Gradient of a `[B, S, d]` f32, overwritten. */
+  da: Binding;
+  /** Gradient of b (through s and through z) `[B, S, d]` f32, overwritten. */
+  db: Binding;
+  /** Gradient of c `[B, S, d]` f32, overwritten. */
+  dc: Binding;
+  d: number;
+  /** Heads H: the scale is `sqrt(d / H)`. */
+  heads: number;
+  /** Largest B*S this step will be encoded with. */
+  maxRows: number;
+}
+
+/** The fused MaxState backward (see the module doc). */
+export function createMaxStateBackward(
+  gpu: Gpu,
+  buffers: MaxStateBackwardBuffers,
+): GpuStep<BatchDims> {
+  const label = "max_state.backward";
+  const { d, maxRows } = buffers;
+  const scaleBits = sqrtHsBits(d, buffers.heads);
+  return createElementStep(gpu, {
+    label,
+    cacheKey: label,
+    code: MAX_STATE_BACKWARD_WGSL,
+    buffers: [
+      buffers.ds,
+      buffers.m,
+      buffers.c,
+      buffers.argmax,
+      buffers.da,
+      buffers.db,
+      buffers.dc,
+    ],
+    count: (dims) => checkedRows(label, dims, maxRows) === 0 ? 0 : dims.B * d,
+    sizes: (dims) => [dims.B, dims.S, d, scaleBits],
+  });
+}

@@ -1,0 +1,152 @@
+/**
+ * The input of each layer's Down projection, `concat(p, h)`: the position
+ * embedding `Pos[t]` first, then the hidden vector `h[b, t]`; forward and
+ * backward.
+ *
+ * @module
+ */
+import type { Gpu, GpuStep } from "../device.ts";
+import {
+  type BatchDims,
+  type Binding,
+  checkedRows,
+  checkSize,
+  createElementStep,
+  ELEMENT_ENTRY_WGSL,
+  ELEMENT_INDEX_WGSL,
+} from "./elementwise.ts";
+
+/**
+ * Forward: `cat[b, t, c] = Pos[t, c]` for c < d, `h[b, t, c - d]` for
+ * d <= c < 2d; one invocation per element of `cat`. sizes = (B, S, d).
+ */
+const CONCAT_FORWARD_WGSL = /* wgsl */ `
+@group(0) @binding(0) var<uniform> sizes: vec4<u32>;
+@group(0) @binding(1) var<storage, read_write> pos: array<f32>;  // read, Pos [P, d]
+@group(0) @binding(2) var<storage, read_write> h: array<f32>;    // read, [B, S, d]
+@group(0) @binding(3) var<storage, read_write> cat: array<f32>;  // [B, S, 2d]
+${ELEMENT_INDEX_WGSL}
+${ELEMENT_ENTRY_WGSL} {
+  let i = elementIndex(wid, nwg, lid);
+  let S = sizes.y;
+  let d = sizes.z;
+  let width = 2u * d;
+  if (i >= sizes.x * S * width) { return; }
+  let row = i / width;
+  let c = i % width;
+  if (c < d) {
+    cat[i] = pos[(row % S) * d + c];
+  } else {
+    cat[i] = h[row * d + c - d];
+  }
+}
+`;
+
+/**
+ * Backward, one dispatch of B*S*d + S*d invocations: the first B*S*d write
+ * `dh[b, t, c] = dcat[b, t, d + c]`; the next S*d add
+ * `sum over b = 0..B-1 (in order) of dcat[b, t, c]` into `dPos[t, c]`.
+ * sizes = (B, S, d).
+ */
+const CONCAT_BACKWARD_WGSL = /* wgsl */ `
+@group(0) @binding(0) var<uniform> sizes: vec4<u32>;
+@group(0) @binding(1) var<storage, read_write> dcat: array<f32>;  // read, [B, S, 2d]
+@group(0) @binding(2) var<storage, read_write> dh: array<f32>;    // [B, S, d]
+@group(0) @binding(3) var<storage, read_write> dPos: array<f32>;  // [P, d], rows < S accumulated
+${ELEMENT_INDEX_WGSL}
+${ELEMENT_ENTRY_WGSL} {
+  let i = elementIndex(wid, nwg, lid);
+  let B = sizes.x;
+  let S = sizes.y;
+  let d = sizes.z;
+  let width = 2u * d;
+  let hCount = B * S * d;
+  if (i < hCount) {
+    dh[i] = dcat[(i / d) * width + d + i % d];
+    return;
+  }
+  let j = i - hCount;
+  if (j >= S * d) { return; }
+  let t = j / d;
+  let c = j % d;
+  var sum = 0.0;
+  for (var b = 0u; b < B; b++) {
+    sum += dcat[(b * S + t) * width + c];
+  }
+  dPos[j] = dPos[j] + sum;
+}
+`;
+
+/** Buffers and sizes of {@link createPositionConcat}. */
+export interface PositionConcatBuffers {
+  /** `pos.weight` `[P, d]` f32 (a slice of the parameter buffer). */
+  pos: Binding;
+  /** Hidden state `h` `[B, S, d]` f32. */
+  h: Binding;
+  /** `concat(p, h)` `[B, S, 2d]` f32. */
+  out: Binding;
+  d: number;
+  /** Maximum positions: S must not exceed it. */
+  P: number;
+  /** Largest B*S this step will be encoded with. */
+  maxRows: number;
+}
+
+/** `out[b, t, :] = [Pos[t, :], h[b, t, :]]`. */
+export function createPositionConcat(
+  gpu: Gpu,
+  buffers: PositionConcatBuffers,
+): GpuStep<BatchDims> {
+  const label = "position.concat";
+  const { d, P, maxRows } = buffers;
+  return createElementStep(gpu, {
+    label,
+    cacheKey: label,
+    code: CONCAT_FORWARD_WGSL,
+    buffers: [buffers.pos, buffers.h, buffers.out],
+    count: (dims) => {
+      checkSize(label, "S", dims.S, P);
+      return checkedRows(label, dims, maxRows) * 2 * d;
+    },
+    sizes: (dims) => [dims.B, dims.S, d],
+  });
+}
+
+/** Buffers and sizes of {@link createPositionConcatBackward}. */
+export interface PositionConcatBackwardBuffers {
+  /** Gradient of `concat(p, h)` `[B, S, 2d]` f32. */
+  dcat: Binding;
+  /** Gradient of `h` `[B, S, d]` f32, overwritten. */
+  dh: Binding;
+  /**
+   * `d pos.weight` `[P, d]` f32 (a slice of the gradient buffer): rows t < S
+   * are ADDED to (every layer contributes), rows t >= S are not touched.
+   */
+  dPos: Binding;
+  d: number;
+  /** Maximum positions: S must not exceed it. */
+  P: number;
+  /** Largest B*S this step will be encoded with. */
+  maxRows: number;
+}
+
+/** `dh = dcat[..., d:]`, `dPos[t] += sum_b dcat[b, t, :d]`. */
+export function createPositionConcatBackward(
+  gpu: Gpu,
+  buffers: PositionConcatBackwardBuffers,
+): GpuStep<BatchDims> {
+  const label = "position.concat.backward";
+  const { d, P, maxRows } = buffers;
+  return createElementStep(gpu, {
+    label,
+    cacheKey: label,
+    code: CONCAT_BACKWARD_WGSL,
+    buffers: [buffers.dcat, buffers.dh, buffers.dPos],
+    count: (dims) => {
+      checkSize(label, "S", dims.S, P);
+      const rows = checkedRows(label, dims, maxRows);
+      return rows === 0 ? 0 : (rows + dims.S) * d;
+    },
+    sizes: (dims) => [dims.B, dims.S, d],
+  });
+}
