@@ -44,3 +44,6 @@ export async function createOrtSession(model: Uint8Array): Promise<OrtSession> {
     graphOptimizationLevel: "all",
   });
 }
+
+/** An onnxruntime-web tensor. */
+export type OrtTensor = OrtModule.Tensor;
