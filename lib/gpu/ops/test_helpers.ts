@@ -22,13 +22,20 @@ export function randomUniform(rng: Random, n: number, lo = -1, hi = 1): Float32A
   return out;
 }
 
-/** Encodes `steps` in order into one compute pass, submits it and waits for the queue. */
+/**
+ * Encodes `steps` in order into one compute pass, submits it and waits for the
+ * queue. Throws on a WebGPU validation error (which otherwise only drops the
+ * dispatch silently, e.g. a WGSL compile error).
+ */
 export async function runSteps<D>(gpu: Gpu, steps: [GpuStep<D>, D][]): Promise<void> {
+  gpu.device.pushErrorScope("validation");
   const encoder = gpu.device.createCommandEncoder();
   const pass = encoder.beginComputePass();
   for (const [step, dims] of steps) step.encode(pass, dims);
   pass.end();
   gpu.device.queue.submit([encoder.finish()]);
+  const error = await gpu.device.popErrorScope();
+  if (error) throw new Error(`WebGPU validation error: ${error.message}`);
   await gpu.device.queue.onSubmittedWorkDone();
 }
 

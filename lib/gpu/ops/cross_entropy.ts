@@ -1,0 +1,306 @@
+/**
+ * Fused softmax cross-entropy (forward and backward in one kernel) over the
+ * logits of a batch, and the GPU-side **stats accumulator** that training and
+ * evaluation read only every few steps.
+ *
+ * Stats accumulator: a small f32 buffer of `slots x 4` values,
+ * `stats[slot * 4 + field]` with the fields
+ *
+ * | field | meaning |
+ * | --- | --- |
+ * | 0 `lossSum` | Σ over non-padding targets of `logsumexp(logits) - logits[target]` |
+ * | 1 `correct` | targets where `argmax(logits) == target` (ties: lowest index) |
+ * | 2 `count`   | non-padding targets |
+ * | 3 `gradNorm`| global L2 gradient norm before clipping (written by grad_norm.ts) |
+ *
+ * Every kernel ADDS to its slot, so a training loop uses slot `step % slots`
+ * and reads (then resets) all slots every `slots` steps, one readback for many
+ * steps; an evaluation pass adds all its batches into one slot and reads the
+ * token-weighted mean `lossSum / count` at the end. Counts are exact in f32 up
+ * to 2^24 tokens per slot.
+ *
+ * @module
+ */
+import {
+  bindBuffers,
+  type BufferSlice,
+  cachedPipeline,
+  createStorageBuffer,
+  createUniformBuffer,
+  type Gpu,
+  type GpuStep,
+  readBuffer,
+} from "../device.ts";
+
+/** f32 values per stats slot. */
+export const STATS_FIELDS = 4;
+
+/** Field offsets inside a stats slot. */
+export const STATS = { lossSum: 0, correct: 1, count: 2, gradNorm: 3 } as const;
+
+/** One slot of the stats accumulator, as read back. */
+export interface StatsSlot {
+  lossSum: number;
+  correct: number;
+  count: number;
+  gradNorm: number;
+  /** `lossSum / count` (NaN when count is 0). */
+  meanLoss: number;
+  /** `correct / count` (NaN when count is 0). */
+  accuracy: number;
+}
+
+/** Creates a zeroed stats accumulator of `slots` slots. */
+export function createStatsBuffer(gpu: Gpu, slots: number, label = "stats"): GPUBuffer {
+  return createStorageBuffer(gpu, slots * STATS_FIELDS * 4, label);
+}
+
+/** Reads the first `slots` slots of a stats accumulator (one ~10 ms readback). */
+export async function readStats(gpu: Gpu, stats: GPUBuffer, slots: number): Promise<StatsSlot[]> {
+  const v = new Float32Array(await readBuffer(gpu, stats, slots * STATS_FIELDS * 4));
+  return Array.from({ length: slots }, (_, s) => {
+    const o = s * STATS_FIELDS;
+    const count = v[o + STATS.count];
+    return {
+      lossSum: v[o + STATS.lossSum],
+      correct: v[o + STATS.correct],
+      count,
+      gradNorm: v[o + STATS.gradNorm],
+      meanLoss: count > 0 ? v[o + STATS.lossSum] / count : NaN,
+      accuracy: count > 0 ? v[o + STATS.correct] / count : NaN,
+    };
+  });
+}
+
+/** Zeroes the accumulator; ordered before the next submitted command buffer. */
+export function resetStats(gpu: Gpu, stats: GPUBuffer): void {
+  gpu.device.queue.writeBuffer(stats, 0, new Float32Array(stats.size / 4));
+}
+
+/** {@link readStats} then {@link resetStats}. */
+export async function readAndResetStats(
+  gpu: Gpu,
+  stats: GPUBuffer,
+  slots: number,
+): Promise<StatsSlot[]> {
+  const read = await readStats(gpu, stats, slots);
+  resetStats(gpu, stats);
+  return read;
+}
+
+/** Dimensions of one cross-entropy call. */
+export interface CrossEntropyDims {
+  /** Rows of this batch (B*S); at most the factory's `maxRows`. */
+  N: number;
+  /**
+   * Non-padding targets among the N rows (known on the host): the gradient is
+   * `(softmax - onehot) / count`, PyTorch's mean over `ignore_index=0`.
+   */
+  count: number;
+  /** Stats slot to add this batch's loss, correct and count to. */
+  slot: number;
+}
+
+/** Buffers and sizes of a cross-entropy step. */
+export interface CrossEntropyOptions {
+  /** `[N, V]` f32 logits; in "train" mode overwritten with dL/dlogits. */
+  logits: GPUBuffer | BufferSlice;
+  /** `[N]` i32 target ids; 0 is padding (no loss, zero gradient). */
+  targets: GPUBuffer | BufferSlice;
+  /** Stats accumulator from {@link createStatsBuffer}. */
+  stats: GPUBuffer | BufferSlice;
+  /** Vocabulary size V (columns of the logits). */
+  V: number;
+  /** Most rows of any batch (sizes the per-row scratch buffer). */
+  maxRows: number;
+  /** "train": write the gradient in place; "eval": only accumulate stats. */
+  mode: "train" | "eval";
+}
+
+const ROW_WG = 64;
+const REDUCE_WG = 256;
+/** Rows per dispatch column: dispatch (min(N, ROW_SPLIT), ceil(N / ROW_SPLIT)). */
+const ROW_SPLIT = 32768;
+
+const UNIFORMS = /* wgsl */ `
+struct Uniforms {
+  N: u32,      // rows of this batch
+  V: u32,      // vocabulary size
+  slot: u32,   // stats slot
+  scale: f32,  // 1 / count of non-padding targets (0 when there are none)
+}
+@group(0) @binding(0) var<uniform> u: Uniforms;
+`;
+
+/**
+ * Per row (one workgroup of ${ROW_WG} per row): max and argmax, Σ exp, the
+ * row's loss and hit into rowStats, and in train mode the gradient in place.
+ * A target outside [1, V) counts as padding (the host validates ids).
+ */
+function rowsWgsl(train: boolean): string {
+  return /* wgsl */ `${UNIFORMS}
+@group(0) @binding(1) var<storage, read_write> logits: array<f32>;   // [N, V] -> dlogits in train mode
+@group(0) @binding(2) var<storage, read> targets: array<i32>;        // [N]
+@group(0) @binding(3) var<storage, read_write> rowStats: array<f32>; // [N, 2]: loss, correct
+
+var<workgroup> redValue: array<f32, ${ROW_WG}>;
+var<workgroup> redIndex: array<u32, ${ROW_WG}>;
+
+@compute @workgroup_size(${ROW_WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let row = wid.x + wid.y * ${ROW_SPLIT}u;
+  if (row >= u.N) { return; }  // uniform across the workgroup
+  let t = lid.x;
+  let V = u.V;
+  let base = row * V;
+  let tgt = targets[row];
+  let valid = tgt > 0 && u32(tgt) < V;
+  let targetLogit = select(0.0, logits[base + u32(max(tgt, 0))], valid);
+
+  // Max and argmax; each invocation scans t, t + ${ROW_WG}, ... so a strict '>' keeps the lowest index.
+  var best = -3.4028235e38;
+  var bestIndex = 0xffffffffu;
+  for (var v = t; v < V; v += ${ROW_WG}u) {
+    let x = logits[base + v];
+    if (x > best || bestIndex == 0xffffffffu) { best = x; bestIndex = v; }
+  }
+  redValue[t] = best;
+  redIndex[t] = bestIndex;
+  workgroupBarrier();
+  for (var s = ${ROW_WG / 2}u; s > 0u; s >>= 1u) {
+    if (t < s) {
+      let ov = redValue[t + s];
+      let oi = redIndex[t + s];
+      let mi = redIndex[t];
+      if (oi != 0xffffffffu && (mi == 0xffffffffu || ov > redValue[t] || (ov == redValue[t] && oi < mi))) {
+        redValue[t] = ov;
+        redIndex[t] = oi;
+      }
+    }
+    workgroupBarrier();
+  }
+  let rowMax = redValue[0];
+  let argmax = redIndex[0];
+  workgroupBarrier();
+
+  var sum = 0.0;
+  for (var v = t; v < V; v += ${ROW_WG}u) { sum += exp(logits[base + v] - rowMax); }
+  redValue[t] = sum;
+  workgroupBarrier();
+  for (var s = ${ROW_WG / 2}u; s > 0u; s >>= 1u) {
+    if (t < s) { redValue[t] += redValue[t + s]; }
+    workgroupBarrier();
+  }
+  let sumExp = redValue[0];
+
+  if (t == 0u) {
+    rowStats[row * 2u] = select(0.0, rowMax + log(sumExp) - targetLogit, valid);
+    rowStats[row * 2u + 1u] = select(0.0, 1.0, valid && argmax == u32(tgt));
+  }
+${
+    train
+      ? `
+  // dL/dlogits = (softmax - onehot) / count; padding rows get 0.
+  let inv = 1.0 / sumExp;
+  for (var v = t; v < V; v += ${ROW_WG}u) {
+    let p = exp(logits[base + v] - rowMax) * inv;
+    logits[base + v] = select(0.0, (p - select(0.0, 1.0, i32(v) == tgt)) * u.scale, valid);
+  }`
+      : ""
+  }
+}
+`;
+}
+
+/** One workgroup adds Σ loss, Σ correct and the non-padding count to the stats slot, in row order. */
+const REDUCE_WGSL = /* wgsl */ `${UNIFORMS}
+@group(0) @binding(1) var<storage, read> targets: array<i32>;        // [N]
+@group(0) @binding(2) var<storage, read> rowStats: array<f32>;       // [N, 2]
+@group(0) @binding(3) var<storage, read_write> stats: array<f32>;    // [slots, 4]
+
+var<workgroup> red: array<vec3<f32>, ${REDUCE_WG}>;
+
+@compute @workgroup_size(${REDUCE_WG})
+fn main(@builtin(local_invocation_id) lid: vec3<u32>) {
+  let t = lid.x;
+  var acc = vec3<f32>(0.0);
+  for (var n = t; n < u.N; n += ${REDUCE_WG}u) {
+    let tgt = targets[n];
+    let valid = tgt > 0 && u32(tgt) < u.V;
+    acc += vec3<f32>(rowStats[n * 2u], rowStats[n * 2u + 1u], select(0.0, 1.0, valid));
+  }
+  red[t] = acc;
+  workgroupBarrier();
+  for (var s = ${REDUCE_WG / 2}u; s > 0u; s >>= 1u) {
+    if (t < s) { red[t] += red[t + s]; }
+    workgroupBarrier();
+  }
+  if (t == 0u) {
+    let o = u.slot * ${STATS_FIELDS}u;
+    stats[o + ${STATS.lossSum}u] += red[0].x;
+    stats[o + ${STATS.correct}u] += red[0].y;
+    stats[o + ${STATS.count}u] += red[0].z;
+  }
+}
+`;
+
+/**
+ * Softmax cross-entropy over `logits [N, V]` against `targets [N]` (0 =
+ * padding): adds the batch's loss sum, hits and count to `stats[slot]`, and in
+ * "train" mode overwrites the logits with `dL/dlogits = (softmax - onehot) /
+ * count` (zero rows for padding). Two dispatches: one workgroup per row, then
+ * one workgroup that sums the rows in order.
+ */
+export function createCrossEntropy(
+  gpu: Gpu,
+  options: CrossEntropyOptions,
+): GpuStep<CrossEntropyDims> {
+  const train = options.mode === "train";
+  const rowsPipeline = cachedPipeline(
+    gpu,
+    `crossEntropy:rows:${options.mode}`,
+    rowsWgsl(train),
+    "main",
+  );
+  const reducePipeline = cachedPipeline(gpu, "crossEntropy:reduce", REDUCE_WGSL, "main");
+  const uniform = createUniformBuffer(gpu, 16, "crossEntropy:uniforms");
+  const rowStats = createStorageBuffer(gpu, options.maxRows * 2 * 4, "crossEntropy:rowStats");
+  const rowsGroup = bindBuffers(
+    gpu,
+    rowsPipeline,
+    [uniform, options.logits, options.targets, rowStats],
+    "crossEntropy:rows",
+  );
+  const reduceGroup = bindBuffers(
+    gpu,
+    reducePipeline,
+    [uniform, options.targets, rowStats, options.stats],
+    "crossEntropy:reduce",
+  );
+  const data = new ArrayBuffer(16);
+  const words = new Uint32Array(data);
+  const floats = new Float32Array(data);
+  return {
+    encode(pass, dims) {
+      if (dims.N > options.maxRows) {
+        throw new Error(`crossEntropy: ${dims.N} rows exceed maxRows ${options.maxRows}`);
+      }
+      if (dims.N === 0) return;
+      words[0] = dims.N;
+      words[1] = options.V;
+      words[2] = dims.slot;
+      floats[3] = dims.count > 0 ? 1 / dims.count : 0;
+      gpu.device.queue.writeBuffer(uniform, 0, data);
+      pass.setPipeline(rowsPipeline);
+      pass.setBindGroup(0, rowsGroup);
+      pass.dispatchWorkgroups(Math.min(dims.N, ROW_SPLIT), Math.ceil(dims.N / ROW_SPLIT));
+      pass.setPipeline(reducePipeline);
+      pass.setBindGroup(0, reduceGroup);
+      pass.dispatchWorkgroups(1);
+    },
+    destroy() {
+      uniform.destroy();
+      rowStats.destroy();
+    },
+  };
+}
