@@ -4,3 +4,13 @@
  * @module
  */
 export type { ArtifactRef, Manifest, ManifestFile } from "./types.ts";
+export type {
+  ArtifactStore,
+  ManifestBits,
+  Release,
+  Staging,
+  VerifyProblem,
+  VerifyReport,
+} from "./store.ts";
+export { listFiles, LocalArtifactStore } from "./store.ts";
+export { canonicalJson, sha256File, sha256Hex, toHex } from "./hash.ts";

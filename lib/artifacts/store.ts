@@ -1,0 +1,330 @@
+/**
+ * The artifact store: immutable step outputs addressed by their step key.
+ *
+ * Layout of a {@link LocalArtifactStore} under `root`:
+ *
+ * ```
+ * objects/<key>/            published artifacts, each with manifest.json (+ metrics.json)
+ * tmp/<key>.<pid>.<rand>/   staging while a step runs; renamed into objects/ on commit
+ * work/<key>/               scratch that survives crashes (checkpoints), removed on commit
+ * locks/<key>.lock          per-key flock, so two runners never build one key at once
+ * runs/                     run records (written by the pipeline runner)
+ * cache/                    small caches (source file hashes)
+ * ```
+ *
+ * Publishing is write-to-staging, fsync, then one atomic `rename`, so a crash at
+ * any moment leaves either no `objects/<key>` or a complete one. A directory in
+ * `objects/` without a readable manifest naming its key is treated as missing.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { ArtifactRef, Manifest, ManifestFile } from "./types.ts";
+import { sha256File } from "./hash.ts";
+
+/** A staging directory handed out by {@link ArtifactStore.begin}. */
+export interface Staging {
+  key: string;
+  /** Absolute, empty directory to write the artifact's files into. */
+  dir: string;
+}
+
+/** What the runner knows about an artifact besides its files; the store adds `key` and `files`. */
+export type ManifestBits = Omit<Manifest, "key" | "files">;
+
+/** One problem found by {@link ArtifactStore.verify}. */
+export interface VerifyProblem {
+  key: string;
+  /** File inside the artifact, or "" for the artifact as a whole. */
+  path: string;
+  problem: string;
+}
+
+/** The result of {@link ArtifactStore.verify}. */
+export interface VerifyReport {
+  /** Number of artifacts checked. */
+  checked: number;
+  problems: VerifyProblem[];
+}
+
+/** Releases a lock taken with {@link ArtifactStore.lock}. */
+export type Release = () => void;
+
+/** Storage for artifacts; the local store below is one implementation, a remote one can sit beside it. */
+export interface ArtifactStore {
+  /** A local directory for run records and caches. */
+  readonly localDir: string;
+  /** True when `key` is published with a valid manifest. */
+  has(key: string): Promise<boolean>;
+  /** The published artifact, or undefined when missing or untrusted. */
+  get(key: string): Promise<ArtifactRef | undefined>;
+  /** A fresh staging directory for `key` (call while holding `lock(key)`). */
+  begin(key: string): Promise<Staging>;
+  /**
+   * Publishes the staging directory: writes `metrics.json` and `manifest.json`
+   * (every file with size and SHA-256), fsyncs, and renames it into place.
+   * `replace` swaps out an existing artifact (forced re-runs).
+   */
+  commit(
+    staging: Staging,
+    bits: ManifestBits,
+    metrics: Record<string, unknown>,
+    options?: { replace?: boolean },
+  ): Promise<ArtifactRef>;
+  /** Removes a staging directory that will not be published. */
+  abort(staging: Staging): Promise<void>;
+  /** Persistent scratch for `key` (checkpoints); removed when `key` is published. */
+  workDir(key: string): Promise<string>;
+  /** Waits for the exclusive lock on `key`; released by the returned function or process death. */
+  lock(key: string): Promise<Release>;
+  /** All published artifacts, oldest first. */
+  list(): Promise<ArtifactRef[]>;
+  /** Re-hashes every published artifact against its manifest. */
+  verify(): Promise<VerifyReport>;
+}
+
+const KEY_RE = /^[0-9a-f]{64}$/;
+
+function checkKey(key: string): void {
+  if (!KEY_RE.test(key)) throw new Error(`not an artifact key: ${JSON.stringify(key)}`);
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.lstat(path);
+    return true;
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return false;
+    throw e;
+  }
+}
+
+/** Lists files under `dir` recursively as `/`-separated relative paths, sorted. */
+export async function listFiles(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  async function walk(sub: string): Promise<void> {
+    for await (const e of Deno.readDir(sub ? join(dir, sub) : dir)) {
+      const rel = sub ? `${sub}/${e.name}` : e.name;
+      if (e.isDirectory) await walk(rel);
+      else out.push(rel);
+    }
+  }
+  await walk("");
+  return out.sort();
+}
+
+function isManifest(m: unknown, key: string): m is Manifest {
+  if (m === null || typeof m !== "object") return false;
+  const r = m as Record<string, unknown>;
+  return r.key === key && typeof r.job === "string" && Array.isArray(r.files);
+}
+
+async function fsyncDir(path: string): Promise<void> {
+  try {
+    const f = await Deno.open(path, { read: true });
+    try {
+      await f.sync();
+    } finally {
+      f.close();
+    }
+  } catch {
+    // Directory fsync is not supported everywhere; the rename is still atomic.
+  }
+}
+
+/** An {@link ArtifactStore} on the local file system. */
+export class LocalArtifactStore implements ArtifactStore {
+  /** Absolute root directory. */
+  readonly root: string;
+  readonly localDir: string;
+
+  /** @param root the store directory (created on first write) */
+  constructor(root: string) {
+    this.root = root;
+    this.localDir = root;
+  }
+
+  #objectDir(key: string): string {
+    return join(this.root, "objects", key);
+  }
+
+  async has(key: string): Promise<boolean> {
+    return (await this.get(key)) !== undefined;
+  }
+
+  async get(key: string): Promise<ArtifactRef | undefined> {
+    checkKey(key);
+    const dir = this.#objectDir(key);
+    let text: string;
+    try {
+      text = await Deno.readTextFile(join(dir, "manifest.json"));
+    } catch {
+      return undefined;
+    }
+    try {
+      const manifest = JSON.parse(text);
+      return isManifest(manifest, key) ? { key, dir, manifest } : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  async begin(key: string): Promise<Staging> {
+    checkKey(key);
+    const tmp = join(this.root, "tmp");
+    await Deno.mkdir(tmp, { recursive: true });
+    // Called under the key's lock: any other staging dir for this key belongs to a dead run.
+    for await (const e of Deno.readDir(tmp)) {
+      if (e.name.startsWith(`${key}.`)) await Deno.remove(join(tmp, e.name), { recursive: true });
+    }
+    const rand = crypto.getRandomValues(new Uint32Array(1))[0].toString(16);
+    const dir = join(tmp, `${key}.${Deno.pid}.${rand}`);
+    await Deno.mkdir(dir);
+    return { key, dir };
+  }
+
+  async commit(
+    staging: Staging,
+    bits: ManifestBits,
+    metrics: Record<string, unknown>,
+    options: { replace?: boolean } = {},
+  ): Promise<ArtifactRef> {
+    const { key, dir } = staging;
+    await Deno.writeTextFile(join(dir, "metrics.json"), JSON.stringify(metrics, null, 2) + "\n");
+    const files: ManifestFile[] = [];
+    for (const path of await listFiles(dir)) {
+      if (path === "manifest.json") continue;
+      const { sha256, size } = await sha256File(join(dir, path), true);
+      files.push({ path, size, sha256 });
+    }
+    const manifest: Manifest = { key, ...bits, files };
+    const mf = await Deno.open(join(dir, "manifest.json"), {
+      write: true,
+      create: true,
+      truncate: true,
+    });
+    try {
+      await mf.write(new TextEncoder().encode(JSON.stringify(manifest, null, 2) + "\n"));
+      await mf.sync();
+    } finally {
+      mf.close();
+    }
+    await fsyncDir(dir);
+    const target = this.#objectDir(key);
+    await Deno.mkdir(join(this.root, "objects"), { recursive: true });
+    if (await exists(target)) {
+      const valid = await this.get(key);
+      if (valid && !options.replace) {
+        // Someone published the same key meanwhile; keys are content identities, keep theirs.
+        await Deno.remove(dir, { recursive: true });
+        await this.#removeWork(key);
+        return valid;
+      }
+      const old = `${dir}.old`;
+      await Deno.rename(target, old);
+      await Deno.rename(dir, target);
+      await Deno.remove(old, { recursive: true });
+    } else {
+      await Deno.rename(dir, target);
+    }
+    await fsyncDir(join(this.root, "objects"));
+    await this.#removeWork(key);
+    return { key, dir: target, manifest };
+  }
+
+  async #removeWork(key: string): Promise<void> {
+    await Deno.remove(join(this.root, "work", key), { recursive: true }).catch(() => {});
+  }
+
+  async abort(staging: Staging): Promise<void> {
+    await Deno.remove(staging.dir, { recursive: true }).catch(() => {});
+  }
+
+  async workDir(key: string): Promise<string> {
+    checkKey(key);
+    const dir = join(this.root, "work", key);
+    await Deno.mkdir(dir, { recursive: true });
+    return dir;
+  }
+
+  async lock(key: string): Promise<Release> {
+    checkKey(key);
+    const dir = join(this.root, "locks");
+    await Deno.mkdir(dir, { recursive: true });
+    // The lock file is never deleted: deleting it would let two processes lock different inodes.
+    const file = await Deno.open(join(dir, `${key}.lock`), {
+      read: true,
+      write: true,
+      create: true,
+    });
+    await file.lock(true);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      file.close();
+    };
+  }
+
+  async list(): Promise<ArtifactRef[]> {
+    const out: ArtifactRef[] = [];
+    const dir = join(this.root, "objects");
+    if (!(await exists(dir))) return out;
+    for await (const e of Deno.readDir(dir)) {
+      if (!e.isDirectory || !KEY_RE.test(e.name)) continue;
+      const ref = await this.get(e.name);
+      if (ref) out.push(ref);
+    }
+    return out.sort((a, b) =>
+      a.manifest.finished_at.localeCompare(b.manifest.finished_at) || a.key.localeCompare(b.key)
+    );
+  }
+
+  async verify(): Promise<VerifyReport> {
+    const problems: VerifyProblem[] = [];
+    let checked = 0;
+    const dir = join(this.root, "objects");
+    if (!(await exists(dir))) return { checked, problems };
+    const names: string[] = [];
+    for await (const e of Deno.readDir(dir)) if (e.isDirectory) names.push(e.name);
+    for (const key of names.sort()) {
+      checked++;
+      if (!KEY_RE.test(key)) {
+        problems.push({ key, path: "", problem: "directory name is not an artifact key" });
+        continue;
+      }
+      const ref = await this.get(key);
+      if (!ref) {
+        problems.push({ key, path: "manifest.json", problem: "manifest missing or unreadable" });
+        continue;
+      }
+      const listed = new Set(ref.manifest.files.map((f) => f.path));
+      for (const f of ref.manifest.files) {
+        try {
+          const { sha256, size } = await sha256File(join(ref.dir, f.path));
+          if (size !== f.size) {
+            problems.push({
+              key,
+              path: f.path,
+              problem: `size ${size} bytes, manifest says ${f.size}`,
+            });
+          } else if (sha256 !== f.sha256) {
+            problems.push({
+              key,
+              path: f.path,
+              problem: `sha256 ${sha256} does not match the manifest`,
+            });
+          }
+        } catch {
+          problems.push({ key, path: f.path, problem: "file missing" });
+        }
+      }
+      for (const path of await listFiles(ref.dir)) {
+        if (path !== "manifest.json" && !listed.has(path)) {
+          problems.push({ key, path, problem: "file not listed in the manifest" });
+        }
+      }
+    }
+    return { checked, problems };
+  }
+}

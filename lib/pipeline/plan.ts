@@ -1,0 +1,235 @@
+/**
+ * The planner: validates each step's parameters against its job, wires input
+ * slots, drops slots a job does not need, prunes steps nothing consumes,
+ * rejects cycles, and computes every step's key before anything runs.
+ *
+ * A step key is hex SHA-256 over canonical JSON of
+ * `{ job, version, code_hash, params, inputs: slot -> key, sources: path -> hash }`,
+ * so it is known from the inputs' keys alone and the same on every machine.
+ *
+ * @module
+ */
+import { dirname, join } from "node:path";
+import { UserError } from "../errors/mod.ts";
+import { canonicalJson, sha256Hex } from "../artifacts/hash.ts";
+import type { ArtifactStore } from "../artifacts/store.ts";
+import type { JobDefinition } from "./job.ts";
+import type { PipelineSpec } from "./file.ts";
+import { issuesToError } from "./issues.ts";
+import { JobRegistry } from "./registry.ts";
+import { codeHash } from "./code_hash.ts";
+import { SourceHasher } from "./sources.ts";
+
+/** A step after planning. */
+export interface PlannedStep {
+  name: string;
+  job: JobDefinition;
+  /** Absolute path of the job module. */
+  jobFile: string;
+  /** Parameters after the job's schema (defaults applied). */
+  params: unknown;
+  /** Slot -> producing step, only the slots the job needs. */
+  inputs: Record<string, string>;
+  /** False when no remaining step consumes this step's output and it was not a sink in the file. */
+  active: boolean;
+  /** What this step's key was computed from (active steps only). */
+  identity?: StepIdentity;
+  /** Hex SHA-256 step key (active steps only). */
+  key?: string;
+}
+
+/** The facts hashed into a step key. */
+export interface StepIdentity {
+  job: string;
+  version: string;
+  code_hash: string;
+  params: unknown;
+  /** Slot -> input artifact key. */
+  inputs: Record<string, string>;
+  /** Source path -> content hash. */
+  sources: Record<string, string>;
+}
+
+/** A planned pipeline: steps in a dependency order (file order among independent steps). */
+export interface Plan {
+  spec: PipelineSpec;
+  steps: Map<string, PlannedStep>;
+  /** Topological order of all steps. */
+  order: string[];
+}
+
+/** Computes a step key from its identity. */
+export function stepKey(identity: StepIdentity): Promise<string> {
+  return sha256Hex(canonicalJson(identity));
+}
+
+function findCycle(spec: PipelineSpec): string[] | undefined {
+  const state = new Map<string, 1 | 2>();
+  const stack: string[] = [];
+  const visit = (n: string): string[] | undefined => {
+    if (state.get(n) === 2) return undefined;
+    if (state.get(n) === 1) return [...stack.slice(stack.indexOf(n)), n];
+    state.set(n, 1);
+    stack.push(n);
+    for (const dep of Object.values(spec.steps[n]?.inputs ?? {})) {
+      if (!(dep in spec.steps)) continue;
+      const c = visit(dep);
+      if (c) return c;
+    }
+    stack.pop();
+    state.set(n, 2);
+    return undefined;
+  };
+  for (const n of Object.keys(spec.steps)) {
+    const c = visit(n);
+    if (c) return c;
+  }
+  return undefined;
+}
+
+/**
+ * Validates the steps against their jobs and computes keys.
+ *
+ * @param registry where jobs come from
+ * @param store where the source-hash cache lives
+ */
+export async function planPipeline(
+  spec: PipelineSpec,
+  registry: JobRegistry,
+  store: ArtifactStore,
+): Promise<Plan> {
+  const file = spec.file;
+  const names = Object.keys(spec.steps);
+  // Wiring to unknown steps and cycles are file errors, whatever the jobs need.
+  for (const [name, s] of Object.entries(spec.steps)) {
+    for (const [slot, dep] of Object.entries(s.inputs)) {
+      if (!(dep in spec.steps)) {
+        throw new UserError(`input "${slot}" is wired to an unknown step`, {
+          file,
+          step: name,
+          field: `steps.${name}.inputs.${slot}`,
+          expected: `one of the steps ${names.filter((n) => n !== name).join(", ") || "(none)"}`,
+          found: JSON.stringify(dep),
+        });
+      }
+    }
+  }
+  const cycle = findCycle(spec);
+  if (cycle) {
+    throw new UserError(`dependency cycle: ${cycle.join(" -> ")}`, {
+      file,
+      step: cycle[0],
+      field: `steps.${cycle[0]}.inputs`,
+      expected: "steps that depend only on earlier steps (no cycles)",
+      found: cycle.join(" -> "),
+    });
+  }
+  const loaded = await Promise.all(
+    names.map((n) => registry.load(spec.steps[n].job, { file, step: n, field: `steps.${n}.job` })),
+  );
+  const steps = new Map<string, PlannedStep>();
+  names.forEach((name, i) => {
+    const { job, file: jobFile } = loaded[i];
+    const s = spec.steps[name];
+    const r = job.params.safeParse(s.params, { reportInput: true });
+    if (!r.success) {
+      throw issuesToError(r.error.issues, {
+        file,
+        step: name,
+        prefix: ["steps", name, "params"],
+        noteFor: (field) => {
+          for (const [p, note] of spec.overridden) {
+            if (field === p || field.startsWith(p + ".") || field.startsWith(p + "[")) return note;
+          }
+          return undefined;
+        },
+        knownKeys: (path) => {
+          let schema: unknown = job.params;
+          for (const k of path) {
+            const shape = (schema as { shape?: Record<string, unknown> }).shape;
+            schema = shape?.[String(k)];
+            while (schema && (schema as { unwrap?: () => unknown }).unwrap) {
+              schema = (schema as { unwrap: () => unknown }).unwrap();
+            }
+          }
+          const shape = (schema as { shape?: Record<string, unknown> } | undefined)?.shape;
+          return shape ? Object.keys(shape) : undefined;
+        },
+      });
+    }
+    const needed = job.inputs(r.data);
+    const inputs: Record<string, string> = {};
+    for (const slot of needed) {
+      const dep = s.inputs[slot];
+      if (dep === undefined) {
+        throw new UserError(`missing input "${slot}"`, {
+          file,
+          step: name,
+          field: `steps.${name}.inputs.${slot}`,
+          expected: `the job "${job.name}" needs input slot${needed.length > 1 ? "s" : ""} ${
+            needed.join(", ")
+          } wired to earlier steps, e.g. inputs: { ${slot}: STEP }`,
+          found: Object.keys(s.inputs).length
+            ? `inputs: { ${Object.entries(s.inputs).map(([k, v]) => `${k}: ${v}`).join(", ")} }`
+            : "no inputs",
+        });
+      }
+      inputs[slot] = dep;
+    }
+    steps.set(name, { name, job, jobFile, params: r.data, inputs, active: false });
+  });
+  // Sinks of the file stay; everything else stays only if a remaining step consumes it.
+  const consumedInFile = new Set(Object.values(spec.steps).flatMap((s) => Object.values(s.inputs)));
+  const mark = (n: string): void => {
+    const st = steps.get(n)!;
+    if (st.active) return;
+    st.active = true;
+    for (const dep of Object.values(st.inputs)) mark(dep);
+  };
+  for (const n of names) if (!consumedInFile.has(n)) mark(n);
+
+  const order: string[] = [];
+  const seen = new Set<string>();
+  const visit = (n: string): void => {
+    if (seen.has(n)) return;
+    seen.add(n);
+    for (const dep of Object.values(spec.steps[n].inputs)) visit(dep);
+    order.push(n);
+  };
+  names.forEach(visit);
+
+  const hasher = new SourceHasher(join(store.localDir, "cache", "source-hashes.json"));
+  for (const n of order) {
+    const st = steps.get(n)!;
+    if (!st.active) continue;
+    const sources: Record<string, string> = {};
+    for (const path of st.job.sources?.(st.params as never) ?? []) {
+      try {
+        sources[path] = await hasher.hash(path);
+      } catch (e) {
+        if (e instanceof Deno.errors.NotFound) {
+          throw new UserError(`source path does not exist`, {
+            file,
+            step: n,
+            expected: "an existing file or folder",
+            found: path,
+          });
+        }
+        throw e;
+      }
+    }
+    const inputKeys: Record<string, string> = {};
+    for (const [slot, dep] of Object.entries(st.inputs)) inputKeys[slot] = steps.get(dep)!.key!;
+    st.identity = {
+      job: st.job.name,
+      version: st.job.version,
+      code_hash: await codeHash(st.jobFile, dirname(registry.dir)),
+      params: st.params,
+      inputs: inputKeys,
+      sources,
+    };
+    st.key = await stepKey(st.identity);
+  }
+  await hasher.save();
+  return { spec, steps, order };
+}

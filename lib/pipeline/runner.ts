@@ -1,0 +1,502 @@
+/**
+ * The runner: loads and plans a pipeline, decides per step whether to run
+ * (and why), runs ready steps in parallel under per-key locks, publishes their
+ * artifacts, renders progress, and writes a run record.
+ *
+ * @module
+ */
+import { join, resolve } from "node:path";
+import { UserError } from "../errors/mod.ts";
+import { canonicalJson, sha256Hex } from "../artifacts/hash.ts";
+import { type ArtifactStore, LocalArtifactStore } from "../artifacts/store.ts";
+import type { ArtifactRef } from "../artifacts/types.ts";
+import { parsePipelineText } from "./file.ts";
+import { type Plan, type PlannedStep, planPipeline, type StepIdentity } from "./plan.ts";
+import { JobRegistry } from "./registry.ts";
+import { consoleOutput, formatDuration, type Output, ProgressRenderer } from "./progress.ts";
+import {
+  newRunId,
+  readRunRecord,
+  RunHistory,
+  type RunRecord,
+  type StepRecord,
+  type StepStatus,
+  writeRunRecord,
+} from "./records.ts";
+import { DEFAULT_JOBS_DIR, defaultStoreDir, displayPath, REPO_ROOT } from "./paths.ts";
+
+/** Options of {@link runPipeline}. */
+export interface RunOptions {
+  /** The pipeline file; a name not found in the current folder is looked up in `pipelines/`. */
+  file: string;
+  /** Pipeline text to use instead of reading `file` (re-runs from a record). */
+  text?: string;
+  /** `--set` overrides, as given (`tokenize.codebook_size=256`). */
+  overrides?: string[];
+  /** Folder of `<job>.ts` modules (default `jobs/`). */
+  jobsDir?: string;
+  /** A store, or its directory (default `SAMOUT_STORE` or `artifacts/`). */
+  store?: ArtifactStore | string;
+  /** Print what would run and why; run nothing. */
+  dryRun?: boolean;
+  /** Steps to re-run even when cached. */
+  force?: string[];
+  /** Run just this step (its inputs must be in the store). */
+  only?: string;
+  /** Run this step and its ancestors only. */
+  until?: string;
+  /** Aborts the run (Ctrl-C); passed to jobs. */
+  signal?: AbortSignal;
+  /** Where human output goes (default: the console). */
+  output?: Output;
+  /** Human plan output (dry run) goes to stderr, keeping stdout for JSON. */
+  json?: boolean;
+}
+
+/** One step in a {@link RunSummary}. */
+export interface StepSummary {
+  step: string;
+  job: string;
+  status: StepStatus;
+  reason: string;
+  /** Full step key (absent for pruned steps). */
+  key?: string;
+  duration_s?: number;
+}
+
+/** What {@link runPipeline} returns. */
+export interface RunSummary {
+  pipeline: string;
+  file: string;
+  status: RunRecord["status"] | "dry-run";
+  /** Path of the run record (absent for dry runs). */
+  record?: string;
+  steps: StepSummary[];
+  /** The first failure, for the CLI to print (a `UserError` located at its step, or a bug). */
+  error?: unknown;
+}
+
+/** Resolves a pipeline argument: a file as given, else `pipelines/<arg>` at the repo root. */
+export async function resolvePipelineFile(arg: string): Promise<string> {
+  const candidates = [arg, join(REPO_ROOT, "pipelines", arg)];
+  if (!/\.ya?ml$/.test(arg)) candidates.push(join(REPO_ROOT, "pipelines", `${arg}.yaml`));
+  for (const c of candidates) {
+    try {
+      if ((await Deno.stat(c)).isFile) return c;
+    } catch { /* try the next */ }
+  }
+  const known: string[] = [];
+  try {
+    for await (const e of Deno.readDir(join(REPO_ROOT, "pipelines"))) {
+      if (/\.ya?ml$/.test(e.name)) known.push(e.name);
+    }
+  } catch { /* no pipelines folder */ }
+  throw new UserError(`pipeline file not found`, {
+    file: arg,
+    expected: `a YAML file, or one of pipelines/: ${known.sort().join(", ") || "(none)"}`,
+    found: `no file ${arg} in ${Deno.cwd()} or in pipelines/`,
+  });
+}
+
+function describeChange(prev: StepIdentity, cur: StepIdentity, plan: Plan): string {
+  const reasons: string[] = [];
+  if (prev.code_hash !== cur.code_hash || prev.version !== cur.version || prev.job !== cur.job) {
+    reasons.push(
+      prev.version !== cur.version
+        ? `code changed (version ${prev.version} -> ${cur.version})`
+        : "code changed",
+    );
+  }
+  if (canonicalJson(prev.params) !== canonicalJson(cur.params)) {
+    const p = (prev.params ?? {}) as Record<string, unknown>;
+    const c = (cur.params ?? {}) as Record<string, unknown>;
+    const keys = [...new Set([...Object.keys(p), ...Object.keys(c)])].sort()
+      .filter((k) => canonicalJson(p[k]) !== canonicalJson(c[k]));
+    reasons.push(
+      `parameters changed (${
+        keys.map((k) => `${k}: ${JSON.stringify(p[k])} -> ${JSON.stringify(c[k])}`).join(", ")
+      })`,
+    );
+  }
+  if (canonicalJson(prev.inputs) !== canonicalJson(cur.inputs)) {
+    const slots = [...new Set([...Object.keys(prev.inputs), ...Object.keys(cur.inputs)])].sort()
+      .filter((s) => prev.inputs[s] !== cur.inputs[s]);
+    void plan;
+    reasons.push(`input changed (${slots.join(", ")})`);
+  }
+  if (canonicalJson(prev.sources) !== canonicalJson(cur.sources)) {
+    const paths = [...new Set([...Object.keys(prev.sources), ...Object.keys(cur.sources)])].sort()
+      .filter((s) => prev.sources[s] !== cur.sources[s]);
+    reasons.push(`source changed (${paths.join(", ")})`);
+  }
+  return reasons.join("; ") || "output missing";
+}
+
+function ancestors(plan: Plan, step: string): Set<string> {
+  const out = new Set<string>();
+  const visit = (n: string) => {
+    if (out.has(n)) return;
+    out.add(n);
+    for (const dep of Object.values(plan.steps.get(n)!.inputs)) visit(dep);
+  };
+  visit(step);
+  return out;
+}
+
+function checkStepName(plan: Plan, name: string, flag: string): void {
+  const st = plan.steps.get(name);
+  const active = plan.order.filter((n) => plan.steps.get(n)!.active);
+  if (!st || !st.active) {
+    throw new UserError(
+      st
+        ? `${flag} ${name}: the step is pruned (no remaining step uses its output)`
+        : `${flag} ${name}: no such step`,
+      { file: plan.spec.file, expected: `one of the steps ${active.join(", ")}`, found: name },
+    );
+  }
+}
+
+const short = (key?: string) => key?.slice(0, 12) ?? "";
+
+function table(rows: string[][]): string {
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd()).join("\n") +
+    "\n";
+}
+
+/** Loads, validates, plans and (unless `dryRun`) runs a pipeline. Throws `UserError` for invalid input. */
+export async function runPipeline(options: RunOptions): Promise<RunSummary> {
+  const out = options.output ?? consoleOutput();
+  const signal = options.signal ?? new AbortController().signal;
+  const fileArg = options.text === undefined
+    ? await resolvePipelineFile(options.file)
+    : options.file;
+  const file = displayPath(fileArg);
+  let text: string;
+  if (options.text !== undefined) text = options.text;
+  else {
+    try {
+      text = await Deno.readTextFile(fileArg);
+    } catch (e) {
+      throw new UserError(`cannot read the pipeline file`, { file, found: String(e) });
+    }
+  }
+  const store = typeof options.store === "object"
+    ? options.store
+    : new LocalArtifactStore(resolve(options.store ?? defaultStoreDir()));
+  const spec = await parsePipelineText(
+    text,
+    file,
+    options.overrides ?? [],
+    join(store.localDir, "cache", "yaml"),
+  );
+  const registry = new JobRegistry(options.jobsDir ?? DEFAULT_JOBS_DIR);
+  const plan = await planPipeline(spec, registry, store);
+
+  for (const f of options.force ?? []) checkStepName(plan, f, "--force");
+  if (options.only) checkStepName(plan, options.only, "--only");
+  if (options.until) checkStepName(plan, options.until, "--until");
+  if (options.only && options.until) {
+    throw new UserError(`--only and --until cannot be combined`, { file, expected: "one of them" });
+  }
+  const forced = new Set(options.force ?? []);
+  const selected = options.only
+    ? new Set([options.only])
+    : options.until
+    ? ancestors(plan, options.until)
+    : new Set(plan.order.filter((n) => plan.steps.get(n)!.active));
+
+  const runsDir = join(store.localDir, "runs");
+  const history = new RunHistory(runsDir, spec.name);
+  const refs = new Map<string, ArtifactRef>();
+  const steps = new Map<string, StepSummary & { record: StepRecord }>();
+  const toRun: PlannedStep[] = [];
+  for (const name of plan.order) {
+    const st = plan.steps.get(name)!;
+    const entry = (status: StepStatus, reason: string) => {
+      const s = { step: name, job: st.job.name, status, reason, key: st.key };
+      steps.set(name, {
+        ...s,
+        record: { job: st.job.name, status, reason, key: st.key, identity: st.identity },
+      });
+    };
+    if (!st.active) {
+      entry("pruned", "pruned: no remaining step uses its output");
+      continue;
+    }
+    if (!selected.has(name)) {
+      entry(
+        "not-run",
+        `not selected (${options.only ? `--only ${options.only}` : `--until ${options.until}`})`,
+      );
+      continue;
+    }
+    const ref = await store.get(st.key!);
+    if (ref && !forced.has(name)) {
+      refs.set(name, ref);
+      entry("cached", "cached");
+      continue;
+    }
+    let reason: string;
+    if (forced.has(name)) reason = "forced (--force)";
+    else {
+      const prev = await history.last(name);
+      if (!prev?.identity) reason = "new (never run)";
+      else if (prev.key === st.key) {
+        reason = prev.status === "failed" ? "last run failed" : "output missing";
+      } else reason = describeChange(prev.identity, st.identity!, plan);
+    }
+    entry("not-run", reason);
+    toRun.push(st);
+  }
+  if (options.only) {
+    const st = plan.steps.get(options.only)!;
+    for (const [slot, dep] of Object.entries(st.inputs)) {
+      const ref = await store.get(plan.steps.get(dep)!.key!);
+      if (!ref) {
+        throw new UserError(
+          `--only ${options.only}: input "${slot}" (step "${dep}") is not in the store`,
+          {
+            file,
+            step: options.only,
+            expected: `a published artifact for step "${dep}" (key ${
+              short(plan.steps.get(dep)!.key)
+            })`,
+            found: "none",
+            hint: `run with --until ${options.only} to build its inputs too`,
+          },
+        );
+      }
+      refs.set(dep, ref);
+    }
+  }
+
+  if (options.dryRun) {
+    const print = options.json ? out.err : out.out;
+    const rows = [["step", "job", "action", "key", "reason"]];
+    for (const name of plan.order) {
+      const s = steps.get(name)!;
+      const willRun = toRun.some((t) => t.name === name);
+      rows.push([name, s.job, willRun ? "would run" : s.status, short(s.key), s.reason]);
+    }
+    print(`dry run of ${file} (${spec.name}, seed ${spec.seed}):\n` + table(rows));
+    return {
+      pipeline: spec.name,
+      file,
+      status: "dry-run",
+      steps: [...steps.values()].map(({ record: _r, ...s }) => ({
+        ...s,
+        status: toRun.some((t) => t.name === s.step) ? "not-run" as const : s.status,
+      })),
+    };
+  }
+
+  const startedAt = new Date();
+  const record: RunRecord = {
+    format: 1,
+    id: newRunId(spec.name, startedAt),
+    pipeline: { name: spec.name, file, sha256: await sha256Hex(text), text },
+    overrides: spec.overrides,
+    seed: spec.seed,
+    jobs_dir: displayPath(registry.dir),
+    options: { force: options.force, only: options.only, until: options.until },
+    started_at: startedAt.toISOString(),
+    status: "running",
+    steps: Object.fromEntries([...steps].map(([n, s]) => [n, s.record])),
+  };
+  // A fully cached run writes its record once, at the end (keeps no-op re-runs fast).
+  const recordPath = toRun.length ? await writeRunRecord(runsDir, record) : "";
+
+  const renderer = new ProgressRenderer(out);
+  let firstError: unknown;
+  const running = new Map<string, Promise<void>>();
+  const pending = new Set(toRun.map((s) => s.name));
+
+  const runStep = async (st: PlannedStep): Promise<void> => {
+    const s = steps.get(st.name)!;
+    const t0 = performance.now();
+    s.record.started_at = new Date().toISOString();
+    const key = st.key!;
+    renderer.line(`> ${st.name} (${st.job.name}) ${short(key)}: ${s.reason}`);
+    try {
+      const waitNote = setTimeout(
+        () => renderer.line(`  ${st.name}: waiting for another run that holds ${short(key)}`),
+        1000,
+      );
+      const release = await store.lock(key).finally(() => clearTimeout(waitNote));
+      try {
+        const meanwhile = forced.has(st.name) ? undefined : await store.get(key);
+        if (meanwhile) {
+          refs.set(st.name, meanwhile);
+          s.status = "cached";
+          s.reason = "published by a concurrent run";
+          return;
+        }
+        const staging = await store.begin(key);
+        const ui = renderer.begin(st.name);
+        try {
+          const inputs: Record<string, ArtifactRef> = {};
+          for (const [slot, dep] of Object.entries(st.inputs)) inputs[slot] = refs.get(dep)!;
+          const started = new Date();
+          const result = await st.job.run({
+            step: st.name,
+            pipelineFile: file,
+            params: st.params,
+            inputs,
+            seed: spec.seed,
+            outDir: staging.dir,
+            workDir: await store.workDir(key),
+            progress: ui.progress,
+            log: ui.log,
+            signal,
+          });
+          signal.throwIfAborted();
+          const id = st.identity!;
+          const ref = await store.commit(
+            staging,
+            {
+              job: id.job,
+              job_version: id.version,
+              code_hash: id.code_hash,
+              step: st.name,
+              params: id.params,
+              inputs: id.inputs,
+              sources: id.sources,
+              started_at: started.toISOString(),
+              finished_at: new Date().toISOString(),
+              environment: {
+                deno: Deno.version.deno,
+                os: Deno.build.os,
+                arch: Deno.build.arch,
+                ...(result?.environment ?? {}),
+              },
+            },
+            result?.metrics ?? {},
+            { replace: forced.has(st.name) },
+          );
+          refs.set(st.name, ref);
+          s.status = "ran";
+        } catch (e) {
+          await store.abort(staging);
+          throw e;
+        } finally {
+          ui.end();
+        }
+      } finally {
+        release();
+      }
+    } catch (e) {
+      s.status = "failed";
+      let err = e;
+      if (signal.aborted) s.reason = "interrupted";
+      else if (e instanceof UserError) {
+        err = e.withLocation({ step: st.name, file });
+        s.reason = `failed: ${e.message}`;
+      } else s.reason = `failed: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`;
+      firstError ??= err;
+    } finally {
+      const secs = (performance.now() - t0) / 1000;
+      s.duration_s = Math.round(secs * 1000) / 1000;
+      s.record.finished_at = new Date().toISOString();
+      s.record.duration_s = s.duration_s;
+      s.record.status = s.status;
+      s.record.reason = s.reason;
+      const mark = s.status === "failed" ? "x" : "=";
+      renderer.line(
+        `${mark} ${st.name} ${s.status} in ${formatDuration(secs)}${
+          s.status === "failed" ? `: ${s.reason}` : ""
+        }`,
+      );
+    }
+  };
+
+  try {
+    while (true) {
+      if (firstError === undefined && !signal.aborted) {
+        for (const name of [...pending]) {
+          const st = plan.steps.get(name)!;
+          if (Object.values(st.inputs).every((d) => refs.has(d))) {
+            pending.delete(name);
+            running.set(name, runStep(st).finally(() => running.delete(name)));
+          }
+        }
+      }
+      if (running.size === 0) break;
+      await Promise.race(running.values());
+    }
+  } finally {
+    renderer.close();
+  }
+  for (const name of pending) {
+    const s = steps.get(name)!;
+    s.reason = signal.aborted
+      ? "not run: interrupted"
+      : firstError !== undefined
+      ? "not run: an earlier step failed"
+      : `not run: ${s.reason}`;
+    s.record.reason = s.reason;
+  }
+
+  const status: RunRecord["status"] = signal.aborted
+    ? "interrupted"
+    : firstError !== undefined
+    ? "failed"
+    : "succeeded";
+  record.status = status;
+  record.finished_at = new Date().toISOString();
+  if (firstError !== undefined) {
+    record.error = firstError instanceof UserError
+      ? firstError.format()
+      : firstError instanceof Error
+      ? String(firstError.stack ?? firstError.message)
+      : String(firstError);
+  }
+  record.steps = Object.fromEntries([...steps].map(([n, s]) => [n, s.record]));
+  const finalPath = await writeRunRecord(runsDir, record);
+  void recordPath;
+
+  const rows = [["step", "job", "status", "time", "key", "reason"]];
+  for (const name of plan.order) {
+    const s = steps.get(name)!;
+    rows.push([
+      name,
+      s.job,
+      s.status,
+      s.duration_s !== undefined ? formatDuration(s.duration_s) : "",
+      short(s.key),
+      s.status === "ran" || s.status === "cached"
+        ? (s.status === "ran" ? s.reason : s.reason === "cached" ? "" : s.reason)
+        : s.reason,
+    ]);
+  }
+  out.err(
+    table(rows) +
+      `${status} in ${formatDuration((Date.now() - startedAt.getTime()) / 1000)}; record ${
+        displayPath(finalPath)
+      }\n`,
+  );
+  return {
+    pipeline: spec.name,
+    file,
+    status,
+    record: finalPath,
+    steps: [...steps.values()].map(({ record: _r, ...s }) => s),
+    error: firstError,
+  };
+}
+
+/** Re-runs a pipeline exactly from a run record: the stored YAML text and the same overrides. */
+export async function rerunFromRecord(
+  recordPath: string,
+  options: Omit<RunOptions, "file" | "text" | "overrides">,
+): Promise<RunSummary> {
+  const rec = await readRunRecord(recordPath);
+  const jobsDir = options.jobsDir ?? resolve(REPO_ROOT, rec.jobs_dir);
+  return await runPipeline({
+    ...options,
+    jobsDir,
+    file: rec.pipeline.file,
+    text: rec.pipeline.text,
+    overrides: rec.overrides,
+  });
+}
