@@ -28,6 +28,9 @@ export interface ReadTensor {
 /** The dtypes {@link readSafetensors} accepts, with their byte sizes. */
 const DTYPE_BYTES: Record<string, number> = { F32: 4, F64: 8, F16: 2, BF16: 2 };
 
+/** Typed arrays share the file's byte order, so F32 data can be copied as bytes. */
+const LITTLE_ENDIAN = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
+
 /** Header entries larger than this are refused (a corrupt length would allocate gigabytes). */
 const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
@@ -74,7 +77,13 @@ export function writeSafetensors(
   out.set(headerBytes, 8);
   let p = 8 + headerBytes.length;
   for (const t of sorted) {
-    for (let i = 0; i < t.data.length; i++, p += 4) view.setFloat32(p, t.data[i], true);
+    if (LITTLE_ENDIAN) {
+      const f = t.data instanceof Float32Array ? t.data : Float32Array.from(t.data);
+      out.set(new Uint8Array(f.buffer, f.byteOffset, f.byteLength), p);
+      p += f.byteLength;
+    } else {
+      for (let i = 0; i < t.data.length; i++, p += 4) view.setFloat32(p, t.data[i], true);
+    }
   }
   return out;
 }
@@ -191,7 +200,11 @@ export function readSafetensors(
         found: `${end - begin} bytes`,
       });
     }
-    tensors.set(name, { shape, dtype, data: decode(view, dataStart + begin, count, dtype) });
+    const at = dataStart + begin;
+    const data = dtype === "F32" && LITTLE_ENDIAN
+      ? new Float32Array(bytes.slice(at, at + 4 * count).buffer)
+      : decode(view, at, count, dtype);
+    tensors.set(name, { shape, dtype, data });
   }
   return { tensors, metadata };
 }
