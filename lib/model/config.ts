@@ -24,7 +24,9 @@ export const DEFAULT_MAX_POSITIONS = 1024;
 
 /** Where a config came from, for error messages. */
 export interface ConfigSource {
+  /** The file the sizes were read from. */
   file?: string;
+  /** The pipeline step being validated. */
   step?: string;
   /** Prefix for field paths, e.g. `steps.train.params.model`. */
   fieldPrefix?: string;

@@ -23,6 +23,7 @@ export interface ParameterSpec {
   name: string;
   /** Shape; `[]` for a scalar (`alpha`). Linear weights are `[out, in]`. */
   shape: number[];
+  /** How its initial values are drawn. */
   init: ParameterInit;
 }
 
@@ -80,7 +81,7 @@ export function parameterCount(cfg: SamOutConfig): number {
 }
 
 /** Fills a new f32 tensor per `spec.init`, drawing from `rng` in element order. */
-export function initTensor(spec: ParameterSpec, rng: Random): Float32Array {
+function initTensor(spec: ParameterSpec, rng: Random): Float32Array {
   const data = new Float32Array(shapeSize(spec.shape));
   const init = spec.init;
   switch (init.kind) {

@@ -444,10 +444,15 @@ export function crossEntropy(
 
 /** Adam hyper-parameters for one update. */
 export interface AdamOptions {
+  /** Learning rate. */
   lr: number;
+  /** First-moment decay (PyTorch default 0.9). */
   beta1: number;
+  /** Second-moment decay (PyTorch default 0.999). */
   beta2: number;
+  /** Added to the denominator (PyTorch default 1e-8). */
   eps: number;
+  /** Weight decay factor (0 for none). */
   weightDecay: number;
   /** true: AdamW (decay the weights directly); false: Adam (L2 term added to the gradient). */
   decoupled: boolean;
@@ -596,17 +601,21 @@ export interface LayerCache {
   f: Float64Array;
   /** `[R, d]` alpha f + (1 - alpha) u: the LayerNorm input. */
   mix: Float64Array;
-  /** `[R]` LayerNorm row means and reciprocal std. */
+  /** `[R]` LayerNorm row means. */
   mean: Float64Array;
+  /** `[R]` LayerNorm reciprocal standard deviations. */
   rstd: Float64Array;
 }
 
 /** Activations of {@link samoutForward}. */
 export interface ForwardCache {
+  /** Batch rows. */
   B: number;
+  /** Sequence length. */
   S: number;
   /** `[B, S]` input ids. */
   ids: Int32Array;
+  /** Per layer activations, layer 0 first. */
   layers: LayerCache[];
   /** `[B S, d]` the last layer's output (the head's input). */
   hOut: Float64Array;
@@ -763,7 +772,9 @@ export interface LossAndGrads {
   loss: number;
   /** `correct / count` (0 when count is 0). */
   accuracy: number;
+  /** Targets != 0 predicted right (argmax). */
   correct: number;
+  /** Targets != 0. */
   count: number;
   /** d loss / d parameter, canonical order. */
   grads: Map<string, Float64Array>;

@@ -12,16 +12,21 @@ import { UserError } from "../errors/mod.ts";
 
 /** A tensor to write: F32 data with its shape (`[]` for a scalar). */
 export interface TensorToWrite {
+  /** Tensor name, e.g. `head.weight`. */
   name: string;
+  /** Shape, `[]` for a scalar. */
   shape: readonly number[];
+  /** Row-major values, stored as F32. */
   data: ArrayLike<number>;
 }
 
 /** A tensor read back; `data` is converted to f32 whatever the stored dtype. */
 export interface ReadTensor {
+  /** Shape, `[]` for a scalar. */
   shape: number[];
   /** The stored dtype (`F32`, or `F64`/`F16`/`BF16`, converted to f32 on read). */
   dtype: string;
+  /** Row-major values. */
   data: Float32Array;
 }
 
