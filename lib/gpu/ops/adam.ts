@@ -1,0 +1,178 @@
+/**
+ * Adam and AdamW over the flat parameter, gradient and moment buffers, with
+ * PyTorch's semantics (`torch.optim.Adam` / `AdamW`, non-amsgrad), after
+ * scaling the gradient by the clipping factor of grad_norm.ts:
+ *
+ * ```
+ * g = grad * clipScale
+ * adam:  g += weightDecay * p          adamw:  p *= 1 - lr * weightDecay
+ * m = beta1 * m + (1 - beta1) * g
+ * v = beta2 * v + (1 - beta2) * g * g
+ * p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+ * ```
+ *
+ * The bias corrections, `lr / (1 - beta1^t)` and `1 - beta` are computed on
+ * the host in f64 and passed as f32 (`1 - 0.999f` in f32 would be off by 5e-5
+ * relative). One invocation per element, so no ordering issue.
+ *
+ * @module
+ */
+import {
+  bindBuffers,
+  type BufferSlice,
+  cachedPipeline,
+  createStorageBufferFrom,
+  createUniformBuffer,
+  type Gpu,
+  type GpuStep,
+} from "../device.ts";
+import { bindingSegments, NORM_RESULT, subSlice } from "./grad_norm.ts";
+
+/** Per-step values of an Adam update. */
+export interface AdamDims {
+  /** 1-based step number t (bias corrections use beta^t). */
+  step: number;
+  /** Learning rate of this step (after any schedule). */
+  lr: number;
+}
+
+/** Buffers and fixed hyper-parameters of the optimizer. */
+export interface AdamOptions {
+  /** Flat parameters `[count]` f32, updated in place. */
+  params: GPUBuffer | BufferSlice;
+  /** Flat gradients `[count]` f32, same layout. */
+  grads: GPUBuffer | BufferSlice;
+  /** First moments `[count]` f32 (zero at step 1). */
+  m: GPUBuffer | BufferSlice;
+  /** Second moments `[count]` f32 (zero at step 1). */
+  v: GPUBuffer | BufferSlice;
+  /** Floats in each buffer. */
+  count: number;
+  /**
+   * The grad-norm result buffer (`[norm, clipScale, …]`): the gradient is
+   * multiplied by its clipScale. Omitted: no scaling.
+   */
+  clip?: GPUBuffer;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** true: AdamW (decoupled decay); false: Adam (L2 term added to the gradient). */
+  decoupled: boolean;
+  /** Largest binding in bytes; default the device's `maxStorageBufferBindingSize`. */
+  maxBindingBytes?: number;
+}
+
+const WG = 256;
+/** Workgroups along x per dispatch row; dispatch (min(n, ROW), ceil(n / ROW)). */
+const ROW = 32768;
+
+/** The update of one element; one invocation each. */
+const ADAM_WGSL = /* wgsl */ `
+struct Uniforms {
+  count: u32,        // elements in this segment
+  decoupled: u32,    // 1: AdamW
+  beta1: f32,
+  beta2: f32,
+  eps: f32,
+  weightDecay: f32,  // L2 coefficient (adam); unused by adamw, which uses decayFactor
+  decayFactor: f32,  // 1 - lr * weightDecay (adamw)
+  stepSize: f32,     // lr / (1 - beta1^t)
+  bc2Sqrt: f32,      // sqrt(1 - beta2^t)
+  oneMinusBeta1: f32,
+  oneMinusBeta2: f32,
+}
+@group(0) @binding(0) var<uniform> u: Uniforms;
+@group(0) @binding(1) var<storage, read_write> param: array<f32>;  // [count]
+@group(0) @binding(2) var<storage, read> grad: array<f32>;         // [count]
+@group(0) @binding(3) var<storage, read_write> m: array<f32>;      // [count]
+@group(0) @binding(4) var<storage, read_write> v: array<f32>;      // [count]
+@group(0) @binding(5) var<storage, read> clip: array<f32>;         // [norm, clipScale, ...]
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let i = gid.x + gid.y * ${ROW * WG}u;
+  if (i >= u.count) { return; }
+  var g = grad[i] * clip[${NORM_RESULT.clipScale}u];
+  var p = param[i];
+  if (u.decoupled == 1u) {
+    p *= u.decayFactor;
+  } else {
+    g += u.weightDecay * p;
+  }
+  let mi = u.beta1 * m[i] + u.oneMinusBeta1 * g;
+  let vi = u.beta2 * v[i] + u.oneMinusBeta2 * g * g;
+  m[i] = mi;
+  v[i] = vi;
+  param[i] = p - u.stepSize * mi / (sqrt(vi) / u.bc2Sqrt + u.eps);
+}
+`;
+
+/**
+ * One Adam/AdamW update of every element, in as many dispatches as the
+ * buffers need bindings. Encode after the grad-norm step of the same step.
+ */
+export function createAdam(gpu: Gpu, options: AdamOptions): GpuStep<AdamDims> {
+  const pipeline = cachedPipeline(gpu, "adam", ADAM_WGSL, "main");
+  const segments = bindingSegments(
+    options.count,
+    options.maxBindingBytes ?? gpu.limits.maxStorageBufferBindingSize,
+    // 64 floats: segment offsets stay 256-byte aligned.
+    64,
+    Number.MAX_SAFE_INTEGER,
+  );
+  const owned: GPUBuffer[] = [];
+  let clip = options.clip;
+  if (!clip) {
+    clip = createStorageBufferFrom(gpu, new Float32Array([0, 1, 0, 0]), "adam:noClip");
+    owned.push(clip);
+  }
+  const passes = segments.map((segment) => {
+    const uniform = createUniformBuffer(gpu, 44, "adam:uniforms");
+    owned.push(uniform);
+    const group = bindBuffers(gpu, pipeline, [
+      uniform,
+      subSlice(options.params, segment),
+      subSlice(options.grads, segment),
+      subSlice(options.m, segment),
+      subSlice(options.v, segment),
+      clip,
+    ], "adam");
+    const workgroups = Math.ceil(segment.count / WG);
+    return {
+      uniform,
+      group,
+      segment,
+      x: Math.min(workgroups, ROW),
+      y: Math.ceil(workgroups / ROW),
+    };
+  });
+  const data = new ArrayBuffer(44);
+  const words = new Uint32Array(data);
+  const floats = new Float32Array(data);
+  return {
+    encode(pass, { step, lr }) {
+      if (!(step >= 1)) throw new Error(`adam: step must be >= 1, got ${step}`);
+      words[1] = options.decoupled ? 1 : 0;
+      floats[2] = options.beta1;
+      floats[3] = options.beta2;
+      floats[4] = options.eps;
+      floats[5] = options.weightDecay;
+      floats[6] = 1 - lr * options.weightDecay;
+      floats[7] = lr / (1 - Math.pow(options.beta1, step));
+      floats[8] = Math.sqrt(1 - Math.pow(options.beta2, step));
+      floats[9] = 1 - options.beta1;
+      floats[10] = 1 - options.beta2;
+      pass.setPipeline(pipeline);
+      for (const p of passes) {
+        words[0] = p.segment.count;
+        gpu.device.queue.writeBuffer(p.uniform, 0, data);
+        pass.setBindGroup(0, p.group);
+        pass.dispatchWorkgroups(p.x, p.y);
+      }
+    },
+    destroy() {
+      for (const b of owned) b.destroy();
+    },
+  };
+}
