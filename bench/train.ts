@@ -1,0 +1,188 @@
+/**
+ * Training throughput of the WebGPU SamOut graph: tokens per second and
+ * effective GFLOP/s (6 x parameters x tokens/s), beside PyTorch on the CPU
+ * (bench/pytorch_train.py, same model tree and config) when `/usr/bin/python3`
+ * has torch.
+ *
+ * Run: `deno run -A bench/train.ts [--steps N] [--json] [--seed-config] [--profile]`.
+ *
+ * @module
+ */
+import { requestGpu } from "../lib/gpu/device.ts";
+import type { SamOutConfig } from "../lib/model/config.ts";
+import { parameterCount } from "../lib/model/params.ts";
+import { initParameters } from "../lib/model/params.ts";
+import { SamOutTrainingGraph } from "../lib/model/graph.ts";
+import type { TokenBatch } from "../lib/data/types.ts";
+import { Random } from "../lib/random/mod.ts";
+
+/** What {@link benchTrain} measured. */
+export interface TrainBenchResult {
+  /** Input tokens (batch x sequence) trained per second on the GPU graph. */
+  tokens_per_s: number;
+  /** 6 x parameters x tokens/s, in GFLOP/s. */
+  gflops: number;
+  /** PyTorch CPU tokens/s at the same config, when it ran. */
+  pytorch_tokens_per_s?: number;
+  /** tokens_per_s / pytorch_tokens_per_s. */
+  ratio?: number;
+  /** The WebGPU adapter. */
+  adapter: string;
+  /** The config that ran. */
+  config: {
+    vocab: number;
+    hidden: number;
+    heads: number;
+    layers: number;
+    batch: number;
+    seq: number;
+  };
+  parameters: number;
+  steps: number;
+  /** Milliseconds per op over one step (each op in its own submit), with `profile`. */
+  profile?: Record<string, number>;
+}
+
+/** Options of {@link benchTrain}. */
+export interface TrainBenchOptions {
+  /** Timed steps (default 10, 4 with `seedConfig`). */
+  steps?: number;
+  /** Print one JSON object instead of lines. */
+  json?: boolean;
+  /** The seed's reference size (d 512, 8 heads, 8 layers, V 4100, batch 32): for real GPUs. */
+  seedConfig?: boolean;
+  /** Also time each op separately (one submit and wait per op). */
+  profile?: boolean;
+  /** Skip the PyTorch baseline. */
+  noPytorch?: boolean;
+}
+
+const WARMUP_STEPS = 2;
+
+/** Runs the training benchmark and prints the figures (lines, or one JSON object). */
+export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBenchResult> {
+  const shape = opts.seedConfig
+    ? { vocab: 4100, hidden: 512, heads: 8, layers: 8, batch: 32, seq: 128 }
+    : { vocab: 1100, hidden: 128, heads: 8, layers: 2, batch: 16, seq: 128 };
+  const steps = opts.steps ?? (opts.seedConfig ? 4 : 10);
+  const cfg: SamOutConfig = {
+    vocabSize: shape.vocab,
+    hidden: shape.hidden,
+    heads: shape.heads,
+    layers: shape.layers,
+    maxPositions: 1024,
+  };
+  const gpu = await requestGpu();
+  const graph = await SamOutTrainingGraph.create(gpu, {
+    config: cfg,
+    maxBatch: shape.batch,
+    maxLength: shape.seq + 1,
+    optimizer: { kind: "adam", beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, clipNorm: 1 },
+  });
+  try {
+    graph.uploadWeights(initParameters(cfg, 1));
+    const rng = new Random(7, "bench/train");
+    const batches: TokenBatch[] = [];
+    for (let i = 0; i < 4; i++) {
+      const tokens = new Int32Array(shape.batch * (shape.seq + 1));
+      for (let j = 0; j < tokens.length; j++) tokens[j] = 1 + rng.int(shape.vocab - 1);
+      batches.push({ rows: shape.batch, length: shape.seq + 1, tokens });
+    }
+    for (let i = 0; i < WARMUP_STEPS; i++) graph.trainStep(batches[i % batches.length], 1e-3);
+    await graph.readTrainStats();
+    const t0 = performance.now();
+    for (let i = 0; i < steps; i++) graph.trainStep(batches[i % batches.length], 1e-3);
+    const stats = await graph.readTrainStats();
+    const seconds = (performance.now() - t0) / 1000;
+    if (stats.length !== steps || !stats.every((s) => Number.isFinite(s.loss))) {
+      throw new Error(`the benchmark's training steps gave bad stats: ${JSON.stringify(stats)}`);
+    }
+    const params = parameterCount(cfg);
+    const tokensPerS = steps * shape.batch * shape.seq / seconds;
+    const result: TrainBenchResult = {
+      tokens_per_s: tokensPerS,
+      gflops: 6 * params * tokensPerS / 1e9,
+      adapter: gpu.adapterDescription,
+      config: shape,
+      parameters: params,
+      steps,
+    };
+    if (opts.profile) result.profile = await graph.profileStep(batches[0], 1e-3);
+    if (!opts.noPytorch) {
+      const torch = await runPytorch(shape, opts.seedConfig ? 1 : Math.max(3, Math.min(steps, 5)));
+      if (torch !== undefined) {
+        result.pytorch_tokens_per_s = torch;
+        result.ratio = tokensPerS / torch;
+      }
+    }
+    if (opts.json) {
+      console.log(JSON.stringify(result));
+    } else {
+      console.log(`adapter        ${result.adapter}`);
+      console.log(
+        `config         V ${shape.vocab}, d ${shape.hidden}, H ${shape.heads}, L ${shape.layers}, batch ${shape.batch} x seq ${shape.seq}, ${params} parameters`,
+      );
+      console.log(
+        `webgpu         ${tokensPerS.toFixed(0)} tokens/s, ${
+          result.gflops.toFixed(2)
+        } GFLOP/s effective`,
+      );
+      if (result.pytorch_tokens_per_s !== undefined) {
+        console.log(`pytorch (cpu)  ${result.pytorch_tokens_per_s.toFixed(0)} tokens/s`);
+        console.log(`ratio          ${result.ratio!.toFixed(2)}x`);
+      } else {
+        console.log("pytorch (cpu)  not run (no /usr/bin/python3 with torch)");
+      }
+      if (result.profile) {
+        const total = Object.values(result.profile).reduce((a, b) => a + b, 0);
+        console.log(`profile (ms per step, one submit per op; total ${total.toFixed(1)} ms):`);
+        const rows = Object.entries(result.profile).sort((a, b) => b[1] - a[1]);
+        for (const [name, ms] of rows) console.log(`  ${ms.toFixed(2).padStart(9)}  ${name}`);
+      }
+    }
+    return result;
+  } finally {
+    graph.destroy();
+  }
+}
+
+/** Runs bench/pytorch_train.py; undefined when python3 or torch is missing. */
+async function runPytorch(
+  shape: TrainBenchResult["config"],
+  steps: number,
+): Promise<number | undefined> {
+  const script = new URL("./pytorch_train.py", import.meta.url).pathname;
+  try {
+    const out = await new Deno.Command("/usr/bin/python3", {
+      args: [
+        script,
+        `--vocab=${shape.vocab}`,
+        `--hidden=${shape.hidden}`,
+        `--heads=${shape.heads}`,
+        `--layers=${shape.layers}`,
+        `--batch=${shape.batch}`,
+        `--seq=${shape.seq}`,
+        `--steps=${steps}`,
+      ],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    if (!out.success) return undefined;
+    const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
+    return JSON.parse(lines[lines.length - 1]).tokens_per_s;
+  } catch {
+    return undefined;
+  }
+}
+
+if (import.meta.main) {
+  const args = Deno.args;
+  const stepsArg = args.find((a) => a.startsWith("--steps="));
+  await benchTrain({
+    steps: stepsArg ? Number(stepsArg.slice("--steps=".length)) : undefined,
+    json: args.includes("--json"),
+    seedConfig: args.includes("--seed-config"),
+    profile: args.includes("--profile"),
+    noPytorch: args.includes("--no-pytorch"),
+  });
+}

@@ -1,0 +1,1088 @@
+/**
+ * The SamOut training graph on WebGPU: the WGSL ops of `lib/gpu/ops/` composed
+ * into one forward + backward + clip + Adam step, built once per model size.
+ *
+ * Reading order (as SAMOUT.md): {@link SamOutTrainingGraph.create} allocates
+ * every buffer once for `maxBatch x (maxLength - 1)` rows and prepares one
+ * `GpuStep` per use site; `#buildForward` lists, in order, what the model
+ * computes; `#buildBackward` walks it back. A training step uploads only the
+ * token ids, the targets and the embedding-gradient plan, then records every
+ * stage into ONE compute pass and submits it: no readback. Loss, accuracy and
+ * gradient norm accumulate on the GPU and are read in one go by
+ * {@link SamOutTrainingGraph.readTrainStats}.
+ *
+ * Batches are teacher-forced: a `TokenBatch` of `length` tokens per row feeds
+ * `seq[:, :-1]` (S = length - 1 positions) and is scored against `seq[:, 1:]`.
+ * Each batch has its own length (dynamic padding): dispatch sizes follow it.
+ *
+ * Determinism: every reduction runs in a fixed order and no kernel uses
+ * atomics, so the same weights and batches give bit-identical weights.
+ *
+ * @module
+ */
+import { UserError } from "../errors/mod.ts";
+import type { TokenBatch } from "../data/types.ts";
+import {
+  type BufferSlice,
+  createStorageBuffer,
+  type Gpu,
+  type GpuStep,
+  readBuffer,
+} from "../gpu/device.ts";
+import { type SamOutConfig, validateConfig } from "./config.ts";
+import { packFlat, type ParameterLayout, parameterLayout, unpackFlat } from "./layout.ts";
+import { createAdam } from "../gpu/ops/adam.ts";
+import { createCrossEntropy, STATS, STATS_FIELDS } from "../gpu/ops/cross_entropy.ts";
+import { createAccumulate, createAdd } from "../gpu/ops/elementwise.ts";
+import { createEmbeddingBackward, createEmbeddingForward } from "../gpu/ops/embedding.ts";
+import { type EmbeddingGradientPlan, planEmbeddingGradient } from "../gpu/ops/embedding_plan.ts";
+import { createGatedBackward, createGatedForward } from "../gpu/ops/gated.ts";
+import { createGradNorm } from "../gpu/ops/grad_norm.ts";
+import { createLayerNormBackward, createLayerNormForward } from "../gpu/ops/layer_norm.ts";
+import {
+  createColumnSum,
+  createMatmulNN,
+  createMatmulNT,
+  createMatmulTN,
+} from "../gpu/ops/matmul.ts";
+import { createMaxStateBackward, createMaxStateForward } from "../gpu/ops/max_state.ts";
+import { createPositionConcat, createPositionConcatBackward } from "../gpu/ops/position.ts";
+import { createAlphaMixBackward, createAlphaMixForward } from "../gpu/ops/alpha_mix.ts";
+
+/** Adam / AdamW settings (PyTorch semantics); the learning rate comes per step. */
+export interface OptimizerSettings {
+  kind: "adam" | "adamw";
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** L2 term added to the gradient (adam) or decoupled decay (adamw). */
+  weightDecay: number;
+  /** Clip the global gradient L2 norm to this value; null: no clipping. */
+  clipNorm: number | null;
+}
+
+/** What the graph is built for. */
+export interface TrainingGraphOptions {
+  config: SamOutConfig;
+  /** Most rows of any batch. */
+  maxBatch: number;
+  /** Longest padded sequence including the shifted target (S + 1 <= maxPositions + 1). */
+  maxLength: number;
+  optimizer: OptimizerSettings;
+}
+
+/** Figures of one training step. */
+export interface TrainStepStats {
+  /** Mean cross-entropy over the non-padding targets of the step. */
+  loss: number;
+  /** Non-padding targets. */
+  tokens: number;
+  /** Targets where argmax(logits) == target. */
+  correct: number;
+  /** Global L2 norm of the gradient before clipping. */
+  gradNorm: number;
+}
+
+/** Figures over the `evalBatch` calls since the last read. */
+export interface EvalStats {
+  /** Mean cross-entropy over all non-padding targets (token-weighted). */
+  loss: number;
+  accuracy: number;
+  tokens: number;
+}
+
+/** Adam's state, by parameter name, with the number of steps taken. */
+export interface OptimizerState {
+  step: number;
+  m: Map<string, Float32Array>;
+  v: Map<string, Float32Array>;
+}
+
+/** Sizes of the batch being encoded: B rows of S input positions. */
+interface StepDims {
+  B: number;
+  S: number;
+  /** B * S. */
+  rows: number;
+}
+
+/** One dispatch (or a few) of the graph, named for profiles. */
+interface Stage {
+  name: string;
+  encode(pass: GPUComputePassEncoder, dims: StepDims): void;
+}
+
+/** Bytes per f32. */
+const F32 = 4;
+
+/** Stats slots of the training accumulator: steps between two flushes to the host. */
+const TRAIN_SLOTS = 256;
+
+/**
+ * The SamOut training graph of one model size on one device. See the module
+ * documentation for the step's structure.
+ */
+export class SamOutTrainingGraph {
+  readonly config: SamOutConfig;
+  readonly layout: ParameterLayout;
+  readonly maxBatch: number;
+  readonly maxLength: number;
+  readonly optimizer: OptimizerSettings;
+  readonly #gpu: Gpu;
+  /** Rows of every activation buffer: maxBatch x (maxLength - 1). */
+  readonly #maxRows: number;
+  /** Every buffer the graph created (destroyed by {@link destroy}). */
+  readonly #buffers: GPUBuffer[] = [];
+  /** Every step the graph created. */
+  readonly #steps: GpuStep<never>[] = [];
+  #params!: GPUBuffer;
+  #grads!: GPUBuffer;
+  #adamM!: GPUBuffer;
+  #adamV!: GPUBuffer;
+  /** Input ids `[B, S]` i32 (seq[:, :-1]). */
+  #ids!: GPUBuffer;
+  /** Targets `[B, S]` i32 (seq[:, 1:]). */
+  #targets!: GPUBuffer;
+  /** Logits `[B*S, V]` f32; dL/dlogits in place after the loss. */
+  #logits!: GPUBuffer;
+  #trainStats!: GPUBuffer;
+  #evalStats!: GPUBuffer;
+  #probeStats!: GPUBuffer;
+  #forward: Stage[] = [];
+  #trainLoss!: Stage;
+  #evalLoss!: Stage;
+  #probeLoss!: Stage;
+  #backward: Stage[] = [];
+  #update: Stage[] = [];
+  /** Embedding-gradient plan of the batch being encoded. */
+  #plan: EmbeddingGradientPlan = {
+    tokens: new Uint32Array(0),
+    offsets: new Uint32Array(1),
+    positions: new Uint32Array(0),
+  };
+  /** Non-padding targets of the batch being encoded (for the loss scale). */
+  #count = 0;
+  /** Stats slot of the step being encoded. */
+  #slot = 0;
+  /** Learning rate and bias corrections of the step being encoded. */
+  #lr = 0;
+  /** Adam steps taken (1-based step of the last update). */
+  #step = 0;
+  /** Train-stats slots used since the last flush. */
+  #slotsUsed = 0;
+  /** Earlier flushes of the train accumulator, in order, not yet read. */
+  #pendingFlushes: Promise<Float32Array>[] = [];
+  /** Set when the device is lost. */
+  #lost: string | undefined;
+  #destroyed = false;
+
+  private constructor(gpu: Gpu, options: TrainingGraphOptions) {
+    this.#gpu = gpu;
+    this.config = validateConfig(options.config);
+    this.layout = parameterLayout(this.config);
+    this.maxBatch = options.maxBatch;
+    this.maxLength = options.maxLength;
+    this.optimizer = { ...options.optimizer };
+    this.#maxRows = options.maxBatch * (options.maxLength - 1);
+  }
+
+  /**
+   * Builds the graph for `options.config` with every buffer sized for
+   * `maxBatch x (maxLength - 1)` rows. Throws a `UserError` naming the adapter
+   * limit and the batch size or length that would fit when a buffer would
+   * exceed `maxStorageBufferBindingSize` or `maxBufferSize`.
+   */
+  static async create(gpu: Gpu, options: TrainingGraphOptions): Promise<SamOutTrainingGraph> {
+    checkOptions(options);
+    checkLimits(gpu, options);
+    const graph = new SamOutTrainingGraph(gpu, options);
+    gpu.device.pushErrorScope("out-of-memory");
+    gpu.device.pushErrorScope("validation");
+    try {
+      graph.#build();
+    } catch (e) {
+      graph.destroy();
+      throw e;
+    }
+    const validation = await gpu.device.popErrorScope();
+    const oom = await gpu.device.popErrorScope();
+    if (validation || oom) {
+      graph.destroy();
+      if (oom) {
+        throw new UserError("the GPU ran out of memory while allocating the training graph", {
+          expected: "a smaller batch size, sequence length or model",
+          found: oom.message,
+        });
+      }
+      throw new Error(
+        `building the training graph failed WebGPU validation: ${validation!.message}`,
+      );
+    }
+    gpu.device.lost.then((info) => {
+      graph.#lost = `${info.reason}: ${info.message}`;
+    });
+    return graph;
+  }
+
+  // -------------------------------------------------------------------------
+  // Weights and optimizer state
+  // -------------------------------------------------------------------------
+
+  /** Uploads every parameter (names and sizes as params.ts; UserError naming a bad tensor). */
+  uploadWeights(weights: Map<string, Float32Array>): void {
+    this.#checkUsable();
+    const flat = packFlat(this.layout, weights, "weights");
+    this.#gpu.device.queue.writeBuffer(this.#params, 0, flat);
+  }
+
+  /** Reads every parameter back, by name (one readback). */
+  async downloadWeights(): Promise<Map<string, Float32Array>> {
+    return unpackFlat(this.layout, await this.#readFloats(this.#params, this.layout.totalFloats));
+  }
+
+  /** Uploads Adam's moments and the number of steps already taken (for bias correction). */
+  uploadOptimizerState(state: OptimizerState): void {
+    this.#checkUsable();
+    if (!Number.isInteger(state.step) || state.step < 0) {
+      throw new UserError("the optimizer state's step count is not a non-negative integer", {
+        field: "step",
+        found: String(state.step),
+      });
+    }
+    const q = this.#gpu.device.queue;
+    q.writeBuffer(this.#adamM, 0, packFlat(this.layout, state.m, "optimizer state m"));
+    q.writeBuffer(this.#adamV, 0, packFlat(this.layout, state.v, "optimizer state v"));
+    this.#step = state.step;
+  }
+
+  /** Reads Adam's moments back, with the number of steps taken. */
+  async downloadOptimizerState(): Promise<OptimizerState> {
+    const n = this.layout.totalFloats;
+    const m = unpackFlat(this.layout, await this.#readFloats(this.#adamM, n));
+    const v = unpackFlat(this.layout, await this.#readFloats(this.#adamV, n));
+    return { step: this.#step, m, v };
+  }
+
+  // -------------------------------------------------------------------------
+  // Steps
+  // -------------------------------------------------------------------------
+
+  /**
+   * Enqueues one training step on `batch` (forward, loss, backward, global
+   * norm and clipping, Adam with learning rate `lr` and the next step's bias
+   * corrections). One submit, no readback; the loss, accuracy and gradient
+   * norm land in the stats accumulator ({@link readTrainStats}).
+   */
+  trainStep(batch: TokenBatch, lr: number): void {
+    this.#checkUsable();
+    if (!(lr >= 0) || !Number.isFinite(lr)) throw new RangeError(`trainStep: lr = ${lr}`);
+    const dims = this.#uploadBatch(batch);
+    this.#step += 1;
+    this.#lr = lr;
+    this.#slot = this.#slotsUsed;
+    const stages = [...this.#forward, this.#trainLoss, ...this.#backward, ...this.#update];
+    this.#encodeAndSubmit("samout.trainStep", stages, dims, {
+      clearGrads: true,
+      after: (enc) => {
+        this.#slotsUsed += 1;
+        if (this.#slotsUsed === TRAIN_SLOTS) this.#flushTrainStats(enc);
+      },
+    });
+  }
+
+  /** Enqueues the forward pass and loss of `batch` into the eval accumulator (no readback). */
+  evalBatch(batch: TokenBatch): void {
+    this.#checkUsable();
+    const dims = this.#uploadBatch(batch);
+    this.#encodeAndSubmit("samout.evalBatch", [...this.#forward, this.#evalLoss], dims);
+  }
+
+  /**
+   * Loss, accuracy and gradient norm of every {@link trainStep} since the last
+   * call (in order), then resets. One readback (plus one per 256 steps).
+   */
+  async readTrainStats(): Promise<TrainStepStats[]> {
+    this.#checkUsable();
+    const used = this.#slotsUsed;
+    const chunks = this.#pendingFlushes;
+    this.#pendingFlushes = [];
+    this.#slotsUsed = 0;
+    const current = used > 0
+      ? this.#readFloats(this.#trainStats, used * STATS_FIELDS)
+      : Promise.resolve(new Float32Array(0));
+    if (used > 0) {
+      this.#gpu.device.queue.writeBuffer(
+        this.#trainStats,
+        0,
+        new Float32Array(used * STATS_FIELDS),
+      );
+    }
+    const out: TrainStepStats[] = [];
+    for (const values of [...(await Promise.all(chunks)), await current]) {
+      for (let o = 0; o < values.length; o += STATS_FIELDS) {
+        const count = values[o + STATS.count];
+        out.push({
+          loss: count > 0 ? values[o + STATS.lossSum] / count : 0,
+          tokens: count,
+          correct: values[o + STATS.correct],
+          gradNorm: values[o + STATS.gradNorm],
+        });
+      }
+    }
+    return out;
+  }
+
+  /** Token-weighted loss and accuracy over the {@link evalBatch} calls since the last read, then resets. */
+  async readEvalStats(): Promise<EvalStats> {
+    this.#checkUsable();
+    const v = await this.#readFloats(this.#evalStats, STATS_FIELDS);
+    this.#gpu.device.queue.writeBuffer(this.#evalStats, 0, new Float32Array(STATS_FIELDS));
+    const count = v[STATS.count];
+    return {
+      loss: count > 0 ? v[STATS.lossSum] / count : NaN,
+      accuracy: count > 0 ? v[STATS.correct] / count : NaN,
+      tokens: count,
+    };
+  }
+
+  /**
+   * Loss, token accuracy and every parameter's gradient on `batch`, without an
+   * optimizer step and without touching the train or eval accumulators.
+   */
+  async lossAndGrads(
+    batch: TokenBatch,
+  ): Promise<{ loss: number; tokenAccuracy: number; grads: Map<string, Float32Array> }> {
+    this.#checkUsable();
+    const dims = this.#uploadBatch(batch);
+    this.#gpu.device.queue.writeBuffer(this.#probeStats, 0, new Float32Array(STATS_FIELDS));
+    this.#encodeAndSubmit(
+      "samout.lossAndGrads",
+      [...this.#forward, this.#probeLoss, ...this.#backward],
+      dims,
+      { clearGrads: true },
+    );
+    const [stats, grads] = await Promise.all([
+      this.#readFloats(this.#probeStats, STATS_FIELDS),
+      this.#readFloats(this.#grads, this.layout.totalFloats),
+    ]);
+    const count = stats[STATS.count];
+    return {
+      loss: count > 0 ? stats[STATS.lossSum] / count : 0,
+      tokenAccuracy: count > 0 ? stats[STATS.correct] / count : 0,
+      grads: unpackFlat(this.layout, grads),
+    };
+  }
+
+  /**
+   * Logits of the teacher-forced input `seq[:, :-1]` of `batch`:
+   * `[rows, length - 1, V]` f32, row-major (position t predicts token t + 1).
+   */
+  async forwardLogits(batch: TokenBatch): Promise<Float32Array> {
+    this.#checkUsable();
+    const dims = this.#uploadBatch(batch);
+    this.#encodeAndSubmit("samout.forward", this.#forward, dims);
+    return await this.#readFloats(this.#logits, dims.rows * this.config.vocabSize);
+  }
+
+  /**
+   * Profiling aid (it TRAINS one step): runs the stages of one training step
+   * each in its own submit and waits for it; returns milliseconds per stage
+   * name (stages sharing a name are summed). Slow: for bench/train.ts only.
+   */
+  async profileStep(batch: TokenBatch, lr: number): Promise<Record<string, number>> {
+    this.#checkUsable();
+    const dims = this.#uploadBatch(batch);
+    this.#step += 1;
+    this.#lr = lr;
+    this.#slot = this.#slotsUsed;
+    const times: Record<string, number> = {};
+    const stages = [...this.#forward, this.#trainLoss, ...this.#backward, ...this.#update];
+    await this.#gpu.device.queue.onSubmittedWorkDone();
+    for (const [i, stage] of stages.entries()) {
+      const t0 = performance.now();
+      this.#encodeAndSubmit(`samout.profile.${stage.name}`, [stage], dims, { clearGrads: i === 0 });
+      await this.#gpu.device.queue.onSubmittedWorkDone();
+      const key = stage.name.replace(/\.\d+(\.|$)/, "$1");
+      times[key] = (times[key] ?? 0) + performance.now() - t0;
+    }
+    this.#slotsUsed += 1;
+    return times;
+  }
+
+  /** Destroys every GPU buffer the graph created; the graph is unusable afterwards. */
+  destroy(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    for (const s of this.#steps) s.destroy();
+    for (const b of this.#buffers) b.destroy();
+    this.#steps.length = 0;
+    this.#buffers.length = 0;
+  }
+
+  // -------------------------------------------------------------------------
+  // Internals
+  // -------------------------------------------------------------------------
+
+  #checkUsable(): void {
+    if (this.#destroyed) throw new Error("the training graph was destroyed");
+    if (this.#lost !== undefined) {
+      throw new UserError(`the GPU device was lost (${this.#lost})`, {
+        hint:
+          "the GPU driver reset or the device was removed; rerun to resume from the last checkpoint",
+      });
+    }
+  }
+
+  /**
+   * Splits `batch` into input ids and targets, uploads them and the loss
+   * scale; returns the dims. Validates sizes and ids (UserError).
+   */
+  #uploadBatch(batch: TokenBatch): StepDims {
+    const { rows: B, length } = batch;
+    const S = length - 1;
+    const V = this.config.vocabSize;
+    if (!Number.isInteger(B) || B < 1 || B > this.maxBatch) {
+      throw new UserError(
+        `a batch has ${B} rows but the training graph was built for at most ${this.maxBatch}`,
+        {
+          field: "rows",
+          expected: `1 to ${this.maxBatch} rows`,
+          found: String(B),
+        },
+      );
+    }
+    if (!Number.isInteger(length) || length < 2 || length > this.maxLength) {
+      throw new UserError(
+        `a batch has sequences of ${length} tokens but the training graph was built for at most ${this.maxLength}`,
+        {
+          field: "length",
+          expected: `2 to ${this.maxLength} tokens (input + shifted target)`,
+          found: String(length),
+        },
+      );
+    }
+    if (batch.tokens.length !== B * length) {
+      throw new UserError("a batch's token array does not match rows x length", {
+        field: "tokens",
+        expected: `${B * length} ids`,
+        found: `${batch.tokens.length} ids`,
+      });
+    }
+    const ids = new Int32Array(B * S);
+    const targets = new Int32Array(B * S);
+    let count = 0;
+    for (let b = 0; b < B; b++) {
+      for (let t = 0; t < length; t++) {
+        const id = batch.tokens[b * length + t];
+        if (!(id >= 0 && id < V) || !Number.isInteger(id)) {
+          throw new UserError(
+            `token id ${id} at batch row ${b}, position ${t} is outside the model's vocabulary`,
+            {
+              field: "tokens",
+              expected: `an integer id in [0, ${V})`,
+              found: String(id),
+            },
+          );
+        }
+        if (t < S) ids[b * S + t] = id;
+        if (t > 0) {
+          targets[b * S + t - 1] = id;
+          if (id !== 0) count++;
+        }
+      }
+    }
+    const q = this.#gpu.device.queue;
+    q.writeBuffer(this.#ids, 0, ids);
+    q.writeBuffer(this.#targets, 0, targets);
+    this.#count = count;
+    this.#plan = planEmbeddingGradient(ids, V);
+    return { B, S, rows: B * S };
+  }
+
+  /**
+   * Records `stages` into one compute pass and submits it. `clearGrads`
+   * zeroes the gradient buffer first (several kernels add into their
+   * gradient); `after` may record more commands after the pass.
+   */
+  #encodeAndSubmit(
+    label: string,
+    stages: Stage[],
+    dims: StepDims,
+    opts: { clearGrads?: boolean; after?: (enc: GPUCommandEncoder) => void } = {},
+  ): void {
+    const enc = this.#gpu.device.createCommandEncoder({ label });
+    if (opts.clearGrads) enc.clearBuffer(this.#grads);
+    const pass = enc.beginComputePass({ label });
+    for (const s of stages) s.encode(pass, dims);
+    pass.end();
+    opts.after?.(enc);
+    this.#gpu.device.queue.submit([enc.finish()]);
+  }
+
+  /** Copies the full train accumulator out (read later) and zeroes it, inside `enc`. */
+  #flushTrainStats(enc: GPUCommandEncoder): void {
+    const bytes = TRAIN_SLOTS * STATS_FIELDS * F32;
+    const staging = this.#gpu.device.createBuffer({
+      label: "samout.trainStats.flush",
+      size: bytes,
+      usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ,
+    });
+    enc.copyBufferToBuffer(this.#trainStats, 0, staging, 0, bytes);
+    enc.clearBuffer(this.#trainStats, 0, bytes);
+    this.#slotsUsed = 0;
+    // mapAsync is ordered after the submit that follows in trainStep.
+    const read = Promise.resolve().then(async () => {
+      try {
+        await staging.mapAsync(GPUMapMode.READ);
+        return new Float32Array(staging.getMappedRange().slice(0));
+      } finally {
+        staging.destroy();
+      }
+    });
+    read.catch(() => {});
+    this.#pendingFlushes.push(read);
+  }
+
+  async #readFloats(buffer: GPUBuffer, count: number): Promise<Float32Array> {
+    this.#checkUsable();
+    const lost = this.#gpu.device.lost.then((info) => {
+      throw new UserError(`the GPU device was lost (${info.reason}: ${info.message})`, {
+        hint: "rerun to resume from the last checkpoint",
+      });
+    });
+    return await Promise.race([
+      readBuffer(this.#gpu, buffer, count * F32).then((b) => new Float32Array(b)),
+      lost,
+    ]);
+  }
+
+  // -------------------------------------------------------------------------
+  // The graph: buffers, then what the model computes, in order
+  // -------------------------------------------------------------------------
+
+  /** Allocates a storage buffer owned by the graph. */
+  #buffer(floats: number, label: string): GPUBuffer {
+    const b = createStorageBuffer(this.#gpu, floats * F32, `samout.${label}`);
+    this.#buffers.push(b);
+    return b;
+  }
+
+  /** Registers a step for destruction and wraps it as a named stage. */
+  #stage<D>(name: string, step: GpuStep<D>, dims: (d: StepDims) => D): Stage {
+    this.#steps.push(step as GpuStep<never>);
+    return { name, encode: (pass, d) => step.encode(pass, dims(d)) };
+  }
+
+  /** The slice of a flat buffer (params, grads) holding tensor `name`. */
+  #slice(buffer: GPUBuffer, name: string): BufferSlice {
+    const e = this.layout.byName.get(name);
+    if (!e) throw new Error(`no parameter ${name}`);
+    return { buffer, offset: e.offset * F32, size: e.size * F32 };
+  }
+
+  #build(): void {
+    const gpu = this.#gpu;
+    const { vocabSize: V, hidden: d, heads, layers: L, maxPositions: P } = this.config;
+    const N = this.#maxRows;
+    const d2 = 2 * d;
+    const total = this.layout.totalFloats;
+    this.#params = this.#buffer(total, "params");
+    this.#grads = this.#buffer(total, "grads");
+    this.#adamM = this.#buffer(total, "adam.m");
+    this.#adamV = this.#buffer(total, "adam.v");
+    this.#ids = this.#buffer(N, "ids");
+    this.#targets = this.#buffer(N, "targets");
+    this.#logits = this.#buffer(N * V, "logits");
+    this.#trainStats = this.#buffer(TRAIN_SLOTS * STATS_FIELDS, "stats.train");
+    this.#evalStats = this.#buffer(STATS_FIELDS, "stats.eval");
+    this.#probeStats = this.#buffer(STATS_FIELDS, "stats.probe");
+    const W = (name: string) => this.#slice(this.#params, name);
+    const G = (name: string) => this.#slice(this.#grads, name);
+    const batch = (s: StepDims) => ({ B: s.B, S: s.S });
+    const mm = (n: number, k: number) => (s: StepDims) => ({ M: s.rows, N: n, K: k });
+
+    // Activations kept for the backward pass. h[l]: input of layer l, h[L]: the head's input.
+    const h = Array.from({ length: L + 1 }, (_, l) => this.#buffer(N * d, `h.${l}`));
+    const layer = Array.from({ length: L }, (_, l) => ({
+      uin: this.#buffer(N * d2, `l${l}.concat`), // [N, 2d] concat(p, h)
+      u: this.#buffer(N * d, `l${l}.u`), // [N, d] Down output
+      c: this.#buffer(N * d, `l${l}.c`), // [N, d] u W2^T
+      m: this.#buffer(N * d, `l${l}.m`), // [N, d] running max
+      argmax: this.#buffer(N * d, `l${l}.argmax`), // [N, d] u32
+      s: this.#buffer(N * d, `l${l}.s`), // [N, d] MaxState output
+      f1: this.#buffer(N * d2, `l${l}.ffn1`), // [N, 2d]
+      g: this.#buffer(N * d2, `l${l}.gate`), // [N, 2d]
+      y: this.#buffer(N * d2, `l${l}.gated`), // [N, 2d] f1 * relu(g)
+      f: this.#buffer(N * d, `l${l}.ffn2`), // [N, d]
+      rin: this.#buffer(N * d, `l${l}.mix`), // [N, d] alpha f + (1 - alpha) u
+      mean: this.#buffer(N, `l${l}.ln.mean`), // [N]
+      rstd: this.#buffer(N, `l${l}.ln.rstd`), // [N]
+    }));
+    // Scratch shared by all layers.
+    const aBuf = this.#buffer(N * d, "scratch.a"); // [N, d] u W0^T
+    const bBuf = this.#buffer(N * d, "scratch.b"); // [N, d] u W1^T
+    const rBuf = this.#buffer(N * d, "scratch.ln"); // [N, d] LayerNorm output
+    const dh = [this.#buffer(N * d, "grad.h.0"), this.#buffer(N * d, "grad.h.1")]; // [N, d]
+    const drin = this.#buffer(N * d, "grad.mix"); // [N, d]
+    const du = this.#buffer(N * d, "grad.u"); // [N, d]
+    const df = this.#buffer(N * d, "grad.ffn2"); // [N, d]
+    const dy = this.#buffer(N * d2, "grad.gated"); // [N, 2d]
+    const df1 = this.#buffer(N * d2, "grad.ffn1"); // [N, 2d]
+    const dg = this.#buffer(N * d2, "grad.gate"); // [N, 2d]
+    const ds = this.#buffer(N * d, "grad.s"); // [N, d]
+    const da = this.#buffer(N * d, "grad.a"); // [N, d]
+    const db = this.#buffer(N * d, "grad.b"); // [N, d]
+    const dc = this.#buffer(N * d, "grad.c"); // [N, d]
+    const duin = this.#buffer(N * d2, "grad.concat"); // [N, 2d]
+
+    // ---- forward ----------------------------------------------------------
+    const fwd: Stage[] = [];
+    fwd.push(this.#stage(
+      "embedding",
+      createEmbeddingForward(gpu, {
+        ids: this.#ids,
+        table: W("em.weight"),
+        out: h[0],
+        V,
+        d,
+        maxRows: N,
+      }),
+      batch,
+    ));
+    for (let l = 0; l < L; l++) {
+      const x = layer[l];
+      const p = `decoder_layers.${l}`;
+      fwd.push(
+        this.#stage(
+          `concat.${l}`,
+          createPositionConcat(gpu, {
+            pos: W("pos.weight"),
+            h: h[l],
+            out: x.uin,
+            d,
+            P,
+            maxRows: N,
+          }),
+          batch,
+        ),
+        this.#stage(
+          `down.${l}`,
+          createMatmulNT(gpu, { a: x.uin, b: W(`down.${l}.weight`), c: x.u }),
+          mm(d, d2),
+        ),
+        this.#stage(
+          `head0.${l}`,
+          createMatmulNT(gpu, { a: x.u, b: W(`${p}.self_attention.head0.weight`), c: aBuf }),
+          mm(d, d),
+        ),
+        this.#stage(
+          `head1.${l}`,
+          createMatmulNT(gpu, { a: x.u, b: W(`${p}.self_attention.head1.weight`), c: bBuf }),
+          mm(d, d),
+        ),
+        this.#stage(
+          `head2.${l}`,
+          createMatmulNT(gpu, { a: x.u, b: W(`${p}.self_attention.head2.weight`), c: x.c }),
+          mm(d, d),
+        ),
+        this.#stage(
+          `max_state.${l}`,
+          createMaxStateForward(gpu, {
+            a: aBuf,
+            b: bBuf,
+            c: x.c,
+            m: x.m,
+            argmax: x.argmax,
+            s: x.s,
+            d,
+            heads,
+            maxRows: N,
+          }),
+          batch,
+        ),
+        this.#stage(
+          `ffn1.${l}`,
+          createMatmulNT(gpu, {
+            a: x.s,
+            b: W(`${p}.ffn.ffn1.weight`),
+            bias: W(`${p}.ffn.ffn1.bias`),
+            c: x.f1,
+          }),
+          mm(d2, d),
+        ),
+        this.#stage(
+          `gate.${l}`,
+          createMatmulNT(gpu, {
+            a: x.s,
+            b: W(`${p}.ffn.gate.weight`),
+            bias: W(`${p}.ffn.gate.bias`),
+            c: x.g,
+          }),
+          mm(d2, d),
+        ),
+        this.#stage(
+          `gated.${l}`,
+          createGatedForward(gpu, { f1: x.f1, g: x.g, y: x.y, width: d2, maxRows: N }),
+          batch,
+        ),
+        this.#stage(
+          `ffn2.${l}`,
+          createMatmulNT(gpu, {
+            a: x.y,
+            b: W(`${p}.ffn.ffn2.weight`),
+            bias: W(`${p}.ffn.ffn2.bias`),
+            c: x.f,
+          }),
+          mm(d, d2),
+        ),
+        this.#stage(
+          `alpha_mix.${l}`,
+          createAlphaMixForward(gpu, {
+            f: x.f,
+            u: x.u,
+            alpha: W(`${p}.alpha`),
+            y: x.rin,
+            d,
+            maxRows: N,
+          }),
+          batch,
+        ),
+        this.#stage(
+          `layer_norm.${l}`,
+          createLayerNormForward(gpu, {
+            x: x.rin,
+            gamma: W(`${p}.layer_norm.weight`),
+            beta: W(`${p}.layer_norm.bias`),
+            y: rBuf,
+            mean: x.mean,
+            rstd: x.rstd,
+            d,
+            maxRows: N,
+          }),
+          batch,
+        ),
+        this.#stage(
+          `residual.${l}`,
+          createAdd(gpu, { a: rBuf, b: x.u, out: h[l + 1], maxCount: N * d }),
+          (s) => ({ count: s.rows * d }),
+        ),
+      );
+    }
+    fwd.push(
+      this.#stage(
+        "head",
+        createMatmulNT(gpu, { a: h[L], b: W("head.weight"), c: this.#logits }),
+        mm(V, d),
+      ),
+    );
+    this.#forward = fwd;
+
+    // ---- loss -------------------------------------------------------------
+    const loss = (mode: "train" | "eval", stats: GPUBuffer, slot: () => number) =>
+      this.#stage(
+        "cross_entropy",
+        createCrossEntropy(gpu, {
+          logits: this.#logits,
+          targets: this.#targets,
+          stats,
+          V,
+          maxRows: N,
+          mode,
+        }),
+        (s) => ({ N: s.rows, count: this.#count, slot: slot() }),
+      );
+    this.#trainLoss = loss("train", this.#trainStats, () => this.#slot);
+    this.#evalLoss = loss("eval", this.#evalStats, () => 0);
+    this.#probeLoss = loss("train", this.#probeStats, () => 0);
+
+    // ---- backward ---------------------------------------------------------
+    const bwd: Stage[] = [];
+    // Several kernels ADD into their gradient (em, pos, LayerNorm): the step
+    // clears the whole gradient buffer before the pass (see #encode).
+    bwd.push(
+      this.#stage(
+        "head.dx",
+        createMatmulNN(gpu, { a: this.#logits, b: W("head.weight"), c: dh[L % 2] }),
+        mm(V, d),
+      ),
+      this.#stage(
+        "head.dw",
+        createMatmulTN(gpu, { a: this.#logits, b: h[L], c: G("head.weight") }),
+        mm(V, d),
+      ),
+    );
+    for (let l = L - 1; l >= 0; l--) {
+      const x = layer[l];
+      const p = `decoder_layers.${l}`;
+      const dOut = dh[(l + 1) % 2]; // gradient of h[l + 1]
+      const dIn = dh[l % 2]; // gradient of h[l]
+      bwd.push(
+        this.#stage(
+          `layer_norm.${l}.backward`,
+          createLayerNormBackward(gpu, {
+            dy: dOut,
+            x: x.rin,
+            gamma: W(`${p}.layer_norm.weight`),
+            mean: x.mean,
+            rstd: x.rstd,
+            dx: drin,
+            dgamma: G(`${p}.layer_norm.weight`),
+            dbeta: G(`${p}.layer_norm.bias`),
+            d,
+            maxRows: N,
+          }),
+          batch,
+        ),
+        this.#stage(
+          `alpha_mix.${l}.backward`,
+          createAlphaMixBackward(gpu, {
+            dy: drin,
+            f: x.f,
+            u: x.u,
+            alpha: W(`${p}.alpha`),
+            df,
+            du,
+            dalpha: G(`${p}.alpha`),
+            d,
+            maxRows: N,
+          }),
+          batch,
+        ),
+        // h = r + u: the residual adds dOut to du.
+        this.#stage(
+          `residual.${l}.backward`,
+          createAccumulate(gpu, { src: dOut, target: du, maxCount: N * d }),
+          (s) => ({ count: s.rows * d }),
+        ),
+        this.#stage(
+          `ffn2.${l}.dx`,
+          createMatmulNN(gpu, { a: df, b: W(`${p}.ffn.ffn2.weight`), c: dy }),
+          mm(d, d2),
+        ),
+        this.#stage(
+          `ffn2.${l}.dw`,
+          createMatmulTN(gpu, { a: df, b: x.y, c: G(`${p}.ffn.ffn2.weight`) }),
+          mm(d, d2),
+        ),
+        this.#stage(
+          `ffn2.${l}.db`,
+          createColumnSum(gpu, { dy: df, db: G(`${p}.ffn.ffn2.bias`) }),
+          mm(d, d2),
+        ),
+        this.#stage(
+          `gated.${l}.backward`,
+          createGatedBackward(gpu, { dy, f1: x.f1, g: x.g, df1, dg, width: d2, maxRows: N }),
+          batch,
+        ),
+        this.#stage(
+          `ffn1.${l}.dx`,
+          createMatmulNN(gpu, { a: df1, b: W(`${p}.ffn.ffn1.weight`), c: ds }),
+          mm(d2, d),
+        ),
+        this.#stage(
+          `gate.${l}.dx`,
+          createMatmulNN(gpu, { a: dg, b: W(`${p}.ffn.gate.weight`), c: ds, accumulate: true }),
+          mm(d2, d),
+        ),
+        this.#stage(
+          `ffn1.${l}.dw`,
+          createMatmulTN(gpu, { a: df1, b: x.s, c: G(`${p}.ffn.ffn1.weight`) }),
+          mm(d2, d),
+        ),
+        this.#stage(
+          `ffn1.${l}.db`,
+          createColumnSum(gpu, { dy: df1, db: G(`${p}.ffn.ffn1.bias`) }),
+          mm(d2, d),
+        ),
+        this.#stage(
+          `gate.${l}.dw`,
+          createMatmulTN(gpu, { a: dg, b: x.s, c: G(`${p}.ffn.gate.weight`) }),
+          mm(d2, d),
+        ),
+        this.#stage(
+          `gate.${l}.db`,
+          createColumnSum(gpu, { dy: dg, db: G(`${p}.ffn.gate.bias`) }),
+          mm(d2, d),
+        ),
+        this.#stage(
+          `max_state.${l}.backward`,
+          createMaxStateBackward(gpu, {
+            ds,
+            m: x.m,
+            c: x.c,
+            argmax: x.argmax,
+            da,
+            db,
+            dc,
+            d,
+            heads,
+            maxRows: N,
+          }),
+          batch,
+        ),
+      );
+      const heads3: [string, GPUBuffer][] = [["head0", da], ["head1", db], ["head2", dc]];
+      for (const [name, grad] of heads3) {
+        const w = `${p}.self_attention.${name}.weight`;
+        bwd.push(
+          this.#stage(
+            `${name}.${l}.dx`,
+            createMatmulNN(gpu, { a: grad, b: W(w), c: du, accumulate: true }),
+            mm(d, d),
+          ),
+          this.#stage(
+            `${name}.${l}.dw`,
+            createMatmulTN(gpu, { a: grad, b: x.u, c: G(w) }),
+            mm(d, d),
+          ),
+        );
+      }
+      bwd.push(
+        this.#stage(
+          `down.${l}.dx`,
+          createMatmulNN(gpu, { a: du, b: W(`down.${l}.weight`), c: duin }),
+          mm(d, d2),
+        ),
+        this.#stage(
+          `down.${l}.dw`,
+          createMatmulTN(gpu, { a: du, b: x.uin, c: G(`down.${l}.weight`) }),
+          mm(d, d2),
+        ),
+        this.#stage(
+          `concat.${l}.backward`,
+          createPositionConcatBackward(gpu, {
+            dcat: duin,
+            dh: dIn,
+            dPos: G("pos.weight"),
+            d,
+            P,
+            maxRows: N,
+          }),
+          batch,
+        ),
+      );
+    }
+    bwd.push(this.#stage(
+      "embedding.backward",
+      createEmbeddingBackward(gpu, { dOut: dh[0], dTable: G("em.weight"), V, d, maxRows: N }),
+      () => ({ plan: this.#plan }),
+    ));
+    this.#backward = bwd;
+
+    // ---- clip and Adam ----------------------------------------------------
+    const opt = this.optimizer;
+    const norm = createGradNorm(gpu, {
+      grad: this.#grads,
+      count: total,
+      stats: this.#trainStats,
+      clipNorm: opt.clipNorm,
+    });
+    this.#update = [
+      this.#stage("grad_norm", norm, () => ({ slot: this.#slot })),
+      this.#stage(
+        "adam",
+        createAdam(gpu, {
+          params: this.#params,
+          grads: this.#grads,
+          m: this.#adamM,
+          v: this.#adamV,
+          count: total,
+          clip: norm.result,
+          beta1: opt.beta1,
+          beta2: opt.beta2,
+          eps: opt.eps,
+          weightDecay: opt.weightDecay,
+          decoupled: opt.kind === "adamw",
+        }),
+        () => ({ step: this.#step, lr: this.#lr }),
+      ),
+    ];
+  }
+}
+
+function checkOptions(options: TrainingGraphOptions): void {
+  const cfg = validateConfig(options.config);
+  const intIn = (field: string, value: number, lo: number, hi: number) => {
+    if (!Number.isInteger(value) || value < lo || value > hi) {
+      throw new UserError(`invalid training graph size ${field}`, {
+        field,
+        expected: `an integer from ${lo} to ${hi}`,
+        found: String(value),
+      });
+    }
+  };
+  intIn("maxBatch", options.maxBatch, 1, 1 << 20);
+  intIn("maxLength", options.maxLength, 2, cfg.maxPositions + 1);
+  const o = options.optimizer;
+  const num = (field: string, value: number, ok: boolean, expected: string) => {
+    if (!ok || !Number.isFinite(value)) {
+      throw new UserError(`invalid optimizer setting ${field}`, {
+        field: `optimizer.${field}`,
+        expected,
+        found: String(value),
+      });
+    }
+  };
+  num("beta1", o.beta1, o.beta1 >= 0 && o.beta1 < 1, "a number in [0, 1)");
+  num("beta2", o.beta2, o.beta2 >= 0 && o.beta2 < 1, "a number in [0, 1)");
+  num("eps", o.eps, o.eps > 0, "a positive number");
+  num("weightDecay", o.weightDecay, o.weightDecay >= 0, "a number >= 0");
+  if (o.clipNorm !== null) num("clipNorm", o.clipNorm, o.clipNorm > 0, "a positive number or null");
+}
+
+/**
+ * Refuses sizes whose buffers the adapter cannot hold: every activation
+ * (largest: the logits `[B*S, V]`) must fit one storage binding, and the flat
+ * parameter buffer one buffer. The error names the limit and what would fit.
+ */
+function checkLimits(gpu: Gpu, options: TrainingGraphOptions): void {
+  const { config: cfg, maxBatch, maxLength } = options;
+  const limits = gpu.limits;
+  const binding = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
+  const S = maxLength - 1;
+  const widest = Math.max(cfg.vocabSize, 2 * cfg.hidden);
+  const rowBytes = widest * F32;
+  const bytes = maxBatch * S * rowBytes;
+  if (bytes > binding) {
+    const limitName = limits.maxStorageBufferBindingSize <= limits.maxBufferSize
+      ? "maxStorageBufferBindingSize"
+      : "maxBufferSize";
+    const rowsFit = Math.floor(binding / rowBytes);
+    const batchFit = Math.floor(rowsFit / S);
+    const lengthFit = Math.floor(rowsFit / maxBatch) + 1;
+    const what = widest === cfg.vocabSize
+      ? `logits [B*S, V=${cfg.vocabSize}]`
+      : `activations [B*S, 2d=${2 * cfg.hidden}]`;
+    throw new UserError(
+      `the training graph's ${what} need ${bytes} bytes for batch ${maxBatch} x length ${maxLength}, over the adapter's ${limitName} of ${binding} bytes`,
+      {
+        field: "batch_size",
+        expected: `a batch of at most ${batchFit} sequences at length ${maxLength}` +
+          (lengthFit >= 2
+            ? `, or sequences of at most ${lengthFit} tokens at batch ${maxBatch}`
+            : ""),
+        found: `batch ${maxBatch}, length ${maxLength}`,
+        hint:
+          "lower batch_size or max_length in the pipeline file, or use a GPU with larger limits",
+      },
+    );
+  }
+  const layout = parameterLayout(cfg);
+  const paramBytes = layout.totalFloats * F32;
+  if (paramBytes > limits.maxBufferSize) {
+    throw new UserError(
+      `the model's ${layout.totalFloats} parameter floats (${paramBytes} bytes) exceed the adapter's maxBufferSize of ${limits.maxBufferSize} bytes`,
+      { field: "model", expected: "a smaller vocabulary, hidden size or layer count" },
+    );
+  }
+  for (const e of layout.entries) {
+    if (e.size * F32 > limits.maxStorageBufferBindingSize) {
+      throw new UserError(
+        `parameter ${e.name} (${
+          e.size * F32
+        } bytes) exceeds the adapter's maxStorageBufferBindingSize of ${limits.maxStorageBufferBindingSize} bytes`,
+        { field: "model", expected: "a smaller vocabulary or hidden size" },
+      );
+    }
+  }
+}
