@@ -44,33 +44,75 @@ export const ELEMENT_WORKGROUP_SIZE = 256;
 const MAX_WORKGROUPS_PER_DIMENSION = 65535;
 
 /**
- * WGSL: `elementIndex(wid, nwg, lid)`, the flat invocation index of a dispatch
- * laid out by {@link dispatchElements} (workgroups fill x first, then y).
+ * WGSL: `flatWorkgroup(wid, nwg)`, the flat workgroup index of a dispatch laid
+ * out by {@link dispatchFlat} (x first, then y), and `elementIndex(wid, nwg,
+ * lid)`, the flat invocation index of one laid out by {@link dispatchElements}.
  * Kernels take `@builtin(workgroup_id) wid`, `@builtin(num_workgroups) nwg`,
  * `@builtin(local_invocation_index) lid` and return when the index is past
  * their element count.
  */
 export const ELEMENT_INDEX_WGSL = /* wgsl */ `
+fn flatWorkgroup(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return wid.y * nwg.x + wid.x;
+}
 fn elementIndex(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-  return (wid.y * nwg.x + wid.x) * ${ELEMENT_WORKGROUP_SIZE}u + lid;
+  return flatWorkgroup(wid, nwg) * ${ELEMENT_WORKGROUP_SIZE}u + lid;
 }
 `;
 
 /** The entry-point header of a one-thread-per-element kernel (see {@link ELEMENT_INDEX_WGSL}). */
-export const ELEMENT_ENTRY_WGSL = /* wgsl */ `@compute @workgroup_size(${ELEMENT_WORKGROUP_SIZE})
+export const ELEMENT_ENTRY_WGSL = entryWgsl(ELEMENT_WORKGROUP_SIZE);
+
+/** The entry-point header `fn main(wid, nwg, lid)` of a kernel with `size` invocations per workgroup. */
+export function entryWgsl(size: number): string {
+  return /* wgsl */ `@compute @workgroup_size(${size})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32)`;
+}
+
+/**
+ * WGSL: `workgroupSum(lid, value) -> T`, the sum of `value` over the `size`
+ * invocations of a workgroup (a power of two) as a fixed binary tree in
+ * workgroup memory, so the order of additions never changes. Must be called
+ * in uniform control flow; may be called repeatedly.
+ */
+export function workgroupSumWgsl(type: "f32" | "vec2<f32>", size: number): string {
+  if (!(size > 0 && (size & (size - 1)) === 0)) {
+    throw new RangeError(`workgroupSumWgsl: size ${size} is not a power of two`);
+  }
+  return /* wgsl */ `
+var<workgroup> sumScratch: array<${type}, ${size}>;
+fn workgroupSum(lid: u32, value: ${type}) -> ${type} {
+  sumScratch[lid] = value;
+  workgroupBarrier();
+  for (var stride = ${size / 2}u; stride > 0u; stride = stride / 2u) {
+    if (lid < stride) { sumScratch[lid] = sumScratch[lid] + sumScratch[lid + stride]; }
+    workgroupBarrier();
+  }
+  let total = sumScratch[0];
+  workgroupBarrier();
+  return total;
+}
+`;
+}
+
+/**
+ * Records a dispatch of `groups` workgroups, as a 2-D grid when one dimension
+ * would exceed the per-dimension limit (kernels recover the flat index with
+ * `flatWorkgroup` and ignore the surplus); records nothing for 0.
+ */
+export function dispatchFlat(pass: GPUComputePassEncoder, groups: number): void {
+  if (groups <= 0) return;
+  const x = Math.min(groups, MAX_WORKGROUPS_PER_DIMENSION);
+  pass.dispatchWorkgroups(x, Math.ceil(groups / x));
+}
 
 /**
  * Records a dispatch of at least `count` invocations in workgroups of
- * {@link ELEMENT_WORKGROUP_SIZE}, as a 2-D grid when one dimension would exceed
- * the workgroup limit (16.7 M invocations); records nothing for `count` 0.
+ * {@link ELEMENT_WORKGROUP_SIZE} (see {@link dispatchFlat}); nothing for 0.
  */
 export function dispatchElements(pass: GPUComputePassEncoder, count: number): void {
-  if (count <= 0) return;
-  const groups = Math.ceil(count / ELEMENT_WORKGROUP_SIZE);
-  const x = Math.min(groups, MAX_WORKGROUPS_PER_DIMENSION);
-  pass.dispatchWorkgroups(x, Math.ceil(groups / x));
+  dispatchFlat(pass, Math.ceil(count / ELEMENT_WORKGROUP_SIZE));
 }
 
 /**
@@ -92,10 +134,65 @@ export function checkedRows(label: string, dims: BatchDims, maxRows: number): nu
   return rows;
 }
 
+/** One kernel of a {@link createKernelSequence} step. */
+export interface SequenceKernel<Dims> {
+  /** Pipeline cache key (one per distinct WGSL source). */
+  cacheKey: string;
+  /** WGSL with entry point `main`, the uniform block at binding 0. */
+  code: string;
+  /** Storage buffers at bindings 1, 2, … */
+  buffers: Binding[];
+  /** Workgroups to dispatch for `dims` (laid out by {@link dispatchFlat}). */
+  workgroups: (dims: Dims) => number;
+}
+
 /**
- * A step running one pipeline over `count(dims)` elements with a 16-byte
- * uniform block of u32 sizes (`sizes(dims)`, up to 4 values). The building
- * block of the element-wise ops here and in the other op modules.
+ * A step that records `kernels` in order, all reading one 16-byte uniform
+ * block of u32 sizes (`sizes(dims)`, up to 4 values, written at encode time).
+ * `check(dims)` runs first and may throw. Dispatches inside one compute pass
+ * see the writes of the earlier ones.
+ */
+export function createKernelSequence<Dims>(
+  gpu: Gpu,
+  options: {
+    label: string;
+    kernels: SequenceKernel<Dims>[];
+    sizes: (dims: Dims) => number[];
+    check?: (dims: Dims) => void;
+  },
+): GpuStep<Dims> {
+  const uniform = createUniformBuffer(gpu, 16, `${options.label}:sizes`);
+  const prepared = options.kernels.map((k) => {
+    const pipeline = cachedPipeline(gpu, k.cacheKey, k.code, "main");
+    const bindGroup = bindBuffers(gpu, pipeline, [uniform, ...k.buffers], options.label);
+    return { pipeline, bindGroup, workgroups: k.workgroups };
+  });
+  const sizes = new Uint32Array(4);
+  return {
+    encode(pass, dims) {
+      options.check?.(dims);
+      const groups = prepared.map((k) => k.workgroups(dims));
+      if (groups.every((g) => g === 0)) return;
+      sizes.fill(0);
+      sizes.set(options.sizes(dims));
+      gpu.device.queue.writeBuffer(uniform, 0, sizes);
+      prepared.forEach((k, i) => {
+        if (groups[i] === 0) return;
+        pass.setPipeline(k.pipeline);
+        pass.setBindGroup(0, k.bindGroup);
+        dispatchFlat(pass, groups[i]);
+      });
+    },
+    destroy() {
+      uniform.destroy();
+    },
+  };
+}
+
+/**
+ * A step running one one-thread-per-element kernel over `count(dims)`
+ * invocations (`count` may throw for bad dims) with the sizes block of
+ * {@link createKernelSequence}.
  */
 export function createElementStep<Dims>(
   gpu: Gpu,
@@ -108,25 +205,16 @@ export function createElementStep<Dims>(
     sizes: (dims: Dims) => number[];
   },
 ): GpuStep<Dims> {
-  const pipeline = cachedPipeline(gpu, options.cacheKey, options.code, "main");
-  const uniform = createUniformBuffer(gpu, 16, `${options.label}:sizes`);
-  const bindGroup = bindBuffers(gpu, pipeline, [uniform, ...options.buffers], options.label);
-  const sizes = new Uint32Array(4);
-  return {
-    encode(pass, dims) {
-      const count = options.count(dims);
-      if (count === 0) return;
-      sizes.fill(0);
-      sizes.set(options.sizes(dims));
-      gpu.device.queue.writeBuffer(uniform, 0, sizes);
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, bindGroup);
-      dispatchElements(pass, count);
-    },
-    destroy() {
-      uniform.destroy();
-    },
-  };
+  return createKernelSequence(gpu, {
+    label: options.label,
+    kernels: [{
+      cacheKey: options.cacheKey,
+      code: options.code,
+      buffers: options.buffers,
+      workgroups: (dims) => Math.ceil(options.count(dims) / ELEMENT_WORKGROUP_SIZE),
+    }],
+    sizes: options.sizes,
+  });
 }
 
 // ---------------------------------------------------------------------------

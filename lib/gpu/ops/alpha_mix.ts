@@ -1,0 +1,202 @@
+/**
+ * The learned residual mix before each layer's LayerNorm,
+ * `r_in = alpha * f + (1 - alpha) * u` with one scalar `alpha` per layer, read
+ * from the parameter buffer; forward and backward.
+ *
+ * The backward pass is two dispatches: the first writes `df = alpha dy` and
+ * `du = (1 - alpha) dy` and sums `(f - u) dy` per chunk of
+ * {@link ALPHA_MIX_CHUNK} elements (each invocation in element order, then a
+ * fixed tree across the workgroup); the second, one workgroup, sums the chunk
+ * partials in a fixed order and ADDS the total into the alpha gradient slot.
+ *
+ * @module
+ */
+import { createStorageBuffer, type Gpu, type GpuStep } from "../device.ts";
+import {
+  type BatchDims,
+  type Binding,
+  checkedRows,
+  createElementStep,
+  createKernelSequence,
+  ELEMENT_ENTRY_WGSL,
+  ELEMENT_INDEX_WGSL,
+  ELEMENT_WORKGROUP_SIZE,
+  workgroupSumWgsl,
+} from "./elementwise.ts";
+
+/** Elements per invocation in the first backward dispatch. */
+const ELEMENTS_PER_INVOCATION = 16;
+
+/** Elements per partial sum of the alpha gradient (one workgroup's share). */
+export const ALPHA_MIX_CHUNK = ELEMENT_WORKGROUP_SIZE * ELEMENTS_PER_INVOCATION;
+
+/** Forward: sizes.x = n = B*S*d. */
+const ALPHA_MIX_FORWARD_WGSL = /* wgsl */ `
+@group(0) @binding(0) var<uniform> sizes: vec4<u32>;
+@group(0) @binding(1) var<storage, read_write> f: array<f32>;      // read, [B, S, d]
+@group(0) @binding(2) var<storage, read_write> u: array<f32>;      // read, [B, S, d]
+@group(0) @binding(3) var<storage, read_write> alpha: array<f32>;  // read, [1]
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;      // [B, S, d]
+${ELEMENT_INDEX_WGSL}
+${ELEMENT_ENTRY_WGSL} {
+  let i = elementIndex(wid, nwg, lid);
+  if (i >= sizes.x) { return; }
+  let a = alpha[0];
+  y[i] = a * f[i] + (1.0 - a) * u[i];
+}
+`;
+
+/**
+ * Backward, part 1: one workgroup per chunk; invocation lid handles elements
+ * chunk * CHUNK + k * WG + lid for k = 0, 1, … in order. sizes = (n, chunks).
+ */
+const ALPHA_MIX_BACKWARD_WGSL = /* wgsl */ `
+@group(0) @binding(0) var<uniform> sizes: vec4<u32>;
+@group(0) @binding(1) var<storage, read_write> dy: array<f32>;        // read, [B, S, d]
+@group(0) @binding(2) var<storage, read_write> f: array<f32>;         // read, [B, S, d]
+@group(0) @binding(3) var<storage, read_write> u: array<f32>;         // read, [B, S, d]
+@group(0) @binding(4) var<storage, read_write> alpha: array<f32>;     // read, [1]
+@group(0) @binding(5) var<storage, read_write> df: array<f32>;        // [B, S, d], overwritten
+@group(0) @binding(6) var<storage, read_write> du: array<f32>;        // [B, S, d], overwritten
+@group(0) @binding(7) var<storage, read_write> partials: array<f32>;  // [chunks]
+${ELEMENT_INDEX_WGSL}
+${workgroupSumWgsl("f32", ELEMENT_WORKGROUP_SIZE)}
+${ELEMENT_ENTRY_WGSL} {
+  let chunk = flatWorkgroup(wid, nwg);
+  if (chunk >= sizes.y) { return; }
+  let a = alpha[0];
+  var sum = 0.0;
+  for (var k = 0u; k < ${ELEMENTS_PER_INVOCATION}u; k++) {
+    let i = chunk * ${ALPHA_MIX_CHUNK}u + k * ${ELEMENT_WORKGROUP_SIZE}u + lid;
+    if (i < sizes.x) {
+      let g = dy[i];
+      df[i] = a * g;
+      du[i] = (1.0 - a) * g;
+      sum += (f[i] - u[i]) * g;
+    }
+  }
+  let total = workgroupSum(lid, sum);
+  if (lid == 0u) { partials[chunk] = total; }
+}
+`;
+
+/** Backward, part 2: one workgroup; invocation lid sums chunks lid, lid + WG, … */
+const ALPHA_MIX_REDUCE_WGSL = /* wgsl */ `
+@group(0) @binding(0) var<uniform> sizes: vec4<u32>;
+@group(0) @binding(1) var<storage, read_write> partials: array<f32>;  // read, [chunks]
+@group(0) @binding(2) var<storage, read_write> dalpha: array<f32>;    // [1], accumulated
+${workgroupSumWgsl("f32", ELEMENT_WORKGROUP_SIZE)}
+${ELEMENT_ENTRY_WGSL} {
+  var sum = 0.0;
+  for (var chunk = lid; chunk < sizes.y; chunk += ${ELEMENT_WORKGROUP_SIZE}u) {
+    sum += partials[chunk];
+  }
+  let total = workgroupSum(lid, sum);
+  if (lid == 0u) { dalpha[0] = dalpha[0] + total; }
+}
+`;
+
+/** Buffers and sizes of {@link createAlphaMixForward}. */
+export interface AlphaMixForwardBuffers {
+  /** Feed-forward output `[B, S, d]` f32. */
+  f: Binding;
+  /** Layer input `u` `[B, S, d]` f32. */
+  u: Binding;
+  /** `alpha` `[1]` f32 (a slice of the parameter buffer). */
+  alpha: Binding;
+  /** `alpha f + (1 - alpha) u` `[B, S, d]` f32. */
+  y: Binding;
+  d: number;
+  /** Largest B*S this step will be encoded with. */
+  maxRows: number;
+}
+
+/** `y = alpha f + (1 - alpha) u`. */
+export function createAlphaMixForward(
+  gpu: Gpu,
+  buffers: AlphaMixForwardBuffers,
+): GpuStep<BatchDims> {
+  const label = "alpha_mix.forward";
+  const { d, maxRows } = buffers;
+  return createElementStep(gpu, {
+    label,
+    cacheKey: label,
+    code: ALPHA_MIX_FORWARD_WGSL,
+    buffers: [buffers.f, buffers.u, buffers.alpha, buffers.y],
+    count: (dims) => checkedRows(label, dims, maxRows) * d,
+    sizes: (dims) => [dims.B * dims.S * d],
+  });
+}
+
+/** Buffers and sizes of {@link createAlphaMixBackward}. */
+export interface AlphaMixBackwardBuffers {
+  /** Gradient of y `[B, S, d]` f32. */
+  dy: Binding;
+  /** The forward's f `[B, S, d]` f32. */
+  f: Binding;
+  /** The forward's u `[B, S, d]` f32. */
+  u: Binding;
+  /** `alpha` `[1]` f32 (parameter buffer slice). */
+  alpha: Binding;
+  /** Gradient of f `[B, S, d]` f32, overwritten. */
+  df: Binding;
+  /** Gradient of u through the mix `[B, S, d]` f32, overwritten. */
+  du: Binding;
+  /** Gradient of alpha `[1]` f32 (gradient buffer slice), ADDED to. */
+  dalpha: Binding;
+  d: number;
+  /** Largest B*S this step will be encoded with. */
+  maxRows: number;
+}
+
+/**
+ * `df = alpha dy`, `du = (1 - alpha) dy`, `dalpha += sum (f - u) dy`. Owns a
+ * partials buffer of `ceil(maxRows * d / 4096)` f32.
+ */
+export function createAlphaMixBackward(
+  gpu: Gpu,
+  buffers: AlphaMixBackwardBuffers,
+): GpuStep<BatchDims> {
+  const label = "alpha_mix.backward";
+  const { d, maxRows } = buffers;
+  const chunks = (dims: BatchDims) => Math.ceil(dims.B * dims.S * d / ALPHA_MIX_CHUNK);
+  const partials = createStorageBuffer(
+    gpu,
+    Math.max(1, Math.ceil(maxRows * d / ALPHA_MIX_CHUNK)) * 4,
+    `${label}:partials`,
+  );
+  const inner = createKernelSequence<BatchDims>(gpu, {
+    label,
+    check: (dims) => checkedRows(label, dims, maxRows),
+    kernels: [
+      {
+        cacheKey: label,
+        code: ALPHA_MIX_BACKWARD_WGSL,
+        buffers: [
+          buffers.dy,
+          buffers.f,
+          buffers.u,
+          buffers.alpha,
+          buffers.df,
+          buffers.du,
+          partials,
+        ],
+        workgroups: chunks,
+      },
+      {
+        cacheKey: `${label}.reduce`,
+        code: ALPHA_MIX_REDUCE_WGSL,
+        buffers: [partials, buffers.dalpha],
+        workgroups: (dims) => chunks(dims) === 0 ? 0 : 1,
+      },
+    ],
+    sizes: (dims) => [dims.B * dims.S * d, chunks(dims)],
+  });
+  return {
+    encode: inner.encode,
+    destroy() {
+      inner.destroy();
+      partials.destroy();
+    },
+  };
+}

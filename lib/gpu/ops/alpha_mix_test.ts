@@ -1,0 +1,105 @@
+import { assertAlmostEquals } from "../../../tests/assert.ts";
+import { alphaMixBackward, alphaMixForward } from "../../model/reference.ts";
+import { Random } from "../../random/mod.ts";
+import { createAlphaMixBackward, createAlphaMixForward } from "./alpha_mix.ts";
+import {
+  assertBitIdentical,
+  assertClose,
+  pack,
+  randomNormal,
+  readPacked,
+  runSteps,
+  testGpu,
+} from "./model_ops_testing.ts";
+
+interface Case {
+  B: number;
+  S: number;
+  d: number;
+  alpha: number;
+  f: Float32Array<ArrayBuffer>;
+  u: Float32Array<ArrayBuffer>;
+  dy: Float32Array<ArrayBuffer>;
+  dalpha0: number;
+}
+
+function randomCase(seed: number, B: number, S: number, d: number): Case {
+  const rng = new Random(seed, "alpha-mix");
+  const n = B * S * d;
+  return {
+    B,
+    S,
+    d,
+    alpha: Math.fround(rng.range(0.1, 0.9)),
+    f: randomNormal(rng, n),
+    u: randomNormal(rng, n),
+    dy: randomNormal(rng, n),
+    dalpha0: Math.fround(rng.normal()),
+  };
+}
+
+/** Forward then backward in one submission; alpha and its gradient are slices of packed buffers. */
+async function run(k: Case) {
+  const gpu = await testGpu();
+  const n = k.B * k.S * k.d;
+  const act = pack(gpu, [
+    k.f,
+    k.u,
+    new Float32Array(n),
+    k.dy,
+    new Float32Array(n),
+    new Float32Array(n),
+  ], "act");
+  const params = pack(gpu, [new Float32Array(5), new Float32Array([k.alpha])], "params");
+  const grads = pack(gpu, [new Float32Array(5), new Float32Array([k.dalpha0])], "grads");
+  const [f, u, y, dy, df, du] = act.slices;
+  const alpha = params.slices[1];
+  const dalpha = grads.slices[1];
+  const common = { d: k.d, maxRows: k.B * k.S };
+  const forward = createAlphaMixForward(gpu, { f, u, alpha, y, ...common });
+  const backward = createAlphaMixBackward(gpu, { dy, f, u, alpha, df, du, dalpha, ...common });
+  const dims = { B: k.B, S: k.S };
+  await runSteps(gpu, [[forward, dims], [backward, dims]]);
+  const a = await readPacked(gpu, act);
+  const g = await readPacked(gpu, grads);
+  a.assertGapsIntact();
+  g.assertGapsIntact();
+  const out = {
+    y: a.f32(2).slice(),
+    df: a.f32(4).slice(),
+    du: a.f32(5).slice(),
+    dalpha: g.f32(1).slice(),
+  };
+  forward.destroy();
+  backward.destroy();
+  for (const b of [act, params, grads]) b.buffer.destroy();
+  return out;
+}
+
+function assertMatchesReference(k: Case, gpu: Awaited<ReturnType<typeof run>>): void {
+  assertClose(gpu.y, alphaMixForward(k.f, k.u, k.alpha), 1e-6, "y");
+  const ref = alphaMixBackward(k.dy, k.f, k.u, k.alpha);
+  assertClose(gpu.df, ref.df, 1e-6, "df");
+  assertClose(gpu.du, ref.du, 1e-6, "du");
+  let sumAbs = 0;
+  for (let i = 0; i < k.dy.length; i++) sumAbs += Math.abs(k.dy[i] * (k.f[i] - k.u[i]));
+  assertAlmostEquals(gpu.dalpha[0], k.dalpha0 + ref.dalpha, 1e-6 * sumAbs, "dalpha (added)");
+}
+
+Deno.test("alpha mix matches the reference over several chunks, the last one short", async () => {
+  const k = randomCase(19, 5, 37, 50); // 9250 elements: 3 chunks of 4096
+  assertMatchesReference(k, await run(k));
+});
+
+Deno.test("alpha mix matches the reference on a batch smaller than one chunk", async () => {
+  const k = randomCase(20, 3, 13, 20);
+  assertMatchesReference(k, await run(k));
+});
+
+Deno.test("alpha mix backward is bit-identical across runs", async () => {
+  const k = randomCase(21, 5, 37, 50);
+  const a = await run(k);
+  const b = await run(k);
+  assertBitIdentical(a.dalpha, b.dalpha, "dalpha");
+  assertBitIdentical(a.du, b.du, "du");
+});

@@ -1,0 +1,289 @@
+/**
+ * LayerNorm over the last axis, `y = (x - mean) * rstd * gamma + beta` with
+ * the biased variance and `rstd = 1 / sqrt(var + eps)` (PyTorch), forward and
+ * backward. Every sum runs in a fixed order:
+ *
+ * - forward: one workgroup per row: each invocation sums channels lid,
+ *   lid + WG, … in order, then a fixed tree across the workgroup; mean first,
+ *   then the variance around it (two passes over the row, for accuracy).
+ * - backward `dx`: the same per-row scheme for `sum(g)` and `sum(g xhat)`,
+ *   `g = dy gamma`.
+ * - backward `dgamma`, `dbeta`: per block of {@link LAYER_NORM_ROWS_PER_BLOCK}
+ *   rows, one invocation per channel sums the block's rows in order into a
+ *   partial; then one invocation per channel sums the partials in block order
+ *   and ADDS the total into the gradient slot.
+ *
+ * @module
+ */
+import { createStorageBuffer, type Gpu, type GpuStep } from "../device.ts";
+import {
+  type BatchDims,
+  type Binding,
+  checkedRows,
+  createKernelSequence,
+  ELEMENT_INDEX_WGSL,
+  ELEMENT_WORKGROUP_SIZE,
+  entryWgsl,
+  workgroupSumWgsl,
+} from "./elementwise.ts";
+
+/** Invocations per workgroup of the per-row kernels (one workgroup per row). */
+const ROW_WORKGROUP_SIZE = 64;
+
+/** Rows per partial of the dgamma/dbeta reduction. */
+export const LAYER_NORM_ROWS_PER_BLOCK = 64;
+
+/** PyTorch's default epsilon, SamOut's value. */
+export const LAYER_NORM_EPS = 1e-5;
+
+// sizes = (R rows, d, row blocks, f32 bits of eps) in every kernel.
+
+/** Forward, one workgroup per row: x → y, mean, rstd. */
+const LAYER_NORM_FORWARD_WGSL = /* wgsl */ `
+@group(0) @binding(0) var<uniform> sizes: vec4<u32>;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;      // read, [R, d]
+@group(0) @binding(2) var<storage, read_write> gamma: array<f32>;  // read, [d]
+@group(0) @binding(3) var<storage, read_write> beta: array<f32>;   // read, [d]
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;      // [R, d]
+@group(0) @binding(5) var<storage, read_write> mean: array<f32>;   // [R]
+@group(0) @binding(6) var<storage, read_write> rstd: array<f32>;   // [R]
+${ELEMENT_INDEX_WGSL}
+${workgroupSumWgsl("f32", ROW_WORKGROUP_SIZE)}
+${entryWgsl(ROW_WORKGROUP_SIZE)} {
+  let row = flatWorkgroup(wid, nwg);
+  let d = sizes.y;
+  if (row >= sizes.x) { return; }
+  let base = row * d;
+  var local = 0.0;
+  for (var c = lid; c < d; c += ${ROW_WORKGROUP_SIZE}u) { local += x[base + c]; }
+  let mu = workgroupSum(lid, local) / f32(d);
+  local = 0.0;
+  for (var c = lid; c < d; c += ${ROW_WORKGROUP_SIZE}u) {
+    let centred = x[base + c] - mu;
+    local += centred * centred;
+  }
+  let rs = 1.0 / sqrt(workgroupSum(lid, local) / f32(d) + bitcast<f32>(sizes.w));
+  for (var c = lid; c < d; c += ${ROW_WORKGROUP_SIZE}u) {
+    y[base + c] = (x[base + c] - mu) * rs * gamma[c] + beta[c];
+  }
+  if (lid == 0u) {
+    mean[row] = mu;
+    rstd[row] = rs;
+  }
+}
+`;
+
+/**
+ * Backward dx, one workgroup per row:
+ * `dx = rstd (g - mean(g) - xhat mean(g xhat))`, `g = dy gamma`,
+ * `xhat = (x - mean) rstd`.
+ */
+const LAYER_NORM_BACKWARD_DX_WGSL = /* wgsl */ `
+@group(0) @binding(0) var<uniform> sizes: vec4<u32>;
+@group(0) @binding(1) var<storage, read_write> dy: array<f32>;     // read, [R, d]
+@group(0) @binding(2) var<storage, read_write> x: array<f32>;      // read, [R, d]
+@group(0) @binding(3) var<storage, read_write> gamma: array<f32>;  // read, [d]
+@group(0) @binding(4) var<storage, read_write> mean: array<f32>;   // read, [R]
+@group(0) @binding(5) var<storage, read_write> rstd: array<f32>;   // read, [R]
+@group(0) @binding(6) var<storage, read_write> dx: array<f32>;     // [R, d], overwritten
+${ELEMENT_INDEX_WGSL}
+${workgroupSumWgsl("vec2<f32>", ROW_WORKGROUP_SIZE)}
+${entryWgsl(ROW_WORKGROUP_SIZE)} {
+  let row = flatWorkgroup(wid, nwg);
+  let d = sizes.y;
+  if (row >= sizes.x) { return; }
+  let base = row * d;
+  let mu = mean[row];
+  let rs = rstd[row];
+  // (sum g, sum g xhat) over this invocation's channels.
+  var local = vec2<f32>(0.0, 0.0);
+  for (var c = lid; c < d; c += ${ROW_WORKGROUP_SIZE}u) {
+    let g = dy[base + c] * gamma[c];
+    local += vec2<f32>(g, g * (x[base + c] - mu) * rs);
+  }
+  let means = workgroupSum(lid, local) / f32(d);
+  for (var c = lid; c < d; c += ${ROW_WORKGROUP_SIZE}u) {
+    let xhat = (x[base + c] - mu) * rs;
+    dx[base + c] = rs * (dy[base + c] * gamma[c] - means.x - xhat * means.y);
+  }
+}
+`;
+
+/**
+ * Backward partials, one invocation per (block, channel):
+ * `partials[block, 0, c] = sum over the block's rows (in order) of dy xhat`,
+ * `partials[block, 1, c] = ... of dy`.
+ */
+const LAYER_NORM_PARTIALS_WGSL = /* wgsl */ `
+@group(0) @binding(0) var<uniform> sizes: vec4<u32>;
+@group(0) @binding(1) var<storage, read_write> dy: array<f32>;        // read, [R, d]
+@group(0) @binding(2) var<storage, read_write> x: array<f32>;         // read, [R, d]
+@group(0) @binding(3) var<storage, read_write> mean: array<f32>;      // read, [R]
+@group(0) @binding(4) var<storage, read_write> rstd: array<f32>;      // read, [R]
+@group(0) @binding(5) var<storage, read_write> partials: array<f32>;  // [blocks, 2, d]
+${ELEMENT_INDEX_WGSL}
+${entryWgsl(ELEMENT_WORKGROUP_SIZE)} {
+  let i = elementIndex(wid, nwg, lid);
+  let R = sizes.x;
+  let d = sizes.y;
+  if (i >= sizes.z * d) { return; }
+  let block = i / d;
+  let c = i % d;
+  let first = block * ${LAYER_NORM_ROWS_PER_BLOCK}u;
+  let last = min(first + ${LAYER_NORM_ROWS_PER_BLOCK}u, R);
+  var dgamma = 0.0;
+  var dbeta = 0.0;
+  for (var r = first; r < last; r++) {
+    let g = dy[r * d + c];
+    dgamma += g * (x[r * d + c] - mean[r]) * rstd[r];
+    dbeta += g;
+  }
+  partials[(block * 2u) * d + c] = dgamma;
+  partials[(block * 2u + 1u) * d + c] = dbeta;
+}
+`;
+
+/**
+ * Backward reduce, one invocation per (parameter, channel), summing the
+ * partials in block order: `dgamma[c] += sum_block partials[block, 0, c]`,
+ * `dbeta[c] += sum_block partials[block, 1, c]`.
+ */
+const LAYER_NORM_REDUCE_WGSL = /* wgsl */ `
+@group(0) @binding(0) var<uniform> sizes: vec4<u32>;
+@group(0) @binding(1) var<storage, read_write> partials: array<f32>;  // read, [blocks, 2, d]
+@group(0) @binding(2) var<storage, read_write> dgamma: array<f32>;    // [d], accumulated
+@group(0) @binding(3) var<storage, read_write> dbeta: array<f32>;     // [d], accumulated
+${ELEMENT_INDEX_WGSL}
+${entryWgsl(ELEMENT_WORKGROUP_SIZE)} {
+  let i = elementIndex(wid, nwg, lid);
+  let d = sizes.y;
+  if (i >= 2u * d) { return; }
+  let which = i / d;
+  let c = i % d;
+  var sum = 0.0;
+  for (var block = 0u; block < sizes.z; block++) {
+    sum += partials[(block * 2u + which) * d + c];
+  }
+  if (which == 0u) {
+    dgamma[c] = dgamma[c] + sum;
+  } else {
+    dbeta[c] = dbeta[c] + sum;
+  }
+}
+`;
+
+function sizesOf(rows: number, d: number, eps: number): number[] {
+  const epsBits = new Uint32Array(new Float32Array([eps]).buffer)[0];
+  return [rows, d, Math.ceil(rows / LAYER_NORM_ROWS_PER_BLOCK), epsBits];
+}
+
+/** Buffers and sizes of {@link createLayerNormForward}. */
+export interface LayerNormForwardBuffers {
+  /** Input `[B*S, d]` f32. */
+  x: Binding;
+  /** Scale `[d]` f32 (`layer_norm.weight`, a slice of the parameter buffer). */
+  gamma: Binding;
+  /** Shift `[d]` f32 (`layer_norm.bias`). */
+  beta: Binding;
+  /** Output `[B*S, d]` f32. */
+  y: Binding;
+  /** Row means `[B*S]` f32, kept for the backward pass. */
+  mean: Binding;
+  /** Row `1 / sqrt(var + eps)` `[B*S]` f32, kept for the backward pass. */
+  rstd: Binding;
+  d: number;
+  /** Default {@link LAYER_NORM_EPS}. */
+  eps?: number;
+  /** Largest B*S this step will be encoded with. */
+  maxRows: number;
+}
+
+/** LayerNorm forward over rows of `x` (see the module doc). */
+export function createLayerNormForward(
+  gpu: Gpu,
+  buffers: LayerNormForwardBuffers,
+): GpuStep<BatchDims> {
+  const label = "layer_norm.forward";
+  const { d, maxRows } = buffers;
+  const eps = buffers.eps ?? LAYER_NORM_EPS;
+  return createKernelSequence<BatchDims>(gpu, {
+    label,
+    kernels: [{
+      cacheKey: label,
+      code: LAYER_NORM_FORWARD_WGSL,
+      buffers: [buffers.x, buffers.gamma, buffers.beta, buffers.y, buffers.mean, buffers.rstd],
+      workgroups: (dims) => checkedRows(label, dims, maxRows),
+    }],
+    sizes: (dims) => sizesOf(dims.B * dims.S, d, eps),
+  });
+}
+
+/** Buffers and sizes of {@link createLayerNormBackward}. */
+export interface LayerNormBackwardBuffers {
+  /** Gradient of y `[B*S, d]` f32. */
+  dy: Binding;
+  /** The forward's input `[B*S, d]` f32. */
+  x: Binding;
+  /** Scale `[d]` f32. */
+  gamma: Binding;
+  /** The forward's `mean [B*S]` f32. */
+  mean: Binding;
+  /** The forward's `rstd [B*S]` f32. */
+  rstd: Binding;
+  /** Gradient of x `[B*S, d]` f32, overwritten. */
+  dx: Binding;
+  /** Gradient of gamma `[d]` f32 (gradient buffer slice), ADDED to. */
+  dgamma: Binding;
+  /** Gradient of beta `[d]` f32 (gradient buffer slice), ADDED to. */
+  dbeta: Binding;
+  d: number;
+  /** Largest B*S this step will be encoded with. */
+  maxRows: number;
+}
+
+/**
+ * LayerNorm backward: dx (overwritten), and dgamma, dbeta added into their
+ * slots. Owns a partials buffer of `ceil(maxRows / 64) * 2 * d` f32.
+ */
+export function createLayerNormBackward(
+  gpu: Gpu,
+  buffers: LayerNormBackwardBuffers,
+): GpuStep<BatchDims> {
+  const label = "layer_norm.backward";
+  const { d, maxRows } = buffers;
+  const maxBlocks = Math.max(1, Math.ceil(maxRows / LAYER_NORM_ROWS_PER_BLOCK));
+  const partials = createStorageBuffer(gpu, maxBlocks * 2 * d * 4, `${label}:partials`);
+  const blocks = (dims: BatchDims) => Math.ceil(dims.B * dims.S / LAYER_NORM_ROWS_PER_BLOCK);
+  const inner = createKernelSequence<BatchDims>(gpu, {
+    label,
+    check: (dims) => checkedRows(label, dims, maxRows),
+    kernels: [
+      {
+        cacheKey: `${label}.dx`,
+        code: LAYER_NORM_BACKWARD_DX_WGSL,
+        buffers: [buffers.dy, buffers.x, buffers.gamma, buffers.mean, buffers.rstd, buffers.dx],
+        workgroups: (dims) => dims.B * dims.S,
+      },
+      {
+        cacheKey: `${label}.partials`,
+        code: LAYER_NORM_PARTIALS_WGSL,
+        buffers: [buffers.dy, buffers.x, buffers.mean, buffers.rstd, partials],
+        workgroups: (dims) => Math.ceil(blocks(dims) * d / ELEMENT_WORKGROUP_SIZE),
+      },
+      {
+        cacheKey: `${label}.reduce`,
+        code: LAYER_NORM_REDUCE_WGSL,
+        buffers: [partials, buffers.dgamma, buffers.dbeta],
+        workgroups: (dims) => dims.B * dims.S === 0 ? 0 : Math.ceil(2 * d / ELEMENT_WORKGROUP_SIZE),
+      },
+    ],
+    sizes: (dims) => sizesOf(dims.B * dims.S, d, LAYER_NORM_EPS),
+  });
+  return {
+    encode: inner.encode,
+    destroy() {
+      inner.destroy();
+      partials.destroy();
+    },
+  };
+}
