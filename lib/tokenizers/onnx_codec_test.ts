@@ -115,6 +115,18 @@ Deno.test("onnx codec: an int32 codes output is accepted", async () => {
   }
 });
 
+Deno.test("onnx codec: an encoder taking [1, 1, samples] audio is fed that shape", async () => {
+  const { dir, toy } = await writeToy({ channelAxis: true });
+  const codec = await OnnxCodecTokenizer.load(settings(), { baseDir: dir });
+  try {
+    const x = signal(TOY.hop * 6, 4);
+    assertEquals(Array.from(await codec.encode(x)), referenceCodes(x, toy));
+  } finally {
+    await codec.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("onnx codec: a missing model file names the file and the field", async () => {
   const { dir } = await writeToy();
   const e = await loadError(settings({ decoder: "nowhere.onnx" }), dir);

@@ -27,6 +27,8 @@ export interface ToyCodecOptions {
   encoderInput?: string;
   /** Encoder output name (default "codes"). */
   encoderOutput?: string;
+  /** Take the audio as `[1, 1, samples]` (as EnCodec-style exports do) instead of `[1, samples]`. */
+  channelAxis?: boolean;
   /** Element type of the encoder's codes output (default "int64"; "float32" makes a faulty model). */
   codeType?: "int64" | "int32" | "float32";
 }
@@ -87,7 +89,11 @@ export function buildToyCodec(o: ToyCodecOptions): ToyCodec {
     });
   }
   const encoder = buildModel({
-    inputs: [{ name: input, type: "float32", shape: [1, "samples"] }],
+    inputs: [{
+      name: input,
+      type: "float32",
+      shape: o.channelAxis ? [1, 1, "samples"] : [1, "samples"],
+    }],
     outputs: [{ name: output, type: codeType, shape: [1, "frames"] }],
     nodes,
     initializers: [
