@@ -1,0 +1,122 @@
+import { join } from "node:path";
+import { assert, assertEquals, assertMatch } from "./assert.ts";
+import { LocalArtifactStore, type ManifestBits, sha256Hex } from "../lib/artifacts/mod.ts";
+import { tempDir } from "./fixtures/pipeline_helpers.ts";
+
+const KEY = "a".repeat(64);
+const BITS: ManifestBits = {
+  job: "write_text",
+  job_version: "1",
+  code_hash: "c".repeat(64),
+  step: "s",
+  params: { text: "x" },
+  inputs: {},
+  sources: {},
+  started_at: "2026-01-01T00:00:00.000Z",
+  finished_at: "2026-01-01T00:00:01.000Z",
+  environment: { deno: "test" },
+};
+
+async function publish(store: LocalArtifactStore, key = KEY, text = "hello") {
+  const release = await store.lock(key);
+  try {
+    const staging = await store.begin(key);
+    await Deno.mkdir(join(staging.dir, "sub"));
+    await Deno.writeTextFile(join(staging.dir, "sub", "a.txt"), text);
+    return await store.commit(staging, BITS, { loss: 1.5 });
+  } finally {
+    release();
+  }
+}
+
+Deno.test("commit publishes files with sizes and SHA-256 in the manifest, plus metrics.json", async () => {
+  await using dir = await tempDir();
+  const store = new LocalArtifactStore(dir.path);
+  const ref = await publish(store);
+  assertEquals(ref.dir, join(dir.path, "objects", KEY));
+  assertEquals(ref.manifest.files.map((f) => f.path), ["metrics.json", "sub/a.txt"]);
+  const a = ref.manifest.files[1];
+  assertEquals(a.size, 5);
+  assertEquals(a.sha256, await sha256Hex("hello"));
+  assertEquals(JSON.parse(await Deno.readTextFile(join(ref.dir, "metrics.json"))), { loss: 1.5 });
+  const again = await store.get(KEY);
+  assertEquals(again?.manifest, ref.manifest);
+  assertEquals([...Deno.readDirSync(join(dir.path, "tmp"))], [], "no staging left behind");
+});
+
+Deno.test("an objects/ dir without a valid manifest is not trusted and is replaced on publish", async () => {
+  await using dir = await tempDir();
+  const store = new LocalArtifactStore(dir.path);
+  await Deno.mkdir(join(dir.path, "objects", KEY), { recursive: true });
+  await Deno.writeTextFile(join(dir.path, "objects", KEY, "half.txt"), "x");
+  assertEquals(await store.has(KEY), false);
+  await Deno.writeTextFile(join(dir.path, "objects", KEY, "manifest.json"), '{"key": "other"}');
+  assertEquals(await store.get(KEY), undefined, "a manifest naming another key is not trusted");
+  const ref = await publish(store);
+  assertEquals(await store.has(KEY), true);
+  assertEquals(ref.manifest.files.map((f) => f.path), ["metrics.json", "sub/a.txt"]);
+});
+
+Deno.test("begin removes stale staging dirs of the same key; workDir goes away on publish", async () => {
+  await using dir = await tempDir();
+  const store = new LocalArtifactStore(dir.path);
+  const stale = join(dir.path, "tmp", `${KEY}.99999.dead`);
+  await Deno.mkdir(stale, { recursive: true });
+  const other = join(dir.path, "tmp", `${"b".repeat(64)}.99999.dead`);
+  await Deno.mkdir(other, { recursive: true });
+  const work = await store.workDir(KEY);
+  await Deno.writeTextFile(join(work, "ckpt"), "1");
+  await publish(store);
+  const left = [...Deno.readDirSync(join(dir.path, "tmp"))].map((e) => e.name);
+  assertEquals(left, [`${"b".repeat(64)}.99999.dead`], "only the other key's staging survives");
+  let workExists = true;
+  try {
+    Deno.statSync(work);
+  } catch {
+    workExists = false;
+  }
+  assertEquals(workExists, false);
+});
+
+Deno.test("lock(key) is exclusive until released", async () => {
+  await using dir = await tempDir();
+  const store = new LocalArtifactStore(dir.path);
+  const release = await store.lock(KEY);
+  let second = false;
+  const p = store.lock(KEY).then((r) => {
+    second = true;
+    return r;
+  });
+  await new Promise((r) => setTimeout(r, 150));
+  assertEquals(second, false, "the second lock waits while the first is held");
+  release();
+  const r2 = await p;
+  assert(second);
+  r2();
+});
+
+Deno.test("verify reports changed, missing and unlisted files", async () => {
+  await using dir = await tempDir();
+  const store = new LocalArtifactStore(dir.path);
+  const ref = await publish(store);
+  const ref2 = await publish(store, "b".repeat(64), "other");
+  assertEquals((await store.verify()), { checked: 2, problems: [] });
+  await Deno.writeTextFile(join(ref.dir, "sub", "a.txt"), "jello");
+  await Deno.remove(join(ref2.dir, "metrics.json"));
+  await Deno.writeTextFile(join(ref2.dir, "extra.txt"), "?");
+  const report = await store.verify();
+  assertEquals(report.checked, 2);
+  const problems = report.problems.map((p) => `${p.key.slice(0, 1)} ${p.path} ${p.problem}`);
+  assertEquals(problems.length, 3, problems.join("\n"));
+  assertMatch(problems[0], /^a sub\/a.txt sha256 [0-9a-f]{64} does not match the manifest$/);
+  assertEquals(problems[1], "b metrics.json file missing");
+  assertEquals(problems[2], "b extra.txt file not listed in the manifest");
+});
+
+Deno.test("list returns published artifacts only", async () => {
+  await using dir = await tempDir();
+  const store = new LocalArtifactStore(dir.path);
+  await publish(store);
+  await Deno.mkdir(join(dir.path, "objects", "c".repeat(64)), { recursive: true });
+  assertEquals((await store.list()).map((r) => r.key), [KEY]);
+});
