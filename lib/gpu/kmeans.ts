@@ -364,8 +364,8 @@ function kmeansPlusPlus(
   return centroids;
 }
 
-/** Seeded subsample of `size` indices of `[0, n)`, ascending (partial Fisher-Yates). */
-function subsample(n: number, size: number, rng: Random): Int32Array {
+/** Seeded subsample of `size` distinct indices of `[0, n)`, ascending (partial Fisher-Yates); all of them when `size >= n`. */
+export function seededSubsample(n: number, size: number, rng: Random): Int32Array {
   if (size >= n) return Int32Array.from({ length: n }, (_, i) => i);
   const idx = Int32Array.from({ length: n }, (_, i) => i);
   for (let i = 0; i < size; i++) {
@@ -456,7 +456,7 @@ export async function fitKMeans(
     codebook = Float32Array.from(options.initialCodebook);
   } else {
     const rng = new Random(options.seed, "kmeans++");
-    const sample = subsample(n, Math.max(8192, 4 * K), rng);
+    const sample = seededSubsample(n, Math.max(8192, 4 * K), rng);
     codebook = kmeansPlusPlus(frames, sample, D, K, rng);
   }
   const chunks = new FrameChunks(gpu, frames, D, K, options.chunkRows);

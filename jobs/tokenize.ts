@@ -1,0 +1,514 @@
+/**
+ * tokenize: audio files → token sequences (the seed's `wav_to_token`).
+ *
+ * mel-vq (default): decode → mono → resample to `mel.sample_rate` → log-mel
+ * frames → a `codebook_size`-entry k-means codebook fitted on the GPU to the
+ * TRAIN files' frames only (at most `kmeans_max_frames` of them, a seeded
+ * subsample) → every frame's nearest codebook entry (GPU) → sequences in the
+ * chosen layout. onnx-codec: decode → mono → resample to the codec's rate →
+ * the user's ONNX encoder gives the codes (no codebook to fit).
+ *
+ * Reads: `scan` (`files.json`; each file's bytes must still hash to its
+ * recorded sha256). The train/validation split is `splitFiles` of
+ * `lib/data/split.ts` with the pipeline seed and `val_fraction` (the same
+ * value the scan and bucket steps use).
+ *
+ * Writes: `vocab.json`, `tokenizer.json` (kind, settings; mel settings at the
+ * top level as `lib/tokenizers` reads them), `codebook.f32` (mel-vq, `[K,
+ * n_mels]` f32 LE), `encoder.onnx`/`decoder.onnx` copies (onnx-codec),
+ * `sequences.json` (`[{path, category, sha256, split, offset, length}]`) and
+ * `tokens.u32` (all sequences concatenated, uint32 LE).
+ *
+ * @module
+ */
+import { join, resolve } from "node:path";
+import { z } from "zod";
+import { splitFiles } from "../lib/data/split.ts";
+import type { SequenceRecord } from "../lib/data/tokenized.ts";
+import type { Vocabulary } from "../lib/data/types.ts";
+import { buildVocabulary, encodeSequence } from "../lib/data/vocab.ts";
+import { UserError } from "../lib/errors/mod.ts";
+import { defineJob, type JobContext, type JobResult } from "../lib/pipeline/job.ts";
+import { Random } from "../lib/random/mod.ts";
+import { OnnxCodecSettings } from "../lib/tokenizers/onnx_codec.ts";
+
+/** Log-mel analysis settings (see `lib/audio/mel.ts`; defaults = its `DEFAULT_MEL`). */
+export const MelParams = z.strictObject({
+  /** Hz; audio is resampled to this rate first. */
+  sample_rate: z.number().int().min(1000).max(192000).default(16000),
+  /** FFT size in samples, a power of two. */
+  n_fft: z.number().int().min(4).max(65536).refine((n) => (n & (n - 1)) === 0, {
+    message: "n_fft must be a power of two",
+  }).default(512),
+  /** Hann window length in samples (<= n_fft). */
+  win_length: z.number().int().min(1).default(400),
+  /** Hop between frames in samples (frame rate = sample_rate / hop_length). */
+  hop_length: z.number().int().min(1).default(160),
+  n_mels: z.number().int().min(1).max(1024).default(40),
+  /** Hz. */
+  f_min: z.number().min(0).default(0),
+  /** Hz, <= sample_rate / 2. */
+  f_max: z.number().positive().default(8000),
+}).superRefine((m, ctx) => {
+  if (m.win_length > m.n_fft) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["win_length"],
+      message: `win_length ${m.win_length} must be <= n_fft ${m.n_fft}`,
+    });
+  }
+  if (m.f_max > m.sample_rate / 2) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["f_max"],
+      message: `f_max ${m.f_max} Hz must be <= sample_rate / 2 = ${m.sample_rate / 2} Hz`,
+    });
+  }
+  if (m.f_min >= m.f_max) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["f_min"],
+      message: `f_min ${m.f_min} Hz must be below f_max ${m.f_max} Hz`,
+    });
+  }
+});
+
+/** The tokenize job's parameters. */
+export const TokenizeParams = z.strictObject({
+  kind: z.enum(["mel-vq", "onnx-codec"]).default("mel-vq"),
+  mel: MelParams.prefault({}),
+  /** mel-vq codebook entries K (the seed used 4096). */
+  codebook_size: z.number().int().min(2).max(65536).default(256),
+  /** Maximum Lloyd iterations of the codebook fit. */
+  kmeans_iterations: z.number().int().min(1).max(1000).default(25),
+  /** Stop the fit when an iteration lowers the inertia by less than this fraction. */
+  kmeans_tolerance: z.number().min(0).default(1e-4),
+  /** At most this many train frames go into the fit (a seeded subsample beyond it). */
+  kmeans_max_frames: z.number().int().min(2).default(200000),
+  layout: z.enum(["seed", "label-first"]).default("seed"),
+  /** Share of files in validation; must equal the scan and bucket steps' value. */
+  val_fraction: z.number().min(0).max(1).default(0.2),
+  /** The neural codec, for kind onnx-codec (paths relative to the working directory). */
+  onnx: OnnxCodecSettings.optional(),
+  /** Validation files whose round trip (tokens → audio) is scored in dB for metrics; 0 = none. */
+  reconstruction_files: z.number().int().min(0).max(100).default(2),
+}).superRefine((p, ctx) => {
+  if (p.kind === "onnx-codec" && !p.onnx) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["onnx"],
+      message: "kind onnx-codec needs an onnx object (encoder, sample_rate, hop_length, " +
+        "codebook_size)",
+    });
+  }
+  if (p.kind === "mel-vq" && p.onnx) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["onnx"],
+      message: "onnx settings are only used with kind onnx-codec",
+    });
+  }
+  if (p.kmeans_max_frames < p.codebook_size) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["kmeans_max_frames"],
+      message:
+        `kmeans_max_frames ${p.kmeans_max_frames} must be >= codebook_size ${p.codebook_size}`,
+    });
+  }
+});
+
+/** Parsed tokenize parameters. */
+export type TokenizeParams = z.output<typeof TokenizeParams>;
+
+/** Seconds of each validation file scored for the reconstruction metric. */
+const RECONSTRUCTION_SECONDS = 3;
+
+const ScanFile = z.object({
+  path: z.string().min(1),
+  category: z.string(),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+}).passthrough();
+
+const ScanOutput = z.object({
+  root: z.string().min(1),
+  files: z.array(ScanFile),
+  categories: z.record(z.string(), z.number()).optional(),
+}).passthrough();
+
+type ScanOutput = z.output<typeof ScanOutput>;
+
+async function readScan(file: string): Promise<ScanOutput> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(await Deno.readTextFile(file));
+  } catch (e) {
+    throw new UserError(`cannot read the scan's file list: ${(e as Error).message}`, {
+      file,
+      expected: "the files.json written by the scan job",
+    });
+  }
+  const parsed = ScanOutput.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new UserError(`files.json is not a valid scan output: ${issue.message}`, {
+      file,
+      field: issue.path.join("."),
+      expected: "{root, files: [{path, category, sha256, …}], categories}",
+    });
+  }
+  if (parsed.data.files.length === 0) {
+    throw new UserError("the scan found no audio files", {
+      file,
+      expected: "at least one file per category (two for the split)",
+    });
+  }
+  return parsed.data;
+}
+
+async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** `[n]` uint32 or f32 values as little-endian bytes. */
+function littleEndianBytes(values: Uint32Array | Float32Array): Uint8Array {
+  const bytes = new Uint8Array(values.length * 4);
+  const view = new DataView(bytes.buffer);
+  if (values instanceof Float32Array) {
+    for (let i = 0; i < values.length; i++) view.setFloat32(i * 4, values[i], true);
+  } else {
+    for (let i = 0; i < values.length; i++) view.setUint32(i * 4, values[i], true);
+  }
+  return bytes;
+}
+
+/** A file's audio at the tokenizer's rate, and what the features step made of it. */
+interface FileAudio {
+  /** `[n]` f32 mono at the target rate; kept only for reconstruction files. */
+  samples?: Float32Array;
+  seconds: number;
+  /** mel-vq: `[frames, n_mels]` log-mel. */
+  logMel?: Float32Array;
+  /** onnx-codec: codes straight from the encoder. */
+  codes?: Uint32Array;
+}
+
+/** Code usage over all files: share of the K codes used, and the perplexity of their distribution. */
+function codeUsage(codes: Uint32Array[], k: number): { usage: number; perplexity: number } {
+  const counts = new Float64Array(k);
+  let total = 0;
+  for (const c of codes) {
+    for (let i = 0; i < c.length; i++) counts[c[i]]++;
+    total += c.length;
+  }
+  let used = 0, entropy = 0;
+  for (const n of counts) {
+    if (n === 0) continue;
+    used++;
+    const p = n / total;
+    entropy -= p * Math.log(p);
+  }
+  return { usage: used / k, perplexity: total === 0 ? 0 : Math.exp(entropy) };
+}
+
+async function tokenize(ctx: JobContext<TokenizeParams>): Promise<JobResult> {
+  const p = ctx.params;
+  const started = performance.now();
+  const filesJson = join(ctx.inputs.scan.dir, "files.json");
+  const where = { file: filesJson, step: ctx.step };
+  const scan = await readScan(filesJson);
+  const root = resolve(scan.root);
+  const splits = splitFiles(scan.files, ctx.seed, p.val_fraction, where);
+  const categories = [
+    ...new Set([...Object.keys(scan.categories ?? {}), ...scan.files.map((f) => f.category)]),
+  ];
+  const codebookSize = p.kind === "onnx-codec" ? p.onnx!.codebook_size : p.codebook_size;
+  const vocab = buildVocabulary(categories, codebookSize, p.layout, where);
+
+  const [audio, melLib] = await Promise.all([
+    import("../lib/audio/mod.ts"),
+    import("../lib/audio/mel.ts"),
+  ]);
+  type Codec = import("../lib/tokenizers/onnx_codec.ts").OnnxCodecTokenizer;
+  let codec: Codec | undefined;
+  if (p.kind === "onnx-codec") {
+    const { OnnxCodecTokenizer } = await import("../lib/tokenizers/onnx_codec.ts");
+    codec = await OnnxCodecTokenizer.load(p.onnx, {
+      file: ctx.pipelineFile,
+      fieldPrefix: `steps.${ctx.step}.params.onnx.`,
+    });
+  }
+  try {
+    const rate = codec ? codec.settings.sample_rate : p.mel.sample_rate;
+    const reconstructIdx = new Set(
+      scan.files.flatMap((_, i) => splits[i] === "val" ? [i] : []).slice(0, p.reconstruction_files),
+    );
+
+    // Decode and featurise every file.
+    const timing = { decode: 0, features: 0, kmeans: 0, assign: 0 };
+    const perFile: FileAudio[] = [];
+    ctx.progress.start(scan.files.length, "files", "decode + features");
+    let secondsAudio = 0;
+    for (let i = 0; i < scan.files.length; i++) {
+      ctx.signal.throwIfAborted();
+      const f = scan.files[i];
+      const path = join(root, f.path);
+      const t0 = performance.now();
+      let bytes: Uint8Array<ArrayBuffer>;
+      try {
+        bytes = await Deno.readFile(path);
+      } catch (e) {
+        throw new UserError(`cannot read an audio file the scan listed: ${(e as Error).message}`, {
+          file: path,
+          step: ctx.step,
+          hint: "the audio folder changed since the scan; re-run the scan step",
+        });
+      }
+      const sha = await sha256Hex(bytes);
+      if (sha !== f.sha256) {
+        throw new UserError("the audio file changed since the scan (its sha256 differs)", {
+          file: path,
+          step: ctx.step,
+          expected: `sha256 ${f.sha256} (from ${filesJson})`,
+          found: `sha256 ${sha}`,
+          hint: "re-run the scan step so the file list matches the audio folder",
+        });
+      }
+      const decoded = await audio.decodeAudioBytes(bytes, path);
+      const samples = await audio.resample(
+        audio.toMono(decoded.channels),
+        decoded.sampleRate,
+        rate,
+      );
+      const t1 = performance.now();
+      const entry: FileAudio = { seconds: samples.length / rate };
+      if (reconstructIdx.has(i)) entry.samples = samples;
+      if (codec) entry.codes = await codec.encode(samples);
+      else entry.logMel = melLib.logMelSpectrogram(samples, p.mel).data;
+      timing.decode += t1 - t0;
+      timing.features += performance.now() - t1;
+      secondsAudio += entry.seconds;
+      perFile.push(entry);
+      ctx.progress.update(i + 1, `${secondsAudio.toFixed(0)} s of audio`);
+    }
+    ctx.progress.finish(`${scan.files.length} files, ${secondsAudio.toFixed(1)} s of audio`);
+
+    let codes: Uint32Array[];
+    let codebook: Float32Array | undefined;
+    let kmeansInfo: Record<string, number> = {};
+    const environment: Record<string, string> = {};
+    if (codec) {
+      codes = perFile.map((e) => e.codes!);
+      environment.onnx_backend = "onnxruntime-web wasm";
+    } else {
+      const { requestGpu } = await import("../lib/gpu/device.ts");
+      const { assignNearest, fitKMeans, seededSubsample } = await import("../lib/gpu/kmeans.ts");
+      const gpu = await requestGpu();
+      environment.webgpu_adapter = gpu.adapterDescription;
+      const d = p.mel.n_mels;
+      // The fit sees train frames only, at most kmeans_max_frames of them.
+      const trainFiles = perFile.filter((_, i) => splits[i] === "train");
+      const trainFrames = trainFiles.reduce((n, e) => n + e.logMel!.length / d, 0);
+      const pick = seededSubsample(
+        trainFrames,
+        p.kmeans_max_frames,
+        new Random(ctx.seed, "tokenize/kmeans-frames"),
+      );
+      const fitFrames = new Float32Array(pick.length * d);
+      {
+        const all = new Float32Array(trainFrames * d);
+        let o = 0;
+        for (const e of trainFiles) {
+          all.set(e.logMel!, o);
+          o += e.logMel!.length;
+        }
+        for (let j = 0; j < pick.length; j++) {
+          fitFrames.set(all.subarray(pick[j] * d, (pick[j] + 1) * d), j * d);
+        }
+      }
+      ctx.log(
+        `k-means: K=${p.codebook_size} on ${pick.length} of ${trainFrames} train frames ` +
+          `(${d} mels), up to ${p.kmeans_iterations} iterations on ${gpu.adapterDescription}`,
+      );
+      const t2 = performance.now();
+      let fit;
+      try {
+        fit = await fitKMeans(gpu, fitFrames, d, p.codebook_size, {
+          seed: ctx.seed,
+          iterations: p.kmeans_iterations,
+          tolerance: p.kmeans_tolerance,
+        });
+      } catch (e) {
+        throw e instanceof UserError
+          ? e.withLocation({ file: ctx.pipelineFile, step: ctx.step, field: "codebook_size" })
+          : e;
+      }
+      codebook = fit.codebook;
+      const t3 = performance.now();
+      timing.kmeans = t3 - t2;
+      ctx.log(`k-means: ${fit.iterations} iterations, inertia ${fit.inertia.toExponential(4)}`);
+      // One GPU pass over every file's frames.
+      const totalFrames = perFile.reduce((n, e) => n + e.logMel!.length / d, 0);
+      const all = new Float32Array(totalFrames * d);
+      let o = 0;
+      for (const e of perFile) {
+        all.set(e.logMel!, o);
+        o += e.logMel!.length;
+      }
+      const assigned = await assignNearest(gpu, all, codebook, d, p.codebook_size);
+      codes = [];
+      o = 0;
+      for (const e of perFile) {
+        const n = e.logMel!.length / d;
+        codes.push(assigned.subarray(o, o + n));
+        o += n;
+      }
+      timing.assign = performance.now() - t3;
+      kmeansInfo = {
+        kmeans_inertia: fit.inertia,
+        kmeans_inertia_per_frame: fit.inertia / Math.max(1, pick.length),
+        kmeans_iterations: fit.iterations,
+        kmeans_frames: pick.length,
+        train_frames: trainFrames,
+      };
+    }
+    const secondsToTokens = (performance.now() - started) / 1000;
+
+    // Sequences in the chosen layout.
+    const sequences: SequenceRecord[] = [];
+    const parts: number[][] = [];
+    let offset = 0;
+    scan.files.forEach((f, i) => {
+      const ids = encodeSequence(vocab, f.category, codes[i]);
+      sequences.push({
+        path: f.path,
+        category: f.category,
+        sha256: f.sha256,
+        split: splits[i],
+        offset,
+        length: ids.length,
+      });
+      parts.push(ids);
+      offset += ids.length;
+    });
+    const tokens = new Uint32Array(offset);
+    parts.forEach((ids, i) => tokens.set(ids, sequences[i].offset));
+
+    await writeArtifact(ctx, vocab, sequences, tokens, codebook);
+
+    // Round-trip quality on a few validation files.
+    const lsd: { path: string; lsd_db: number }[] = [];
+    if (reconstructIdx.size > 0) {
+      const t4 = performance.now();
+      const inverse = await import("../lib/audio/inverse.ts");
+      for (const i of reconstructIdx) {
+        const x = perFile[i].samples!.subarray(0, RECONSTRUCTION_SECONDS * rate);
+        if (x.length === 0) continue;
+        let db: number;
+        if (codec) {
+          if (!codec.canDecode) break;
+          const rebuilt = await codec.decode(await codec.encode(x));
+          const s = { ...p.mel, sample_rate: rate, f_max: Math.min(p.mel.f_max, rate / 2) };
+          db = inverse.logSpectralDistanceDb(x, rebuilt, s);
+        } else {
+          db = inverse.reconstructionErrorDb(x, codebook!, p.mel, { seed: ctx.seed });
+        }
+        lsd.push({ path: scan.files[i].path, lsd_db: db });
+      }
+      ctx.log(
+        `reconstruction: ${lsd.length} validation files in ` +
+          `${((performance.now() - t4) / 1000).toFixed(1)} s`,
+      );
+    }
+
+    const usage = codeUsage(codes, codebookSize);
+    const frames = codes.reduce((n, c) => n + c.length, 0);
+    const metrics: Record<string, unknown> = {
+      kind: p.kind,
+      files: scan.files.length,
+      files_train: splits.filter((s) => s === "train").length,
+      files_val: splits.filter((s) => s === "val").length,
+      categories: vocab.categories.length,
+      vocab_size: vocab.tokens.length,
+      frames,
+      tokens: tokens.length,
+      seconds_audio: secondsAudio,
+      ...kmeansInfo,
+      codebook_usage: usage.usage,
+      code_perplexity: usage.perplexity,
+      reconstruction_lsd_db: lsd.length ? lsd.reduce((a, b) => a + b.lsd_db, 0) / lsd.length : null,
+      reconstruction_files: lsd,
+      seconds_decode: timing.decode / 1000,
+      seconds_features: timing.features / 1000,
+      seconds_kmeans: timing.kmeans / 1000,
+      seconds_assign: timing.assign / 1000,
+      seconds_to_tokens: secondsToTokens,
+      realtime_factor: secondsAudio / secondsToTokens,
+    };
+    return { metrics, environment };
+  } finally {
+    await codec?.close();
+  }
+}
+
+async function writeArtifact(
+  ctx: JobContext<TokenizeParams>,
+  vocab: Vocabulary,
+  sequences: SequenceRecord[],
+  tokens: Uint32Array,
+  codebook: Float32Array | undefined,
+): Promise<void> {
+  const p = ctx.params;
+  const out = ctx.outDir;
+  const common = {
+    codebook_size: vocab.codebook_size,
+    layout: p.layout,
+    val_fraction: p.val_fraction,
+    seed: ctx.seed,
+  };
+  let settings: Record<string, unknown>;
+  if (p.kind === "onnx-codec") {
+    const onnx = { ...p.onnx! };
+    await Deno.copyFile(resolve(onnx.encoder), join(out, "encoder.onnx"));
+    onnx.encoder = "encoder.onnx";
+    if (onnx.decoder) {
+      await Deno.copyFile(resolve(onnx.decoder), join(out, "decoder.onnx"));
+      onnx.decoder = "decoder.onnx";
+    }
+    settings = { kind: p.kind, onnx, frame_rate_hz: onnx.sample_rate / onnx.hop_length, ...common };
+  } else {
+    settings = {
+      kind: p.kind,
+      ...p.mel,
+      frame_rate_hz: p.mel.sample_rate / p.mel.hop_length,
+      ...common,
+      kmeans: {
+        iterations: p.kmeans_iterations,
+        tolerance: p.kmeans_tolerance,
+        max_frames: p.kmeans_max_frames,
+        fitted_on: "train split",
+      },
+      codebook: "codebook.f32",
+    };
+    await Deno.writeFile(join(out, "codebook.f32"), littleEndianBytes(codebook!));
+  }
+  await Deno.writeTextFile(join(out, "tokenizer.json"), JSON.stringify(settings, null, 2) + "\n");
+  await Deno.writeTextFile(join(out, "vocab.json"), JSON.stringify(vocab, null, 2) + "\n");
+  await Deno.writeTextFile(join(out, "sequences.json"), JSON.stringify(sequences, null, 1) + "\n");
+  await Deno.writeFile(join(out, "tokens.u32"), littleEndianBytes(tokens));
+}
+
+/** The tokenize job (see the module doc). */
+export const job = defineJob({
+  name: "tokenize",
+  version: "1",
+  description: "audio files → token sequences (log-mel + GPU k-means codebook, or an ONNX codec)",
+  params: TokenizeParams,
+  inputs: () => ["scan"],
+  sources: (p) =>
+    p.kind === "onnx-codec" && p.onnx
+      ? [p.onnx.encoder, ...(p.onnx.decoder ? [p.onnx.decoder] : [])]
+      : [],
+  run: tokenize,
+});

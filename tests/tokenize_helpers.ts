@@ -1,0 +1,144 @@
+/** Helpers for the tokenize and bucket job tests: a tiny scanned audio folder and job contexts. */
+import { join } from "node:path";
+import { encodeWav } from "../lib/audio/wav.ts";
+import type { ArtifactRef } from "../lib/artifacts/mod.ts";
+import type { JobContext, JobResult } from "../lib/pipeline/job.ts";
+import { Random } from "../lib/random/mod.ts";
+
+/** A clip to generate: category, length and a base tone (Hz). */
+export interface ClipSpec {
+  category: string;
+  seconds: number;
+  hz: number;
+}
+
+/** Hex SHA-256 of bytes. */
+export async function sha256Hex(bytes: Uint8Array<ArrayBuffer>): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** A tone with a little seeded noise and a slow tremolo, `[n]` f32. */
+export function clipSamples(spec: ClipSpec, rate: number, seed: number): Float32Array {
+  const r = new Random(seed, "tokenize-test-clip");
+  const n = Math.round(spec.seconds * rate);
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const t = i / rate;
+    x[i] = 0.4 * Math.sin(2 * Math.PI * spec.hz * t) * (0.6 + 0.4 * Math.sin(2 * Math.PI * 3 * t)) +
+      r.normal(0, 0.02);
+  }
+  return x;
+}
+
+/** A fake scan artifact: WAVs under `<dir>/audio/<category>/`, and `<dir>/scan/files.json`. */
+export async function makeScannedFolder(
+  dir: string,
+  clips: ClipSpec[],
+  rate = 16000,
+): Promise<ArtifactRef> {
+  const root = join(dir, "audio");
+  const files = [];
+  const counts: Record<string, number> = {};
+  for (let i = 0; i < clips.length; i++) {
+    const c = clips[i];
+    const n = counts[c.category] = (counts[c.category] ?? 0) + 1;
+    const rel = `${c.category}/${c.category}_${String(n).padStart(3, "0")}.wav`;
+    await Deno.mkdir(join(root, c.category), { recursive: true });
+    const bytes = encodeWav([clipSamples(c, rate, i)], rate, { bits: 16 }) as Uint8Array<
+      ArrayBuffer
+    >;
+    await Deno.writeFile(join(root, rel), bytes);
+    files.push({
+      path: rel,
+      category: c.category,
+      format: "wav",
+      sample_rate: rate,
+      channels: 1,
+      duration_s: Math.round(c.seconds * rate) / rate,
+      sha256: await sha256Hex(bytes),
+    });
+  }
+  files.sort((a, b) => a.path < b.path ? -1 : 1);
+  const scanDir = join(dir, "scan");
+  await Deno.mkdir(scanDir, { recursive: true });
+  await Deno.writeTextFile(
+    join(scanDir, "files.json"),
+    JSON.stringify({ root, files, categories: counts }, null, 1),
+  );
+  return fakeRef(scanDir, "scan");
+}
+
+/** An `ArtifactRef` for a directory (key and manifest are placeholders). */
+export function fakeRef(dir: string, job: string): ArtifactRef {
+  return {
+    key: `test-${job}`,
+    dir,
+    manifest: {
+      key: `test-${job}`,
+      job,
+      job_version: "0",
+      code_hash: "",
+      step: job,
+      params: {},
+      inputs: {},
+      sources: {},
+      files: [],
+      started_at: "",
+      finished_at: "",
+      environment: {},
+    },
+  };
+}
+
+/** A job context with quiet progress; `log` lines are collected in `logs`. */
+export function testContext<P>(
+  step: string,
+  params: P,
+  inputs: Record<string, ArtifactRef>,
+  outDir: string,
+  seed = 7,
+  logs: string[] = [],
+): JobContext<P> {
+  return {
+    step,
+    pipelineFile: "test.yaml",
+    params,
+    inputs,
+    seed,
+    outDir,
+    workDir: outDir,
+    progress: { start() {}, update() {}, finish() {} },
+    log: (m) => logs.push(m),
+    signal: new AbortController().signal,
+  };
+}
+
+/** Relative path → bytes of every file in `dir` (not recursive). */
+export async function readFlatDir(dir: string): Promise<Map<string, Uint8Array>> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(dir)) if (e.isFile) names.push(e.name);
+  names.sort();
+  const out = new Map<string, Uint8Array>();
+  for (const n of names) out.set(n, await Deno.readFile(join(dir, n)));
+  return out;
+}
+
+/** Runs `fn` with a fresh temporary directory, removed afterwards. */
+export async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await Deno.makeTempDir({ prefix: "samout-tokenize-test-" });
+  try {
+    return await fn(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** Runs a job's `run` in a fresh output directory under `dir`. */
+export async function runJob<P>(
+  job: { run(ctx: JobContext<P>): Promise<JobResult | void> },
+  ctx: JobContext<P>,
+): Promise<JobResult> {
+  await Deno.mkdir(ctx.outDir, { recursive: true });
+  return (await job.run(ctx)) ?? {};
+}
