@@ -1,0 +1,158 @@
+/**
+ * Benchmark of the WGSL matmul (lib/gpu/ops/matmul.ts): the forward (NT)
+ * kernel at 1024³ in GFLOP/s, the three kernels at the training shapes
+ * (M = 16 x 128 rows), and, where `/usr/bin/python3` has numpy, numpy's
+ * float32 `A @ B.T` at 1024³ in the same command as the CPU ceiling.
+ *
+ * Timing: one warm-up, then `reps` dispatches (one compute pass each) in one
+ * submission and one readback at the end to wait for the queue.
+ *
+ * Run alone: `deno run -A bench/matmul.ts [--json]`.
+ *
+ * @module
+ */
+import { createStorageBufferFrom, type Gpu, readFloat32, requestGpu } from "../lib/gpu/device.ts";
+import {
+  createMatmulNN,
+  createMatmulNT,
+  createMatmulTN,
+  type MatmulDims,
+  type MatmulTile,
+} from "../lib/gpu/ops/matmul.ts";
+import { Random } from "../lib/random/mod.ts";
+
+/** One timed shape. */
+export interface MatmulShapeResult {
+  /** NT: y = x W^T (forward); NN: dX = dY W; TN: dW = dY^T X. */
+  kernel: "NT" | "NN" | "TN";
+  M: number;
+  N: number;
+  K: number;
+  gflops: number;
+  /** Milliseconds per product. */
+  ms: number;
+}
+
+/** What {@link benchMatmul} measured. */
+export interface MatmulBenchResult {
+  adapter: string;
+  /** NT kernel at M = N = K = 1024. */
+  gflops: number;
+  shapes: MatmulShapeResult[];
+  /** numpy float32 `A @ B.T` at 1024³, when numpy runs here. */
+  numpy_gflops?: number;
+  /** The BLAS library numpy used (OpenBLAS, or Debian's reference BLAS). */
+  numpy_blas?: string;
+  /** gflops / numpy_gflops. */
+  ratio?: number;
+}
+
+/** (N, K) of the linear layers of the d = 128 training configuration, V = 1100. */
+const TRAINING_NK: [number, number][] = [[128, 256], [128, 128], [256, 128], [1100, 128]];
+const TRAINING_M = 16 * 128;
+
+const FACTORIES = { NT: createMatmulNT, NN: createMatmulNN, TN: createMatmulTN };
+
+/** Times one product of `kernel` at `dims`, with about `flopBudget` FLOPs of timed work. */
+export async function timeMatmul(
+  gpu: Gpu,
+  kernel: "NT" | "NN" | "TN",
+  dims: MatmulDims,
+  flopBudget = 2e9,
+  tile?: MatmulTile,
+): Promise<MatmulShapeResult> {
+  const { M, N, K } = dims;
+  const rng = new Random(1, "bench/matmul");
+  const random = (n: number) => Float32Array.from({ length: n }, () => rng.range(-1, 1));
+  // NT: a [M,K], b [N,K], c [M,N]; NN: a [M,N], b [N,K], c [M,K]; TN: a [M,N], b [M,K], c [N,K].
+  const [aSize, bSize, cSize] = kernel === "NT"
+    ? [M * K, N * K, M * N]
+    : kernel === "NN"
+    ? [M * N, N * K, M * K]
+    : [M * N, M * K, N * K];
+  const a = createStorageBufferFrom(gpu, random(aSize), "bench:a");
+  const b = createStorageBufferFrom(gpu, random(bSize), "bench:b");
+  const c = createStorageBufferFrom(gpu, new Float32Array(cSize), "bench:c");
+  const step = FACTORIES[kernel](gpu, { a, b, c }, tile);
+  const flops = 2 * M * N * K;
+  const run = async (reps: number) => {
+    const encoder = gpu.device.createCommandEncoder();
+    for (let r = 0; r < reps; r++) {
+      const pass = encoder.beginComputePass();
+      step.encode(pass, dims);
+      pass.end();
+    }
+    gpu.device.queue.submit([encoder.finish()]);
+    await readFloat32(gpu, c, 1);
+  };
+  try {
+    await run(1);
+    const reps = Math.max(3, Math.round(flopBudget / flops));
+    const start = performance.now();
+    await run(reps);
+    const ms = (performance.now() - start) / reps;
+    return { kernel, M, N, K, gflops: flops / ms / 1e6, ms };
+  } finally {
+    step.destroy();
+    for (const buffer of [a, b, c]) buffer.destroy();
+  }
+}
+
+/** numpy's GFLOP/s at n³, or undefined when python3 or numpy is missing. */
+async function numpyGflops(n: number): Promise<{ gflops: number; blas: string } | undefined> {
+  const script = new URL("./numpy_matmul.py", import.meta.url).pathname;
+  try {
+    const out = await new Deno.Command("/usr/bin/python3", {
+      args: [script, String(n)],
+      stdout: "piped",
+      stderr: "null",
+    }).output();
+    if (!out.success) return undefined;
+    const parsed = JSON.parse(new TextDecoder().decode(out.stdout));
+    return { gflops: parsed.gflops, blas: (parsed.blas ?? []).join(", ") || "unknown" };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Runs the benchmark (a few seconds on llvmpipe) and prints a summary to stderr. */
+export async function benchMatmul(): Promise<MatmulBenchResult> {
+  const gpu = await requestGpu();
+  const big = await timeMatmul(gpu, "NT", { M: 1024, N: 1024, K: 1024 }, 6e9);
+  const shapes: MatmulShapeResult[] = [big];
+  for (const [N, K] of TRAINING_NK) {
+    for (const kernel of ["NT", "NN", "TN"] as const) {
+      shapes.push(await timeMatmul(gpu, kernel, { M: TRAINING_M, N, K }, 5e8));
+    }
+  }
+  const numpy = await numpyGflops(1024);
+  const result: MatmulBenchResult = {
+    adapter: gpu.adapterDescription,
+    gflops: big.gflops,
+    shapes,
+    ...(numpy && {
+      numpy_gflops: numpy.gflops,
+      numpy_blas: numpy.blas,
+      ratio: big.gflops / numpy.gflops,
+    }),
+  };
+  console.error(`adapter: ${result.adapter}`);
+  for (const s of shapes) {
+    console.error(
+      `  ${s.kernel} M=${s.M} N=${s.N} K=${s.K}: ${s.gflops.toFixed(2)} GFLOP/s ` +
+        `(${s.ms.toFixed(1)} ms)`,
+    );
+  }
+  console.error(
+    numpy
+      ? `WGSL NT 1024^3: ${big.gflops.toFixed(2)} GFLOP/s; numpy ${numpy.gflops.toFixed(2)} ` +
+        `GFLOP/s (${numpy.blas}); ratio ${result.ratio!.toFixed(2)}`
+      : `WGSL NT 1024^3: ${big.gflops.toFixed(2)} GFLOP/s (numpy not available)`,
+  );
+  return result;
+}
+
+if (import.meta.main) {
+  const result = await benchMatmul();
+  if (Deno.args.includes("--json")) console.log(JSON.stringify(result, null, 2));
+}
