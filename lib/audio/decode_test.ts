@@ -36,6 +36,8 @@ for (
     // MP3 frames hold 576 samples at 16 kHz; the decoder keeps the encoder's padding.
     ["tone440_mono_16k.mp3", "mp3", 16000, 1, 0.5, 0.1],
     ["tone440_s24.wav", "wav", 8000, 1, 0.05, 0],
+    // A-law is not PCM: it goes through audio-decode.
+    ["tone440_alaw.wav", "wav", 8000, 1, 0.05, 0],
   ] as const
 ) {
   Deno.test(`decodeAudioFile reads ${name} as a ${seconds} s 440 Hz ${format} tone`, async () => {
@@ -125,4 +127,20 @@ Deno.test("an Ogg stream that is not Vorbis is rejected as unsupported", async (
 Deno.test("a missing file is a UserError naming it", async () => {
   const e = await assertRejects(() => decodeAudioFile("/nonexistent/x.wav"), "cannot read");
   assertEquals((e as AudioDecodeError).location.file, "/nonexistent/x.wav");
+});
+
+Deno.test("our WAV reader agrees with audio-decode on every sox-written WAV fixture", async () => {
+  const { default: libraryDecode } = await import("audio-decode");
+  for (const name of ["tone440_u8.wav", "tone440_s24.wav", "tone440_s32.wav", "tone440_f32.wav"]) {
+    const bytes = await Deno.readFile(fixture(name));
+    const ours = await decodeAudioBytes(bytes, name);
+    const theirs = await libraryDecode(bytes);
+    assertEquals(ours.channels.length, theirs.channelData.length, name);
+    let worst = 0;
+    ours.channels[0].forEach((x, i) =>
+      worst = Math.max(worst, Math.abs(x - theirs.channelData[0][i]))
+    );
+    // The library scales positive integer codes by 1/(2^(bits-1) - 1), we by 1/2^(bits-1).
+    assert(worst < 0.005, `${name}: max difference ${worst}, expected < 0.005`);
+  }
 });
