@@ -7,3 +7,4 @@ export * from "./config.ts";
 export * from "./params.ts";
 export * from "./safetensors.ts";
 export * from "./reference.ts";
+export * from "./graph.ts";

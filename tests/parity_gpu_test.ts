@@ -1,0 +1,146 @@
+/**
+ * The WebGPU training graph against PyTorch: tests/fixtures/samout/ (made by
+ * tools/make_fixtures.py) holds initial weights, a padded batch, the loss,
+ * every gradient and the weights after 3 optimizer steps. Tolerances are
+ * relative to each tensor's largest magnitude.
+ */
+import { assert, assertAlmostEquals, assertEquals } from "./assert.ts";
+import { requestGpu } from "../lib/gpu/device.ts";
+import {
+  type OptimizerSettings,
+  parameterTable,
+  readSafetensors,
+  type ReadTensor,
+  samoutFromSafetensors,
+  SamOutTrainingGraph,
+} from "../lib/model/mod.ts";
+import type { TokenBatch } from "../lib/data/types.ts";
+
+const DIR = new URL("./fixtures/samout/", import.meta.url);
+
+interface Fixture {
+  batch: number[][];
+  loss: number;
+  correct: number;
+  count: number;
+  accuracy: number;
+  adam: { lr: number; steps: number; losses: number[] };
+  adam_clip: { lr: number; max_norm: number; steps: number; losses: number[] };
+  adamw: { lr: number; weight_decay: number; steps: number; losses: number[] };
+}
+
+const fixture: Fixture = JSON.parse(await Deno.readTextFile(new URL("fixture.json", DIR)));
+const batch: TokenBatch = {
+  rows: fixture.batch.length,
+  length: fixture.batch[0].length,
+  tokens: Int32Array.from(fixture.batch.flat()),
+};
+const init = (() => {
+  const url = new URL("init.safetensors", DIR);
+  return samoutFromSafetensors(Deno.readFileSync(url), { file: url.pathname });
+})();
+
+function readTensors(name: string): Map<string, ReadTensor> {
+  const url = new URL(name, DIR);
+  return readSafetensors(Deno.readFileSync(url), { file: url.pathname }).tensors;
+}
+
+/** max |a - b| / max |b|. */
+function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  assertEquals(actual.length, expected.length);
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < expected.length; i++) {
+    diff = Math.max(diff, Math.abs(actual[i] - expected[i]));
+    scale = Math.max(scale, Math.abs(expected[i]));
+  }
+  return scale === 0 ? diff : diff / scale;
+}
+
+function assertTensorsClose(
+  actual: Map<string, Float32Array>,
+  expected: Map<string, ReadTensor>,
+  tolerance: number,
+  what: string,
+): void {
+  for (const spec of parameterTable(init.cfg)) {
+    const e = expected.get(spec.name);
+    const a = actual.get(spec.name);
+    assert(e && a, `${what}: ${spec.name} missing`);
+    const err = relativeError(a, e.data);
+    assert(err <= tolerance, `${what}: ${spec.name} relative error ${err} > ${tolerance}`);
+  }
+}
+
+async function graphFor(optimizer: Partial<OptimizerSettings> = {}): Promise<SamOutTrainingGraph> {
+  const graph = await SamOutTrainingGraph.create(await requestGpu(), {
+    config: init.cfg,
+    maxBatch: batch.rows,
+    maxLength: batch.length,
+    optimizer: {
+      kind: "adam",
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      weightDecay: 0,
+      clipNorm: null,
+      ...optimizer,
+    },
+  });
+  graph.uploadWeights(init.params);
+  return graph;
+}
+
+Deno.test("GPU loss, accuracy and every gradient match PyTorch to 1e-4 relative", async () => {
+  const graph = await graphFor();
+  try {
+    const r = await graph.lossAndGrads(batch);
+    assertAlmostEquals(r.loss, fixture.loss, 1e-4 * fixture.loss, `loss ${r.loss}`);
+    assertAlmostEquals(r.tokenAccuracy, fixture.accuracy, 1e-7);
+    assertTensorsClose(r.grads, readTensors("grads.safetensors"), 1e-4, "gradient");
+  } finally {
+    graph.destroy();
+  }
+});
+
+/** Trains the fixture's 3 steps; checks each step's loss and the final weights. */
+async function checkThreeSteps(
+  optimizer: Partial<OptimizerSettings>,
+  run: { lr: number; steps: number; losses: number[] },
+  weightsFile: string,
+): Promise<void> {
+  const graph = await graphFor(optimizer);
+  try {
+    for (let i = 0; i < run.steps; i++) graph.trainStep(batch, run.lr);
+    const stats = await graph.readTrainStats();
+    assertEquals(stats.length, run.steps);
+    for (let i = 0; i < run.steps; i++) {
+      assertAlmostEquals(stats[i].loss, run.losses[i], 1e-4 * run.losses[i], `step ${i + 1} loss`);
+      assertEquals(stats[i].tokens, fixture.count);
+    }
+    assertTensorsClose(await graph.downloadWeights(), readTensors(weightsFile), 1e-4, weightsFile);
+    assertEquals((await graph.downloadOptimizerState()).step, run.steps);
+  } finally {
+    graph.destroy();
+  }
+}
+
+Deno.test("GPU weights after 3 Adam steps match PyTorch to 1e-4 relative", async () => {
+  await checkThreeSteps({}, fixture.adam, "adam3.safetensors");
+});
+
+Deno.test("GPU weights after 3 Adam steps with clipping to norm 0.5 match PyTorch", async () => {
+  await checkThreeSteps(
+    { clipNorm: fixture.adam_clip.max_norm },
+    fixture.adam_clip,
+    "adam3_clip.safetensors",
+  );
+});
+
+Deno.test("GPU weights after 3 AdamW steps (weight decay 0.1) match PyTorch", async () => {
+  await checkThreeSteps(
+    { kind: "adamw", weightDecay: fixture.adamw.weight_decay },
+    fixture.adamw,
+    "adamw3.safetensors",
+  );
+});
