@@ -1,0 +1,266 @@
+import {
+  assert,
+  assertAlmostEquals,
+  assertEquals,
+  assertRejects,
+  assertThrows,
+} from "../../tests/assert.ts";
+import type { TokenBatch } from "../data/types.ts";
+import { UserError } from "../errors/mod.ts";
+import { type Gpu, requestGpu } from "../gpu/device.ts";
+import { Random } from "../random/mod.ts";
+import type { SamOutConfig } from "./config.ts";
+import { type OptimizerSettings, SamOutTrainingGraph } from "./graph.ts";
+import { initParameters } from "./params.ts";
+import { adamStep, samoutForward, samoutLossAndGrads } from "./reference.ts";
+
+// Awkward sizes: nothing is a multiple of a tile or workgroup.
+const cfg: SamOutConfig = { vocabSize: 37, hidden: 24, heads: 4, layers: 2, maxPositions: 20 };
+const MAX_BATCH = 3;
+const MAX_LENGTH = 14; // S = 13 input positions
+const ADAM: OptimizerSettings = {
+  kind: "adam",
+  beta1: 0.9,
+  beta2: 0.999,
+  eps: 1e-8,
+  weightDecay: 0,
+  clipNorm: null,
+};
+
+/** `rows` sequences padded with 0 to `length`; row r holds `lengths[r]` random non-pad tokens. */
+function randomBatch(seed: number, length: number, lengths: number[]): TokenBatch {
+  const rng = new Random(seed, "graph_test/batch");
+  const tokens = new Int32Array(lengths.length * length);
+  lengths.forEach((n, r) => {
+    for (let t = 0; t < n; t++) tokens[r * length + t] = 1 + rng.int(cfg.vocabSize - 1);
+  });
+  return { rows: lengths.length, length, tokens };
+}
+
+async function newGraph(optimizer: Partial<OptimizerSettings> = {}): Promise<SamOutTrainingGraph> {
+  return await SamOutTrainingGraph.create(await requestGpu(), {
+    config: cfg,
+    maxBatch: MAX_BATCH,
+    maxLength: MAX_LENGTH,
+    optimizer: { ...ADAM, ...optimizer },
+  });
+}
+
+/** max |a - e| / max |e|. */
+function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
+  assertEquals(actual.length, expected.length);
+  let diff = 0;
+  let scale = 0;
+  for (let i = 0; i < expected.length; i++) {
+    diff = Math.max(diff, Math.abs(actual[i] - expected[i]));
+    scale = Math.max(scale, Math.abs(expected[i]));
+  }
+  return scale === 0 ? diff : diff / scale;
+}
+
+function assertClose(
+  actual: Map<string, ArrayLike<number>>,
+  expected: Map<string, ArrayLike<number>>,
+  tolerance: number,
+  what: string,
+): void {
+  assertEquals([...actual.keys()].sort(), [...expected.keys()].sort(), `${what}: tensor names`);
+  for (const [name, e] of expected) {
+    const err = relativeError(actual.get(name)!, e);
+    assert(err <= tolerance, `${what}: ${name} relative error ${err} > ${tolerance}`);
+  }
+}
+
+const weights = initParameters(cfg, 11);
+// Padding inside the batch: rows of 14, 9 and 5 tokens (S = 13).
+const batchA = randomBatch(1, 14, [14, 9, 5]);
+// A shorter batch with fewer rows: S = 6.
+const batchB = randomBatch(2, 7, [7, 4]);
+
+Deno.test("lossAndGrads matches the CPU reference on a padded batch (1e-4 relative)", async () => {
+  const graph = await newGraph();
+  try {
+    graph.uploadWeights(weights);
+    const gpu = await graph.lossAndGrads(batchA);
+    const ref = samoutLossAndGrads(weights, cfg, batchA.tokens, batchA.rows, batchA.length);
+    assertAlmostEquals(gpu.loss, ref.loss, 1e-4 * ref.loss, `loss ${gpu.loss} vs ${ref.loss}`);
+    assertAlmostEquals(gpu.tokenAccuracy, ref.accuracy, 1e-7);
+    assertClose(gpu.grads, ref.grads, 1e-4, "gradient");
+    assertEquals(
+      [...gpu.grads.get("em.weight")!.subarray(0, cfg.hidden)].every((x) => x === 0),
+      true,
+    );
+  } finally {
+    graph.destroy();
+  }
+});
+
+Deno.test("two batches of different lengths in a row both match the reference", async () => {
+  const graph = await newGraph();
+  try {
+    graph.uploadWeights(weights);
+    for (const batch of [batchA, batchB, batchA]) {
+      const gpu = await graph.lossAndGrads(batch);
+      const ref = samoutLossAndGrads(weights, cfg, batch.tokens, batch.rows, batch.length);
+      assertAlmostEquals(gpu.loss, ref.loss, 1e-4 * ref.loss, `length ${batch.length} loss`);
+      // No stale gradient from the longer batch (pos rows >= S must be zero).
+      assertClose(gpu.grads, ref.grads, 1e-4, `length ${batch.length} gradient`);
+    }
+  } finally {
+    graph.destroy();
+  }
+});
+
+Deno.test("forwardLogits are the reference logits of seq[:, :-1], [rows, length-1, V]", async () => {
+  const graph = await newGraph();
+  try {
+    graph.uploadWeights(weights);
+    const logits = await graph.forwardLogits(batchB);
+    const S = batchB.length - 1;
+    const input = new Int32Array(batchB.rows * S);
+    for (let b = 0; b < batchB.rows; b++) {
+      input.set(batchB.tokens.subarray(b * batchB.length, b * batchB.length + S), b * S);
+    }
+    const ref = samoutForward(weights, cfg, input, batchB.rows, S).logits;
+    assertEquals(logits.length, batchB.rows * S * cfg.vocabSize);
+    const err = relativeError(logits, ref);
+    assert(err < 1e-5, `logits relative error ${err}`);
+  } finally {
+    graph.destroy();
+  }
+});
+
+Deno.test("a train step is Adam on the reference gradient; stats give its loss and norm", async () => {
+  const graph = await newGraph();
+  try {
+    graph.uploadWeights(weights);
+    const lr = 3e-3;
+    graph.trainStep(batchA, lr);
+    graph.trainStep(batchB, lr);
+    const [s1, s2] = await graph.readTrainStats();
+    const ref1 = samoutLossAndGrads(weights, cfg, batchA.tokens, batchA.rows, batchA.length);
+    assertAlmostEquals(s1.loss, ref1.loss, 1e-4 * ref1.loss);
+    let sq = 0;
+    for (const g of ref1.grads.values()) for (const x of g) sq += x * x;
+    assertAlmostEquals(s1.gradNorm, Math.sqrt(sq), 1e-4 * Math.sqrt(sq));
+    assertEquals(s1.tokens, 13 + 8 + 4);
+    // The CPU reference takes the same two Adam steps.
+    const p = new Map([...weights].map(([k, v]) => [k, Float64Array.from(v)]));
+    const m = new Map([...p].map(([k, v]) => [k, new Float64Array(v.length)]));
+    const v = new Map([...p].map(([k, x]) => [k, new Float64Array(x.length)]));
+    const opts = { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, decoupled: false };
+    for (const [step, batch] of [[1, batchA], [2, batchB]] as const) {
+      const r = samoutLossAndGrads(p, cfg, batch.tokens, batch.rows, batch.length);
+      if (step === 2) assertAlmostEquals(s2.loss, r.loss, 1e-4 * r.loss);
+      for (const [name, g] of r.grads) {
+        adamStep(p.get(name)!, g, m.get(name)!, v.get(name)!, { ...opts, step });
+      }
+    }
+    // Adam steps are ~lr in size: compare the update, not only the weights.
+    const after = await graph.downloadWeights();
+    for (const [name, w0] of weights) {
+      const got = after.get(name)!.map((x, i) => x - w0[i]);
+      const want = p.get(name)!.map((x, i) => x - w0[i]);
+      const err = relativeError(got, want);
+      assert(err < 2e-3, `${name}: update relative error ${err}`);
+    }
+    assertEquals(await graph.readTrainStats(), [], "stats reset after a read");
+  } finally {
+    graph.destroy();
+  }
+});
+
+Deno.test("training is deterministic and resumes bit-identically from downloaded state", async () => {
+  const run = async (
+    steps: TokenBatch[],
+    from?: {
+      w: Map<string, Float32Array>;
+      o: Awaited<ReturnType<SamOutTrainingGraph["downloadOptimizerState"]>>;
+    },
+  ) => {
+    const graph = await newGraph({ clipNorm: 0.5 });
+    try {
+      graph.uploadWeights(from?.w ?? weights);
+      if (from) graph.uploadOptimizerState(from.o);
+      for (const b of steps) graph.trainStep(b, 1e-2);
+      await graph.readTrainStats();
+      return { w: await graph.downloadWeights(), o: await graph.downloadOptimizerState() };
+    } finally {
+      graph.destroy();
+    }
+  };
+  const steps = [batchA, batchB, batchA, batchB];
+  const a = await run(steps);
+  const b = await run(steps);
+  const half = await run(steps.slice(0, 2));
+  const resumed = await run(steps.slice(2), half);
+  assertEquals(a.o.step, 4);
+  assertEquals(resumed.o.step, 4);
+  for (const [name, w] of a.w) {
+    assertEquals(b.w.get(name), w, `${name} differs between two identical runs`);
+    assertEquals(resumed.w.get(name), w, `${name} differs after resuming`);
+  }
+});
+
+Deno.test("eval stats are the token-weighted loss of lossAndGrads over the batches", async () => {
+  const graph = await newGraph();
+  try {
+    graph.uploadWeights(weights);
+    const a = await graph.lossAndGrads(batchA);
+    const b = await graph.lossAndGrads(batchB);
+    graph.evalBatch(batchA);
+    graph.evalBatch(batchB);
+    const ev = await graph.readEvalStats();
+    const na = 13 + 8 + 4;
+    const nb = 6 + 3;
+    assertEquals(ev.tokens, na + nb);
+    assertAlmostEquals(ev.loss, (a.loss * na + b.loss * nb) / (na + nb), 1e-5);
+    assertAlmostEquals(
+      ev.accuracy,
+      (a.tokenAccuracy * na + b.tokenAccuracy * nb) / (na + nb),
+      1e-6,
+    );
+    graph.evalBatch(batchB);
+    assertAlmostEquals((await graph.readEvalStats()).loss, b.loss, 1e-5, "eval stats reset");
+  } finally {
+    graph.destroy();
+  }
+});
+
+Deno.test("batches the graph was not built for are UserErrors", async () => {
+  const graph = await newGraph();
+  try {
+    const tooLong = randomBatch(3, MAX_LENGTH + 1, [MAX_LENGTH + 1]);
+    assertThrows(() => graph.trainStep(tooLong, 1e-3), "at most 14");
+    const tooMany = randomBatch(3, 5, [5, 5, 5, 5]);
+    assertThrows(() => graph.evalBatch(tooMany), "at most 3");
+    const bad = randomBatch(3, 5, [5]);
+    bad.tokens[3] = cfg.vocabSize;
+    const e = assertThrows(() => graph.trainStep(bad, 1e-3), "row 0, position 3");
+    assert(e instanceof UserError);
+    const missing = new Map(weights);
+    missing.delete("head.weight");
+    assertThrows(() => graph.uploadWeights(missing), "head.weight");
+  } finally {
+    graph.destroy();
+  }
+});
+
+Deno.test("sizes over the adapter's binding limit are refused, naming the limit and what fits", async () => {
+  const real = await requestGpu();
+  // 64 KiB bindings: the logits [3 * 13, 1100] f32 (171,600 bytes) do not fit.
+  const small = {
+    ...real,
+    limits: { maxStorageBufferBindingSize: 65536, maxBufferSize: 1 << 30 } as GPUSupportedLimits,
+  } as Gpu;
+  const e = await assertRejects(() =>
+    SamOutTrainingGraph.create(small, {
+      config: { ...cfg, vocabSize: 1100 },
+      maxBatch: 3,
+      maxLength: 14,
+      optimizer: ADAM,
+    }), "maxStorageBufferBindingSize");
+  assert(e instanceof UserError);
+  // 65536 / 4400 bytes per row = 14 rows: 1 sequence of 13 positions.
+  assert(e.expected?.includes("at most 1 sequences"), e.expected);
+});
