@@ -46,7 +46,7 @@ export const SynthParams = z.strictObject({
   sample_rate: z.number().int().min(8000).max(96000).default(16000),
   /**
    * Clip lengths are each category's natural length, time-scaled into
-   * [min_duration_s, max_duration_s] when outside it (natural lengths: 0.05–1.2 s).
+   * [min_duration_s, max_duration_s] when outside it (natural lengths: 0.04–1.05 s).
    */
   min_duration_s: z.number().positive().default(0.05),
   /** See `min_duration_s`. */
