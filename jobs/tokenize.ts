@@ -87,7 +87,7 @@ export const TokenizeParams = z.strictObject({
   kmeans_max_frames: z.number().int().min(2).default(200000),
   layout: z.enum(["seed", "label-first"]).default("seed"),
   /** Share of files in validation; must equal the scan and bucket steps' value. */
-  val_fraction: z.number().min(0).max(1).default(0.2),
+  val_fraction: z.number().gt(0).lt(1).default(0.2),
   /** The neural codec, for kind onnx-codec (paths relative to the working directory). */
   onnx: OnnxCodecSettings.optional(),
   /** Validation files whose round trip (tokens → audio) is scored in dB for metrics; 0 = none. */
