@@ -194,6 +194,13 @@ export function parseWavHeader(bytes: Uint8Array, file?: string): WavHeader {
         dataBytes: Math.floor(declared / align) * align,
       };
     }
+    if (body + size > bytes.length) {
+      fail(
+        `truncated WAV: the ${JSON.stringify(id)} chunk at byte ${pos} declares ${size} bytes ` +
+          `but only ${bytes.length - body} follow, and no data chunk came before it`,
+        "a data chunk holding the samples",
+      );
+    }
     pos = body + size + (size & 1);
   }
   if (!fmt) {

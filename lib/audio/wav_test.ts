@@ -121,6 +121,14 @@ Deno.test("WAV with no data chunk, or data before fmt, is rejected", () => {
   expectUserError(() => decodeWav(swapped), "data chunk comes before the fmt chunk");
 });
 
+Deno.test("WAV with a chunk running past the end before any data is a truncation error", () => {
+  const bytes = encodeWav([exactSamples(10, 16, 0)], 8000, { bits: 16 });
+  bytes.set(new TextEncoder().encode("LIST"), 36); // the data chunk's header, renamed
+  expectUserError(() => decodeWav(bytes), "no data chunk");
+  bytes.set(new Uint8Array([0xff, 0xff, 0, 0]), 40);
+  expectUserError(() => decodeWav(bytes), 'the "LIST" chunk at byte 36 declares 65535 bytes');
+});
+
 Deno.test("WAV in a compressed encoding is unsupported with the tag named", () => {
   const bytes = encodeWav([exactSamples(10, 16, 0)], 8000, { bits: 16 });
   new DataView(bytes.buffer).setUint16(20, 6, true); // A-law; 16 bits keeps the layout valid
