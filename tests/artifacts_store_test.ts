@@ -100,7 +100,7 @@ Deno.test("verify reports changed, missing and unlisted files", async () => {
   const store = new LocalArtifactStore(dir.path);
   const ref = await publish(store);
   const ref2 = await publish(store, "b".repeat(64), "other");
-  assertEquals((await store.verify()), { checked: 2, problems: [] });
+  assertEquals(await store.verify(), { checked: 2, problems: [] });
   await Deno.writeTextFile(join(ref.dir, "sub", "a.txt"), "jello");
   await Deno.remove(join(ref2.dir, "metrics.json"));
   await Deno.writeTextFile(join(ref2.dir, "extra.txt"), "?");

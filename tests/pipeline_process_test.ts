@@ -4,7 +4,13 @@ import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { LocalArtifactStore } from "../lib/artifacts/store.ts";
 import { REPO_ROOT } from "../lib/pipeline/paths.ts";
 import { readRunRecord } from "../lib/pipeline/records.ts";
-import { BASIC_YAML, FIXTURE_JOBS, runQuiet, tempDir, writePipeline } from "./fixtures/pipeline_helpers.ts";
+import {
+  BASIC_YAML,
+  FIXTURE_JOBS,
+  runQuiet,
+  tempDir,
+  writePipeline,
+} from "./fixtures/pipeline_helpers.ts";
 
 function cli(args: string[]): Deno.ChildProcess {
   return new Deno.Command(Deno.execPath(), {
@@ -16,13 +22,16 @@ function cli(args: string[]): Deno.ChildProcess {
   }).spawn();
 }
 
-async function finish(p: Deno.ChildProcess): Promise<{ code: number; stdout: string; stderr: string }> {
+async function finish(
+  p: Deno.ChildProcess,
+): Promise<{ code: number; stdout: string; stderr: string }> {
   const o = await p.output();
   const dec = new TextDecoder();
   return { code: o.code, stdout: dec.decode(o.stdout), stderr: dec.decode(o.stderr) };
 }
 
-const SLOW_YAML = (chunks: number) => `name: slowp
+const SLOW_YAML = (chunks: number) =>
+  `name: slowp
 seed: 1
 steps:
   big:
@@ -50,11 +59,18 @@ async function waitForStaging(store: string, timeoutMs = 15000): Promise<string>
 Deno.test("--json prints only the summary on stdout; exit code 0", async () => {
   await using dir = await tempDir();
   const file = await writePipeline(dir.path, BASIC_YAML);
-  const r = await finish(cli(["pipeline", file, "--jobs-dir", FIXTURE_JOBS, "--store", `${dir.path}/s`, "--json"]));
+  const r = await finish(
+    cli(["pipeline", file, "--jobs-dir", FIXTURE_JOBS, "--store", `${dir.path}/s`, "--json"]),
+  );
   assertEquals(r.code, 0, r.stderr);
   const summary = JSON.parse(r.stdout);
   assertEquals(summary.status, "succeeded");
-  assertEquals(summary.steps.map((s: { status: string }) => s.status), ["ran", "ran", "ran", "ran"]);
+  assertEquals(summary.steps.map((s: { status: string }) => s.status), [
+    "ran",
+    "ran",
+    "ran",
+    "ran",
+  ]);
   assertStringIncludes(r.stderr, "step", "the summary table goes to stderr");
 });
 
@@ -62,7 +78,14 @@ Deno.test("a validation error exits 1 with 'error:' and the field on stderr", as
   await using dir = await tempDir();
   const file = await writePipeline(dir.path, BASIC_YAML);
   const r = await finish(cli([
-    "pipeline", file, "--jobs-dir", FIXTURE_JOBS, "--store", `${dir.path}/s`, "--set", "hello.repeat=0",
+    "pipeline",
+    file,
+    "--jobs-dir",
+    FIXTURE_JOBS,
+    "--store",
+    `${dir.path}/s`,
+    "--set",
+    "hello.repeat=0",
   ]));
   assertEquals(r.code, 1);
   assertStringIncludes(r.stderr, "error: file ");
@@ -100,7 +123,10 @@ Deno.test("kill -9 mid-write leaves no trusted artifact; the next run completes"
   const r = await runQuiet({ file, store });
   assertEquals(r.status, "succeeded");
   assertEquals(r.steps[0].status, "ran");
-  assertEquals((await s.get(key))!.manifest.files.find((f) => f.path === "data.bin")!.size, 15 * 65536);
+  assertEquals(
+    (await s.get(key))!.manifest.files.find((f) => f.path === "data.bin")!.size,
+    15 * 65536,
+  );
   assertEquals([...Deno.readDirSync(join(store, "tmp"))], [], "stale staging was cleaned up");
   assertEquals((await s.verify()).problems, []);
 });

@@ -1,5 +1,12 @@
 import { join } from "node:path";
-import { assert, assertEquals, assertMatch, assertNotEquals, assertRejects, assertStringIncludes } from "./assert.ts";
+import {
+  assert,
+  assertEquals,
+  assertMatch,
+  assertNotEquals,
+  assertRejects,
+  assertStringIncludes,
+} from "./assert.ts";
 import { UserError } from "../lib/errors/mod.ts";
 import { LocalArtifactStore } from "../lib/artifacts/store.ts";
 import { readRunRecord } from "../lib/pipeline/records.ts";
@@ -28,7 +35,12 @@ Deno.test("a first run runs every step; a re-run is all cache hits", async () =>
   assertEquals(statuses(first), { hello: "ran", world: "ran", both: "ran", upper: "ran" });
   assertEquals(await readOut(store, keys(first).upper), "HELLO+WORLD");
   const second = await runQuiet({ file, store });
-  assertEquals(statuses(second), { hello: "cached", world: "cached", both: "cached", upper: "cached" });
+  assertEquals(statuses(second), {
+    hello: "cached",
+    world: "cached",
+    both: "cached",
+    upper: "cached",
+  });
   assertEquals(keys(second), keys(first));
 });
 
@@ -74,7 +86,10 @@ Deno.test("editing a job's code re-runs its steps and reports code changed", asy
     }
   }
   const src = await Deno.readTextFile(join(jobsB, "concat.ts"));
-  await Deno.writeTextFile(join(jobsB, "concat.ts"), src.replace("a + ctx.params.separator + b", "b + ctx.params.separator + a"));
+  await Deno.writeTextFile(
+    join(jobsB, "concat.ts"),
+    src.replace("a + ctx.params.separator + b", "b + ctx.params.separator + a"),
+  );
   const file = await writePipeline(dir.path, BASIC_YAML);
   const store = `${dir.path}/store`;
   await runQuiet({ file, store, jobsDir: jobsA });
@@ -145,17 +160,23 @@ Deno.test("setting read_source.root drops its input slot and prunes the unused u
 
 Deno.test("independent steps run in parallel", async () => {
   await using dir = await tempDir();
-  const file = await writePipeline(dir.path, `name: par
+  const file = await writePipeline(
+    dir.path,
+    `name: par
 seed: 1
 steps:
   a: { job: slow, params: { chunks: 4, delay_ms: 60, fill: 1 } }
   b: { job: slow, params: { chunks: 4, delay_ms: 60, fill: 2 } }
-`);
+`,
+  );
   const store = `${dir.path}/store`;
   const r = await runQuiet({ file, store });
   const refs = await Promise.all(r.steps.map((s) => new LocalArtifactStore(store).get(s.key!)));
   const [a, b] = refs.map((x) => x!.manifest);
-  assert(a.started_at < b.finished_at && b.started_at < a.finished_at, `steps overlap: ${JSON.stringify([a, b].map((m) => [m.started_at, m.finished_at]))}`);
+  assert(
+    a.started_at < b.finished_at && b.started_at < a.finished_at,
+    `steps overlap: ${JSON.stringify([a, b].map((m) => [m.started_at, m.finished_at]))}`,
+  );
 });
 
 Deno.test("a run record holds the YAML and overrides; rerun repeats it exactly", async () => {
@@ -171,9 +192,18 @@ Deno.test("a run record holds the YAML and overrides; rerun repeats it exactly",
   assertMatch(rec.steps.hello.key!, /^[0-9a-f]{64}$/);
   // The file changes afterwards; the rerun still uses the recorded text.
   await Deno.writeTextFile(file, BASIC_YAML.replace('"world"', '"earth"'));
-  const again = await rerunFromRecord(r.record!, { jobsDir: FIXTURE_JOBS, store, output: captureOutput() });
+  const again = await rerunFromRecord(r.record!, {
+    jobsDir: FIXTURE_JOBS,
+    store,
+    output: captureOutput(),
+  });
   assertEquals(keys(again), keys(r));
-  assertEquals(statuses(again), { hello: "cached", world: "cached", both: "cached", upper: "cached" });
+  assertEquals(statuses(again), {
+    hello: "cached",
+    world: "cached",
+    both: "cached",
+    upper: "cached",
+  });
 });
 
 Deno.test("two runs in separate stores give the same keys and bytes", async () => {
@@ -189,13 +219,16 @@ Deno.test("two runs in separate stores give the same keys and bytes", async () =
 
 Deno.test("a failing step reports step and reason, leaves earlier artifacts, lists the rest as not run", async () => {
   await using dir = await tempDir();
-  const file = await writePipeline(dir.path, `name: f
+  const file = await writePipeline(
+    dir.path,
+    `name: f
 seed: 1
 steps:
   ok: { job: write_text, params: { text: x } }
   bad: { job: fail, params: { message: "broken input" } }
   after: { job: concat, inputs: { a: ok, b: bad } }
-`);
+`,
+  );
   const store = `${dir.path}/store`;
   const r = await runQuiet({ file, store });
   assertEquals(r.status, "failed");

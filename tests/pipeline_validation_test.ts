@@ -28,7 +28,9 @@ Deno.test("an unknown top-level key is rejected, naming the known keys", async (
 });
 
 Deno.test("an unknown step key is rejected with the step and field path", async () => {
-  const err = await validationError(BASIC_YAML.replace("job: concat", "job: concat\n    parms: {}"));
+  const err = await validationError(
+    BASIC_YAML.replace("job: concat", "job: concat\n    parms: {}"),
+  );
   assertEquals(err.location.step, "both");
   assertEquals(err.location.field, "steps.both.parms");
   assertStringIncludes(err.expected!, "job, inputs, params");
@@ -43,7 +45,9 @@ Deno.test("a wrong parameter type names step, field, expected and found", async 
 });
 
 Deno.test("an out-of-range parameter says the bound", async () => {
-  const err = await validationError(BASIC_YAML.replace('text: "hello"', 'text: "hello", repeat: 0'));
+  const err = await validationError(
+    BASIC_YAML.replace('text: "hello"', 'text: "hello", repeat: 0'),
+  );
   assertEquals(err.location.field, "steps.hello.params.repeat");
   assertEquals(err.expected, "a number >= 1");
   assertEquals(err.found, "the integer 0");
@@ -64,7 +68,9 @@ Deno.test("an unknown job lists the known jobs", async () => {
 });
 
 Deno.test("a needed input slot that is not wired is an error", async () => {
-  const err = await validationError(BASIC_YAML.replace("inputs: { a: hello, b: world }", "inputs: { a: hello }"));
+  const err = await validationError(
+    BASIC_YAML.replace("inputs: { a: hello, b: world }", "inputs: { a: hello }"),
+  );
   assertEquals(err.location.field, "steps.both.inputs.b");
   assertStringIncludes(err.message, 'missing input "b"');
   assertStringIncludes(err.found!, "a: hello");
@@ -122,7 +128,12 @@ Deno.test("good overrides change params and seed (flow values parsed as YAML)", 
   const file = await writePipeline(dir.path, BASIC_YAML);
   const store = `${dir.path}/store`;
   const base = await runQuiet({ file, store, dryRun: true });
-  const over = await runQuiet({ file, store, dryRun: true, overrides: ["hello.repeat=3", "world.text=[1]"] })
+  const over = await runQuiet({
+    file,
+    store,
+    dryRun: true,
+    overrides: ["hello.repeat=3", "world.text=[1]"],
+  })
     .catch((e) => e);
   assert(over instanceof UserError, "a list is not a string");
   const good = await runQuiet({ file, store, dryRun: true, overrides: ["hello.repeat=3"] });

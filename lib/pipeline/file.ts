@@ -14,7 +14,6 @@
  *
  * @module
  */
-import { z } from "zod";
 import { join } from "node:path";
 import { sha256Hex } from "../artifacts/hash.ts";
 import { UserError } from "../errors/mod.ts";
@@ -47,25 +46,28 @@ export interface PipelineSpec {
 
 const NAME_RE = /^[A-Za-z_][A-Za-z0-9_-]*$/;
 
-const StepSchema = z.strictObject({
-  job: z.string().regex(NAME_RE),
-  inputs: z.record(z.string().regex(NAME_RE), z.string()).default({}),
-  params: z.record(z.string(), z.unknown()).default({}),
-});
-
-const PipelineSchema = z.strictObject({
-  name: z.string().regex(NAME_RE),
-  seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
-  steps: z.record(z.string().regex(NAME_RE), StepSchema).refine(
-    (s) => Object.keys(s).length > 0,
-    { message: "at least one step" },
-  ),
-});
-
-const KNOWN_KEYS: Record<number, string[]> = {
-  0: Object.keys(PipelineSchema.shape),
-  2: Object.keys(StepSchema.shape),
-};
+/** The file's schema, built on first use: zod loads only when a file must be validated. */
+async function schemas() {
+  const { z } = await import("zod");
+  const StepSchema = z.strictObject({
+    job: z.string().regex(NAME_RE),
+    inputs: z.record(z.string().regex(NAME_RE), z.string()).default({}),
+    params: z.record(z.string(), z.unknown()).default({}),
+  });
+  const PipelineSchema = z.strictObject({
+    name: z.string().regex(NAME_RE),
+    seed: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+    steps: z.record(z.string().regex(NAME_RE), StepSchema).refine(
+      (s) => Object.keys(s).length > 0,
+      { message: "at least one step" },
+    ),
+  });
+  const knownKeys: Record<number, string[]> = {
+    0: Object.keys(PipelineSchema.shape),
+    2: Object.keys(StepSchema.shape),
+  };
+  return { PipelineSchema, knownKeys };
+}
 
 /** One parsed `--set path=value` override. */
 export interface Override {
@@ -234,16 +236,21 @@ export async function parseYaml(text: string, file: string, cacheDir?: string): 
   return doc;
 }
 
-/**
- * Parses and validates pipeline text (not the job parameters: those need the
- * jobs and are checked by the planner).
- */
-export async function parsePipelineText(
+/** A parsed pipeline document with overrides applied, not yet validated. */
+export interface PipelineDoc {
+  /** The YAML document with the overrides applied (any shape until validated). */
+  doc: unknown;
+  /** Full field path -> note naming the override that set it. */
+  overridden: Map<string, string>;
+}
+
+/** Parses YAML text (through the cache in `yamlCacheDir`, if given) and applies `--set` overrides. */
+export async function readPipelineDoc(
   text: string,
   file: string,
   overrides: string[] = [],
   yamlCacheDir?: string,
-): Promise<PipelineSpec> {
+): Promise<PipelineDoc> {
   const doc = await parseYaml(text, file, yamlCacheDir);
   const parsedOverrides = await Promise.all(overrides.map((o) => parseOverride(o, file)));
   const overridden = new Map<string, string>();
@@ -253,12 +260,23 @@ export async function parsePipelineText(
       overridden.set(o.path.join("."), `set by --set ${o.text}`);
     }
   }
+  return { doc, overridden };
+}
+
+/** Validates a document from {@link readPipelineDoc} against the pipeline file schema. */
+export async function validatePipelineDoc(
+  { doc, overridden }: PipelineDoc,
+  text: string,
+  file: string,
+  overrides: string[] = [],
+): Promise<PipelineSpec> {
   const noteFor = (field: string) => {
     for (const [p, note] of overridden) {
       if (field === p || field.startsWith(p + ".") || field.startsWith(p + "[")) return note;
     }
     return undefined;
   };
+  const { PipelineSchema, knownKeys } = await schemas();
   const r = PipelineSchema.safeParse(doc, { reportInput: true });
   if (!r.success) {
     const issue = r.error.issues[0];
@@ -269,8 +287,22 @@ export async function parsePipelineText(
       file,
       step,
       noteFor,
-      knownKeys: (path) => KNOWN_KEYS[path.length],
+      knownKeys: (path) => knownKeys[path.length],
     });
   }
   return { ...r.data, file, text, overrides, overridden };
+}
+
+/**
+ * Parses and validates pipeline text (not the job parameters: those need the
+ * jobs and are checked by the planner).
+ */
+export async function parsePipelineText(
+  text: string,
+  file: string,
+  overrides: string[] = [],
+  yamlCacheDir?: string,
+): Promise<PipelineSpec> {
+  const doc = await readPipelineDoc(text, file, overrides, yamlCacheDir);
+  return await validatePipelineDoc(doc, text, file, overrides);
 }

@@ -6,10 +6,10 @@
  */
 export type { JobContext, JobDefinition, JobResult, ProgressReporter } from "./job.ts";
 export { defineJob } from "./job.ts";
-export type { Override, PipelineSpec, StepSpec } from "./file.ts";
-export { parseOverride, parsePipelineText } from "./file.ts";
+export type { Override, PipelineDoc, PipelineSpec, StepSpec } from "./file.ts";
+export { parseOverride, parsePipelineText, readPipelineDoc, validatePipelineDoc } from "./file.ts";
 export type { Plan, PlannedStep, StepIdentity } from "./plan.ts";
-export { planPipeline, stepKey } from "./plan.ts";
+export { computeKeys, planPipelineText, resolveSteps, stepKey } from "./plan.ts";
 export { JobRegistry, type LoadedJob } from "./registry.ts";
 export { codeHash, localImports } from "./code_hash.ts";
 export { SourceHasher } from "./sources.ts";

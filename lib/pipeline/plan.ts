@@ -13,8 +13,8 @@ import { dirname, join } from "node:path";
 import { UserError } from "../errors/mod.ts";
 import { canonicalJson, sha256Hex } from "../artifacts/hash.ts";
 import type { ArtifactStore } from "../artifacts/store.ts";
-import type { JobDefinition } from "./job.ts";
-import type { PipelineSpec } from "./file.ts";
+import { type PipelineSpec, readPipelineDoc, type StepSpec, validatePipelineDoc } from "./file.ts";
+import { REPO_ROOT } from "./paths.ts";
 import { issuesToError } from "./issues.ts";
 import { JobRegistry } from "./registry.ts";
 import { codeHash } from "./code_hash.ts";
@@ -23,9 +23,14 @@ import { SourceHasher } from "./sources.ts";
 /** A step after planning. */
 export interface PlannedStep {
   name: string;
-  job: JobDefinition;
+  /** The job's name (`job:` in the file). */
+  jobName: string;
+  /** The job's version string. */
+  version: string;
   /** Absolute path of the job module. */
   jobFile: string;
+  /** `job.sources(params)`: paths outside the store whose content is part of the key. */
+  sourcePaths: string[];
   /** Parameters after the job's schema (defaults applied). */
   params: unknown;
   /** Slot -> producing step, only the slots the job needs. */
@@ -88,16 +93,10 @@ function findCycle(spec: PipelineSpec): string[] | undefined {
 }
 
 /**
- * Validates the steps against their jobs and computes keys.
- *
- * @param registry where jobs come from
- * @param store where the source-hash cache lives
+ * Validates the steps against their jobs (importing them), wires and prunes;
+ * keys are left to {@link computeKeys}.
  */
-export async function planPipeline(
-  spec: PipelineSpec,
-  registry: JobRegistry,
-  store: ArtifactStore,
-): Promise<Plan> {
+export async function resolveSteps(spec: PipelineSpec, registry: JobRegistry): Promise<Plan> {
   const file = spec.file;
   const names = Object.keys(spec.steps);
   // Wiring to unknown steps and cycles are file errors, whatever the jobs need.
@@ -176,7 +175,16 @@ export async function planPipeline(
       }
       inputs[slot] = dep;
     }
-    steps.set(name, { name, job, jobFile, params: r.data, inputs, active: false });
+    steps.set(name, {
+      name,
+      jobName: job.name,
+      version: job.version,
+      jobFile,
+      sourcePaths: job.sources?.(r.data) ?? [],
+      params: r.data,
+      inputs,
+      active: false,
+    });
   });
   // Sinks of the file stay; everything else stays only if a remaining step consumes it.
   const consumedInFile = new Set(Object.values(spec.steps).flatMap((s) => Object.values(s.inputs)));
@@ -197,13 +205,23 @@ export async function planPipeline(
     order.push(n);
   };
   names.forEach(visit);
+  return { spec, steps, order };
+}
 
+/** Hashes sources and code and computes every active step's key, in dependency order. */
+export async function computeKeys(
+  plan: Plan,
+  registry: JobRegistry,
+  store: ArtifactStore,
+): Promise<void> {
+  const { spec, steps, order } = plan;
+  const file = spec.file;
   const hasher = new SourceHasher(join(store.localDir, "cache", "source-hashes.json"));
   for (const n of order) {
     const st = steps.get(n)!;
     if (!st.active) continue;
     const sources: Record<string, string> = {};
-    for (const path of st.job.sources?.(st.params as never) ?? []) {
+    for (const path of st.sourcePaths) {
       try {
         sources[path] = await hasher.hash(path);
       } catch (e) {
@@ -221,8 +239,8 @@ export async function planPipeline(
     const inputKeys: Record<string, string> = {};
     for (const [slot, dep] of Object.entries(st.inputs)) inputKeys[slot] = steps.get(dep)!.key!;
     st.identity = {
-      job: st.job.name,
-      version: st.job.version,
+      job: st.jobName,
+      version: st.version,
       code_hash: await codeHash(st.jobFile, dirname(registry.dir)),
       params: st.params,
       inputs: inputKeys,
@@ -231,5 +249,111 @@ export async function planPipeline(
     st.key = await stepKey(st.identity);
   }
   await hasher.save();
-  return { spec, steps, order };
+}
+
+/** The planned steps as stored in the plan cache (everything but keys). */
+interface CachedPlan {
+  name: string;
+  seed: number;
+  steps: Record<string, StepSpec>;
+  planned: Omit<PlannedStep, "identity" | "key">[];
+  order: string[];
+}
+
+async function fileSha(path: string): Promise<string> {
+  try {
+    return await sha256Hex(await Deno.readFile(path));
+  } catch {
+    return "";
+  }
+}
+
+/**
+ * The plan-cache key of a document: its canonical JSON (overrides applied),
+ * the jobs folder, each named job's code hash, the Deno version and
+ * `deno.json` (which pins npm versions). Undefined when the document is not
+ * shaped well enough to name its jobs (it then goes through full validation).
+ */
+async function planCacheKey(doc: unknown, registry: JobRegistry): Promise<string | undefined> {
+  const steps = (doc as { steps?: unknown })?.steps;
+  if (!steps || typeof steps !== "object") return undefined;
+  const jobs: Record<string, string> = {};
+  for (const s of Object.values(steps as Record<string, unknown>)) {
+    const job = (s as { job?: unknown })?.job;
+    if (typeof job !== "string" || !/^[A-Za-z_][A-Za-z0-9_-]*$/.test(job)) return undefined;
+    if (jobs[job] !== undefined) continue;
+    const jobFile = join(registry.dir, `${job}.ts`);
+    try {
+      if (!(await Deno.stat(jobFile)).isFile) return undefined;
+    } catch {
+      return undefined;
+    }
+    jobs[job] = await codeHash(jobFile, dirname(registry.dir));
+  }
+  return await sha256Hex(canonicalJson({
+    format: 1,
+    doc,
+    jobs_dir: registry.dir,
+    jobs,
+    deno: Deno.version.deno,
+    config: await fileSha(join(REPO_ROOT, "deno.json")),
+  }));
+}
+
+/**
+ * Text -> a plan with keys. A document that validated before with the same
+ * job code is taken from `<store>/cache/plans/` without importing zod, the
+ * YAML parser or any job module, which keeps a fully cached re-run fast.
+ */
+export async function planPipelineText(
+  text: string,
+  file: string,
+  overrides: string[],
+  registry: JobRegistry,
+  store: ArtifactStore,
+): Promise<Plan> {
+  const cacheDir = join(store.localDir, "cache");
+  const doc = await readPipelineDoc(text, file, overrides, join(cacheDir, "yaml"));
+  const cacheKey = await planCacheKey(structuredClone(doc.doc), registry);
+  const cacheFile = cacheKey ? join(cacheDir, "plans", `${cacheKey}.json`) : undefined;
+  let plan: Plan | undefined;
+  if (cacheFile) {
+    try {
+      const c: CachedPlan = JSON.parse(await Deno.readTextFile(cacheFile));
+      plan = {
+        spec: {
+          name: c.name,
+          seed: c.seed,
+          steps: c.steps,
+          file,
+          text,
+          overrides,
+          overridden: new Map(),
+        },
+        steps: new Map(c.planned.map((p) => [p.name, { ...p }])),
+        order: c.order,
+      };
+    } catch { /* not cached */ }
+  }
+  if (!plan) {
+    const spec = await validatePipelineDoc(doc, text, file, overrides);
+    plan = await resolveSteps(spec, registry);
+    if (cacheFile) {
+      const c: CachedPlan = {
+        name: spec.name,
+        seed: spec.seed,
+        steps: spec.steps,
+        planned: [...plan.steps.values()],
+        order: plan.order,
+      };
+      try {
+        await Deno.mkdir(dirname(cacheFile), { recursive: true });
+        const tmp = `${cacheFile}.${Deno.pid}.tmp`;
+        await Deno.writeTextFile(tmp, JSON.stringify(c));
+        await Deno.rename(tmp, cacheFile);
+      } catch { /* the cache is an optimisation only */ }
+    }
+  }
+  await computeKeys(plan, registry, store);
+  return plan;
 }

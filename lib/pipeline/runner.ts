@@ -10,8 +10,7 @@ import { UserError } from "../errors/mod.ts";
 import { canonicalJson, sha256Hex } from "../artifacts/hash.ts";
 import { type ArtifactStore, LocalArtifactStore } from "../artifacts/store.ts";
 import type { ArtifactRef } from "../artifacts/types.ts";
-import { parsePipelineText } from "./file.ts";
-import { type Plan, type PlannedStep, planPipeline, type StepIdentity } from "./plan.ts";
+import { type Plan, type PlannedStep, planPipelineText, type StepIdentity } from "./plan.ts";
 import { JobRegistry } from "./registry.ts";
 import { consoleOutput, formatDuration, type Output, ProgressRenderer } from "./progress.ts";
 import {
@@ -184,14 +183,9 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
   const store = typeof options.store === "object"
     ? options.store
     : new LocalArtifactStore(resolve(options.store ?? defaultStoreDir()));
-  const spec = await parsePipelineText(
-    text,
-    file,
-    options.overrides ?? [],
-    join(store.localDir, "cache", "yaml"),
-  );
   const registry = new JobRegistry(options.jobsDir ?? DEFAULT_JOBS_DIR);
-  const plan = await planPipeline(spec, registry, store);
+  const plan = await planPipelineText(text, file, options.overrides ?? [], registry, store);
+  const spec = plan.spec;
 
   for (const f of options.force ?? []) checkStepName(plan, f, "--force");
   if (options.only) checkStepName(plan, options.only, "--only");
@@ -214,10 +208,10 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
   for (const name of plan.order) {
     const st = plan.steps.get(name)!;
     const entry = (status: StepStatus, reason: string) => {
-      const s = { step: name, job: st.job.name, status, reason, key: st.key };
+      const s = { step: name, job: st.jobName, status, reason, key: st.key };
       steps.set(name, {
         ...s,
-        record: { job: st.job.name, status, reason, key: st.key, identity: st.identity },
+        record: { job: st.jobName, status, reason, key: st.key, identity: st.identity },
       });
     };
     if (!st.active) {
@@ -317,7 +311,7 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
     const t0 = performance.now();
     s.record.started_at = new Date().toISOString();
     const key = st.key!;
-    renderer.line(`> ${st.name} (${st.job.name}) ${short(key)}: ${s.reason}`);
+    renderer.line(`> ${st.name} (${st.jobName}) ${short(key)}: ${s.reason}`);
     try {
       const waitNote = setTimeout(
         () => renderer.line(`  ${st.name}: waiting for another run that holds ${short(key)}`),
@@ -338,7 +332,8 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
           const inputs: Record<string, ArtifactRef> = {};
           for (const [slot, dep] of Object.entries(st.inputs)) inputs[slot] = refs.get(dep)!;
           const started = new Date();
-          const result = await st.job.run({
+          const { job } = await registry.load(st.jobName, { file, step: st.name });
+          const result = await job.run({
             step: st.name,
             pipelineFile: file,
             params: st.params,
