@@ -1,5 +1,6 @@
 import { assert, assertEquals, assertThrows } from "../../../tests/assert.ts";
 import { Random } from "../../random/mod.ts";
+import { createStorageBuffer, readFloat32 } from "../device.ts";
 import {
   createAccumulate,
   createAdd,
@@ -57,6 +58,24 @@ Deno.test("dispatchElements covers counts beyond one grid dimension with a 2-D g
   const [x, y] = calls[1];
   assert(x <= 65535, `x = ${x} exceeds the per-dimension limit`);
   assert(x * y * ELEMENT_WORKGROUP_SIZE >= 40_000_000, `grid ${x}x${y} too small`);
+});
+
+Deno.test("fill reaches the elements past 65535 workgroups (2-D grid)", async () => {
+  const gpu = await testGpu();
+  const count = 65535 * ELEMENT_WORKGROUP_SIZE + 300;
+  const big = createStorageBuffer(gpu, (count + 64) * 4, "big");
+  const fill = createFill(gpu, { out: big, maxCount: count, value: 2.5 });
+  await runSteps(gpu, [[fill, { count }]]);
+  // Read back only the tail: the last 364 floats (300 in the second grid row, 64 past count).
+  const tail = createStorageBuffer(gpu, 364 * 4, "tail");
+  const encoder = gpu.device.createCommandEncoder();
+  encoder.copyBufferToBuffer(big, (count - 300) * 4, tail, 0, 364 * 4);
+  gpu.device.queue.submit([encoder.finish()]);
+  const values = await readFloat32(gpu, tail, 364);
+  for (let i = 0; i < 364; i++) assertEquals(values[i], i < 300 ? 2.5 : 0, `tail[${i}]`);
+  fill.destroy();
+  big.destroy();
+  tail.destroy();
 });
 
 Deno.test("an element-wise step rejects a count above the size it was built for", async () => {

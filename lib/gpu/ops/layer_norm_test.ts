@@ -42,9 +42,13 @@ function randomCase(seed: number, B: number, S: number, d: number): Case {
   };
 }
 
-/** Forward then backward in one submission; activations, parameters and gradients each packed. */
-async function run(k: Case) {
-  const gpu = await testGpu();
+/**
+ * Forward then backward in one submission; activations, parameters and
+ * gradients each packed. `hardware` builds the kernels a hardware GPU gets.
+ */
+async function run(k: Case, hardware = false) {
+  const testDevice = await testGpu();
+  const gpu = hardware ? { ...testDevice, isFallback: false } : testDevice;
   const R = k.B * k.S;
   const act = pack(gpu, [
     k.x,
@@ -115,6 +119,11 @@ Deno.test("layer norm matches the reference with several row blocks and d below 
 Deno.test("layer norm matches the reference with d above the workgroup size", async () => {
   const k = randomCase(17, 3, 13, 150);
   assertMatchesReference(k, await run(k));
+});
+
+Deno.test("layer norm's hardware-GPU kernels (64 invocations per row) match the reference", async () => {
+  const k = randomCase(19, 3, 13, 150);
+  assertMatchesReference(k, await run(k, true));
 });
 
 Deno.test("layer norm backward is bit-identical across runs", async () => {
