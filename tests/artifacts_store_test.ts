@@ -120,3 +120,27 @@ Deno.test("list returns published artifacts only", async () => {
   await Deno.mkdir(join(dir.path, "objects", "c".repeat(64)), { recursive: true });
   assertEquals((await store.list()).map((r) => r.key), [KEY]);
 });
+
+Deno.test("cleanStaleStaging removes staging of dead processes only", async () => {
+  await using dir = await tempDir();
+  const store = new LocalArtifactStore(dir.path);
+  const dead = join(dir.path, "tmp", `${KEY}.2147483600.dead`);
+  const mine = join(dir.path, "tmp", `${KEY}.${Deno.pid}.live`);
+  await Deno.mkdir(dead, { recursive: true });
+  await Deno.mkdir(mine, { recursive: true });
+  assertEquals(await store.cleanStaleStaging(), 1);
+  assertEquals([...Deno.readDirSync(join(dir.path, "tmp"))].map((e) => e.name), [
+    `${KEY}.${Deno.pid}.live`,
+  ]);
+});
+
+Deno.test("an aborted re-publish leaves the published artifact as it was", async () => {
+  await using dir = await tempDir();
+  const store = new LocalArtifactStore(dir.path);
+  const ref = await publish(store);
+  const staging = await store.begin(KEY);
+  await Deno.writeTextFile(join(staging.dir, "half.bin"), "x");
+  await store.abort(staging);
+  assertEquals((await store.get(KEY))?.manifest, ref.manifest);
+  assertEquals(await store.verify(), { checked: 1, problems: [] });
+});

@@ -81,6 +81,8 @@ export interface ArtifactStore {
   list(): Promise<ArtifactRef[]>;
   /** Re-hashes every published artifact against its manifest. */
   verify(): Promise<VerifyReport>;
+  /** Removes staging directories left by processes that no longer exist; returns how many. */
+  cleanStaleStaging(): Promise<number>;
 }
 
 const KEY_RE = /^[0-9a-f]{64}$/;
@@ -278,6 +280,24 @@ export class LocalArtifactStore implements ArtifactStore {
     return out.sort((a, b) =>
       a.manifest.finished_at.localeCompare(b.manifest.finished_at) || a.key.localeCompare(b.key)
     );
+  }
+
+  async cleanStaleStaging(): Promise<number> {
+    const tmp = join(this.root, "tmp");
+    // Liveness is read from /proc; without it, stale dirs go when their key is next built.
+    if (!(await exists("/proc/self"))) return 0;
+    let removed = 0;
+    try {
+      for await (const e of Deno.readDir(tmp)) {
+        const m = /^[0-9a-f]{64}\.(\d+)\./.exec(e.name);
+        if (!m || Number(m[1]) === Deno.pid || (await exists(`/proc/${m[1]}`))) continue;
+        await Deno.remove(join(tmp, e.name), { recursive: true }).catch(() => {});
+        removed++;
+      }
+    } catch (e) {
+      if (!(e instanceof Deno.errors.NotFound)) throw e;
+    }
+    return removed;
   }
 
   async verify(): Promise<VerifyReport> {

@@ -285,6 +285,7 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
     };
   }
 
+  if (toRun.length) await store.cleanStaleStaging();
   const startedAt = new Date();
   const record: RunRecord = {
     format: 1,
