@@ -106,6 +106,7 @@ export interface AlphaMixForwardBuffers {
   alpha: Binding;
   /** `alpha f + (1 - alpha) u` `[B, S, d]` f32. */
   y: Binding;
+  /** Hidden size d (channels per row). */
   d: number;
   /** Largest B*S this step will be encoded with. */
   maxRows: number;
@@ -144,6 +145,7 @@ export interface AlphaMixBackwardBuffers {
   du: Binding;
   /** Gradient of alpha `[1]` f32 (gradient buffer slice), ADDED to. */
   dalpha: Binding;
+  /** Hidden size d (channels per row). */
   d: number;
   /** Largest B*S this step will be encoded with. */
   maxRows: number;

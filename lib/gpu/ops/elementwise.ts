@@ -28,12 +28,15 @@ export type Binding = GPUBuffer | BufferSlice;
 
 /** Sizes of one batch: `B` sequences of `S` positions (rows = B*S). */
 export interface BatchDims {
+  /** Sequences in the batch. */
   B: number;
+  /** Positions per sequence (the padded length of this batch). */
   S: number;
 }
 
 /** Sizes of an element-wise op: the number of f32 elements touched. */
 export interface CountDims {
+  /** Elements to process, from the start of each buffer. */
   count: number;
 }
 
@@ -61,7 +64,7 @@ fn elementIndex(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
 `;
 
 /** The entry-point header of a one-thread-per-element kernel (see {@link ELEMENT_INDEX_WGSL}). */
-export const ELEMENT_ENTRY_WGSL = entryWgsl(ELEMENT_WORKGROUP_SIZE);
+export const ELEMENT_ENTRY_WGSL: string = entryWgsl(ELEMENT_WORKGROUP_SIZE);
 
 /** The entry-point header `fn main(wid, nwg, lid)` of a kernel with `size` invocations per workgroup. */
 export function entryWgsl(size: number): string {

@@ -76,7 +76,9 @@ export interface EmbeddingForwardBuffers {
   table: Binding;
   /** `h` `[B*S, d]` f32. */
   out: Binding;
+  /** Vocabulary size V (rows of the table). */
   V: number;
+  /** Hidden size d (channels per row). */
   d: number;
   /** Largest B*S this step will be encoded with. */
   maxRows: number;
@@ -109,7 +111,9 @@ export interface EmbeddingBackwardBuffers {
    * zero the gradients before the step.
    */
   dTable: Binding;
+  /** Vocabulary size V (rows of the table). */
   V: number;
+  /** Hidden size d (channels per row). */
   d: number;
   /** Largest B*S this step will be encoded with. */
   maxRows: number;
@@ -117,6 +121,7 @@ export interface EmbeddingBackwardBuffers {
 
 /** Dims of {@link createEmbeddingBackward}: the plan of this batch's ids. */
 export interface EmbeddingBackwardDims {
+  /** This batch's plan from `planEmbeddingGradient(ids, V)`. */
   plan: EmbeddingGradientPlan;
 }
 

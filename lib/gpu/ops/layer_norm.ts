@@ -198,6 +198,7 @@ export interface LayerNormForwardBuffers {
   mean: Binding;
   /** Row `1 / sqrt(var + eps)` `[B*S]` f32, kept for the backward pass. */
   rstd: Binding;
+  /** Hidden size d (channels per row). */
   d: number;
   /** Default {@link LAYER_NORM_EPS}. */
   eps?: number;
@@ -244,6 +245,7 @@ export interface LayerNormBackwardBuffers {
   dgamma: Binding;
   /** Gradient of beta `[d]` f32 (gradient buffer slice), ADDED to. */
   dbeta: Binding;
+  /** Hidden size d (channels per row). */
   d: number;
   /** Largest B*S this step will be encoded with. */
   maxRows: number;

@@ -90,6 +90,7 @@ export interface MaxStateForwardBuffers {
   argmax: Binding;
   /** The mixer output `s = (m + c) m + b` `[B, S, d]` f32. */
   s: Binding;
+  /** Hidden size d (channels per row). */
   d: number;
   /** Heads H: the scale is `sqrt(d / H)`. */
   heads: number;
@@ -131,6 +132,7 @@ export interface MaxStateBackwardBuffers {
   db: Binding;
   /** Gradient of c `[B, S, d]` f32, overwritten. */
   dc: Binding;
+  /** Hidden size d (channels per row). */
   d: number;
   /** Heads H: the scale is `sqrt(d / H)`. */
   heads: number;

@@ -85,6 +85,7 @@ export interface PositionConcatBuffers {
   h: Binding;
   /** `concat(p, h)` `[B, S, 2d]` f32. */
   out: Binding;
+  /** Hidden size d (channels per row). */
   d: number;
   /** Maximum positions: S must not exceed it. */
   P: number;
@@ -123,6 +124,7 @@ export interface PositionConcatBackwardBuffers {
    * are ADDED to (every layer contributes), rows t >= S are not touched.
    */
   dPos: Binding;
+  /** Hidden size d (channels per row). */
   d: number;
   /** Maximum positions: S must not exceed it. */
   P: number;

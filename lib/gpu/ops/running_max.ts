@@ -136,6 +136,7 @@ export interface RunningMaxForwardBuffers {
   m: Binding;
   /** Position of the maximum `[B, S, d]` u32 (latest on ties). */
   argmax: Binding;
+  /** Hidden size d (channels per row). */
   d: number;
   /** Largest B*S this step will be encoded with. */
   maxRows: number;
@@ -166,6 +167,7 @@ export interface RunningMaxBackwardBuffers {
   argmax: Binding;
   /** Gradient of z `[B, S, d]` f32, overwritten. */
   dz: Binding;
+  /** Hidden size d (channels per row). */
   d: number;
   /** Largest B*S this step will be encoded with. */
   maxRows: number;
