@@ -5,11 +5,19 @@
  *   large inputs it runs over a seeded subsample of `max(8192, 4 K)` frames
  *   (k-means++ costs `O(n K D)` on one CPU core; the Lloyd iterations that
  *   follow use every frame, so the subsample only affects the starting point).
- * - Each Lloyd iteration assigns every frame to its nearest centroid on the GPU
- *   (`assign_nearest` below; squared Euclidean distance summed in dimension
- *   order, ties to the lowest index) and then updates the centroids on the
- *   host: per-cluster sums in f64 in frame order. No float atomics anywhere,
- *   so the same input and seed give the same bytes.
+ * - Each Lloyd iteration finds nearest centroids on the GPU (`scan_nearest`
+ *   below: squared Euclidean distance summed in a fixed order, ties to the
+ *   lowest index) and then updates the centroids on the host: per-cluster sums
+ *   in f64 in frame order. No float atomics anywhere, so the same input and
+ *   seed give the same bytes.
+ * - Hamerly's bounds prune the search: the host keeps, per frame, an upper
+ *   bound on the distance to its centroid and a lower bound on the distance to
+ *   every other centroid, moves them by how far the centroids moved, and sends
+ *   only the frames whose bounds cross (after re-measuring the distance to
+ *   their own centroid on the host) to the GPU for a full scan. Bounds from
+ *   GPU distances carry a relative margin for f32 rounding, and an exact tie
+ *   never passes the test, so pruning never keeps a frame that a full scan
+ *   would move. Late iterations scan a few percent of the frames.
  * - A cluster that ends up empty is re-seeded at the frame farthest from its
  *   own centroid (ties to the lowest frame index); that frame then counts as
  *   distance 0, so several empty clusters take distinct frames.
@@ -54,6 +62,8 @@ export interface KMeansResult {
   inertia: number;
   /** Lloyd iterations run. */
   iterations: number;
+  /** Frames the GPU scanned over all passes / (N * (iterations + 1)): what the bounds left. */
+  scannedFraction: number;
 }
 
 const WORKGROUP = 64;
@@ -64,36 +74,39 @@ const TILE_VEC4 = 1024;
 const MAX_D4 = TILE_VEC4;
 
 /**
- * One invocation per frame: `assign[i] = argmin_k |frames[i] - codebook[k]|^2`,
- * ties to the lowest `k`. Specialised per `D4 = ceil(D / 4)` so the inner loop
- * has a constant trip count; rows are zero-padded to `D4` vec4s on the host.
- * The codebook is staged through workgroup memory in tiles of
+ * One invocation per listed frame: the nearest and second-nearest centroid of
+ * `frames[idx[j]]`. Specialised per `D4 = ceil(D / 4)` so the inner loop has a
+ * constant trip count; rows are zero-padded to `D4` vec4s on the host. The
+ * codebook is staged through workgroup memory in tiles of
  * `floor(TILE_VEC4 / D4)` centroids, which every invocation reads at the same
  * address (a broadcast), and each pass over the frame scores four centroids.
  *
- * frames   [rows, D4] vec4f
+ * frames   [rows, D4] vec4f     (the chunk's frames, resident across iterations)
+ * idx      [m] u32              (chunk-local frame indices to scan)
  * codebook [k, D4] vec4f
- * assign   [rows] u32
+ * out      [m] vec4u            (best index, bits of sqrt(best d²), bits of sqrt(second d²), 0)
  */
-function assignWgsl(d4: number): string {
+function scanWgsl(d4: number): string {
   return /* wgsl */ `
-struct Dims { rows: u32, k: u32, tile_rows: u32, _pad: u32 }
+struct Dims { m: u32, k: u32, tile_rows: u32, _pad: u32 }
 const D4: u32 = ${d4}u;
+const BIG: f32 = 3.0e38;
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> frames: array<vec4f>;
-@group(0) @binding(2) var<storage, read> codebook: array<vec4f>;
-@group(0) @binding(3) var<storage, read_write> assign: array<u32>;
+@group(0) @binding(2) var<storage, read> idx: array<u32>;
+@group(0) @binding(3) var<storage, read> codebook: array<vec4f>;
+@group(0) @binding(4) var<storage, read_write> out: array<vec4u>;
 var<workgroup> tile: array<vec4f, ${TILE_VEC4}>;
 
 @compute @workgroup_size(${WORKGROUP})
-fn assign_nearest(@builtin(global_invocation_id) gid: vec3u,
-                  @builtin(local_invocation_index) lid: u32) {
-  let i = gid.x;
-  let live = i < dims.rows;
-  let base = min(i, dims.rows - 1u) * D4;
+fn scan_nearest(@builtin(global_invocation_id) gid: vec3u,
+                @builtin(local_invocation_index) lid: u32) {
+  let j = gid.x;
+  let live = j < dims.m;
+  let base = idx[min(j, dims.m - 1u)] * D4;
   var best = 0u;
-  var best_d = 0.0;
-  var first = true;
+  var d1 = BIG;
+  var d2 = BIG;
   for (var k0 = 0u; k0 < dims.k; k0 += dims.tile_rows) {
     let n = min(dims.tile_rows, dims.k - k0);
     workgroupBarrier();
@@ -102,44 +115,36 @@ fn assign_nearest(@builtin(global_invocation_id) gid: vec3u,
     }
     workgroupBarrier();
     if (live) {
-      // Four centroids per pass over the frame, so each x[j] load serves four distances.
       var kk = 0u;
-      for (; kk + 4u <= n; kk += 4u) {
+      for (; kk < n; kk += 4u) {
+        // Four centroids per pass over the frame (the last pass may score fewer).
         var d = vec4f(0.0);
         let c = kk * D4;
-        for (var j = 0u; j < D4; j++) {
-          let xj = frames[base + j];
-          let e0 = xj - tile[c + j];
-          let e1 = xj - tile[c + D4 + j];
-          let e2 = xj - tile[c + 2u * D4 + j];
-          let e3 = xj - tile[c + 3u * D4 + j];
+        let c1 = min(kk + 1u, n - 1u) * D4;
+        let c2 = min(kk + 2u, n - 1u) * D4;
+        let c3 = min(kk + 3u, n - 1u) * D4;
+        for (var q = 0u; q < D4; q++) {
+          let x = frames[base + q];
+          let e0 = x - tile[c + q];
+          let e1 = x - tile[c1 + q];
+          let e2 = x - tile[c2 + q];
+          let e3 = x - tile[c3 + q];
           d += vec4f(dot(e0, e0), dot(e1, e1), dot(e2, e2), dot(e3, e3));
         }
-        for (var q = 0u; q < 4u; q++) {
-          if (first || d[q] < best_d) {
-            best = k0 + kk + q;
-            best_d = d[q];
-            first = false;
+        for (var r = 0u; r < min(4u, n - kk); r++) {
+          if (d[r] < d1) {
+            d2 = d1;
+            d1 = d[r];
+            best = k0 + kk + r;
+          } else if (d[r] < d2) {
+            d2 = d[r];
           }
-        }
-      }
-      for (; kk < n; kk++) {
-        var d = 0.0;
-        let c = kk * D4;
-        for (var j = 0u; j < D4; j++) {
-          let e = frames[base + j] - tile[c + j];
-          d += dot(e, e);
-        }
-        if (first || d < best_d) {
-          best = k0 + kk;
-          best_d = d;
-          first = false;
         }
       }
     }
   }
   if (live) {
-    assign[i] = best;
+    out[j] = vec4u(best, bitcast<u32>(sqrt(d1)), bitcast<u32>(sqrt(d2)), 0u);
   }
 }
 `;
@@ -154,9 +159,31 @@ function padRows(x: Float32Array, d: number, d4: number): Float32Array<ArrayBuff
   return out;
 }
 
-/** Frames held on the GPU in chunks, ready for repeated assignment against changing codebooks. */
+/** Nearest and second-nearest centroid of each scanned frame. */
+interface ScanResult {
+  /** `[m]` nearest centroid. */
+  best: Uint32Array;
+  /** `[m]` distance (not squared) to it, f32 from the GPU. */
+  d1: Float32Array;
+  /** `[m]` distance to the second nearest (3e38 squared-root when K = 1). */
+  d2: Float32Array;
+}
+
+/** One chunk of resident frames (global rows `[start, start + rows)`) with its scratch buffers. */
+interface FrameChunk {
+  start: number;
+  rows: number;
+  /** `[rows, D4]` vec4f. */
+  frames: GPUBuffer;
+  /** `[rows]` u32: chunk-local indices to scan. */
+  idx: GPUBuffer;
+  /** `[rows]` vec4u scan results. */
+  out: GPUBuffer;
+}
+
+/** Frames held on the GPU in chunks, ready for repeated scans against changing codebooks. */
 class FrameChunks {
-  readonly chunks: { start: number; rows: number; frames: GPUBuffer; out: GPUBuffer }[] = [];
+  readonly chunks: FrameChunk[] = [];
   readonly #gpu: Gpu;
   readonly #dims: GPUBuffer;
   readonly #codebook: GPUBuffer;
@@ -197,13 +224,13 @@ class FrameChunks {
       gpu.limits.maxComputeWorkgroupsPerDimension * WORKGROUP,
       chunkRows ?? Infinity,
     );
-    // Per-chunk uniforms differ only in `rows`: one 256-byte-aligned slot per chunk.
+    // Per-chunk uniforms differ only in `m`: one 256-byte-aligned slot per chunk.
     const chunkCount = Math.max(1, Math.ceil(this.#n / maxRows));
     this.#dims = createUniformBuffer(gpu, 256 * chunkCount, "kmeans dims");
     this.#codebook = createStorageBuffer(gpu, k * d4 * 16, "kmeans codebook");
     this.#staging = gpu.device.createBuffer({
-      label: "kmeans assign readback",
-      size: Math.max(4, this.#n * 4),
+      label: "kmeans scan readback",
+      size: Math.max(16, this.#n * 16),
       usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ,
     });
     for (let start = 0; start < this.#n; start += maxRows) {
@@ -213,57 +240,80 @@ class FrameChunks {
         start,
         rows,
         frames: createStorageBufferFrom(gpu, slice, "kmeans frames"),
-        out: createStorageBuffer(gpu, rows * 4, "kmeans assign"),
+        idx: createStorageBuffer(gpu, rows * 4, "kmeans scan indices"),
+        out: createStorageBuffer(gpu, rows * 16, "kmeans scan results"),
       });
     }
   }
 
-  /** Nearest centroid of every frame against `codebook` ([K, D] f32), one GPU round trip. */
-  async assign(codebook: Float32Array): Promise<Uint32Array> {
+  /**
+   * Scans frames `which` (ascending global indices) against `codebook`
+   * (`[K, D]` f32): one GPU round trip for all chunks.
+   */
+  async scan(codebook: Float32Array, which: Uint32Array): Promise<ScanResult> {
+    const m = which.length;
+    const best = new Uint32Array(m), d1 = new Float32Array(m), d2 = new Float32Array(m);
+    if (m === 0) return { best, d1, d2 };
     const gpu = this.#gpu;
-    const out = new Uint32Array(this.#n);
-    if (this.#n === 0) return out;
     const q = gpu.device.queue;
     const d4 = this.#d4;
     q.writeBuffer(this.#codebook, 0, padRows(codebook, this.#d, d4));
     const pipeline = cachedPipeline(
       gpu,
-      `kmeans.assign_nearest.d4=${d4}`,
-      assignWgsl(d4),
-      "assign_nearest",
+      `kmeans.scan_nearest.d4=${d4}`,
+      scanWgsl(d4),
+      "scan_nearest",
     );
     const tileRows = Math.floor(TILE_VEC4 / d4);
-    const enc = gpu.device.createCommandEncoder({ label: "kmeans assign" });
-    const groups: GPUBindGroup[] = [];
-    this.chunks.forEach((c, i) => {
-      q.writeBuffer(this.#dims, i * 256, new Uint32Array([c.rows, this.#k, tileRows, 0]));
-      groups.push(bindBuffers(gpu, pipeline, [
-        { buffer: this.#dims, offset: i * 256, size: 16 },
-        c.frames,
-        this.#codebook,
-        c.out,
-      ], "kmeans assign"));
-    });
+    const enc = gpu.device.createCommandEncoder({ label: "kmeans scan" });
     const pass = enc.beginComputePass();
     pass.setPipeline(pipeline);
+    const copies: { chunk: FrameChunk; from: number; count: number }[] = [];
+    let from = 0;
     this.chunks.forEach((c, i) => {
-      pass.setBindGroup(0, groups[i]);
-      pass.dispatchWorkgroups(Math.ceil(c.rows / WORKGROUP));
+      let to = from;
+      while (to < m && which[to] < c.start + c.rows) to++;
+      const count = to - from;
+      if (count === 0) return;
+      const local = new Uint32Array(count);
+      for (let j = 0; j < count; j++) local[j] = which[from + j] - c.start;
+      q.writeBuffer(c.idx, 0, local);
+      q.writeBuffer(this.#dims, i * 256, new Uint32Array([count, this.#k, tileRows, 0]));
+      pass.setBindGroup(
+        0,
+        bindBuffers(gpu, pipeline, [
+          { buffer: this.#dims, offset: i * 256, size: 16 },
+          c.frames,
+          c.idx,
+          this.#codebook,
+          c.out,
+        ], "kmeans scan"),
+      );
+      pass.dispatchWorkgroups(Math.ceil(count / WORKGROUP));
+      copies.push({ chunk: c, from, count });
+      from = to;
     });
     pass.end();
-    for (const c of this.chunks) {
-      enc.copyBufferToBuffer(c.out, 0, this.#staging, c.start * 4, c.rows * 4);
+    for (const { chunk, from, count } of copies) {
+      enc.copyBufferToBuffer(chunk.out, 0, this.#staging, from * 16, count * 16);
     }
     q.submit([enc.finish()]);
-    await this.#staging.mapAsync(GPUMapMode.READ);
-    out.set(new Uint32Array(this.#staging.getMappedRange(0, this.#n * 4)));
+    await this.#staging.mapAsync(GPUMapMode.READ, 0, m * 16);
+    const raw = this.#staging.getMappedRange(0, m * 16);
+    const u = new Uint32Array(raw), f = new Float32Array(raw);
+    for (let j = 0; j < m; j++) {
+      best[j] = u[4 * j];
+      d1[j] = f[4 * j + 1];
+      d2[j] = f[4 * j + 2];
+    }
     this.#staging.unmap();
-    return out;
+    return { best, d1, d2 };
   }
 
   destroy(): void {
     for (const c of this.chunks) {
       c.frames.destroy();
+      c.idx.destroy();
       c.out.destroy();
     }
     this.#dims.destroy();
@@ -299,7 +349,8 @@ export async function assignNearest(
   }
   const chunks = new FrameChunks(gpu, frames, D, K, chunkRows);
   try {
-    return await chunks.assign(codebook);
+    const all = Uint32Array.from({ length: frames.length / D }, (_, i) => i);
+    return (await chunks.scan(codebook, all)).best;
   } finally {
     chunks.destroy();
   }
@@ -460,24 +511,60 @@ export async function fitKMeans(
     codebook = kmeansPlusPlus(frames, sample, D, K, rng);
   }
   const chunks = new FrameChunks(gpu, frames, D, K, options.chunkRows);
+  // Relative slack on GPU (f32) distances, so bounds stay bounds despite rounding.
+  const slack = 1e-6 * (8 + D);
   try {
-    let assign = await chunks.assign(codebook);
+    const assign = new Uint32Array(n);
+    /** Upper bound on the distance from each frame to its centroid. */
+    const upper = new Float64Array(n);
+    /** Lower bound on the distance from each frame to every other centroid. */
+    const lower = new Float64Array(n);
+    let scanned = 0;
+    const fullScan = async (which: Uint32Array, centroids: Float32Array) => {
+      scanned += which.length;
+      const r = await chunks.scan(centroids, which);
+      let changed = 0;
+      for (let j = 0; j < which.length; j++) {
+        const i = which[j];
+        if (assign[i] !== r.best[j]) changed++;
+        assign[i] = r.best[j];
+        upper[i] = r.d1[j] * (1 + slack);
+        lower[i] = r.d2[j] * (1 - slack);
+      }
+      return changed;
+    };
+    await fullScan(Uint32Array.from({ length: n }, (_, i) => i), codebook);
     let inertia = inertiaOf(frames, assign, codebook, D);
     let done = 0;
+    const shift = new Float64Array(K);
     while (done < options.iterations) {
       const next = updateCentroids(frames, assign, codebook, D, K);
-      const nextAssign = await chunks.assign(next);
-      const nextInertia = inertiaOf(frames, nextAssign, next, D);
+      // How far each centroid moved; the largest two, for the lower bounds.
+      let max1 = 0, max2 = 0, arg1 = -1;
+      for (let k = 0; k < K; k++) {
+        shift[k] = Math.sqrt(sqDist(next, k, codebook, k, D)) * (1 + 1e-12);
+        if (shift[k] > max1) [max2, max1, arg1] = [max1, shift[k], k];
+        else if (shift[k] > max2) max2 = shift[k];
+      }
+      const pending: number[] = [];
+      for (let i = 0; i < n; i++) {
+        const a = assign[i];
+        upper[i] += shift[a];
+        lower[i] -= a === arg1 ? max2 : max1;
+        if (upper[i] < lower[i]) continue;
+        upper[i] = Math.sqrt(sqDist(frames, i, next, a, D));
+        if (upper[i] < lower[i]) continue;
+        pending.push(i);
+      }
+      const changed = await fullScan(Uint32Array.from(pending), next);
+      const nextInertia = inertiaOf(frames, assign, next, D);
       done++;
-      let changed = 0;
-      for (let i = 0; i < n; i++) if (nextAssign[i] !== assign[i]) changed++;
       const gain = inertia - nextInertia;
       codebook = next;
-      assign = nextAssign;
       inertia = nextInertia;
       if (changed === 0 || gain < options.tolerance * inertia) break;
     }
-    return { codebook, inertia, iterations: done };
+    return { codebook, inertia, iterations: done, scannedFraction: scanned / (n * (done + 1)) };
   } finally {
     chunks.destroy();
   }

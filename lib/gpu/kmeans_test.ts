@@ -104,6 +104,56 @@ Deno.test("fitKMeans recovers well-separated blobs and its inertia is that of it
   assertEquals(used, k, "every centroid should own a blob");
 });
 
+/** Plain Lloyd on the CPU from a given codebook: full scans in f64, the same update rule. */
+function lloydCpu(
+  x: Float32Array,
+  init: Float32Array,
+  d: number,
+  k: number,
+  iterations: number,
+): Float32Array {
+  let c = init;
+  let assign = nearestCpu(x, c, d, k);
+  for (let it = 0; it < iterations; it++) {
+    const sums = new Float64Array(k * d), counts = new Float64Array(k);
+    assign.forEach((a, i) => {
+      counts[a]++;
+      for (let j = 0; j < d; j++) sums[a * d + j] += x[i * d + j];
+    });
+    assert(counts.every((n) => n > 0), "the reference does not re-seed: pick data without empties");
+    c = Float32Array.from(sums, (v, t) => v / counts[Math.floor(t / d)]);
+    const next = nearestCpu(x, c, d, k);
+    if (next.every((a, i) => a === assign[i])) break;
+    assign = next;
+  }
+  return c;
+}
+
+Deno.test("fitKMeans with pruning bounds ends where plain Lloyd does", async () => {
+  const gpu = await requestGpu();
+  const d = 13, k = 21, n = 1531;
+  const x = blobs(n, d, 8, 9);
+  const r = new Random(10, "init");
+  // Initial centroids at distinct random frames, so no cluster starts empty.
+  const init = new Float32Array(k * d);
+  const picks = new Set<number>();
+  while (picks.size < k) picks.add(r.int(n));
+  [...picks].forEach((f, c) => init.set(x.subarray(f * d, (f + 1) * d), c * d));
+  const want = lloydCpu(x, init, d, k, 40);
+  const fit = await fitKMeans(gpu, x, d, k, {
+    seed: 0,
+    iterations: 40,
+    tolerance: 0,
+    initialCodebook: init,
+  });
+  let maxDiff = 0;
+  for (let i = 0; i < want.length; i++) {
+    maxDiff = Math.max(maxDiff, Math.abs(want[i] - fit.codebook[i]));
+  }
+  assert(maxDiff < 1e-4, `codebooks differ by up to ${maxDiff}`);
+  assert(fit.scannedFraction < 0.7, `bounds pruned too little: scanned ${fit.scannedFraction}`);
+});
+
 Deno.test("fitKMeans is deterministic and chunking does not change the result", async () => {
   const gpu = await requestGpu();
   const d = 5, k = 17, n = 777;
