@@ -15,47 +15,69 @@ import { sha256Hex } from "../artifacts/hash.ts";
 import { insideOf, REPO_ROOT } from "./paths.ts";
 
 const cache = new Map<string, Promise<string>>();
+/** Per-process cache of each module file's bytes and local imports (shared by all jobs). */
+const files = new Map<string, Promise<{ bytes: Uint8Array; imports: string[] } | undefined>>();
 
-const SPECIFIER_RES = [
-  // import x from "./a.ts"; export { y } from "./b.ts"; export * from "./c.ts"
-  /(?:^|[\s;])(import|export)\s+(type\s+)?[^'";]*?\sfrom\s*["'](\.{1,2}\/[^"']+)["']/g,
-  // import "./side-effect.ts"
-  /(?:^|[\s;])(import)()\s*["'](\.{1,2}\/[^"']+)["']/g,
-  // await import("./lazy.ts")
-  /(import)()\s*\(\s*["'](\.{1,2}\/[^"']+)["']\s*\)/g,
-];
+// `from "./x.ts"`, `import "./x.ts"`, `import("./x.ts")`: a relative string literal after from/import.
+const SPECIFIER_RE = /(\bfrom|\bimport)\s*(\(\s*)?["'](\.{1,2}\/[^"'\n]+)["']/g;
 
 /** Relative local imports of a module's text (type-only imports excluded). */
 export function localImports(text: string): string[] {
   const out = new Set<string>();
-  for (const re of SPECIFIER_RES) {
-    for (const m of text.matchAll(re)) {
-      if (m[2]) continue;
-      out.add(m[3]);
+  for (const m of text.matchAll(SPECIFIER_RE)) {
+    if (m[1] === "from") {
+      // The statement starts at the nearest `import`/`export` keyword before `from`.
+      const at = Math.max(text.lastIndexOf("import", m.index), text.lastIndexOf("export", m.index));
+      if (at >= 0 && /^(import|export)\s+type\s/.test(text.slice(at, at + 20))) continue;
     }
+    out.add(m[3]);
   }
   return [...out];
 }
 
-async function collect(entry: string): Promise<Map<string, Uint8Array>> {
-  const files = new Map<string, Uint8Array>();
-  const queue = [resolve(entry)];
-  while (queue.length) {
-    const path = queue.pop()!;
-    if (files.has(path)) continue;
-    let bytes: Uint8Array;
-    try {
-      bytes = await Deno.readFile(path);
-    } catch {
-      continue; // a missing import fails loudly when the job is imported
-    }
-    files.set(path, bytes);
-    if (!/\.(ts|js|mts|mjs|tsx|jsx)$/.test(path)) continue;
-    for (const spec of localImports(new TextDecoder().decode(bytes))) {
-      queue.push(resolve(dirname(path), spec.split(/[?#]/)[0]));
-    }
+function readModule(path: string): Promise<{ bytes: Uint8Array; imports: string[] } | undefined> {
+  let p = files.get(path);
+  if (!p) {
+    p = (async () => {
+      let bytes: Uint8Array;
+      try {
+        bytes = await Deno.readFile(path);
+      } catch {
+        return undefined; // a missing import fails loudly when the job is imported
+      }
+      const imports = /\.(ts|js|mts|mjs|tsx|jsx)$/.test(path)
+        ? localImports(new TextDecoder().decode(bytes)).map((s) =>
+          resolve(dirname(path), s.split(/[?#]/)[0])
+        )
+        : [];
+      return { bytes, imports };
+    })();
+    files.set(path, p);
   }
-  return files;
+  return p;
+}
+
+async function collect(entry: string): Promise<Map<string, Uint8Array>> {
+  const found = new Map<string, Uint8Array>();
+  const seen = new Set<string>();
+  let frontier = [resolve(entry)];
+  while (frontier.length) {
+    const next: string[] = [];
+    const mods = await Promise.all(frontier.map(readModule));
+    frontier.forEach((path, i) => {
+      const m = mods[i];
+      if (!m) return;
+      found.set(path, m.bytes);
+      for (const dep of m.imports) {
+        if (!seen.has(dep)) {
+          seen.add(dep);
+          next.push(dep);
+        }
+      }
+    });
+    frontier = next;
+  }
+  return found;
 }
 
 /**
@@ -70,8 +92,8 @@ export function codeHash(entry: string, outsideBase = dirname(resolve(entry))): 
   let p = cache.get(key);
   if (!p) {
     p = (async () => {
-      const files = await collect(entry);
-      const named = [...files].map(([abs, bytes]) => ({
+      const found = await collect(entry);
+      const named = [...found].map(([abs, bytes]) => ({
         name: insideOf(REPO_ROOT, abs) ?? relative(outsideBase, abs).split("\\").join("/"),
         bytes,
       })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));

@@ -219,7 +219,7 @@ export async function parseYaml(text: string, file: string, cacheDir?: string): 
       throw new UserError(`YAML syntax error at ${at}: ${first}`, {
         file: pos ? `${file}:${pos.line}:${pos.col}` : file,
         expected: "a YAML mapping with name, seed and steps",
-        found: e.message.split("\n").slice(1).join("\n").trimEnd() || undefined,
+        found: e.message.split("\n").slice(1).join("\n").replace(/^\n+/, "").trimEnd() || undefined,
         cause: e,
       });
     }
