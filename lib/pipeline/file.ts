@@ -185,7 +185,8 @@ function plainScalar(text: string): { v: unknown } | undefined {
   return undefined;
 }
 
-function isPlainJson(v: unknown): boolean {
+/** True when `v` survives a JSON round trip unchanged (plain objects, arrays, finite numbers…). */
+export function isPlainJson(v: unknown): boolean {
   if (v === null || typeof v === "string" || typeof v === "boolean") return true;
   if (typeof v === "number") return Number.isFinite(v) && !Object.is(v, -0);
   if (Array.isArray(v)) return v.every(isPlainJson);

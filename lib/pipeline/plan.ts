@@ -13,7 +13,13 @@ import { dirname, join } from "node:path";
 import { UserError } from "../errors/mod.ts";
 import { canonicalJson, sha256Hex } from "../artifacts/hash.ts";
 import type { ArtifactStore } from "../artifacts/store.ts";
-import { type PipelineSpec, readPipelineDoc, type StepSpec, validatePipelineDoc } from "./file.ts";
+import {
+  isPlainJson,
+  type PipelineSpec,
+  readPipelineDoc,
+  type StepSpec,
+  validatePipelineDoc,
+} from "./file.ts";
 import { REPO_ROOT } from "./paths.ts";
 import { issuesToError } from "./issues.ts";
 import { JobRegistry } from "./registry.ts";
@@ -338,14 +344,15 @@ export async function planPipelineText(
   if (!plan) {
     const spec = await validatePipelineDoc(doc, text, file, overrides);
     plan = await resolveSteps(spec, registry);
-    if (cacheFile) {
-      const c: CachedPlan = {
-        name: spec.name,
-        seed: spec.seed,
-        steps: spec.steps,
-        planned: [...plan.steps.values()],
-        order: plan.order,
-      };
+    const c: CachedPlan = {
+      name: spec.name,
+      seed: spec.seed,
+      steps: spec.steps,
+      planned: [...plan.steps.values()],
+      order: plan.order,
+    };
+    // Only plans that survive JSON exactly are cached (params like Infinity would not).
+    if (cacheFile && isPlainJson(c)) {
       try {
         await Deno.mkdir(dirname(cacheFile), { recursive: true });
         const tmp = `${cacheFile}.${Deno.pid}.tmp`;
