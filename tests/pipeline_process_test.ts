@@ -162,3 +162,50 @@ Deno.test("artifacts verify exits 1 and names a corrupted file", async () => {
   assertEquals(bad.code, 1);
   assertStringIncludes(bad.stdout, `BAD ${key.slice(0, 12)} out.txt`);
 });
+
+Deno.test("a fully cached re-run imports no job module (plan cache)", async () => {
+  await using dir = await tempDir();
+  const jobs = join(dir.path, "jobs");
+  await Deno.mkdir(jobs);
+  const marker = join(dir.path, "imports.log");
+  const src = await Deno.readTextFile(join(FIXTURE_JOBS, "write_text.ts"));
+  await Deno.writeTextFile(
+    join(jobs, "write_text.ts"),
+    `${src}\nDeno.writeTextFileSync(${JSON.stringify(marker)}, "imported\\n", { append: true });\n`,
+  );
+  const file = await writePipeline(
+    dir.path,
+    "name: m\nseed: 1\nsteps:\n  a: { job: write_text, params: { text: x } }\n",
+  );
+  const args = ["pipeline", file, "--jobs-dir", jobs, "--store", `${dir.path}/s`, "--json"];
+  const first = await finish(cli(args));
+  assertEquals(first.code, 0, first.stderr);
+  const second = await finish(cli(args));
+  assertEquals(JSON.parse(second.stdout).steps[0].status, "cached");
+  assertEquals(
+    await Deno.readTextFile(marker),
+    "imported\n",
+    "only the first run imported the job",
+  );
+});
+
+Deno.test("artifacts show prints manifest and metrics; artifacts runs lists the run", async () => {
+  await using dir = await tempDir();
+  const file = await writePipeline(dir.path, BASIC_YAML);
+  const store = `${dir.path}/s`;
+  const run = await runQuiet({ file, store });
+  const key = run.steps.find((s) => s.step === "hello")!.key!;
+  const show = await finish(cli(["artifacts", "show", key.slice(0, 10), "--store", store]));
+  assertEquals(show.code, 0, show.stderr);
+  const shown = JSON.parse(show.stdout);
+  assertEquals(shown.manifest.key, key);
+  assertEquals(shown.manifest.step, "hello");
+  assertEquals(shown.metrics, { chars: 5 });
+  const runs = await finish(cli(["artifacts", "runs", "--store", store]));
+  assertEquals(runs.code, 0, runs.stderr);
+  assertStringIncludes(runs.stdout, "succeeded");
+  assertStringIncludes(runs.stdout, "4 ran");
+  const missing = await finish(cli(["artifacts", "show", "ffff", "--store", store]));
+  assertEquals(missing.code, 1);
+  assertStringIncludes(missing.stderr, 'no artifact with key "ffff"');
+});
