@@ -76,7 +76,8 @@ const MAX_D4 = TILE_VEC4;
 /**
  * One invocation per listed frame: the nearest and second-nearest centroid of
  * `frames[idx[j]]`. Specialised per `D4 = ceil(D / 4)` so the inner loop has a
- * constant trip count; rows are zero-padded to `D4` vec4s on the host. The
+ * constant trip count and a frame of up to 128 floats is held in registers;
+ * rows are zero-padded to `D4` vec4s on the host. The
  * codebook is staged through workgroup memory in tiles of
  * `floor(TILE_VEC4 / D4)` centroids, which every invocation reads at the same
  * address (a broadcast), and each pass over the frame scores four centroids.
@@ -87,6 +88,8 @@ const MAX_D4 = TILE_VEC4;
  * out      [m] vec4u            (best index, bits of sqrt(best d²), bits of sqrt(second d²), 0)
  */
 function scanWgsl(d4: number): string {
+  // Narrow frames live in registers (a private array); wide ones are re-read from storage.
+  const hoist = d4 <= 32;
   return /* wgsl */ `
 struct Dims { m: u32, k: u32, tile_rows: u32, _pad: u32 }
 const D4: u32 = ${d4}u;
@@ -104,6 +107,11 @@ fn scan_nearest(@builtin(global_invocation_id) gid: vec3u,
   let j = gid.x;
   let live = j < dims.m;
   let base = idx[min(j, dims.m - 1u)] * D4;
+  ${
+    hoist
+      ? "var xs: array<vec4f, D4>;\n  for (var q = 0u; q < D4; q++) { xs[q] = frames[base + q]; }"
+      : ""
+  }
   var best = 0u;
   var d1 = BIG;
   var d2 = BIG;
@@ -124,7 +132,7 @@ fn scan_nearest(@builtin(global_invocation_id) gid: vec3u,
         let c2 = min(kk + 2u, n - 1u) * D4;
         let c3 = min(kk + 3u, n - 1u) * D4;
         for (var q = 0u; q < D4; q++) {
-          let x = frames[base + q];
+          let x = ${hoist ? "xs[q]" : "frames[base + q]"};
           let e0 = x - tile[c + q];
           let e1 = x - tile[c1 + q];
           let e2 = x - tile[c2 + q];

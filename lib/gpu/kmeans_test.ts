@@ -80,6 +80,15 @@ Deno.test("assignNearest tiles a codebook larger than one workgroup tile", async
   assertNearestAgree(x, c, d, k, await assignNearest(gpu, x, c, d, k));
 });
 
+Deno.test("assignNearest handles frames wider than the register-held 128 floats", async () => {
+  const gpu = await requestGpu();
+  const d = 133, k = 33; // D4 = 34: frames read from storage; tile = 30 centroids, so 2 tiles
+  const x = blobs(97, d, 4, 12);
+  const r = new Random(13, "codebook");
+  const c = Float32Array.from({ length: k * d }, () => r.range(-5, 5));
+  assertNearestAgree(x, c, d, k, await assignNearest(gpu, x, c, d, k));
+});
+
 Deno.test("assignNearest breaks exact ties toward the lowest index", async () => {
   const gpu = await requestGpu();
   const c = new Float32Array([1, 0, 5, 5, 1, 0, 0, 1]); // entries 0 and 2 identical; 3 ties with 0 at the origin
