@@ -194,6 +194,31 @@ interface FileAudio {
   codes?: Uint32Array;
 }
 
+/**
+ * The validation files scored for reconstruction: round robin over the
+ * categories (sorted), each category's files in path order, so `count` files
+ * cover `count` categories where there are that many.
+ */
+function reconstructionPicks(
+  files: readonly { category: string }[],
+  splits: readonly string[],
+  count: number,
+): Set<number> {
+  const byCategory = new Map<string, number[]>();
+  files.forEach((f, i) => {
+    if (splits[i] !== "val") return;
+    const list = byCategory.get(f.category);
+    if (list) list.push(i);
+    else byCategory.set(f.category, [i]);
+  });
+  const lists = [...byCategory].sort(([a], [b]) => a < b ? -1 : 1).map(([, l]) => l);
+  const picks: number[] = [];
+  for (let round = 0; picks.length < count && lists.some((l) => l.length > round); round++) {
+    for (const l of lists) if (l.length > round && picks.length < count) picks.push(l[round]);
+  }
+  return new Set(picks.sort((a, b) => a - b));
+}
+
 /** Code usage over all files: share of the K codes used, and the perplexity of their distribution. */
 function codeUsage(codes: Uint32Array[], k: number): { usage: number; perplexity: number } {
   const counts = new Float64Array(k);
@@ -241,9 +266,7 @@ async function tokenize(ctx: JobContext<TokenizeParams>): Promise<JobResult> {
   }
   try {
     const rate = codec ? codec.settings.sample_rate : p.mel.sample_rate;
-    const reconstructIdx = new Set(
-      scan.files.flatMap((_, i) => splits[i] === "val" ? [i] : []).slice(0, p.reconstruction_files),
-    );
+    const reconstructIdx = reconstructionPicks(scan.files, splits, p.reconstruction_files);
 
     // Decode and featurise every file.
     const timing = { decode: 0, features: 0, kmeans: 0, assign: 0 };

@@ -27,7 +27,7 @@ Deno.test("tokenize: sequences follow the split, vocab and layout; codes match t
   await withTempDir(async (dir) => {
     const scan = await makeScannedFolder(dir, CLIPS);
     const out = join(dir, "out");
-    const params = TokenizeParams.parse({ ...SMALL, reconstruction_files: 1 });
+    const params = TokenizeParams.parse({ ...SMALL, reconstruction_files: 2 });
     const result = await runJob(job, testContext("tokenize", params, { scan }, out, 7));
     const data = await readTokenizedData(out);
     assertEquals(data.vocab.categories, ["beep", "boop", "zap"]);
@@ -71,6 +71,12 @@ Deno.test("tokenize: sequences follow the split, vocab and layout; codes match t
     assert((m.codebook_usage as number) > 0.5, `codebook usage ${m.codebook_usage}`);
     assert((m.code_perplexity as number) > 2, `perplexity ${m.code_perplexity}`);
     assert(typeof m.reconstruction_lsd_db === "number" && m.reconstruction_lsd_db > 0);
+    const scored = m.reconstruction_files as { path: string }[];
+    const scoredCategories = new Set(scored.map((f) => f.path.split("/")[0]));
+    assertEquals(scoredCategories.size, 2, "reconstruction picks validation files of 2 categories");
+    for (const f of scored) {
+      assertEquals(data.sequences.find((s) => s.path === f.path)?.split, "val", f.path);
+    }
     assert((m.kmeans_frames as number) < (m.frames as number), "k-means sees train frames only");
     assert(result.environment?.webgpu_adapter, "environment names the WebGPU adapter");
   });
