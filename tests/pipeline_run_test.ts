@@ -235,6 +235,7 @@ steps:
   assertEquals(statuses(r), { ok: "ran", bad: "failed", after: "not-run" });
   assert(r.error instanceof UserError);
   assertEquals(r.error.location.step, "bad");
+  assertEquals(r.failed_step, "bad");
   assertStringIncludes(r.error.location.file!, "p.yaml");
   assertStringIncludes(r.steps.find((s) => s.step === "after")!.reason, "not run");
   const s = new LocalArtifactStore(store);

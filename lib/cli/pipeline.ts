@@ -118,9 +118,8 @@ export async function main(args: string[]): Promise<number> {
         out.err(`error: ${e.format()}\n`);
         return 1;
       }
-      const failed = summary.steps.find((s) => s.status === "failed");
       out.err(
-        `error: step "${failed?.step}" failed with an unexpected error:\n${
+        `error: step "${summary.failed_step}" failed with an unexpected error:\n${
           e instanceof Error ? e.stack : String(e)
         }\n`,
       );

@@ -73,6 +73,8 @@ export interface RunSummary {
   steps: StepSummary[];
   /** The first failure, for the CLI to print (a `UserError` located at its step, or a bug). */
   error?: unknown;
+  /** The step whose failure `error` is. */
+  failed_step?: string;
 }
 
 /** Resolves a pipeline argument: a file as given, else `pipelines/<arg>` at the repo root. */
@@ -304,6 +306,7 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
 
   const renderer = new ProgressRenderer(out);
   let firstError: unknown;
+  let failedStep: string | undefined;
   const running = new Map<string, Promise<void>>();
   const pending = new Set(toRun.map((s) => s.name));
 
@@ -389,7 +392,10 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
         err = e.withLocation({ step: st.name, file });
         s.reason = `failed: ${e.message}`;
       } else s.reason = `failed: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`;
-      firstError ??= err;
+      if (firstError === undefined) {
+        firstError = err;
+        failedStep = st.name;
+      }
     } finally {
       const secs = (performance.now() - t0) / 1000;
       s.duration_s = Math.round(secs * 1000) / 1000;
@@ -478,6 +484,7 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
     record: finalPath,
     steps: [...steps.values()].map(({ record: _r, ...s }) => s),
     error: firstError,
+    failed_step: failedStep,
   };
 }
 
