@@ -11,8 +11,10 @@ import {
   checkedRows,
   checkSize,
   createElementStep,
+  createKernelSequence,
   ELEMENT_ENTRY_WGSL,
   ELEMENT_INDEX_WGSL,
+  ELEMENT_WORKGROUP_SIZE,
 } from "./elementwise.ts";
 import type { EmbeddingGradientPlan } from "./embedding_plan.ts";
 
@@ -38,20 +40,52 @@ ${ELEMENT_ENTRY_WGSL} {
 }
 `;
 
+/** Rows summed by one invocation of the first backward kernel. */
+export const EMBEDDING_SEGMENT_ROWS = 32;
+
 /**
- * Backward: for each distinct token k of the plan and channel c,
- * `dTable[tokens[k], c] += sum of dOut[positions[p], c]` over
- * p = offsets[k] .. offsets[k+1]-1 in that (ascending row) order; one
- * invocation per (k, c). Rows of tokens absent from the batch, and the padding
- * row 0, are not touched. sizes = (n distinct tokens, d).
+ * Backward, part 1: the plan's rows are cut into segments of at most
+ * {@link EMBEDDING_SEGMENT_ROWS} consecutive entries of one token; one
+ * invocation per (segment s, channel c) writes
+ * `partials[s, c] = sum of dOut[positions[p], c]` over
+ * p = segStart[s] .. segStart[s+1]-1 in order. Bounding each invocation's loop
+ * keeps a frequent token (silence, say) from serialising the step.
+ * sizes = (n distinct tokens, d, segments).
  */
-const EMBEDDING_BACKWARD_WGSL = /* wgsl */ `
+const EMBEDDING_SEGMENTS_WGSL = /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
 @group(0) @binding(1) var<storage, read_write> dOut: array<f32>;       // read, dh [B*S, d]
-@group(0) @binding(2) var<storage, read_write> tokens: array<u32>;     // read, [n]
-@group(0) @binding(3) var<storage, read_write> offsets: array<u32>;    // read, [n + 1]
-@group(0) @binding(4) var<storage, read_write> positions: array<u32>;  // read, [offsets[n]]
-@group(0) @binding(5) var<storage, read_write> dTable: array<f32>;     // dEm [V, d], accumulated
+@group(0) @binding(2) var<storage, read_write> positions: array<u32>;  // read, plan rows
+@group(0) @binding(3) var<storage, read_write> segStart: array<u32>;   // read, [segments + 1]
+@group(0) @binding(4) var<storage, read_write> partials: array<f32>;   // [segments, d]
+${ELEMENT_INDEX_WGSL}
+${ELEMENT_ENTRY_WGSL} {
+  let i = elementIndex(wid, nwg, lid);
+  let d = sizes.y;
+  if (i >= sizes.z * d) { return; }
+  let segment = i / d;
+  let c = i % d;
+  var sum = 0.0;
+  for (var p = segStart[segment]; p < segStart[segment + 1u]; p++) {
+    sum += dOut[positions[p] * d + c];
+  }
+  partials[i] = sum;
+}
+`;
+
+/**
+ * Backward, part 2: one invocation per (distinct token k, channel c) adds its
+ * segments' partials, in order, into the table:
+ * `dTable[tokens[k], c] += sum of partials[s, c]` over
+ * s = tokenSeg[k] .. tokenSeg[k+1]-1. Rows of tokens absent from the batch, and
+ * the padding row 0, are not touched. sizes = (n, d, segments).
+ */
+const EMBEDDING_TOKENS_WGSL = /* wgsl */ `
+@group(0) @binding(0) var<uniform> sizes: vec4<u32>;
+@group(0) @binding(1) var<storage, read_write> partials: array<f32>;  // read, [segments, d]
+@group(0) @binding(2) var<storage, read_write> tokens: array<u32>;    // read, [n]
+@group(0) @binding(3) var<storage, read_write> tokenSeg: array<u32>;  // read, [n + 1]
+@group(0) @binding(4) var<storage, read_write> dTable: array<f32>;    // dEm [V, d], accumulated
 ${ELEMENT_INDEX_WGSL}
 ${ELEMENT_ENTRY_WGSL} {
   let i = elementIndex(wid, nwg, lid);
@@ -60,13 +94,40 @@ ${ELEMENT_ENTRY_WGSL} {
   let k = i / d;
   let c = i % d;
   var sum = 0.0;
-  for (var p = offsets[k]; p < offsets[k + 1u]; p++) {
-    sum += dOut[positions[p] * d + c];
+  for (var segment = tokenSeg[k]; segment < tokenSeg[k + 1u]; segment++) {
+    sum += partials[segment * d + c];
   }
   let at = tokens[k] * d + c;
   dTable[at] = dTable[at] + sum;
 }
 `;
+
+/**
+ * Segments of at most {@link EMBEDDING_SEGMENT_ROWS} plan entries, never
+ * spanning two tokens: `segStart [segments + 1]` (entry indices into
+ * `positions`) and `tokenSeg [n + 1]` (each token's first segment).
+ */
+function planSegments(
+  plan: EmbeddingGradientPlan,
+): { segStart: Uint32Array<ArrayBuffer>; tokenSeg: Uint32Array<ArrayBuffer> } {
+  const n = plan.tokens.length;
+  const tokenSeg = new Uint32Array(n + 1);
+  let segments = 0;
+  for (let k = 0; k < n; k++) {
+    tokenSeg[k] = segments;
+    segments += Math.ceil((plan.offsets[k + 1] - plan.offsets[k]) / EMBEDDING_SEGMENT_ROWS);
+  }
+  tokenSeg[n] = segments;
+  const segStart = new Uint32Array(segments + 1);
+  let j = 0;
+  for (let k = 0; k < n; k++) {
+    for (let p = plan.offsets[k]; p < plan.offsets[k + 1]; p += EMBEDDING_SEGMENT_ROWS) {
+      segStart[j++] = p;
+    }
+  }
+  segStart[segments] = plan.offsets[n];
+  return { segStart, tokenSeg };
+}
 
 /** Buffers and sizes of {@link createEmbeddingForward}. */
 export interface EmbeddingForwardBuffers {
@@ -126,9 +187,12 @@ export interface EmbeddingBackwardDims {
 }
 
 /**
- * `dTable[v, :] += sum over the rows r with ids[r] = v (ascending) of dOut[r, :]`
- * for every non-padding token v of the batch. `encode` uploads the plan
- * (queue.writeBuffer into buffers this step owns) and records one dispatch.
+ * `dTable[v, :] += sum over the rows r with ids[r] = v of dOut[r, :]` for every
+ * non-padding token v of the batch, in a fixed order: rows ascending within
+ * segments of {@link EMBEDDING_SEGMENT_ROWS}, then the segments in order.
+ * `encode` checks the plan, cuts it into segments and uploads both
+ * (queue.writeBuffer into buffers this step owns), then records two
+ * dispatches.
  */
 export function createEmbeddingBackward(
   gpu: Gpu,
@@ -137,15 +201,20 @@ export function createEmbeddingBackward(
   const label = "embedding.backward";
   const { V, d, maxRows } = buffers;
   const maxTokens = Math.min(V, maxRows);
-  const tokens = createStorageBuffer(gpu, maxTokens * 4, `${label}:tokens`);
-  const offsets = createStorageBuffer(gpu, (maxTokens + 1) * 4, `${label}:offsets`);
-  const positions = createStorageBuffer(gpu, maxRows * 4, `${label}:positions`);
-  const inner = createElementStep<EmbeddingBackwardDims>(gpu, {
+  // Each token's last segment may be short: at most one extra segment per token.
+  const maxSegments = Math.min(maxRows, maxTokens + Math.ceil(maxRows / EMBEDDING_SEGMENT_ROWS));
+  const owned = {
+    tokens: createStorageBuffer(gpu, maxTokens * 4, `${label}:tokens`),
+    positions: createStorageBuffer(gpu, maxRows * 4, `${label}:positions`),
+    segStart: createStorageBuffer(gpu, (maxSegments + 1) * 4, `${label}:segStart`),
+    tokenSeg: createStorageBuffer(gpu, (maxTokens + 1) * 4, `${label}:tokenSeg`),
+    partials: createStorageBuffer(gpu, maxSegments * d * 4, `${label}:partials`),
+  };
+  // Sizes of the plan being encoded, set by `check`.
+  let current = { n: 0, segments: 0 };
+  const inner = createKernelSequence<EmbeddingBackwardDims>(gpu, {
     label,
-    cacheKey: label,
-    code: EMBEDDING_BACKWARD_WGSL,
-    buffers: [buffers.dOut, tokens, offsets, positions, buffers.dTable],
-    count: ({ plan }) => {
+    check: ({ plan }) => {
       const n = plan.tokens.length;
       checkSize(label, "distinct tokens", n, maxTokens);
       checkSize(label, "plan rows", plan.positions.length, maxRows);
@@ -155,23 +224,36 @@ export function createEmbeddingBackward(
       if (n > 0 && plan.tokens[n - 1] >= V) {
         throw new RangeError(`${label}: plan token ${plan.tokens[n - 1]} is not below V = ${V}`);
       }
-      if (n > 0) {
-        const q = gpu.device.queue;
-        q.writeBuffer(tokens, 0, plan.tokens);
-        q.writeBuffer(offsets, 0, plan.offsets);
-        q.writeBuffer(positions, 0, plan.positions);
-      }
-      return n * d;
+      const { segStart, tokenSeg } = planSegments(plan);
+      current = { n, segments: segStart.length - 1 };
+      if (n === 0) return;
+      const q = gpu.device.queue;
+      q.writeBuffer(owned.tokens, 0, plan.tokens);
+      q.writeBuffer(owned.positions, 0, plan.positions);
+      q.writeBuffer(owned.segStart, 0, segStart);
+      q.writeBuffer(owned.tokenSeg, 0, tokenSeg);
     },
-    sizes: ({ plan }) => [plan.tokens.length, d],
+    kernels: [
+      {
+        cacheKey: `${label}.segments`,
+        code: EMBEDDING_SEGMENTS_WGSL,
+        buffers: [buffers.dOut, owned.positions, owned.segStart, owned.partials],
+        workgroups: () => Math.ceil(current.segments * d / ELEMENT_WORKGROUP_SIZE),
+      },
+      {
+        cacheKey: `${label}.tokens`,
+        code: EMBEDDING_TOKENS_WGSL,
+        buffers: [owned.partials, owned.tokens, owned.tokenSeg, buffers.dTable],
+        workgroups: () => Math.ceil(current.n * d / ELEMENT_WORKGROUP_SIZE),
+      },
+    ],
+    sizes: () => [current.n, d, current.segments],
   });
   return {
     encode: inner.encode,
     destroy() {
       inner.destroy();
-      tokens.destroy();
-      offsets.destroy();
-      positions.destroy();
+      for (const b of Object.values(owned)) b.destroy();
     },
   };
 }

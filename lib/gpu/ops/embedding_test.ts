@@ -1,7 +1,11 @@
 import { assertEquals, assertThrows } from "../../../tests/assert.ts";
 import { embeddingBackward, embeddingForward } from "../../model/reference.ts";
 import { Random } from "../../random/mod.ts";
-import { createEmbeddingBackward, createEmbeddingForward } from "./embedding.ts";
+import {
+  createEmbeddingBackward,
+  createEmbeddingForward,
+  EMBEDDING_SEGMENT_ROWS,
+} from "./embedding.ts";
 import { planEmbeddingGradient } from "./embedding_plan.ts";
 import {
   assertBitIdentical,
@@ -15,12 +19,12 @@ import {
 
 const B = 3, S = 13, d = 20, V = 37;
 
-/** Ids with padding and heavy repeats (token 3 appears many times). */
-function randomIds(rng: Random): Int32Array<ArrayBuffer> {
-  const ids = new Int32Array(B * S);
+/** Ids `[rows]` with padding (15%) and token 3 repeated on a share `heavy` of the rows. */
+function randomIds(rng: Random, rows = B * S, heavy = 0.2): Int32Array<ArrayBuffer> {
+  const ids = new Int32Array(rows);
   for (let i = 0; i < ids.length; i++) {
     const u = rng.uniform();
-    ids[i] = u < 0.15 ? 0 : u < 0.35 ? 3 : 1 + rng.int(V - 1);
+    ids[i] = u < 0.15 ? 0 : u < 0.15 + heavy ? 3 : 1 + rng.int(V - 1);
   }
   return ids;
 }
@@ -59,7 +63,7 @@ async function runBackward(
     dTable: p.slices[1],
     V,
     d,
-    maxRows: B * S,
+    maxRows: ids.length,
   });
   await runSteps(gpu, [[step, { plan: planEmbeddingGradient(ids, V) }]]);
   const r = await readPacked(gpu, p);
@@ -91,10 +95,22 @@ Deno.test("embedding backward adds per-token row sums into dEm and leaves other 
   }
 });
 
+Deno.test("embedding backward sums a token on most rows (several segments) like the reference", async () => {
+  const rows = 4 * 50;
+  const rng = new Random(22, "embedding-frequent");
+  const ids = randomIds(rng, rows, 0.7);
+  const count = ids.filter((id) => id === 3).length;
+  if (count <= 2 * EMBEDDING_SEGMENT_ROWS) throw new Error(`token 3 occurs only ${count} times`);
+  const dOut = randomNormal(rng, rows * d);
+  const { dTable, gapsIntact } = await runBackward(ids, dOut, new Float32Array(V * d));
+  gapsIntact();
+  assertClose(dTable, embeddingBackward(ids, dOut, V, d), 1e-6, "dEm");
+});
+
 Deno.test("embedding backward is bit-identical across runs", async () => {
   const rng = new Random(4, "embedding-determinism");
-  const ids = randomIds(rng);
-  const dOut = randomNormal(rng, B * S * d, 3);
+  const ids = randomIds(rng, 4 * 50, 0.7);
+  const dOut = randomNormal(rng, ids.length * d, 3);
   const zero = new Float32Array(V * d);
   const a = await runBackward(ids, dOut, zero);
   const b = await runBackward(ids, dOut, zero);
