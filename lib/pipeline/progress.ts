@@ -175,7 +175,10 @@ export class ProgressRenderer {
     const now = this.#now();
     if (!force && now - this.#lastDraw < TTY_INTERVAL_MS) return;
     this.#lastDraw = now;
-    const cols = Deno.stderr.isTerminal() ? Deno.consoleSize().columns : 120;
+    let cols = 120;
+    try {
+      cols = Deno.consoleSize().columns || 120;
+    } catch { /* not a terminal after all */ }
     let s = this.#drawn ? `\x1b[${this.#drawn}A` : "";
     for (const bar of this.#bars.values()) {
       s += `\r\x1b[2K${`${bar.step}  ${this.#text(bar, true)}`.slice(0, cols - 1)}\n`;
