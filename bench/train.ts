@@ -107,7 +107,7 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
       parameters: params,
       steps,
     };
-    if (opts.profile) result.profile = await graph.profileStep(batches[0], 1e-3);
+    if (opts.profile) result.profile = await graph.profileStep(batches[0], 1e-3, cpuClock());
     if (!opts.noPytorch) {
       const torch = await runPytorch(shape, opts.seedConfig ? 1 : Math.max(3, Math.min(steps, 5)));
       if (torch !== undefined) {
@@ -135,7 +135,9 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
       }
       if (result.profile) {
         const total = Object.values(result.profile).reduce((a, b) => a + b, 0);
-        console.log(`profile (ms per step, one submit per op; total ${total.toFixed(1)} ms):`);
+        console.log(
+          `profile (CPU ms per step, one submit per op; total ${total.toFixed(1)} ms):`,
+        );
         const rows = Object.entries(result.profile).sort((a, b) => b[1] - a[1]);
         for (const [name, ms] of rows) console.log(`  ${ms.toFixed(2).padStart(9)}  ${name}`);
       }
@@ -144,6 +146,23 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
   } finally {
     graph.destroy();
   }
+}
+
+/**
+ * Milliseconds of CPU time of this process (llvmpipe's threads included) on
+ * Linux, steadier than wall time on a shared machine; wall time elsewhere.
+ */
+function cpuClock(): () => number {
+  try {
+    Deno.readTextFileSync("/proc/self/stat");
+  } catch {
+    return () => performance.now();
+  }
+  return () => {
+    const fields = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
+    // utime + stime, in clock ticks of 10 ms.
+    return (Number(fields[11]) + Number(fields[12])) * 10;
+  };
 }
 
 /** Runs bench/pytorch_train.py; undefined when python3 or torch is missing. */
