@@ -8,42 +8,123 @@
  *
  * @module
  */
-import { Command } from "@commander-js/extra-typings";
+import { parseArgs } from "node:util";
 import { UserError } from "../errors/mod.ts";
 import { rerunFromRecord, runPipeline, type RunSummary } from "../pipeline/runner.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
 
-const collect = (value: string, previous: string[]) => [...previous, value];
+/** The command's options, once: parsed by `node:util` on the fast path, by commander for help and usage errors. */
+const OPTIONS = {
+  set: {
+    type: "string",
+    multiple: true,
+    arg: "<path=value>",
+    help: "override a parameter (STEP.PARAM=VALUE, seed=N); repeatable",
+  },
+  "dry-run": { type: "boolean", help: "print what would run and why; run nothing" },
+  force: {
+    type: "string",
+    multiple: true,
+    arg: "<step>",
+    help: "re-run this step even if cached; repeatable",
+  },
+  only: { type: "string", arg: "<step>", help: "run just this step (its inputs must be cached)" },
+  until: { type: "string", arg: "<step>", help: "run this step and its ancestors only" },
+  store: {
+    type: "string",
+    arg: "<dir>",
+    help: "artifact store (default $SAMOUT_STORE or artifacts/)",
+  },
+  "jobs-dir": { type: "string", arg: "<dir>", help: "folder of job modules (default jobs/)" },
+  json: {
+    type: "boolean",
+    help: "print a machine-readable run summary on stdout (human output on stderr)",
+  },
+  rerun: {
+    type: "string",
+    arg: "<record>",
+    help: "re-run exactly from a run record (its YAML text and overrides)",
+  },
+} as const;
 
-function program() {
-  return new Command("pipeline")
+/** Parsed command line. */
+interface PipelineArgs {
+  file?: string;
+  set: string[];
+  dryRun?: boolean;
+  force: string[];
+  only?: string;
+  until?: string;
+  store?: string;
+  jobsDir?: string;
+  json?: boolean;
+  rerun?: string;
+}
+
+/**
+ * The commander program built from {@link OPTIONS}. It is loaded only for
+ * `--help` and malformed command lines: importing any npm package costs more
+ * than a whole cached re-run is allowed to take.
+ */
+async function commanderParse(args: string[]): Promise<PipelineArgs | number> {
+  const { Command } = await import("@commander-js/extra-typings");
+  const out = consoleOutput();
+  const cmd = new Command("pipeline")
     .description("Run a pipeline: steps whose key is already in the store are skipped.")
     .argument("[file]", "pipeline YAML (a name not found here is looked up in pipelines/)")
-    .option(
-      "--set <path=value>",
-      "override a parameter (STEP.PARAM=VALUE, seed=N); repeatable",
-      collect,
-      [] as string[],
-    )
-    .option("--dry-run", "print what would run and why; run nothing")
-    .option(
-      "--force <step>",
-      "re-run this step even if cached; repeatable",
-      collect,
-      [] as string[],
-    )
-    .option("--only <step>", "run just this step (its inputs must be cached)")
-    .option("--until <step>", "run this step and its ancestors only")
-    .option("--store <dir>", "artifact store (default $SAMOUT_STORE or artifacts/)")
-    .option("--jobs-dir <dir>", "folder of job modules (default jobs/)")
-    .option("--json", "print a machine-readable run summary on stdout (human output on stderr)")
-    .option("--rerun <record>", "re-run exactly from a run record (its YAML text and overrides)")
     .addHelpText("after", "\nAlso: pipeline rerun RECORD  (same as --rerun RECORD)")
     .exitOverride()
-    .configureOutput({
-      writeOut: (s) => consoleOutput().err(s),
-      writeErr: (s) => consoleOutput().err(s),
+    .configureOutput({ writeOut: (t) => out.err(t), writeErr: (t) => out.err(t) });
+  for (const [name, o] of Object.entries(OPTIONS)) {
+    const flag = "arg" in o ? `--${name} ${o.arg}` : `--${name}`;
+    if ("multiple" in o) cmd.option(flag, o.help, (v: string, prev: string[]) => [...prev, v], []);
+    else cmd.option(flag, o.help);
+  }
+  try {
+    await cmd.parseAsync(args, { from: "user" });
+  } catch (e) {
+    const code = (e as { exitCode?: number }).exitCode;
+    if (typeof code === "number") return code;
+    throw e;
+  }
+  const o = cmd.opts() as Record<string, unknown>;
+  return {
+    ...(o as Omit<PipelineArgs, "file">),
+    file: cmd.args[0],
+    set: (o.set as string[]) ?? [],
+    force: (o.force as string[]) ?? [],
+  };
+}
+
+async function parse(args: string[]): Promise<PipelineArgs | number> {
+  if (args.includes("--help") || args.includes("-h")) return await commanderParse(args);
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args,
+      options: Object.fromEntries(
+        Object.entries(OPTIONS).map(([k, o]) => [k, { type: o.type, multiple: "multiple" in o }]),
+      ),
+      allowPositionals: true,
+      strict: true,
     });
+  } catch {
+    return await commanderParse(args); // commander words the usage error
+  }
+  if (parsed.positionals.length > 1) return await commanderParse(args);
+  const v = parsed.values as Record<string, string | boolean | string[] | undefined>;
+  return {
+    file: parsed.positionals[0],
+    set: (v.set as string[]) ?? [],
+    dryRun: v["dry-run"] as boolean | undefined,
+    force: (v.force as string[]) ?? [],
+    only: v.only as string | undefined,
+    until: v.until as string | undefined,
+    store: v.store as string | undefined,
+    jobsDir: v["jobs-dir"] as string | undefined,
+    json: v.json as boolean | undefined,
+    rerun: v.rerun as string | undefined,
+  };
 }
 
 function jsonSummary(s: RunSummary): string {
@@ -62,16 +143,9 @@ export async function main(args: string[]): Promise<number> {
   if (args[0] === "rerun") {
     args = args[1] === undefined ? ["--rerun"] : ["--rerun", ...args.slice(1)];
   }
-  const cmd = program();
-  try {
-    await cmd.parseAsync(args, { from: "user" });
-  } catch (e) {
-    const code = (e as { exitCode?: number }).exitCode;
-    if (typeof code === "number") return code;
-    throw e;
-  }
-  const opts = cmd.opts();
-  const file = cmd.args[0];
+  const opts = await parse(args);
+  if (typeof opts === "number") return opts;
+  const file = opts.file;
   if (!file && !opts.rerun) {
     throw new UserError("no pipeline file given", {
       expected: "deno task pipeline FILE.yaml [options], or pipeline rerun RECORD",
