@@ -99,7 +99,8 @@ export async function resolvePipelineFile(arg: string): Promise<string> {
   });
 }
 
-function describeChange(prev: StepIdentity, cur: StepIdentity, plan: Plan): string {
+/** Why a step's key differs from its last run's: what changed among code, params, inputs and sources. */
+function describeChange(prev: StepIdentity, cur: StepIdentity): string {
   const reasons: string[] = [];
   if (prev.code_hash !== cur.code_hash || prev.version !== cur.version || prev.job !== cur.job) {
     reasons.push(
@@ -122,7 +123,6 @@ function describeChange(prev: StepIdentity, cur: StepIdentity, plan: Plan): stri
   if (canonicalJson(prev.inputs) !== canonicalJson(cur.inputs)) {
     const slots = [...new Set([...Object.keys(prev.inputs), ...Object.keys(cur.inputs)])].sort()
       .filter((s) => prev.inputs[s] !== cur.inputs[s]);
-    void plan;
     reasons.push(`input changed (${slots.join(", ")})`);
   }
   if (canonicalJson(prev.sources) !== canonicalJson(cur.sources)) {
@@ -240,7 +240,7 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
       if (!prev?.identity) reason = "new (never run)";
       else if (prev.key === st.key) {
         reason = prev.status === "failed" ? "last run failed" : "output missing";
-      } else reason = describeChange(prev.identity, st.identity!, plan);
+      } else reason = describeChange(prev.identity, st.identity!);
     }
     entry("not-run", reason);
     toRun.push(st);
@@ -301,8 +301,8 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
     status: "running",
     steps: Object.fromEntries([...steps].map(([n, s]) => [n, s.record])),
   };
-  // A fully cached run writes its record once, at the end (keeps no-op re-runs fast).
-  const recordPath = toRun.length ? await writeRunRecord(runsDir, record) : "";
+  // Written now so a killed run leaves a trace; a fully cached run writes it once, at the end.
+  if (toRun.length) await writeRunRecord(runsDir, record);
 
   const renderer = new ProgressRenderer(out);
   let firstError: unknown;
@@ -455,7 +455,6 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
   }
   record.steps = Object.fromEntries([...steps].map(([n, s]) => [n, s.record]));
   const finalPath = await writeRunRecord(runsDir, record);
-  void recordPath;
 
   const rows = [["step", "job", "status", "time", "key", "reason"]];
   for (const name of plan.order) {
@@ -466,9 +465,7 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
       s.status,
       s.duration_s !== undefined ? formatDuration(s.duration_s) : "",
       short(s.key),
-      s.status === "ran" || s.status === "cached"
-        ? (s.status === "ran" ? s.reason : s.reason === "cached" ? "" : s.reason)
-        : s.reason,
+      s.reason === "cached" ? "" : s.reason,
     ]);
   }
   out.err(
