@@ -61,10 +61,32 @@ export interface MatmulTile {
 }
 
 /**
- * The tiling used by default, the fastest of those tried on llvmpipe (2 cores)
- * for the training shapes (see bench/matmul.ts).
+ * Tiling for software adapters (llvmpipe): one 8-lane SIMD group per
+ * workgroup, each invocation a 16 x 8 block. llvmpipe turns every storage
+ * load into a per-lane loop, so the run time follows the loads per FMA,
+ * `(rows + cols) / (rows * cols)`, while spilled accumulators are cheap vector
+ * moves; but the compile time grows faster than `rows * cols` (one guarded
+ * store each). Measured on 2 shared cores (CPU-time GFLOP/s on NT
+ * 2048x128x256; cold compile of the plain / bias+accumulate variant):
+ * 4x4 (8x8 wg) 6.4; 16x4 10.4; 8x8 13.1 (0.5 s / 0.8 s); 16x8 (8x1 wg) ~15
+ * (0.6 s / 1.9 s); 16x16 (8x1) ~20 (4 s / 9 s); 32x16 (8x1) ~21 (6 s / 21 s).
+ * 16x8 keeps a cold training-graph build and the CI tests within seconds.
  */
-export const DEFAULT_TILE: MatmulTile = { rows: 8, cols: 8, wgX: 8, wgY: 8, interleave: true };
+export const SOFTWARE_TILE: MatmulTile = { rows: 16, cols: 8, wgX: 8, wgY: 1, interleave: true };
+
+/**
+ * Tiling for hardware GPUs: small per-invocation blocks (registers are per
+ * invocation there) and 256-invocation workgroups with neighbouring
+ * invocations on neighbouring columns. Not tuned (no GPU on the test machines).
+ */
+export const HARDWARE_TILE: MatmulTile = { rows: 4, cols: 4, wgX: 16, wgY: 16, interleave: true };
+
+/** The tiling for `gpu`'s adapter: {@link SOFTWARE_TILE} or {@link HARDWARE_TILE}. */
+export function defaultTile(gpu: Gpu): MatmulTile {
+  return gpu.isFallback || /llvmpipe|swiftshader/i.test(gpu.adapterDescription)
+    ? SOFTWARE_TILE
+    : HARDWARE_TILE;
+}
 
 /**
  * How an operand is laid out relative to the generic product
@@ -118,14 +140,24 @@ function matmulWgsl(s: KernelSpec): string {
     }
   }
   lines.push(`  }`);
+  // Epilogue. Loads sit outside the guards, at clamped indices: llvmpipe
+  // compiles a load inside a branch into a per-lane loop inside a branch, and
+  // 512 of those take minutes to compile.
+  for (let j = 0; j < TC; j++) {
+    const q = `q0 + ${interleave ? j * wgX : j}u`;
+    lines.push(`  let col${j} = ${q};`);
+    if (s.bias) lines.push(`  let bias${j} = bias[min(col${j}, Q - 1u)];`);
+  }
   for (let i = 0; i < TR; i++) {
+    lines.push(`  let row${i} = min(p0 + ${i}u, P - 1u) * Q;`);
     for (let j = 0; j < TC; j++) {
-      const q = `q0 + ${interleave ? j * wgX : j}u`;
       let value = `acc_${i}_${j}`;
-      if (s.bias) value += ` + bias[${q}]`;
-      const at = `(p0 + ${i}u) * Q + ${q}`;
-      if (s.accumulate) value = `c[${at}] + (${value})`;
-      lines.push(`  if (p0 + ${i}u < P && ${q} < Q) { c[${at}] = ${value}; }`);
+      if (s.bias) value += ` + bias${j}`;
+      if (s.accumulate) {
+        lines.push(`  let old_${i}_${j} = c[row${i} + min(col${j}, Q - 1u)];`);
+        value = `old_${i}_${j} + (${value})`;
+      }
+      lines.push(`  if (p0 + ${i}u < P && col${j} < Q) { c[row${i} + col${j}] = ${value}; }`);
     }
   }
   const colStart = interleave
@@ -236,7 +268,7 @@ function createProduct(
 export function createMatmulNT(
   gpu: Gpu,
   buffers: MatmulBuffers & { bias?: GPUBuffer | BufferSlice },
-  tile: MatmulTile = DEFAULT_TILE,
+  tile: MatmulTile = defaultTile(gpu),
 ): GpuStep<MatmulDims> {
   return createProduct(gpu, buffers, "pr", "pr", (d) => [d.M, d.N, d.K], "matmulNT", tile);
 }
@@ -248,7 +280,7 @@ export function createMatmulNT(
 export function createMatmulNN(
   gpu: Gpu,
   buffers: MatmulBuffers,
-  tile: MatmulTile = DEFAULT_TILE,
+  tile: MatmulTile = defaultTile(gpu),
 ): GpuStep<MatmulDims> {
   return createProduct(gpu, buffers, "pr", "rp", (d) => [d.M, d.K, d.N], "matmulNN", tile);
 }
@@ -261,7 +293,7 @@ export function createMatmulNN(
 export function createMatmulTN(
   gpu: Gpu,
   buffers: MatmulBuffers,
-  tile: MatmulTile = DEFAULT_TILE,
+  tile: MatmulTile = defaultTile(gpu),
 ): GpuStep<MatmulDims> {
   return createProduct(gpu, buffers, "rp", "rp", (d) => [d.N, d.K, d.M], "matmulTN", tile);
 }

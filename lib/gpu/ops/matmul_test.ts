@@ -7,6 +7,7 @@ import {
   createMatmulNN,
   createMatmulNT,
   createMatmulTN,
+  HARDWARE_TILE,
   type MatmulDims,
 } from "./matmul.ts";
 import { assertClose, packTensors, randomUniform, readSlice, runSteps } from "./test_helpers.ts";
@@ -128,6 +129,33 @@ Deno.test("matmul: M changes per encode and only the first M rows are written", 
   assert(y.subarray(small.M * full.N).every((v) => v === 7), "rows past M must stay untouched");
   step.destroy();
   for (const buf of [a, b, c]) buf.destroy();
+});
+
+Deno.test("matmul: the hardware-GPU tiling gives the same products (M=37 N=45 K=29)", async () => {
+  const g = await gpu();
+  const dims = { M: 37, N: 45, K: 29 };
+  const { x, w, bias, dy } = randomLayer(7, dims);
+  const inputs = packTensors(g, [x, w, bias, dy]);
+  const [xs, ws, bs, dys] = inputs.slices;
+  const outputs = packTensors(g, [
+    new Float32Array(dims.M * dims.N),
+    new Float32Array(dims.M * dims.K),
+    new Float32Array(dims.N * dims.K),
+  ]);
+  const [y, dx, dw] = outputs.slices;
+  const steps = [
+    createMatmulNT(g, { a: xs, b: ws, bias: bs, c: y }, HARDWARE_TILE),
+    createMatmulNN(g, { a: dys, b: ws, c: dx }, HARDWARE_TILE),
+    createMatmulTN(g, { a: dys, b: xs, c: dw }, HARDWARE_TILE),
+  ];
+  await runSteps<MatmulDims>(g, steps.map((s) => [s, dims]));
+  const bwd = linearBackward(x, w, dy, dims.M, dims.K, dims.N);
+  assertClose(await readSlice(g, y), linearForward(x, w, bias, dims.M, dims.K, dims.N), TOL, "y");
+  assertClose(await readSlice(g, dx), bwd.dx, TOL, "dx");
+  assertClose(await readSlice(g, dw), bwd.dw, TOL, "dW");
+  for (const s of steps) s.destroy();
+  inputs.buffer.destroy();
+  outputs.buffer.destroy();
 });
 
 Deno.test("matmul: an output in the same buffer as an input is refused", async () => {
