@@ -2,7 +2,7 @@
  * k-means on WebGPU: the codebook of the mel-vq tokenizer.
  *
  * - Initialisation is k-means++ on the host, seeded from `lib/random`. For
- *   large inputs it runs over a seeded subsample of `max(8192, 4 K)` frames
+ *   large inputs it runs over a seeded subsample of `max(4096, 4 K)` frames
  *   (k-means++ costs `O(n K D)` on one CPU core; the Lloyd iterations that
  *   follow use every frame, so the subsample only affects the starting point).
  * - Each Lloyd iteration finds nearest centroids on the GPU (`scan_nearest`
@@ -515,7 +515,7 @@ export async function fitKMeans(
     codebook = Float32Array.from(options.initialCodebook);
   } else {
     const rng = new Random(options.seed, "kmeans++");
-    const sample = seededSubsample(n, Math.max(8192, 4 * K), rng);
+    const sample = seededSubsample(n, Math.max(4096, 4 * K), rng);
     codebook = kmeansPlusPlus(frames, sample, D, K, rng);
   }
   const chunks = new FrameChunks(gpu, frames, D, K, options.chunkRows);
