@@ -373,7 +373,11 @@ async function tokenize(ctx: JobContext<TokenizeParams>): Promise<JobResult> {
         });
       } catch (e) {
         throw e instanceof UserError
-          ? e.withLocation({ file: ctx.pipelineFile, step: ctx.step, field: "codebook_size" })
+          ? e.withLocation({
+            file: ctx.pipelineFile,
+            step: ctx.step,
+            field: `steps.${ctx.step}.params.codebook_size`,
+          })
           : e;
       }
       codebook = fit.codebook;

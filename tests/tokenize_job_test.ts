@@ -138,7 +138,7 @@ Deno.test("tokenize: too few train frames for the codebook is a UserError on cod
       "at least as many frames",
     );
     assert(e instanceof UserError);
-    assertEquals(e.location.field, "codebook_size");
+    assertEquals(e.location.field, "steps.tokenize.params.codebook_size");
     assertEquals(e.location.step, "tokenize");
   });
 });
