@@ -5,11 +5,15 @@ import type { ArtifactRef } from "../lib/artifacts/mod.ts";
 import type { JobContext, JobResult } from "../lib/pipeline/job.ts";
 import { Random } from "../lib/random/mod.ts";
 
-/** A clip to generate: category, length and a base tone (Hz). */
+/** A clip to generate: category, length and a base tone (Hz); optionally its own rate and channels. */
 export interface ClipSpec {
   category: string;
   seconds: number;
   hz: number;
+  /** Sample rate of this file (default: the folder's rate). */
+  rate?: number;
+  /** Channels (default 1); extra channels carry the same tone at half level. */
+  channels?: number;
 }
 
 /** Hex SHA-256 of bytes. */
@@ -45,17 +49,19 @@ export async function makeScannedFolder(
     const n = counts[c.category] = (counts[c.category] ?? 0) + 1;
     const rel = `${c.category}/${c.category}_${String(n).padStart(3, "0")}.wav`;
     await Deno.mkdir(join(root, c.category), { recursive: true });
-    const bytes = encodeWav([clipSamples(c, rate, i)], rate, { bits: 16 }) as Uint8Array<
-      ArrayBuffer
-    >;
+    const fileRate = c.rate ?? rate;
+    const mono = clipSamples(c, fileRate, i);
+    const channels = [mono];
+    for (let ch = 1; ch < (c.channels ?? 1); ch++) channels.push(mono.map((v) => v / 2));
+    const bytes = encodeWav(channels, fileRate, { bits: 16 }) as Uint8Array<ArrayBuffer>;
     await Deno.writeFile(join(root, rel), bytes);
     files.push({
       path: rel,
       category: c.category,
       format: "wav",
-      sample_rate: rate,
-      channels: 1,
-      duration_s: Math.round(c.seconds * rate) / rate,
+      sample_rate: fileRate,
+      channels: channels.length,
+      duration_s: mono.length / fileRate,
       sha256: await sha256Hex(bytes),
     });
   }

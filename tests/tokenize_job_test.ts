@@ -6,6 +6,7 @@ import { decodeSequence } from "../lib/data/vocab.ts";
 import { UserError } from "../lib/errors/mod.ts";
 import { openTokenizerDir } from "../lib/tokenizers/mod.ts";
 import { decodeWav } from "../lib/audio/wav.ts";
+import { resample, toMono } from "../lib/audio/resample.ts";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./assert.ts";
 import {
   type ClipSpec,
@@ -16,10 +17,12 @@ import {
   withTempDir,
 } from "./tokenize_helpers.ts";
 
-/** 3 categories x 3 clips of 0.3-0.5 s: ~430 frames at 100 frames/s. */
+/** 3 categories x 3 clips of 0.3-0.5 s (one stereo at 22.05 kHz, one at 8 kHz): ~430 frames. */
 const CLIPS: ClipSpec[] = ["beep", "boop", "zap"].flatMap((category, c) =>
   [0, 1, 2].map((i) => ({ category, seconds: 0.3 + 0.1 * i, hz: 300 * (c + 1) + 40 * i }))
 );
+CLIPS[1] = { ...CLIPS[1], rate: 22050, channels: 2 };
+CLIPS[5] = { ...CLIPS[5], rate: 8000 };
 
 const SMALL = { codebook_size: 16, kmeans_iterations: 8, reconstruction_files: 0 };
 
@@ -50,7 +53,7 @@ Deno.test("tokenize: sequences follow the split, vocab and layout; codes match t
       const decoded = decodeSequence(data.vocab, ids);
       assertEquals(decoded.category, s.category);
       const wav = decodeWav(await Deno.readFile(join(dir, "audio", s.path)));
-      const samples = wav.channels[0];
+      const samples = await resample(toMono(wav.channels), wav.sampleRate, 16000);
       assertEquals(decoded.codes.length, 1 + Math.floor(samples.length / 160), s.path);
       const cpu = await opened.tokenizer.encode(samples);
       cpu.forEach((c, t) => {
