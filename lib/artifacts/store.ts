@@ -18,7 +18,6 @@
  *
  * @module
  */
-import { join } from "node:path";
 import type { ArtifactRef, Manifest, ManifestFile } from "./types.ts";
 import { sha256File } from "./hash.ts";
 
@@ -86,6 +85,11 @@ export interface ArtifactStore {
 }
 
 const KEY_RE = /^[0-9a-f]{64}$/;
+
+/** Joins path parts with `/` (the store's names are plain; `node:path` is kept off the hot path). */
+function join(...parts: string[]): string {
+  return parts.join("/");
+}
 
 function checkKey(key: string): void {
   if (!KEY_RE.test(key)) throw new Error(`not an artifact key: ${JSON.stringify(key)}`);

@@ -8,12 +8,14 @@
  *
  * @module
  */
-import { parseArgs } from "node:util";
 import { UserError } from "../errors/mod.ts";
 import { rerunFromRecord, runPipeline, type RunSummary } from "../pipeline/runner.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
 
-/** The command's options, once: parsed by `node:util` on the fast path, by commander for help and usage errors. */
+/**
+ * The command's options, once: read by {@link quickParse} on the fast path, by
+ * commander for `--help` and usage errors.
+ */
 const OPTIONS = {
   set: {
     type: "string",
@@ -96,25 +98,56 @@ async function commanderParse(args: string[]): Promise<PipelineArgs | number> {
   };
 }
 
+type OptionName = keyof typeof OPTIONS;
+
+/**
+ * Reads a well-formed command line (`--opt value`, `--opt=value`, flags,
+ * repeatable options, one positional) from {@link OPTIONS}; undefined for
+ * anything else, which then goes to commander for its wording. Neither an npm
+ * package nor a `node:` module is loaded, keeping cached re-runs fast.
+ */
+function quickParse(args: string[]): Record<string, string | boolean | string[]> | undefined {
+  const values: Record<string, string | boolean | string[]> = {};
+  const positionals: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (a === "--") {
+      positionals.push(...args.slice(i + 1));
+      break;
+    }
+    if (!a.startsWith("-") || a === "-") {
+      positionals.push(a);
+      continue;
+    }
+    const eq = a.indexOf("=");
+    const name = (eq > 0 ? a.slice(2, eq) : a.slice(2)) as OptionName;
+    if (!a.startsWith("--") || !Object.hasOwn(OPTIONS, name)) return undefined;
+    const o = OPTIONS[name];
+    if (o.type === "boolean") {
+      if (eq > 0) return undefined;
+      values[name] = true;
+      continue;
+    }
+    let value: string;
+    if (eq > 0) value = a.slice(eq + 1);
+    else {
+      if (i + 1 >= args.length || args[i + 1].startsWith("--")) return undefined;
+      value = args[++i];
+    }
+    if ("multiple" in o) values[name] = [...((values[name] as string[]) ?? []), value];
+    else values[name] = value;
+  }
+  if (positionals.length > 1) return undefined;
+  if (positionals.length) values._file = positionals[0];
+  return values;
+}
+
 async function parse(args: string[]): Promise<PipelineArgs | number> {
   if (args.includes("--help") || args.includes("-h")) return await commanderParse(args);
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args,
-      options: Object.fromEntries(
-        Object.entries(OPTIONS).map(([k, o]) => [k, { type: o.type, multiple: "multiple" in o }]),
-      ),
-      allowPositionals: true,
-      strict: true,
-    });
-  } catch {
-    return await commanderParse(args); // commander words the usage error
-  }
-  if (parsed.positionals.length > 1) return await commanderParse(args);
-  const v = parsed.values as Record<string, string | boolean | string[] | undefined>;
+  const v = quickParse(args);
+  if (!v) return await commanderParse(args); // commander words the usage error
   return {
-    file: parsed.positionals[0],
+    file: v._file as string | undefined,
     set: (v.set as string[]) ?? [],
     dryRun: v["dry-run"] as boolean | undefined,
     force: (v.force as string[]) ?? [],

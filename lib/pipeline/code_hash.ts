@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { dirname, relative, resolve } from "node:path";
+import { dirname, relative, resolve } from "./path.ts";
 import { sha256Hex } from "../artifacts/hash.ts";
 import { insideOf, REPO_ROOT } from "./paths.ts";
 

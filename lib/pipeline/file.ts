@@ -14,7 +14,7 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { join } from "./path.ts";
 import { sha256Hex } from "../artifacts/hash.ts";
 import { UserError } from "../errors/mod.ts";
 import { issuesToError } from "./issues.ts";

@@ -4,11 +4,10 @@
  *
  * @module
  */
-import { isAbsolute, join, relative, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fromFileUrl, isAbsolute, join, relative, resolve } from "./path.ts";
 
 /** Absolute path of the repository root. */
-export const REPO_ROOT: string = fileURLToPath(new URL("../../", import.meta.url)).replace(
+export const REPO_ROOT: string = fromFileUrl(new URL("../../", import.meta.url)).replace(
   /\/$/,
   "",
 );

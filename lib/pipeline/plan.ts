@@ -9,7 +9,7 @@
  *
  * @module
  */
-import { dirname, join } from "node:path";
+import { dirname, join } from "./path.ts";
 import { UserError } from "../errors/mod.ts";
 import { canonicalJson, sha256Hex } from "../artifacts/hash.ts";
 import type { ArtifactStore } from "../artifacts/store.ts";

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { join } from "./path.ts";
 import { UserError } from "../errors/mod.ts";
 import type { StepIdentity } from "./plan.ts";
 

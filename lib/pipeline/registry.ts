@@ -4,8 +4,7 @@
  *
  * @module
  */
-import { join, resolve } from "node:path";
-import { pathToFileURL } from "node:url";
+import { join, resolve, toFileUrl } from "./path.ts";
 import { UserError } from "../errors/mod.ts";
 import type { ErrorLocation } from "../errors/mod.ts";
 import type { JobDefinition } from "./job.ts";
@@ -69,7 +68,7 @@ export class JobRegistry {
         found: name,
       });
     }
-    const mod = await import(pathToFileURL(file).href);
+    const mod = await import(toFileUrl(file));
     const job = mod.job as JobDefinition | undefined;
     if (
       !job || typeof job !== "object" || typeof job.run !== "function" ||

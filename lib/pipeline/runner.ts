@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { join, resolve } from "node:path";
+import { join, resolve } from "./path.ts";
 import { UserError } from "../errors/mod.ts";
 import { canonicalJson, sha256Hex } from "../artifacts/hash.ts";
 import { type ArtifactStore, LocalArtifactStore } from "../artifacts/store.ts";

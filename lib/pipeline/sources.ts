@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { join, resolve } from "node:path";
+import { join, resolve } from "./path.ts";
 import { sha256File, sha256Hex } from "../artifacts/hash.ts";
 import { listFiles } from "../artifacts/store.ts";
 
