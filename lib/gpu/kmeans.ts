@@ -17,7 +17,10 @@
  *   their own centroid on the host) to the GPU for a full scan. Bounds from
  *   GPU distances carry a relative margin for f32 rounding, and an exact tie
  *   never passes the test, so pruning never keeps a frame that a full scan
- *   would move. Late iterations scan a few percent of the frames.
+ *   would move. How much this saves depends on the data: clustered data
+ *   prunes most frames; log-mel frames of the synth set with K = 256 still
+ *   scan 55-80% of frames per iteration (the tokenize job reports it as
+ *   `kmeans_scanned_fraction`).
  * - A cluster that ends up empty is re-seeded at the frame farthest from its
  *   own centroid (ties to the lowest frame index); that frame then counts as
  *   distance 0, so several empty clusters take distinct frames.
