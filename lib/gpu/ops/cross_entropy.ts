@@ -31,6 +31,7 @@ import {
   type GpuStep,
   readBuffer,
 } from "../device.ts";
+import { isSoftwareAdapter } from "./matmul.ts";
 
 /** f32 values per stats slot. */
 export const STATS_FIELDS = 4;
@@ -115,9 +116,10 @@ export interface CrossEntropyOptions {
   maxRows: number;
   /** "train": write the gradient in place; "eval": only accumulate stats. */
   mode: "train" | "eval";
+  /** Invocations per row, a power of two; default 8 on software adapters, 64 on GPUs. */
+  rowWorkgroupSize?: number;
 }
 
-const ROW_WG = 64;
 const REDUCE_WG = 256;
 /** Rows per dispatch column: dispatch (min(N, ROW_SPLIT), ceil(N / ROW_SPLIT)). */
 const ROW_SPLIT = 32768;
@@ -133,11 +135,20 @@ struct Uniforms {
 `;
 
 /**
- * Per row (one workgroup of ${ROW_WG} per row): max and argmax, Σ exp, the
- * row's loss and hit into rowStats, and in train mode the gradient in place.
- * A target outside [1, V) counts as padding (the host validates ids).
+ * Invocations per row: one 8-lane SIMD group on software adapters (measured
+ * on llvmpipe at N=2048, V=1100: 8 lanes 49 ms, 32: 81 ms, 64: 141 ms per
+ * train call, the barriers dominating), 64 on GPUs.
  */
-function rowsWgsl(train: boolean): string {
+function rowWorkgroupSize(gpu: Gpu): number {
+  return isSoftwareAdapter(gpu) ? 8 : 64;
+}
+
+/**
+ * Per row (one workgroup of ROW_WG invocations per row): max and argmax, Σ exp,
+ * the row's loss and hit into rowStats, and in train mode the gradient in
+ * place. A target outside [1, V) counts as padding (the host validates ids).
+ */
+function rowsWgsl(train: boolean, ROW_WG: number): string {
   return /* wgsl */ `${UNIFORMS}
 @group(0) @binding(1) var<storage, read_write> logits: array<f32>;   // [N, V] -> dlogits in train mode
 @group(0) @binding(2) var<storage, read> targets: array<i32>;        // [N]
@@ -256,10 +267,11 @@ export function createCrossEntropy(
   options: CrossEntropyOptions,
 ): GpuStep<CrossEntropyDims> {
   const train = options.mode === "train";
+  const rowWg = options.rowWorkgroupSize ?? rowWorkgroupSize(gpu);
   const rowsPipeline = cachedPipeline(
     gpu,
-    `crossEntropy:rows:${options.mode}`,
-    rowsWgsl(train),
+    `crossEntropy:rows:${options.mode}:${rowWg}`,
+    rowsWgsl(train, rowWg),
     "main",
   );
   const reducePipeline = cachedPipeline(gpu, "crossEntropy:reduce", REDUCE_WGSL, "main");

@@ -26,33 +26,37 @@ function setup(g: Gpu, logits: Float32Array<ArrayBuffer>, targets: Int32Array<Ar
   return { logitsBuf, targetsBuf, logits: logitsBuf.slices[0], targets: targetsBuf.slices[0] };
 }
 
-Deno.test("crossEntropy: loss, hits, count and in-place dlogits match the reference", async () => {
-  const g = await requestGpu();
-  const N = 53, V = 301;
-  const b = batch(1, N, V);
-  const bufs = setup(g, b.logits, b.targets);
-  const stats = createStatsBuffer(g, 3);
-  const step = createCrossEntropy(g, {
-    logits: bufs.logits,
-    targets: bufs.targets,
-    stats,
-    V,
-    maxRows: 64,
-    mode: "train",
+for (const rowWorkgroupSize of [undefined, 64]) {
+  const which = rowWorkgroupSize ? `${rowWorkgroupSize} invocations per row` : "default";
+  Deno.test(`crossEntropy: loss, hits, count and in-place dlogits match the reference (${which})`, async () => {
+    const g = await requestGpu();
+    const N = 53, V = 301;
+    const b = batch(1, N, V);
+    const bufs = setup(g, b.logits, b.targets);
+    const stats = createStatsBuffer(g, 3);
+    const step = createCrossEntropy(g, {
+      logits: bufs.logits,
+      targets: bufs.targets,
+      stats,
+      V,
+      maxRows: 64,
+      mode: "train",
+      rowWorkgroupSize,
+    });
+    await runSteps(g, [[step, { N, count: b.count, slot: 1 }]]);
+    const expected = crossEntropy(b.logits, b.targets, N, V);
+    assertClose(await readSlice(g, bufs.logits), expected.dlogits, 1e-5, "dlogits");
+    const [s0, s1, s2] = await readStats(g, stats, 3);
+    assertEquals(s1.count, expected.count);
+    assertEquals(s1.correct, expected.correct);
+    assertAlmostEquals(s1.meanLoss, expected.loss, 1e-5 * expected.loss, "mean loss");
+    assertEquals([s0.count, s2.count, s1.gradNorm], [0, 0, 0], "other slots and fields untouched");
+    step.destroy();
+    stats.destroy();
+    bufs.logitsBuf.buffer.destroy();
+    bufs.targetsBuf.buffer.destroy();
   });
-  await runSteps(g, [[step, { N, count: b.count, slot: 1 }]]);
-  const expected = crossEntropy(b.logits, b.targets, N, V);
-  assertClose(await readSlice(g, bufs.logits), expected.dlogits, 1e-5, "dlogits");
-  const [s0, s1, s2] = await readStats(g, stats, 3);
-  assertEquals(s1.count, expected.count);
-  assertEquals(s1.correct, expected.correct);
-  assertAlmostEquals(s1.meanLoss, expected.loss, 1e-5 * expected.loss, "mean loss");
-  assertEquals([s0.count, s2.count, s1.gradNorm], [0, 0, 0], "other slots and fields untouched");
-  step.destroy();
-  stats.destroy();
-  bufs.logitsBuf.buffer.destroy();
-  bufs.targetsBuf.buffer.destroy();
-});
+}
 
 Deno.test("crossEntropy: argmax ties go to the lowest index", async () => {
   const g = await requestGpu();

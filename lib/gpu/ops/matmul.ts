@@ -95,10 +95,16 @@ export const HARDWARE_TILE: MatmulTile = { rows: 4, cols: 4, wgX: 16, wgY: 16, i
  * {@link HARDWARE_TILE} otherwise.
  */
 export function defaultTile(gpu: Gpu, kernel: "NT" | "NN" | "TN"): MatmulTile {
-  if (!gpu.isFallback && !/llvmpipe|swiftshader/i.test(gpu.adapterDescription)) {
-    return HARDWARE_TILE;
-  }
+  if (!isSoftwareAdapter(gpu)) return HARDWARE_TILE;
   return kernel === "TN" ? SOFTWARE_TILE_TN : SOFTWARE_TILE;
+}
+
+/**
+ * True for CPU-emulated adapters (llvmpipe, SwiftShader), where a workgroup is
+ * run as 8-lane SIMD groups and barriers and loads cost far more than on a GPU.
+ */
+export function isSoftwareAdapter(gpu: Gpu): boolean {
+  return gpu.isFallback || /llvmpipe|swiftshader/i.test(gpu.adapterDescription);
 }
 
 /**
