@@ -158,12 +158,17 @@ export class LocalArtifactStore implements ArtifactStore {
     return (await this.get(key)) !== undefined;
   }
 
-  async get(key: string): Promise<ArtifactRef | undefined> {
+  get(key: string): Promise<ArtifactRef | undefined> {
+    return Promise.resolve(this.getSync(key));
+  }
+
+  /** {@link get} without a thread hop: the cached path reads one manifest per step. */
+  getSync(key: string): ArtifactRef | undefined {
     checkKey(key);
     const dir = this.#objectDir(key);
     let text: string;
     try {
-      text = await Deno.readTextFile(join(dir, "manifest.json"));
+      text = Deno.readTextFileSync(join(dir, "manifest.json"));
     } catch {
       return undefined;
     }

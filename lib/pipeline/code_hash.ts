@@ -16,7 +16,7 @@ import { insideOf, REPO_ROOT } from "./paths.ts";
 
 const cache = new Map<string, Promise<string>>();
 /** Per-process cache of each module file's bytes and local imports (shared by all jobs). */
-const files = new Map<string, Promise<{ bytes: Uint8Array; imports: string[] } | undefined>>();
+const files = new Map<string, { bytes: Uint8Array; imports: string[] } | undefined>();
 
 // `from "./x.ts"`, `import "./x.ts"`, `import("./x.ts")`: a relative string literal after from/import.
 const SPECIFIER_RE = /(\bfrom|\bimport)\s*(\(\s*)?["'](\.{1,2}\/[^"'\n]+)["']/g;
@@ -35,35 +35,32 @@ export function localImports(text: string): string[] {
   return [...out];
 }
 
-function readModule(path: string): Promise<{ bytes: Uint8Array; imports: string[] } | undefined> {
-  let p = files.get(path);
-  if (!p) {
-    p = (async () => {
-      let bytes: Uint8Array;
-      try {
-        bytes = await Deno.readFile(path);
-      } catch {
-        return undefined; // a missing import fails loudly when the job is imported
-      }
-      const imports = /\.(ts|js|mts|mjs|tsx|jsx)$/.test(path)
-        ? localImports(new TextDecoder().decode(bytes)).map((s) =>
-          resolve(dirname(path), s.split(/[?#]/)[0])
-        )
-        : [];
-      return { bytes, imports };
-    })();
-    files.set(path, p);
+function readModule(path: string): { bytes: Uint8Array; imports: string[] } | undefined {
+  if (files.has(path)) return files.get(path);
+  let mod: { bytes: Uint8Array; imports: string[] } | undefined;
+  try {
+    // Small files read synchronously: an async read is a thread hop, slow on a loaded machine.
+    const bytes = Deno.readFileSync(path);
+    const imports = /\.(ts|js|mts|mjs|tsx|jsx)$/.test(path)
+      ? localImports(new TextDecoder().decode(bytes)).map((s) =>
+        resolve(dirname(path), s.split(/[?#]/)[0])
+      )
+      : [];
+    mod = { bytes, imports };
+  } catch {
+    mod = undefined; // a missing import fails loudly when the job is imported
   }
-  return p;
+  files.set(path, mod);
+  return mod;
 }
 
-async function collect(entry: string): Promise<Map<string, Uint8Array>> {
+function collect(entry: string): Map<string, Uint8Array> {
   const found = new Map<string, Uint8Array>();
   const seen = new Set<string>();
   let frontier = [resolve(entry)];
   while (frontier.length) {
     const next: string[] = [];
-    const mods = await Promise.all(frontier.map(readModule));
+    const mods = frontier.map(readModule);
     frontier.forEach((path, i) => {
       const m = mods[i];
       if (!m) return;
@@ -92,7 +89,7 @@ export function codeHash(entry: string, outsideBase = dirname(resolve(entry))): 
   let p = cache.get(key);
   if (!p) {
     p = (async () => {
-      const found = await collect(entry);
+      const found = collect(entry);
       const named = [...found].map(([abs, bytes]) => ({
         name: insideOf(REPO_ROOT, abs) ?? relative(outsideBase, abs).split("\\").join("/"),
         bytes,

@@ -205,7 +205,8 @@ export async function parseYaml(text: string, file: string, cacheDir?: string): 
   const cacheFile = cacheDir ? join(cacheDir, `${await sha256Hex(text)}.json`) : undefined;
   if (cacheFile) {
     try {
-      return JSON.parse(await Deno.readTextFile(cacheFile));
+      // Sync reads on the cached path: an async op is a thread hop, costly on a loaded machine.
+      return JSON.parse(Deno.readTextFileSync(cacheFile));
     } catch { /* not cached yet */ }
   }
   const YAML = await import("yaml");

@@ -268,7 +268,7 @@ interface CachedPlan {
 
 async function fileSha(path: string): Promise<string> {
   try {
-    return await sha256Hex(await Deno.readFile(path));
+    return await sha256Hex(Deno.readFileSync(path));
   } catch {
     return "";
   }
@@ -290,7 +290,7 @@ async function planCacheKey(doc: unknown, registry: JobRegistry): Promise<string
     if (jobs[job] !== undefined) continue;
     const jobFile = join(registry.dir, `${job}.ts`);
     try {
-      if (!(await Deno.stat(jobFile)).isFile) return undefined;
+      if (!Deno.statSync(jobFile).isFile) return undefined;
     } catch {
       return undefined;
     }
@@ -325,7 +325,7 @@ export async function planPipelineText(
   let plan: Plan | undefined;
   if (cacheFile) {
     try {
-      const c: CachedPlan = JSON.parse(await Deno.readTextFile(cacheFile));
+      const c: CachedPlan = JSON.parse(Deno.readTextFileSync(cacheFile));
       plan = {
         spec: {
           name: c.name,

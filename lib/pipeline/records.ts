@@ -59,12 +59,13 @@ export function newRunId(name: string, at: Date): string {
 }
 
 /** Writes (or rewrites) a record atomically; returns its path. */
-export async function writeRunRecord(runsDir: string, record: RunRecord): Promise<string> {
-  await Deno.mkdir(runsDir, { recursive: true });
+export function writeRunRecord(runsDir: string, record: RunRecord): string {
+  // Sync: a small file, written once or twice per run; async ops hop threads.
+  Deno.mkdirSync(runsDir, { recursive: true });
   const path = join(runsDir, `${record.id}.json`);
   const tmp = `${path}.${Deno.pid}.tmp`;
-  await Deno.writeTextFile(tmp, JSON.stringify(record, null, 2) + "\n");
-  await Deno.rename(tmp, path);
+  Deno.writeTextFileSync(tmp, JSON.stringify(record, null, 2) + "\n");
+  Deno.renameSync(tmp, path);
   return path;
 }
 

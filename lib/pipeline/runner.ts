@@ -83,7 +83,7 @@ export async function resolvePipelineFile(arg: string): Promise<string> {
   if (!/\.ya?ml$/.test(arg)) candidates.push(join(REPO_ROOT, "pipelines", `${arg}.yaml`));
   for (const c of candidates) {
     try {
-      if ((await Deno.stat(c)).isFile) return c;
+      if (Deno.statSync(c).isFile) return c;
     } catch { /* try the next */ }
   }
   const known: string[] = [];
@@ -177,7 +177,7 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
   if (options.text !== undefined) text = options.text;
   else {
     try {
-      text = await Deno.readTextFile(fileArg);
+      text = Deno.readTextFileSync(fileArg);
     } catch (e) {
       throw new UserError(`cannot read the pipeline file`, { file, found: String(e) });
     }
@@ -302,7 +302,7 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
     steps: Object.fromEntries([...steps].map(([n, s]) => [n, s.record])),
   };
   // Written now so a killed run leaves a trace; a fully cached run writes it once, at the end.
-  if (toRun.length) await writeRunRecord(runsDir, record);
+  if (toRun.length) writeRunRecord(runsDir, record);
 
   const renderer = new ProgressRenderer(out);
   let firstError: unknown;
@@ -454,7 +454,7 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
       : String(firstError);
   }
   record.steps = Object.fromEntries([...steps].map(([n, s]) => [n, s.record]));
-  const finalPath = await writeRunRecord(runsDir, record);
+  const finalPath = writeRunRecord(runsDir, record);
 
   const rows = [["step", "job", "status", "time", "key", "reason"]];
   for (const name of plan.order) {
