@@ -45,13 +45,19 @@ export async function main(args: string[]): Promise<number> {
         );
         return;
       }
-      for (const r of refs) {
-        const bytes = r.manifest.files.reduce((n, f) => n + f.size, 0);
-        out.out(
-          `${r.key.slice(0, 12)}  ${r.manifest.step.padEnd(12)} ${
-            r.manifest.job.padEnd(10)
-          } ${r.manifest.finished_at}  ${r.manifest.files.length} files  ${bytes} bytes\n`,
-        );
+      const rows = refs.map((r) => [
+        r.key.slice(0, 12),
+        r.manifest.step,
+        r.manifest.job,
+        r.manifest.finished_at,
+        `${r.manifest.files.length} files`,
+        `${r.manifest.files.reduce((n, f) => n + f.size, 0)} bytes`,
+      ]);
+      const widths = rows.length
+        ? rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)))
+        : [];
+      for (const r of rows) {
+        out.out(r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd() + "\n");
       }
       if (refs.length === 0) out.err("no artifacts\n");
     });
