@@ -13,6 +13,11 @@
  * not be multiples of the tile: loads clamp their row/column to the last valid
  * one and stores are guarded.
  *
+ * Tiling depends on the adapter ({@link defaultTile}): large per-invocation
+ * blocks on llvmpipe, small ones on GPUs. An output must live in a different
+ * GPUBuffer than the inputs (WebGPU silently drops a dispatch that binds one
+ * buffer read-only and writable); the factories throw otherwise.
+ *
  * @module
  */
 import {
@@ -161,7 +166,7 @@ function matmulWgsl(s: KernelSpec): string {
   lines.push(`  }`);
   // Epilogue. Loads sit outside the guards, at clamped indices: llvmpipe
   // compiles a load inside a branch into a per-lane loop inside a branch, and
-  // 512 of those take minutes to compile.
+  // a few hundred of those took tens of seconds to compile.
   for (let j = 0; j < TC; j++) {
     const q = `q0 + ${interleave ? j * wgX : j}u`;
     lines.push(`  let col${j} = ${q};`);
