@@ -2,7 +2,7 @@
  * End-to-end with the user's own audio: `--set scan.root=DIR` on a folder of
  * labelled WAVs (plus two bad files) through `main.ts pipeline … --json`.
  */
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import {
   assert,
   assertEquals,
@@ -76,7 +76,7 @@ Deno.test("e2e: --set scan.root reads your own folder; synth is pruned; bad file
     const listing = await readJson<{ root: string; files: { path: string }[]; categories: object }>(
       join(dir, "files.json"),
     );
-    assertEquals(listing.root, data);
+    assertEquals(resolve(dir, listing.root), data, "files.json's root leads to DIR");
     assertEquals(listing.files.map((f) => f.path), good);
     assertEquals(
       listing.categories,

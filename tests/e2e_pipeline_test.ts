@@ -6,7 +6,7 @@
  * effect on the step keys, and `artifacts verify` before and after a
  * corruption (last, since it damages the store).
  */
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import {
   assert,
   assertEquals,
@@ -184,7 +184,8 @@ function difference(path: string, a: Uint8Array, b: Uint8Array): string | undefi
   return at >= 0 && at < n ? `first differing byte at ${at}` : `sizes ${u.length} and ${v.length}`;
 }
 
-function littleEndian(bytes: Uint8Array, dtype: "uint16" | "uint32" | "uint32le"): number[] {
+/** Little-endian unsigned integers of `bytes`. */
+function littleEndian(bytes: Uint8Array, dtype: "uint16" | "uint32"): number[] {
   const v = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const width = dtype === "uint16" ? 2 : 4;
   return Array.from(
@@ -268,11 +269,14 @@ Deno.test("e2e: the tiny real pipeline from the CLI", async (t) => {
     const listing = await readJson<
       { root: string; files: { path: string; sha256: string }[]; categories: object }
     >(join(dirOf("scan"), "files.json"));
-    assertEquals(listing.root, join(dirOf("synth"), "audio"));
+    // `root` may be absolute or relative to the scan artifact (store-independent); either way
+    // it must lead to synth's audio.
+    const root = resolve(dirOf("scan"), listing.root);
+    assertEquals(root, join(dirOf("synth"), "audio"));
     assertEquals(listing.files.map((f) => f.path), want);
     assertEquals(listing.categories, Object.fromEntries(CATEGORIES.map((c) => [c, CLIPS])));
     for (const f of listing.files) {
-      const bytes = await Deno.readFile(join(listing.root, f.path));
+      const bytes = await Deno.readFile(join(root, f.path));
       assertEquals(f.sha256, await sha256Hex(bytes), `${f.path}: scan's sha256`);
     }
     assertEquals(await readJson(join(dirOf("scan"), "rejects.json")), []);
@@ -307,7 +311,7 @@ Deno.test("e2e: the tiny real pipeline from the CLI", async (t) => {
     }
 
     const seqs = await readJson<TokenizedSequence[]>(join(dir, "sequences.json"));
-    const tokens = littleEndian(await Deno.readFile(join(dir, "tokens.u32")), "uint32le");
+    const tokens = littleEndian(await Deno.readFile(join(dir, "tokens.u32")), "uint32");
     const scan = await readJson<{ files: { path: string; sha256: string }[] }>(
       join(dirOf("scan"), "files.json"),
     );
@@ -344,7 +348,7 @@ Deno.test("e2e: the tiny real pipeline from the CLI", async (t) => {
     );
     const tdir = dirOf("tokenize");
     const tseqs = await readJson<TokenizedSequence[]>(join(tdir, "sequences.json"));
-    const tokens = littleEndian(await Deno.readFile(join(tdir, "tokens.u32")), "uint32le");
+    const tokens = littleEndian(await Deno.readFile(join(tdir, "tokens.u32")), "uint32");
     const tokensOf = new Map(
       tseqs.map((
         s,
