@@ -137,8 +137,12 @@ export function sha256Sync(data: Uint8Array): Uint8Array {
   return out;
 }
 
-/** Inputs up to this size are hashed in JS (no thread hop); larger ones by WebCrypto (faster per byte). */
-const SYNC_LIMIT = 1 << 20;
+/**
+ * Inputs up to this size are hashed in JS (no thread hop); larger ones by
+ * WebCrypto, which is 5-20x faster per byte than this JS (measured 26-170 ms/MB
+ * in JS, cold to warm, against ~7 ms/MB).
+ */
+const SYNC_LIMIT = 8 << 10;
 
 /** Hex SHA-256 of `data` (bytes, or a string taken as UTF-8). */
 export async function sha256Hex(data: Uint8Array | string): Promise<string> {

@@ -283,19 +283,21 @@ async function fileSha(path: string): Promise<string> {
 async function planCacheKey(doc: unknown, registry: JobRegistry): Promise<string | undefined> {
   const steps = (doc as { steps?: unknown })?.steps;
   if (!steps || typeof steps !== "object") return undefined;
-  const jobs: Record<string, string> = {};
+  const hashes = new Map<string, Promise<string>>();
   for (const s of Object.values(steps as Record<string, unknown>)) {
     const job = (s as { job?: unknown })?.job;
     if (typeof job !== "string" || !/^[A-Za-z_][A-Za-z0-9_-]*$/.test(job)) return undefined;
-    if (jobs[job] !== undefined) continue;
+    if (hashes.has(job)) continue;
     const jobFile = join(registry.dir, `${job}.ts`);
     try {
       if (!Deno.statSync(jobFile).isFile) return undefined;
     } catch {
       return undefined;
     }
-    jobs[job] = await codeHash(jobFile, dirname(registry.dir));
+    hashes.set(job, codeHash(jobFile, dirname(registry.dir)));
   }
+  const jobs: Record<string, string> = {};
+  for (const [job, hash] of hashes) jobs[job] = await hash;
   return await sha256Hex(canonicalJson({
     format: 1,
     doc,
