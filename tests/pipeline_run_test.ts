@@ -165,8 +165,8 @@ Deno.test("independent steps run in parallel", async () => {
     `name: par
 seed: 1
 steps:
-  a: { job: slow, params: { chunks: 4, delay_ms: 60, fill: 1 } }
-  b: { job: slow, params: { chunks: 4, delay_ms: 60, fill: 2 } }
+  a: { job: slow, params: { chunks: 6, delay_ms: 80, fill: 1 } }
+  b: { job: slow, params: { chunks: 6, delay_ms: 80, fill: 2 } }
 `,
   );
   const store = `${dir.path}/store`;
