@@ -7,6 +7,10 @@
  * `{ job, version, code_hash, params, inputs: slot -> key, sources: path -> hash }`,
  * so it is known from the inputs' keys alone and the same on every machine.
  *
+ * Validated plans are cached in `<store>/cache/plans/` under a hash of the
+ * document (overrides applied) and the jobs' code hashes, so a cached re-run
+ * imports neither zod, the YAML parser nor any job module.
+ *
  * @module
  */
 import { dirname, join } from "./path.ts";
@@ -59,6 +63,8 @@ export interface StepIdentity {
   inputs: Record<string, string>;
   /** Source path -> content hash. */
   sources: Record<string, string>;
+  /** The pipeline seed: jobs draw from it (synthetic data, the split, initial weights). */
+  seed: number;
 }
 
 /** A planned pipeline: steps in a dependency order (file order among independent steps). */
@@ -251,6 +257,7 @@ export async function computeKeys(
       params: st.params,
       inputs: inputKeys,
       sources,
+      seed: spec.seed,
     };
     st.key = await stepKey(st.identity);
   }
