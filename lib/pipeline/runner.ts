@@ -130,6 +130,7 @@ function describeChange(prev: StepIdentity, cur: StepIdentity): string {
       .filter((s) => prev.sources[s] !== cur.sources[s]);
     reasons.push(`source changed (${paths.join(", ")})`);
   }
+  if (prev.seed !== cur.seed) reasons.push(`seed changed (${prev.seed} -> ${cur.seed})`);
   return reasons.join("; ") || "output missing";
 }
 
