@@ -4,8 +4,9 @@
  *
  * Reading order (as SAMOUT.md): {@link SamOutTrainingGraph.create} allocates
  * every buffer once for `maxBatch x (maxLength - 1)` rows and prepares one
- * `GpuStep` per use site; `#buildForward` lists, in order, what the model
- * computes; `#buildBackward` walks it back. A training step uploads only the
+ * `GpuStep` per use site; `#build` lists, in order, what the model computes
+ * (forward), then walks it back (backward), then clips and updates. A
+ * training step uploads only the
  * token ids, the targets and the embedding-gradient plan, then records every
  * stage into ONE compute pass and submits it: no readback. Loss, accuracy and
  * gradient norm accumulate on the GPU and are read in one go by
@@ -130,10 +131,15 @@ const TRAIN_SLOTS = 256;
  * documentation for the step's structure.
  */
 export class SamOutTrainingGraph {
+  /** The model's sizes. */
   readonly config: SamOutConfig;
+  /** Where each tensor sits in the flat parameter, gradient and Adam buffers. */
   readonly layout: ParameterLayout;
+  /** Most rows of a batch. */
   readonly maxBatch: number;
+  /** Longest batch `length` (input + shifted target). */
   readonly maxLength: number;
+  /** Adam settings the update kernels were built with. */
   readonly optimizer: OptimizerSettings;
   readonly #gpu: Gpu;
   /** Rows of every activation buffer: maxBatch x (maxLength - 1). */
@@ -171,7 +177,7 @@ export class SamOutTrainingGraph {
   #count = 0;
   /** Stats slot of the step being encoded. */
   #slot = 0;
-  /** Learning rate and bias corrections of the step being encoded. */
+  /** Learning rate of the step being encoded. */
   #lr = 0;
   /** Adam steps taken (1-based step of the last update). */
   #step = 0;
@@ -181,6 +187,8 @@ export class SamOutTrainingGraph {
   #pendingFlushes: Promise<Float32Array>[] = [];
   /** Set when the device is lost. */
   #lost: string | undefined;
+  /** The first WebGPU validation error of a submitted step (a bug), reported by the next call. */
+  #gpuError: string | undefined;
   #destroyed = false;
 
   private constructor(gpu: Gpu, options: TrainingGraphOptions) {
@@ -205,14 +213,18 @@ export class SamOutTrainingGraph {
     const graph = new SamOutTrainingGraph(gpu, options);
     gpu.device.pushErrorScope("out-of-memory");
     gpu.device.pushErrorScope("validation");
+    let failure: unknown;
     try {
       graph.#build();
     } catch (e) {
-      graph.destroy();
-      throw e;
+      failure = e;
     }
     const validation = await gpu.device.popErrorScope();
     const oom = await gpu.device.popErrorScope();
+    if (failure !== undefined) {
+      graph.destroy();
+      throw failure;
+    }
     if (validation || oom) {
       graph.destroy();
       if (oom) {
@@ -420,6 +432,11 @@ export class SamOutTrainingGraph {
       times[key] = (times[key] ?? 0) + clock() - t0;
     }
     this.#slotsUsed += 1;
+    if (this.#slotsUsed === TRAIN_SLOTS) {
+      const enc = this.#gpu.device.createCommandEncoder();
+      this.#flushTrainStats(enc);
+      this.#gpu.device.queue.submit([enc.finish()]);
+    }
     return times;
   }
 
@@ -439,6 +456,9 @@ export class SamOutTrainingGraph {
 
   #checkUsable(): void {
     if (this.#destroyed) throw new Error("the training graph was destroyed");
+    if (this.#gpuError !== undefined) {
+      throw new Error(`a training-graph submit failed WebGPU validation: ${this.#gpuError}`);
+    }
     if (this.#lost !== undefined) {
       throw new UserError(`the GPU device was lost (${this.#lost})`, {
         hint:
@@ -524,13 +544,21 @@ export class SamOutTrainingGraph {
     dims: StepDims,
     opts: { clearGrads?: boolean; after?: (enc: GPUCommandEncoder) => void } = {},
   ): void {
-    const enc = this.#gpu.device.createCommandEncoder({ label });
-    if (opts.clearGrads) enc.clearBuffer(this.#grads);
-    const pass = enc.beginComputePass({ label });
-    for (const s of stages) s.encode(pass, dims);
-    pass.end();
-    opts.after?.(enc);
-    this.#gpu.device.queue.submit([enc.finish()]);
+    const device = this.#gpu.device;
+    device.pushErrorScope("validation");
+    try {
+      const enc = device.createCommandEncoder({ label });
+      if (opts.clearGrads) enc.clearBuffer(this.#grads);
+      const pass = enc.beginComputePass({ label });
+      for (const s of stages) s.encode(pass, dims);
+      pass.end();
+      opts.after?.(enc);
+      device.queue.submit([enc.finish()]);
+    } finally {
+      device.popErrorScope().then((error) => {
+        this.#gpuError ??= error?.message;
+      });
+    }
   }
 
   /** Copies the full train accumulator out (read later) and zeroes it, inside `enc`. */
@@ -559,11 +587,12 @@ export class SamOutTrainingGraph {
 
   async #readFloats(buffer: GPUBuffer, count: number): Promise<Float32Array> {
     this.#checkUsable();
-    const lost = this.#gpu.device.lost.then((info) => {
+    const lost = this.#gpu.device.lost.then((info): never => {
       throw new UserError(`the GPU device was lost (${info.reason}: ${info.message})`, {
         hint: "rerun to resume from the last checkpoint",
       });
     });
+    lost.catch(() => {}); // handled by the race below, or never relevant once it is settled
     return await Promise.race([
       readBuffer(this.#gpu, buffer, count * F32).then((b) => new Float32Array(b)),
       lost,

@@ -224,6 +224,33 @@ Deno.test("training is deterministic and resumes bit-identically from downloaded
   }
 });
 
+Deno.test("readTrainStats returns every step in order past the accumulator's 256 slots", async () => {
+  const graph = await SamOutTrainingGraph.create(await requestGpu(), {
+    config: cfg,
+    maxBatch: 1,
+    maxLength: 4,
+    optimizer: ADAM,
+  });
+  try {
+    graph.uploadWeights(weights);
+    const short = randomBatch(6, 4, [4]);
+    const long = randomBatch(7, 4, [3]);
+    // lr 0 keeps the weights, so each batch's loss repeats exactly.
+    const steps = 300;
+    for (let i = 0; i < steps; i++) graph.trainStep(i % 3 === 0 ? long : short, 0);
+    const stats = await graph.readTrainStats();
+    assertEquals(stats.length, steps);
+    for (let i = 0; i < steps; i++) {
+      assertEquals(stats[i].tokens, i % 3 === 0 ? 2 : 3, `step ${i} tokens`);
+      assertEquals(stats[i].loss, stats[i % 3 === 0 ? 0 : 1].loss, `step ${i} loss`);
+    }
+    graph.trainStep(short, 0);
+    assertEquals((await graph.readTrainStats()).map((s) => s.loss), [stats[1].loss]);
+  } finally {
+    graph.destroy();
+  }
+});
+
 Deno.test("eval stats are the token-weighted loss of lossAndGrads over the batches", async () => {
   const graph = await newGraph();
   try {
