@@ -70,6 +70,8 @@ Deno.test("dry run explains why each step would run and runs nothing", async () 
   assertEquals(reason.world, 'parameters changed (text: "world" -> "there")');
   assertEquals(reason.both, "input changed (b)");
   assertStringIncludes(changed.log, "would run");
+  const reseeded = await runQuiet({ file, store, dryRun: true, overrides: ["seed=2"] });
+  assertEquals(reseeded.steps.find((s) => s.step === "hello")!.reason, "seed changed (1 -> 2)");
   await Deno.remove(join(store, "objects", keys(first).both!), { recursive: true });
   const missing = await runQuiet({ file, store, dryRun: true });
   assertEquals(missing.steps.find((s) => s.step === "both")!.reason, "output missing");
