@@ -16,7 +16,8 @@
  * folder in the `root` parameter. Writes `files.json`
  * (`{ root, files: [{ path, category, format, sample_rate, channels,
  * duration_s, sha256 }], categories: { name: count } }`, paths relative to the
- * absolute `root`, `/`-separated, sorted) and `rejects.json`
+ * `root`, `/`-separated, sorted; `root` is absolute for a user folder and
+ * relative to the scan artifact's own folder for an input artifact) and `rejects.json`
  * (`[{ path, reason, detail }]`, sorted by path). Reasons: `unreadable`,
  * `empty`, `not-audio`, `cannot-decode`, `silent`, `too-short`, `too-long`,
  * `no-category`, `duplicate`.
@@ -28,7 +29,7 @@
  *
  * @module
  */
-import { join, resolve } from "node:path";
+import { basename, join, resolve, sep } from "node:path";
 import { z } from "zod";
 import { AudioDecodeError, decodeAudioBytes } from "../lib/audio/decode.ts";
 import type { AudioFormat } from "../lib/audio/decode.ts";
@@ -388,8 +389,12 @@ export const job = defineJob({
     files.sort((a, b) => byCodepoint(a.path, b.path));
     const sides = splitFiles(files, ctx.seed, p.val_fraction, { file: root, step: ctx.step });
 
+    // An input artifact's folder is recorded relative to this artifact (the store's
+    // objects sit side by side), so the bytes do not depend on where the store is.
     const listing: ScanListing = {
-      root,
+      root: p.root !== undefined
+        ? root
+        : join("..", basename(ctx.inputs.audio.dir), "audio").split(sep).join("/"),
       files,
       categories: Object.fromEntries(categories.map((c) => [c, counts.get(c)!])),
     };

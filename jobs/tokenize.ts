@@ -242,7 +242,7 @@ async function tokenize(ctx: JobContext<TokenizeParams>): Promise<JobResult> {
   const filesJson = join(ctx.inputs.scan.dir, "files.json");
   const where = { file: filesJson, step: ctx.step };
   const scan = await readScan(filesJson);
-  const root = resolve(scan.root);
+  const root = resolve(ctx.inputs.scan.dir, scan.root);
   const splits = splitFiles(scan.files, ctx.seed, p.val_fraction, where);
   const categories = [
     ...new Set([...Object.keys(scan.categories ?? {}), ...scan.files.map((f) => f.category)]),

@@ -18,6 +18,9 @@ const modelSchema = z.strictObject({
   heads: z.number().int().min(1).default(8),
   layers: z.number().int().min(1).default(2),
   max_positions: z.number().int().min(1).default(1024),
+}).refine((m) => m.hidden % m.heads === 0, {
+  message: "hidden must be a multiple of heads (head size = hidden / heads)",
+  path: ["heads"],
 });
 
 const optimizerSchema = z.strictObject({

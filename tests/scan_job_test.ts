@@ -1,4 +1,4 @@
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { job, type ScanListing, ScanParams, type ScanReject } from "../jobs/scan.ts";
 import { job as synthJob, SynthParams } from "../jobs/synth.ts";
 import { encodeWav } from "../lib/audio/wav.ts";
@@ -279,7 +279,8 @@ Deno.test("scan: reads synth's output through the audio input", async () => {
     await synthJob.run({ ...context(params, synthOut), step: "synth" });
     const ref = { key: "k", dir: synthOut } as ArtifactRef;
     const { listing, rejects } = await runScan({}, { audio: ref });
-    assertEquals(listing.root, join(synthOut, "audio"));
+    // An input artifact's folder is recorded relative to the scan artifact's own folder.
+    assertEquals(listing.root, `../${basename(synthOut)}/audio`);
     assertEquals(listing.categories, { blip: 3, jump: 3 });
     assertEquals(listing.files[0].path, "blip/blip_000.wav");
     assertEquals(rejects, []);

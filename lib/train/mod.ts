@@ -155,28 +155,28 @@ function modelConfig(p: TrainParams, data: BucketedData, where: ErrorLocation): 
     heads: p.model.heads,
     layers: p.model.layers,
     maxPositions: p.model.max_positions,
-  }, { ...where, fieldPrefix: "params.model" });
+  }, { ...where, fieldPrefix: stepField(where, "params.model") });
 }
 
 function checkData(data: BucketedData, cfg: SamOutConfig, where: ErrorLocation): void {
   if (data.train.length === 0) {
     throw new UserError("the bucket artifact has no training batches", {
       ...where,
-      field: "inputs.data",
+      field: stepField(where, "inputs.data"),
       hint: "add audio files, or lower val_fraction",
     });
   }
   if (data.val.length === 0) {
     throw new UserError("the bucket artifact has no validation batches", {
       ...where,
-      field: "inputs.data",
+      field: stepField(where, "inputs.data"),
       hint: "early stopping needs a validation split: raise val_fraction",
     });
   }
   if (data.maxLength - 1 > cfg.maxPositions) {
     throw new UserError("sequences are longer than the model's maximum positions", {
       ...where,
-      field: "params.model.max_positions",
+      field: stepField(where, "params.model.max_positions"),
       expected: `at least ${data.maxLength - 1} (the longest input sequence)`,
       found: String(cfg.maxPositions),
       hint: "raise model.max_positions, or lower bucket.max_length",
@@ -224,7 +224,7 @@ async function runLoop(
       if (!Number.isFinite(s.loss)) {
         throw new UserError(`the training loss became ${s.loss} at step ${step + 1}`, {
           ...req.where,
-          field: "params.optimizer.lr",
+          field: stepField(req.where, "params.optimizer.lr"),
           hint:
             "lower the learning rate or enable clip_grad_norm; the last checkpoint is kept in the work directory",
         });
@@ -400,6 +400,11 @@ async function lastEvalRecord(
     if (rec.kind === "eval" && rec.step === step) found = rec;
   }
   return found;
+}
+
+/** A field path inside a pipeline file's step, e.g. `steps.train.params.model.heads`. */
+function stepField(where: ErrorLocation, path: string): string {
+  return where.step ? `steps.${where.step}.${path}` : path;
 }
 
 // ---- checkpoints -------------------------------------------------------------
