@@ -8,7 +8,8 @@ then the head; cross-entropy with ignore_index=0, Adam (lr 1e-3).
 
 Usage: python3 bench/pytorch_train.py [--vocab 1100 --hidden 128 --heads 8
   --layers 2 --batch 16 --seq 128 --warmup 2 --steps 5 --threads N]
-Prints one JSON object: {"tokens_per_s": ..., "step_s": ..., "threads": ...}.
+Prints one JSON object: {"tokens_per_s": ..., "step_s": ..., "cpu_s_per_step": ...,
+"threads": ...} (CPU seconds of all threads: steadier than wall time on a shared machine).
 Tokens per step = batch * seq (input positions, as in bench/train.ts).
 """
 import argparse
@@ -111,13 +112,16 @@ def main():
     for _ in range(args.warmup):
         step()
     t0 = time.perf_counter()
+    c0 = time.process_time()
     for _ in range(args.steps):
         step()
     elapsed = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     tokens = args.steps * args.batch * args.seq
     print(json.dumps({
         "tokens_per_s": tokens / elapsed,
         "step_s": elapsed / args.steps,
+        "cpu_s_per_step": cpu / args.steps,
         "threads": args.threads,
         "torch": torch.__version__,
     }))

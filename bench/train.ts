@@ -26,6 +26,15 @@ export interface TrainBenchResult {
   pytorch_tokens_per_s?: number;
   /** tokens_per_s / pytorch_tokens_per_s. */
   ratio?: number;
+  /** CPU seconds per step of this process (Linux; llvmpipe's threads included). */
+  cpu_s_per_step?: number;
+  /** PyTorch's CPU seconds per step. */
+  pytorch_cpu_s_per_step?: number;
+  /**
+   * pytorch_cpu_s_per_step / cpu_s_per_step: the ratio in CPU time, steadier
+   * than the wall-time ratio when other processes share the cores.
+   */
+  cpu_ratio?: number;
   /** The WebGPU adapter. */
   adapter: string;
   /** The config that ran. */
@@ -90,10 +99,13 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
     }
     for (let i = 0; i < WARMUP_STEPS; i++) graph.trainStep(batches[i % batches.length], 1e-3);
     await graph.readTrainStats();
+    const clock = cpuClock();
+    const c0 = clock?.();
     const t0 = performance.now();
     for (let i = 0; i < steps; i++) graph.trainStep(batches[i % batches.length], 1e-3);
     const stats = await graph.readTrainStats();
     const seconds = (performance.now() - t0) / 1000;
+    const cpuSeconds = clock ? (clock() - c0!) / 1000 : undefined;
     if (stats.length !== steps || !stats.every((s) => Number.isFinite(s.loss))) {
       throw new Error(`the benchmark's training steps gave bad stats: ${JSON.stringify(stats)}`);
     }
@@ -107,12 +119,17 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
       parameters: params,
       steps,
     };
-    if (opts.profile) result.profile = await graph.profileStep(batches[0], 1e-3, cpuClock());
+    if (cpuSeconds !== undefined) result.cpu_s_per_step = cpuSeconds / steps;
+    if (opts.profile) result.profile = await graph.profileStep(batches[0], 1e-3, clock);
     if (!opts.noPytorch) {
       const torch = await runPytorch(shape, opts.seedConfig ? 1 : Math.max(3, Math.min(steps, 5)));
       if (torch !== undefined) {
-        result.pytorch_tokens_per_s = torch;
-        result.ratio = tokensPerS / torch;
+        result.pytorch_tokens_per_s = torch.tokens_per_s;
+        result.ratio = tokensPerS / torch.tokens_per_s;
+        if (typeof torch.cpu_s_per_step === "number" && result.cpu_s_per_step) {
+          result.pytorch_cpu_s_per_step = torch.cpu_s_per_step;
+          result.cpu_ratio = torch.cpu_s_per_step / result.cpu_s_per_step;
+        }
       }
     }
     if (opts.json) {
@@ -130,6 +147,13 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
       if (result.pytorch_tokens_per_s !== undefined) {
         console.log(`pytorch (cpu)  ${result.pytorch_tokens_per_s.toFixed(0)} tokens/s`);
         console.log(`ratio          ${result.ratio!.toFixed(2)}x`);
+        if (result.cpu_ratio !== undefined) {
+          console.log(
+            `cpu time       ${(result.cpu_s_per_step! * 1000).toFixed(0)} ms/step webgpu, ${
+              (result.pytorch_cpu_s_per_step! * 1000).toFixed(0)
+            } ms/step pytorch: ${result.cpu_ratio.toFixed(2)}x`,
+          );
+        }
       } else {
         console.log("pytorch (cpu)  not run (no /usr/bin/python3 with torch)");
       }
@@ -149,14 +173,14 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
 }
 
 /**
- * Milliseconds of CPU time of this process (llvmpipe's threads included) on
- * Linux, steadier than wall time on a shared machine; wall time elsewhere.
+ * Milliseconds of CPU time of this process (llvmpipe's threads included),
+ * steadier than wall time on a shared machine; undefined off Linux.
  */
-function cpuClock(): () => number {
+function cpuClock(): (() => number) | undefined {
   try {
     Deno.readTextFileSync("/proc/self/stat");
   } catch {
-    return () => performance.now();
+    return undefined;
   }
   return () => {
     const fields = Deno.readTextFileSync("/proc/self/stat").split(") ")[1].split(" ");
@@ -169,7 +193,7 @@ function cpuClock(): () => number {
 async function runPytorch(
   shape: TrainBenchResult["config"],
   steps: number,
-): Promise<number | undefined> {
+): Promise<{ tokens_per_s: number; cpu_s_per_step?: number } | undefined> {
   const script = new URL("./pytorch_train.py", import.meta.url).pathname;
   try {
     const out = await new Deno.Command("/usr/bin/python3", {
@@ -188,7 +212,7 @@ async function runPytorch(
     }).output();
     if (!out.success) return undefined;
     const lines = new TextDecoder().decode(out.stdout).trim().split("\n");
-    return JSON.parse(lines[lines.length - 1]).tokens_per_s;
+    return JSON.parse(lines[lines.length - 1]);
   } catch {
     return undefined;
   }
