@@ -627,8 +627,10 @@ export class SamOutTrainingGraph {
    * `dW[n, k] = dY[rows, n]^T X[rows, k]` as a chain of TN products over
    * blocks of {@link WEIGHT_GRAD_ROWS} rows, the first overwriting dW and the
    * others adding to it, in row-block order (deterministic). Short
-   * reductions keep each product's operands in cache: on llvmpipe this runs
-   * about twice as fast as one product over all B*S rows.
+   * reductions keep each product's operands in cache: on llvmpipe with 8x8
+   * tiles a 256-row TN product ran about twice as fast per CPU second as one
+   * over 2048 rows; with the current 16x8 tiles whole-step A/B runs on the
+   * shared 2-core machine were within noise (it never measured slower).
    */
   #weightGradient(dY: GPUBuffer, x: GPUBuffer, name: string): GpuStep<MatmulDims> {
     const [n, k] = this.layout.byName.get(name)!.shape;
