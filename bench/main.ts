@@ -16,7 +16,23 @@ type Bench = (opts: { json: boolean; seedConfig: boolean }) => Promise<unknown>;
 const BENCHES: Record<string, { what: string; run: Bench }> = {
   noop: {
     what: "fully cached re-run of the default pipeline (goal < 0.3 s; DVC ~3 s)",
-    run: async () => (await import("./noop.ts")).benchNoop({}),
+    run: async () => {
+      const { benchNoop } = await import("./noop.ts");
+      // The default pipeline, warmed once in a scratch store with a short
+      // training run (the re-run's cost does not depend on what the steps did).
+      const store = await Deno.makeTempDir({ prefix: "samout-bench-noop-default-" });
+      try {
+        const defaultPipeline = await benchNoop({
+          pipeline: "train.yaml",
+          store,
+          overrides: ["synth.clips_per_category=8", "train.max_steps=2"],
+        });
+        const fixture = await benchNoop({});
+        return { default_pipeline: defaultPipeline, fixture_pipeline: fixture };
+      } finally {
+        await Deno.remove(store, { recursive: true });
+      }
+    },
   },
   tokenize: {
     what: "tokenize throughput, audio seconds per wall-clock second (goal >= 200x)",

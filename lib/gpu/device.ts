@@ -30,7 +30,23 @@ export function requestGpu(): Promise<Gpu> {
   return shared;
 }
 
+/**
+ * Mesa's software adapter complains on stderr when XDG_RUNTIME_DIR is unset
+ * (CI runners, containers). It only needs a private writable folder.
+ */
+function ensureRuntimeDir(): void {
+  if (Deno.build.os !== "linux" || Deno.env.get("XDG_RUNTIME_DIR")) return;
+  try {
+    const dir = `${Deno.env.get("TMPDIR") ?? "/tmp"}/samout-xdg-${Deno.uid() ?? "user"}`;
+    Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    Deno.env.set("XDG_RUNTIME_DIR", dir);
+  } catch {
+    // Only cosmetic: the adapter works without it.
+  }
+}
+
 async function acquire(): Promise<Gpu> {
+  ensureRuntimeDir();
   if (!("gpu" in navigator) || !navigator.gpu) {
     throw new UserError("WebGPU is not available in this Deno build", {
       hint: "use Deno 2.x (deno.json pins 2.9.6), which ships WebGPU",
