@@ -22,6 +22,9 @@ function usage(): string {
   return `usage: deno run -A main.ts <command> [options]\n\ncommands:\n${lines.join("\n")}\n`;
 }
 
+/** The Deno release this project is built and tested with (deno.json's tasks, .ci/run). */
+export const PINNED_DENO = "2.9.6";
+
 /** Dispatches `args` to a command; returns the process exit code. */
 export async function main(args: string[]): Promise<number> {
   const [name, ...rest] = args;
@@ -41,6 +44,11 @@ export async function main(args: string[]): Promise<number> {
 }
 
 if (import.meta.main) {
+  if (Deno.version.deno !== PINNED_DENO) {
+    console.error(
+      `warning: this project is pinned to Deno ${PINNED_DENO}; this is Deno ${Deno.version.deno} (use npx -y deno@${PINNED_DENO} task …)`,
+    );
+  }
   let code: number;
   try {
     code = await main(Deno.args);

@@ -356,6 +356,12 @@ async function publish(
   await Deno.writeFile(join(req.outDir, "last.safetensors"), samoutToSafetensors(cfg, last));
   await Deno.copyFile(join(req.workDir, "best.safetensors"), join(req.outDir, "best.safetensors"));
   await Deno.copyFile(join(req.workDir, "curves.jsonl"), join(req.outDir, "curves.jsonl"));
+  // The last checkpoint (weights, Adam's moments, loop state), to continue training from.
+  const ckptOut = join(req.outDir, CHECKPOINT);
+  await Deno.mkdir(ckptOut);
+  for (const name of ["model.safetensors", "optimizer.safetensors", "state.json"]) {
+    await Deno.copyFile(join(req.workDir, CHECKPOINT, name), join(ckptOut, name));
+  }
   await Deno.writeTextFile(
     join(req.outDir, "vocab.json"),
     JSON.stringify(data.vocab, null, 2) + "\n",
@@ -371,6 +377,13 @@ async function publish(
   await Deno.writeTextFile(join(req.outDir, "config.json"), JSON.stringify(config, null, 2) + "\n");
   const uniformLoss = Math.log(cfg.vocabSize);
   const bestEval = await lastEvalRecord(join(req.workDir, "curves.jsonl"), state.bestStep);
+  const accuracy = bestEval?.val_token_accuracy;
+  req.log(
+    `best validation loss ${state.bestValLoss?.toFixed(4)} at step ${state.bestStep} ` +
+      `(uniform guessing: ${uniformLoss.toFixed(4)})` +
+      (accuracy !== undefined ? `, token accuracy ${(100 * accuracy).toFixed(1)}%` : "") +
+      `; ${state.step} steps, stopped: ${describeStop(state.stopped)}`,
+  );
   return {
     metrics: {
       steps: state.step,
@@ -400,6 +413,12 @@ async function lastEvalRecord(
     if (rec.kind === "eval" && rec.step === step) found = rec;
   }
   return found;
+}
+
+function describeStop(stopped: LoopState["stopped"]): string {
+  if (stopped === "early") return "early (no validation improvement for `patience` evaluations)";
+  if (stopped === "max_steps") return "max_steps reached";
+  return "all epochs done";
 }
 
 /** A field path inside a pipeline file's step, e.g. `steps.train.params.model.heads`. */
