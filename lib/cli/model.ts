@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { Command } from "@commander-js/extra-typings";
+import { newProgram, runProgram } from "./commander.ts";
 import { dirname, join } from "node:path";
 import { UserError } from "../errors/mod.ts";
 import type { TokenBatch } from "../data/types.ts";
@@ -218,11 +218,7 @@ function positiveInt(value: string): number {
 
 /** Runs `model <sub-command> …`; returns the exit code (0 ok, 1 user error, 2 usage). */
 export async function main(args: string[]): Promise<number> {
-  let code = 0;
-  const program = new Command("model")
-    .description("inspect a SamOut checkpoint or score a batch with it")
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => Deno.stderr.writeSync(new TextEncoder().encode(s)) });
+  const program = newProgram("model", "inspect a SamOut checkpoint or score a batch with it");
   program.command("info")
     .description("sizes, parameter count, tensors, metadata (and vocab.json beside the file)")
     .argument("<weights>", "a .safetensors checkpoint")
@@ -239,20 +235,7 @@ export async function main(args: string[]): Promise<number> {
       const result = await modelLoss(o);
       console.log(JSON.stringify(result));
     });
-  try {
-    await program.parseAsync(args, { from: "user" });
-  } catch (e) {
-    if (e instanceof UserError) {
-      console.error(e.format());
-      code = 1;
-    } else if (e instanceof Error && "exitCode" in e && typeof e.exitCode === "number") {
-      // commander has already printed the usage problem (or the help text).
-      code = e.exitCode === 0 ? 0 : 2;
-    } else {
-      throw e;
-    }
-  }
-  return code;
+  return await runProgram(program, args);
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

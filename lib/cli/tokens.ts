@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { Command } from "@commander-js/extra-typings";
+import { newProgram, runProgram } from "./commander.ts";
 import { UserError } from "../errors/mod.ts";
 import { decodeSequence, encodeSequence, vocabularySize } from "../data/vocab.ts";
 import type { Vocabulary } from "../data/types.ts";
@@ -216,11 +216,10 @@ function nonNegativeInt(option: string) {
 
 /** Runs `tokens <sub-command> …`; returns the exit code (0 ok, 1 user error, 2 usage). */
 export async function main(args: string[]): Promise<number> {
-  let code = 0;
-  const program = new Command("tokens")
-    .description("turn token ids into audio and audio into token ids with a tokenize artifact")
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => Deno.stderr.writeSync(new TextEncoder().encode(s)) });
+  const program = newProgram(
+    "tokens",
+    "turn token ids into audio and audio into token ids with a tokenize artifact",
+  );
   program.command("to-audio")
     .description("reconstruct a token sequence as a 16-bit mono WAV")
     .requiredOption("--tokenizer <dir>", "a tokenize step's output directory")
@@ -247,20 +246,7 @@ export async function main(args: string[]): Promise<number> {
     .action(async (o) => {
       console.log(JSON.stringify(await encodeAudio(o)));
     });
-  try {
-    await program.parseAsync(args, { from: "user" });
-  } catch (e) {
-    if (e instanceof UserError) {
-      console.error(e.format());
-      code = 1;
-    } else if (e instanceof Error && "exitCode" in e && typeof e.exitCode === "number") {
-      // commander has already printed the usage problem (or the help text).
-      code = e.exitCode === 0 ? 0 : 2;
-    } else {
-      throw e;
-    }
-  }
-  return code;
+  return await runProgram(program, args);
 }
 
 if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,40 @@
+/**
+ * What every commander-based command shares: a program that throws instead of
+ * exiting, and one place that turns its outcome into an exit code.
+ *
+ * @module
+ */
+import { Command } from "@commander-js/extra-typings";
+import { UserError } from "../errors/mod.ts";
+
+/** A command-line program whose usage errors throw (so `main` can return a code). */
+export function newProgram(name: string, description: string): Command {
+  return new Command(name)
+    .description(description)
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => Deno.stderr.writeSync(new TextEncoder().encode(s)) });
+}
+
+/**
+ * Parses `args` and runs the chosen action. Returns 0 on success, 1 for a
+ * `UserError` (printed as `error: …` with its location), 2 for a usage
+ * problem commander has already printed; anything else is a bug and rethrown.
+ */
+export async function runProgram(
+  program: { parseAsync(argv: string[], opts: { from: "user" }): Promise<unknown> },
+  args: string[],
+): Promise<number> {
+  try {
+    await program.parseAsync(args, { from: "user" });
+    return 0;
+  } catch (e) {
+    if (e instanceof UserError) {
+      console.error(`error: ${e.format()}`);
+      return 1;
+    }
+    if (e instanceof Error && "exitCode" in e && typeof e.exitCode === "number") {
+      return e.exitCode === 0 ? 0 : 2;
+    }
+    throw e;
+  }
+}
