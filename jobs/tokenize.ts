@@ -405,7 +405,6 @@ async function tokenize(ctx: JobContext<TokenizeParams>): Promise<JobResult> {
         kmeans_inertia: fit.inertia,
         kmeans_inertia_per_frame: fit.inertia / Math.max(1, pick.length),
         kmeans_iterations: fit.iterations,
-        kmeans_scanned_fraction: fit.scannedFraction,
         kmeans_frames: pick.length,
         train_frames: trainFrames,
       };

@@ -3,29 +3,25 @@
  *
  * - Initialisation is k-means++ on the host, seeded from `lib/random`. For
  *   large inputs it runs over a seeded subsample of `max(4096, 4 K)` frames
- *   (k-means++ costs `O(n K D)` on one CPU core; the Lloyd iterations that
- *   follow use every frame, so the subsample only affects the starting point).
- * - Each Lloyd iteration finds nearest centroids on the GPU (`scan_nearest`
- *   below: squared Euclidean distance summed in a fixed order, ties to the
- *   lowest index) and then updates the centroids on the host: per-cluster sums
- *   in f64 in frame order. No float atomics anywhere, so the same input and
- *   seed give the same bytes.
- * - Hamerly's bounds prune the search: the host keeps, per frame, an upper
- *   bound on the distance to its centroid and a lower bound on the distance to
- *   every other centroid, moves them by how far the centroids moved, and sends
- *   only the frames whose bounds cross (after re-measuring the distance to
- *   their own centroid on the host) to the GPU for a full scan. Bounds from
- *   GPU distances carry a relative margin for f32 rounding, and an exact tie
- *   never passes the test, so pruning never keeps a frame that a full scan
- *   would move. How much this saves depends on the data: clustered data
- *   prunes most frames; log-mel frames of the synth set with K = 256 still
- *   scan 55-80% of frames per iteration (the tokenize job reports it as
- *   `kmeans_scanned_fraction`).
- * - A cluster that ends up empty is re-seeded at the frame farthest from its
- *   own centroid (ties to the lowest frame index); that frame then counts as
- *   distance 0, so several empty clusters take distinct frames.
- * - Frames are uploaded once, in chunks of at most `maxStorageBufferBindingSize`
- *   bytes (and 65535 workgroups), and stay on the GPU across iterations.
+ *   (the Lloyd iterations that follow use every frame, so the subsample only
+ *   affects the starting point). Each new centre's distances skip the frames
+ *   that the triangle inequality shows cannot move to it (exact: the same
+ *   picks as the plain loop).
+ * - The Lloyd iterations run on the GPU without the host: per iteration
+ *   `update_centroids` (member means, f32 sums in frame order, one invocation
+ *   per cluster), `reseed_empty` (a cluster left empty takes the frame farthest
+ *   from its own centroid, ties to the lowest frame index; that frame then
+ *   counts as distance 0, so several empty clusters take distinct frames),
+ *   `scan_nearest` (squared Euclidean distance summed in a fixed order, ties to
+ *   the lowest index) and `lloyd_step` (inertia and changed assignments summed
+ *   in a fixed order by one workgroup; it decides whether to stop). Once it
+ *   stops it zeroes the indirect dispatch sizes of the next iterations'
+ *   kernels, so the iterations already encoded do nothing. The host encodes
+ *   {@link ITERATIONS_PER_SUBMIT} iterations per submit and reads only a
+ *   16-byte state back between submits (a GPU round trip costs >= 10 ms on
+ *   llvmpipe, more than an iteration's kernels at K = 256, N = 5000).
+ * - No float atomics anywhere and every sum in a fixed order, so the same
+ *   input and seed give the same bytes.
  *
  * @module
  */
@@ -45,7 +41,7 @@ import { isSoftwareAdapter } from "./ops/matmul.ts";
 export interface KMeansOptions {
   /** Seed of the k-means++ initialisation (and its subsample). */
   seed: number;
-  /** Maximum number of Lloyd iterations (each = one GPU assignment + host update). */
+  /** Maximum number of Lloyd iterations (each = a centroid update and a full assignment). */
   iterations: number;
   /**
    * Stop when an iteration lowers the inertia by less than this fraction of
@@ -54,21 +50,22 @@ export interface KMeansOptions {
   tolerance: number;
   /** Starting `[K, D]` codebook instead of k-means++ (a warm start); `seed` is then unused. */
   initialCodebook?: Float32Array;
-  /** Frames per GPU chunk; defaults to what one storage binding holds. For tests of the chunking. */
-  chunkRows?: number;
 }
 
 /** The result of {@link fitKMeans}. */
 export interface KMeansResult {
   /** `[K, D]` f32 row-major centroids. */
   codebook: Float32Array;
-  /** Sum over frames of the squared distance to the nearest centroid of `codebook` (f64). */
+  /** `[N]` u32: each frame's nearest entry of `codebook` (the GPU's last assignment). */
+  assignment: Uint32Array;
+  /** Sum over frames of the squared distance to their entry of `codebook` (f64 on the host). */
   inertia: number;
   /** Lloyd iterations run. */
   iterations: number;
-  /** Frames the GPU scanned over all passes / (N * (iterations + 1)): what the bounds left. */
-  scannedFraction: number;
 }
+
+/** Lloyd iterations encoded per GPU submit; the host reads the stop flag between submits. */
+export const ITERATIONS_PER_SUBMIT = 16;
 
 /**
  * Register tiling of the nearest-centroid scan: an invocation scores `rows`
@@ -102,28 +99,26 @@ function framesPerWorkgroup(t: ScanTile): number {
 }
 
 /**
- * Each invocation takes `rows` consecutive entries of the scan list and finds
- * the nearest and second-nearest centroid of each listed frame. The distance
- * is summed as `Σ_q dot(x_q - c_q, x_q - c_q)` over the frame's vec4s in order
- * 0, 1, 2, … (the difference form: no `||x||² - 2 x·c + ||c||²` cancellation,
- * so the distances are good for the pruning bounds); centroids are visited in
- * index order and only a strictly smaller distance wins, so ties go to the
- * lowest index. The block is unrolled into scalar accumulators (`a_i_j`).
- * Rows are zero-padded to `D4` vec4s on the host; list entries and centroids
- * past the end are clamped to the last one (and their scores discarded).
+ * Each invocation takes `rows` consecutive frames and finds the nearest
+ * centroid of each. The distance is summed as `Σ_q dot(x_q - c_q, x_q - c_q)`
+ * over the frame's vec4s in order 0, 1, 2, … (the difference form: no
+ * `||x||² - 2 x·c + ||c||²` cancellation); centroids are visited in index
+ * order and only a strictly smaller distance wins, so ties go to the lowest
+ * index. The block is unrolled into scalar accumulators (`a_i_j`). Rows are
+ * zero-padded to `D4` vec4s on the host; frames and centroids past the end are
+ * clamped to the last one (and their scores discarded).
  *
- * dims     (m = listed frames, k = centroids, d4 = vec4s per row)
- * frames   [rows, D4] vec4f     (the chunk's frames, resident across iterations)
- * idx      [m] u32              (chunk-local frame indices to scan)
+ * dims     (m = frames, k = centroids, d4 = vec4s per row)
+ * frames   [m, D4] vec4f
  * codebook [k, D4] vec4f
- * out      [m] vec4u            (best index, bits of sqrt(best d²), bits of sqrt(second d²), 0)
+ * out      [m] vec2u   (nearest index, bits of its squared distance f32)
  */
 function scanWgsl(t: ScanTile): string {
   const R = t.rows, C = t.cols;
   const L: string[] = [];
   for (let i = 0; i < R; i++) {
-    L.push(`  let xb${i} = idx[min(j0 + ${i}u, M - 1u)] * D4;`);
-    L.push(`  var best${i} = 0u;\n  var n1_${i} = BIG;\n  var n2_${i} = BIG;`);
+    L.push(`  let xb${i} = min(j0 + ${i}u, M - 1u) * D4;`);
+    L.push(`  var best${i} = 0u;\n  var n1_${i} = BIG;`);
   }
   L.push(`  for (var k0 = 0u; k0 < K; k0 += ${C}u) {`);
   for (let j = 0; j < C; j++) L.push(`    let cb${j} = min(k0 + ${j}u, K - 1u) * D4;`);
@@ -145,33 +140,28 @@ function scanWgsl(t: ScanTile): string {
   for (let i = 0; i < R; i++) {
     for (let j = 0; j < C; j++) {
       L.push(`    {`);
-      L.push(`      let v = select(BIG, a_${i}_${j}, live${j});`);
-      L.push(`      let lt1 = v < n1_${i};`);
-      L.push(`      n2_${i} = select(select(n2_${i}, v, v < n2_${i}), n1_${i}, lt1);`);
-      L.push(`      best${i} = select(best${i}, k0 + ${j}u, lt1);`);
-      L.push(`      n1_${i} = select(n1_${i}, v, lt1);`);
+      L.push(`      let lt = live${j} && a_${i}_${j} < n1_${i};`);
+      L.push(`      best${i} = select(best${i}, k0 + ${j}u, lt);`);
+      L.push(`      n1_${i} = select(n1_${i}, a_${i}_${j}, lt);`);
       L.push(`    }`);
     }
   }
   L.push(`  }`);
   for (let i = 0; i < R; i++) {
     L.push(
-      `  if (j0 + ${i}u < M) { out[j0 + ${i}u] = vec4u(best${i}, bitcast<u32>(sqrt(n1_${i})), ` +
-        `bitcast<u32>(sqrt(n2_${i})), 0u); }`,
+      `  if (j0 + ${i}u < M) { out[j0 + ${i}u] = vec2u(best${i}, bitcast<u32>(n1_${i})); }`,
     );
   }
   return /* wgsl */ `
-struct Dims { m: u32, k: u32, d4: u32, _pad: u32 }
 const BIG: f32 = 3.0e38;
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> frames: array<vec4f>;
-@group(0) @binding(2) var<storage, read> idx: array<u32>;
-@group(0) @binding(3) var<storage, read> codebook: array<vec4f>;
-@group(0) @binding(4) var<storage, read_write> out: array<vec4u>;
+@group(0) @binding(2) var<storage, read> codebook: array<vec4f>;
+@group(0) @binding(3) var<storage, read_write> out: array<vec2u>;
 
 @compute @workgroup_size(${t.workgroup})
 fn scan_nearest(@builtin(global_invocation_id) gid: vec3u) {
-  let M = dims.m;
+  let M = dims.n;
   let K = dims.k;
   let D4 = dims.d4;
   let j0 = gid.x * ${R}u;
@@ -190,163 +180,212 @@ function padRows(x: Float32Array, d: number, d4: number): Float32Array<ArrayBuff
   return out;
 }
 
-/** Nearest and second-nearest centroid of each scanned frame. */
-interface ScanResult {
-  /** `[m]` nearest centroid. */
-  best: Uint32Array;
-  /** `[m]` distance (not squared) to it, f32 from the GPU. */
-  d1: Float32Array;
-  /** `[m]` distance to the second nearest (3e38 squared-root when K = 1). */
-  d2: Float32Array;
+/** Uniforms shared by every kernel of this module (32 bytes). */
+const DIMS_WGSL = /* wgsl */ `
+struct Dims { n: u32, k: u32, d4: u32, max_iterations: u32, tolerance: f32, _p0: u32, _p1: u32, _p2: u32 }
+`;
+
+/** `[n, k, d4, maxIterations, tolerance]` as the 32 bytes of `Dims`. */
+function dimsBytes(n: number, k: number, d4: number, maxIterations = 0, tolerance = 0) {
+  const b = new ArrayBuffer(32);
+  new Uint32Array(b, 0, 4).set([n, k, d4, maxIterations]);
+  new Float32Array(b, 16, 1)[0] = tolerance;
+  return b;
 }
 
-/** One chunk of resident frames (global rows `[start, start + rows)`) with its scratch buffers. */
-interface FrameChunk {
-  start: number;
-  rows: number;
-  /** `[rows, D4]` vec4f. */
-  frames: GPUBuffer;
-  /** `[rows]` u32: chunk-local indices to scan. */
-  idx: GPUBuffer;
-  /** `[rows]` vec4u scan results. */
-  out: GPUBuffer;
+/**
+ * New centroid `k` = mean of its members under `assign`: one invocation per
+ * cluster walks the frames in index order and sums its members in f32 straight
+ * into its codebook row (no other invocation touches the row). An empty
+ * cluster's row is left at zero for `reseed_empty`.
+ *
+ * frames   [n, D4] vec4f
+ * assign   [n] u32
+ * codebook [k, D4] vec4f   (written)
+ * counts   [k] u32         (members per cluster, written)
+ */
+function updateWgsl(workgroup: number): string {
+  return DIMS_WGSL + /* wgsl */ `
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<storage, read> frames: array<vec4f>;
+@group(0) @binding(2) var<storage, read> assign: array<u32>;
+@group(0) @binding(3) var<storage, read_write> codebook: array<vec4f>;
+@group(0) @binding(4) var<storage, read_write> counts: array<u32>;
+
+@compute @workgroup_size(${workgroup})
+fn update_centroids(@builtin(global_invocation_id) gid: vec3u) {
+  let k = gid.x;
+  if (k >= dims.k) { return; }
+  let D4 = dims.d4;
+  let row = k * D4;
+  for (var q = 0u; q < D4; q++) { codebook[row + q] = vec4f(0.0); }
+  var count = 0u;
+  for (var i = 0u; i < dims.n; i++) {
+    if (assign[i] == k) {
+      count++;
+      let xb = i * D4;
+      for (var q = 0u; q < D4; q++) { codebook[row + q] += frames[xb + q]; }
+    }
+  }
+  if (count > 0u) {
+    let c = f32(count);
+    for (var q = 0u; q < D4; q++) { codebook[row + q] = codebook[row + q] / c; }
+  }
+  counts[k] = count;
+}
+`;
 }
 
-/** Frames held on the GPU in chunks, ready for repeated scans against changing codebooks. */
-class FrameChunks {
-  readonly chunks: FrameChunk[] = [];
-  readonly #gpu: Gpu;
-  readonly #dims: GPUBuffer;
-  readonly #codebook: GPUBuffer;
-  readonly #staging: GPUBuffer;
-  readonly #n: number;
-  readonly #d: number;
-  /** Row width in vec4s (rows zero-padded to a multiple of 4 floats). */
-  readonly #d4: number;
-  readonly #k: number;
-  readonly #tile: ScanTile;
+/** Invocations of the single-workgroup kernels (`reseed_empty`, `lloyd_step`). */
+const REDUCE_LANES = 64;
 
-  constructor(
-    gpu: Gpu,
-    frames: Float32Array,
-    d: number,
-    k: number,
-    chunkRows: number | undefined,
-  ) {
-    this.#gpu = gpu;
-    this.#n = frames.length / d;
-    this.#d = d;
-    const d4 = this.#d4 = Math.ceil(d / 4);
-    this.#k = k;
-    this.#tile = isSoftwareAdapter(gpu) ? SOFTWARE_SCAN_TILE : HARDWARE_SCAN_TILE;
-    const maxBinding = Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
-    if (k * d4 * 16 > maxBinding) {
-      throw new UserError("k-means: the codebook does not fit one GPU storage binding", {
-        expected: `K * D * 4 <= ${maxBinding} bytes`,
-        found: `${k} * ${d} * 4 = ${k * d * 4}`,
-      });
+/**
+ * Empty clusters, in index order, take the frame farthest from its nearest
+ * centroid of the last scan (ties to the lowest frame index); the frame's
+ * distance is then set to 0 so the next empty cluster takes another. One
+ * workgroup; the per-lane maxima are combined in a fixed tree order.
+ *
+ * frames   [n, D4] vec4f
+ * counts   [k] u32
+ * codebook [k, D4] vec4f   (rows of empty clusters written)
+ * out      [n] vec2u       (the last scan: nearest, bits of d²; d² of taken frames set to 0)
+ */
+const RESEED_WGSL = DIMS_WGSL + /* wgsl */ `
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<storage, read> frames: array<vec4f>;
+@group(0) @binding(2) var<storage, read> counts: array<u32>;
+@group(0) @binding(3) var<storage, read_write> codebook: array<vec4f>;
+@group(0) @binding(4) var<storage, read_write> out: array<vec2u>;
+var<workgroup> members: u32;
+var<workgroup> any_empty: atomic<u32>;
+var<workgroup> far_d: array<f32, ${REDUCE_LANES}>;
+var<workgroup> far_i: array<u32, ${REDUCE_LANES}>;
+
+@compute @workgroup_size(${REDUCE_LANES})
+fn reseed_empty(@builtin(local_invocation_index) lid: u32) {
+  let D4 = dims.d4;
+  // Most iterations leave no cluster empty: two barriers to find that out
+  // (workgroup variables start at zero; integer atomics are order-independent).
+  var empty = 0u;
+  for (var k = lid; k < dims.k; k += ${REDUCE_LANES}u) { empty |= select(0u, 1u, counts[k] == 0u); }
+  atomicOr(&any_empty, empty);
+  workgroupBarrier();
+  if (lid == 0u) { members = atomicLoad(&any_empty); }
+  if (workgroupUniformLoad(&members) == 0u) { return; }
+  for (var k = 0u; k < dims.k; k++) {
+    if (lid == 0u) { members = counts[k]; }
+    if (workgroupUniformLoad(&members) != 0u) { continue; }
+    var bd = -1.0;
+    var bi = 0u;
+    for (var i = lid; i < dims.n; i += ${REDUCE_LANES}u) {
+      let d = bitcast<f32>(out[i].y);
+      if (d > bd) { bd = d; bi = i; }
     }
-    const maxRows = Math.min(
-      Math.floor(maxBinding / (d4 * 16)),
-      gpu.limits.maxComputeWorkgroupsPerDimension * framesPerWorkgroup(this.#tile),
-      chunkRows ?? Infinity,
-    );
-    // Per-chunk uniforms differ only in `m`: one 256-byte-aligned slot per chunk.
-    const chunkCount = Math.max(1, Math.ceil(this.#n / maxRows));
-    this.#dims = createUniformBuffer(gpu, 256 * chunkCount, "kmeans dims");
-    this.#codebook = createStorageBuffer(gpu, k * d4 * 16, "kmeans codebook");
-    this.#staging = gpu.device.createBuffer({
-      label: "kmeans scan readback",
-      size: Math.max(16, this.#n * 16),
-      usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ,
-    });
-    for (let start = 0; start < this.#n; start += maxRows) {
-      const rows = Math.min(maxRows, this.#n - start);
-      const slice = padRows(frames.subarray(start * d, (start + rows) * d), d, d4);
-      this.chunks.push({
-        start,
-        rows,
-        frames: createStorageBufferFrom(gpu, slice, "kmeans frames"),
-        idx: createStorageBuffer(gpu, rows * 4, "kmeans scan indices"),
-        out: createStorageBuffer(gpu, rows * 16, "kmeans scan results"),
-      });
+    far_d[lid] = bd;
+    far_i[lid] = bi;
+    for (var s = ${REDUCE_LANES / 2}u; s > 0u; s >>= 1u) {
+      workgroupBarrier();
+      if (lid < s) {
+        let od = far_d[lid + s];
+        let oi = far_i[lid + s];
+        if (od > far_d[lid] || (od == far_d[lid] && oi < far_i[lid])) {
+          far_d[lid] = od;
+          far_i[lid] = oi;
+        }
+      }
+    }
+    let far = workgroupUniformLoad(&far_i[0]);
+    for (var q = lid; q < D4; q += ${REDUCE_LANES}u) { codebook[k * D4 + q] = frames[far * D4 + q]; }
+    if (lid == 0u) { out[far].y = 0u; }
+    storageBarrier();
+  }
+}
+`;
+
+/**
+ * Ends a Lloyd iteration: copies the scan's nearest indices into `assign`,
+ * sums the inertia (f32) and the changed assignments in a fixed order (lane
+ * partials over a strided range, then a fixed tree), and stops the fit when
+ * nothing changed, the inertia fell by less than `tolerance` of itself, or
+ * `max_iterations` ran; stopping zeroes the indirect dispatch sizes of the
+ * other kernels. The first call (state.started = 0) only records the initial
+ * assignment. One workgroup.
+ *
+ * out    [n] vec2u   (the scan: nearest, bits of d²)
+ * assign [n] u32     (written)
+ * state  {started, done, iterations, changed, inertia f32}
+ * args   [3 x 3] u32 (workgroup counts of update, reseed, scan; x zeroed when done)
+ */
+const STEP_WGSL = DIMS_WGSL + /* wgsl */ `
+struct State { started: u32, done: u32, iterations: u32, changed: u32, inertia: f32 }
+@group(0) @binding(0) var<uniform> dims: Dims;
+@group(0) @binding(1) var<storage, read> out: array<vec2u>;
+@group(0) @binding(2) var<storage, read_write> assign: array<u32>;
+@group(0) @binding(3) var<storage, read_write> state: State;
+@group(0) @binding(4) var<storage, read_write> args: array<u32>;
+var<workgroup> stopped: u32;
+var<workgroup> part_d: array<f32, ${REDUCE_LANES}>;
+var<workgroup> part_c: array<u32, ${REDUCE_LANES}>;
+
+@compute @workgroup_size(${REDUCE_LANES})
+fn lloyd_step(@builtin(local_invocation_index) lid: u32) {
+  if (lid == 0u) { stopped = state.done; }
+  if (workgroupUniformLoad(&stopped) != 0u) { return; }
+  var acc = 0.0;
+  var changed = 0u;
+  for (var i = lid; i < dims.n; i += ${REDUCE_LANES}u) {
+    let o = out[i];
+    acc += bitcast<f32>(o.y);
+    changed += select(0u, 1u, o.x != assign[i]);
+    assign[i] = o.x;
+  }
+  part_d[lid] = acc;
+  part_c[lid] = changed;
+  for (var s = ${REDUCE_LANES / 2}u; s > 0u; s >>= 1u) {
+    workgroupBarrier();
+    if (lid < s) {
+      part_d[lid] += part_d[lid + s];
+      part_c[lid] += part_c[lid + s];
     }
   }
-
-  /**
-   * Scans frames `which` (ascending global indices) against `codebook`
-   * (`[K, D]` f32): one GPU round trip for all chunks.
-   */
-  async scan(codebook: Float32Array, which: Uint32Array): Promise<ScanResult> {
-    const m = which.length;
-    const best = new Uint32Array(m), d1 = new Float32Array(m), d2 = new Float32Array(m);
-    if (m === 0) return { best, d1, d2 };
-    const gpu = this.#gpu;
-    const q = gpu.device.queue;
-    const d4 = this.#d4;
-    q.writeBuffer(this.#codebook, 0, padRows(codebook, this.#d, d4));
-    const t = this.#tile;
-    const pipeline = cachedPipeline(
-      gpu,
-      `kmeans.scan_nearest.${t.rows}x${t.cols}x${t.workgroup}`,
-      scanWgsl(t),
-      "scan_nearest",
-    );
-    const enc = gpu.device.createCommandEncoder({ label: "kmeans scan" });
-    const pass = enc.beginComputePass();
-    pass.setPipeline(pipeline);
-    const copies: { chunk: FrameChunk; from: number; count: number }[] = [];
-    let from = 0;
-    this.chunks.forEach((c, i) => {
-      let to = from;
-      while (to < m && which[to] < c.start + c.rows) to++;
-      const count = to - from;
-      if (count === 0) return;
-      const local = new Uint32Array(count);
-      for (let j = 0; j < count; j++) local[j] = which[from + j] - c.start;
-      q.writeBuffer(c.idx, 0, local);
-      q.writeBuffer(this.#dims, i * 256, new Uint32Array([count, this.#k, d4, 0]));
-      pass.setBindGroup(
-        0,
-        bindBuffers(gpu, pipeline, [
-          { buffer: this.#dims, offset: i * 256, size: 16 },
-          c.frames,
-          c.idx,
-          this.#codebook,
-          c.out,
-        ], "kmeans scan"),
-      );
-      pass.dispatchWorkgroups(Math.ceil(count / framesPerWorkgroup(t)));
-      copies.push({ chunk: c, from, count });
-      from = to;
-    });
-    pass.end();
-    for (const { chunk, from, count } of copies) {
-      enc.copyBufferToBuffer(chunk.out, 0, this.#staging, from * 16, count * 16);
+  workgroupBarrier();
+  if (lid == 0u) {
+    let inertia = part_d[0];
+    if (state.started == 0u) {
+      state.started = 1u;
+    } else {
+      state.iterations += 1u;
+      let gain = state.inertia - inertia;
+      if (part_c[0] == 0u || gain < dims.tolerance * inertia ||
+          state.iterations >= dims.max_iterations) {
+        state.done = 1u;
+        args[0] = 0u;
+        args[3] = 0u;
+        args[6] = 0u;
+      }
     }
-    q.submit([enc.finish()]);
-    await this.#staging.mapAsync(GPUMapMode.READ, 0, m * 16);
-    const raw = this.#staging.getMappedRange(0, m * 16);
-    const u = new Uint32Array(raw), f = new Float32Array(raw);
-    for (let j = 0; j < m; j++) {
-      best[j] = u[4 * j];
-      d1[j] = f[4 * j + 1];
-      d2[j] = f[4 * j + 2];
-    }
-    this.#staging.unmap();
-    return { best, d1, d2 };
+    state.inertia = inertia;
+    state.changed = part_c[0];
   }
+}
+`;
 
-  destroy(): void {
-    for (const c of this.chunks) {
-      c.frames.destroy();
-      c.idx.destroy();
-      c.out.destroy();
-    }
-    this.#dims.destroy();
-    this.#codebook.destroy();
-    this.#staging.destroy();
-  }
+function scanTile(gpu: Gpu): ScanTile {
+  return isSoftwareAdapter(gpu) ? SOFTWARE_SCAN_TILE : HARDWARE_SCAN_TILE;
+}
+
+function scanPipeline(gpu: Gpu, t: ScanTile): GPUComputePipeline {
+  return cachedPipeline(
+    gpu,
+    `kmeans.scan_nearest.${t.rows}x${t.cols}x${t.workgroup}`,
+    DIMS_WGSL + scanWgsl(t),
+    "scan_nearest",
+  );
+}
+
+/** Largest storage binding in bytes. */
+function maxBinding(gpu: Gpu): number {
+  return Math.min(gpu.limits.maxStorageBufferBindingSize, gpu.limits.maxBufferSize);
 }
 
 function checkShapes(frames: Float32Array, d: number, k: number, what: string): void {
@@ -356,11 +395,22 @@ function checkShapes(frames: Float32Array, d: number, k: number, what: string): 
   if (!Number.isInteger(k) || k <= 0) throw new RangeError(`${what}: K must be positive, got ${k}`);
 }
 
+function checkCodebookFits(gpu: Gpu, k: number, d: number): void {
+  const d4 = Math.ceil(d / 4);
+  if (k * d4 * 16 > maxBinding(gpu)) {
+    throw new UserError("k-means: the codebook does not fit one GPU storage binding", {
+      expected: `K * D * 4 <= ${maxBinding(gpu)} bytes`,
+      found: `${k} * ${d} * 4 = ${k * d * 4}`,
+    });
+  }
+}
+
 /**
  * Nearest codebook entry of every frame, computed on the GPU: `[N]` u32 for
  * `frames` `[N, D]` f32 and `codebook` `[K, D]` f32 (squared Euclidean
  * distance, ties to the lowest index). One GPU round trip (>= 10 ms): batch
- * many files' frames into one call.
+ * many files' frames into one call. Frames go up in chunks of at most one
+ * storage binding (or `chunkRows` frames, for tests of the chunking).
  */
 export async function assignNearest(
   gpu: Gpu,
@@ -374,12 +424,62 @@ export async function assignNearest(
   if (codebook.length !== K * D) {
     throw new RangeError(`assignNearest: codebook has ${codebook.length} floats, expected K*D`);
   }
-  const chunks = new FrameChunks(gpu, frames, D, K, chunkRows);
+  checkCodebookFits(gpu, K, D);
+  const n = frames.length / D;
+  const result = new Uint32Array(n);
+  if (n === 0) return result;
+  const d4 = Math.ceil(D / 4);
+  const t = scanTile(gpu);
+  const rowsPerChunk = Math.min(
+    Math.floor(maxBinding(gpu) / (d4 * 16)),
+    gpu.limits.maxComputeWorkgroupsPerDimension * framesPerWorkgroup(t),
+    chunkRows ?? Infinity,
+  );
+  const chunks = Math.ceil(n / rowsPerChunk);
+  const q = gpu.device.queue;
+  const owned: GPUBuffer[] = [];
+  const track = (b: GPUBuffer) => (owned.push(b), b);
   try {
-    const all = Uint32Array.from({ length: frames.length / D }, (_, i) => i);
-    return (await chunks.scan(codebook, all)).best;
+    const pipeline = scanPipeline(gpu, t);
+    const cb = track(createStorageBufferFrom(gpu, padRows(codebook, D, d4), "kmeans codebook"));
+    const dims = track(createUniformBuffer(gpu, 256 * chunks, "kmeans dims"));
+    const staging = track(gpu.device.createBuffer({
+      label: "kmeans assign readback",
+      size: n * 8,
+      usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ,
+    }));
+    const enc = gpu.device.createCommandEncoder({ label: "kmeans assign" });
+    const outs: { out: GPUBuffer; start: number; rows: number }[] = [];
+    const pass = enc.beginComputePass();
+    pass.setPipeline(pipeline);
+    for (let c = 0; c < chunks; c++) {
+      const start = c * rowsPerChunk, rows = Math.min(rowsPerChunk, n - start);
+      const slice = padRows(frames.subarray(start * D, (start + rows) * D), D, d4);
+      const fb = track(createStorageBufferFrom(gpu, slice, "kmeans frames"));
+      const out = track(createStorageBuffer(gpu, rows * 8, "kmeans nearest"));
+      q.writeBuffer(dims, c * 256, dimsBytes(rows, K, d4));
+      pass.setBindGroup(
+        0,
+        bindBuffers(
+          gpu,
+          pipeline,
+          [{ buffer: dims, offset: c * 256, size: 32 }, fb, cb, out],
+          "kmeans assign",
+        ),
+      );
+      pass.dispatchWorkgroups(Math.ceil(rows / framesPerWorkgroup(t)));
+      outs.push({ out, start, rows });
+    }
+    pass.end();
+    for (const o of outs) enc.copyBufferToBuffer(o.out, 0, staging, o.start * 8, o.rows * 8);
+    q.submit([enc.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    const u = new Uint32Array(staging.getMappedRange());
+    for (let i = 0; i < n; i++) result[i] = u[2 * i];
+    staging.unmap();
+    return result;
   } finally {
-    chunks.destroy();
+    for (const b of owned) b.destroy();
   }
 }
 
@@ -400,7 +500,13 @@ function sqDist(
   return s;
 }
 
-/** k-means++ seeding over `sample` (frame indices), D² sampling with `rng`; `[K, D]` f32. */
+/**
+ * k-means++ seeding over `sample` (frame indices), D² sampling with `rng`;
+ * `[K, D]` f32. A sample whose current centre `a` lies at least twice its
+ * distance from the new centre `c` keeps its distance (`|x - c| >= |c - a| -
+ * |x - a| >= |x - a|`), so it is not measured; the bound carries a margin, so
+ * the picks are exactly those of measuring every sample.
+ */
 function kmeansPlusPlus(
   frames: Float32Array,
   sample: Int32Array,
@@ -411,14 +517,25 @@ function kmeansPlusPlus(
   const m = sample.length;
   const centroids = new Float32Array(k * d);
   const minDist = new Float64Array(m).fill(Infinity);
+  /** Index of each sample's nearest centre so far. */
+  const owner = new Int32Array(m);
+  /** Squared distance from the newest centre to each earlier one. */
+  const centreDist = new Float64Array(k);
   let chosen = sample[rng.int(m)];
   for (let c = 0; c < k; c++) {
     centroids.set(frames.subarray(chosen * d, (chosen + 1) * d), c * d);
     if (c === k - 1) break;
+    for (let j = 0; j < c; j++) centreDist[j] = sqDist(centroids, c, centroids, j, d);
     let total = 0;
     for (let s = 0; s < m; s++) {
-      const dist = sqDist(frames, sample[s], centroids, c, d);
-      if (dist < minDist[s]) minDist[s] = dist;
+      // |c - a|² >= 4 |x - a|² (with margin) means |x - c| >= |x - a|: nothing to update.
+      if (c === 0 || centreDist[owner[s]] < 4.0001 * minDist[s]) {
+        const dist = sqDist(frames, sample[s], centroids, c, d);
+        if (dist < minDist[s]) {
+          minDist[s] = dist;
+          owner[s] = c;
+        }
+      }
       total += minDist[s];
     }
     if (total > 0) {
@@ -455,58 +572,21 @@ export function seededSubsample(n: number, size: number, rng: Random): Int32Arra
   return idx.slice(0, size).sort();
 }
 
-/**
- * The host half of a Lloyd iteration: new centroids = member means (f64 sums in
- * frame order), empty clusters re-seeded at the farthest frames. Returns the
- * new `[K, D]` f32 codebook.
- */
-function updateCentroids(
-  frames: Float32Array,
-  assign: Uint32Array,
-  old: Float32Array,
-  d: number,
-  k: number,
-): Float32Array {
-  const n = assign.length;
-  const sums = new Float64Array(k * d);
-  const counts = new Float64Array(k);
-  for (let i = 0; i < n; i++) {
-    const c = assign[i];
-    counts[c]++;
-    const a = i * d, b = c * d;
-    for (let j = 0; j < d; j++) sums[b + j] += frames[a + j];
-  }
-  const next = new Float32Array(k * d);
-  let dist: Float64Array | undefined;
-  for (let c = 0; c < k; c++) {
-    if (counts[c] > 0) {
-      for (let j = 0; j < d; j++) next[c * d + j] = sums[c * d + j] / counts[c];
-      continue;
-    }
-    if (!dist) {
-      dist = new Float64Array(n);
-      for (let i = 0; i < n; i++) dist[i] = sqDist(frames, i, old, assign[i], d);
-    }
-    let far = 0;
-    for (let i = 1; i < n; i++) if (dist[i] > dist[far]) far = i;
-    dist[far] = 0;
-    next.set(frames.subarray(far * d, (far + 1) * d), c * d);
-  }
-  return next;
-}
-
 function inertiaOf(frames: Float32Array, assign: Uint32Array, codebook: Float32Array, d: number) {
   let s = 0;
   for (let i = 0; i < assign.length; i++) s += sqDist(frames, i, codebook, assign[i], d);
   return s;
 }
 
+/** Bytes of the state the Lloyd kernels share (`State` in {@link STEP_WGSL}, padded). */
+const STATE_BYTES = 32;
+
 /**
  * Fits a `K`-entry codebook to `frames` (`[N, D]` f32): seeded k-means++
- * initialisation, then up to `iterations` Lloyd iterations with the
- * assignment on the GPU and a fixed-order host update (see the module notes).
- * Deterministic: the same frames and options give the same bytes.
- * Throws a `UserError` when there are fewer frames than codebook entries.
+ * initialisation, then up to `iterations` Lloyd iterations on the GPU (see the
+ * module notes). Deterministic: the same frames and options give the same
+ * bytes. Throws a `UserError` when there are fewer frames than codebook
+ * entries, or when the frames do not fit one GPU storage binding.
  */
 export async function fitKMeans(
   gpu: Gpu,
@@ -524,75 +604,152 @@ export async function fitKMeans(
       hint: "use more or longer audio, or a smaller codebook_size",
     });
   }
-  let codebook: Float32Array;
+  checkCodebookFits(gpu, K, D);
+  const d4 = Math.ceil(D / 4);
+  const t = scanTile(gpu);
+  const scanGroups = Math.ceil(n / framesPerWorkgroup(t));
+  if (n * d4 * 16 > maxBinding(gpu) || scanGroups > gpu.limits.maxComputeWorkgroupsPerDimension) {
+    throw new UserError("k-means: the frames to fit do not fit one GPU storage binding", {
+      expected: `N * ceil(D / 4) * 16 <= ${maxBinding(gpu)} bytes`,
+      found: `${n} frames of ${D} dimensions`,
+      hint: "fit on fewer frames (the tokenize step's kmeans_max_frames)",
+    });
+  }
+  let initial: Float32Array;
   if (options.initialCodebook) {
     if (options.initialCodebook.length !== K * D) {
       throw new RangeError(
         `fitKMeans: initialCodebook has ${options.initialCodebook.length} floats`,
       );
     }
-    codebook = Float32Array.from(options.initialCodebook);
+    initial = options.initialCodebook;
   } else {
     const rng = new Random(options.seed, "kmeans++");
     const sample = seededSubsample(n, Math.max(4096, 4 * K), rng);
-    codebook = kmeansPlusPlus(frames, sample, D, K, rng);
+    initial = kmeansPlusPlus(frames, sample, D, K, rng);
   }
-  const chunks = new FrameChunks(gpu, frames, D, K, options.chunkRows);
-  // Relative slack on GPU (f32) distances, so bounds stay bounds despite rounding.
-  const slack = 1e-6 * (8 + D);
+  const device = gpu.device;
+  const owned: GPUBuffer[] = [];
+  const track = (b: GPUBuffer) => (owned.push(b), b);
   try {
-    const assign = new Uint32Array(n);
-    /** Upper bound on the distance from each frame to its centroid. */
-    const upper = new Float64Array(n);
-    /** Lower bound on the distance from each frame to every other centroid. */
-    const lower = new Float64Array(n);
-    let scanned = 0;
-    const fullScan = async (which: Uint32Array, centroids: Float32Array) => {
-      scanned += which.length;
-      const r = await chunks.scan(centroids, which);
-      let changed = 0;
-      for (let j = 0; j < which.length; j++) {
-        const i = which[j];
-        if (assign[i] !== r.best[j]) changed++;
-        assign[i] = r.best[j];
-        upper[i] = r.d1[j] * (1 + slack);
-        lower[i] = r.d2[j] * (1 - slack);
+    const dims = track(createUniformBuffer(gpu, 32, "kmeans dims"));
+    device.queue.writeBuffer(
+      dims,
+      0,
+      dimsBytes(n, K, d4, options.iterations, options.tolerance),
+    );
+    const framesBuf = track(createStorageBufferFrom(gpu, padRows(frames, D, d4), "kmeans frames"));
+    const codebook = track(
+      createStorageBufferFrom(gpu, padRows(initial, D, d4), "kmeans codebook"),
+    );
+    const out = track(createStorageBuffer(gpu, n * 8, "kmeans nearest"));
+    // 0xffffffff: no frame starts "unchanged".
+    const assign = track(
+      createStorageBufferFrom(gpu, new Uint32Array(n).fill(0xffffffff), "kmeans assign"),
+    );
+    const counts = track(createStorageBuffer(gpu, K * 4, "kmeans counts"));
+    const state = track(createStorageBuffer(gpu, STATE_BYTES, "kmeans state"));
+    const updateGroups = Math.ceil(K / t.workgroup);
+    const args = track(device.createBuffer({
+      label: "kmeans dispatch sizes",
+      size: 36,
+      usage: GPUBufferUsage.INDIRECT | GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+    }));
+    device.queue.writeBuffer(
+      args,
+      0,
+      new Uint32Array([updateGroups, 1, 1, 1, 1, 1, scanGroups, 1, 1]),
+    );
+    const readSize = STATE_BYTES + K * d4 * 16 + n * 4;
+    const staging = track(device.createBuffer({
+      label: "kmeans readback",
+      size: readSize,
+      usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ,
+    }));
+
+    const scan = scanPipeline(gpu, t);
+    const update = cachedPipeline(
+      gpu,
+      `kmeans.update_centroids.${t.workgroup}`,
+      updateWgsl(t.workgroup),
+      "update_centroids",
+    );
+    const reseed = cachedPipeline(gpu, "kmeans.reseed_empty", RESEED_WGSL, "reseed_empty");
+    const step = cachedPipeline(gpu, "kmeans.lloyd_step", STEP_WGSL, "lloyd_step");
+    const dimsSlice = { buffer: dims, offset: 0, size: 32 };
+    const scanGroup = bindBuffers(gpu, scan, [dimsSlice, framesBuf, codebook, out], "kmeans scan");
+    const updateGroup = bindBuffers(
+      gpu,
+      update,
+      [dimsSlice, framesBuf, assign, codebook, counts],
+      "kmeans update",
+    );
+    const reseedGroup = bindBuffers(
+      gpu,
+      reseed,
+      [dimsSlice, framesBuf, counts, codebook, out],
+      "kmeans reseed",
+    );
+    const stepGroup = bindBuffers(gpu, step, [dimsSlice, out, assign, state, args], "kmeans step");
+
+    let encoded = 0;
+    let done = false;
+    let iterations = 0;
+    const fitted = new Float32Array(K * D);
+    const assignment = new Uint32Array(n);
+    while (!done) {
+      const enc = device.createCommandEncoder({ label: "kmeans lloyd" });
+      const pass = enc.beginComputePass();
+      if (encoded === 0) {
+        pass.setPipeline(scan);
+        pass.setBindGroup(0, scanGroup);
+        pass.dispatchWorkgroups(scanGroups);
+        pass.setPipeline(step);
+        pass.setBindGroup(0, stepGroup);
+        pass.dispatchWorkgroups(1);
       }
-      return changed;
-    };
-    await fullScan(Uint32Array.from({ length: n }, (_, i) => i), codebook);
-    let inertia = inertiaOf(frames, assign, codebook, D);
-    let done = 0;
-    const shift = new Float64Array(K);
-    while (done < options.iterations) {
-      const next = updateCentroids(frames, assign, codebook, D, K);
-      // How far each centroid moved; the largest two, for the lower bounds.
-      let max1 = 0, max2 = 0, arg1 = -1;
-      for (let k = 0; k < K; k++) {
-        shift[k] = Math.sqrt(sqDist(next, k, codebook, k, D)) * (1 + 1e-12);
-        if (shift[k] > max1) [max2, max1, arg1] = [max1, shift[k], k];
-        else if (shift[k] > max2) max2 = shift[k];
+      const batch = Math.min(ITERATIONS_PER_SUBMIT, options.iterations - encoded);
+      for (let it = 0; it < batch; it++) {
+        pass.setPipeline(update);
+        pass.setBindGroup(0, updateGroup);
+        pass.dispatchWorkgroupsIndirect(args, 0);
+        pass.setPipeline(reseed);
+        pass.setBindGroup(0, reseedGroup);
+        pass.dispatchWorkgroupsIndirect(args, 12);
+        pass.setPipeline(scan);
+        pass.setBindGroup(0, scanGroup);
+        pass.dispatchWorkgroupsIndirect(args, 24);
+        pass.setPipeline(step);
+        pass.setBindGroup(0, stepGroup);
+        pass.dispatchWorkgroups(1);
       }
-      const pending: number[] = [];
-      for (let i = 0; i < n; i++) {
-        const a = assign[i];
-        upper[i] += shift[a];
-        lower[i] -= a === arg1 ? max2 : max1;
-        if (upper[i] < lower[i]) continue;
-        upper[i] = Math.sqrt(sqDist(frames, i, next, a, D));
-        if (upper[i] < lower[i]) continue;
-        pending.push(i);
+      encoded += Math.max(0, batch);
+      pass.end();
+      enc.copyBufferToBuffer(state, 0, staging, 0, STATE_BYTES);
+      enc.copyBufferToBuffer(codebook, 0, staging, STATE_BYTES, K * d4 * 16);
+      enc.copyBufferToBuffer(assign, 0, staging, STATE_BYTES + K * d4 * 16, n * 4);
+      device.queue.submit([enc.finish()]);
+      await staging.mapAsync(GPUMapMode.READ);
+      const raw = staging.getMappedRange();
+      const s = new Uint32Array(raw, 0, STATE_BYTES / 4);
+      iterations = s[2];
+      done = s[1] !== 0 || encoded >= options.iterations;
+      if (done) {
+        const cb = new Float32Array(raw, STATE_BYTES, K * d4 * 4);
+        for (let k = 0; k < K; k++) {
+          fitted.set(cb.subarray(k * d4 * 4, k * d4 * 4 + D), k * D);
+        }
+        assignment.set(new Uint32Array(raw, STATE_BYTES + K * d4 * 16, n));
       }
-      const changed = await fullScan(Uint32Array.from(pending), next);
-      const nextInertia = inertiaOf(frames, assign, next, D);
-      done++;
-      const gain = inertia - nextInertia;
-      codebook = next;
-      inertia = nextInertia;
-      if (changed === 0 || gain < options.tolerance * inertia) break;
+      staging.unmap();
     }
-    return { codebook, inertia, iterations: done, scannedFraction: scanned / (n * (done + 1)) };
+    return {
+      codebook: fitted,
+      assignment,
+      inertia: inertiaOf(frames, assignment, fitted, D),
+      iterations,
+    };
   } finally {
-    chunks.destroy();
+    for (const b of owned) b.destroy();
   }
 }

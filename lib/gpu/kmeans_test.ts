@@ -2,7 +2,7 @@ import { assert, assertEquals, assertRejects } from "../../tests/assert.ts";
 import { UserError } from "../errors/mod.ts";
 import { Random } from "../random/mod.ts";
 import { requestGpu } from "./device.ts";
-import { assignNearest, fitKMeans } from "./kmeans.ts";
+import { assignNearest, fitKMeans, ITERATIONS_PER_SUBMIT } from "./kmeans.ts";
 
 /** `[n, d]` f32: `clusters` Gaussian blobs (std 0.3) around centres drawn in [-5, 5]^d. */
 function blobs(n: number, d: number, clusters: number, seed: number): Float32Array {
@@ -138,7 +138,7 @@ function lloydCpu(
   return c;
 }
 
-Deno.test("fitKMeans with pruning bounds ends where plain Lloyd does", async () => {
+Deno.test("fitKMeans on the GPU ends where plain Lloyd on the CPU does", async () => {
   const gpu = await requestGpu();
   const d = 13, k = 21, n = 1531;
   const x = blobs(n, d, 8, 9);
@@ -160,20 +160,18 @@ Deno.test("fitKMeans with pruning bounds ends where plain Lloyd does", async () 
     maxDiff = Math.max(maxDiff, Math.abs(want[i] - fit.codebook[i]));
   }
   assert(maxDiff < 1e-4, `codebooks differ by up to ${maxDiff}`);
-  assert(fit.scannedFraction < 0.7, `bounds pruned too little: scanned ${fit.scannedFraction}`);
 });
 
-Deno.test("fitKMeans is deterministic and chunking does not change the result", async () => {
+Deno.test("fitKMeans is deterministic and its seed matters", async () => {
   const gpu = await requestGpu();
   const d = 5, k = 17, n = 777;
   const x = blobs(n, d, 23, 6);
   const opts = { seed: 3, iterations: 8, tolerance: 1e-6 };
   const a = await fitKMeans(gpu, x, d, k, opts);
   const b = await fitKMeans(gpu, x, d, k, opts);
-  const c = await fitKMeans(gpu, x, d, k, { ...opts, chunkRows: 100 });
   assertEquals(new Uint8Array(b.codebook.buffer), new Uint8Array(a.codebook.buffer));
   assertEquals(b.inertia, a.inertia);
-  assertEquals(new Uint8Array(c.codebook.buffer), new Uint8Array(a.codebook.buffer));
+  assertEquals(b.assignment, a.assignment);
   const other = await fitKMeans(gpu, x, d, k, { ...opts, seed: 4 });
   assert(
     !new Uint8Array(other.codebook.buffer).every((v, i) =>
@@ -181,6 +179,36 @@ Deno.test("fitKMeans is deterministic and chunking does not change the result", 
     ),
     "a different seed should give a different codebook",
   );
+});
+
+Deno.test("fitKMeans iterations spanning several GPU submits continue where they left off", async () => {
+  const gpu = await requestGpu();
+  const d = 6, k = 29, n = 2003;
+  const x = blobs(n, d, 11, 14);
+  const total = ITERATIONS_PER_SUBMIT + 3;
+  const whole = await fitKMeans(gpu, x, d, k, { seed: 5, iterations: total, tolerance: 0 });
+  assertEquals(whole.iterations, total, "the data should not converge this early");
+  // Lloyd's state is the codebook alone: 5 iterations, then the rest from there.
+  const first = await fitKMeans(gpu, x, d, k, { seed: 5, iterations: 5, tolerance: 0 });
+  const rest = await fitKMeans(gpu, x, d, k, {
+    seed: 0,
+    iterations: total - 5,
+    tolerance: 0,
+    initialCodebook: first.codebook,
+  });
+  assertEquals(new Uint8Array(rest.codebook.buffer), new Uint8Array(whole.codebook.buffer));
+  assertEquals(rest.assignment, whole.assignment);
+  assertNearestAgree(x, whole.codebook, d, k, whole.assignment);
+});
+
+Deno.test("fitKMeans stops at the tolerance: a loose one runs fewer iterations", async () => {
+  const gpu = await requestGpu();
+  const d = 6, k = 29, n = 2003;
+  const x = blobs(n, d, 11, 14);
+  const tight = await fitKMeans(gpu, x, d, k, { seed: 5, iterations: 40, tolerance: 0 });
+  const loose = await fitKMeans(gpu, x, d, k, { seed: 5, iterations: 40, tolerance: 0.05 });
+  assert(loose.iterations < tight.iterations, `${loose.iterations} vs ${tight.iterations}`);
+  assert(loose.inertia >= tight.inertia, `${loose.inertia} < ${tight.inertia}`);
 });
 
 Deno.test("fitKMeans re-seeds an empty cluster at the frame farthest from its centroid", async () => {
