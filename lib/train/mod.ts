@@ -201,7 +201,9 @@ async function runLoop(
     : p.epochs * perEpoch;
   const encoder = new TextEncoder();
   const started = performance.now();
-  const elapsed = () => state.elapsedS + (performance.now() - started) / 1000;
+  // Seconds trained by earlier (killed) attempts, plus this one's.
+  const before = state.elapsedS;
+  const elapsed = () => before + (performance.now() - started) / 1000;
   let pendingTokens = 0;
   let windowStart = performance.now();
   let lastLoss = NaN;
