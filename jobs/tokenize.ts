@@ -125,6 +125,9 @@ export const TokenizeParams = z.strictObject({
 /** Parsed tokenize parameters. */
 export type TokenizeParams = z.output<typeof TokenizeParams>;
 
+/** Audio (seconds, as the scan lists it) from which decoding and log-mel use a worker pool. */
+const POOL_MIN_SECONDS = 120;
+
 /** Seconds of each validation file scored for the reconstruction metric. */
 const RECONSTRUCTION_SECONDS = 3;
 
@@ -250,9 +253,8 @@ async function tokenize(ctx: JobContext<TokenizeParams>): Promise<JobResult> {
   const codebookSize = p.kind === "onnx-codec" ? p.onnx!.codebook_size : p.codebook_size;
   const vocab = buildVocabulary(categories, codebookSize, p.layout, where);
 
-  const [audio, melLib, { createHash }] = await Promise.all([
-    import("../lib/audio/mod.ts"),
-    import("../lib/audio/mel.ts"),
+  const [features, { createHash }] = await Promise.all([
+    import("../lib/audio/features.ts"),
     // node:crypto hashes small files ~20x faster than crypto.subtle (synchronous, no thread hop).
     import("node:crypto"),
   ]);
@@ -270,33 +272,22 @@ async function tokenize(ctx: JobContext<TokenizeParams>): Promise<JobResult> {
     const rate = codec ? codec.settings.sample_rate : p.mel.sample_rate;
     const reconstructIdx = reconstructionPicks(scan.files, splits, p.reconstruction_files);
 
-    // Decode and featurise every file.
+    // Decode and featurise every file: this thread reads and checks the bytes,
+    // and this thread and a worker pool turn them into features.
     const timing = { decode: 0, features: 0, kmeans: 0, assign: 0 };
-    const perFile: FileAudio[] = [];
     ctx.progress.start(scan.files.length, "files", "decode + features");
-    let secondsAudio = 0;
-    const read = (i: number) => {
-      const path = join(root, scan.files[i].path);
-      return Deno.readFile(path).catch((e) => {
+    const t0 = performance.now();
+    const read = async (i: number) => {
+      const f = scan.files[i];
+      const path = join(root, f.path);
+      const tr = performance.now();
+      const bytes = await Deno.readFile(path).catch((e) => {
         throw new UserError(`cannot read an audio file the scan listed: ${(e as Error).message}`, {
           file: path,
           step: ctx.step,
           hint: "the audio folder changed since the scan; re-run the scan step",
         });
       });
-    };
-    // The next file is read while this one is decoded.
-    let nextRead = read(0);
-    for (let i = 0; i < scan.files.length; i++) {
-      ctx.signal.throwIfAborted();
-      const f = scan.files[i];
-      const path = join(root, f.path);
-      const t0 = performance.now();
-      const bytes = await nextRead;
-      if (i + 1 < scan.files.length) {
-        nextRead = read(i + 1);
-        nextRead.catch(() => {}); // reported when awaited
-      }
       const sha = sha256Hex(bytes);
       if (sha !== f.sha256) {
         throw new UserError("the audio file changed since the scan (its sha256 differs)", {
@@ -307,23 +298,34 @@ async function tokenize(ctx: JobContext<TokenizeParams>): Promise<JobResult> {
           hint: "re-run the scan step so the file list matches the audio folder",
         });
       }
-      const decoded = await audio.decodeAudioBytes(bytes, path);
-      const samples = await audio.resample(
-        audio.toMono(decoded.channels),
-        decoded.sampleRate,
-        rate,
-      );
-      const t1 = performance.now();
-      const entry: FileAudio = { seconds: samples.length / rate };
-      if (reconstructIdx.has(i)) entry.samples = samples;
-      if (codec) entry.codes = await codec.encode(samples);
-      else entry.logMel = melLib.logMelSpectrogram(samples, p.mel).data;
-      timing.decode += t1 - t0;
-      timing.features += performance.now() - t1;
+      timing.decode += performance.now() - tr;
+      return { bytes, path };
+    };
+    // Workers take ~50-80 ms of CPU to start, the front end ~2 ms per second of
+    // audio: below POOL_MIN_SECONDS (by the scan's durations) this thread works alone.
+    const listedSeconds = scan.files.reduce(
+      (t, f) => t + (typeof f.duration_s === "number" ? f.duration_s : 1),
+      0,
+    );
+    const workers = listedSeconds >= POOL_MIN_SECONDS ? undefined : 0;
+    const featured = await features.extractFeatures(
+      scan.files.length,
+      read,
+      { rate, mel: codec ? undefined : p.mel },
+      (i) => reconstructIdx.has(i) || codec !== undefined,
+      { signal: ctx.signal, onProgress: (n) => ctx.progress.update(n), workers },
+    );
+    const perFile: FileAudio[] = [];
+    let secondsAudio = 0;
+    for (let i = 0; i < featured.length; i++) {
+      const f = featured[i];
+      const entry: FileAudio = { seconds: f.seconds, logMel: f.logMel };
+      if (reconstructIdx.has(i)) entry.samples = f.samples;
+      if (codec) entry.codes = await codec.encode(f.samples!);
       secondsAudio += entry.seconds;
       perFile.push(entry);
-      ctx.progress.update(i + 1, `${secondsAudio.toFixed(0)} s of audio`);
     }
+    timing.features = performance.now() - t0 - timing.decode;
     ctx.progress.finish(`${scan.files.length} files, ${secondsAudio.toFixed(1)} s of audio`);
 
     let codes: Uint32Array[];
@@ -335,30 +337,41 @@ async function tokenize(ctx: JobContext<TokenizeParams>): Promise<JobResult> {
       environment.onnx_backend = "onnxruntime-web wasm";
     } else {
       const { requestGpu } = await import("../lib/gpu/device.ts");
-      const { assignNearest, fitKMeans, seededSubsample } = await import("../lib/gpu/kmeans.ts");
+      const { fitKMeans, seededSubsample } = await import("../lib/gpu/kmeans.ts");
       const gpu = await requestGpu();
       environment.webgpu_adapter = gpu.adapterDescription;
       const d = p.mel.n_mels;
+      const frameCount = (i: number) => perFile[i].logMel!.length / d;
+      /** `[Σ frames, d]`: the log-mel frames of files `idx`, in that order. */
+      const concat = (idx: number[]) => {
+        const out = new Float32Array(idx.reduce((n, i) => n + perFile[i].logMel!.length, 0));
+        let o = 0;
+        for (const i of idx) {
+          out.set(perFile[i].logMel!, o);
+          o += perFile[i].logMel!.length;
+        }
+        return out;
+      };
+      const trainIdx = perFile.map((_, i) => i).filter((i) => splits[i] === "train");
+      const valIdx = perFile.map((_, i) => i).filter((i) => splits[i] !== "train");
       // The fit sees train frames only, at most kmeans_max_frames of them.
-      const trainFiles = perFile.filter((_, i) => splits[i] === "train");
-      const trainFrames = trainFiles.reduce((n, e) => n + e.logMel!.length / d, 0);
+      const trainFrames = trainIdx.reduce((n, i) => n + frameCount(i), 0);
       const pick = seededSubsample(
         trainFrames,
         p.kmeans_max_frames,
         new Random(ctx.seed, "tokenize/kmeans-frames"),
       );
-      const fitFrames = new Float32Array(pick.length * d);
-      {
-        const all = new Float32Array(trainFrames * d);
-        let o = 0;
-        for (const e of trainFiles) {
-          all.set(e.logMel!, o);
-          o += e.logMel!.length;
-        }
+      const allTrain = pick.length === trainFrames;
+      let fitFrames = concat(trainIdx);
+      if (!allTrain) {
+        const all = fitFrames;
+        fitFrames = new Float32Array(pick.length * d);
         for (let j = 0; j < pick.length; j++) {
           fitFrames.set(all.subarray(pick[j] * d, (pick[j] + 1) * d), j * d);
         }
       }
+      // Every frame the fit does not assign is assigned in the fit's last GPU submit.
+      const otherIdx = allTrain ? valIdx : perFile.map((_, i) => i);
       ctx.log(
         `k-means: K=${p.codebook_size} on ${pick.length} of ${trainFrames} train frames ` +
           `(${d} mels), up to ${p.kmeans_iterations} iterations on ${gpu.adapterDescription}`,
@@ -370,6 +383,7 @@ async function tokenize(ctx: JobContext<TokenizeParams>): Promise<JobResult> {
           seed: ctx.seed,
           iterations: p.kmeans_iterations,
           tolerance: p.kmeans_tolerance,
+          assignAlso: concat(otherIdx),
         });
       } catch (e) {
         throw e instanceof UserError
@@ -384,22 +398,16 @@ async function tokenize(ctx: JobContext<TokenizeParams>): Promise<JobResult> {
       const t3 = performance.now();
       timing.kmeans = t3 - t2;
       ctx.log(`k-means: ${fit.iterations} iterations, inertia ${fit.inertia.toExponential(4)}`);
-      // One GPU pass over every file's frames.
-      const totalFrames = perFile.reduce((n, e) => n + e.logMel!.length / d, 0);
-      const all = new Float32Array(totalFrames * d);
-      let o = 0;
-      for (const e of perFile) {
-        all.set(e.logMel!, o);
-        o += e.logMel!.length;
-      }
-      const assigned = await assignNearest(gpu, all, codebook, d, p.codebook_size);
-      codes = [];
-      o = 0;
-      for (const e of perFile) {
-        const n = e.logMel!.length / d;
-        codes.push(assigned.subarray(o, o + n));
-        o += n;
-      }
+      codes = new Array(perFile.length);
+      const take = (idx: number[], assigned: Uint32Array) => {
+        let o = 0;
+        for (const i of idx) {
+          codes[i] = assigned.subarray(o, o + frameCount(i));
+          o += frameCount(i);
+        }
+      };
+      if (allTrain) take(trainIdx, fit.assignment);
+      take(otherIdx, fit.extraAssignment);
       timing.assign = performance.now() - t3;
       kmeansInfo = {
         kmeans_inertia: fit.inertia,

@@ -79,6 +79,28 @@ Deno.test("powerSpectrogram matches a direct DFT on an awkward length", () => {
   assert(maxErr <= 1e-5 * maxRef, `max |err| ${maxErr} vs max power ${maxRef}`);
 });
 
+Deno.test("powerSpectrogram matches a direct DFT at the smallest and the default FFT sizes", () => {
+  const cases: MelSettings[] = [
+    { ...ODD, n_fft: 4, win_length: 3, hop_length: 3, n_mels: 1, f_min: 0, f_max: 2000 },
+    { ...DEFAULT_MEL, hop_length: 397 },
+  ];
+  for (const s of cases) {
+    const x = noise(1601, 5);
+    const ref = referencePower(x, s);
+    const got = powerSpectrogram(x, s);
+    const bins = s.n_fft / 2 + 1;
+    assertEquals(got.frames, ref.length);
+    let maxErr = 0, maxRef = 0;
+    for (let t = 0; t < ref.length; t++) {
+      for (let k = 0; k < bins; k++) {
+        maxErr = Math.max(maxErr, Math.abs(got.data[t * bins + k] - ref[t][k]));
+        maxRef = Math.max(maxRef, ref[t][k]);
+      }
+    }
+    assert(maxErr <= 1e-5 * maxRef, `n_fft ${s.n_fft}: max |err| ${maxErr} vs ${maxRef}`);
+  }
+});
+
 Deno.test("powerSpectrogram reflects repeatedly for signals shorter than n_fft / 2", () => {
   const x = noise(9, 2);
   const ref = referencePower(x, ODD);

@@ -50,6 +50,12 @@ export interface KMeansOptions {
   tolerance: number;
   /** Starting `[K, D]` codebook instead of k-means++ (a warm start); `seed` is then unused. */
   initialCodebook?: Float32Array;
+  /**
+   * `[M, D]` f32 frames outside the fit to assign to the final codebook as
+   * well ({@link KMeansResult.extraAssignment}): scanned in the fit's last
+   * submit, which saves a GPU round trip over a later {@link assignNearest}.
+   */
+  assignAlso?: Float32Array;
 }
 
 /** The result of {@link fitKMeans}. */
@@ -58,6 +64,8 @@ export interface KMeansResult {
   codebook: Float32Array;
   /** `[N]` u32: each frame's nearest entry of `codebook` (the GPU's last assignment). */
   assignment: Uint32Array;
+  /** `[M]` u32: the nearest entry of `codebook` for each of `options.assignAlso` (empty without). */
+  extraAssignment: Uint32Array;
   /** Sum over frames of the squared distance to their entry of `codebook` (f64 on the host). */
   inertia: number;
   /** Lloyd iterations run. */
@@ -660,7 +668,23 @@ export async function fitKMeans(
       0,
       new Uint32Array([updateGroups, 1, 1, 1, 1, 1, scanGroups, 1, 1]),
     );
-    const readSize = STATE_BYTES + K * d4 * 16 + n * 4;
+    // Extra frames ride along in the fit's submits when they fit one binding.
+    const extra = options.assignAlso ?? new Float32Array(0);
+    checkShapes(extra, D, K, "fitKMeans assignAlso");
+    const m = extra.length / D;
+    const extraGroups = Math.ceil(m / framesPerWorkgroup(t));
+    const extraInline = m > 0 && m * d4 * 16 <= maxBinding(gpu) &&
+      extraGroups <= gpu.limits.maxComputeWorkgroupsPerDimension;
+    const extraDims = track(createUniformBuffer(gpu, 32, "kmeans extra dims"));
+    device.queue.writeBuffer(extraDims, 0, dimsBytes(m, K, d4));
+    const extraFrames = extraInline
+      ? track(createStorageBufferFrom(gpu, padRows(extra, D, d4), "kmeans extra frames"))
+      : undefined;
+    const extraOut = extraInline
+      ? track(createStorageBuffer(gpu, m * 8, "kmeans extra nearest"))
+      : undefined;
+    const extraAt = STATE_BYTES + K * d4 * 16 + n * 4;
+    const readSize = extraAt + (extraInline ? m * 8 : 0);
     const staging = track(device.createBuffer({
       label: "kmeans readback",
       size: readSize,
@@ -691,12 +715,21 @@ export async function fitKMeans(
       "kmeans reseed",
     );
     const stepGroup = bindBuffers(gpu, step, [dimsSlice, out, assign, state, args], "kmeans step");
+    const extraGroup = extraFrames && extraOut
+      ? bindBuffers(
+        gpu,
+        scan,
+        [{ buffer: extraDims, offset: 0, size: 32 }, extraFrames, codebook, extraOut],
+        "kmeans extra scan",
+      )
+      : undefined;
 
     let encoded = 0;
     let done = false;
     let iterations = 0;
     const fitted = new Float32Array(K * D);
     const assignment = new Uint32Array(n);
+    let extraAssignment: Uint32Array = new Uint32Array(m);
     while (!done) {
       const enc = device.createCommandEncoder({ label: "kmeans lloyd" });
       const pass = enc.beginComputePass();
@@ -724,10 +757,17 @@ export async function fitKMeans(
         pass.dispatchWorkgroups(1);
       }
       encoded += Math.max(0, batch);
+      if (extraGroup) {
+        // Against the codebook as it stands: the final one in the last submit.
+        pass.setPipeline(scan);
+        pass.setBindGroup(0, extraGroup);
+        pass.dispatchWorkgroups(extraGroups);
+      }
       pass.end();
       enc.copyBufferToBuffer(state, 0, staging, 0, STATE_BYTES);
       enc.copyBufferToBuffer(codebook, 0, staging, STATE_BYTES, K * d4 * 16);
       enc.copyBufferToBuffer(assign, 0, staging, STATE_BYTES + K * d4 * 16, n * 4);
+      if (extraOut) enc.copyBufferToBuffer(extraOut, 0, staging, extraAt, m * 8);
       device.queue.submit([enc.finish()]);
       await staging.mapAsync(GPUMapMode.READ);
       const raw = staging.getMappedRange();
@@ -740,12 +780,20 @@ export async function fitKMeans(
           fitted.set(cb.subarray(k * d4 * 4, k * d4 * 4 + D), k * D);
         }
         assignment.set(new Uint32Array(raw, STATE_BYTES + K * d4 * 16, n));
+        if (extraInline) {
+          const u = new Uint32Array(raw, extraAt, 2 * m);
+          for (let i = 0; i < m; i++) extraAssignment[i] = u[2 * i];
+        }
       }
       staging.unmap();
+    }
+    if (m > 0 && !extraInline) {
+      extraAssignment = await assignNearest(gpu, extra, fitted, D, K);
     }
     return {
       codebook: fitted,
       assignment,
+      extraAssignment,
       inertia: inertiaOf(frames, assignment, fitted, D),
       iterations,
     };

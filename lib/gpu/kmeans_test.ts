@@ -201,6 +201,24 @@ Deno.test("fitKMeans iterations spanning several GPU submits continue where they
   assertNearestAgree(x, whole.codebook, d, k, whole.assignment);
 });
 
+Deno.test("fitKMeans assigns extra frames to its final codebook, as assignNearest does", async () => {
+  const gpu = await requestGpu();
+  const d = 9, k = 23, n = 811;
+  const x = blobs(n, d, 7, 21);
+  const extra = blobs(333, d, 7, 22);
+  const fit = await fitKMeans(gpu, x, d, k, {
+    seed: 2,
+    iterations: 30,
+    tolerance: 1e-4,
+    assignAlso: extra,
+  });
+  assertEquals(fit.extraAssignment.length, 333);
+  assertEquals(fit.extraAssignment, await assignNearest(gpu, extra, fit.codebook, d, k));
+  const plain = await fitKMeans(gpu, x, d, k, { seed: 2, iterations: 30, tolerance: 1e-4 });
+  assertEquals(plain.extraAssignment.length, 0);
+  assertEquals(new Uint8Array(plain.codebook.buffer), new Uint8Array(fit.codebook.buffer));
+});
+
 Deno.test("fitKMeans stops at the tolerance: a loose one runs fewer iterations", async () => {
   const gpu = await requestGpu();
   const d = 6, k = 29, n = 2003;
