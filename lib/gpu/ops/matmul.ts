@@ -24,6 +24,7 @@ import {
   bindBuffers,
   type BufferSlice,
   cachedPipeline,
+  createStorageBuffer,
   createUniformBuffer,
   type Gpu,
   type GpuStep,
@@ -63,6 +64,8 @@ export interface MatmulTile {
   wgX: number;
   wgY: number;
   interleave: boolean;
+  /** Read the operands as `vec4<f32>` where the sizes allow (see {@link matmulWgsl}). */
+  vec4: boolean;
 }
 
 /**
@@ -77,7 +80,14 @@ export interface MatmulTile {
  * (0.6 s / 1.9 s); 16x16 (8x1) ~20 (4 s / 9 s); 32x16 (8x1) ~21 (6 s / 21 s).
  * 16x8 keeps a cold training-graph build and the CI tests within seconds.
  */
-export const SOFTWARE_TILE: MatmulTile = { rows: 16, cols: 8, wgX: 8, wgY: 1, interleave: true };
+export const SOFTWARE_TILE: MatmulTile = {
+  rows: 16,
+  cols: 8,
+  wgX: 8,
+  wgY: 1,
+  interleave: true,
+  vec4: true,
+};
 
 /**
  * The weight-gradient product (TN) on software adapters: both operands are
@@ -92,7 +102,14 @@ export const SOFTWARE_TILE_TN: MatmulTile = { ...SOFTWARE_TILE, rows: 8, cols: 1
  * invocation there) and 256-invocation workgroups with neighbouring
  * invocations on neighbouring columns. Not tuned (no GPU on the test machines).
  */
-export const HARDWARE_TILE: MatmulTile = { rows: 4, cols: 4, wgX: 16, wgY: 16, interleave: true };
+export const HARDWARE_TILE: MatmulTile = {
+  rows: 4,
+  cols: 4,
+  wgX: 16,
+  wgY: 16,
+  interleave: true,
+  vec4: true,
+};
 
 /**
  * The tiling of `kernel` for `gpu`'s adapter: {@link SOFTWARE_TILE} (or
@@ -113,93 +130,150 @@ export function isSoftwareAdapter(gpu: Gpu): boolean {
 }
 
 /**
- * How an operand is laid out relative to the generic product
- * `C[p,q] = Σ_r X[p,r] · Y[q,r]`: "pr" means the element (p, r) sits at
- * `p * R + r` (the reduction axis is contiguous), "rp" at `r * P + p`.
+ * How X is laid out in the generic product `C[p,q] = Σ_r X[p,r] · Y[r,q]`:
+ * "pr" means the element (p, r) sits at `p * R + r` (the reduction axis is
+ * contiguous), "rp" at `r * P + p`. Y is always `[R, Q]` (columns contiguous):
+ * NT transposes its weight first (see {@link createMatmulNT}).
  */
 type Layout = "pr" | "rp";
 
 interface KernelSpec {
   x: Layout;
-  y: Layout;
   bias: boolean;
   accumulate: boolean;
   tile: MatmulTile;
 }
 
-function kernelKey(s: KernelSpec): string {
+function kernelKey(s: KernelSpec, vec4: boolean): string {
   const t = s.tile;
-  return `matmul:${s.x}${s.y}:b${+s.bias}:acc${+s.accumulate}:` +
-    `${t.rows}x${t.cols}:${t.wgX}x${t.wgY}:${t.interleave ? "i" : "c"}`;
+  return `matmul:${s.x}:b${+s.bias}:acc${+s.accumulate}:` +
+    `${t.rows}x${t.cols}:${t.wgX}x${t.wgY}:${t.interleave ? "i" : "c"}:${vec4 ? "v4" : "s"}`;
 }
 
 /**
- * WGSL for `C[P,Q] = Σ_r X[p,r] · Y[q,r] (+ bias[Q]) (+ C)`; dims = (P, Q, R).
+ * WGSL for `C[P,Q] = Σ_r X[p,r] · Y[r,q] (+ bias[Q]) (+ C)`; dims = (P, Q, R).
  * The per-invocation block is unrolled into scalar accumulators (`acc_i_j`) so
  * that the compiler keeps them in registers.
+ *
+ * With `vec4`, every load and store moves a `vec4<f32>` (llvmpipe runs a
+ * storage access as a loop over the SIMD lanes, one iteration per lane
+ * whatever the width, so 4 floats cost what 1 did): X "pr" 4 reduction steps
+ * at a time (the loop advances r by 4), X "rp" 4 neighbouring rows, Y and C 4
+ * neighbouring columns, so an invocation's columns come in adjacent groups of
+ * 4. Each accumulator still adds its products in order r = 0, 1, 2, …, so the
+ * results are bit-identical to the scalar kernel's. Needs Q % 4 == 0,
+ * R % 4 == 0 (X "pr") or P % 4 == 0 (X "rp"), and `rows`, `cols` multiples
+ * of 4 (see {@link vec4Fits}).
  */
-function matmulWgsl(s: KernelSpec): string {
+function matmulWgsl(s: KernelSpec, vec4: boolean): string {
   const { rows: TR, cols: TC, wgX, wgY, interleave } = s.tile;
   const lines: string[] = [];
-  const xIndex = (i: number) => s.x === "pr" ? `xb${i} + r` : `r * P + xb${i}`;
-  const yIndex = (j: number) => s.y === "pr" ? `yb${j} + r` : `r * Q + yb${j}`;
-  // Base offsets of this invocation's rows (clamped to the last row).
-  for (let i = 0; i < TR; i++) {
-    const p = `min(p0 + ${i}u, P - 1u)`;
-    lines.push(`  let xb${i} = ${s.x === "pr" ? `${p} * R` : p};`);
-  }
-  for (let j = 0; j < TC; j++) {
-    const q = `min(q0 + ${interleave ? j * wgX : j}u, Q - 1u)`;
-    lines.push(`  let yb${j} = ${s.y === "pr" ? `${q} * R` : q};`);
-  }
+  // Column j of this invocation, relative to q0.
+  const colOffset = (j: number) => !interleave ? j : vec4 ? (j >> 2) * wgX * 4 + (j & 3) : j * wgX;
   for (let i = 0; i < TR; i++) {
     for (let j = 0; j < TC; j++) lines.push(`  var acc_${i}_${j} = 0.0;`);
   }
-  lines.push(`  for (var r = 0u; r < R; r++) {`);
-  for (let j = 0; j < TC; j++) lines.push(`    let y${j} = y[${yIndex(j)}];`);
-  for (let i = 0; i < TR; i++) {
-    lines.push(`    let x${i} = x[${xIndex(i)}];`);
-    for (let j = 0; j < TC; j++) {
-      lines.push(`    acc_${i}_${j} = fma(x${i}, y${j}, acc_${i}_${j});`);
+  if (!vec4) {
+    // Base offsets of this invocation's rows and columns (clamped to the last one).
+    for (let i = 0; i < TR; i++) {
+      const p = `min(p0 + ${i}u, P - 1u)`;
+      lines.push(`  let xb${i} = ${s.x === "pr" ? `${p} * R` : p};`);
     }
+    for (let j = 0; j < TC; j++) lines.push(`  let yb${j} = min(q0 + ${colOffset(j)}u, Q - 1u);`);
+    lines.push(`  for (var r = 0u; r < R; r++) {`);
+    for (let j = 0; j < TC; j++) lines.push(`    let y${j} = y[r * Q + yb${j}];`);
+    for (let i = 0; i < TR; i++) {
+      lines.push(`    let x${i} = x[${s.x === "pr" ? `xb${i} + r` : `r * P + xb${i}`}];`);
+      for (let j = 0; j < TC; j++) {
+        lines.push(`    acc_${i}_${j} = fma(x${i}, y${j}, acc_${i}_${j});`);
+      }
+    }
+    lines.push(`  }`);
+  } else {
+    // Offsets in vec4 units: X "pr" row p starts at p * R / 4; X "rp" rows
+    // p..p+3 of step r sit at r * P / 4 + p / 4; Y likewise for columns.
+    const step = s.x === "pr" ? 4 : 1;
+    if (s.x === "pr") {
+      lines.push(`  let R4 = R / 4u;`);
+      for (let i = 0; i < TR; i++) lines.push(`  let xb${i} = min(p0 + ${i}u, P - 1u) * R4;`);
+    } else {
+      lines.push(`  let P4 = P / 4u;`);
+      for (let g = 0; g < TR / 4; g++) lines.push(`  let xb${g} = min(p0 / 4u + ${g}u, P4 - 1u);`);
+    }
+    for (let g = 0; g < TC / 4; g++) {
+      lines.push(`  let yb${g} = min((q0 + ${colOffset(4 * g)}u) / 4u, Q4 - 1u);`);
+    }
+    lines.push(`  for (var r = 0u; r < R; r += ${step}u) {`);
+    if (s.x === "pr") {
+      lines.push(`    let r4 = r / 4u;`);
+      for (let i = 0; i < TR; i++) lines.push(`    let xv${i} = x[xb${i} + r4];`);
+    }
+    for (let k = 0; k < step; k++) {
+      const rk = step === 1 ? "r" : `(r + ${k}u)`;
+      if (s.x === "rp") {
+        for (let g = 0; g < TR / 4; g++) {
+          lines.push(`    let xg${g}_${k} = x[${rk} * P4 + xb${g}];`);
+        }
+      }
+      for (let g = 0; g < TC / 4; g++) lines.push(`    let yg${g}_${k} = y[${rk} * Q4 + yb${g}];`);
+      const xv = (i: number) => s.x === "pr" ? `xv${i}[${k}]` : `xg${i >> 2}_${k}[${i & 3}]`;
+      for (let i = 0; i < TR; i++) {
+        for (let j = 0; j < TC; j++) {
+          lines.push(
+            `    acc_${i}_${j} = fma(${xv(i)}, yg${j >> 2}_${k}[${j & 3}], acc_${i}_${j});`,
+          );
+        }
+      }
+    }
+    lines.push(`  }`);
   }
-  lines.push(`  }`);
   // Epilogue. Loads sit outside the guards, at clamped indices: llvmpipe
   // compiles a load inside a branch into a per-lane loop inside a branch, and
   // a few hundred of those took tens of seconds to compile.
-  for (let j = 0; j < TC; j++) {
-    const q = `q0 + ${interleave ? j * wgX : j}u`;
-    lines.push(`  let col${j} = ${q};`);
-    if (s.bias) lines.push(`  let bias${j} = bias[min(col${j}, Q - 1u)];`);
+  const width = vec4 ? 4 : 1;
+  for (let j = 0; j < TC; j += width) {
+    lines.push(`  let col${j} = q0 + ${colOffset(j)}u;`);
+    if (s.bias) {
+      lines.push(
+        vec4
+          ? `  let bias${j} = bias[min(col${j}, Q - 1u) / 4u];`
+          : `  let bias${j} = bias[min(col${j}, Q - 1u)];`,
+      );
+    }
   }
   for (let i = 0; i < TR; i++) {
     lines.push(`  let row${i} = min(p0 + ${i}u, P - 1u) * Q;`);
-    for (let j = 0; j < TC; j++) {
-      let value = `acc_${i}_${j}`;
+    for (let j = 0; j < TC; j += width) {
+      let value = vec4
+        ? `vec4<f32>(${[0, 1, 2, 3].map((k) => `acc_${i}_${j + k}`).join(", ")})`
+        : `acc_${i}_${j}`;
       if (s.bias) value += ` + bias${j}`;
+      const at = (col: string) => vec4 ? `(row${i} + ${col}) / 4u` : `row${i} + ${col}`;
       if (s.accumulate) {
-        lines.push(`  let old_${i}_${j} = c[row${i} + min(col${j}, Q - 1u)];`);
+        lines.push(`  let old_${i}_${j} = c[${at(`min(col${j}, Q - 1u)`)}];`);
         value = `old_${i}_${j} + (${value})`;
       }
-      lines.push(`  if (p0 + ${i}u < P && col${j} < Q) { c[row${i} + col${j}] = ${value}; }`);
+      lines.push(`  if (p0 + ${i}u < P && col${j} < Q) { c[${at(`col${j}`)}] = ${value}; }`);
     }
   }
-  const colStart = interleave
-    ? `wid.x * ${wgX * TC}u + lid.x`
-    : `(wid.x * ${wgX}u + lid.x) * ${TC}u`;
+  const colStart = !interleave
+    ? `(wid.x * ${wgX}u + lid.x) * ${TC}u`
+    : `wid.x * ${wgX * TC}u + lid.x${vec4 ? " * 4u" : ""}`;
+  const elem = vec4 ? "vec4<f32>" : "f32";
   return /* wgsl */ `
 // dims.x = P (output rows), dims.y = Q (output columns), dims.z = R (reduction length)
 @group(0) @binding(0) var<uniform> dims: vec4<u32>;
-@group(0) @binding(1) var<storage, read> x: array<f32>;        // X, layout "${s.x}"
-@group(0) @binding(2) var<storage, read> y: array<f32>;        // Y, layout "${s.y}"
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;  // C [P, Q]
-${s.bias ? "@group(0) @binding(4) var<storage, read> bias: array<f32>;  // [Q]" : ""}
+@group(0) @binding(1) var<storage, read> x: array<${elem}>;        // X, layout "${s.x}"
+@group(0) @binding(2) var<storage, read> y: array<${elem}>;        // Y [R, Q]
+@group(0) @binding(3) var<storage, read_write> c: array<${elem}>;  // C [P, Q]
+${s.bias ? `@group(0) @binding(4) var<storage, read> bias: array<${elem}>;  // [Q]` : ""}
 
 @compute @workgroup_size(${wgX}, ${wgY})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let P = dims.x;
   let Q = dims.y;
   let R = dims.z;
+  let Q4 = Q / 4u;
   let p0 = (wid.y * ${wgY}u + lid.y) * ${TR}u;
   let q0 = ${colStart};
   if (p0 >= P || q0 >= Q) { return; }
@@ -245,7 +319,6 @@ function createProduct(
   gpu: Gpu,
   buffers: MatmulBuffers & { bias?: GPUBuffer | BufferSlice },
   x: Layout,
-  y: Layout,
   // Maps the layer's dims to the generic (P, Q, R).
   toPQR: (d: MatmulDims) => [number, number, number],
   label: string,
@@ -253,18 +326,26 @@ function createProduct(
 ): GpuStep<MatmulDims> {
   const spec: KernelSpec = {
     x,
-    y,
     bias: buffers.bias !== undefined,
     accumulate: buffers.accumulate ?? false,
     tile,
   };
   refuseAliasing(buffers.c, [buffers.a, buffers.b, buffers.bias], label);
-  const key = kernelKey(spec);
-  const pipeline = cachedPipeline(gpu, key, matmulWgsl(spec), "main");
   const uniform = createUniformBuffer(gpu, 16, `${label}:dims`);
   const bound = [uniform, buffers.a, buffers.b, buffers.c];
   if (buffers.bias) bound.push(buffers.bias);
-  const bindGroup = bindBuffers(gpu, pipeline, bound, label);
+  // The vec4 and scalar kernels, each compiled on first use.
+  const variants = new Map<boolean, { pipeline: GPUComputePipeline; bindGroup: GPUBindGroup }>();
+  const variant = (vec4: boolean) => {
+    let v = variants.get(vec4);
+    if (!v) {
+      const key = kernelKey(spec, vec4);
+      const pipeline = cachedPipeline(gpu, key, matmulWgsl(spec, vec4), "main");
+      v = { pipeline, bindGroup: bindBuffers(gpu, pipeline, bound, label) };
+      variants.set(vec4, v);
+    }
+    return v;
+  };
   const dimsData = new Uint32Array(4);
   return {
     encode(pass, dims) {
@@ -272,6 +353,7 @@ function createProduct(
       if (P === 0 || Q === 0) return;
       dimsData.set([P, Q, R, 0]);
       gpu.device.queue.writeBuffer(uniform, 0, dimsData);
+      const { pipeline, bindGroup } = variant(tile.vec4 && vec4Fits(x, tile, P, Q, R));
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, bindGroup);
       pass.dispatchWorkgroups(
@@ -285,16 +367,93 @@ function createProduct(
   };
 }
 
+/** Whether the vec4 kernel can run (P, Q, R) (see {@link matmulWgsl}). */
+function vec4Fits(x: Layout, t: MatmulTile, P: number, Q: number, R: number): boolean {
+  return t.rows % 4 === 0 && t.cols % 4 === 0 && Q % 4 === 0 &&
+    (x === "pr" ? R % 4 === 0 : P % 4 === 0);
+}
+
 /**
  * Forward of a linear layer: `c[M,N] = a[M,K] · b[N,K]^T (+ bias[N]) (+ c)`,
  * with `a` the activations and `b` the weight stored `[out, in]`.
+ *
+ * Each encode first copies the weight transposed (`[K, N]`, a buffer this
+ * step owns) and then runs the product in the NN form, where neighbouring
+ * invocations read neighbouring columns: on llvmpipe those loads merge into
+ * vector loads, about twice the rate of reading `[N, K]` rows a whole row
+ * apart. The products are summed in the same order either way.
  */
 export function createMatmulNT(
   gpu: Gpu,
   buffers: MatmulBuffers & { bias?: GPUBuffer | BufferSlice },
   tile: MatmulTile = defaultTile(gpu, "NT"),
 ): GpuStep<MatmulDims> {
-  return createProduct(gpu, buffers, "pr", "pr", (d) => [d.M, d.N, d.K], "matmulNT", tile);
+  refuseAliasing(buffers.c, [buffers.a, buffers.b, buffers.bias], "matmulNT");
+  const b = buffers.b;
+  const bBytes = "buffer" in b ? b.size ?? b.buffer.size - (b.offset ?? 0) : b.size;
+  const bT = createStorageBuffer(gpu, bBytes, "matmulNT:weight.T"); // [K, N]
+  const transpose = createTranspose(gpu, { src: b, dst: bT });
+  const product = createProduct(
+    gpu,
+    { ...buffers, b: bT },
+    "pr",
+    (d) => [d.M, d.N, d.K],
+    "matmulNT",
+    tile,
+  );
+  return {
+    encode(pass, dims) {
+      if (dims.M === 0 || dims.N === 0) return;
+      transpose.encode(pass, { rows: dims.N, cols: dims.K });
+      product.encode(pass, dims);
+    },
+    destroy() {
+      product.destroy();
+      transpose.destroy();
+      bT.destroy();
+    },
+  };
+}
+
+const TRANSPOSE_WG = 8;
+
+const TRANSPOSE_WGSL = /* wgsl */ `
+// dims.x = rows, dims.y = cols of the source
+@group(0) @binding(0) var<uniform> dims: vec4<u32>;
+@group(0) @binding(1) var<storage, read> src: array<f32>;        // [rows, cols]
+@group(0) @binding(2) var<storage, read_write> dst: array<f32>;  // [cols, rows]
+
+@compute @workgroup_size(${TRANSPOSE_WG}, ${TRANSPOSE_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let rows = dims.x;
+  let cols = dims.y;
+  if (gid.x >= rows || gid.y >= cols) { return; }
+  dst[gid.y * rows + gid.x] = src[gid.x * cols + gid.y];
+}
+`;
+
+/** `dst[cols, rows] = src[rows, cols]^T`, sizes given per encode. */
+function createTranspose(
+  gpu: Gpu,
+  buffers: { src: GPUBuffer | BufferSlice; dst: GPUBuffer },
+): GpuStep<{ rows: number; cols: number }> {
+  const pipeline = cachedPipeline(gpu, "transpose", TRANSPOSE_WGSL, "main");
+  const uniform = createUniformBuffer(gpu, 16, "transpose:dims");
+  const bindGroup = bindBuffers(gpu, pipeline, [uniform, buffers.src, buffers.dst], "transpose");
+  const dimsData = new Uint32Array(4);
+  return {
+    encode(pass, { rows, cols }) {
+      if (rows === 0 || cols === 0) return;
+      dimsData.set([rows, cols, 0, 0]);
+      gpu.device.queue.writeBuffer(uniform, 0, dimsData);
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bindGroup);
+      pass.dispatchWorkgroups(Math.ceil(rows / TRANSPOSE_WG), Math.ceil(cols / TRANSPOSE_WG));
+    },
+    destroy() {
+      uniform.destroy();
+    },
+  };
 }
 
 /**
@@ -306,7 +465,7 @@ export function createMatmulNN(
   buffers: MatmulBuffers,
   tile: MatmulTile = defaultTile(gpu, "NN"),
 ): GpuStep<MatmulDims> {
-  return createProduct(gpu, buffers, "pr", "rp", (d) => [d.M, d.K, d.N], "matmulNN", tile);
+  return createProduct(gpu, buffers, "pr", (d) => [d.M, d.K, d.N], "matmulNN", tile);
 }
 
 /**
@@ -319,7 +478,7 @@ export function createMatmulTN(
   buffers: MatmulBuffers,
   tile: MatmulTile = defaultTile(gpu, "TN"),
 ): GpuStep<MatmulDims> {
-  return createProduct(gpu, buffers, "rp", "rp", (d) => [d.N, d.K, d.M], "matmulTN", tile);
+  return createProduct(gpu, buffers, "rp", (d) => [d.N, d.K, d.M], "matmulTN", tile);
 }
 
 const COLUMN_SUM_WG = 64;

@@ -7,6 +7,7 @@ import {
   createMatmulNN,
   createMatmulNT,
   createMatmulTN,
+  defaultTile,
   HARDWARE_TILE,
   type MatmulDims,
 } from "./matmul.ts";
@@ -29,7 +30,15 @@ function randomLayer(seed: number, { M, N, K }: MatmulDims) {
   };
 }
 
-for (const dims of [{ M: 37, N: 45, K: 29 }, { M: 5, N: 3, K: 1 }, { M: 130, N: 67, K: 200 }]) {
+// N, K multiples of 4 run the vec4 kernels; the others the scalar ones.
+for (
+  const dims of [
+    { M: 37, N: 45, K: 29 },
+    { M: 5, N: 3, K: 1 },
+    { M: 130, N: 67, K: 200 },
+    { M: 37, N: 44, K: 28 },
+  ]
+) {
   const shape = `M=${dims.M} N=${dims.N} K=${dims.K}`;
 
   Deno.test(`matmulNT: y = x W^T + b matches linearForward (${shape})`, async () => {
@@ -156,6 +165,38 @@ Deno.test("matmul: the hardware-GPU tiling gives the same products (M=37 N=45 K=
   for (const s of steps) s.destroy();
   inputs.buffer.destroy();
   outputs.buffer.destroy();
+});
+
+Deno.test("matmul: vec4 and scalar kernels give bit-identical products (M=37 N=44 K=28)", async () => {
+  const g = await gpu();
+  const dims = { M: 37, N: 44, K: 28 };
+  const { x, w, bias, dy } = randomLayer(8, dims);
+  const inputs = packTensors(g, [x, w, bias, dy]);
+  const [xs, ws, bs, dys] = inputs.slices;
+  const sizes = [dims.M * dims.N, dims.M * dims.K, dims.N * dims.K];
+  const results: Uint32Array[][] = [];
+  for (const vec4 of [true, false]) {
+    const outputs = packTensors(g, sizes.map((n) => new Float32Array(n)));
+    const [y, dx, dw] = outputs.slices;
+    const tile = (kind: "NT" | "NN" | "TN") => ({ ...defaultTile(g, kind), vec4 });
+    const steps = [
+      createMatmulNT(g, { a: xs, b: ws, bias: bs, c: y }, tile("NT")),
+      createMatmulNN(g, { a: dys, b: ws, c: dx }, tile("NN")),
+      createMatmulTN(g, { a: dys, b: xs, c: dw }, tile("TN")),
+    ];
+    await runSteps<MatmulDims>(g, steps.map((s) => [s, dims]));
+    const read = [y, dx, dw].map(async (s) => {
+      const f = await readSlice(g, s);
+      return new Uint32Array(f.buffer, f.byteOffset, f.length);
+    });
+    results.push(await Promise.all(read));
+    for (const s of steps) s.destroy();
+    outputs.buffer.destroy();
+  }
+  for (const [i, name] of ["y", "dx", "dW"].entries()) {
+    assertEquals(results[0][i], results[1][i], `${name}: vec4 and scalar bits differ`);
+  }
+  inputs.buffer.destroy();
 });
 
 Deno.test("matmul: an output in the same buffer as an input is refused", async () => {
