@@ -205,10 +205,13 @@ function dimsBytes(n: number, k: number, d4: number, maxIterations = 0, toleranc
  * New centroid `k` = mean of its members under `assign`: one invocation per
  * cluster walks the frames in index order and sums its members in f32 straight
  * into its codebook row (no other invocation touches the row). An empty
- * cluster's row is left at zero for `reseed_empty`.
+ * cluster's row is left at zero for `reseed_empty`. The walk reads `assign`
+ * four frames per load (the `K x N` membership tests are this kernel's cost);
+ * `assign` is padded to a multiple of 4 with 0xffffffff, which matches no
+ * cluster.
  *
  * frames   [n, D4] vec4f
- * assign   [n] u32
+ * assign   [ceil(n / 4)] vec4u
  * codebook [k, D4] vec4f   (written)
  * counts   [k] u32         (members per cluster, written)
  */
@@ -216,7 +219,7 @@ function updateWgsl(workgroup: number): string {
   return DIMS_WGSL + /* wgsl */ `
 @group(0) @binding(0) var<uniform> dims: Dims;
 @group(0) @binding(1) var<storage, read> frames: array<vec4f>;
-@group(0) @binding(2) var<storage, read> assign: array<u32>;
+@group(0) @binding(2) var<storage, read> assign: array<vec4u>;
 @group(0) @binding(3) var<storage, read_write> codebook: array<vec4f>;
 @group(0) @binding(4) var<storage, read_write> counts: array<u32>;
 
@@ -228,11 +231,17 @@ fn update_centroids(@builtin(global_invocation_id) gid: vec3u) {
   let row = k * D4;
   for (var q = 0u; q < D4; q++) { codebook[row + q] = vec4f(0.0); }
   var count = 0u;
-  for (var i = 0u; i < dims.n; i++) {
-    if (assign[i] == k) {
-      count++;
-      let xb = i * D4;
-      for (var q = 0u; q < D4; q++) { codebook[row + q] += frames[xb + q]; }
+  let n4 = (dims.n + 3u) / 4u;
+  for (var i4 = 0u; i4 < n4; i4++) {
+    let hit = assign[i4] == vec4u(k);
+    if (any(hit)) {
+      for (var c = 0u; c < 4u; c++) {
+        if (hit[c]) {
+          count++;
+          let xb = (4u * i4 + c) * D4;
+          for (var q = 0u; q < D4; q++) { codebook[row + q] += frames[xb + q]; }
+        }
+      }
     }
   }
   if (count > 0u) {
@@ -651,10 +660,12 @@ export async function fitKMeans(
       createStorageBufferFrom(gpu, padRows(initial, D, d4), "kmeans codebook"),
     );
     const out = track(createStorageBuffer(gpu, n * 8, "kmeans nearest"));
-    // 0xffffffff: no frame starts "unchanged".
-    const assign = track(
-      createStorageBufferFrom(gpu, new Uint32Array(n).fill(0xffffffff), "kmeans assign"),
-    );
+    // 0xffffffff: no frame starts "unchanged", and the padding to a multiple of 4 matches no cluster.
+    const assign = track(createStorageBufferFrom(
+      gpu,
+      new Uint32Array(Math.ceil(n / 4) * 4).fill(0xffffffff),
+      "kmeans assign",
+    ));
     const counts = track(createStorageBuffer(gpu, K * 4, "kmeans counts"));
     const state = track(createStorageBuffer(gpu, STATE_BYTES, "kmeans state"));
     const updateGroups = Math.ceil(K / t.workgroup);
