@@ -4,9 +4,18 @@
  * mel-vq (default): decode → mono → resample to `mel.sample_rate` → log-mel
  * frames → a `codebook_size`-entry k-means codebook fitted on the GPU to the
  * TRAIN files' frames only (at most `kmeans_max_frames` of them, a seeded
- * subsample) → every frame's nearest codebook entry (GPU) → sequences in the
- * chosen layout. onnx-codec: decode → mono → resample to the codec's rate →
- * the user's ONNX encoder gives the codes (no codebook to fit).
+ * subsample) → every frame's nearest codebook entry (GPU; the frames outside
+ * the fit are assigned in the fit's last GPU submit) → sequences in the chosen
+ * layout. onnx-codec: decode → mono → resample to the codec's rate → the
+ * user's ONNX encoder gives the codes (no codebook to fit). Decoding and
+ * log-mel run on this thread and, for long inputs, a worker pool
+ * (`lib/audio/features.ts`); results are gathered in file order, so the
+ * artifact does not depend on the threads.
+ *
+ * Timing metrics (seconds): `seconds_decode` reading and hashing the files,
+ * `seconds_features` the rest of that phase (decode, resample, log-mel, on
+ * every thread), `seconds_kmeans` the codebook fit including the assignment
+ * of the other frames, `seconds_assign` splitting the codes per file.
  *
  * Reads: `scan` (`files.json`; each file's bytes must still hash to its
  * recorded sha256). The train/validation split is `splitFiles` of
