@@ -286,17 +286,22 @@ async function tokenize(ctx: JobContext<TokenizeParams>): Promise<JobResult> {
     const timing = { decode: 0, features: 0, kmeans: 0, assign: 0 };
     ctx.progress.start(scan.files.length, "files", "decode + features");
     const t0 = performance.now();
-    const read = async (i: number) => {
+    // Synchronous reads: audio files are small, and an async read's thread hop
+    // costs a third more (~0.13 vs ~0.1 ms per 18 kB file here).
+    const read = (i: number) => {
       const f = scan.files[i];
       const path = join(root, f.path);
       const tr = performance.now();
-      const bytes = await Deno.readFile(path).catch((e) => {
+      let bytes: Uint8Array;
+      try {
+        bytes = Deno.readFileSync(path);
+      } catch (e) {
         throw new UserError(`cannot read an audio file the scan listed: ${(e as Error).message}`, {
           file: path,
           step: ctx.step,
           hint: "the audio folder changed since the scan; re-run the scan step",
         });
-      });
+      }
       const sha = sha256Hex(bytes);
       if (sha !== f.sha256) {
         throw new UserError("the audio file changed since the scan (its sha256 differs)", {
@@ -308,7 +313,7 @@ async function tokenize(ctx: JobContext<TokenizeParams>): Promise<JobResult> {
         });
       }
       timing.decode += performance.now() - tr;
-      return { bytes, path };
+      return Promise.resolve({ bytes, path });
     };
     // Workers take ~50-80 ms of CPU to start, the front end ~2 ms per second of
     // audio: below POOL_MIN_SECONDS (by the scan's durations) this thread works alone.
