@@ -194,8 +194,27 @@ class RealPowerFft {
       re[r] = input[2 * m];
       im[r] = input[2 * m + 1];
     }
+    let first = 2;
+    if (h >= 4) {
+      // The size-2 and size-4 stages in one pass: their twiddles are 1 and -i.
+      for (let a = 0; a < h; a += 4) {
+        const s0r = re[a] + re[a + 1], s0i = im[a] + im[a + 1];
+        const d0r = re[a] - re[a + 1], d0i = im[a] - im[a + 1];
+        const s1r = re[a + 2] + re[a + 3], s1i = im[a + 2] + im[a + 3];
+        const d1r = re[a + 2] - re[a + 3], d1i = im[a + 2] - im[a + 3];
+        re[a] = s0r + s1r;
+        im[a] = s0i + s1i;
+        re[a + 2] = s0r - s1r;
+        im[a + 2] = s0i - s1i;
+        re[a + 1] = d0r + d1i;
+        im[a + 1] = d0i - d1r;
+        re[a + 3] = d0r - d1i;
+        im[a + 3] = d0i + d1r;
+      }
+      first = 8;
+    }
     const cos = this.#cos, sin = this.#sin;
-    for (let size = 2; size <= h; size *= 2) {
+    for (let size = first; size <= h; size *= 2) {
       const half = size / 2, step = h / size;
       for (let j = 0; j < half; j++) {
         const wr = cos[j * step], wi = sin[j * step];
