@@ -15,7 +15,7 @@
  * compiled before the timed runs (once per process); module imports inside
  * the job are timed.
  *
- * Run: `deno run -A bench/tokenize.ts [--seconds N] [--runs N]`.
+ * Run: `deno run -A bench/tokenize.ts [--seconds N] [--runs N]` (5 runs by default).
  *
  * @module
  */
@@ -64,6 +64,8 @@ export interface TokenizeBenchResult {
   files: number;
   runs: TokenizeRun[];
   adapter: string;
+  /** The machine's 1-minute load average before the runs (other processes share the 2 cores). */
+  load_average: number;
 }
 
 /** Writes about `seconds` of synth clips as WAVs and a scan-style `files.json`; returns its ref. */
@@ -132,7 +134,7 @@ function median(values: number[]): number {
  * and after each run the encode path alone with the codebook it fitted;
  * reports the medians (the machine is shared, so single runs are noisy).
  */
-export async function benchTokenize(seconds = 60, runs = 3): Promise<TokenizeBenchResult> {
+export async function benchTokenize(seconds = 60, runs = 5): Promise<TokenizeBenchResult> {
   const dir = await Deno.makeTempDir({ prefix: "samout-bench-tokenize-" });
   try {
     const scan = await generateScannedSet(dir, seconds);
@@ -152,6 +154,7 @@ export async function benchTokenize(seconds = 60, runs = 3): Promise<TokenizeBen
     };
     const paths = listing.files.map((f) => join(listing.root, f.path));
 
+    const loadAverage = Deno.loadavg()[0];
     const done: TokenizeRun[] = [];
     let secondsAudio = 0;
     for (let r = 0; r < runs; r++) {
@@ -230,6 +233,7 @@ export async function benchTokenize(seconds = 60, runs = 3): Promise<TokenizeBen
       files: paths.length,
       runs: done,
       adapter: gpu.adapterDescription,
+      load_average: loadAverage,
     };
     const x = (v: number) => `${v.toFixed(0)}x real time`;
     const f3 = (v: number) => v.toFixed(3);
@@ -239,10 +243,12 @@ export async function benchTokenize(seconds = 60, runs = 3): Promise<TokenizeBen
       `tokenize: ${
         secondsAudio.toFixed(1)
       } s of audio in ${paths.length} files on ${res.adapter}, ` +
-      `${runs} runs (median)`,
+      `${runs} runs (median), load average ${loadAverage.toFixed(2)} before`,
       `  whole job (decode → k-means fit → tokens): ${x(whole)} (${verdict(whole)})`,
       `  encode path (fitted codebook: read → log-mel → GPU assign): ${x(encode)} ` +
       `(${verdict(encode)})`,
+      `  first run (cold JIT, as a pipeline's one tokenize step runs): ` +
+      `${x(done[0].seconds_audio_per_second)}`,
     ];
     done.forEach((d, i) => {
       const p = d.phases, e = d.encode_phases;
@@ -265,6 +271,6 @@ if (import.meta.main) {
   const i = Deno.args.indexOf("--seconds");
   const seconds = i >= 0 ? Number(Deno.args[i + 1]) : 60;
   const j = Deno.args.indexOf("--runs");
-  const runs = j >= 0 ? Number(Deno.args[j + 1]) : 3;
+  const runs = j >= 0 ? Number(Deno.args[j + 1]) : 5;
   console.log(JSON.stringify(await benchTokenize(seconds, runs), null, 2));
 }
