@@ -134,8 +134,13 @@ export const TokenizeParams = z.strictObject({
 /** Parsed tokenize parameters. */
 export type TokenizeParams = z.output<typeof TokenizeParams>;
 
-/** Audio (seconds, as the scan lists it) from which decoding and log-mel use a worker pool. */
-const POOL_MIN_SECONDS = 120;
+/**
+ * Audio (seconds, as the scan lists it) from which decoding and log-mel use a
+ * worker pool. Measured on the 2 shared cores (synth WAVs, median of runs):
+ * 300 s of audio 270 ms alone vs 290 ms with a worker (its start and its own
+ * JIT warm-up eat the gain), 900 s 770 vs 515 ms.
+ */
+const POOL_MIN_SECONDS = 600;
 
 /** Seconds of each validation file scored for the reconstruction metric. */
 const RECONSTRUCTION_SECONDS = 3;
@@ -315,8 +320,7 @@ async function tokenize(ctx: JobContext<TokenizeParams>): Promise<JobResult> {
       timing.decode += performance.now() - tr;
       return Promise.resolve({ bytes, path });
     };
-    // Workers take ~50-80 ms of CPU to start, the front end ~2 ms per second of
-    // audio: below POOL_MIN_SECONDS (by the scan's durations) this thread works alone.
+    // Below POOL_MIN_SECONDS (by the scan's durations) this thread works alone.
     const listedSeconds = scan.files.reduce(
       (t, f) => t + (typeof f.duration_s === "number" ? f.duration_s : 1),
       0,

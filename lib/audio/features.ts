@@ -123,6 +123,19 @@ export function transferables(f: FileFeatures): ArrayBuffer[] {
   return out;
 }
 
+/** Resolves after the tasks already queued (worker messages among them) have run. */
+function nextMacrotask(): Promise<void> {
+  const { port1, port2 } = new MessageChannel();
+  return new Promise((resolve) => {
+    port1.onmessage = () => {
+      port1.close();
+      port2.close();
+      resolve();
+    };
+    port2.postMessage(null);
+  });
+}
+
 /**
  * Features of `count` files, in file order. `load(i)` reads file `i` on this
  * thread (and may throw, e.g. a `UserError` for a changed file); the bytes go
@@ -202,6 +215,10 @@ export async function extractFeatures(
         results[index] = await fileFeatures(bytes, path, spec, keepSamples(index));
         done++;
         settle();
+        // Let the workers' messages in: with synchronous loads and WAV input
+        // every await above settles as a microtask, and idle workers would wait
+        // for this loop to end.
+        if (workers.length > 0) await nextMacrotask();
       }
     }
     await finished.promise;
