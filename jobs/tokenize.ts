@@ -320,28 +320,41 @@ async function tokenize(ctx: JobContext<TokenizeParams>): Promise<JobResult> {
       timing.decode += performance.now() - tr;
       return Promise.resolve({ bytes, path });
     };
-    // Below POOL_MIN_SECONDS (by the scan's durations) this thread works alone.
-    const listedSeconds = scan.files.reduce(
-      (t, f) => t + (typeof f.duration_s === "number" ? f.duration_s : 1),
-      0,
-    );
-    const workers = listedSeconds >= POOL_MIN_SECONDS ? undefined : 0;
-    const featured = await features.extractFeatures(
-      scan.files.length,
-      read,
-      { rate, mel: codec ? undefined : p.mel },
-      (i) => reconstructIdx.has(i) || codec !== undefined,
-      { signal: ctx.signal, onProgress: (n) => ctx.progress.update(n), workers },
-    );
     const perFile: FileAudio[] = [];
     let secondsAudio = 0;
-    for (let i = 0; i < featured.length; i++) {
-      const f = featured[i];
-      const entry: FileAudio = { seconds: f.seconds, logMel: f.logMel };
-      if (reconstructIdx.has(i)) entry.samples = f.samples;
-      if (codec) entry.codes = await codec.encode(f.samples!);
-      secondsAudio += entry.seconds;
-      perFile.push(entry);
+    if (codec) {
+      // One file at a time: its samples are dropped once the codec has encoded them.
+      for (let i = 0; i < scan.files.length; i++) {
+        ctx.signal.throwIfAborted();
+        const { bytes, path } = await read(i);
+        const f = await features.fileFeatures(bytes, path, { rate }, true);
+        const entry: FileAudio = { seconds: f.seconds, codes: await codec.encode(f.samples!) };
+        if (reconstructIdx.has(i)) entry.samples = f.samples;
+        secondsAudio += entry.seconds;
+        perFile.push(entry);
+        ctx.progress.update(i + 1);
+      }
+    } else {
+      // Below POOL_MIN_SECONDS (by the scan's durations) this thread works alone.
+      const listedSeconds = scan.files.reduce(
+        (t, f) => t + (typeof f.duration_s === "number" ? f.duration_s : 1),
+        0,
+      );
+      const featured = await features.extractFeatures(
+        scan.files.length,
+        read,
+        { rate, mel: p.mel },
+        (i) => reconstructIdx.has(i),
+        {
+          signal: ctx.signal,
+          onProgress: (n) => ctx.progress.update(n),
+          workers: listedSeconds >= POOL_MIN_SECONDS ? undefined : 0,
+        },
+      );
+      for (const f of featured) {
+        perFile.push({ seconds: f.seconds, logMel: f.logMel, samples: f.samples });
+        secondsAudio += f.seconds;
+      }
     }
     timing.features = performance.now() - t0 - timing.decode;
     ctx.progress.finish(`${scan.files.length} files, ${secondsAudio.toFixed(1)} s of audio`);
