@@ -43,7 +43,10 @@ export interface TrainRequest {
   where: ErrorLocation;
 }
 
-/** Position and bookkeeping saved with every checkpoint (`state.json`). */
+/**
+ * Position and bookkeeping saved with every checkpoint: `state.json`, except
+ * the clock-dependent `elapsedS` and `curvesBytes`, which go in `progress.json`.
+ */
 interface LoopState {
   /** Optimizer steps taken. */
   step: number;
@@ -455,9 +458,16 @@ async function saveCheckpoint(
     join(tmp, "optimizer.safetensors"),
     writeSafetensors(moments, { step: String(opt.step) }),
   );
+  // state.json is a pure function of the seed and the data; what depends on the
+  // clock (time trained, the curves' tokens/s widths) goes in progress.json.
+  const { elapsedS, curvesBytes, ...position } = state;
   await writeSynced(
     join(tmp, "state.json"),
-    new TextEncoder().encode(JSON.stringify(state, null, 2) + "\n"),
+    new TextEncoder().encode(JSON.stringify(position, null, 2) + "\n"),
+  );
+  await writeSynced(
+    join(tmp, "progress.json"),
+    new TextEncoder().encode(JSON.stringify({ elapsedS, curvesBytes }) + "\n"),
   );
   const hasCurrent = await exists(dir);
   if (hasCurrent) {
@@ -476,7 +486,11 @@ async function loadCheckpoint(
   const candidates = [dir, `${dir}.old`];
   for (const candidate of candidates) {
     if (!await exists(join(candidate, "state.json"))) continue;
-    const state = JSON.parse(await Deno.readTextFile(join(candidate, "state.json"))) as LoopState;
+    if (!await exists(join(candidate, "progress.json"))) continue;
+    const state = {
+      ...JSON.parse(await Deno.readTextFile(join(candidate, "state.json"))),
+      ...JSON.parse(await Deno.readTextFile(join(candidate, "progress.json"))),
+    } as LoopState;
     const file = join(candidate, "model.safetensors");
     const { cfg: saved, params } = samoutFromSafetensors(await Deno.readFile(file), { file });
     if (JSON.stringify(saved) !== JSON.stringify(cfg)) {
