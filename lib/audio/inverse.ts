@@ -25,7 +25,9 @@ import {
   logMelSpectrogram,
   melFilterbank,
   type MelSettings,
+  paddedHann,
   powerSpectrogram,
+  reflectIndex,
 } from "./mel.ts";
 
 /** Options of {@link melToLinear}. */
@@ -217,24 +219,6 @@ interface ComplexFft {
   realTransform(out: Float64Array, input: Float64Array): void;
   completeSpectrum(spectrum: Float64Array): void;
   inverseTransform(out: Float64Array, input: Float64Array): void;
-}
-
-/** Periodic Hann window of `win_length` centred in `n_fft` (the same as mel.ts). */
-function paddedHann(nFft: number, winLength: number): Float64Array {
-  const w = new Float64Array(nFft);
-  const left = Math.floor((nFft - winLength) / 2);
-  for (let i = 0; i < winLength; i++) {
-    w[left + i] = 0.5 - 0.5 * Math.cos(2 * Math.PI * i / winLength);
-  }
-  return w;
-}
-
-function reflectIndex(i: number, n: number): number {
-  if (n === 1) return 0;
-  const period = 2 * (n - 1);
-  let j = i % period;
-  if (j < 0) j += period;
-  return j < n ? j : period - j;
 }
 
 /** Complex STFT for Griffin-Lim: the same framing as `powerSpectrogram`, for a fixed number of frames. */

@@ -121,7 +121,7 @@ export function melFilterbank(s: MelSettings): Float32Array {
 }
 
 /** Periodic Hann window of `win_length`, zero-padded centred to `n_fft` (f64, `[n_fft]`). */
-function paddedHann(nFft: number, winLength: number): Float64Array {
+export function paddedHann(nFft: number, winLength: number): Float64Array {
   const w = new Float64Array(nFft);
   const left = Math.floor((nFft - winLength) / 2);
   for (let i = 0; i < winLength; i++) {
@@ -131,7 +131,7 @@ function paddedHann(nFft: number, winLength: number): Float64Array {
 }
 
 /** Index into a signal of length `n` after reflect padding (mirrors repeatedly for short signals). */
-function reflectIndex(i: number, n: number): number {
+export function reflectIndex(i: number, n: number): number {
   if (n === 1) return 0;
   const period = 2 * (n - 1);
   let j = i % period;
