@@ -121,7 +121,7 @@ const F32 = 4;
  * Rows per block of the weight-gradient products (a multiple of 64, so every
  * block's byte offset is 256-byte aligned).
  */
-const WEIGHT_GRAD_ROWS = 256;
+const WEIGHT_GRAD_ROWS = 512;
 
 /** Stats slots of the training accumulator: steps between two flushes to the host. */
 const TRAIN_SLOTS = 256;
@@ -628,8 +628,8 @@ export class SamOutTrainingGraph {
    * blocks of {@link WEIGHT_GRAD_ROWS} rows, the first overwriting dW and the
    * others adding to it, in row-block order (deterministic). Short
    * reductions keep each product's operands in cache. Measured on llvmpipe
-   * (16x8 tiles, GFLOP per CPU second): dW [128, 256] over 2048 rows 4.0-4.8,
-   * over 256 rows 7.9; dW [1100, 128] 6.0-6.7 against 8.0-8.4.
+   * with the scalar 16x8 kernel (GFLOP per CPU second): dW [128, 256] over
+   * 2048 rows 4.0-4.8, over 256 rows 7.9; dW [1100, 128] 6.0-6.7 against 8.0-8.4.
    */
   #weightGradient(dY: GPUBuffer, x: GPUBuffer, name: string): GpuStep<MatmulDims> {
     const [n, k] = this.layout.byName.get(name)!.shape;

@@ -6,12 +6,14 @@
  * - backward  `dW[N,K] = dY[M,N]^T · X[M,K]          (+ dW)`  ({@link createMatmulTN}),
  * - backward  `db[N]   = Σ_m dY[m,N]                 (+ db)`  ({@link createColumnSum}).
  *
- * All four are one register-tiled kernel template: each invocation owns a
- * `TILE.rows x TILE.cols` block of the output and walks the whole reduction
- * axis in order 0, 1, 2, … (no split-K, no atomics), so every output element is
- * summed in a fixed order and results are bit-identical run to run. Sizes need
- * not be multiples of the tile: loads clamp their row/column to the last valid
- * one and stores are guarded.
+ * The three products are one register-tiled kernel template (NT runs it on a
+ * transposed copy of its weight): each invocation owns a `TILE.rows x
+ * TILE.cols` block of the output and walks the whole reduction axis in order
+ * 0, 1, 2, … (no split-K, no atomics), so every output element is summed in a
+ * fixed order and results are bit-identical run to run. Sizes need not be
+ * multiples of the tile: loads clamp their row/column to the last valid one
+ * and stores are guarded. Where the sizes are multiples of 4 the kernel moves
+ * `vec4<f32>`s (same sums, same bits), otherwise a scalar variant runs.
  *
  * Tiling depends on the adapter ({@link defaultTile}): large per-invocation
  * blocks on llvmpipe, small ones on GPUs. An output must live in a different
@@ -71,14 +73,17 @@ export interface MatmulTile {
 /**
  * Tiling for software adapters (llvmpipe): one 8-lane SIMD group per
  * workgroup, each invocation a 16 x 8 block. llvmpipe turns every storage
- * load into a per-lane loop, so the run time follows the loads per FMA,
- * `(rows + cols) / (rows * cols)`, while spilled accumulators are cheap vector
- * moves; but the compile time grows faster than `rows * cols` (one guarded
- * store each). Measured on 2 shared cores (CPU-time GFLOP/s on NT
+ * load into a per-lane loop, so the run time follows the load instructions
+ * per FMA, `(rows + cols) / (rows * cols)` (a vec4 load costs what a scalar
+ * one does, hence {@link MatmulTile.vec4}), while spilled accumulators are
+ * cheap vector moves; but the compile time grows faster than `rows * cols`.
+ * Scalar kernels, measured on 2 shared cores (CPU-time GFLOP/s on NT
  * 2048x128x256; cold compile of the plain / bias+accumulate variant):
  * 4x4 (8x8 wg) 6.4; 16x4 10.4; 8x8 13.1 (0.5 s / 0.8 s); 16x8 (8x1 wg) ~15
  * (0.6 s / 1.9 s); 16x16 (8x1) ~20 (4 s / 9 s); 32x16 (8x1) ~21 (6 s / 21 s).
- * 16x8 keeps a cold training-graph build and the CI tests within seconds.
+ * With vec4 loads and stores, 8x16, 16x12, 24x8 and 16x16 blocks for NT and
+ * NN gave no steadier training-step CPU time than 16x8 (within the ±15%
+ * noise of the shared machine); 16x8 compiles in 0.3-0.7 s cold.
  */
 export const SOFTWARE_TILE: MatmulTile = {
   rows: 16,
@@ -91,11 +96,13 @@ export const SOFTWARE_TILE: MatmulTile = {
 
 /**
  * The weight-gradient product (TN) on software adapters: both operands are
- * read row by row of the long M axis, and 8 x 16 blocks ran 10-20% faster than
- * 16 x 8 at N = 128, 256 (CPU-time 10.4 vs 8.5 GFLOP/s at 2048x128x128), equal
- * at N = 1100.
+ * read row by row of the long M axis, 4 rows or columns per vec4 load, so a
+ * 16 x 16 block costs 8 loads per 256 FMAs. Training steps ran ~10% less CPU
+ * time than with 8 x 16 blocks (vec4 TN alone: 13-17 against 11-12.6
+ * GFLOP per CPU second at 256 x {128, 1100} x {128, 256}); cold compile
+ * ~0.6-0.8 s per variant.
  */
-export const SOFTWARE_TILE_TN: MatmulTile = { ...SOFTWARE_TILE, rows: 8, cols: 16 };
+export const SOFTWARE_TILE_TN: MatmulTile = { ...SOFTWARE_TILE, rows: 16, cols: 16 };
 
 /**
  * Tiling for hardware GPUs: small per-invocation blocks (registers are per
