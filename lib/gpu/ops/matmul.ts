@@ -212,22 +212,30 @@ function matmulWgsl(s: KernelSpec, vec4: boolean): string {
     }
     lines.push(`  for (var r = 0u; r < R; r += ${step}u) {`);
     if (s.x === "pr") {
+      // Y's 4 steps first, then one X row at a time: few X values live at once.
       lines.push(`    let r4 = r / 4u;`);
-      for (let i = 0; i < TR; i++) lines.push(`    let xv${i} = x[xb${i} + r4];`);
-    }
-    for (let k = 0; k < step; k++) {
-      const rk = step === 1 ? "r" : `(r + ${k}u)`;
-      if (s.x === "rp") {
-        for (let g = 0; g < TR / 4; g++) {
-          lines.push(`    let xg${g}_${k} = x[${rk} * P4 + xb${g}];`);
+      for (let k = 0; k < 4; k++) {
+        for (let g = 0; g < TC / 4; g++) {
+          lines.push(`    let yg${g}_${k} = y[(r + ${k}u) * Q4 + yb${g}];`);
         }
       }
-      for (let g = 0; g < TC / 4; g++) lines.push(`    let yg${g}_${k} = y[${rk} * Q4 + yb${g}];`);
-      const xv = (i: number) => s.x === "pr" ? `xv${i}[${k}]` : `xg${i >> 2}_${k}[${i & 3}]`;
+      for (let i = 0; i < TR; i++) {
+        lines.push(`    let xv${i} = x[xb${i} + r4];`);
+        for (let k = 0; k < 4; k++) {
+          for (let j = 0; j < TC; j++) {
+            lines.push(
+              `    acc_${i}_${j} = fma(xv${i}[${k}], yg${j >> 2}_${k}[${j & 3}], acc_${i}_${j});`,
+            );
+          }
+        }
+      }
+    } else {
+      for (let g = 0; g < TR / 4; g++) lines.push(`    let xg${g} = x[r * P4 + xb${g}];`);
+      for (let g = 0; g < TC / 4; g++) lines.push(`    let yg${g} = y[r * Q4 + yb${g}];`);
       for (let i = 0; i < TR; i++) {
         for (let j = 0; j < TC; j++) {
           lines.push(
-            `    acc_${i}_${j} = fma(${xv(i)}, yg${j >> 2}_${k}[${j & 3}], acc_${i}_${j});`,
+            `    acc_${i}_${j} = fma(xg${i >> 2}[${i & 3}], yg${j >> 2}[${j & 3}], acc_${i}_${j});`,
           );
         }
       }
@@ -488,22 +496,26 @@ export function createMatmulTN(
   return createProduct(gpu, buffers, "rp", (d) => [d.N, d.K, d.M], "matmulTN", tile);
 }
 
-const COLUMN_SUM_WG = 64;
-
-function columnSumWgsl(accumulate: boolean): string {
+/**
+ * One invocation per column, or with `vec4` per 4 neighbouring columns (N % 4
+ * == 0; a quarter of the loads, the same sums). Workgroups of `wg`: one 8-lane
+ * SIMD group on llvmpipe, so that even N = 128 spreads over its threads.
+ */
+function columnSumWgsl(accumulate: boolean, vec4: boolean, wg: number): string {
+  const t = vec4 ? "vec4<f32>" : "f32";
   return /* wgsl */ `
 // dims.x = M (rows), dims.y = N (columns)
 @group(0) @binding(0) var<uniform> dims: vec4<u32>;
-@group(0) @binding(1) var<storage, read> dy: array<f32>;        // [M, N]
-@group(0) @binding(2) var<storage, read_write> db: array<f32>;  // [N]
+@group(0) @binding(1) var<storage, read> dy: array<${t}>;        // [M, N]
+@group(0) @binding(2) var<storage, read_write> db: array<${t}>;  // [N]
 
-@compute @workgroup_size(${COLUMN_SUM_WG})
+@compute @workgroup_size(${wg})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let M = dims.x;
-  let N = dims.y;
+  let N = dims.y${vec4 ? " / 4u" : ""};
   let n = gid.x;
   if (n >= N) { return; }
-  var sum = 0.0;
+  var sum = ${t}(0.0);
   for (var m = 0u; m < M; m++) { sum += dy[m * N + n]; }
   db[n] = ${accumulate ? "db[n] + sum" : "sum"};
 }
@@ -519,24 +531,33 @@ export function createColumnSum(
   buffers: { dy: GPUBuffer | BufferSlice; db: GPUBuffer | BufferSlice; accumulate?: boolean },
 ): GpuStep<Pick<MatmulDims, "M" | "N">> {
   const accumulate = buffers.accumulate ?? false;
-  const pipeline = cachedPipeline(
-    gpu,
-    `columnSum:acc${+accumulate}`,
-    columnSumWgsl(accumulate),
-    "main",
-  );
-  const uniform = createUniformBuffer(gpu, 16, "columnSum:dims");
+  const wg = isSoftwareAdapter(gpu) ? 8 : 64;
   refuseAliasing(buffers.db, [buffers.dy], "columnSum");
-  const bindGroup = bindBuffers(gpu, pipeline, [uniform, buffers.dy, buffers.db], "columnSum");
+  const uniform = createUniformBuffer(gpu, 16, "columnSum:dims");
+  const bound = [uniform, buffers.dy, buffers.db];
+  // The vec4 and scalar kernels, each compiled on first use.
+  const variants = new Map<boolean, { pipeline: GPUComputePipeline; bindGroup: GPUBindGroup }>();
+  const variant = (vec4: boolean) => {
+    let v = variants.get(vec4);
+    if (!v) {
+      const key = `columnSum:acc${+accumulate}:${vec4 ? "v4" : "s"}:wg${wg}`;
+      const pipeline = cachedPipeline(gpu, key, columnSumWgsl(accumulate, vec4, wg), "main");
+      v = { pipeline, bindGroup: bindBuffers(gpu, pipeline, bound, "columnSum") };
+      variants.set(vec4, v);
+    }
+    return v;
+  };
   const dimsData = new Uint32Array(4);
   return {
     encode(pass, dims) {
       if (dims.N === 0) return;
+      const vec4 = dims.N % 4 === 0;
       dimsData.set([dims.M, dims.N, 0, 0]);
       gpu.device.queue.writeBuffer(uniform, 0, dimsData);
+      const { pipeline, bindGroup } = variant(vec4);
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, bindGroup);
-      pass.dispatchWorkgroups(Math.ceil(dims.N / COLUMN_SUM_WG));
+      pass.dispatchWorkgroups(Math.ceil((vec4 ? dims.N / 4 : dims.N) / wg));
     },
     destroy() {
       uniform.destroy();
