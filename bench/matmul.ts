@@ -1,7 +1,7 @@
 /**
  * Benchmark of the WGSL matmul (lib/gpu/ops/matmul.ts): the forward (NT)
  * kernel at 1024³ in GFLOP/s, the three kernels at the training shapes
- * (M = 16 x 128 rows), and, where `/usr/bin/python3` has numpy, numpy's
+ * (M = 16 x 128 rows; TN over one 512-row block, as the graph runs it), and, where `/usr/bin/python3` has numpy, numpy's
  * float32 `A @ B.T` at 1024³ in the same command as the CPU ceiling.
  *
  * Timing: one warm-up, then `reps` dispatches (one compute pass each) in one
@@ -50,6 +50,7 @@ export interface MatmulBenchResult {
 /** (N, K) of the linear layers of the d = 128 training configuration, V = 1100. */
 const TRAINING_NK: [number, number][] = [[128, 256], [128, 128], [256, 128], [1100, 128]];
 const TRAINING_M = 16 * 128;
+const TN_BLOCK_ROWS = 512;
 
 const FACTORIES = { NT: createMatmulNT, NN: createMatmulNN, TN: createMatmulTN };
 
@@ -122,7 +123,9 @@ export async function benchMatmul(): Promise<MatmulBenchResult> {
   const shapes: MatmulShapeResult[] = [big];
   for (const [N, K] of TRAINING_NK) {
     for (const kernel of ["NT", "NN", "TN"] as const) {
-      shapes.push(await timeMatmul(gpu, kernel, { M: TRAINING_M, N, K }, 5e8));
+      // The graph runs TN over blocks of 512 rows (lib/model/graph.ts WEIGHT_GRAD_ROWS).
+      const M = kernel === "TN" ? TN_BLOCK_ROWS : TRAINING_M;
+      shapes.push(await timeMatmul(gpu, kernel, { M, N, K }, 5e8));
     }
   }
   const numpy = await numpyGflops(1024);
