@@ -339,24 +339,26 @@ function createProduct(
   label: string,
   tile: MatmulTile,
 ): GpuStep<MatmulDims> {
-  const spec: KernelSpec = {
-    x,
-    bias: buffers.bias !== undefined,
-    accumulate: buffers.accumulate ?? false,
-    tile,
-  };
   refuseAliasing(buffers.c, [buffers.a, buffers.b, buffers.bias], label);
   const uniform = createUniformBuffer(gpu, 16, `${label}:dims`);
   const bound = [uniform, buffers.a, buffers.b, buffers.c];
   if (buffers.bias) bound.push(buffers.bias);
-  // The vec4 and scalar kernels, each compiled on first use.
-  const variants = new Map<boolean, { pipeline: GPUComputePipeline; bindGroup: GPUBindGroup }>();
+  // The vec4 and scalar kernels, each compiled on first use. The scalar one
+  // (sizes not multiples of 4) runs at most 16 x 8 blocks: its compile time
+  // grows steeply with the block (16 x 16 with accumulate: seconds, cold).
+  const scalarTile = { ...tile, rows: Math.min(tile.rows, 16), cols: Math.min(tile.cols, 8) };
+  const variants = new Map<boolean, Variant>();
   const variant = (vec4: boolean) => {
     let v = variants.get(vec4);
     if (!v) {
-      const key = kernelKey(spec, vec4);
-      const pipeline = cachedPipeline(gpu, key, matmulWgsl(spec, vec4), "main");
-      v = { pipeline, bindGroup: bindBuffers(gpu, pipeline, bound, label) };
+      const spec: KernelSpec = {
+        x,
+        bias: buffers.bias !== undefined,
+        accumulate: buffers.accumulate ?? false,
+        tile: vec4 ? tile : scalarTile,
+      };
+      const pipeline = cachedPipeline(gpu, kernelKey(spec, vec4), matmulWgsl(spec, vec4), "main");
+      v = { pipeline, bindGroup: bindBuffers(gpu, pipeline, bound, label), tile: spec.tile };
       variants.set(vec4, v);
     }
     return v;
@@ -368,18 +370,25 @@ function createProduct(
       if (P === 0 || Q === 0) return;
       dimsData.set([P, Q, R, 0]);
       gpu.device.queue.writeBuffer(uniform, 0, dimsData);
-      const { pipeline, bindGroup } = variant(tile.vec4 && vec4Fits(x, tile, P, Q, R));
-      pass.setPipeline(pipeline);
-      pass.setBindGroup(0, bindGroup);
+      const v = variant(tile.vec4 && vec4Fits(x, tile, P, Q, R));
+      pass.setPipeline(v.pipeline);
+      pass.setBindGroup(0, v.bindGroup);
       pass.dispatchWorkgroups(
-        Math.ceil(Q / colsPerWorkgroup(tile)),
-        Math.ceil(P / rowsPerWorkgroup(tile)),
+        Math.ceil(Q / colsPerWorkgroup(v.tile)),
+        Math.ceil(P / rowsPerWorkgroup(v.tile)),
       );
     },
     destroy() {
       uniform.destroy();
     },
   };
+}
+
+/** A compiled kernel of a product, bound to its buffers. */
+interface Variant {
+  pipeline: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
+  tile: MatmulTile;
 }
 
 /** Whether the vec4 kernel can run (P, Q, R) (see {@link matmulWgsl}). */

@@ -86,37 +86,40 @@ for (
   });
 }
 
-Deno.test("matmul: accumulate adds the product to the output's contents", async () => {
-  const g = await gpu();
-  const dims = { M: 19, N: 13, K: 11 };
-  const { x, w, bias, dy } = randomLayer(3, dims);
-  const rng = new Random(4, "matmul_test");
-  const y0 = randomUniform(rng, dims.M * dims.N);
-  const dx0 = randomUniform(rng, dims.M * dims.K);
-  const dw0 = randomUniform(rng, dims.N * dims.K);
-  const db0 = randomUniform(rng, dims.N);
-  const inputs = packTensors(g, [x, w, bias, dy]);
-  const [xs, ws, bs, dys] = inputs.slices;
-  const outputs = packTensors(g, [y0, dx0, dw0, db0]);
-  const [y, dx, dw, db] = outputs.slices;
-  const steps = [
-    createMatmulNT(g, { a: xs, b: ws, bias: bs, c: y, accumulate: true }),
-    createMatmulNN(g, { a: dys, b: ws, c: dx, accumulate: true }),
-    createMatmulTN(g, { a: dys, b: xs, c: dw, accumulate: true }),
-    createColumnSum(g, { dy: dys, db, accumulate: true }),
-  ];
-  await runSteps<MatmulDims>(g, steps.map((s) => [s, dims]));
-  const fwd = linearForward(x, w, bias, dims.M, dims.K, dims.N);
-  const bwd = linearBackward(x, w, dy, dims.M, dims.K, dims.N);
-  const plus = (a: ArrayLike<number>, b: ArrayLike<number>) => Array.from(a, (v, i) => v + b[i]);
-  assertClose(await readSlice(g, y), plus(y0, fwd), TOL, "y += x W^T + b");
-  assertClose(await readSlice(g, dx), plus(dx0, bwd.dx), TOL, "dx += dy W");
-  assertClose(await readSlice(g, dw), plus(dw0, bwd.dw), TOL, "dW += dy^T x");
-  assertClose(await readSlice(g, db), plus(db0, bwd.db), TOL, "db += colsum(dy)");
-  for (const s of steps) s.destroy();
-  inputs.buffer.destroy();
-  outputs.buffer.destroy();
-});
+// N, K multiples of 4: the vec4 kernels' accumulate epilogue; otherwise the scalar ones'.
+for (const dims of [{ M: 19, N: 13, K: 11 }, { M: 19, N: 12, K: 8 }]) {
+  const shape = `M=${dims.M} N=${dims.N} K=${dims.K}`;
+  Deno.test(`matmul: accumulate adds the product to the output's contents (${shape})`, async () => {
+    const g = await gpu();
+    const { x, w, bias, dy } = randomLayer(3, dims);
+    const rng = new Random(4, "matmul_test");
+    const y0 = randomUniform(rng, dims.M * dims.N);
+    const dx0 = randomUniform(rng, dims.M * dims.K);
+    const dw0 = randomUniform(rng, dims.N * dims.K);
+    const db0 = randomUniform(rng, dims.N);
+    const inputs = packTensors(g, [x, w, bias, dy]);
+    const [xs, ws, bs, dys] = inputs.slices;
+    const outputs = packTensors(g, [y0, dx0, dw0, db0]);
+    const [y, dx, dw, db] = outputs.slices;
+    const steps = [
+      createMatmulNT(g, { a: xs, b: ws, bias: bs, c: y, accumulate: true }),
+      createMatmulNN(g, { a: dys, b: ws, c: dx, accumulate: true }),
+      createMatmulTN(g, { a: dys, b: xs, c: dw, accumulate: true }),
+      createColumnSum(g, { dy: dys, db, accumulate: true }),
+    ];
+    await runSteps<MatmulDims>(g, steps.map((s) => [s, dims]));
+    const fwd = linearForward(x, w, bias, dims.M, dims.K, dims.N);
+    const bwd = linearBackward(x, w, dy, dims.M, dims.K, dims.N);
+    const plus = (a: ArrayLike<number>, b: ArrayLike<number>) => Array.from(a, (v, i) => v + b[i]);
+    assertClose(await readSlice(g, y), plus(y0, fwd), TOL, "y += x W^T + b");
+    assertClose(await readSlice(g, dx), plus(dx0, bwd.dx), TOL, "dx += dy W");
+    assertClose(await readSlice(g, dw), plus(dw0, bwd.dw), TOL, "dW += dy^T x");
+    assertClose(await readSlice(g, db), plus(db0, bwd.db), TOL, "db += colsum(dy)");
+    for (const s of steps) s.destroy();
+    inputs.buffer.destroy();
+    outputs.buffer.destroy();
+  });
+}
 
 Deno.test("matmul: M changes per encode and only the first M rows are written", async () => {
   const g = await gpu();
