@@ -39,7 +39,7 @@ const BENCHES: Record<string, { what: string; run: Bench }> = {
     run: async () => (await import("./tokenize.ts")).benchTokenize(),
   },
   matmul: {
-    what: "WGSL matmul GFLOP/s at 1024^3 beside numpy's OpenBLAS",
+    what: "WGSL matmul GFLOP/s at 1024^3 beside numpy (OpenBLAS where installed)",
     run: async () => (await import("./matmul.ts")).benchMatmul(),
   },
   train: {
