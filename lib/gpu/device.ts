@@ -85,6 +85,14 @@ async function acquire(): Promise<Gpu> {
   };
 }
 
+/**
+ * True for CPU-emulated adapters (llvmpipe, SwiftShader), where a workgroup is
+ * run as 8-lane SIMD groups and barriers and loads cost far more than on a GPU.
+ */
+export function isSoftwareAdapter(gpu: Gpu): boolean {
+  return gpu.isFallback || /llvmpipe|swiftshader/i.test(gpu.adapterDescription);
+}
+
 /** Usage for buffers that kernels read and write and the host may copy into or out of. */
 export const STORAGE_USAGE = GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC |
   GPUBufferUsage.COPY_DST;

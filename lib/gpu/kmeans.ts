@@ -36,7 +36,7 @@ import {
   createUniformBuffer,
   type Gpu,
 } from "./device.ts";
-import { isSoftwareAdapter } from "./ops/matmul.ts";
+import { isSoftwareAdapter } from "./device.ts";
 
 /** Options of {@link fitKMeans}. */
 export interface KMeansOptions {

@@ -31,7 +31,7 @@ import {
   type GpuStep,
   readBuffer,
 } from "../device.ts";
-import { isSoftwareAdapter } from "./matmul.ts";
+import { isSoftwareAdapter } from "../device.ts";
 
 /** f32 values per stats slot. */
 export const STATS_FIELDS = 4;

@@ -30,6 +30,7 @@ import {
   createUniformBuffer,
   type Gpu,
   type GpuStep,
+  isSoftwareAdapter,
 } from "../device.ts";
 
 /** Dimensions of one product, written at encode time (M = rows of this batch). */
@@ -126,14 +127,6 @@ export const HARDWARE_TILE: MatmulTile = {
 export function defaultTile(gpu: Gpu, kernel: "NT" | "NN" | "TN"): MatmulTile {
   if (!isSoftwareAdapter(gpu)) return HARDWARE_TILE;
   return kernel === "TN" ? SOFTWARE_TILE_TN : SOFTWARE_TILE;
-}
-
-/**
- * True for CPU-emulated adapters (llvmpipe, SwiftShader), where a workgroup is
- * run as 8-lane SIMD groups and barriers and loads cost far more than on a GPU.
- */
-export function isSoftwareAdapter(gpu: Gpu): boolean {
-  return gpu.isFallback || /llvmpipe|swiftshader/i.test(gpu.adapterDescription);
 }
 
 /**
