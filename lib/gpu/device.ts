@@ -73,6 +73,10 @@ async function acquire(): Promise<Gpu> {
       maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
     },
   });
+  // Tear the device down before the isolate goes away: letting a worker's
+  // isolate drop a live device while other threads still drive the same
+  // software adapter has crashed the process at exit (heap corruption).
+  globalThis.addEventListener("unload", () => device.destroy());
   const info = adapter.info;
   const adapterDescription = info.description || [info.vendor, info.architecture, info.device]
     .filter(Boolean).join(" ") ||
