@@ -195,7 +195,9 @@ export async function readBuffer(
     enc.copyBufferToBuffer(buffer, 0, staging, 0, staging.size);
     gpu.device.queue.submit([enc.finish()]);
     await staging.mapAsync(GPUMapMode.READ);
-    return staging.getMappedRange().slice(0, byteLength);
+    const copy = staging.getMappedRange().slice(0, byteLength);
+    staging.unmap();
+    return copy;
   } finally {
     staging.destroy();
   }

@@ -576,7 +576,9 @@ export class SamOutTrainingGraph {
     const read = Promise.resolve().then(async () => {
       try {
         await staging.mapAsync(GPUMapMode.READ);
-        return new Float32Array(staging.getMappedRange().slice(0));
+        const copy = new Float32Array(staging.getMappedRange().slice(0));
+        staging.unmap();
+        return copy;
       } finally {
         staging.destroy();
       }
@@ -587,16 +589,15 @@ export class SamOutTrainingGraph {
 
   async #readFloats(buffer: GPUBuffer, count: number): Promise<Float32Array> {
     this.#checkUsable();
-    const lost = this.#gpu.device.lost.then((info): never => {
-      throw new UserError(`the GPU device was lost (${info.reason}: ${info.message})`, {
-        hint: "rerun to resume from the last checkpoint",
-      });
-    });
-    lost.catch(() => {}); // handled by the race below, or never relevant once it is settled
-    return await Promise.race([
-      readBuffer(this.#gpu, buffer, count * F32).then((b) => new Float32Array(b)),
-      lost,
-    ]);
+    // No Promise.race with `device.lost` here: a race against a promise that
+    // never settles keeps every result alive (each weight download leaked its size).
+    // A lost device rejects the pending mapAsync, and #lost says why.
+    try {
+      return new Float32Array(await readBuffer(this.#gpu, buffer, count * F32));
+    } catch (e) {
+      this.#checkUsable();
+      throw e;
+    }
   }
 
   // -------------------------------------------------------------------------
