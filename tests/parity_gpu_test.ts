@@ -4,73 +4,17 @@
  * every gradient and the weights after 3 optimizer steps. Tolerances are
  * relative to each tensor's largest magnitude.
  */
-import { assert, assertAlmostEquals, assertEquals } from "./assert.ts";
+import { assertAlmostEquals, assertEquals } from "./assert.ts";
 import { requestGpu } from "../lib/gpu/device.ts";
-import {
-  type OptimizerSettings,
-  parameterTable,
-  readSafetensors,
-  type ReadTensor,
-  samoutFromSafetensors,
-  SamOutTrainingGraph,
-} from "../lib/model/mod.ts";
+import { type OptimizerSettings, SamOutTrainingGraph } from "../lib/model/mod.ts";
+import { assertTensorsClose, fixture, init, readTensors } from "./fixtures/samout_fixture.ts";
 import type { TokenBatch } from "../lib/data/types.ts";
 
-const DIR = new URL("./fixtures/samout/", import.meta.url);
-
-interface Fixture {
-  batch: number[][];
-  loss: number;
-  correct: number;
-  count: number;
-  accuracy: number;
-  adam: { lr: number; steps: number; losses: number[] };
-  adam_clip: { lr: number; max_norm: number; steps: number; losses: number[] };
-  adamw: { lr: number; weight_decay: number; steps: number; losses: number[] };
-}
-
-const fixture: Fixture = JSON.parse(await Deno.readTextFile(new URL("fixture.json", DIR)));
 const batch: TokenBatch = {
   rows: fixture.batch.length,
   length: fixture.batch[0].length,
   tokens: Int32Array.from(fixture.batch.flat()),
 };
-const init = (() => {
-  const url = new URL("init.safetensors", DIR);
-  return samoutFromSafetensors(Deno.readFileSync(url), { file: url.pathname });
-})();
-
-function readTensors(name: string): Map<string, ReadTensor> {
-  const url = new URL(name, DIR);
-  return readSafetensors(Deno.readFileSync(url), { file: url.pathname }).tensors;
-}
-
-/** max |a - b| / max |b|. */
-function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  assertEquals(actual.length, expected.length);
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    diff = Math.max(diff, Math.abs(actual[i] - expected[i]));
-    scale = Math.max(scale, Math.abs(expected[i]));
-  }
-  return scale === 0 ? diff : diff / scale;
-}
-
-function assertTensorsClose(
-  actual: Map<string, Float32Array>,
-  expected: Map<string, ReadTensor>,
-  tolerance: number,
-  what: string,
-): void {
-  for (const spec of parameterTable(init.cfg)) {
-    const e = expected.get(spec.name);
-    const a = actual.get(spec.name);
-    assert(e && a, `${what}: ${spec.name} missing`);
-    const err = relativeError(a, e.data);
-    assert(err <= tolerance, `${what}: ${spec.name} relative error ${err} > ${tolerance}`);
-  }
-}
 
 async function graphFor(optimizer: Partial<OptimizerSettings> = {}): Promise<SamOutTrainingGraph> {
   const graph = await SamOutTrainingGraph.create(await requestGpu(), {

@@ -7,81 +7,26 @@ import { assert, assertAlmostEquals, assertEquals } from "./assert.ts";
 import {
   adamStep,
   clipGradNorm,
-  parameterTable,
-  readSafetensors,
-  type ReadTensor,
   type SamOutConfig,
   samoutForward,
-  samoutFromSafetensors,
   samoutLossAndGrads,
   teacherForcingSplit,
 } from "../lib/model/mod.ts";
+import {
+  assertTensorsClose,
+  fixture,
+  init,
+  readTensors,
+  relativeError,
+} from "./fixtures/samout_fixture.ts";
 
-const DIR = new URL("./fixtures/samout/", import.meta.url);
-
-interface Fixture {
-  config: {
-    vocab_size: number;
-    hidden: number;
-    heads: number;
-    layers: number;
-    max_positions: number;
-  };
-  batch: number[][];
-  loss: number;
-  correct: number;
-  count: number;
-  accuracy: number;
-  adam: { lr: number; steps: number; losses: number[] };
-  adam_clip: { lr: number; max_norm: number; steps: number; losses: number[] };
-  adamw: { lr: number; weight_decay: number; steps: number; losses: number[] };
-}
-
-const fixture: Fixture = JSON.parse(await Deno.readTextFile(new URL("fixture.json", DIR)));
 const B = fixture.batch.length;
 const S1 = fixture.batch[0].length;
 const seq = Int32Array.from(fixture.batch.flat());
-
-function readTensors(name: string): Map<string, ReadTensor> {
-  const url = new URL(name, DIR);
-  return readSafetensors(Deno.readFileSync(url), { file: url.pathname }).tensors;
-}
-
-const init = (() => {
-  const url = new URL("init.safetensors", DIR);
-  return samoutFromSafetensors(Deno.readFileSync(url), { file: url.pathname });
-})();
 const cfg: SamOutConfig = init.cfg;
 
 function toF64(params: Map<string, Float32Array>): Map<string, Float64Array> {
   return new Map([...params].map(([k, v]) => [k, Float64Array.from(v)]));
-}
-
-/** max |a - b| / max |b| (0/0 -> 0). */
-function relativeError(actual: ArrayLike<number>, expected: ArrayLike<number>): number {
-  assertEquals(actual.length, expected.length);
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) {
-    diff = Math.max(diff, Math.abs(actual[i] - expected[i]));
-    scale = Math.max(scale, Math.abs(expected[i]));
-  }
-  return scale === 0 ? diff : diff / scale;
-}
-
-function assertTensorsClose(
-  actual: Map<string, ArrayLike<number>>,
-  expected: Map<string, ReadTensor>,
-  tolerance: number,
-  what: string,
-): void {
-  for (const spec of parameterTable(cfg)) {
-    const e = expected.get(spec.name);
-    const a = actual.get(spec.name);
-    assert(e && a, `${what}: ${spec.name} missing`);
-    const err = relativeError(a, e.data);
-    assert(err <= tolerance, `${what}: ${spec.name} relative error ${err} > ${tolerance}`);
-  }
 }
 
 Deno.test("fixture config is read from the checkpoint's shapes and metadata", () => {
