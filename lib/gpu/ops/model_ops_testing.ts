@@ -74,18 +74,8 @@ export function pack(
   };
 }
 
-/** Encodes `steps` into one compute pass, submits it and waits for the queue. */
-export async function runSteps<D>(gpu: Gpu, steps: [GpuStep<D>, D][]): Promise<void> {
-  gpu.device.pushErrorScope("validation");
-  const encoder = gpu.device.createCommandEncoder();
-  const pass = encoder.beginComputePass();
-  for (const [step, dims] of steps) step.encode(pass, dims);
-  pass.end();
-  gpu.device.queue.submit([encoder.finish()]);
-  const error = await gpu.device.popErrorScope();
-  if (error) throw new Error(`WebGPU validation error: ${error.message}`);
-  await gpu.device.queue.onSubmittedWorkDone();
-}
+/** Shared with the other kernel tests. */
+export { runSteps } from "./test_helpers.ts";
 
 /** Reads the whole packed buffer back once; returns a reader per slice and a gap check. */
 export async function readPacked(gpu: Gpu, packed: Packed): Promise<{
