@@ -12,7 +12,6 @@ import {
   type BufferSlice,
   createStorageBuffer,
   type Gpu,
-  type GpuStep,
   readBuffer,
   requestGpu,
 } from "../device.ts";
