@@ -33,12 +33,23 @@ export function consoleOutput(): Output {
   };
 }
 
-/** Seconds as `1.2s`, `3m05s` or `1h02m`. */
+/**
+ * Seconds as `3.2s` (under a minute, to a tenth), `3m05s` (under an hour, to
+ * the second) or `1h02m` (to the minute). The value is rounded to the unit
+ * shown before it is split, so 119.6 s is `2m00s`, never `1m60s`.
+ */
 export function formatDuration(s: number): string {
   if (!Number.isFinite(s)) return "?";
-  if (s < 60) return `${s.toFixed(1)}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(Math.floor(s % 60)).padStart(2, "0")}s`;
-  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+  const tenths = Math.round(s * 10);
+  if (tenths < 600) return `${(tenths / 10).toFixed(1)}s`;
+  const seconds = Math.round(s);
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m${pad2(seconds % 60)}s`;
+  const minutes = Math.round(s / 60);
+  return `${Math.floor(minutes / 60)}h${pad2(minutes % 60)}m`;
+}
+
+function pad2(n: number): string {
+  return String(n).padStart(2, "0");
 }
 
 interface Bar {

@@ -48,8 +48,24 @@ Deno.test("TTY progress redraws a bar line in place", () => {
   assertStringIncludes(text, "\x1b[1A", "moves the cursor up to redraw");
 });
 
-Deno.test("formatDuration", () => {
-  assertEquals(formatDuration(3.21), "3.2s");
-  assertEquals(formatDuration(125), "2m05s");
-  assertEquals(formatDuration(3720), "1h02m");
+Deno.test("formatDuration shows tenths under a minute, then whole seconds, then whole minutes", () => {
+  const cases: [number, string][] = [
+    [0, "0.0s"],
+    [3.21, "3.2s"],
+    [59.94, "59.9s"],
+    [59.96, "1m00s"], // rounds to 60.0 s: a minute, not "60.0s"
+    [60, "1m00s"],
+    [119.4, "1m59s"],
+    [119.6, "2m00s"], // not "1m60s"
+    [125, "2m05s"],
+    [3599.4, "59m59s"],
+    [3599.5, "1h00m"], // not "60m00s"
+    [3720, "1h02m"],
+    [7199.9, "2h00m"], // not "1h60m"
+    [Infinity, "?"],
+    [NaN, "?"],
+  ];
+  for (const [seconds, text] of cases) {
+    assertEquals(formatDuration(seconds), text, `formatDuration(${seconds})`);
+  }
 });

@@ -16,6 +16,7 @@ import { join } from "node:path";
 import { UserError } from "../errors/mod.ts";
 import type { ErrorLocation } from "../errors/mod.ts";
 import type { ProgressReporter } from "../pipeline/job.ts";
+import { formatDuration } from "../pipeline/progress.ts";
 import { Random } from "../random/mod.ts";
 import type { BucketedData, TokenBatch } from "../data/types.ts";
 import { readBucketedData } from "../data/mod.ts";
@@ -318,7 +319,7 @@ async function runLoop(
         req.progress.update(
           state.batchInEpoch,
           `loss ${lastLoss.toFixed(3)} · ${Math.round(tokensPerS)} tok/s · ~${
-            formatSeconds(left)
+            formatDuration(left)
           } left`,
         );
       }
@@ -571,11 +572,4 @@ function watchDeviceLoss(device: GPUDevice, where: ErrorLocation): { error: Erro
     });
   });
   return holder;
-}
-
-function formatSeconds(s: number): string {
-  if (!Number.isFinite(s)) return "?";
-  if (s < 60) return `${Math.round(s)}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(Math.round(s % 60)).padStart(2, "0")}s`;
-  return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
 }
