@@ -23,33 +23,28 @@
  */
 import { UserError } from "../errors/mod.ts";
 import type { TokenBatch } from "../data/types.ts";
-import {
-  type BufferSlice,
-  createStorageBuffer,
-  type Gpu,
-  type GpuStep,
-  readBuffer,
-} from "../gpu/device.ts";
+import { type Gpu, type GpuStep, readBuffer } from "../gpu/device.ts";
 import { type SamOutConfig, validateConfig } from "./config.ts";
 import { packFlat, type ParameterLayout, parameterLayout, unpackFlat } from "./layout.ts";
 import { createAdam } from "../gpu/ops/adam.ts";
 import { createCrossEntropy, STATS, STATS_FIELDS } from "../gpu/ops/cross_entropy.ts";
-import { createAccumulate, createAdd } from "../gpu/ops/elementwise.ts";
-import { createEmbeddingBackward, createEmbeddingForward } from "../gpu/ops/embedding.ts";
+import { createAccumulate } from "../gpu/ops/elementwise.ts";
+import { createEmbeddingBackward } from "../gpu/ops/embedding.ts";
 import { type EmbeddingGradientPlan, planEmbeddingGradient } from "../gpu/ops/embedding_plan.ts";
-import { createGatedBackward, createGatedForward } from "../gpu/ops/gated.ts";
+import { createGatedBackward } from "../gpu/ops/gated.ts";
 import { createGradNorm } from "../gpu/ops/grad_norm.ts";
-import { createLayerNormBackward, createLayerNormForward } from "../gpu/ops/layer_norm.ts";
+import { createLayerNormBackward } from "../gpu/ops/layer_norm.ts";
 import {
   createColumnSum,
   createMatmulNN,
-  createMatmulNT,
   createMatmulTN,
   type MatmulDims,
 } from "../gpu/ops/matmul.ts";
-import { createMaxStateBackward, createMaxStateForward } from "../gpu/ops/max_state.ts";
-import { createPositionConcat, createPositionConcatBackward } from "../gpu/ops/position.ts";
-import { createAlphaMixBackward, createAlphaMixForward } from "../gpu/ops/alpha_mix.ts";
+import { createMaxStateBackward } from "../gpu/ops/max_state.ts";
+import { createPositionConcatBackward } from "../gpu/ops/position.ts";
+import { createAlphaMixBackward } from "../gpu/ops/alpha_mix.ts";
+import { buildForward } from "./forward.ts";
+import { F32, GraphResources, type Stage, type StepDims, tensorSlice } from "./resources.ts";
 
 /** Adam / AdamW settings (PyTorch semantics); the learning rate comes per step. */
 export interface OptimizerSettings {
@@ -70,7 +65,11 @@ export interface TrainingGraphOptions {
   maxBatch: number;
   /** Longest padded sequence including the shifted target (S + 1 <= maxPositions + 1). */
   maxLength: number;
-  optimizer: OptimizerSettings;
+  /**
+   * Adam settings; null builds a graph that computes losses and gradients
+   * only (no Adam moments are allocated; {@link SamOutTrainingGraph.trainStep} throws).
+   */
+  optimizer: OptimizerSettings | null;
 }
 
 /** Figures of one training step. */
@@ -100,23 +99,6 @@ export interface OptimizerState {
   v: Map<string, Float32Array>;
 }
 
-/** Sizes of the batch being encoded: B rows of S input positions. */
-interface StepDims {
-  B: number;
-  S: number;
-  /** B * S. */
-  rows: number;
-}
-
-/** One dispatch (or a few) of the graph, named for profiles. */
-interface Stage {
-  name: string;
-  encode(pass: GPUComputePassEncoder, dims: StepDims): void;
-}
-
-/** Bytes per f32. */
-const F32 = 4;
-
 /**
  * Rows per block of the weight-gradient products (a multiple of 64, so every
  * block's byte offset is 256-byte aligned).
@@ -140,14 +122,12 @@ export class SamOutTrainingGraph {
   /** Longest batch `length` (input + shifted target). */
   readonly maxLength: number;
   /** Adam settings the update kernels were built with. */
-  readonly optimizer: OptimizerSettings;
+  readonly optimizer: OptimizerSettings | null;
   readonly #gpu: Gpu;
   /** Rows of every activation buffer: maxBatch x (maxLength - 1). */
   readonly #maxRows: number;
-  /** Every buffer the graph created (destroyed by {@link destroy}). */
-  readonly #buffers: GPUBuffer[] = [];
-  /** Every step the graph created. */
-  readonly #steps: GpuStep<never>[] = [];
+  /** Every buffer and step the graph created (destroyed by {@link destroy}). */
+  readonly #res: GraphResources;
   #params!: GPUBuffer;
   #grads!: GPUBuffer;
   #adamM!: GPUBuffer;
@@ -193,11 +173,12 @@ export class SamOutTrainingGraph {
 
   private constructor(gpu: Gpu, options: TrainingGraphOptions) {
     this.#gpu = gpu;
+    this.#res = new GraphResources(gpu);
     this.config = validateConfig(options.config);
     this.layout = parameterLayout(this.config);
     this.maxBatch = options.maxBatch;
     this.maxLength = options.maxLength;
-    this.optimizer = { ...options.optimizer };
+    this.optimizer = options.optimizer ? { ...options.optimizer } : null;
     this.#maxRows = options.maxBatch * (options.maxLength - 1);
   }
 
@@ -262,6 +243,7 @@ export class SamOutTrainingGraph {
   /** Uploads Adam's moments and the number of steps already taken (for bias correction). */
   uploadOptimizerState(state: OptimizerState): void {
     this.#checkUsable();
+    this.#checkOptimizer("uploadOptimizerState");
     if (!Number.isInteger(state.step) || state.step < 0) {
       throw new UserError("the optimizer state's step count is not a non-negative integer", {
         field: "step",
@@ -276,6 +258,7 @@ export class SamOutTrainingGraph {
 
   /** Reads Adam's moments back, with the number of steps taken. */
   async downloadOptimizerState(): Promise<OptimizerState> {
+    this.#checkOptimizer("downloadOptimizerState");
     const n = this.layout.totalFloats;
     const m = unpackFlat(this.layout, await this.#readFloats(this.#adamM, n));
     const v = unpackFlat(this.layout, await this.#readFloats(this.#adamV, n));
@@ -294,6 +277,7 @@ export class SamOutTrainingGraph {
    */
   trainStep(batch: TokenBatch, lr: number): void {
     this.#checkUsable();
+    this.#checkOptimizer("trainStep");
     if (!(lr >= 0) || !Number.isFinite(lr)) throw new RangeError(`trainStep: lr = ${lr}`);
     const dims = this.#uploadBatch(batch);
     this.#step += 1;
@@ -415,6 +399,7 @@ export class SamOutTrainingGraph {
     clock: () => number = () => performance.now(),
   ): Promise<Record<string, number>> {
     this.#checkUsable();
+    this.#checkOptimizer("profileStep");
     const dims = this.#uploadBatch(batch);
     this.#step += 1;
     this.#lr = lr;
@@ -444,15 +429,16 @@ export class SamOutTrainingGraph {
   destroy(): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
-    for (const s of this.#steps) s.destroy();
-    for (const b of this.#buffers) b.destroy();
-    this.#steps.length = 0;
-    this.#buffers.length = 0;
+    this.#res.destroy();
   }
 
   // -------------------------------------------------------------------------
   // Internals
   // -------------------------------------------------------------------------
+
+  #checkOptimizer(what: string): void {
+    if (!this.optimizer) throw new Error(`${what}: the graph was built without an optimizer`);
+  }
 
   #checkUsable(): void {
     if (this.#destroyed) throw new Error("the training graph was destroyed");
@@ -604,26 +590,6 @@ export class SamOutTrainingGraph {
   // The graph: buffers, then what the model computes, in order
   // -------------------------------------------------------------------------
 
-  /** Allocates a storage buffer owned by the graph. */
-  #buffer(floats: number, label: string): GPUBuffer {
-    const b = createStorageBuffer(this.#gpu, floats * F32, `samout.${label}`);
-    this.#buffers.push(b);
-    return b;
-  }
-
-  /** Registers a step for destruction and wraps it as a named stage. */
-  #stage<D>(name: string, step: GpuStep<D>, dims: (d: StepDims) => D): Stage {
-    this.#steps.push(step as GpuStep<never>);
-    return { name, encode: (pass, d) => step.encode(pass, dims(d)) };
-  }
-
-  /** The slice of a flat buffer (params, grads) holding tensor `name`. */
-  #slice(buffer: GPUBuffer, name: string): BufferSlice {
-    const e = this.layout.byName.get(name);
-    if (!e) throw new Error(`no parameter ${name}`);
-    return { buffer, offset: e.offset * F32, size: e.size * F32 };
-  }
-
   /**
    * `dW[n, k] = dY[rows, n]^T X[rows, k]` as a chain of TN products over
    * blocks of {@link WEIGHT_GRAD_ROWS} rows, the first overwriting dW and the
@@ -634,7 +600,7 @@ export class SamOutTrainingGraph {
    */
   #weightGradient(dY: GPUBuffer, x: GPUBuffer, name: string): GpuStep<MatmulDims> {
     const [n, k] = this.layout.byName.get(name)!.shape;
-    const dW = this.#slice(this.#grads, name);
+    const dW = tensorSlice(this.layout, this.#grads, name);
     const blocks: GpuStep<MatmulDims>[] = [];
     for (let start = 0; start < this.#maxRows; start += WEIGHT_GRAD_ROWS) {
       const rows = Math.min(WEIGHT_GRAD_ROWS, this.#maxRows - start);
@@ -664,200 +630,45 @@ export class SamOutTrainingGraph {
     const N = this.#maxRows;
     const d2 = 2 * d;
     const total = this.layout.totalFloats;
-    this.#params = this.#buffer(total, "params");
-    this.#grads = this.#buffer(total, "grads");
-    this.#adamM = this.#buffer(total, "adam.m");
-    this.#adamV = this.#buffer(total, "adam.v");
-    this.#ids = this.#buffer(N, "ids");
-    this.#targets = this.#buffer(N, "targets");
-    this.#logits = this.#buffer(N * V, "logits");
-    this.#trainStats = this.#buffer(TRAIN_SLOTS * STATS_FIELDS, "stats.train");
-    this.#evalStats = this.#buffer(STATS_FIELDS, "stats.eval");
-    this.#probeStats = this.#buffer(STATS_FIELDS, "stats.probe");
-    const W = (name: string) => this.#slice(this.#params, name);
-    const G = (name: string) => this.#slice(this.#grads, name);
+    this.#params = this.#res.buffer(total, "params");
+    this.#grads = this.#res.buffer(total, "grads");
+    this.#ids = this.#res.buffer(N, "ids");
+    this.#targets = this.#res.buffer(N, "targets");
+    this.#logits = this.#res.buffer(N * V, "logits");
+    this.#trainStats = this.#res.buffer(TRAIN_SLOTS * STATS_FIELDS, "stats.train");
+    this.#evalStats = this.#res.buffer(STATS_FIELDS, "stats.eval");
+    this.#probeStats = this.#res.buffer(STATS_FIELDS, "stats.probe");
+    const W = (name: string) => tensorSlice(this.layout, this.#params, name);
+    const G = (name: string) => tensorSlice(this.layout, this.#grads, name);
     const batch = (s: StepDims) => ({ B: s.B, S: s.S });
     const mm = (n: number, k: number) => (s: StepDims) => ({ M: s.rows, N: n, K: k });
 
-    // Activations kept for the backward pass. h[l]: input of layer l, h[L]: the head's input.
-    const h = Array.from({ length: L + 1 }, (_, l) => this.#buffer(N * d, `h.${l}`));
-    const layer = Array.from({ length: L }, (_, l) => ({
-      uin: this.#buffer(N * d2, `l${l}.concat`), // [N, 2d] concat(p, h)
-      u: this.#buffer(N * d, `l${l}.u`), // [N, d] Down output
-      c: this.#buffer(N * d, `l${l}.c`), // [N, d] u W2^T
-      m: this.#buffer(N * d, `l${l}.m`), // [N, d] running max
-      argmax: this.#buffer(N * d, `l${l}.argmax`), // [N, d] u32
-      s: this.#buffer(N * d, `l${l}.s`), // [N, d] MaxState output
-      f1: this.#buffer(N * d2, `l${l}.ffn1`), // [N, 2d]
-      g: this.#buffer(N * d2, `l${l}.gate`), // [N, 2d]
-      y: this.#buffer(N * d2, `l${l}.gated`), // [N, 2d] f1 * relu(g)
-      f: this.#buffer(N * d, `l${l}.ffn2`), // [N, d]
-      rin: this.#buffer(N * d, `l${l}.mix`), // [N, d] alpha f + (1 - alpha) u
-      mean: this.#buffer(N, `l${l}.ln.mean`), // [N]
-      rstd: this.#buffer(N, `l${l}.ln.rstd`), // [N]
-    }));
-    // Scratch shared by all layers.
-    const aBuf = this.#buffer(N * d, "scratch.a"); // [N, d] u W0^T
-    const bBuf = this.#buffer(N * d, "scratch.b"); // [N, d] u W1^T
-    const rBuf = this.#buffer(N * d, "scratch.ln"); // [N, d] LayerNorm output
-    const dh = [this.#buffer(N * d, "grad.h.0"), this.#buffer(N * d, "grad.h.1")]; // [N, d]
-    const drin = this.#buffer(N * d, "grad.mix"); // [N, d]
-    const du = this.#buffer(N * d, "grad.u"); // [N, d]
-    const df = this.#buffer(N * d, "grad.ffn2"); // [N, d]
-    const dy = this.#buffer(N * d2, "grad.gated"); // [N, 2d]
-    const df1 = this.#buffer(N * d2, "grad.ffn1"); // [N, 2d]
-    const dg = this.#buffer(N * d2, "grad.gate"); // [N, 2d]
-    const ds = this.#buffer(N * d, "grad.s"); // [N, d]
-    const da = this.#buffer(N * d, "grad.a"); // [N, d]
-    const db = this.#buffer(N * d, "grad.b"); // [N, d]
-    const dc = this.#buffer(N * d, "grad.c"); // [N, d]
-    const duin = this.#buffer(N * d2, "grad.concat"); // [N, 2d]
-
-    // ---- forward ----------------------------------------------------------
-    const fwd: Stage[] = [];
-    fwd.push(this.#stage(
-      "embedding",
-      createEmbeddingForward(gpu, {
-        ids: this.#ids,
-        table: W("em.weight"),
-        out: h[0],
-        V,
-        d,
-        maxRows: N,
-      }),
-      batch,
-    ));
-    for (let l = 0; l < L; l++) {
-      const x = layer[l];
-      const p = `decoder_layers.${l}`;
-      fwd.push(
-        this.#stage(
-          `concat.${l}`,
-          createPositionConcat(gpu, {
-            pos: W("pos.weight"),
-            h: h[l],
-            out: x.uin,
-            d,
-            P,
-            maxRows: N,
-          }),
-          batch,
-        ),
-        this.#stage(
-          `down.${l}`,
-          createMatmulNT(gpu, { a: x.uin, b: W(`down.${l}.weight`), c: x.u }),
-          mm(d, d2),
-        ),
-        this.#stage(
-          `head0.${l}`,
-          createMatmulNT(gpu, { a: x.u, b: W(`${p}.self_attention.head0.weight`), c: aBuf }),
-          mm(d, d),
-        ),
-        this.#stage(
-          `head1.${l}`,
-          createMatmulNT(gpu, { a: x.u, b: W(`${p}.self_attention.head1.weight`), c: bBuf }),
-          mm(d, d),
-        ),
-        this.#stage(
-          `head2.${l}`,
-          createMatmulNT(gpu, { a: x.u, b: W(`${p}.self_attention.head2.weight`), c: x.c }),
-          mm(d, d),
-        ),
-        this.#stage(
-          `max_state.${l}`,
-          createMaxStateForward(gpu, {
-            a: aBuf,
-            b: bBuf,
-            c: x.c,
-            m: x.m,
-            argmax: x.argmax,
-            s: x.s,
-            d,
-            heads,
-            maxRows: N,
-          }),
-          batch,
-        ),
-        this.#stage(
-          `ffn1.${l}`,
-          createMatmulNT(gpu, {
-            a: x.s,
-            b: W(`${p}.ffn.ffn1.weight`),
-            bias: W(`${p}.ffn.ffn1.bias`),
-            c: x.f1,
-          }),
-          mm(d2, d),
-        ),
-        this.#stage(
-          `gate.${l}`,
-          createMatmulNT(gpu, {
-            a: x.s,
-            b: W(`${p}.ffn.gate.weight`),
-            bias: W(`${p}.ffn.gate.bias`),
-            c: x.g,
-          }),
-          mm(d2, d),
-        ),
-        this.#stage(
-          `gated.${l}`,
-          createGatedForward(gpu, { f1: x.f1, g: x.g, y: x.y, width: d2, maxRows: N }),
-          batch,
-        ),
-        this.#stage(
-          `ffn2.${l}`,
-          createMatmulNT(gpu, {
-            a: x.y,
-            b: W(`${p}.ffn.ffn2.weight`),
-            bias: W(`${p}.ffn.ffn2.bias`),
-            c: x.f,
-          }),
-          mm(d, d2),
-        ),
-        this.#stage(
-          `alpha_mix.${l}`,
-          createAlphaMixForward(gpu, {
-            f: x.f,
-            u: x.u,
-            alpha: W(`${p}.alpha`),
-            y: x.rin,
-            d,
-            maxRows: N,
-          }),
-          batch,
-        ),
-        this.#stage(
-          `layer_norm.${l}`,
-          createLayerNormForward(gpu, {
-            x: x.rin,
-            gamma: W(`${p}.layer_norm.weight`),
-            beta: W(`${p}.layer_norm.bias`),
-            y: rBuf,
-            mean: x.mean,
-            rstd: x.rstd,
-            d,
-            maxRows: N,
-          }),
-          batch,
-        ),
-        this.#stage(
-          `residual.${l}`,
-          createAdd(gpu, { a: rBuf, b: x.u, out: h[l + 1], maxCount: N * d }),
-          (s) => ({ count: s.rows * d }),
-        ),
-      );
-    }
-    fwd.push(
-      this.#stage(
-        "head",
-        createMatmulNT(gpu, { a: h[L], b: W("head.weight"), c: this.#logits }),
-        mm(V, d),
-      ),
-    );
-    this.#forward = fwd;
+    const forward = buildForward(this.#res, {
+      config: this.config,
+      maxRows: N,
+      weight: W,
+      ids: this.#ids,
+      logits: this.#logits,
+    });
+    this.#forward = forward.stages;
+    const h = forward.h;
+    const layer = forward.layers;
+    const dh = [this.#res.buffer(N * d, "grad.h.0"), this.#res.buffer(N * d, "grad.h.1")]; // [N, d]
+    const drin = this.#res.buffer(N * d, "grad.mix"); // [N, d]
+    const du = this.#res.buffer(N * d, "grad.u"); // [N, d]
+    const df = this.#res.buffer(N * d, "grad.ffn2"); // [N, d]
+    const dy = this.#res.buffer(N * d2, "grad.gated"); // [N, 2d]
+    const df1 = this.#res.buffer(N * d2, "grad.ffn1"); // [N, 2d]
+    const dg = this.#res.buffer(N * d2, "grad.gate"); // [N, 2d]
+    const ds = this.#res.buffer(N * d, "grad.s"); // [N, d]
+    const da = this.#res.buffer(N * d, "grad.a"); // [N, d]
+    const db = this.#res.buffer(N * d, "grad.b"); // [N, d]
+    const dc = this.#res.buffer(N * d, "grad.c"); // [N, d]
+    const duin = this.#res.buffer(N * d2, "grad.concat"); // [N, 2d]
 
     // ---- loss -------------------------------------------------------------
     const loss = (mode: "train" | "eval", stats: GPUBuffer, slot: () => number) =>
-      this.#stage(
+      this.#res.stage(
         "cross_entropy",
         createCrossEntropy(gpu, {
           logits: this.#logits,
@@ -878,12 +689,12 @@ export class SamOutTrainingGraph {
     // Several kernels ADD into their gradient (em, pos, LayerNorm): the step
     // clears the whole gradient buffer before the pass (see #encode).
     bwd.push(
-      this.#stage(
+      this.#res.stage(
         "head.dx",
         createMatmulNN(gpu, { a: this.#logits, b: W("head.weight"), c: dh[L % 2] }),
         mm(V, d),
       ),
-      this.#stage(
+      this.#res.stage(
         "head.dw",
         this.#weightGradient(this.#logits, h[L], "head.weight"),
         mm(V, d),
@@ -895,7 +706,7 @@ export class SamOutTrainingGraph {
       const dOut = dh[(l + 1) % 2]; // gradient of h[l + 1]
       const dIn = dh[l % 2]; // gradient of h[l]
       bwd.push(
-        this.#stage(
+        this.#res.stage(
           `layer_norm.${l}.backward`,
           createLayerNormBackward(gpu, {
             dy: dOut,
@@ -911,7 +722,7 @@ export class SamOutTrainingGraph {
           }),
           batch,
         ),
-        this.#stage(
+        this.#res.stage(
           `alpha_mix.${l}.backward`,
           createAlphaMixBackward(gpu, {
             dy: drin,
@@ -927,62 +738,62 @@ export class SamOutTrainingGraph {
           batch,
         ),
         // h = r + u: the residual adds dOut to du.
-        this.#stage(
+        this.#res.stage(
           `residual.${l}.backward`,
           createAccumulate(gpu, { src: dOut, target: du, maxCount: N * d }),
           (s) => ({ count: s.rows * d }),
         ),
-        this.#stage(
+        this.#res.stage(
           `ffn2.${l}.dx`,
           createMatmulNN(gpu, { a: df, b: W(`${p}.ffn.ffn2.weight`), c: dy }),
           mm(d, d2),
         ),
-        this.#stage(
+        this.#res.stage(
           `ffn2.${l}.dw`,
           this.#weightGradient(df, x.y, `${p}.ffn.ffn2.weight`),
           mm(d, d2),
         ),
-        this.#stage(
+        this.#res.stage(
           `ffn2.${l}.db`,
           createColumnSum(gpu, { dy: df, db: G(`${p}.ffn.ffn2.bias`) }),
           mm(d, d2),
         ),
-        this.#stage(
+        this.#res.stage(
           `gated.${l}.backward`,
           createGatedBackward(gpu, { dy, f1: x.f1, g: x.g, df1, dg, width: d2, maxRows: N }),
           batch,
         ),
-        this.#stage(
+        this.#res.stage(
           `ffn1.${l}.dx`,
           createMatmulNN(gpu, { a: df1, b: W(`${p}.ffn.ffn1.weight`), c: ds }),
           mm(d2, d),
         ),
-        this.#stage(
+        this.#res.stage(
           `gate.${l}.dx`,
           createMatmulNN(gpu, { a: dg, b: W(`${p}.ffn.gate.weight`), c: ds, accumulate: true }),
           mm(d2, d),
         ),
-        this.#stage(
+        this.#res.stage(
           `ffn1.${l}.dw`,
           this.#weightGradient(df1, x.s, `${p}.ffn.ffn1.weight`),
           mm(d2, d),
         ),
-        this.#stage(
+        this.#res.stage(
           `ffn1.${l}.db`,
           createColumnSum(gpu, { dy: df1, db: G(`${p}.ffn.ffn1.bias`) }),
           mm(d2, d),
         ),
-        this.#stage(
+        this.#res.stage(
           `gate.${l}.dw`,
           this.#weightGradient(dg, x.s, `${p}.ffn.gate.weight`),
           mm(d2, d),
         ),
-        this.#stage(
+        this.#res.stage(
           `gate.${l}.db`,
           createColumnSum(gpu, { dy: dg, db: G(`${p}.ffn.gate.bias`) }),
           mm(d2, d),
         ),
-        this.#stage(
+        this.#res.stage(
           `max_state.${l}.backward`,
           createMaxStateBackward(gpu, {
             ds,
@@ -1003,12 +814,12 @@ export class SamOutTrainingGraph {
       for (const [name, grad] of heads3) {
         const w = `${p}.self_attention.${name}.weight`;
         bwd.push(
-          this.#stage(
+          this.#res.stage(
             `${name}.${l}.dx`,
             createMatmulNN(gpu, { a: grad, b: W(w), c: du, accumulate: true }),
             mm(d, d),
           ),
-          this.#stage(
+          this.#res.stage(
             `${name}.${l}.dw`,
             this.#weightGradient(grad, x.u, w),
             mm(d, d),
@@ -1016,17 +827,17 @@ export class SamOutTrainingGraph {
         );
       }
       bwd.push(
-        this.#stage(
+        this.#res.stage(
           `down.${l}.dx`,
           createMatmulNN(gpu, { a: du, b: W(`down.${l}.weight`), c: duin }),
           mm(d, d2),
         ),
-        this.#stage(
+        this.#res.stage(
           `down.${l}.dw`,
           this.#weightGradient(du, x.uin, `down.${l}.weight`),
           mm(d, d2),
         ),
-        this.#stage(
+        this.#res.stage(
           `concat.${l}.backward`,
           createPositionConcatBackward(gpu, {
             dcat: duin,
@@ -1040,7 +851,7 @@ export class SamOutTrainingGraph {
         ),
       );
     }
-    bwd.push(this.#stage(
+    bwd.push(this.#res.stage(
       "embedding.backward",
       createEmbeddingBackward(gpu, { dOut: dh[0], dTable: G("em.weight"), V, d, maxRows: N }),
       () => ({ plan: this.#plan }),
@@ -1049,6 +860,9 @@ export class SamOutTrainingGraph {
 
     // ---- clip and Adam ----------------------------------------------------
     const opt = this.optimizer;
+    if (!opt) return;
+    this.#adamM = this.#res.buffer(total, "adam.m");
+    this.#adamV = this.#res.buffer(total, "adam.v");
     const norm = createGradNorm(gpu, {
       grad: this.#grads,
       count: total,
@@ -1056,8 +870,8 @@ export class SamOutTrainingGraph {
       clipNorm: opt.clipNorm,
     });
     this.#update = [
-      this.#stage("grad_norm", norm, () => ({ slot: this.#slot })),
-      this.#stage(
+      this.#res.stage("grad_norm", norm, () => ({ slot: this.#slot })),
+      this.#res.stage(
         "adam",
         createAdam(gpu, {
           params: this.#params,
@@ -1092,6 +906,7 @@ function checkOptions(options: TrainingGraphOptions): void {
   intIn("maxBatch", options.maxBatch, 1, 1 << 20);
   intIn("maxLength", options.maxLength, 2, cfg.maxPositions + 1);
   const o = options.optimizer;
+  if (!o) return;
   const num = (field: string, value: number, ok: boolean, expected: string) => {
     if (!ok || !Number.isFinite(value)) {
       throw new UserError(`invalid optimizer setting ${field}`, {

@@ -1,0 +1,240 @@
+/**
+ * The SamOut forward pass on the GPU, as SAMOUT.md writes it: embedding, then
+ * per layer position concat → Down → MaxState (three projections, running
+ * maximum) → gated FFN → alpha mix → LayerNorm → residual, then the head.
+ *
+ * One builder, {@link buildForward}, serves the inference model
+ * (`inference.ts`) and the training graph (`graph.ts`): the training graph
+ * walks the activations it returns back for the backward pass. Every
+ * activation is `[rows, width]` f32 row-major with `rows = B * S`.
+ *
+ * @module
+ */
+import type { BufferSlice } from "../gpu/device.ts";
+import { createAdd } from "../gpu/ops/elementwise.ts";
+import { createEmbeddingForward } from "../gpu/ops/embedding.ts";
+import { createGatedForward } from "../gpu/ops/gated.ts";
+import { createLayerNormForward } from "../gpu/ops/layer_norm.ts";
+import { createMatmulNT } from "../gpu/ops/matmul.ts";
+import { createMaxStateForward } from "../gpu/ops/max_state.ts";
+import { createPositionConcat } from "../gpu/ops/position.ts";
+import { createAlphaMixForward } from "../gpu/ops/alpha_mix.ts";
+import type { SamOutConfig } from "./config.ts";
+import type { GraphResources, Stage, StepDims } from "./resources.ts";
+
+/** Activations of one layer that the backward pass reads. */
+export interface LayerActivations {
+  /** `[N, 2d]` concat(p, h). */
+  uin: GPUBuffer;
+  /** `[N, d]` Down output. */
+  u: GPUBuffer;
+  /** `[N, d]` u W2^T. */
+  c: GPUBuffer;
+  /** `[N, d]` running max of z. */
+  m: GPUBuffer;
+  /** `[N, d]` u32 position of the running max. */
+  argmax: GPUBuffer;
+  /** `[N, d]` MaxState output. */
+  s: GPUBuffer;
+  /** `[N, 2d]` Ffn1(s). */
+  f1: GPUBuffer;
+  /** `[N, 2d]` Gate(s). */
+  g: GPUBuffer;
+  /** `[N, 2d]` f1 * relu(g). */
+  y: GPUBuffer;
+  /** `[N, d]` Ffn2(y). */
+  f: GPUBuffer;
+  /** `[N, d]` alpha f + (1 - alpha) u. */
+  rin: GPUBuffer;
+  /** `[N]` LayerNorm mean. */
+  mean: GPUBuffer;
+  /** `[N]` LayerNorm 1/std. */
+  rstd: GPUBuffer;
+}
+
+/** What {@link buildForward} returns. */
+export interface Forward {
+  /** The stages in order: embedding, the layers, and the head when logits were given. */
+  stages: Stage[];
+  /** `h[l]` `[N, d]`: input of layer l; `h[L]` is the head's input. */
+  h: GPUBuffer[];
+  layers: LayerActivations[];
+}
+
+/** What the forward pass reads and writes. */
+export interface ForwardOptions {
+  config: SamOutConfig;
+  /** Largest B*S it will be encoded with. */
+  maxRows: number;
+  /** The slice of the parameter buffer holding tensor `name`. */
+  weight: (name: string) => BufferSlice;
+  /** Input ids `[B, S]` i32. */
+  ids: GPUBuffer;
+  /** Logits `[B*S, V]` f32; null: stop at `h[L]` (the caller runs the head on the rows it needs). */
+  logits: GPUBuffer | null;
+}
+
+/** Builds the forward pass into `res` (see the module doc). */
+export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
+  const gpu = res.gpu;
+  const { vocabSize: V, hidden: d, heads, layers: L, maxPositions: P } = o.config;
+  const N = o.maxRows;
+  const d2 = 2 * d;
+  const W = o.weight;
+  const batch = (s: StepDims) => ({ B: s.B, S: s.S });
+  const mm = (n: number, k: number) => (s: StepDims) => ({ M: s.rows, N: n, K: k });
+
+  const h = Array.from({ length: L + 1 }, (_, l) => res.buffer(N * d, `h.${l}`));
+  const layers: LayerActivations[] = Array.from({ length: L }, (_, l) => ({
+    uin: res.buffer(N * d2, `l${l}.concat`),
+    u: res.buffer(N * d, `l${l}.u`),
+    c: res.buffer(N * d, `l${l}.c`),
+    m: res.buffer(N * d, `l${l}.m`),
+    argmax: res.buffer(N * d, `l${l}.argmax`),
+    s: res.buffer(N * d, `l${l}.s`),
+    f1: res.buffer(N * d2, `l${l}.ffn1`),
+    g: res.buffer(N * d2, `l${l}.gate`),
+    y: res.buffer(N * d2, `l${l}.gated`),
+    f: res.buffer(N * d, `l${l}.ffn2`),
+    rin: res.buffer(N * d, `l${l}.mix`),
+    mean: res.buffer(N, `l${l}.ln.mean`),
+    rstd: res.buffer(N, `l${l}.ln.rstd`),
+  }));
+  // Scratch shared by all layers.
+  const aBuf = res.buffer(N * d, "scratch.a"); // [N, d] u W0^T
+  const bBuf = res.buffer(N * d, "scratch.b"); // [N, d] u W1^T
+  const rBuf = res.buffer(N * d, "scratch.ln"); // [N, d] LayerNorm output
+
+  // 1. h = Em[x]
+  const stages: Stage[] = [res.stage(
+    "embedding",
+    createEmbeddingForward(gpu, { ids: o.ids, table: W("em.weight"), out: h[0], V, d, maxRows: N }),
+    batch,
+  )];
+  // 3. the layers
+  for (let l = 0; l < L; l++) {
+    const x = layers[l];
+    const p = `decoder_layers.${l}`;
+    stages.push(
+      // u = concat(p, h) @ Down^T
+      res.stage(
+        `concat.${l}`,
+        createPositionConcat(gpu, { pos: W("pos.weight"), h: h[l], out: x.uin, d, P, maxRows: N }),
+        batch,
+      ),
+      res.stage(
+        `down.${l}`,
+        createMatmulNT(gpu, { a: x.uin, b: W(`down.${l}.weight`), c: x.u }),
+        mm(d, d2),
+      ),
+      // MaxState: a, b, c; z = (a + b) / sqrt(hs); m = running max of z; s = (m + c) m + b
+      res.stage(
+        `head0.${l}`,
+        createMatmulNT(gpu, { a: x.u, b: W(`${p}.self_attention.head0.weight`), c: aBuf }),
+        mm(d, d),
+      ),
+      res.stage(
+        `head1.${l}`,
+        createMatmulNT(gpu, { a: x.u, b: W(`${p}.self_attention.head1.weight`), c: bBuf }),
+        mm(d, d),
+      ),
+      res.stage(
+        `head2.${l}`,
+        createMatmulNT(gpu, { a: x.u, b: W(`${p}.self_attention.head2.weight`), c: x.c }),
+        mm(d, d),
+      ),
+      res.stage(
+        `max_state.${l}`,
+        createMaxStateForward(gpu, {
+          a: aBuf,
+          b: bBuf,
+          c: x.c,
+          m: x.m,
+          argmax: x.argmax,
+          s: x.s,
+          d,
+          heads,
+          maxRows: N,
+        }),
+        batch,
+      ),
+      // f = Ffn2(Ffn1(s) * relu(Gate(s)))
+      res.stage(
+        `ffn1.${l}`,
+        createMatmulNT(gpu, {
+          a: x.s,
+          b: W(`${p}.ffn.ffn1.weight`),
+          bias: W(`${p}.ffn.ffn1.bias`),
+          c: x.f1,
+        }),
+        mm(d2, d),
+      ),
+      res.stage(
+        `gate.${l}`,
+        createMatmulNT(gpu, {
+          a: x.s,
+          b: W(`${p}.ffn.gate.weight`),
+          bias: W(`${p}.ffn.gate.bias`),
+          c: x.g,
+        }),
+        mm(d2, d),
+      ),
+      res.stage(
+        `gated.${l}`,
+        createGatedForward(gpu, { f1: x.f1, g: x.g, y: x.y, width: d2, maxRows: N }),
+        batch,
+      ),
+      res.stage(
+        `ffn2.${l}`,
+        createMatmulNT(gpu, {
+          a: x.y,
+          b: W(`${p}.ffn.ffn2.weight`),
+          bias: W(`${p}.ffn.ffn2.bias`),
+          c: x.f,
+        }),
+        mm(d, d2),
+      ),
+      // r = LayerNorm(alpha f + (1 - alpha) u); h = r + u
+      res.stage(
+        `alpha_mix.${l}`,
+        createAlphaMixForward(gpu, {
+          f: x.f,
+          u: x.u,
+          alpha: W(`${p}.alpha`),
+          y: x.rin,
+          d,
+          maxRows: N,
+        }),
+        batch,
+      ),
+      res.stage(
+        `layer_norm.${l}`,
+        createLayerNormForward(gpu, {
+          x: x.rin,
+          gamma: W(`${p}.layer_norm.weight`),
+          beta: W(`${p}.layer_norm.bias`),
+          y: rBuf,
+          mean: x.mean,
+          rstd: x.rstd,
+          d,
+          maxRows: N,
+        }),
+        batch,
+      ),
+      res.stage(
+        `residual.${l}`,
+        createAdd(gpu, { a: rBuf, b: x.u, out: h[l + 1], maxCount: N * d }),
+        (s) => ({ count: s.rows * d }),
+      ),
+    );
+  }
+  // 4. logits = h @ Head^T
+  if (o.logits) {
+    stages.push(res.stage(
+      "head",
+      createMatmulNT(gpu, { a: h[L], b: W("head.weight"), c: o.logits }),
+      mm(V, d),
+    ));
+  }
+  return { stages, h, layers };
+}
