@@ -3,7 +3,7 @@
  * tools/make_fixtures.py (PyTorch 1.13, float64 from F32 weights). Tolerances
  * are relative to each tensor's largest magnitude.
  */
-import { assert, assertAlmostEquals, assertEquals } from "./assert.ts";
+import { assertAlmostEquals, assertClose, assertEquals } from "./assert.ts";
 import {
   adamStep,
   clipGradNorm,
@@ -12,13 +12,7 @@ import {
   samoutLossAndGrads,
   teacherForcingSplit,
 } from "../lib/model/mod.ts";
-import {
-  assertTensorsClose,
-  fixture,
-  init,
-  readTensors,
-  relativeError,
-} from "./fixtures/samout_fixture.ts";
+import { assertTensorsClose, fixture, init, readTensors } from "./fixtures/samout_fixture.ts";
 
 const B = fixture.batch.length;
 const S1 = fixture.batch[0].length;
@@ -43,8 +37,7 @@ Deno.test("forward logits match PyTorch to 1e-5 relative", () => {
   const { input } = teacherForcingSplit(seq, B, S1);
   const { logits } = samoutForward(init.params, cfg, input, B, S1 - 1);
   const expected = readTensors("logits.safetensors").get("logits")!;
-  const err = relativeError(logits, expected.data);
-  assert(err < 1e-5, `logits relative error ${err}`);
+  assertClose(logits, expected.data, 1e-5, "logits");
 });
 
 Deno.test("loss, accuracy and every gradient match PyTorch to 1e-4 relative", () => {

@@ -1,11 +1,11 @@
-import { assertEquals, assertThrows } from "../../../tests/assert.ts";
+import { assertClose, assertEquals, assertThrows } from "../../../tests/assert.ts";
 import { Random } from "../../random/mod.ts";
 import { adamStep } from "../../model/reference.ts";
 import { createStorageBufferFrom, type Gpu, requestGpu } from "../device.ts";
 import { createAdam } from "./adam.ts";
 import { createStatsBuffer } from "./cross_entropy.ts";
 import { createGradNorm } from "./grad_norm.ts";
-import { assertClose, packTensors, randomUniform, readSlice, runSteps } from "./test_helpers.ts";
+import { packTensors, randomUniform, readSlice, runSteps } from "./test_helpers.ts";
 
 const COUNT = 1000 + 7;
 const LR = 1e-2;

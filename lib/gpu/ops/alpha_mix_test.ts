@@ -1,10 +1,9 @@
-import { assertAlmostEquals } from "../../../tests/assert.ts";
+import { assertAlmostEquals, assertClose } from "../../../tests/assert.ts";
 import { alphaMixBackward, alphaMixForward } from "../../model/reference.ts";
 import { Random } from "../../random/mod.ts";
 import { createAlphaMixBackward, createAlphaMixForward } from "./alpha_mix.ts";
 import {
   assertBitIdentical,
-  assertClose,
   pack,
   randomNormal,
   readPacked,

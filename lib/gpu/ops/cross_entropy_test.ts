@@ -1,4 +1,9 @@
-import { assertAlmostEquals, assertEquals, assertThrows } from "../../../tests/assert.ts";
+import {
+  assertAlmostEquals,
+  assertClose,
+  assertEquals,
+  assertThrows,
+} from "../../../tests/assert.ts";
 import { Random } from "../../random/mod.ts";
 import { crossEntropy } from "../../model/reference.ts";
 import { createStorageBufferFrom, type Gpu, readFloat32, requestGpu } from "../device.ts";
@@ -8,7 +13,7 @@ import {
   readAndResetStats,
   readStats,
 } from "./cross_entropy.ts";
-import { assertClose, packTensors, randomUniform, readSlice, runSteps } from "./test_helpers.ts";
+import { packTensors, randomUniform, readSlice, runSteps } from "./test_helpers.ts";
 
 /** Logits [N, V] in [-4, 4) and targets in [0, V) with about a quarter padding. */
 function batch(seed: number, N: number, V: number) {

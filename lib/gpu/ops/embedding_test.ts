@@ -1,4 +1,4 @@
-import { assertEquals, assertThrows } from "../../../tests/assert.ts";
+import { assertClose, assertEquals, assertThrows } from "../../../tests/assert.ts";
 import { embeddingBackward, embeddingForward } from "../../model/reference.ts";
 import { Random } from "../../random/mod.ts";
 import {
@@ -9,7 +9,6 @@ import {
 import { planEmbeddingGradient } from "./embedding_plan.ts";
 import {
   assertBitIdentical,
-  assertClose,
   pack,
   randomNormal,
   readPacked,

@@ -1,15 +1,8 @@
-import { assertThrows } from "../../../tests/assert.ts";
+import { assertClose, assertThrows } from "../../../tests/assert.ts";
 import { gatedBackward, gatedForward } from "../../model/reference.ts";
 import { Random } from "../../random/mod.ts";
 import { createGatedBackward, createGatedForward } from "./gated.ts";
-import {
-  assertClose,
-  pack,
-  randomNormal,
-  readPacked,
-  runSteps,
-  testGpu,
-} from "./model_ops_testing.ts";
+import { pack, randomNormal, readPacked, runSteps, testGpu } from "./model_ops_testing.ts";
 
 Deno.test("gated forward and backward match the reference, zero gate included", async () => {
   const gpu = await testGpu();

@@ -1,10 +1,9 @@
-import { assertThrows } from "../../../tests/assert.ts";
+import { assertClose, assertThrows } from "../../../tests/assert.ts";
 import { layerNormBackward, layerNormForward } from "../../model/reference.ts";
 import { Random } from "../../random/mod.ts";
 import { createLayerNormBackward, createLayerNormForward } from "./layer_norm.ts";
 import {
   assertBitIdentical,
-  assertClose,
   pack,
   randomNormal,
   readPacked,

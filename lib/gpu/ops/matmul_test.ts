@@ -1,4 +1,4 @@
-import { assert, assertEquals, assertThrows } from "../../../tests/assert.ts";
+import { assert, assertClose, assertEquals, assertThrows } from "../../../tests/assert.ts";
 import { Random } from "../../random/mod.ts";
 import { linearBackward, linearForward } from "../../model/reference.ts";
 import { createStorageBufferFrom, type Gpu, readFloat32, requestGpu } from "../device.ts";
@@ -11,7 +11,7 @@ import {
   HARDWARE_TILE,
   type MatmulDims,
 } from "./matmul.ts";
-import { assertClose, packTensors, randomUniform, readSlice, runSteps } from "./test_helpers.ts";
+import { packTensors, randomUniform, readSlice, runSteps } from "./test_helpers.ts";
 
 const TOL = 2e-6;
 

@@ -1,4 +1,4 @@
-import { assertEquals, assertThrows } from "../../../tests/assert.ts";
+import { assertClose, assertEquals, assertThrows } from "../../../tests/assert.ts";
 import {
   maxStateBackward,
   maxStateForward,
@@ -9,7 +9,6 @@ import { Random } from "../../random/mod.ts";
 import { createMaxStateBackward, createMaxStateForward } from "./max_state.ts";
 import {
   assertBitIdentical,
-  assertClose,
   pack,
   randomNormal,
   readPacked,

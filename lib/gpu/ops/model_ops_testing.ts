@@ -1,8 +1,8 @@
 /**
  * Test support for the SamOut op kernels: seeded random inputs, tensors packed
  * as 256-byte-aligned slices of one buffer (with sentinel-filled gaps, to catch
- * writes outside a slice), one-submission runs, readback and tolerance checks.
- * Used only by the `*_test.ts` files beside the ops.
+ * writes outside a slice), one-submission runs, readback and bit-identity
+ * checks (tolerance checks: `assertClose` in tests/assert.ts). Used only by the `*_test.ts` files beside the ops.
  *
  * @module
  */
@@ -100,42 +100,6 @@ export async function readPacked(gpu: Gpu, packed: Packed): Promise<{
       }
     },
   };
-}
-
-/**
- * Asserts `|actual[i] - expected[i]| <= tol * (|expected[i]| + scale)` for all
- * i, where `scale` is the largest `|expected|` (so values near zero are judged
- * against the magnitude of the tensor). Reports the worst element.
- */
-export function assertClose(
-  actual: ArrayLike<number>,
-  expected: ArrayLike<number>,
-  tol: number,
-  what: string,
-): void {
-  assert(
-    actual.length === expected.length,
-    `${what}: expected ${expected.length} values, got ${actual.length}`,
-  );
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]));
-  let worst = -1;
-  let worstRatio = 0;
-  for (let i = 0; i < expected.length; i++) {
-    const err = Math.abs(actual[i] - expected[i]);
-    const ratio = err / (Math.abs(expected[i]) + scale + 1e-30);
-    if (!(ratio <= worstRatio)) {
-      worstRatio = ratio;
-      worst = i;
-    }
-  }
-  if (worst >= 0 && !(worstRatio <= tol)) {
-    assert(
-      false,
-      `${what}: element ${worst} is ${actual[worst]}, expected ${expected[worst]} ` +
-        `(relative error ${worstRatio.toExponential(2)} > ${tol})`,
-    );
-  }
 }
 
 /** Asserts two arrays are bit-identical (as bytes). */

@@ -1,10 +1,9 @@
-import { assertEquals, assertThrows } from "../../../tests/assert.ts";
+import { assertClose, assertEquals, assertThrows } from "../../../tests/assert.ts";
 import { concatPositionHidden, concatPositionHiddenBackward } from "../../model/reference.ts";
 import { Random } from "../../random/mod.ts";
 import { createPositionConcat, createPositionConcatBackward } from "./position.ts";
 import {
   assertBitIdentical,
-  assertClose,
   pack,
   randomNormal,
   readPacked,

@@ -1,10 +1,9 @@
-import { assertEquals } from "../../../tests/assert.ts";
+import { assertClose, assertEquals } from "../../../tests/assert.ts";
 import { runningMaxBackward, runningMaxForward } from "../../model/reference.ts";
 import { Random } from "../../random/mod.ts";
 import { createRunningMaxBackward, createRunningMaxForward } from "./running_max.ts";
 import {
   assertBitIdentical,
-  assertClose,
   pack,
   randomNormal,
   readPacked,

@@ -1,11 +1,10 @@
 /**
  * Helpers shared by the tests of the matmul, cross-entropy, gradient-norm and
- * Adam kernels: running steps, packing tensors into one flat buffer at
- * 256-byte-aligned offsets, and comparing with the CPU reference.
+ * Adam kernels: running steps and packing tensors into one flat buffer at
+ * 256-byte-aligned offsets. Comparisons use `assertClose` from tests/assert.ts.
  *
  * @module
  */
-import { AssertionError } from "node:assert";
 import type { Random } from "../../random/mod.ts";
 import {
   type BufferSlice,
@@ -75,34 +74,4 @@ export async function readSlice(gpu: Gpu, slice: BufferSlice): Promise<Float32Ar
   const offset = slice.offset ?? 0;
   const size = slice.size ?? slice.buffer.size - offset;
   return new Float32Array(all, offset, size / 4);
-}
-
-/**
- * Asserts `max |actual - expected| <= tolerance * max |expected|` (or
- * `tolerance` when all expected values are zero) and that no value is NaN;
- * names the first offending index.
- */
-export function assertClose(
-  actual: ArrayLike<number>,
-  expected: ArrayLike<number>,
-  tolerance: number,
-  what: string,
-): void {
-  if (actual.length !== expected.length) {
-    throw new AssertionError({
-      message: `${what}: expected ${expected.length} values, got ${actual.length}`,
-    });
-  }
-  let scale = 0;
-  for (let i = 0; i < expected.length; i++) scale = Math.max(scale, Math.abs(expected[i]));
-  if (scale === 0) scale = 1;
-  for (let i = 0; i < expected.length; i++) {
-    const err = Math.abs(actual[i] - expected[i]);
-    if (!(err <= tolerance * scale)) {
-      throw new AssertionError({
-        message: `${what}: at [${i}] expected ${expected[i]}, got ${actual[i]} ` +
-          `(error ${err} > ${tolerance} x ${scale})`,
-      });
-    }
-  }
 }
