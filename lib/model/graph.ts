@@ -44,6 +44,7 @@ import { createMaxStateBackward } from "../gpu/ops/max_state.ts";
 import { createPositionConcatBackward } from "../gpu/ops/position.ts";
 import { createAlphaMixBackward } from "../gpu/ops/alpha_mix.ts";
 import { buildForward } from "./forward.ts";
+import { teacherForced } from "./inference.ts";
 import { F32, GraphResources, type Stage, type StepDims, tensorSlice } from "./resources.ts";
 
 /** Adam / AdamW settings (PyTorch semantics); the learning rate comes per step. */
@@ -458,65 +459,18 @@ export class SamOutTrainingGraph {
    * scale; returns the dims. Validates sizes and ids (UserError).
    */
   #uploadBatch(batch: TokenBatch): StepDims {
-    const { rows: B, length } = batch;
-    const S = length - 1;
-    const V = this.config.vocabSize;
-    if (!Number.isInteger(B) || B < 1 || B > this.maxBatch) {
-      throw new UserError(
-        `a batch has ${B} rows but the training graph was built for at most ${this.maxBatch}`,
-        {
-          field: "rows",
-          expected: `1 to ${this.maxBatch} rows`,
-          found: String(B),
-        },
-      );
-    }
-    if (!Number.isInteger(length) || length < 2 || length > this.maxLength) {
-      throw new UserError(
-        `a batch has sequences of ${length} tokens but the training graph was built for at most ${this.maxLength}`,
-        {
-          field: "length",
-          expected: `2 to ${this.maxLength} tokens (input + shifted target)`,
-          found: String(length),
-        },
-      );
-    }
-    if (batch.tokens.length !== B * length) {
-      throw new UserError("a batch's token array does not match rows x length", {
-        field: "tokens",
-        expected: `${B * length} ids`,
-        found: `${batch.tokens.length} ids`,
-      });
-    }
-    const ids = new Int32Array(B * S);
-    const targets = new Int32Array(B * S);
-    let count = 0;
-    for (let b = 0; b < B; b++) {
-      for (let t = 0; t < length; t++) {
-        const id = batch.tokens[b * length + t];
-        if (!(id >= 0 && id < V) || !Number.isInteger(id)) {
-          throw new UserError(
-            `token id ${id} at batch row ${b}, position ${t} is outside the model's vocabulary`,
-            {
-              field: "tokens",
-              expected: `an integer id in [0, ${V})`,
-              found: String(id),
-            },
-          );
-        }
-        if (t < S) ids[b * S + t] = id;
-        if (t > 0) {
-          targets[b * S + t - 1] = id;
-          if (id !== 0) count++;
-        }
-      }
-    }
+    const { ids, targets, count, dims } = teacherForced(batch, {
+      vocabSize: this.config.vocabSize,
+      maxBatch: this.maxBatch,
+      maxLength: this.maxLength,
+      what: "training graph",
+    });
     const q = this.#gpu.device.queue;
     q.writeBuffer(this.#ids, 0, ids);
     q.writeBuffer(this.#targets, 0, targets);
     this.#count = count;
-    this.#plan = planEmbeddingGradient(ids, V);
-    return { B, S, rows: B * S };
+    this.#plan = planEmbeddingGradient(ids, this.config.vocabSize);
+    return dims;
   }
 
   /**

@@ -8,3 +8,4 @@ export * from "./params.ts";
 export * from "./safetensors.ts";
 export * from "./reference.ts";
 export * from "./graph.ts";
+export * from "./inference.ts";

@@ -118,6 +118,12 @@ export interface CrossEntropyOptions {
   mode: "train" | "eval";
   /** Invocations per row, a power of two; default 8 on software adapters, 64 on GPUs. */
   rowWorkgroupSize?: number;
+  /**
+   * Where each row's `[loss, correct]` goes (`[maxRows, 2]` f32; padding rows
+   * get 0, 0): a caller that reads per-position figures passes its own buffer.
+   * Default: a private scratch buffer.
+   */
+  rowStats?: GPUBuffer;
 }
 
 const REDUCE_WG = 256;
@@ -276,7 +282,9 @@ export function createCrossEntropy(
   );
   const reducePipeline = cachedPipeline(gpu, "crossEntropy:reduce", REDUCE_WGSL, "main");
   const uniform = createUniformBuffer(gpu, 16, "crossEntropy:uniforms");
-  const rowStats = createStorageBuffer(gpu, options.maxRows * 2 * 4, "crossEntropy:rowStats");
+  const ownRowStats = options.rowStats === undefined;
+  const rowStats = options.rowStats ??
+    createStorageBuffer(gpu, options.maxRows * 2 * 4, "crossEntropy:rowStats");
   const rowsGroup = bindBuffers(
     gpu,
     rowsPipeline,
@@ -312,7 +320,7 @@ export function createCrossEntropy(
     },
     destroy() {
       uniform.destroy();
-      rowStats.destroy();
+      if (ownRowStats) rowStats.destroy();
     },
   };
 }
