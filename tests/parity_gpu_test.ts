@@ -4,10 +4,16 @@
  * every gradient and the weights after 3 optimizer steps. Tolerances are
  * relative to each tensor's largest magnitude.
  */
-import { assertAlmostEquals, assertEquals } from "./assert.ts";
+import { assert, assertAlmostEquals, assertEquals } from "./assert.ts";
 import { requestGpu } from "../lib/gpu/device.ts";
 import { type OptimizerSettings, SamOutTrainingGraph } from "../lib/model/mod.ts";
-import { assertTensorsClose, fixture, init, readTensors } from "./fixtures/samout_fixture.ts";
+import {
+  assertTensorsClose,
+  fixture,
+  init,
+  readTensors,
+  trained,
+} from "./fixtures/samout_fixture.ts";
 import type { TokenBatch } from "../lib/data/types.ts";
 
 const batch: TokenBatch = {
@@ -42,6 +48,22 @@ Deno.test("GPU loss, accuracy and every gradient match PyTorch to 1e-4 relative"
     assertAlmostEquals(r.loss, fixture.loss, 1e-4 * fixture.loss, `loss ${r.loss}`);
     assertAlmostEquals(r.tokenAccuracy, fixture.accuracy, 1e-7);
     assertTensorsClose(r.grads, readTensors("grads.safetensors"), 1e-4, "gradient");
+  } finally {
+    graph.destroy();
+  }
+});
+
+Deno.test("GPU loss and a non-zero token accuracy match PyTorch at trained weights", async () => {
+  // At the initial weights the accuracy is 0 of 19; here it is 14 of 19, and every top-1
+  // logit leads by more than 0.06, far above f32 rounding, so the GPU's argmax must agree.
+  assert(trained.correct > 0 && trained.correct < trained.count, "the fixture's accuracy");
+  assert(trained.min_top1_margin > 1e-3, `top-1 margin ${trained.min_top1_margin}`);
+  const graph = await graphFor();
+  try {
+    graph.uploadWeights(trained.params);
+    const r = await graph.lossAndGrads(batch);
+    assertAlmostEquals(r.loss, trained.loss, 1e-4 * trained.loss, `loss ${r.loss}`);
+    assertAlmostEquals(r.tokenAccuracy, trained.accuracy, 1e-7);
   } finally {
     graph.destroy();
   }

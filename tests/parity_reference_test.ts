@@ -3,7 +3,7 @@
  * tools/make_fixtures.py (PyTorch 1.13, float64 from F32 weights). Tolerances
  * are relative to each tensor's largest magnitude.
  */
-import { assertAlmostEquals, assertClose, assertEquals } from "./assert.ts";
+import { assert, assertAlmostEquals, assertClose, assertEquals } from "./assert.ts";
 import {
   adamStep,
   clipGradNorm,
@@ -12,7 +12,13 @@ import {
   samoutLossAndGrads,
   teacherForcingSplit,
 } from "../lib/model/mod.ts";
-import { assertTensorsClose, fixture, init, readTensors } from "./fixtures/samout_fixture.ts";
+import {
+  assertTensorsClose,
+  fixture,
+  init,
+  readTensors,
+  trained,
+} from "./fixtures/samout_fixture.ts";
 
 const B = fixture.batch.length;
 const S1 = fixture.batch[0].length;
@@ -47,6 +53,15 @@ Deno.test("loss, accuracy and every gradient match PyTorch to 1e-4 relative", ()
   assertEquals(r.correct, fixture.correct);
   assertAlmostEquals(r.accuracy, fixture.accuracy, 1e-12);
   assertTensorsClose(r.grads, readTensors("grads.safetensors"), 1e-4, "gradient");
+});
+
+Deno.test("loss and a non-zero token accuracy match PyTorch at trained weights", () => {
+  // At the initial weights the accuracy is 0 of 19; here it is neither 0 nor 1.
+  assert(trained.correct > 0 && trained.correct < trained.count, "the fixture's accuracy");
+  const r = samoutLossAndGrads(trained.params, cfg, seq, B, S1);
+  assertAlmostEquals(r.loss, trained.loss, 1e-6 * trained.loss, `loss ${r.loss}`);
+  assertEquals([r.correct, r.count], [trained.correct, trained.count]);
+  assertAlmostEquals(r.accuracy, trained.accuracy, 1e-12);
 });
 
 /** Runs `steps` optimiser steps on the fixture batch; returns the weights and losses. */

@@ -12,6 +12,10 @@ rounds the weights to float32 and then computes everything in float64:
   tests/fixtures/samout/adam3.safetensors   weights after 3 Adam steps (lr 1e-3, defaults)
   tests/fixtures/samout/adam3_clip.safetensors  same, clipping grads to global norm 0.5 first
   tests/fixtures/samout/adamw3.safetensors  weights after 3 AdamW steps (lr 1e-3, wd 0.1)
+  tests/fixtures/samout/trained.safetensors weights after 2 Adam steps at lr 3e-2 (F32), where
+                                            the batch's token accuracy is neither 0 nor 1
+  tests/fixtures/samout/trained.json        loss, correct, count, accuracy of the batch at those
+                                            weights, and the smallest top-1 logit margin
 
 All optimiser runs repeat the same batch three times. Every file is written by the
 small safetensors writer below (no `safetensors` package needed).
@@ -36,6 +40,7 @@ CONFIG = dict(vocab_size=23, hidden=16, heads=4, layers=2, max_positions=32)
 SEED = 20241124
 LENGTHS = [11, 7, 4]  # tokens per sequence before padding; the batch is padded to 11
 STEPS = 3
+TRAINED = dict(lr=3e-2, steps=2)  # accuracy 14/19 with every top-1 margin above 0.06
 
 
 class MaxState(nn.Module):
@@ -146,11 +151,11 @@ def fresh_model(init_state):
     return model
 
 
-def train(init_state, seq, make_opt, clip=None):
+def train(init_state, seq, make_opt, clip=None, steps=STEPS):
     model = fresh_model(init_state)
     opt = make_opt(model.parameters())
     losses = []
-    for _ in range(STEPS):
+    for _ in range(steps):
         opt.zero_grad()
         _, loss, _, _ = loss_and_metrics(model, seq)
         loss.backward()
@@ -159,6 +164,42 @@ def train(init_state, seq, make_opt, clip=None):
         opt.step()
         losses.append(loss.item())
     return model, losses
+
+
+def write_trained(init_state, seq):
+    """Weights at which the fixture batch's token accuracy is strictly between 0 and 1.
+
+    At the initial weights no target is predicted (accuracy 0/19), so a broken
+    accuracy count could still match there; these weights catch it.
+    """
+    trained, _ = train(init_state, seq, lambda ps: torch.optim.Adam(ps, lr=TRAINED["lr"]),
+                       steps=TRAINED["steps"])
+    # Stored as F32; evaluate in float64 from exactly those values.
+    state = {k: v.detach().to(torch.float32).to(torch.float64)
+             for k, v in trained.state_dict().items()}
+    model = fresh_model(state)
+    with torch.no_grad():
+        logits, loss, correct, count = loss_and_metrics(model, seq)
+        target = seq[:, 1:].reshape(-1)
+        flat = logits.reshape(-1, logits.shape[-1])[target != 0]
+        top2 = flat.topk(2, dim=-1).values
+        margin = (top2[:, 0] - top2[:, 1]).min().item()
+    assert 0 < correct < count, f"accuracy {correct}/{count} must be strictly between 0 and 1"
+    write_safetensors(os.path.join(OUT, "trained.safetensors"), state, metadata())
+    summary = {
+        "generator": "tools/make_fixtures.py",
+        "torch_version": torch.__version__,
+        "weights": "trained.safetensors: init.safetensors after Adam on fixture.json's batch",
+        "optimizer": {"kind": "adam", "lr": TRAINED["lr"], "steps": TRAINED["steps"]},
+        "loss": loss.item(),
+        "correct": correct,
+        "count": count,
+        "accuracy": correct / count,
+        "min_top1_margin": margin,
+    }
+    with open(os.path.join(OUT, "trained.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+        f.write("\n")
 
 
 def main():
@@ -186,6 +227,7 @@ def main():
     write_safetensors(os.path.join(OUT, "adam3.safetensors"), adam_model.state_dict(), metadata())
     write_safetensors(os.path.join(OUT, "adam3_clip.safetensors"), clip_model.state_dict(), metadata())
     write_safetensors(os.path.join(OUT, "adamw3.safetensors"), adamw_model.state_dict(), metadata())
+    write_trained(init_state, seq)
     summary = {
         "generator": "tools/make_fixtures.py",
         "torch_version": torch.__version__,
