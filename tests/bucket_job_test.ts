@@ -20,9 +20,14 @@ const CLIPS: ClipSpec[] = ["hiss", "hum", "ping"].flatMap((category, c) =>
 
 /** One tokenize run shared by the tests below (GPU k-means once). */
 let shared: Promise<{ dir: string; tokens: string }> | undefined;
+/** Its folder, removed when the test module's process ends. */
+let sharedDir: string | undefined;
+globalThis.addEventListener("unload", () => {
+  if (sharedDir) Deno.removeSync(sharedDir, { recursive: true });
+});
 function tokenizedOnce(): Promise<{ dir: string; tokens: string }> {
   shared ??= (async () => {
-    const dir = await Deno.makeTempDir({ prefix: "samout-bucket-test-" });
+    const dir = sharedDir = await Deno.makeTempDir({ prefix: "samout-bucket-test-" });
     const scan = await makeScannedFolder(dir, CLIPS);
     const tokens = join(dir, "tokens");
     const params = TokenizeParams.parse({
@@ -135,8 +140,4 @@ Deno.test("bucket: bad parameters are clear errors", async () => {
   const { out } = await runBucket({}, "ok");
   const short = await assertRejects(() => readBucketedData(out, { maxPositions: 8 }), "positions");
   assertEquals((short as UserError).location.field, "max_length");
-});
-
-Deno.test("bucket tests: clean up", async () => {
-  if (shared) await Deno.remove((await shared).dir, { recursive: true });
 });
