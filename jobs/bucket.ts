@@ -98,16 +98,19 @@ async function bucket(ctx: JobContext<BucketParams>): Promise<JobResult> {
     };
   };
   const train = splitMetrics(result.train), val = splitMetrics(result.val);
+  const test = splitMetrics(result.test);
   return {
     metrics: {
-      sequences: train.sequences + val.sequences,
-      batches: train.batches + val.batches,
-      tokens: train.tokens + val.tokens,
-      padding_efficiency: (train.tokens + val.tokens) / (train.padded_slots + val.padded_slots),
+      sequences: train.sequences + val.sequences + test.sequences,
+      batches: train.batches + val.batches + test.batches,
+      tokens: train.tokens + val.tokens + test.tokens,
+      padding_efficiency: (train.tokens + val.tokens + test.tokens) /
+        (train.padded_slots + val.padded_slots + test.padded_slots),
       max_length: index.max_length,
       dtype: index.dtype,
       train,
       val,
+      test,
       truncated: result.truncated.length,
       truncated_paths: result.truncated.slice(0, LISTED_PATHS),
       dropped: result.dropped.length,

@@ -24,7 +24,8 @@
  *
  * It fails (UserError) when `on_reject` is "fail" and any file was rejected,
  * when fewer than two categories remain, or when a category has fewer than
- * `min_files_per_category` usable files; it checks the train/validation split
+ * `min_files_per_category` usable files; it splits the files into train,
+ * validation and test (recorded per file in files.json) and checks the split
  * (lib/data/split.ts) so that a category too small for it fails here.
  *
  * @module
@@ -33,7 +34,7 @@ import { basename, join, resolve, sep } from "node:path";
 import { z } from "zod";
 import { AudioDecodeError, decodeAudioBytes } from "../lib/audio/decode.ts";
 import type { AudioFormat } from "../lib/audio/decode.ts";
-import { splitFiles } from "../lib/data/split.ts";
+import { type Split, splitFiles } from "../lib/data/split.ts";
 import { UserError } from "../lib/errors/mod.ts";
 import { defineJob } from "../lib/pipeline/job.ts";
 
@@ -60,6 +61,8 @@ export interface ScannedFile {
   duration_s: number;
   /** Hex SHA-256 of the file's bytes. */
   sha256: string;
+  /** The file's side of the split (lib/data/split.ts; this job owns the fractions). */
+  split: Split;
 }
 
 /** `files.json`. */
@@ -93,8 +96,13 @@ export const ScanParams = z.strictObject({
   silence_threshold: z.number().min(0).max(1).default(1e-3),
   /** "skip": list rejects and go on; "fail": stop with an error naming the rejected files. */
   on_reject: z.enum(["skip", "fail"]).default("skip"),
-  /** Expected share of validation files (checked here, applied by tokenize and bucket). */
-  val_fraction: z.number().gt(0).lt(1).default(0.2),
+  /**
+   * Expected share of validation files (early stopping). This job owns the
+   * split: each file's side goes into files.json and later steps carry it.
+   */
+  val_fraction: z.number().gt(0).lt(1).default(0.15),
+  /** Expected share of test files (the figures the evaluate job reports); 0: no test split. */
+  test_fraction: z.number().min(0).lt(1).default(0.15),
   /** Fewest usable files a category may have (at least 2: one train, one validation). */
   min_files_per_category: z.number().int().min(2).default(2),
   /** File extensions to consider, without the dot; case-insensitive. */
@@ -103,6 +111,9 @@ export const ScanParams = z.strictObject({
 }).refine((p) => p.min_duration_s < p.max_duration_s, {
   message: "min_duration_s must be less than max_duration_s",
   path: ["min_duration_s"],
+}).refine((p) => p.val_fraction + p.test_fraction < 1, {
+  message: "val_fraction + test_fraction must be below 1 (some files must be left to train on)",
+  path: ["test_fraction"],
 });
 
 /** Parsed scan parameters. */
@@ -275,6 +286,7 @@ async function checkFile(c: Candidate, p: ScanParams): Promise<Checked> {
       channels: audio.channels.length,
       duration_s: seconds,
       sha256: hex(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>)),
+      split: "train", // set once every file is known (splitFiles)
     },
   };
 }
@@ -387,7 +399,13 @@ export const job = defineJob({
       );
     }
     files.sort((a, b) => byCodepoint(a.path, b.path));
-    const sides = splitFiles(files, ctx.seed, p.val_fraction, { file: root, step: ctx.step });
+    const sides = splitFiles(
+      files,
+      ctx.seed,
+      { val: p.val_fraction, test: p.test_fraction },
+      { file: root, step: ctx.step },
+    );
+    files.forEach((f, i) => f.split = sides[i]);
 
     // An input artifact's folder is recorded relative to this artifact (the store's
     // objects sit side by side), so the bytes do not depend on where the store is.
@@ -413,6 +431,7 @@ export const job = defineJob({
         total_duration_s: Math.round(seconds * 1000) / 1000,
         train_files: sides.filter((s) => s === "train").length,
         val_files: sides.filter((s) => s === "val").length,
+        test_files: sides.filter((s) => s === "test").length,
         hidden_skipped: walked.hidden,
         ignored_files: walked.ignored,
         folders_revisited: walked.revisitedFolders.length,

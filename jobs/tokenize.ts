@@ -18,9 +18,8 @@
  * of the other frames, `seconds_assign` splitting the codes per file.
  *
  * Reads: `scan` (`files.json`; each file's bytes must still hash to its
- * recorded sha256). The train/validation split is `splitFiles` of
- * `lib/data/split.ts` with the pipeline seed and `val_fraction` (the same
- * value the scan and bucket steps use).
+ * recorded sha256, and its `split`: the scan owns the train/validation/test
+ * split). The codebook is fitted on train files only.
  *
  * Writes: `vocab.json`, `tokenizer.json` (kind, settings; mel settings at the
  * top level as `lib/tokenizers` reads them), `codebook.f32` (mel-vq, `[K,
@@ -32,7 +31,6 @@
  */
 import { join, resolve } from "node:path";
 import { z } from "zod";
-import { splitFiles } from "../lib/data/split.ts";
 import type { SequenceRecord } from "../lib/data/tokenized.ts";
 import type { Vocabulary } from "../lib/data/types.ts";
 import { buildVocabulary, encodeSequence } from "../lib/data/vocab.ts";
@@ -99,8 +97,6 @@ export const TokenizeParams = z.strictObject({
   /** At most this many train frames go into the fit (a seeded subsample beyond it). */
   kmeans_max_frames: z.number().int().min(2).default(200000),
   layout: z.enum(["seed", "label-first"]).default("seed"),
-  /** Share of files in validation; must equal the scan and bucket steps' value. */
-  val_fraction: z.number().gt(0).lt(1).default(0.2),
   /** The neural codec, for kind onnx-codec (paths relative to the working directory). */
   onnx: OnnxCodecSettings.optional(),
   /** Validation files whose round trip (tokens → audio) is scored in dB for metrics; 0 = none. */
@@ -149,6 +145,7 @@ const ScanFile = z.object({
   path: z.string().min(1),
   category: z.string(),
   sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  split: z.enum(["train", "val", "test"]),
 }).passthrough();
 
 const ScanOutput = z.object({
@@ -260,7 +257,7 @@ async function tokenize(ctx: JobContext<TokenizeParams>): Promise<JobResult> {
   const where = { file: filesJson, step: ctx.step };
   const scan = await readScan(filesJson);
   const root = resolve(ctx.inputs.scan.dir, scan.root);
-  const splits = splitFiles(scan.files, ctx.seed, p.val_fraction, where);
+  const splits = scan.files.map((f) => f.split);
   const categories = [
     ...new Set([...Object.keys(scan.categories ?? {}), ...scan.files.map((f) => f.category)]),
   ];
@@ -504,6 +501,7 @@ async function tokenize(ctx: JobContext<TokenizeParams>): Promise<JobResult> {
       files: scan.files.length,
       files_train: splits.filter((s) => s === "train").length,
       files_val: splits.filter((s) => s === "val").length,
+      files_test: splits.filter((s) => s === "test").length,
       categories: vocab.categories.length,
       vocab_size: vocab.tokens.length,
       frames,
@@ -539,7 +537,6 @@ async function writeArtifact(
   const common = {
     codebook_size: vocab.codebook_size,
     layout: p.layout,
-    val_fraction: p.val_fraction,
     seed: ctx.seed,
   };
   let settings: Record<string, unknown>;

@@ -89,6 +89,7 @@ Deno.test("bucket: same seed, same bytes", async () => {
   assertEquals([...fa.keys()], [
     "batches.json",
     "sequences.json",
+    "test.tokens",
     "train.tokens",
     "val.tokens",
     "vocab.json",

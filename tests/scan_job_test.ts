@@ -151,7 +151,8 @@ Deno.test("scan: lists good files, and rejects every kind of bad file with its r
     assertEquals(metrics.folders_revisited, 2, "the two link loops");
     assertEquals(metrics.files, paths.length);
     assertEquals(
-      (metrics.train_files as number) + (metrics.val_files as number),
+      (metrics.train_files as number) + (metrics.val_files as number) +
+        (metrics.test_files as number),
       paths.length,
     );
   } finally {
@@ -169,8 +170,9 @@ Deno.test("scan: records format, rate, channels, duration and the bytes' sha256"
     await Deno.mkdir(join(root, "b"));
     await Deno.copyFile(new URL("tone440_stereo_16k.flac", FIXTURES), join(root, "b/st.flac"));
     await Deno.copyFile(new URL("tone440_mono_16k.ogg", FIXTURES), join(root, "b/v.ogg"));
-    const { listing, metrics } = await runScan({ root });
-    assertEquals(listing.files[0], {
+    const { listing, metrics } = await runScan({ root, test_fraction: 0 });
+    const { split, ...first } = listing.files[0];
+    assertEquals(first, {
       path: "a/one.wav",
       category: "a",
       format: "wav",
@@ -179,6 +181,7 @@ Deno.test("scan: records format, rate, channels, duration and the bytes' sha256"
       duration_s: 0.25,
       sha256: await sha256(wav),
     });
+    assert(split === "train" || split === "val", `split ${split}`);
     const flac = listing.files.find((f) => f.path === "b/st.flac")!;
     assertEquals([flac.format, flac.sample_rate, flac.channels, flac.duration_s], [
       "flac",
@@ -231,9 +234,12 @@ Deno.test("scan: on_reject fail stops with an error naming the rejected file", a
       await write(root, `laser/l${i}.wav`, tone(0.2, 900 + i * 50));
     }
     await write(root, "laser/quiet.wav", tone(0.2, 900, 0));
-    assertEquals((await runScan({ root })).rejects.map((r) => r.reason), ["silent"]);
+    assertEquals(
+      (await runScan({ root, test_fraction: 0 })).rejects.map((r) => r.reason),
+      ["silent"],
+    );
     const e = await assertRejects(
-      () => runScan({ root, on_reject: "fail" }),
+      () => runScan({ root, on_reject: "fail", test_fraction: 0 }),
       '1 file rejected and on_reject is "fail"; first: laser/quiet.wav: silent',
     );
     assert(e instanceof UserError);

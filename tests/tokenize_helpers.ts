@@ -4,6 +4,7 @@ import { encodeWav } from "../lib/audio/wav.ts";
 import type { ArtifactRef } from "../lib/artifacts/mod.ts";
 import type { JobContext, JobResult } from "../lib/pipeline/job.ts";
 import { Random } from "../lib/random/mod.ts";
+import { splitFiles } from "../lib/data/split.ts";
 
 /** A clip to generate: category, length and a base tone (Hz); optionally its own rate and channels. */
 export interface ClipSpec {
@@ -35,7 +36,10 @@ export function clipSamples(spec: ClipSpec, rate: number, seed: number): Float32
   return x;
 }
 
-/** A fake scan artifact: WAVs under `<dir>/audio/<category>/`, and `<dir>/scan/files.json`. */
+/**
+ * A fake scan artifact: WAVs under `<dir>/audio/<category>/`, and
+ * `<dir>/scan/files.json` with each file's split (splitFiles, seed 7, val 0.2).
+ */
 export async function makeScannedFolder(
   dir: string,
   clips: ClipSpec[],
@@ -66,11 +70,14 @@ export async function makeScannedFolder(
     });
   }
   files.sort((a, b) => a.path < b.path ? -1 : 1);
+  // The split as the scan job records it (seed 7, a fifth in validation, no test split).
+  const sides = splitFiles(files, 7, 0.2);
+  const listed = files.map((f, i) => ({ ...f, split: sides[i] }));
   const scanDir = join(dir, "scan");
   await Deno.mkdir(scanDir, { recursive: true });
   await Deno.writeTextFile(
     join(scanDir, "files.json"),
-    JSON.stringify({ root, files, categories: counts }, null, 1),
+    JSON.stringify({ root, files: listed, categories: counts }, null, 1),
   );
   return fakeRef(scanDir, "scan");
 }

@@ -8,7 +8,7 @@
  * dropped (see {@link fitToLength}).
  *
  * The artifact:
- * - `train.tokens`, `val.tokens`: every batch's `[rows, length]` matrix,
+ * - `train.tokens`, `val.tokens`, `test.tokens`: every batch's `[rows, length]` matrix,
  *   row-major, concatenated; uint16 LE when the vocabulary has at most 65536
  *   ids, else uint32 LE (`batches.json` says which);
  * - `batches.json`: {@link BucketIndex};
@@ -77,6 +77,8 @@ export interface BucketIndex {
   max_length: number;
   train: BatchEntry[];
   val: BatchEntry[];
+  /** Absent in artifacts from before the test split: read as no test batches. */
+  test?: BatchEntry[];
 }
 
 /** The smallest `maxLength` that keeps at least one audio code in a layout. */
@@ -190,6 +192,8 @@ export interface BucketResult {
   tokens: Uint32Array[];
   train: BucketedSplit;
   val: BucketedSplit;
+  /** Empty when the tokenize artifact has no test sequences. */
+  test: BucketedSplit;
   truncated: string[];
   dropped: string[];
   /** Lengths in the tokenize artifact, before fitting. */
@@ -264,6 +268,7 @@ export function bucketTokenizedData(data: TokenizedData, opts: BucketOptions): B
     tokens,
     train: bucketSplit("train"),
     val: bucketSplit("val"),
+    test: bucketSplit("test"),
     truncated,
     dropped,
     originalLengths,
@@ -296,7 +301,7 @@ export async function writeBucketedData(dir: string, result: BucketResult): Prom
       return e;
     });
   };
-  const all = [...result.train.batches, ...result.val.batches];
+  const all = [...result.train.batches, ...result.val.batches, ...result.test.batches];
   const index: BucketIndex = {
     format: "samout-buckets/1",
     dtype: width === 2 ? "uint16" : "uint32",
@@ -304,9 +309,11 @@ export async function writeBucketedData(dir: string, result: BucketResult): Prom
     max_length: all.reduce((m, b) => Math.max(m, b.length), 0),
     train: entries(result.train),
     val: entries(result.val),
+    test: entries(result.test),
   };
-  await Deno.writeFile(join(dir, "train.tokens"), encodeBatches(result.train.batches, width));
-  await Deno.writeFile(join(dir, "val.tokens"), encodeBatches(result.val.batches, width));
+  for (const split of ["train", "val", "test"] as const) {
+    await Deno.writeFile(join(dir, `${split}.tokens`), encodeBatches(result[split].batches, width));
+  }
   await Deno.writeTextFile(join(dir, "batches.json"), JSON.stringify(index) + "\n");
   await Deno.writeTextFile(
     join(dir, "sequences.json"),
@@ -352,10 +359,13 @@ export async function readBucketedData(
   }
   if (index.dtype !== "uint16" && index.dtype !== "uint32") bad("dtype");
   if (!Array.isArray(index.train) || !Array.isArray(index.val)) bad("train/val lists");
+  if (index.test !== undefined && !Array.isArray(index.test)) bad("test list");
   const size = vocabularySize(vocab);
   if (index.vocab_size !== size) bad(`vocab_size ${index.vocab_size} != vocab.json's ${size}`);
   const width = index.dtype === "uint16" ? 2 : 4;
   const readSplit = async (split: Split): Promise<TokenBatch[]> => {
+    const entries = index[split];
+    if (entries === undefined || (split === "test" && entries.length === 0)) return [];
     const file = join(dir, `${split}.tokens`);
     let bytes: Uint8Array;
     try {
@@ -368,7 +378,7 @@ export async function readBucketedData(
     }
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     let expectedOffset = 0;
-    const batches = index[split].map((e, b) => {
+    const batches = entries.map((e, b) => {
       if (
         !Number.isInteger(e.rows) || e.rows < 1 || !Number.isInteger(e.length) || e.length < 1 ||
         e.offset !== expectedOffset
@@ -411,7 +421,8 @@ export async function readBucketedData(
   };
   const train = await readSplit("train");
   const val = await readSplit("val");
-  const maxLength = [...train, ...val].reduce((m, b) => Math.max(m, b.length), 0);
+  const test = await readSplit("test");
+  const maxLength = [...train, ...val, ...test].reduce((m, b) => Math.max(m, b.length), 0);
   if (opts.maxPositions !== undefined && maxLength > opts.maxPositions) {
     throw new UserError(
       `the bucketed data has sequences of ${maxLength} tokens, longer than the model's ${opts.maxPositions} positions`,
@@ -425,5 +436,5 @@ export async function readBucketedData(
       },
     );
   }
-  return { vocab, maxLength, train, val };
+  return { vocab, maxLength, train, val, test };
 }

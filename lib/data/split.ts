@@ -1,11 +1,13 @@
 /**
- * The train/validation split.
+ * The train/validation/test split.
  *
  * A file's side is a pure function of its content hash and the pipeline seed:
- * the pair is hashed to a score in [0, 1) and the file goes to validation when
- * the score is below `valFraction`. Adding, removing or renaming other files
- * never moves a file, and the same bytes land on the same side wherever they
- * sit. scan uses this to fail early; tokenize and bucket compute the same split.
+ * the pair is hashed to a score in [0, 1); scores below `test` go to the test
+ * split (reported figures), the next `val` to validation (early stopping),
+ * the rest to training. Adding, removing or renaming other files never moves
+ * a file, and the same bytes land on the same side wherever they sit. The
+ * scan job owns the fractions and records each file's side in `files.json`;
+ * tokenize and bucket carry it forward.
  *
  * @module
  */
@@ -13,7 +15,14 @@ import { UserError } from "../errors/mod.ts";
 import { Random } from "../random/mod.ts";
 
 /** Which side of the split a file is on. */
-export type Split = "train" | "val";
+export type Split = "train" | "val" | "test";
+
+/** Shares of files held out: `test` for reported figures, `val` for early stopping. */
+export interface SplitFractions {
+  val: number;
+  /** 0: no test split (the two-way split of earlier versions). */
+  test: number;
+}
 
 /**
  * A file's split score in [0, 1): a hash of the seed and the file's content hash.
@@ -26,15 +35,39 @@ export function splitScore(sha256: string, seed: number): number {
   return new Random(seed, `split/${sha256.toLowerCase()}`).uniform();
 }
 
+/** The interval of scores `[lo, hi)` of each side: test first, then val, then train. */
+function intervals(f: SplitFractions): Record<Split, [number, number]> {
+  return { test: [0, f.test], val: [f.test, f.test + f.val], train: [f.test + f.val, 1] };
+}
+
+function sideOfScore(score: number, f: SplitFractions): Split {
+  return score < f.test ? "test" : score < f.test + f.val ? "val" : "train";
+}
+
+function fractionsOf(f: number | SplitFractions): SplitFractions {
+  const fr = typeof f === "number" ? { val: f, test: 0 } : f;
+  if (!(fr.val >= 0 && fr.test >= 0 && fr.val + fr.test <= 1)) {
+    throw new RangeError(
+      `split fractions val ${fr.val}, test ${fr.test}: not shares summing to <= 1`,
+    );
+  }
+  return fr;
+}
+
 /**
- * The side a file is on, from its content hash and the seed alone.
+ * The side a file is on, from its content hash and the seed alone: scores
+ * below `test` go to test, the next `val` to validation, the rest to train.
  *
  * @param sha256 the file's content hash (hex)
  * @param seed the pipeline seed
- * @param valFraction the expected share of files in validation, in [0, 1]
+ * @param fractions the validation share (a number: no test split) or both shares
  */
-export function splitOf(sha256: string, seed: number, valFraction: number): Split {
-  return splitScore(sha256, seed) < valFraction ? "val" : "train";
+export function splitOf(
+  sha256: string,
+  seed: number,
+  fractions: number | SplitFractions,
+): Split {
+  return sideOfScore(splitScore(sha256, seed), fractionsOf(fractions));
 }
 
 /** What {@link splitFiles} needs to know about a file. */
@@ -45,57 +78,61 @@ export interface SplittableFile {
 
 /**
  * Splits files stratified by category: every file gets {@link splitOf}, and
- * then each category is guaranteed at least one validation and one training
- * file. When the rule puts all of a category's files on one side, the one
- * file whose score is closest to the threshold crosses over: the lowest-scoring
- * training file moves to validation, or the highest-scoring validation file
- * moves to training (ties broken by hash, then position). So in that rare case
- * a file's side also depends on its category's other files; everywhere else
- * it depends on its own hash and the seed only.
+ * then each category is guaranteed at least one file on each side (train,
+ * validation, and test when its share is above 0). When a side is empty, the
+ * file whose score is closest to that side's interval crosses over from a
+ * side that keeps at least one file (ties broken by hash, then position).
+ * So in that rare case a file's side also depends on its category's other
+ * files; everywhere else it depends on its own hash and the seed only.
  *
  * @param files the files (any order; the result follows it)
  * @param seed the pipeline seed
- * @param valFraction the expected share of files in validation, in [0, 1]
+ * @param fractions the validation share (a number: no test split) or both shares
  * @param location where the files came from, for the error message
  * @returns the side of each file, in the order of `files`
- * @throws UserError when a category has fewer than 2 files
+ * @throws UserError when a category has fewer files than sides
  */
 export function splitFiles(
   files: readonly SplittableFile[],
   seed: number,
-  valFraction: number,
+  fractions: number | SplitFractions,
   location: { file?: string; step?: string } = {},
 ): Split[] {
-  if (!(valFraction >= 0 && valFraction <= 1)) {
-    throw new RangeError(`splitFiles: valFraction ${valFraction} is not in [0, 1]`);
-  }
+  const fr = fractionsOf(fractions);
+  const bounds = intervals(fr);
+  const required: Split[] = fr.test > 0 ? ["test", "val", "train"] : ["val", "train"];
   const scores = files.map((f) => splitScore(f.sha256, seed));
-  const sides: Split[] = scores.map((s) => s < valFraction ? "val" : "train");
+  const sides: Split[] = scores.map((s) => sideOfScore(s, fr));
   const byCategory = new Map<string, number[]>();
   files.forEach((f, i) => {
     const list = byCategory.get(f.category);
     if (list) list.push(i);
     else byCategory.set(f.category, [i]);
   });
+  const names = required.length === 3 ? "train/validation/test" : "train/validation";
   for (const [category, indices] of [...byCategory].sort(([a], [b]) => a < b ? -1 : 1)) {
-    if (indices.length < 2) {
+    if (indices.length < required.length) {
       throw new UserError(
-        `category "${category}" has ${indices.length} file; the train/validation split needs at least 2 per category`,
+        `category "${category}" has ${indices.length} file${
+          indices.length === 1 ? "" : "s"
+        }; the ${names} split needs at least ${required.length} per category`,
         {
           ...location,
-          expected: "at least 2 files in every category",
-          found: `${indices.length} file in "${category}"`,
-          hint: `add files to "${category}" or remove that category`,
+          expected: `at least ${required.length} files in every category`,
+          found: `${indices.length} in "${category}"`,
+          hint: `add files to "${category}" or remove that category` +
+            (fr.test > 0 ? " (or set test_fraction to 0)" : ""),
         },
       );
     }
-    const val = indices.filter((i) => sides[i] === "val");
-    if (val.length === 0 || val.length === indices.length) {
-      const to: Split = val.length === 0 ? "val" : "train";
-      // Closest to the threshold: the lowest score when moving to val, the highest when to train.
-      const sign = to === "val" ? 1 : -1;
-      const pick = indices.reduce((best, i) => {
-        const d = sign * (scores[i] - scores[best]);
+    for (const to of required) {
+      const count = (side: Split) => indices.filter((i) => sides[i] === side).length;
+      if (count(to) > 0) continue;
+      const [lo, hi] = bounds[to];
+      const distance = (i: number) => scores[i] < lo ? lo - scores[i] : scores[i] - hi;
+      const donors = indices.filter((i) => sides[i] !== to && count(sides[i]) > 1);
+      const pick = donors.reduce((best, i) => {
+        const d = distance(i) - distance(best);
         if (d !== 0) return d < 0 ? i : best;
         const a = files[i].sha256, b = files[best].sha256;
         return a < b || (a === b && i < best) ? i : best;

@@ -77,3 +77,49 @@ Deno.test("a category with one file is a UserError naming it and the count", () 
   assertStringIncludes(e.message, "has 1 file");
   assertEquals(e.location.step, "scan");
 });
+
+Deno.test("three-way split: test below `test`, val next, train the rest, by score", () => {
+  const files = fakeFiles(4000, ["x"], "three");
+  const fr = { val: 0.15, test: 0.2 };
+  const sides = files.map((f) => splitOf(f.sha256, 3, fr));
+  const share = (s: Split) => sides.filter((x) => x === s).length / files.length;
+  assert(Math.abs(share("test") - 0.2) < 0.03, `test share ${share("test")}`);
+  assert(Math.abs(share("val") - 0.15) < 0.03, `val share ${share("val")}`);
+  files.forEach((f, i) => {
+    const score = splitScore(f.sha256, 3);
+    const expected: Split = score < 0.2 ? "test" : score < 0.35 ? "val" : "train";
+    assertEquals(sides[i], expected);
+  });
+  // A test share of 0 is the two-way split.
+  assertEquals(
+    files.map((f) => splitOf(f.sha256, 3, { val: 0.2, test: 0 })),
+    files.map((f) => splitOf(f.sha256, 3, 0.2)),
+  );
+});
+
+Deno.test("three-way splitFiles: every category of >= 3 files gets all three sides; 2 files is an error", () => {
+  const cats = Array.from({ length: 30 }, (_, i) => `c${i}`);
+  for (
+    const fr of [{ val: 0.05, test: 0.05 }, { val: 0.2, test: 0.2 }, { val: 0.01, test: 0.98 }]
+  ) {
+    const files = fakeFiles(90, cats, `three${fr.test}`);
+    const sides = splitFiles(files, 9, fr);
+    for (const c of cats) {
+      const mine = sides.filter((_, i) => files[i].category === c);
+      assertEquals(mine.slice().sort(), ["test", "train", "val"], `category ${c} at ${fr.test}`);
+    }
+  }
+  const two = fakeFiles(4, ["a", "b"], "two");
+  const e = assertThrows(() => splitFiles(two, 1, { val: 0.2, test: 0.2 }), "at least 3");
+  assert(e instanceof UserError);
+});
+
+Deno.test("three-way: adding files never moves old ones", () => {
+  const cats = ["coin", "laser", "jump"];
+  const old = fakeFiles(90, cats, "old3");
+  const added = fakeFiles(200, cats, "new3");
+  const fr = { val: 0.2, test: 0.2 };
+  const before = splitFiles(old, 11, fr);
+  const after = splitFiles([...added.slice(0, 100), ...old, ...added.slice(100)], 11, fr);
+  assertEquals(after.slice(100, 190), before);
+});

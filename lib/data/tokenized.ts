@@ -105,14 +105,14 @@ export async function readTokenizedData(dir: string): Promise<TokenizedData> {
   const sequences = raw.map((r: Partial<SequenceRecord>, i): SequenceRecord => {
     const ok = typeof r === "object" && r !== null && typeof r.path === "string" &&
       typeof r.category === "string" && typeof r.sha256 === "string" &&
-      (r.split === "train" || r.split === "val") && r.offset === next &&
+      (r.split === "train" || r.split === "val" || r.split === "test") && r.offset === next &&
       Number.isInteger(r.length) && (r.length as number) > 0;
     if (!ok) {
       throw new UserError(`sequences.json entry ${i} is malformed`, {
         file: seqFile,
         field: `[${i}]`,
         expected:
-          `{path, category, sha256, split: "train"|"val", offset: ${next}, length > 0} (entries tile tokens.u32 in order)`,
+          `{path, category, sha256, split: "train"|"val"|"test", offset: ${next}, length > 0} (entries tile tokens.u32 in order)`,
         found: JSON.stringify(r),
       });
     }

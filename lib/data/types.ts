@@ -38,4 +38,6 @@ export interface BucketedData {
   maxLength: number;
   train: TokenBatch[];
   val: TokenBatch[];
+  /** Held-out batches for reported figures (empty when the scan made no test split). */
+  test: TokenBatch[];
 }
