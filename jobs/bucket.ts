@@ -127,5 +127,6 @@ export const job = defineJob({
   description: "group token sequences into length-bucketed, dynamically padded batches",
   params: BucketParams,
   inputs: () => ["tokens"],
+  slots: { tokens: ["tokenize"] },
   run: bucket,
 });

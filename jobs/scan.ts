@@ -302,6 +302,7 @@ export const job = defineJob({
   description: "list labelled audio files (<root>/<category>/<file>), decoding and checking each",
   params: ScanParams,
   inputs: (p) => p.root === undefined ? ["audio"] : [],
+  slots: { audio: ["synth"] },
   sources: (p) => p.root === undefined ? [] : [p.root],
   async run(ctx) {
     const p = ctx.params;

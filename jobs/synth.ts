@@ -342,6 +342,7 @@ export const job = defineJob({
   description: "generate labelled game sound effects (coin, laser, explosion, …) as WAV files",
   params: SynthParams,
   inputs: () => [],
+  slots: {},
   async run(ctx) {
     const p = ctx.params;
     const total = p.categories.length * p.clips_per_category;

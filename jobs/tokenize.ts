@@ -578,6 +578,7 @@ export const job = defineJob({
   description: "audio files → token sequences (log-mel + GPU k-means codebook, or an ONNX codec)",
   params: TokenizeParams,
   inputs: () => ["scan"],
+  slots: { scan: ["scan"] },
   sources: (p) =>
     p.kind === "onnx-codec" && p.onnx
       ? [p.onnx.encoder, ...(p.onnx.decoder ? [p.onnx.decoder] : [])]

@@ -70,6 +70,7 @@ export const job = defineJob({
   description: "train SamOut on bucketed token batches with the WebGPU training graph",
   params: TrainParams,
   inputs: () => ["data"],
+  slots: { data: ["bucket"] },
   async run(ctx) {
     const { trainSamOut } = await import("../lib/train/mod.ts");
     return await trainSamOut({

@@ -78,6 +78,14 @@ export interface JobDefinition<S extends z.ZodType = z.ZodType> {
    */
   inputs(params: z.output<S>): string[];
   /**
+   * Every input slot the job can take, whatever its parameters, each with the
+   * jobs whose artifacts it reads (scan: `{ audio: ["synth"] }`; a job with no
+   * inputs: `{}`). The planner rejects a step that wires a slot not listed here,
+   * or wires a slot to a step of another job, before anything runs. A job
+   * without `slots` accepts any wiring (what `inputs` does not need is dropped).
+   */
+  slots?: Record<string, readonly string[]>;
+  /**
    * Paths outside the store whose content is part of the step's identity
    * (e.g. scan's `root`): the runner hashes their bytes into the step key.
    */

@@ -27,6 +27,7 @@ import {
 import { REPO_ROOT } from "./paths.ts";
 import { issuesToError } from "./issues.ts";
 import { JobRegistry } from "./registry.ts";
+import type { JobDefinition } from "./job.ts";
 import { codeHash } from "./code_hash.ts";
 import { SourceHasher } from "./sources.ts";
 
@@ -105,6 +106,45 @@ function findCycle(spec: PipelineSpec): string[] | undefined {
 }
 
 /**
+ * Checks a step's wiring against its job's `slots` (when the job declares
+ * them): every wired slot is one the job can take, and is fed by a step that
+ * runs a job whose artifact that slot reads.
+ */
+function checkSlots(spec: PipelineSpec, name: string, job: JobDefinition): void {
+  const slots = job.slots;
+  if (!slots) return;
+  const file = spec.file;
+  const describe = (slot: string) => `${slot} (from a ${slots[slot].join(" or ")} step)`;
+  for (const [slot, dep] of Object.entries(spec.steps[name].inputs)) {
+    const field = `steps.${name}.inputs.${slot}`;
+    if (!Object.hasOwn(slots, slot)) {
+      const known = Object.keys(slots);
+      throw new UserError(`the job "${job.name}" has no input slot "${slot}"`, {
+        file,
+        step: name,
+        field,
+        expected: known.length
+          ? `one of the input slots of "${job.name}": ${known.map(describe).join(", ")}`
+          : `no inputs: the job "${job.name}" takes none`,
+        found: `inputs: { ${slot}: ${dep} }`,
+      });
+    }
+    const depJob = spec.steps[dep].job;
+    if (!slots[slot].includes(depJob)) {
+      throw new UserError(`input "${slot}" is wired to a step of the wrong kind`, {
+        file,
+        step: name,
+        field,
+        expected: `a step running the job ${
+          slots[slot].map((j) => `"${j}"`).join(" or ")
+        } (slot "${slot}" of "${job.name}" reads its artifact)`,
+        found: `step "${dep}", which runs the job "${depJob}"`,
+      });
+    }
+  }
+}
+
+/**
  * Validates the steps against their jobs (importing them), wires and prunes;
  * keys are left to {@link computeKeys}.
  */
@@ -142,6 +182,7 @@ export async function resolveSteps(spec: PipelineSpec, registry: JobRegistry): P
   names.forEach((name, i) => {
     const { job, file: jobFile } = loaded[i];
     const s = spec.steps[name];
+    checkSlots(spec, name, job);
     const r = job.params.safeParse(s.params, { reportInput: true });
     if (!r.success) {
       throw issuesToError(r.error.issues, {
