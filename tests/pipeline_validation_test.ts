@@ -143,3 +143,25 @@ Deno.test("good overrides change params and seed (flow values parsed as YAML)", 
   const seeded = await runQuiet({ file, store, dryRun: true, overrides: ["seed=7"] });
   assert(k(base, "hello") !== k(seeded, "hello"), "the seed is part of every step key");
 });
+
+Deno.test("a YAML alias bomb is a clear error, not a stack trace", async () => {
+  const levels = ["a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]"];
+  for (let i = 1; i < 9; i++) {
+    const [prev, cur] = [String.fromCharCode(96 + i), String.fromCharCode(97 + i)];
+    levels.push(`${cur}: &${cur} [${Array(9).fill(`*${prev}`).join(", ")}]`);
+  }
+  const err = await validationError(levels.join("\n") + "\n");
+  assertStringIncludes(err.message, "the YAML expands its aliases too far");
+  assertStringIncludes(err.found!, "billion-laughs");
+});
+
+Deno.test("a few YAML aliases are fine", async () => {
+  await using dir = await tempDir();
+  const file = await writePipeline(
+    dir.path,
+    BASIC_YAML.replace('params: { text: "hello" }', 'params: &p { text: "hello" }')
+      .replace('params: { text: "world" }', "params: *p"),
+  );
+  const s = await runQuiet({ file, store: `${dir.path}/store`, dryRun: true });
+  assertEquals(s.status, "dry-run");
+});

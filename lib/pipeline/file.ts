@@ -196,6 +196,9 @@ export function isPlainJson(v: unknown): boolean {
   return false;
 }
 
+/** The most alias nodes a pipeline file may expand (the yaml package's guard against alias bombs). */
+const MAX_YAML_ALIASES = 100;
+
 /**
  * Parses YAML text, reporting syntax errors with line and column. With
  * `cacheDir`, the parsed document is cached by the text's SHA-256 as JSON
@@ -212,8 +215,22 @@ export async function parseYaml(text: string, file: string, cacheDir?: string): 
   const YAML = await import("yaml");
   let doc: unknown;
   try {
-    doc = YAML.parse(text, { prettyErrors: true, uniqueKeys: true });
+    doc = YAML.parse(text, {
+      prettyErrors: true,
+      uniqueKeys: true,
+      maxAliasCount: MAX_YAML_ALIASES,
+    });
   } catch (e) {
+    // The yaml package throws a ReferenceError (not a YAMLError) when aliases expand too far.
+    if (e instanceof ReferenceError && /alias/i.test(e.message)) {
+      throw new UserError(`the YAML expands its aliases too far`, {
+        file,
+        expected: `aliases (*name) that expand at most ${MAX_YAML_ALIASES} times in all`,
+        found: "aliases of aliases that expand exponentially (a billion-laughs document)",
+        hint: "write the values out instead of nesting aliases of aliases",
+        cause: e,
+      });
+    }
     if (e instanceof YAML.YAMLError) {
       const pos = e.linePos?.[0];
       const at = pos ? `line ${pos.line}, column ${pos.col}` : "unknown position";
