@@ -50,11 +50,18 @@ export function parseBatch(text: string, cfg: SamOutConfig, file: string): Token
     }
     length = Math.max(length, row.length);
   }
-  if (length < 2) {
-    throw new UserError("the batch has no sequence of two or more tokens, so nothing to score", {
-      file,
-      expected: "at least one sequence with an input token and a target token",
-    });
+  // The loss averages over targets: the tokens after a row's first that are not padding (0).
+  if (!(value as unknown[][]).some((row) => row.slice(1).some((id) => id !== 0))) {
+    throw new UserError(
+      "the batch has no sequence of two or more tokens with a non-padding target, so nothing to score",
+      {
+        file,
+        expected: "at least one sequence with an input token and a target token other than 0",
+        found: length < 2
+          ? "no sequence of two or more tokens"
+          : "only padding (0) after the first token of every sequence",
+      },
+    );
   }
   if (length > cfg.maxPositions + 1) {
     throw new UserError("a sequence of the batch is longer than the model's positions allow", {
