@@ -190,6 +190,18 @@ export async function encodeAudio(opts: EncodeAudioOptions): Promise<number[]> {
     }
     const { decodeAudioFile, toMono, resample } = await import("../audio/mod.ts");
     const decoded = await decodeAudioFile(opts.audio);
+    // The scan job rejects such a file ("cannot-decode"); so does encode, for the same reason.
+    for (const channel of decoded.channels) {
+      const i = channel.findIndex((v) => !Number.isFinite(v));
+      if (i >= 0) {
+        throw new UserError(`cannot-decode: non-finite sample at frame ${i}`, {
+          file: opts.audio,
+          field: "--audio",
+          expected: "finite samples (the scan job rejects this file for the same reason)",
+          found: `${channel[i]} at frame ${i}`,
+        });
+      }
+    }
     const mono = await resample(toMono(decoded.channels), decoded.sampleRate, tokenizer.sampleRate);
     const codes = await tokenizer.encode(mono);
     return opts.category === undefined
