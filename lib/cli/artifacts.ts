@@ -19,6 +19,35 @@ function storeOf(dir: string | undefined): LocalArtifactStore {
   return new LocalArtifactStore(resolve(dir ?? defaultStoreDir()));
 }
 
+/** The store at `dir`, which must exist and be a folder (reading a missing one proves nothing). */
+async function existingStoreOf(dir: string | undefined): Promise<LocalArtifactStore> {
+  const store = storeOf(dir);
+  const where = { field: "--store", expected: "the folder of an artifact store" };
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(store.localDir);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) {
+      throw new UserError(`the artifact store ${displayPath(store.localDir)} does not exist`, {
+        ...where,
+        found: "no such folder",
+        hint: "give the store a pipeline ran with (--store DIR, $SAMOUT_STORE or artifacts/)",
+      });
+    }
+    throw new UserError(`cannot read the artifact store ${displayPath(store.localDir)}`, {
+      ...where,
+      found: (e as Error).message,
+    });
+  }
+  if (!info.isDirectory) {
+    throw new UserError(`the artifact store ${displayPath(store.localDir)} is not a folder`, {
+      ...where,
+      found: "a file",
+    });
+  }
+  return store;
+}
+
 /** Runs the `artifacts` command; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const out = consoleOutput();
@@ -90,7 +119,7 @@ export async function main(args: string[]): Promise<number> {
   )
     .option(...storeOpt)
     .action(async (o) => {
-      const report = await storeOf(o.store).verify();
+      const report = await (await existingStoreOf(o.store)).verify();
       for (const p of report.problems) {
         out.out(`BAD ${p.key.slice(0, 12)} ${p.path}: ${p.problem}\n`);
       }
