@@ -196,6 +196,43 @@ export function isPlainJson(v: unknown): boolean {
   return false;
 }
 
+/**
+ * Throws a clear `UserError` when `path` exists but is not a file (a folder,
+ * a device): "not found" would mislead. Returns quietly when nothing is there
+ * (the caller may look elsewhere, e.g. in `pipelines/`) or when it is a file.
+ */
+export function checkPipelinePath(path: string): void {
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(path);
+  } catch {
+    return;
+  }
+  if (info.isFile) return;
+  if (info.isDirectory) {
+    let inside: string[] = [];
+    try {
+      inside = [...Deno.readDirSync(path)].filter((e) => e.isFile && /\.ya?ml$/.test(e.name))
+        .map((e) => e.name).sort();
+    } catch { /* unreadable: no suggestions */ }
+    throw new UserError(`${path} is a folder, expected a YAML file`, {
+      file: path,
+      expected: "a pipeline YAML file, e.g. pipelines/train.yaml",
+      found: "a folder",
+      hint: inside.length
+        ? `name one of the YAML files in it: ${
+          inside.slice(0, 5).map((n) => join(path, n)).join(", ")
+        }`
+        : undefined,
+    });
+  }
+  throw new UserError(`${path} is not a regular file, expected a YAML file`, {
+    file: path,
+    expected: "a pipeline YAML file, e.g. pipelines/train.yaml",
+    found: "a special file (device, socket or pipe)",
+  });
+}
+
 /** The most alias nodes a pipeline file may expand (the yaml package's guard against alias bombs). */
 const MAX_YAML_ALIASES = 100;
 
