@@ -15,6 +15,7 @@ const COMMANDS: Record<string, string> = {
   artifacts: "list, show and verify artifacts; list runs (artifacts --help)",
   model: "model tools (model --help)",
   tokens: "token tools (tokens --help)",
+  eval: "evaluate a trained model beside baselines (eval --model latest)",
 };
 
 function usage(): string {

@@ -1,0 +1,145 @@
+/**
+ * Names a trained model the way every command takes one (`--model`): a train
+ * artifact's folder, an artifact key or key prefix in the store, a run id (or
+ * a unique prefix of one), or `latest` / `latest~N` (the newest run that has a
+ * train step, N runs back).
+ *
+ * @module
+ */
+import { join, resolve } from "node:path";
+import { UserError } from "../errors/mod.ts";
+import { defaultStoreDir, displayPath } from "../pipeline/paths.ts";
+import { listRunFiles, type RunRecord } from "../pipeline/records.ts";
+
+/** A resolved train artifact and the artifacts it was trained from. */
+export interface ResolvedModel {
+  /** The train artifact's folder. */
+  modelDir: string;
+  /** Its input bucket artifact's folder. */
+  dataDir: string;
+  /** The train artifact's key. */
+  key: string;
+  /** How the name was read, for messages ("latest run 2026-…"). */
+  via: string;
+}
+
+async function isDir(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+async function readManifest(
+  dir: string,
+): Promise<{ key: string; job: string; inputs: Record<string, string> }> {
+  try {
+    return JSON.parse(await Deno.readTextFile(join(dir, "manifest.json")));
+  } catch (e) {
+    throw new UserError(`cannot read the artifact's manifest: ${(e as Error).message}`, {
+      file: join(dir, "manifest.json"),
+      expected: "a published artifact folder (with manifest.json)",
+    });
+  }
+}
+
+/** Resolves `name` (see the module doc) in the store at `storeDir`. */
+export async function resolveModel(name: string, storeDir?: string): Promise<ResolvedModel> {
+  const store = resolve(storeDir ?? defaultStoreDir());
+  const objects = join(store, "objects");
+  const where = { field: "--model" };
+  let key: string | undefined;
+  let modelDir: string | undefined;
+  let via = name;
+  if (await isDir(name)) {
+    modelDir = resolve(name);
+    key = (await readManifest(modelDir)).key;
+    via = displayPath(modelDir);
+  } else {
+    const latest = /^latest(?:~(\d+))?$/.exec(name);
+    const records: { file: string; record: RunRecord }[] = [];
+    for (const file of await listRunFiles(join(store, "runs"))) {
+      try {
+        records.push({
+          file,
+          record: JSON.parse(await Deno.readTextFile(join(store, "runs", file))),
+        });
+      } catch {
+        // An unreadable record names nothing.
+      }
+    }
+    const trainKey = (r: RunRecord) =>
+      Object.values(r.steps).find((s) =>
+        s.job === "train" && s.key && (s.status === "ran" || s.status === "cached")
+      )?.key;
+    if (latest) {
+      const back = Number(latest[1] ?? 0);
+      const withModel = records.filter((r) =>
+        r.record.status === "succeeded" && trainKey(r.record)
+      );
+      const pick = withModel[back];
+      if (!pick) {
+        throw new UserError(
+          `no run "${name}": the store has ${withModel.length} successful runs with a train step`,
+          {
+            ...where,
+            file: join(store, "runs"),
+            hint: "run a pipeline first (deno task pipeline train.yaml), or pass --store",
+          },
+        );
+      }
+      key = trainKey(pick.record)!;
+      via = `${name} (run ${pick.record.id})`;
+    } else {
+      const byRun = records.filter((r) => r.record.id === name || r.file.startsWith(name));
+      if (byRun.length === 1 && trainKey(byRun[0].record)) {
+        key = trainKey(byRun[0].record)!;
+        via = `run ${byRun[0].record.id}`;
+      } else if (/^[0-9a-f]{4,64}$/.test(name)) {
+        const matches: string[] = [];
+        try {
+          for await (const e of Deno.readDir(objects)) {
+            if (e.isDirectory && e.name.startsWith(name)) matches.push(e.name);
+          }
+        } catch {
+          // No objects folder: nothing matches.
+        }
+        if (matches.length > 1) {
+          throw new UserError(`the key prefix "${name}" matches ${matches.length} artifacts`, {
+            ...where,
+            found: matches.slice(0, 5).map((m) => m.slice(0, 16)).join(", "),
+            hint: "give more characters of the key",
+          });
+        }
+        key = matches[0];
+      }
+    }
+    if (!key) {
+      throw new UserError(`no model named "${name}"`, {
+        ...where,
+        expected: "a train artifact folder, an artifact key (prefix), a run id, latest or latest~N",
+        hint: `runs and keys are looked up in the store ${displayPath(store)} (--store DIR)`,
+      });
+    }
+    modelDir = join(objects, key);
+  }
+  const manifest = await readManifest(modelDir);
+  if (manifest.job !== "train") {
+    throw new UserError(`"${name}" is a ${manifest.job} artifact, not a trained model`, {
+      ...where,
+      expected: "a train artifact",
+      found: `${manifest.job} ${manifest.key.slice(0, 12)}`,
+    });
+  }
+  const dataKey = manifest.inputs?.data;
+  const dataDir = resolve(modelDir, "..", dataKey ?? "");
+  if (!dataKey || !(await isDir(dataDir))) {
+    throw new UserError("the bucket artifact this model was trained on is not in the store", {
+      ...where,
+      file: dataDir,
+      hint: "re-run the pipeline that trained it (every step but train is cheap) in this store",
+    });
+  }
+  return { modelDir, dataDir, key: manifest.key, via };
+}

@@ -1,0 +1,274 @@
+/**
+ * Evaluates a trained SamOut on held-out data (the evaluate job and
+ * `deno task eval`): token figures by kind and category, category accuracy
+ * with its confusion matrix, and the baselines beside every figure, on the
+ * test split (reported) and the validation split (for comparison: early
+ * stopping chose the weights on it, so its figures are optimistic).
+ *
+ * `metrics.json` names are stable (README, "Metrics"): flat headline names
+ * (`test_loss`, `category_accuracy`, …) for gates and diffs, and the full
+ * figures under `test` and `val`.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import type { TokenBatch, Vocabulary } from "../data/types.ts";
+import { readBucketedData } from "../data/bucket.ts";
+import { UserError } from "../errors/mod.ts";
+import { requestGpu } from "../gpu/device.ts";
+import { SamOutInference } from "../model/inference.ts";
+import { samoutFromSafetensors } from "../model/safetensors.ts";
+import type { SamOutConfig } from "../model/config.ts";
+import {
+  baselinePredictors,
+  bigramProbability,
+  type CategoryFigures,
+  categoryFigures,
+  categoryPosition,
+  fitNgrams,
+  rankByScore,
+  type ScoredSequence,
+  type SplitTokenFigures,
+  tokenFigures,
+} from "./metrics.ts";
+
+export * from "./metrics.ts";
+
+/** The splits evaluate reports. */
+export type EvalSplit = "test" | "val";
+
+/** What {@link evaluateModel} reads. */
+export interface EvaluateRequest {
+  /** A train artifact (best.safetensors, curves.jsonl, metrics.json). */
+  modelDir: string;
+  /** A bucket artifact (train/val/test batches, vocab.json). */
+  dataDir: string;
+  splits: readonly EvalSplit[];
+  log?: (message: string) => void;
+}
+
+/** One split's figures: the model's and every baseline's. */
+export interface SplitEvaluation {
+  model: SplitTokenFigures;
+  baselines: Record<string, SplitTokenFigures>;
+  category: CategoryFigures;
+  category_baselines: Record<string, number>;
+  sequences: number;
+}
+
+/** What {@link evaluateModel} returns. */
+export interface Evaluation {
+  config: SamOutConfig;
+  vocab: Vocabulary;
+  adapter: string;
+  /** How the category is predicted for this layout. */
+  category_method: string;
+  splits: Partial<Record<EvalSplit, SplitEvaluation>>;
+}
+
+interface Row {
+  category: number;
+  tokens: Int32Array;
+}
+
+/** Strips the trailing padding of each row of each batch. */
+function rowsOf(batches: readonly TokenBatch[], vocab: Vocabulary): Row[] {
+  const rows: Row[] = [];
+  for (const b of batches) {
+    for (let r = 0; r < b.rows; r++) {
+      const row = b.tokens.subarray(r * b.length, (r + 1) * b.length);
+      let n = row.length;
+      while (n > 0 && row[n - 1] === 0) n--;
+      const tokens = row.slice(0, n);
+      const pos = categoryPosition(vocab, tokens);
+      if (pos < 0) {
+        throw new UserError("a bucketed sequence has no category token", {
+          expected: `a ${vocab.layout}-layout sequence with one category token`,
+        });
+      }
+      rows.push({ category: tokens[pos] - vocab.category_offset, tokens });
+    }
+  }
+  return rows;
+}
+
+/** Packs rows into padded batches of at most `maxRows`, keeping order. */
+function batchesOf(rows: readonly Row[], maxRows: number): TokenBatch[] {
+  const out: TokenBatch[] = [];
+  for (let i = 0; i < rows.length; i += maxRows) {
+    const chunk = rows.slice(i, i + maxRows);
+    const length = Math.max(...chunk.map((r) => r.tokens.length));
+    const tokens = new Int32Array(chunk.length * length);
+    chunk.forEach((r, j) => tokens.set(r.tokens, j * length));
+    out.push({ rows: chunk.length, length, tokens });
+  }
+  return out;
+}
+
+/** Evaluates the best weights of `req.modelDir` (see the module doc). */
+export async function evaluateModel(req: EvaluateRequest): Promise<Evaluation> {
+  const weightsFile = join(req.modelDir, "best.safetensors");
+  let bytes: Uint8Array;
+  try {
+    bytes = await Deno.readFile(weightsFile);
+  } catch (e) {
+    throw new UserError(`cannot read the trained weights: ${(e as Error).message}`, {
+      file: weightsFile,
+      expected: "a train artifact with best.safetensors",
+    });
+  }
+  const { cfg, params } = samoutFromSafetensors(bytes, { file: weightsFile });
+  const data = await readBucketedData(req.dataDir, { maxPositions: cfg.maxPositions });
+  const vocab = data.vocab;
+  if (vocab.code_offset + vocab.codebook_size !== cfg.vocabSize) {
+    throw new UserError("the model and the data have different vocabularies", {
+      file: weightsFile,
+      expected: `a model with ${vocab.code_offset + vocab.codebook_size} tokens (the data's)`,
+      found: `${cfg.vocabSize} tokens`,
+      hint: "evaluate a model with the bucket artifact it was trained on",
+    });
+  }
+  const trainRows = rowsOf(data.train, vocab);
+  const ngrams = fitNgrams(vocab, trainRows);
+  const predictors = baselinePredictors(ngrams);
+  const C = vocab.categories.length;
+  const trainCounts = new Array<number>(C).fill(0);
+  for (const r of trainRows) trainCounts[r.category]++;
+  const majority = rankByScore(trainCounts)[0];
+
+  const splitRows: Partial<Record<EvalSplit, Row[]>> = {};
+  for (const split of req.splits) {
+    const rows = rowsOf(data[split], vocab);
+    if (rows.length === 0) {
+      throw new UserError(`the ${split} split is empty`, {
+        file: join(req.dataDir, "batches.json"),
+        expected: `${split} sequences (the scan step's ${split}_fraction above 0)`,
+        hint: split === "test"
+          ? "set test_fraction in the scan step, or evaluate with --split val"
+          : "raise val_fraction in the scan step",
+      });
+    }
+    splitRows[split] = rows;
+  }
+  const all = Object.values(splitRows).flat();
+  const maxRows = Math.max(...data.train.map((b) => b.rows), ...data.val.map((b) => b.rows), 1);
+  const maxLength = Math.max(...all.map((r) => r.tokens.length), 2);
+  const gpu = await requestGpu();
+  const model = await SamOutInference.create(gpu, {
+    config: cfg,
+    maxBatch: maxRows,
+    maxLength,
+    maxPicks: maxRows,
+  });
+  try {
+    model.uploadWeights(params);
+    const result: Evaluation = {
+      config: cfg,
+      vocab,
+      adapter: gpu.adapterDescription,
+      category_method: vocab.layout === "seed"
+        ? "argmax over the category tokens at the position before the category token"
+        : "likelihood: the category whose prompt gives the clip's audio tokens the lowest loss",
+      splits: {},
+    };
+    for (const split of req.splits) {
+      const rows = splitRows[split]!;
+      req.log?.(`evaluating ${rows.length} ${split} sequences`);
+      const scored: ScoredSequence[] = [];
+      const rankings: number[][] = [];
+      for (const batch of batchesOf(rows, maxRows)) {
+        const first = scored.length;
+        const s = await model.score(batch);
+        const S = batch.length - 1;
+        for (let r = 0; r < batch.rows; r++) {
+          const row = rows[first + r];
+          const n = row.tokens.length - 1;
+          scored.push({
+            category: vocab.categories[row.category],
+            tokens: row.tokens,
+            nll: s.nll.subarray(r * S, r * S + n),
+            hit: s.hit.subarray(r * S, r * S + n),
+          });
+        }
+        const batchRows = rows.slice(first, first + batch.rows);
+        rankings.push(...await rankCategories(model, vocab, batch, batchRows));
+      }
+      const baselines: Record<string, SplitTokenFigures> = {};
+      for (const [name, predict] of Object.entries(predictors)) {
+        baselines[name] = tokenFigures(
+          vocab,
+          rows.map((r) => ({
+            category: vocab.categories[r.category],
+            tokens: r.tokens,
+            ...predict(r.tokens),
+          })),
+          name !== "repeat_previous",
+        );
+      }
+      const truth = rows.map((r) => r.category);
+      const category = categoryFigures(vocab.categories, truth, rankings);
+      const category_baselines: Record<string, number> = {
+        chance: 1 / C,
+        majority_class: truth.filter((t) => t === majority).length / truth.length,
+      };
+      if (vocab.layout === "seed") {
+        // The bigram's guess of the category token after the last audio token.
+        const bigramRank = rows.map((r) => {
+          const prev = r.tokens[categoryPosition(vocab, r.tokens) - 1];
+          return rankByScore(
+            vocab.categories.map((_, c) =>
+              bigramProbability(ngrams, prev, vocab.category_offset + c)
+            ),
+          );
+        });
+        category_baselines.bigram = categoryFigures(vocab.categories, truth, bigramRank)
+          .category_accuracy;
+      }
+      result.splits[split] = {
+        model: tokenFigures(vocab, scored),
+        baselines,
+        category,
+        category_baselines,
+        sequences: rows.length,
+      };
+    }
+    return result;
+  } finally {
+    model.destroy();
+  }
+}
+
+/** Each row's categories, best first (see {@link Evaluation.category_method}). */
+async function rankCategories(
+  model: SamOutInference,
+  vocab: Vocabulary,
+  batch: TokenBatch,
+  rows: readonly Row[],
+): Promise<number[][]> {
+  const C = vocab.categories.length;
+  const V = model.config.vocabSize;
+  if (vocab.layout === "seed") {
+    const picks = rows.map((r, row) => ({ row, position: categoryPosition(vocab, r.tokens) - 1 }));
+    const logits = await model.logitsAt(batch, picks);
+    return rows.map((_, i) =>
+      rankByScore(logits.subarray(i * V + vocab.category_offset, i * V + vocab.category_offset + C))
+    );
+  }
+  // label-first: score the clip under each category's prompt.
+  const lossUnder = rows.map(() => new Float64Array(C));
+  const S = batch.length - 1;
+  for (let c = 0; c < C; c++) {
+    const tokens = batch.tokens.slice();
+    rows.forEach((r, i) =>
+      tokens[i * batch.length + categoryPosition(vocab, r.tokens)] = vocab.category_offset + c
+    );
+    const s = await model.score({ ...batch, tokens });
+    rows.forEach((r, i) => {
+      const pos = categoryPosition(vocab, r.tokens);
+      let sum = 0;
+      for (let t = pos; t < r.tokens.length - 1; t++) sum += s.nll[i * S + t];
+      lossUnder[i][c] = -sum;
+    });
+  }
+  return lossUnder.map((scores) => rankByScore(scores));
+}

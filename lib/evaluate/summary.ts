@@ -1,0 +1,91 @@
+/**
+ * `metrics.json` of the evaluate job, and the headline a pipeline run prints.
+ * Names are stable: CI gates (`--fail-if 'evaluate.test_loss > 3'`) and
+ * experiment diffs read them. The README's "Metrics" table lists every one.
+ *
+ * @module
+ */
+import type { Evaluation, SplitEvaluation } from "./mod.ts";
+
+/** Flat headline metrics (test split unless named val_…), then the full figures per split. */
+export function evaluationMetrics(e: Evaluation): Record<string, unknown> {
+  const flat: Record<string, unknown> = {};
+  const t = e.splits.test;
+  const v = e.splits.val;
+  const put = (prefix: string, s: SplitEvaluation | undefined) => {
+    if (!s) return;
+    flat[`${prefix}_loss`] = s.model.loss;
+    flat[`${prefix}_token_accuracy`] = s.model.token_accuracy;
+    flat[`${prefix}_perplexity`] = s.model.perplexity;
+    flat[`${prefix}_audio_loss`] = s.model.by_kind.audio.loss;
+    flat[`${prefix}_category_accuracy`] = s.category.category_accuracy;
+    flat[`uniform_${prefix}_loss`] = s.baselines.uniform.loss;
+    flat[`unigram_${prefix}_loss`] = s.baselines.unigram.loss;
+    flat[`bigram_${prefix}_loss`] = s.baselines.bigram.loss;
+    flat[`bigram_${prefix}_token_accuracy`] = s.baselines.bigram.token_accuracy;
+    flat[`bigram_${prefix}_audio_loss`] = s.baselines.bigram.by_kind.audio.loss;
+    flat[`repeat_previous_${prefix}_token_accuracy`] = s.baselines.repeat_previous.token_accuracy;
+    const m = s.model.loss, b = s.baselines.bigram.loss;
+    flat[`${prefix}_loss_vs_bigram`] = m !== null && b !== null && b > 0 ? 1 - m / b : null;
+  };
+  put("test", t);
+  put("val", v);
+  const main = t ?? v;
+  if (main) {
+    flat.category_accuracy = main.category.category_accuracy;
+    flat.category_top3_accuracy = main.category.category_top3_accuracy;
+    flat.macro_f1 = main.category.macro_f1;
+    flat.chance_category_accuracy = main.category_baselines.chance;
+    flat.majority_category_accuracy = main.category_baselines.majority_class;
+    if (main.category_baselines.bigram !== undefined) {
+      flat.bigram_category_accuracy = main.category_baselines.bigram;
+    }
+    flat.reported_split = t ? "test" : "val";
+  }
+  const nested = (s: SplitEvaluation | undefined) =>
+    s && {
+      sequences: s.sequences,
+      model: s.model,
+      baselines: s.baselines,
+      category: {
+        ...s.category,
+        labels: e.vocab.categories,
+        baselines: s.category_baselines,
+      },
+    };
+  return {
+    ...flat,
+    category_method: e.category_method,
+    layout: e.vocab.layout,
+    adapter: e.adapter,
+    ...(t ? { test: nested(t) } : {}),
+    ...(v ? { val: nested(v) } : {}),
+  };
+}
+
+const pct = (x: unknown) => typeof x === "number" ? `${(100 * x).toFixed(1)}%` : "n/a";
+const nats = (x: unknown) => typeof x === "number" ? x.toFixed(3) : "n/a";
+
+/** The few lines a person reads first: each figure beside the baseline a skeptic would use. */
+export function headlineLines(metrics: Record<string, unknown>): string[] {
+  const split = metrics.reported_split === "val" ? "val" : "test";
+  const gain = metrics[`${split}_loss_vs_bigram`];
+  return [
+    `${split} loss ${nats(metrics[`${split}_loss`])} nats/token vs bigram ${
+      nats(metrics[`bigram_${split}_loss`])
+    }` + (typeof gain === "number" ? ` (${(100 * gain).toFixed(1)}% lower)` : "") +
+    `, unigram ${nats(metrics[`unigram_${split}_loss`])}, uniform ${
+      nats(metrics[`uniform_${split}_loss`])
+    }`,
+    `${split} token accuracy ${pct(metrics[`${split}_token_accuracy`])} vs repeat-previous ${
+      pct(metrics[`repeat_previous_${split}_token_accuracy`])
+    }, bigram ${pct(metrics[`bigram_${split}_token_accuracy`])}`,
+    `category accuracy ${pct(metrics.category_accuracy)} (top-3 ${
+      pct(metrics.category_top3_accuracy)
+    }, macro-F1 ${nats(metrics.macro_f1)}) vs chance ${pct(metrics.chance_category_accuracy)}` +
+    `, majority ${pct(metrics.majority_category_accuracy)}` +
+    (metrics.bigram_category_accuracy !== undefined
+      ? `, bigram ${pct(metrics.bigram_category_accuracy)}`
+      : ""),
+  ];
+}
