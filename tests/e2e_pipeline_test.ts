@@ -404,6 +404,13 @@ Deno.test("e2e: the tiny real pipeline from the CLI", async (t) => {
       without(config, new Set(["parameters"])),
       { voc_size: vocabSize, hidden_size: 16, num_heads: 2, num_layers: 1, max_positions: 64 },
     );
+    // SamOut's size written out, not taken from the code that wrote config.json: em and head
+    // 2 V d, pos P d, and per layer 11 d^2 + 7 d + 1 (down 2 d^2, heads 3 d^2, ffn1 and gate
+    // 2 (2 d^2 + 2 d), ffn2 2 d^2 + d, layer norm 2 d, alpha 1).
+    const d = 16;
+    const parameters = 2 * vocabSize * d + 64 * d + (11 * d * d + 7 * d + 1);
+    assertEquals(parameters, 736 + 1024 + 2929);
+    assertEquals(config.parameters, parameters, "config.json parameters");
     for (const name of ["best.safetensors", "last.safetensors"]) {
       const { tensors } = readSafetensors(await Deno.readFile(join(dir, name)), { file: name });
       let count = 0;
@@ -411,7 +418,7 @@ Deno.test("e2e: the tiny real pipeline from the CLI", async (t) => {
         assert(x.data.every(Number.isFinite), `${name} ${tname}: finite`);
         count += x.data.length;
       }
-      assertEquals(count, config.parameters, `${name} holds config.parameters values`);
+      assertEquals(count, parameters, `${name} holds every parameter`);
     }
     const curves = (await Deno.readTextFile(join(dir, "curves.jsonl"))).trim().split("\n")
       .map((l) => JSON.parse(l));
@@ -425,7 +432,7 @@ Deno.test("e2e: the tiny real pipeline from the CLI", async (t) => {
     }
     const metrics = await readJson<Record<string, unknown>>(join(dir, "metrics.json"));
     assertEquals([metrics.steps, metrics.stopped], [3, "max_steps"]);
-    assertEquals(metrics.parameters, config.parameters);
+    assertEquals(metrics.parameters, parameters);
     assertEquals(metrics.best_val_loss, curves[3].val_loss);
     assertEquals(
       await readJson(join(dir, "vocab.json")),
