@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PyTorch CPU baseline for bench/train.ts: SamOut training steps per second.
 
-The same model tree as /work/shared/SAMOUT.md (and tools/make_fixtures.py):
+The same model tree as docs/SAMOUT.md (and tools/make_fixtures.py):
 embedding, position embedding, per layer concat(pos, h) -> Down -> MaxState
 (running max with torch.cummax) -> gated FFN -> alpha mix -> LayerNorm -> + u,
 then the head; cross-entropy with ignore_index=0, Adam (lr 1e-3).

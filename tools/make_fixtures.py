@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """PyTorch parity fixtures for the SamOut CPU reference (tests/parity_reference_test.ts).
 
-Builds the SamOut module tree of /work/shared/SAMOUT.md in PyTorch with the exact
+Builds the SamOut module tree of docs/SAMOUT.md in PyTorch with the exact
 parameter names, initialises it with PyTorch's default initialisers (seeded),
 rounds the weights to float32 and then computes everything in float64:
 

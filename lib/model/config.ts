@@ -1,5 +1,5 @@
 /**
- * SamOut model sizes (see /work/shared/SAMOUT.md, "Sizes") and their validation.
+ * SamOut model sizes (see docs/SAMOUT.md, "Sizes") and their validation.
  *
  * @module
  */

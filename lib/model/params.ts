@@ -1,6 +1,6 @@
 /**
  * SamOut's parameters: names, shapes and initialisation exactly as the table in
- * /work/shared/SAMOUT.md, in one canonical order that every flat layout,
+ * docs/SAMOUT.md, in one canonical order that every flat layout,
  * checkpoint and test follows.
  *
  * @module

@@ -1,5 +1,5 @@
 /**
- * The CPU reference for SamOut (/work/shared/SAMOUT.md), in float64.
+ * The CPU reference for SamOut (docs/SAMOUT.md), in float64.
  *
  * First the per-op forward/backward pairs that every WGSL kernel is tested
  * against, then the full model: forward, loss and gradients, and the recurrent
