@@ -33,6 +33,7 @@ export const job = defineJob({
   description: "measure the trained model on the test split beside n-gram and trivial baselines",
   params: EvaluateParams,
   inputs: () => ["model", "data", "tokens", "scan"],
+  slots: { model: ["train"], data: ["bucket"], tokens: ["tokenize"], scan: ["scan"] },
   async run(ctx) {
     const { join } = await import("node:path");
     const { evaluateModel } = await import("../lib/evaluate/mod.ts");
