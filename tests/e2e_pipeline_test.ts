@@ -14,7 +14,10 @@ import {
   assertNotEquals,
   assertStringIncludes,
 } from "./assert.ts";
-import { readSafetensors } from "../lib/model/safetensors.ts";
+import { readSafetensors, samoutFromSafetensors } from "../lib/model/safetensors.ts";
+import { samoutForward } from "../lib/model/reference.ts";
+import { readBucketedData } from "../lib/data/bucket.ts";
+import type { TokenBatch } from "../lib/data/types.ts";
 import {
   byStep,
   E2E_PIPELINE,
@@ -62,7 +65,7 @@ interface TokenizedSequence {
   path: string;
   category: string;
   sha256: string;
-  split: "train" | "val";
+  split: "train" | "val" | "test";
   offset: number;
   length: number;
 }
@@ -75,6 +78,7 @@ interface BucketIndex {
   max_length: number;
   train: { rows: number; length: number; offset: number; sequences: number[] }[];
   val: { rows: number; length: number; offset: number; sequences: number[] }[];
+  test: { rows: number; length: number; offset: number; sequences: number[] }[];
 }
 
 /** Each step's input slots -> the upstream step feeding them. */
@@ -84,6 +88,7 @@ const WIRING: Record<string, Record<string, string>> = {
   tokenize: { scan: "scan" },
   bucket: { tokens: "tokenize" },
   train: { data: "bucket" },
+  evaluate: { model: "train", data: "bucket", tokens: "tokenize", scan: "scan" },
 };
 
 const CATEGORIES = ["coin", "jump", "laser"];
@@ -336,7 +341,7 @@ Deno.test("e2e: the tiny real pipeline from the CLI", async (t) => {
     assertEquals(tokens.length, offset, "tokens.u32 holds exactly the sequences");
     for (const c of CATEGORIES) {
       const sides = new Set(seqs.filter((s) => s.category === c).map((s) => s.split));
-      assertEquals(sides, new Set(["train", "val"]), `${c} has train and val files`);
+      assertEquals(sides, new Set(["train", "val", "test"]), `${c} has files on every side`);
     }
   });
 
@@ -364,7 +369,7 @@ Deno.test("e2e: the tiny real pipeline from the CLI", async (t) => {
     );
     const seen = new Set<number>();
     let shorterThanMax = 0;
-    for (const split of ["train", "val"] as const) {
+    for (const split of ["train", "val", "test"] as const) {
       const data = littleEndian(await Deno.readFile(join(dir, `${split}.tokens`)), "uint16");
       let offset = 0;
       for (const [b, batch] of index[split].entries()) {
@@ -422,22 +427,106 @@ Deno.test("e2e: the tiny real pipeline from the CLI", async (t) => {
     }
     const curves = (await Deno.readTextFile(join(dir, "curves.jsonl"))).trim().split("\n")
       .map((l) => JSON.parse(l));
-    assertEquals(
-      curves.map((c) => `${c.kind} ${c.step}`),
-      ["train 1", "train 2", "train 3", "eval 3"],
-      "one train line per step (log_every_steps 1), one evaluation at the end",
-    );
+    // 3 steps (max_steps) over epochs of `perEpoch` batches: one train line per step
+    // (log_every_steps 1), an evaluation at each epoch end and one at the end.
+    const perEpoch = (await readJson<BucketIndex>(join(dirOf("bucket"), "batches.json"))).train
+      .length;
+    const expected: string[] = [];
+    for (let step = 1; step <= 3; step++) {
+      expected.push(`train ${step}`);
+      if (step % perEpoch === 0 || step === 3) expected.push(`eval ${step}`);
+    }
+    assertEquals(curves.map((c) => `${c.kind} ${c.step}`), expected);
     for (const c of curves.filter((c) => c.kind === "train")) {
       assert(Number.isFinite(c.loss) && c.loss > 0, `step ${c.step} loss ${c.loss}`);
     }
     const metrics = await readJson<Record<string, unknown>>(join(dir, "metrics.json"));
     assertEquals([metrics.steps, metrics.stopped], [3, "max_steps"]);
     assertEquals(metrics.parameters, parameters);
-    assertEquals(metrics.best_val_loss, curves[3].val_loss);
+    const evals = curves.filter((c) => c.kind === "eval").map((c) => c.val_loss as number);
+    assertEquals(metrics.best_val_loss, Math.min(...evals));
     assertEquals(
       await readJson(join(dir, "vocab.json")),
       await readJson(join(dirOf("tokenize"), "vocab.json")),
     );
+  });
+
+  await t.step("evaluate: metrics.json matches an independent float64 recomputation", async () => {
+    const dir = dirOf("evaluate");
+    // deno-lint-ignore no-explicit-any
+    const metrics = await readJson<Record<string, any>>(join(dir, "metrics.json"));
+    // The model, recomputed on the CPU in float64 (lib/model/reference.ts), on the test rows.
+    const weightsFile = join(dirOf("train"), "best.safetensors");
+    const { cfg, params } = samoutFromSafetensors(await Deno.readFile(weightsFile), {
+      file: weightsFile,
+    });
+    const data = await readBucketedData(dirOf("bucket"));
+    const unpad = (batches: TokenBatch[]) =>
+      batches.flatMap((b) =>
+        Array.from({ length: b.rows }, (_, r) => {
+          const row = Array.from(b.tokens.subarray(r * b.length, (r + 1) * b.length));
+          while (row.at(-1) === 0) row.pop();
+          return row;
+        })
+      );
+    const test = unpad(data.test);
+    const train = unpad(data.train);
+    assert(test.length >= CATEGORIES.length, `${test.length} test rows`);
+    const V = cfg.vocabSize;
+    let lossSum = 0, hits = 0, n = 0, catHits = 0, repeatHits = 0, bigramSum = 0;
+    // Bigram with add-0.1 smoothing over the V - 1 non-padding ids, fitted on train.
+    const pair = new Map<string, number>(), from = new Map<number, number>();
+    for (const row of train) {
+      for (let t = 0; t + 1 < row.length; t++) {
+        pair.set(`${row[t]},${row[t + 1]}`, (pair.get(`${row[t]},${row[t + 1]}`) ?? 0) + 1);
+        from.set(row[t], (from.get(row[t]) ?? 0) + 1);
+      }
+    }
+    const catIds = CATEGORIES.map((_, c) => data.vocab.category_offset + c);
+    for (const row of test) {
+      const input = Int32Array.from(row.slice(0, -1));
+      const logits = samoutForward(params, cfg, input, 1, input.length).logits;
+      for (let t = 0; t < input.length; t++) {
+        const z = logits.subarray(t * V, (t + 1) * V);
+        const max = Math.max(...z);
+        const lse = max + Math.log(z.reduce((a, x) => a + Math.exp(x - max), 0));
+        const target = row[t + 1];
+        lossSum += lse - z[target];
+        hits += z.indexOf(max) === target ? 1 : 0;
+        n += 1;
+        repeatHits += row[t] === target ? 1 : 0;
+        bigramSum -= Math.log(
+          ((pair.get(`${row[t]},${target}`) ?? 0) + 0.1) /
+            ((from.get(row[t]) ?? 0) + 0.1 * (V - 1)),
+        );
+        if (catIds.includes(target)) {
+          const best = catIds.reduce((a, b) => z[b] > z[a] ? b : a);
+          catHits += best === target ? 1 : 0;
+        }
+      }
+    }
+    const close = (name: string, got: number, expected: number, tol: number) =>
+      assert(Math.abs(got - expected) <= tol, `${name}: ${got} vs recomputed ${expected}`);
+    close("test_loss", metrics.test_loss, lossSum / n, 1e-4);
+    close("test_token_accuracy", metrics.test_token_accuracy, hits / n, 1e-9);
+    close("category_accuracy", metrics.category_accuracy, catHits / test.length, 1e-9);
+    close("bigram_test_loss", metrics.bigram_test_loss, bigramSum / n, 1e-9);
+    close(
+      "repeat_previous_test_token_accuracy",
+      metrics.repeat_previous_test_token_accuracy,
+      repeatHits / n,
+      1e-9,
+    );
+    close("uniform_test_loss", metrics.uniform_test_loss, Math.log(V), 1e-12);
+    close("chance_category_accuracy", metrics.chance_category_accuracy, 1 / 3, 1e-12);
+    assertEquals(metrics.test.model.tokens, n);
+    assertEquals(metrics.test.category.labels, CATEGORIES);
+    const confusion: number[][] = metrics.test.category.confusion;
+    assertEquals(confusion.flat().reduce((a, b) => a + b, 0), test.length);
+    assert(typeof metrics.val_loss === "number", "validation figures for comparison");
+    const html = await Deno.readTextFile(join(dir, "report.html"));
+    assertStringIncludes(html, "<audio");
+    assert(!/(src|href)="https?:/.test(html), "the report loads nothing from the network");
   });
 
   await t.step("a re-run is a no-op: every step cached, no artifact touched", async () => {
@@ -453,9 +542,14 @@ Deno.test("e2e: the tiny real pipeline from the CLI", async (t) => {
     assertEquals(byStep(again.summary, "key"), keys, "same keys");
     assertEquals(await storeListing(join(storeA, "objects")), before, "objects/ unchanged");
     assertEquals(
-      (await listTree(join(storeA, "runs"))).length,
-      runsBefore.length + 1,
-      "one new record",
+      await listTree(join(storeA, "runs")),
+      runsBefore,
+      "a run with nothing to do writes no record",
+    );
+    assertEquals(again.summary.record, undefined);
+    assert(
+      again.summary.same_as?.startsWith(join(storeA, "runs") + "/"),
+      `the summary names the record that built the artifacts, got ${again.summary.same_as}`,
     );
   });
 
@@ -477,6 +571,7 @@ Deno.test("e2e: the tiny real pipeline from the CLI", async (t) => {
         tokenize: "cached",
         bucket: "not-run",
         train: "not-run",
+        evaluate: "not-run",
       });
       const reasons = byStep(dry.summary, "reason");
       assertEquals(reasons.bucket, "parameters changed (batch_size: 8 -> 4)");

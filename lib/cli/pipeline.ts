@@ -11,6 +11,8 @@
 import { UserError } from "../errors/mod.ts";
 import { rerunFromRecord, runPipeline, type RunSummary } from "../pipeline/runner.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
+import { join, resolve } from "node:path";
+import { defaultStoreDir, displayPath } from "../pipeline/paths.ts";
 
 /**
  * The command's options, once: read by {@link quickParse} on the fast path, by
@@ -47,6 +49,10 @@ const OPTIONS = {
     arg: "<record>",
     help: "re-run exactly from a run record (its YAML text and overrides)",
   },
+  verify: {
+    type: "boolean",
+    help: "re-hash cached artifacts and source files fully before trusting them (use in CI)",
+  },
 } as const;
 
 /** Parsed command line. */
@@ -61,6 +67,7 @@ interface PipelineArgs {
   jobsDir?: string;
   json?: boolean;
   rerun?: string;
+  verify?: boolean;
 }
 
 /**
@@ -157,6 +164,7 @@ async function parse(args: string[]): Promise<PipelineArgs | number> {
     jobsDir: v["jobs-dir"] as string | undefined,
     json: v.json as boolean | undefined,
     rerun: v.rerun as string | undefined,
+    verify: v.verify as boolean | undefined,
   };
 }
 
@@ -205,6 +213,7 @@ export async function main(args: string[]): Promise<number> {
       signal: controller.signal,
       output: out,
       json: opts.json,
+      verify: opts.verify,
     };
     let summary: RunSummary;
     try {
@@ -232,8 +241,42 @@ export async function main(args: string[]): Promise<number> {
       );
       return 2;
     }
+    if (!opts.json && summary.status !== "dry-run") {
+      await printResults(summary, opts.store ?? defaultStoreDir(), out);
+    }
     return 0;
   } finally {
     Deno.removeSignalListener("SIGINT", onInterrupt);
   }
+}
+
+/**
+ * Where the results are (the trained model, the evaluation's metrics and
+ * report) and the headline figures beside their baselines.
+ */
+async function printResults(
+  summary: RunSummary,
+  store: string,
+  out: { err(text: string): void },
+): Promise<void> {
+  const dirOf = (job: string) => {
+    const step = summary.steps.find((s) => s.job === job && s.key);
+    return step ? join(resolve(store), "objects", step.key!) : undefined;
+  };
+  const lines: string[] = [];
+  const train = dirOf("train");
+  if (train) lines.push(`  model    ${displayPath(join(train, "best.safetensors"))}`);
+  const evaluate = dirOf("evaluate");
+  if (evaluate) {
+    lines.push(`  metrics  ${displayPath(join(evaluate, "metrics.json"))}`);
+    lines.push(`  report   ${displayPath(join(evaluate, "report.html"))}`);
+    try {
+      const metrics = JSON.parse(await Deno.readTextFile(join(evaluate, "metrics.json")));
+      const { headlineLines } = await import("../evaluate/summary.ts");
+      lines.push(...headlineLines(metrics).map((l) => `  ${l}`));
+    } catch {
+      // An evaluate artifact from another version: the paths above still say where to look.
+    }
+  }
+  if (lines.length) out.err(`results:\n${lines.join("\n")}\n`);
 }
