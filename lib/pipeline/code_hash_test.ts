@@ -51,3 +51,13 @@ Deno.test("codeHash covers transitive local imports and ignores the folder the f
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test('localImports follows new URL("./x.ts", import.meta.url), not folders or other bases', () => {
+  const src = `
+const w = new Worker(new URL("./feature_worker.ts", import.meta.url), { type: "module" });
+const data = new URL( '../data/table.bin' , import.meta.url );
+export const ROOT = new URL("../../", import.meta.url);
+const other = new URL("./not_local.ts", "https://example.com/");
+`;
+  assertEquals(localImports(src).sort(), ["../data/table.bin", "./feature_worker.ts"]);
+});
