@@ -6,6 +6,8 @@
 export type { ArtifactRef, Manifest, ManifestFile } from "./types.ts";
 export type {
   ArtifactStore,
+  CheckDepth,
+  CommitResult,
   ManifestBits,
   Release,
   Staging,
@@ -13,4 +15,5 @@ export type {
   VerifyReport,
 } from "./store.ts";
 export { listFiles, LocalArtifactStore } from "./store.ts";
+export { checkStorePath, fsErrorCode, storeFaultError } from "./faults.ts";
 export { canonicalJson, sha256File, sha256Hex, toHex } from "./hash.ts";

@@ -10,16 +10,26 @@
  * locks/<key>.lock          per-key flock, so two runners never build one key at once
  * runs/                     run records (written by the pipeline runner)
  * cache/                    small caches (source file hashes)
+ * quarantine/<key>.<time>/  artifacts found damaged, set aside (never deleted silently)
  * ```
  *
  * Publishing is write-to-staging, fsync, then one atomic `rename`, so a crash at
  * any moment leaves either no `objects/<key>` or a complete one. A directory in
  * `objects/` without a readable manifest naming its key is treated as missing.
  *
+ * Published artifacts never change. Publishing a key that is already there
+ * keeps the published bytes: a new output with the same files is a
+ * reproduction; one that differs is refused (an error naming the files), and
+ * the new output is set aside in `quarantine/` for comparison. Before an
+ * artifact is trusted, {@link LocalArtifactStore.check} compares its files
+ * with the manifest (sizes on every use, SHA-256 on request); a damaged one is
+ * moved to `quarantine/` so the step can be built again.
+ *
  * @module
  */
 import type { ArtifactRef, Manifest, ManifestFile } from "./types.ts";
-import { sha256File } from "./hash.ts";
+import { canonicalJson, sha256File } from "./hash.ts";
+import { UserError } from "../errors/mod.ts";
 
 /** A staging directory handed out by {@link ArtifactStore.begin}. */
 export interface Staging {
@@ -46,6 +56,26 @@ export interface VerifyReport {
   problems: VerifyProblem[];
 }
 
+/**
+ * How far {@link ArtifactStore.check} looks: `sizes` stats every file the
+ * manifest lists (cheap, done on every use); `hashes` re-hashes them too.
+ */
+export type CheckDepth = "sizes" | "hashes";
+
+/** What {@link ArtifactStore.commit} did with the staged output. */
+export interface CommitResult extends ArtifactRef {
+  /**
+   * `published`: the output was moved into place. `reproduced`: an artifact
+   * with this key was already published and the new output has the same
+   * files, byte for byte (metrics.json aside); the published one is kept.
+   */
+  outcome: "published" | "reproduced";
+  /** For `reproduced`: metrics whose values differ (timings), the published ones kept. */
+  metricsDiffer?: string[];
+  /** Where a damaged artifact found under this key was set aside before publishing. */
+  quarantined?: string;
+}
+
 /** Releases a lock taken with {@link ArtifactStore.lock}. */
 export type Release = () => void;
 
@@ -62,14 +92,22 @@ export interface ArtifactStore {
   /**
    * Publishes the staging directory: writes `metrics.json` and `manifest.json`
    * (every file with size and SHA-256), fsyncs, and renames it into place.
-   * `replace` swaps out an existing artifact (forced re-runs).
+   * An intact artifact already published under the key is never replaced:
+   * the result is `reproduced` when the files are equal, and a `UserError`
+   * naming the differing files when not (the new output is set aside).
    */
   commit(
     staging: Staging,
     bits: ManifestBits,
     metrics: Record<string, unknown>,
-    options?: { replace?: boolean },
-  ): Promise<ArtifactRef>;
+  ): Promise<CommitResult>;
+  /** Compares a published artifact's files with its manifest; empty when intact. */
+  check(ref: ArtifactRef, depth: CheckDepth): Promise<VerifyProblem[]>;
+  /**
+   * Moves a published artifact out of `objects/` into `quarantine/`, with a
+   * note of why; returns where it went (undefined when it was already gone).
+   */
+  quarantine(key: string, problems: VerifyProblem[]): Promise<string | undefined>;
   /** Removes a staging directory that will not be published. */
   abort(staging: Staging): Promise<void>;
   /** Persistent scratch for `key` (checkpoints); removed when `key` is published. */
@@ -117,6 +155,37 @@ export async function listFiles(dir: string): Promise<string[]> {
   }
   await walk("");
   return out.sort();
+}
+
+/** `path: what differs` for each file that is not the same in `a` and `b` (metrics.json aside). */
+function compareFiles(a: ManifestFile[], b: ManifestFile[]): string[] {
+  const byPath = (files: ManifestFile[]) =>
+    new Map(files.filter((f) => f.path !== "metrics.json").map((f) => [f.path, f]));
+  const [ma, mb] = [byPath(a), byPath(b)];
+  const out: string[] = [];
+  for (const path of [...new Set([...ma.keys(), ...mb.keys()])].sort()) {
+    const [fa, fb] = [ma.get(path), mb.get(path)];
+    if (!fa) out.push(`${path}: only in the new output`);
+    else if (!fb) out.push(`${path}: missing from the new output`);
+    else if (fa.size !== fb.size) out.push(`${path}: ${fa.size} bytes published, ${fb.size} new`);
+    else if (fa.sha256 !== fb.sha256) out.push(`${path}: same size (${fa.size} bytes), other bytes`);
+  }
+  return out;
+}
+
+/** Names of the metrics whose values differ between a published artifact and `metrics`. */
+async function differingMetrics(
+  dir: string,
+  metrics: Record<string, unknown>,
+): Promise<string[]> {
+  let old: Record<string, unknown>;
+  try {
+    old = JSON.parse(await Deno.readTextFile(join(dir, "metrics.json")));
+  } catch {
+    return ["metrics.json"];
+  }
+  return [...new Set([...Object.keys(old), ...Object.keys(metrics)])].sort()
+    .filter((k) => canonicalJson(old[k]) !== canonicalJson(metrics[k]));
 }
 
 function isManifest(m: unknown, key: string): m is Manifest {
@@ -198,8 +267,7 @@ export class LocalArtifactStore implements ArtifactStore {
     staging: Staging,
     bits: ManifestBits,
     metrics: Record<string, unknown>,
-    options: { replace?: boolean } = {},
-  ): Promise<ArtifactRef> {
+  ): Promise<CommitResult> {
     const { key, dir } = staging;
     await Deno.writeTextFile(join(dir, "metrics.json"), JSON.stringify(metrics, null, 2) + "\n");
     const files: ManifestFile[] = [];
@@ -223,24 +291,125 @@ export class LocalArtifactStore implements ArtifactStore {
     await fsyncDir(dir);
     const target = this.#objectDir(key);
     await Deno.mkdir(join(this.root, "objects"), { recursive: true });
+    let quarantined: string | undefined;
     if (await exists(target)) {
-      const valid = await this.get(key);
-      if (valid && !options.replace) {
-        // Someone published the same key meanwhile; keys are content identities, keep theirs.
-        await Deno.remove(dir, { recursive: true });
-        await this.#removeWork(key);
-        return valid;
+      const existing = this.getSync(key);
+      const damage = existing
+        ? this.checkSync(existing)
+        : [{ key, path: "manifest.json", problem: "manifest missing or unreadable" }];
+      if (existing && damage.length === 0) {
+        const differences = compareFiles(existing.manifest.files, files);
+        if (differences.length === 0) {
+          const metricsDiffer = await differingMetrics(existing.dir, metrics);
+          await Deno.remove(dir, { recursive: true });
+          await this.#removeWork(key);
+          return { ...existing, outcome: "reproduced", metricsDiffer };
+        }
+        const aside = await this.#setAside(dir, key, "rerun");
+        throw new UserError(
+          `the new output differs from the artifact already published under key ${
+            key.slice(0, 12)
+          }; the published artifact is kept unchanged (published artifacts never change)`,
+          {
+            file: target,
+            expected: "the same files, byte for byte, for the same step key",
+            found: differences.slice(0, 5).join("; ") +
+              (differences.length > 5 ? `; and ${differences.length - 5} more` : ""),
+            hint: `the job is not deterministic, or its output depends on something its key ` +
+              `does not cover. The new output is in ${aside} for comparison`,
+          },
+        );
       }
-      const old = `${dir}.old`;
-      await Deno.rename(target, old);
-      await Deno.rename(dir, target);
-      await Deno.remove(old, { recursive: true });
-    } else {
-      await Deno.rename(dir, target);
+      quarantined = await this.quarantine(key, damage);
     }
+    await Deno.rename(dir, target);
     await fsyncDir(join(this.root, "objects"));
     await this.#removeWork(key);
-    return { key, dir: target, manifest };
+    return { key, dir: target, manifest, outcome: "published", quarantined };
+  }
+
+  /** The cheap check: every listed file is there, is a file, and has its manifest size. */
+  checkSync(ref: ArtifactRef): VerifyProblem[] {
+    const problems: VerifyProblem[] = [];
+    for (const f of ref.manifest.files) {
+      let info: Deno.FileInfo;
+      try {
+        info = Deno.statSync(join(ref.dir, f.path));
+      } catch {
+        problems.push({ key: ref.key, path: f.path, problem: "file missing" });
+        continue;
+      }
+      if (!info.isFile) {
+        problems.push({ key: ref.key, path: f.path, problem: "not a file" });
+      } else if (info.size !== f.size) {
+        problems.push({
+          key: ref.key,
+          path: f.path,
+          problem: `size ${info.size} bytes, manifest says ${f.size}`,
+        });
+      }
+    }
+    return problems;
+  }
+
+  async check(ref: ArtifactRef, depth: CheckDepth): Promise<VerifyProblem[]> {
+    const problems = this.checkSync(ref);
+    if (depth === "sizes") return problems;
+    const flagged = new Set(problems.map((p) => p.path));
+    for (const f of ref.manifest.files) {
+      if (flagged.has(f.path)) continue;
+      try {
+        const { sha256 } = await sha256File(join(ref.dir, f.path));
+        if (sha256 !== f.sha256) {
+          problems.push({
+            key: ref.key,
+            path: f.path,
+            problem: `sha256 ${sha256} does not match the manifest`,
+          });
+        }
+      } catch (e) {
+        problems.push({
+          key: ref.key,
+          path: f.path,
+          problem: `unreadable: ${e instanceof Error ? e.message : String(e)}`,
+        });
+      }
+    }
+    const order = new Map(ref.manifest.files.map((f, i) => [f.path, i]));
+    return problems.sort((a, b) => order.get(a.path)! - order.get(b.path)!);
+  }
+
+  async quarantine(key: string, problems: VerifyProblem[]): Promise<string | undefined> {
+    checkKey(key);
+    try {
+      return await this.#setAside(this.#objectDir(key), key, "", problems);
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return undefined; // set aside by another run meanwhile
+      throw e;
+    }
+  }
+
+  /** Renames `dir` to `quarantine/<key>.<time>[.<tag>]`, with a note of why when given. */
+  async #setAside(
+    dir: string,
+    key: string,
+    tag: string,
+    problems?: VerifyProblem[],
+  ): Promise<string> {
+    const parent = join(this.root, "quarantine");
+    await Deno.mkdir(parent, { recursive: true });
+    const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+    const target = join(parent, `${key}.${stamp}${tag ? `.${tag}` : ""}`);
+    await Deno.rename(dir, target);
+    if (problems) {
+      const note = { key, moved_at: new Date().toISOString(), from: dir, problems };
+      // Best effort: on a full disk the move still happened, which is what matters.
+      await Deno.writeTextFile(
+        join(target, "QUARANTINE.json"),
+        JSON.stringify(note, null, 2) + "\n",
+      ).catch(() => {});
+    }
+    return target;
   }
 
   async #removeWork(key: string): Promise<void> {
@@ -328,26 +497,7 @@ export class LocalArtifactStore implements ArtifactStore {
         continue;
       }
       const listed = new Set(ref.manifest.files.map((f) => f.path));
-      for (const f of ref.manifest.files) {
-        try {
-          const { sha256, size } = await sha256File(join(ref.dir, f.path));
-          if (size !== f.size) {
-            problems.push({
-              key,
-              path: f.path,
-              problem: `size ${size} bytes, manifest says ${f.size}`,
-            });
-          } else if (sha256 !== f.sha256) {
-            problems.push({
-              key,
-              path: f.path,
-              problem: `sha256 ${sha256} does not match the manifest`,
-            });
-          }
-        } catch {
-          problems.push({ key, path: f.path, problem: "file missing" });
-        }
-      }
+      problems.push(...await this.check(ref, "hashes"));
       for (const path of await listFiles(ref.dir)) {
         if (path !== "manifest.json" && !listed.has(path)) {
           problems.push({ key, path, problem: "file not listed in the manifest" });

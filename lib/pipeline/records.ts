@@ -3,6 +3,15 @@
  * the pipeline text, overrides and per-step outcome, so a run can be explained
  * (`--dry-run` reasons) and repeated exactly (`--rerun`).
  *
+ * A run in which every step is cached writes no record: it would repeat the
+ * record of the run that built those artifacts (which the runner names
+ * instead), it would fill `runs/` with copies on every CI poll, and a store
+ * that can only be read could not serve cached runs at all.
+ *
+ * A record is written when a run starts (`running`) and rewritten when it
+ * ends; it always ends in a final state, even on a full disk (see
+ * {@link finishRunRecord}).
+ *
  * @module
  */
 import { join } from "./path.ts";
@@ -42,13 +51,31 @@ export interface RunRecord {
   seed: number;
   /** The jobs folder, repo-relative where possible. */
   jobs_dir: string;
-  options: { dry_run?: boolean; force?: string[]; only?: string; until?: string };
+  options: {
+    dry_run?: boolean;
+    force?: string[];
+    only?: string;
+    until?: string;
+    /** `--verify`: cached artifacts and sources were fully re-hashed. */
+    verify?: boolean;
+  };
   started_at: string;
   finished_at?: string;
   status: "running" | "succeeded" | "failed" | "interrupted";
   /** The failure, formatted, when the run failed. */
   error?: string;
   steps: Record<string, StepRecord>;
+  /**
+   * Job name -> the files behind its code hash (repo-relative name -> hex
+   * SHA-256), so a later `--rerun` can name the files that changed.
+   */
+  code?: Record<string, Record<string, string>>;
+  /** The record this run repeated (`--rerun`). */
+  rerun_of?: string;
+  /** What the user was warned of (damaged artifacts set aside, code that differs). */
+  warnings?: string[];
+  /** Set when the record had to be shortened to fit on a full disk. */
+  shortened?: string;
 }
 
 /** A new record id: `<UTC timestamp>-<name>-<6 hex>`. */
@@ -58,15 +85,107 @@ export function newRunId(name: string, at: Date): string {
   return `${ts}-${name}-${[...rand].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
 }
 
-/** Writes (or rewrites) a record atomically; returns its path. */
+/** Writes (or rewrites) a record atomically; returns its path. Leaves no temporary file when it fails. */
 export function writeRunRecord(runsDir: string, record: RunRecord): string {
   // Sync: a small file, written once or twice per run; async ops hop threads.
   Deno.mkdirSync(runsDir, { recursive: true });
   const path = join(runsDir, `${record.id}.json`);
   const tmp = `${path}.${Deno.pid}.tmp`;
-  Deno.writeTextFileSync(tmp, JSON.stringify(record, null, 2) + "\n");
-  Deno.renameSync(tmp, path);
+  try {
+    Deno.writeTextFileSync(tmp, JSON.stringify(record, null, 2) + "\n");
+    Deno.renameSync(tmp, path);
+  } catch (e) {
+    try {
+      Deno.removeSync(tmp);
+    } catch { /* never created */ }
+    throw e;
+  }
   return path;
+}
+
+/**
+ * Writes a run's final record. When the atomic rewrite fails (a full disk
+ * has no room for the temporary copy), the `running` record already on disk
+ * is overwritten in place with a shortened final record (no step identities,
+ * no code file list; the keys, statuses and error stay), which fits in the
+ * space the old one holds. `problem` says what happened when even that failed.
+ */
+export function finishRunRecord(
+  runsDir: string,
+  record: RunRecord,
+): { path: string; problem?: string } {
+  const path = join(runsDir, `${record.id}.json`);
+  let first: unknown;
+  try {
+    return { path: writeRunRecord(runsDir, record) };
+  } catch (e) {
+    first = e;
+  }
+  const shortened: RunRecord = {
+    ...record,
+    code: undefined,
+    error: record.error?.slice(0, 2000),
+    shortened: `written in place on a full disk (${
+      first instanceof Error ? first.message : String(first)
+    }): step identities and code files left out`,
+    steps: Object.fromEntries(
+      Object.entries(record.steps).map(([n, s]) => [n, { ...s, identity: undefined }]),
+    ),
+  };
+  const bytes = new TextEncoder().encode(JSON.stringify(shortened) + "\n");
+  try {
+    const size = Deno.statSync(path).size;
+    if (bytes.length > size) throw new Error(`the shortened record needs ${bytes.length} bytes`);
+    const f = Deno.openSync(path, { write: true });
+    try {
+      let off = 0;
+      while (off < bytes.length) off += f.writeSync(bytes.subarray(off));
+      f.truncateSync(bytes.length);
+      f.syncSync();
+    } finally {
+      f.close();
+    }
+    return { path };
+  } catch (e) {
+    return {
+      path,
+      problem: `the run record ${path} could not be updated (${
+        first instanceof Error ? first.message : String(first)
+      }; then ${e instanceof Error ? e.message : String(e)}); it still says "running"`,
+    };
+  }
+}
+
+/**
+ * The newest record of pipeline `name` that succeeded with every step in
+ * `keys` ran or cached under that key (the run that built those artifacts);
+ * looks at the 50 newest records of the pipeline.
+ */
+export function findRecordWithKeys(
+  runsDir: string,
+  name: string,
+  keys: Record<string, string>,
+): string | undefined {
+  let names: string[];
+  try {
+    names = [...Deno.readDirSync(runsDir)]
+      .filter((e) => e.isFile && e.name.endsWith(".json") && e.name.includes(`-${name}-`))
+      .map((e) => e.name).sort().reverse().slice(0, 50);
+  } catch {
+    return undefined;
+  }
+  for (const f of names) {
+    try {
+      const r: RunRecord = JSON.parse(Deno.readTextFileSync(join(runsDir, f)));
+      if (r.pipeline?.name !== name || r.status !== "succeeded") continue;
+      const same = Object.entries(keys).every(([step, key]) => {
+        const s = r.steps?.[step];
+        return s?.key === key && (s.status === "ran" || s.status === "cached");
+      });
+      if (same) return join(runsDir, f);
+    } catch { /* unreadable: skip */ }
+  }
+  return undefined;
 }
 
 /** Reads a run record, with a clear error when it is not one. */

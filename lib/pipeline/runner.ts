@@ -8,12 +8,20 @@
 import { join, resolve } from "./path.ts";
 import { UserError } from "../errors/mod.ts";
 import { canonicalJson, sha256Hex } from "../artifacts/hash.ts";
-import { type ArtifactStore, LocalArtifactStore } from "../artifacts/store.ts";
+import {
+  type ArtifactStore,
+  type CommitResult,
+  LocalArtifactStore,
+  type VerifyProblem,
+} from "../artifacts/store.ts";
 import type { ArtifactRef } from "../artifacts/types.ts";
+import { checkStorePath, storeFaultError } from "../artifacts/faults.ts";
 import { type Plan, type PlannedStep, planPipelineText, type StepIdentity } from "./plan.ts";
 import { JobRegistry } from "./registry.ts";
 import { consoleOutput, formatDuration, type Output, ProgressRenderer } from "./progress.ts";
 import {
+  findRecordWithKeys,
+  finishRunRecord,
   newRunId,
   readRunRecord,
   RunHistory,
@@ -22,7 +30,10 @@ import {
   type StepStatus,
   writeRunRecord,
 } from "./records.ts";
+import { codeFiles } from "./code_hash.ts";
+import { setFullSourceHashing } from "./sources.ts";
 import { DEFAULT_JOBS_DIR, defaultStoreDir, displayPath, REPO_ROOT } from "./paths.ts";
+import { dirname } from "./path.ts";
 
 /** Options of {@link runPipeline}. */
 export interface RunOptions {
@@ -50,6 +61,14 @@ export interface RunOptions {
   output?: Output;
   /** Human plan output (dry run) goes to stderr, keeping stdout for JSON. */
   json?: boolean;
+  /**
+   * Re-hash every cached artifact against its manifest and every source file
+   * (no cached hashes) before trusting them; without it, artifacts are checked
+   * by file presence and size, and source files by size, mtime, ctime and inode.
+   */
+  verify?: boolean;
+  /** The run record being repeated (`--rerun`): differences from it are reported. */
+  rerunOf?: { path: string; record: RunRecord };
 }
 
 /** One step in a {@link RunSummary}. */
@@ -75,6 +94,13 @@ export interface RunSummary {
   error?: unknown;
   /** The step whose failure `error` is. */
   failed_step?: string;
+  /**
+   * A run in which every step was cached writes no record; this is the newest
+   * earlier record with the same step keys (what built these artifacts), if any.
+   */
+  same_as?: string;
+  /** Things the user should know that did not stop the run (damaged artifacts set aside, code that differs from a re-run record). */
+  warnings: string[];
 }
 
 /** Resolves a pipeline argument: a file as given, else `pipelines/<arg>` at the repo root. */
@@ -160,6 +186,40 @@ function checkStepName(plan: Plan, name: string, flag: string): void {
 
 const short = (key?: string) => key?.slice(0, 12) ?? "";
 
+/** `a.txt: file missing; b.bin: size 3 bytes, manifest says 4` (at most three). */
+function describeProblems(problems: VerifyProblem[]): string {
+  const shown = problems.slice(0, 3).map((p) => `${p.path || "(artifact)"}: ${p.problem}`);
+  if (problems.length > 3) shown.push(`and ${problems.length - 3} more`);
+  return shown.join("; ");
+}
+
+/** Steps that depend on `names`, directly or not, in plan order (`names` included). */
+function withDependants(plan: Plan, names: Set<string>): string[] {
+  const out = new Set(names);
+  for (const n of plan.order) {
+    if (Object.values(plan.steps.get(n)!.inputs).some((d) => out.has(d))) out.add(n);
+  }
+  return plan.order.filter((n) => out.has(n));
+}
+
+/** Which code files differ between a run record and now: `a.ts changed, b.ts added`. */
+function describeCodeFiles(
+  before: Record<string, string> | undefined,
+  now: Record<string, string>,
+): string {
+  if (!before) return "";
+  const changed: string[] = [];
+  for (const name of [...new Set([...Object.keys(before), ...Object.keys(now)])].sort()) {
+    if (before[name] === now[name]) continue;
+    changed.push(
+      `${name} ${before[name] === undefined ? "added" : now[name] === undefined ? "removed" : "changed"}`,
+    );
+  }
+  const shown = changed.slice(0, 6);
+  if (changed.length > 6) shown.push(`${changed.length - 6} more`);
+  return shown.join(", ");
+}
+
 function table(rows: string[][]): string {
   const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
   return rows.map((r) => r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd()).join("\n") +
@@ -186,8 +246,18 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
   const store = typeof options.store === "object"
     ? options.store
     : new LocalArtifactStore(resolve(options.store ?? defaultStoreDir()));
+  const storeRoot = store.localDir;
+  checkStorePath(storeRoot);
+  /** A store fault (full disk, read-only, …) as a UserError; anything else as it is. */
+  const fault = (e: unknown, doing: string): unknown => storeFaultError(e, storeRoot, doing) ?? e;
   const registry = new JobRegistry(options.jobsDir ?? DEFAULT_JOBS_DIR);
-  const plan = await planPipelineText(text, file, options.overrides ?? [], registry, store);
+  setFullSourceHashing(options.verify ?? false);
+  let plan: Plan;
+  try {
+    plan = await planPipelineText(text, file, options.overrides ?? [], registry, store);
+  } finally {
+    setFullSourceHashing(false);
+  }
   const spec = plan.spec;
 
   for (const f of options.force ?? []) checkStepName(plan, f, "--force");
@@ -202,6 +272,45 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
     : options.until
     ? ancestors(plan, options.until)
     : new Set(plan.order.filter((n) => plan.steps.get(n)!.active));
+  const warnings: string[] = [];
+  const warn = (message: string) => {
+    warnings.push(message);
+    out.err(`warning: ${message}\n`);
+  };
+  if (options.rerunOf) await warnCodeDiffers(plan, registry, options.rerunOf, warn);
+
+  /**
+   * A published artifact that may be trusted: its files are all there with
+   * their manifest sizes (and hashes with `verify`). A damaged one is moved
+   * to quarantine, the user is told where, and undefined is returned.
+   */
+  const trusted = async (
+    step: string,
+    key: string,
+  ): Promise<{ ref?: ArtifactRef; damage?: string }> => {
+    const ref = await store.get(key);
+    if (!ref) return {};
+    const problems = await store.check(ref, options.verify ? "hashes" : "sizes");
+    if (!problems.length) return { ref };
+    const what = describeProblems(problems);
+    if (options.dryRun) return { damage: `output damaged (${what})` };
+    let aside: string | undefined;
+    try {
+      aside = await store.quarantine(key, problems);
+    } catch (e) {
+      const f = storeFaultError(e, storeRoot, `setting aside the damaged artifact ${short(key)}`);
+      if (!f) throw e;
+      throw new UserError(
+        `the artifact of step "${step}" (${short(key)}) is damaged and cannot be set aside: ${f.message}`,
+        { file: ref.dir, step, found: what, hint: f.hint },
+      );
+    }
+    warn(
+      `the artifact of step "${step}" (${short(key)}) does not match its manifest (${what}); ` +
+        (aside ? `moved to ${displayPath(aside)}; ` : "") + `it will be built again`,
+    );
+    return { damage: `output damaged, set aside (${what})` };
+  };
 
   const runsDir = join(store.localDir, "runs");
   const history = new RunHistory(runsDir, spec.name);
@@ -228,14 +337,15 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
       );
       continue;
     }
-    const ref = await store.get(st.key!);
-    if (ref && !forced.has(name)) {
+    const { ref, damage } = forced.has(name) ? {} : await trusted(name, st.key!);
+    if (ref) {
       refs.set(name, ref);
       entry("cached", "cached");
       continue;
     }
     let reason: string;
     if (forced.has(name)) reason = "forced (--force)";
+    else if (damage) reason = damage;
     else {
       const prev = await history.last(name);
       if (!prev?.identity) reason = "new (never run)";
@@ -249,10 +359,12 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
   if (options.only) {
     const st = plan.steps.get(options.only)!;
     for (const [slot, dep] of Object.entries(st.inputs)) {
-      const ref = await store.get(plan.steps.get(dep)!.key!);
+      const { ref, damage } = await trusted(dep, plan.steps.get(dep)!.key!);
       if (!ref) {
         throw new UserError(
-          `--only ${options.only}: input "${slot}" (step "${dep}") is not in the store`,
+          `--only ${options.only}: input "${slot}" (step "${dep}") is not in the store${
+            damage ? ` (${damage})` : ""
+          }`,
           {
             file,
             step: options.only,
@@ -285,11 +397,56 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
         ...s,
         status: toRun.some((t) => t.name === s.step) ? "not-run" as const : s.status,
       })),
+      warnings,
     };
   }
 
-  if (toRun.length) await store.cleanStaleStaging();
   const startedAt = new Date();
+  const rows = () => {
+    const r = [["step", "job", "status", "time", "key", "reason"]];
+    for (const name of plan.order) {
+      const s = steps.get(name)!;
+      r.push([
+        name,
+        s.job,
+        s.status,
+        s.duration_s !== undefined ? formatDuration(s.duration_s) : "",
+        short(s.key),
+        s.reason === "cached" ? "" : s.reason,
+      ]);
+    }
+    return table(r);
+  };
+
+  if (!toRun.length) {
+    // Nothing to do: the record of this run would repeat one already written, so none is
+    // written (no clutter, and a read-only store serves cached runs); it names the earlier one.
+    const keys: Record<string, string> = {};
+    for (const [name, s] of steps) if (s.status === "cached") keys[name] = s.key!;
+    const sameAs = findRecordWithKeys(runsDir, spec.name, keys);
+    out.err(
+      rows() +
+        `succeeded in ${formatDuration((Date.now() - startedAt.getTime()) / 1000)}: ` +
+        `every step cached, no record written${
+          sameAs ? `; these artifacts were built by ${displayPath(sameAs)}` : ""
+        }\n`,
+    );
+    return {
+      pipeline: spec.name,
+      file,
+      status: "succeeded",
+      steps: [...steps.values()].map(({ record: _r, ...s }) => s),
+      same_as: sameAs,
+      warnings,
+    };
+  }
+
+  const code: Record<string, Record<string, string>> = {};
+  for (const st of plan.steps.values()) {
+    if (st.active && !(st.jobName in code)) {
+      code[st.jobName] = await codeFiles(st.jobFile, dirname(registry.dir));
+    }
+  }
   const record: RunRecord = {
     format: 1,
     id: newRunId(spec.name, startedAt),
@@ -297,13 +454,26 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
     overrides: spec.overrides,
     seed: spec.seed,
     jobs_dir: displayPath(registry.dir),
-    options: { force: options.force, only: options.only, until: options.until },
+    options: {
+      force: options.force,
+      only: options.only,
+      until: options.until,
+      verify: options.verify || undefined,
+    },
     started_at: startedAt.toISOString(),
     status: "running",
     steps: Object.fromEntries([...steps].map(([n, s]) => [n, s.record])),
+    code,
+    rerun_of: options.rerunOf ? displayPath(options.rerunOf.path) : undefined,
+    warnings: warnings.length ? warnings : undefined,
   };
-  // Written now so a killed run leaves a trace; a fully cached run writes it once, at the end.
-  if (toRun.length) writeRunRecord(runsDir, record);
+  try {
+    await store.cleanStaleStaging();
+    // Written now so a killed run leaves a trace.
+    writeRunRecord(runsDir, record);
+  } catch (e) {
+    throw fault(e, "writing the run record");
+  }
 
   const renderer = new ProgressRenderer(out);
   let firstError: unknown;
@@ -325,7 +495,7 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
       const release = await store.lock(key).finally(() => clearTimeout(waitNote));
       try {
         const meanwhile = forced.has(st.name) ? undefined : await store.get(key);
-        if (meanwhile) {
+        if (meanwhile && !(await store.check(meanwhile, "sizes")).length) {
           refs.set(st.name, meanwhile);
           s.status = "cached";
           s.reason = "published by a concurrent run";
@@ -352,7 +522,7 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
           });
           signal.throwIfAborted();
           const id = st.identity!;
-          const ref = await store.commit(
+          const ref: CommitResult = await store.commit(
             staging,
             {
               job: id.job,
@@ -372,10 +542,25 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
               },
             },
             result?.metrics ?? {},
-            { replace: forced.has(st.name) },
           );
           refs.set(st.name, ref);
           s.status = "ran";
+          if (ref.outcome === "reproduced") {
+            s.reason += `; reproduced bit-identically, the published artifact is kept${
+              ref.metricsDiffer?.length
+                ? ` (metrics that differ, e.g. timings, kept as published: ${
+                  ref.metricsDiffer.join(", ")
+                })`
+                : ""
+            }`;
+          }
+          if (ref.quarantined) {
+            warn(
+              `a damaged artifact under ${short(key)} (step "${st.name}") was moved to ${
+                displayPath(ref.quarantined)
+              } before publishing the new one`,
+            );
+          }
         } catch (e) {
           await store.abort(staging);
           throw e;
@@ -387,11 +572,11 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
       }
     } catch (e) {
       s.status = "failed";
-      let err = e;
+      let err = signal.aborted ? e : fault(e, `running step "${st.name}"`);
       if (signal.aborted) s.reason = "interrupted";
-      else if (e instanceof UserError) {
-        err = e.withLocation({ step: st.name, file });
-        s.reason = `failed: ${e.message}`;
+      else if (err instanceof UserError) {
+        err = err.withLocation({ step: st.name, file });
+        s.reason = `failed: ${(err as UserError).message}`;
       } else s.reason = `failed: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`;
       if (firstError === undefined) {
         firstError = err;
@@ -455,41 +640,69 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
       : String(firstError);
   }
   record.steps = Object.fromEntries([...steps].map(([n, s]) => [n, s.record]));
-  const finalPath = writeRunRecord(runsDir, record);
+  record.warnings = warnings.length ? warnings : undefined;
+  const written = finishRunRecord(runsDir, record);
+  if (written.problem) warn(written.problem);
 
-  const rows = [["step", "job", "status", "time", "key", "reason"]];
-  for (const name of plan.order) {
-    const s = steps.get(name)!;
-    rows.push([
-      name,
-      s.job,
-      s.status,
-      s.duration_s !== undefined ? formatDuration(s.duration_s) : "",
-      short(s.key),
-      s.reason === "cached" ? "" : s.reason,
-    ]);
-  }
   out.err(
-    table(rows) +
+    rows() +
       `${status} in ${formatDuration((Date.now() - startedAt.getTime()) / 1000)}; record ${
-        displayPath(finalPath)
+        displayPath(written.path)
       }\n`,
   );
   return {
     pipeline: spec.name,
     file,
     status,
-    record: finalPath,
+    record: written.path,
     steps: [...steps.values()].map(({ record: _r, ...s }) => s),
     error: firstError,
     failed_step: failedStep,
+    warnings,
   };
+}
+
+/**
+ * Tells the user how the code now differs from a run record's: per step whose
+ * job code differs, what changed (files named when the record lists them), and
+ * which steps therefore run today's code instead of reusing the recorded artifacts.
+ */
+async function warnCodeDiffers(
+  plan: Plan,
+  registry: JobRegistry,
+  rerunOf: { path: string; record: RunRecord },
+  warn: (message: string) => void,
+): Promise<void> {
+  const rec = rerunOf.record;
+  const codeChanged = new Set<string>();
+  const details: string[] = [];
+  for (const name of plan.order) {
+    const st = plan.steps.get(name)!;
+    const prev = rec.steps?.[name]?.identity;
+    if (!st.active || !prev || !st.identity) continue;
+    if (prev.code_hash === st.identity.code_hash && prev.version === st.identity.version) continue;
+    codeChanged.add(name);
+    const files = describeCodeFiles(
+      rec.code?.[st.jobName],
+      await codeFiles(st.jobFile, dirname(registry.dir)),
+    );
+    details.push(`${name}: ${describeChange(prev, st.identity)}${files ? ` (${files})` : ""}`);
+  }
+  if (!codeChanged.size) return;
+  const affected = withDependants(plan, codeChanged).filter((n) => plan.steps.get(n)!.active);
+  warn(
+    `the code differs from the code recorded in ${displayPath(rerunOf.path)}: ${
+      details.join("; ")
+    }. Steps that will run today's code instead of reusing the recorded artifacts: ${
+      affected.join(", ")
+    }. To repeat the recorded run exactly, check out the code it ran with first`,
+  );
 }
 
 /** Re-runs a pipeline exactly from a run record: the stored YAML text and the same overrides. */
 export async function rerunFromRecord(
   recordPath: string,
-  options: Omit<RunOptions, "file" | "text" | "overrides">,
+  options: Omit<RunOptions, "file" | "text" | "overrides" | "rerunOf">,
 ): Promise<RunSummary> {
   const rec = await readRunRecord(recordPath);
   const jobsDir = options.jobsDir ?? resolve(REPO_ROOT, rec.jobs_dir);
@@ -499,5 +712,6 @@ export async function rerunFromRecord(
     file: rec.pipeline.file,
     text: rec.pipeline.text,
     overrides: rec.overrides,
+    rerunOf: { path: recordPath, record: rec },
   });
 }
