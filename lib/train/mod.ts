@@ -12,12 +12,13 @@
  *
  * @module
  */
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { UserError } from "../errors/mod.ts";
 import type { ErrorLocation } from "../errors/mod.ts";
 import type { ProgressReporter } from "../pipeline/job.ts";
 import { formatDuration } from "../pipeline/progress.ts";
 import { Random } from "../random/mod.ts";
+import { sha256Hex } from "../artifacts/hash.ts";
 import type { BucketedData, TokenBatch } from "../data/types.ts";
 import { readBucketedData } from "../data/mod.ts";
 import { requestGpu } from "../gpu/device.ts";
@@ -115,7 +116,7 @@ export async function trainSamOut(req: TrainRequest): Promise<{
   try {
     const ckptDir = join(req.workDir, CHECKPOINT);
     const curvesPath = join(req.workDir, "curves.jsonl");
-    let state = await loadCheckpoint(ckptDir, graph, cfg);
+    let state = await loadCheckpoint(ckptDir, graph, cfg, req.log);
     if (state) {
       req.log(
         `resuming from the checkpoint at step ${state.step} (epoch ${
@@ -434,10 +435,29 @@ function stepField(where: ErrorLocation, path: string): string {
 
 // ---- checkpoints -------------------------------------------------------------
 
+/** `checkpoint/checksums.json`: size and SHA-256 of every file a resume trusts, written last. */
+interface CheckpointChecksums {
+  format: 1;
+  /** File in the checkpoint folder -> size and hex SHA-256. */
+  files: Record<string, { size: number; sha256: string }>;
+  /** The first `bytes` of the work folder's curves.jsonl belong to this checkpoint. */
+  curves: { bytes: number; sha256: string };
+}
+
+const CHECKSUMS = "checksums.json";
+const BEST = "best.safetensors";
+
+/** A checkpoint that must not be resumed from, with the reason. */
+class CheckpointDamage extends Error {}
+
 /**
- * Writes the checkpoint into a fresh sibling directory, then swaps it in with
- * renames: `checkpoint` is always either the old or the new complete one (a
- * kill between the two renames leaves `checkpoint.old`, which load falls back to).
+ * Writes a checkpoint: into `<dir>.tmp`, the weights, Adam's moments,
+ * `state.json`, `progress.json` and a link to (or copy of) the best weights so
+ * far, then `checksums.json` (written last: a folder without it is an
+ * unfinished write), each fsynced; then the current checkpoint becomes
+ * `<dir>.prev` (kept as the fallback) and the new one `<dir>`. A kill at any
+ * moment leaves `<dir>` or `<dir>.prev` complete and verifiable. A failed write
+ * (a full disk) removes `<dir>.tmp` and leaves the last good checkpoint alone.
  */
 async function saveCheckpoint(
   dir: string,
@@ -445,66 +465,196 @@ async function saveCheckpoint(
   cfg: SamOutConfig,
   state: LoopState,
 ): Promise<void> {
+  const workDir = dirname(dir);
   const tmp = `${dir}.tmp`;
-  const old = `${dir}.old`;
+  const prev = `${dir}.prev`;
   await Deno.remove(tmp, { recursive: true }).catch(() => {});
-  await Deno.mkdir(tmp, { recursive: true });
-  const weights = await graph.downloadWeights();
-  const opt = await graph.downloadOptimizerState();
-  await writeSynced(join(tmp, "model.safetensors"), samoutToSafetensors(cfg, weights));
-  const moments = [];
-  for (const [name, data] of opt.m) moments.push({ name: `m.${name}`, shape: [data.length], data });
-  for (const [name, data] of opt.v) moments.push({ name: `v.${name}`, shape: [data.length], data });
-  await writeSynced(
-    join(tmp, "optimizer.safetensors"),
-    writeSafetensors(moments, { step: String(opt.step) }),
-  );
-  // state.json is a pure function of the seed and the data; what depends on the
-  // clock (time trained, the curves' tokens/s widths) goes in progress.json.
-  const { elapsedS, curvesBytes, ...position } = state;
-  await writeSynced(
-    join(tmp, "state.json"),
-    new TextEncoder().encode(JSON.stringify(position, null, 2) + "\n"),
-  );
-  await writeSynced(
-    join(tmp, "progress.json"),
-    new TextEncoder().encode(JSON.stringify({ elapsedS, curvesBytes }) + "\n"),
-  );
-  const hasCurrent = await exists(dir);
-  if (hasCurrent) {
-    await Deno.remove(old, { recursive: true }).catch(() => {});
-    await Deno.rename(dir, old);
+  try {
+    // The previous fallback goes first, so a checkpoint never needs room for three copies.
+    if (await exists(dir)) await Deno.remove(prev, { recursive: true }).catch(() => {});
+    await Deno.mkdir(tmp, { recursive: true });
+    const weights = await graph.downloadWeights();
+    const opt = await graph.downloadOptimizerState();
+    const moments = [];
+    for (const [name, data] of opt.m) {
+      moments.push({ name: `m.${name}`, shape: [data.length], data });
+    }
+    for (const [name, data] of opt.v) {
+      moments.push({ name: `v.${name}`, shape: [data.length], data });
+    }
+    // state.json is a pure function of the seed and the data; what depends on the
+    // clock (time trained, the curves' tokens/s widths) goes in progress.json.
+    const { elapsedS, curvesBytes, ...position } = state;
+    const enc = new TextEncoder();
+    const contents: [string, Uint8Array][] = [
+      ["model.safetensors", samoutToSafetensors(cfg, weights)],
+      ["optimizer.safetensors", writeSafetensors(moments, { step: String(opt.step) })],
+      ["state.json", enc.encode(JSON.stringify(position, null, 2) + "\n")],
+      ["progress.json", enc.encode(JSON.stringify({ elapsedS, curvesBytes }) + "\n")],
+    ];
+    const sums: CheckpointChecksums = {
+      format: 1,
+      files: {},
+      curves: {
+        bytes: curvesBytes,
+        sha256: await sha256Hex(await readPrefix(join(workDir, "curves.jsonl"), curvesBytes)),
+      },
+    };
+    for (const [name, bytes] of contents) {
+      await writeSynced(join(tmp, name), bytes);
+      sums.files[name] = { size: bytes.length, sha256: await sha256Hex(bytes) };
+    }
+    if (state.bestValLoss !== null) {
+      // best.safetensors is replaced by rename when it improves, so a hard link keeps these bytes.
+      const best = await Deno.readFile(join(workDir, BEST));
+      await Deno.link(join(workDir, BEST), join(tmp, BEST))
+        .catch(() => writeSynced(join(tmp, BEST), best));
+      sums.files[BEST] = { size: best.length, sha256: await sha256Hex(best) };
+    }
+    await writeSynced(join(tmp, CHECKSUMS), enc.encode(JSON.stringify(sums, null, 2) + "\n"));
+    await fsyncDir(tmp);
+  } catch (e) {
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    throw e;
   }
+  if (await exists(dir)) await Deno.rename(dir, prev);
   await Deno.rename(tmp, dir);
-  await Deno.remove(old, { recursive: true }).catch(() => {});
+  await fsyncDir(workDir);
 }
 
+/**
+ * Resumes from the newest checkpoint that verifies: `<dir>`, else `<dir>.prev`.
+ * Every file must match `checksums.json` (size and SHA-256), and so must the
+ * curves written up to it; a checkpoint that does not is renamed to
+ * `<name>.damaged` (kept for a look until the step publishes) and the next is
+ * tried. `log` says which checkpoint was damaged, why, and whether training
+ * resumes from an earlier checkpoint or starts from the beginning. Restores
+ * the best weights so far into the work folder. Null: start from the beginning.
+ */
 async function loadCheckpoint(
   dir: string,
   graph: SamOutTrainingGraph,
   cfg: SamOutConfig,
+  log: (message: string) => void,
 ): Promise<LoopState | null> {
-  const candidates = [dir, `${dir}.old`];
-  for (const candidate of candidates) {
-    if (!await exists(join(candidate, "state.json"))) continue;
-    if (!await exists(join(candidate, "progress.json"))) continue;
-    const state = {
-      ...JSON.parse(await Deno.readTextFile(join(candidate, "state.json"))),
-      ...JSON.parse(await Deno.readTextFile(join(candidate, "progress.json"))),
-    } as LoopState;
-    const file = join(candidate, "model.safetensors");
-    const { cfg: saved, params } = samoutFromSafetensors(await Deno.readFile(file), { file });
-    if (JSON.stringify(saved) !== JSON.stringify(cfg)) {
+  const workDir = dirname(dir);
+  // An unfinished write (killed, or a full disk) is never resumed from.
+  await Deno.remove(`${dir}.tmp`, { recursive: true }).catch(() => {});
+  const damaged: string[] = [];
+  for (const candidate of [dir, `${dir}.prev`]) {
+    if (!await exists(candidate)) continue;
+    let loaded: VerifiedCheckpoint;
+    try {
+      loaded = await readVerifiedCheckpoint(candidate, workDir);
+    } catch (e) {
+      if (!(e instanceof CheckpointDamage)) throw e;
+      const aside = `${candidate}.damaged`;
+      await Deno.remove(aside, { recursive: true }).catch(() => {});
+      await Deno.rename(candidate, aside);
+      damaged.push(`${candidate}: ${e.message} (kept as ${basename(aside)})`);
+      continue;
+    }
+    if (JSON.stringify(loaded.cfg) !== JSON.stringify(cfg)) {
+      const file = join(candidate, "model.safetensors");
       throw new UserError("the checkpoint to resume from has other model sizes", {
         file,
         expected: JSON.stringify(cfg),
-        found: JSON.stringify(saved),
+        found: JSON.stringify(loaded.cfg),
         hint:
           "this cannot happen for an unchanged step key; delete the work directory to start over",
       });
     }
-    const optFile = join(candidate, "optimizer.safetensors");
-    const { tensors, metadata } = readSafetensors(await Deno.readFile(optFile), {
+    graph.uploadWeights(loaded.params);
+    graph.uploadOptimizerState(loaded.optimizer);
+    if (candidate !== dir) await Deno.rename(candidate, dir);
+    const best = join(workDir, BEST);
+    if (loaded.hasBest) {
+      await Deno.copyFile(join(dir, BEST), `${best}.tmp`);
+      await Deno.rename(`${best}.tmp`, best);
+    } else await removeIfExists(best);
+    if (damaged.length) {
+      log(
+        `the checkpoint is damaged, not resumed from: ${damaged.join("; ")}. ` +
+          `Resuming from the previous checkpoint, at step ${loaded.state.step}, instead`,
+      );
+    }
+    return loaded.state;
+  }
+  if (damaged.length) {
+    log(
+      `the checkpoint is damaged, not resumed from: ${damaged.join("; ")}. ` +
+        `No good checkpoint is left: training starts from the beginning`,
+    );
+  }
+  return null;
+}
+
+/** A checkpoint read back after every file matched its checksum. */
+interface VerifiedCheckpoint {
+  state: LoopState;
+  cfg: SamOutConfig;
+  params: ReturnType<typeof samoutFromSafetensors>["params"];
+  optimizer: { step: number; m: Map<string, Float32Array>; v: Map<string, Float32Array> };
+  hasBest: boolean;
+}
+
+/** Reads a checkpoint folder, checking every file against `checksums.json`; throws {@link CheckpointDamage}. */
+async function readVerifiedCheckpoint(dir: string, workDir: string): Promise<VerifiedCheckpoint> {
+  let sums: CheckpointChecksums;
+  try {
+    sums = JSON.parse(await Deno.readTextFile(join(dir, CHECKSUMS)));
+  } catch (e) {
+    throw new CheckpointDamage(
+      e instanceof Deno.errors.NotFound
+        ? `${CHECKSUMS} is missing (an unfinished write, or a checkpoint from an older version)`
+        : `${CHECKSUMS} is unreadable (${e instanceof Error ? e.message : String(e)})`,
+    );
+  }
+  const files = sums?.files;
+  const required = ["model.safetensors", "optimizer.safetensors", "state.json", "progress.json"];
+  if (
+    sums?.format !== 1 || !files || typeof files !== "object" ||
+    !required.every((n) => typeof files[n]?.sha256 === "string") ||
+    typeof sums.curves?.bytes !== "number"
+  ) {
+    throw new CheckpointDamage(`${CHECKSUMS} does not list the checkpoint's files`);
+  }
+  const bytes = new Map<string, Uint8Array>();
+  for (const [name, want] of Object.entries(files)) {
+    let data: Uint8Array;
+    try {
+      data = await Deno.readFile(join(dir, name));
+    } catch (e) {
+      throw new CheckpointDamage(
+        `${name} is ${e instanceof Deno.errors.NotFound ? "missing" : "unreadable"}`,
+      );
+    }
+    if (data.length !== want.size) {
+      throw new CheckpointDamage(
+        `${name} is ${data.length} bytes, its checksum was taken over ${want.size} (truncated or changed)`,
+      );
+    }
+    if (await sha256Hex(data) !== want.sha256) {
+      throw new CheckpointDamage(`${name} does not match its checksum (changed or corrupted)`);
+    }
+    bytes.set(name, data);
+  }
+  const curves = await readPrefix(join(workDir, "curves.jsonl"), sums.curves.bytes);
+  if (curves.length !== sums.curves.bytes || await sha256Hex(curves) !== sums.curves.sha256) {
+    throw new CheckpointDamage(
+      `curves.jsonl does not hold the ${sums.curves.bytes} bytes written up to this checkpoint`,
+    );
+  }
+  const dec = new TextDecoder();
+  try {
+    const state = {
+      ...JSON.parse(dec.decode(bytes.get("state.json"))),
+      ...JSON.parse(dec.decode(bytes.get("progress.json"))),
+    } as LoopState;
+    const file = join(dir, "model.safetensors");
+    const { cfg, params } = samoutFromSafetensors(bytes.get("model.safetensors")!, { file });
+    const optFile = join(dir, "optimizer.safetensors");
+    const { tensors, metadata } = readSafetensors(bytes.get("optimizer.safetensors")!, {
       file: optFile,
     });
     const m = new Map<string, Float32Array>();
@@ -513,12 +663,42 @@ async function loadCheckpoint(
       if (name.startsWith("m.")) m.set(name.slice(2), t.data);
       else if (name.startsWith("v.")) v.set(name.slice(2), t.data);
     }
-    graph.uploadWeights(params);
-    graph.uploadOptimizerState({ step: Number(metadata.step), m, v });
-    if (candidate !== dir) await Deno.rename(candidate, dir);
-    return state;
+    return {
+      state,
+      cfg,
+      params,
+      optimizer: { step: Number(metadata.step), m, v },
+      hasBest: bytes.has(BEST),
+    };
+  } catch (e) {
+    // Checksums match, so this was written so; still, never a stack trace for a checkpoint.
+    throw new CheckpointDamage(`cannot be read (${e instanceof Error ? e.message : String(e)})`);
   }
-  return null;
+}
+
+/** The first `length` bytes of a file (fewer when it is shorter; none when it is missing). */
+async function readPrefix(path: string, length: number): Promise<Uint8Array> {
+  let data: Uint8Array;
+  try {
+    data = await Deno.readFile(path);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return new Uint8Array();
+    throw e;
+  }
+  return data.subarray(0, Math.min(length, data.length));
+}
+
+async function fsyncDir(path: string): Promise<void> {
+  try {
+    const f = await Deno.open(path, { read: true });
+    try {
+      await f.sync();
+    } finally {
+      f.close();
+    }
+  } catch {
+    // Directory fsync is not supported everywhere; the renames are still atomic.
+  }
 }
 
 async function writeSynced(path: string, bytes: Uint8Array): Promise<void> {
@@ -534,7 +714,12 @@ async function writeSynced(path: string, bytes: Uint8Array): Promise<void> {
 
 async function writeAtomic(path: string, bytes: Uint8Array): Promise<void> {
   const tmp = `${path}.tmp`;
-  await writeSynced(tmp, bytes);
+  try {
+    await writeSynced(tmp, bytes);
+  } catch (e) {
+    await removeIfExists(tmp).catch(() => {});
+    throw e;
+  }
   await Deno.rename(tmp, path);
 }
 
