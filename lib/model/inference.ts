@@ -511,21 +511,41 @@ export class SamOutStepper {
     for (const id of ids) {
       if (!(id >= 0 && id < V)) throw new RangeError(`step: token id ${id} outside [0, ${V})`);
     }
+    const device = this.#gpu.device;
+    device.queue.writeBuffer(this.#ids, 0, new Int32Array(ids));
+    const enc = device.createCommandEncoder({ label: "samout.step" });
+    const pass = enc.beginComputePass({ label: "samout.step" });
+    this.encodeStep(pass);
+    pass.end();
+    device.queue.submit([enc.finish()]);
+  }
+
+  /**
+   * Records one step reading the ids already in {@link idsBuffer} (for
+   * example written by a sampling kernel earlier in the same pass) and
+   * advances the position. The logits land in {@link logitsBuffer}.
+   */
+  encodeStep(pass: GPUComputePassEncoder): void {
+    if (this.#res.destroyed) throw new Error("the stepper was destroyed");
     if (this.#position >= this.config.maxPositions) {
       throw new UserError(
         `the sequence reached the model's ${this.config.maxPositions} positions`,
         { field: "position", expected: `fewer than ${this.config.maxPositions} tokens` },
       );
     }
-    const device = this.#gpu.device;
-    device.queue.writeBuffer(this.#ids, 0, new Int32Array(ids));
-    const enc = device.createCommandEncoder({ label: "samout.step" });
-    const pass = enc.beginComputePass({ label: "samout.step" });
     const dims = { B: this.rows, t: this.#position };
     for (const s of this.#stages) s.encode(pass, dims);
-    pass.end();
-    device.queue.submit([enc.finish()]);
     this.#position += 1;
+  }
+
+  /** The step's input ids `[rows]` i32. */
+  get idsBuffer(): GPUBuffer {
+    return this.#ids;
+  }
+
+  /** The last step's logits `[rows, V]` f32. */
+  get logitsBuffer(): GPUBuffer {
+    return this.#logits;
   }
 
   /** The logits of the last step, `[rows, V]` (one readback). */

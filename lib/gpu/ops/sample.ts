@@ -1,0 +1,310 @@
+/**
+ * Sampling the next token on the GPU, one workgroup per row, so generation
+ * reads nothing back per token: greedy, or temperature with top-k and top-p,
+ * driven by a counter-based generator (a hash of seed, row and step), so the
+ * same seed gives the same tokens on every run.
+ *
+ * Per row, from `logits [R, V]`:
+ * 1. ids 0 (padding) and 1 (`<|im_start|>`) are never sampled;
+ * 2. greedy: the arg-max (lowest id on ties);
+ * 3. else `x = logits / T`; top-k keeps `x >= t_k`, the largest threshold
+ *    with at least k ids at or above it (found by bisection: ties at the k-th
+ *    value are all kept); top-p keeps `e = exp(x - max) >= q`, the largest
+ *    threshold whose kept mass is at least p of the (top-k) total;
+ * 4. the token is the first id, in id order, where the running sum of the
+ *    kept `e` passes `u * total` (u uniform in [0, 1) from the generator).
+ *
+ * Then `out[r, pos] = token`, `next[r] = token`, and a row that emits
+ * `<|im_end|>` is done: afterwards it emits 0 (padding) and feeds 0.
+ *
+ * Every reduction is a fixed binary tree in workgroup memory (deterministic).
+ *
+ * @module
+ */
+import {
+  bindBuffers,
+  cachedPipeline,
+  createUniformBuffer,
+  type Gpu,
+  type GpuStep,
+} from "../device.ts";
+
+/** Sampling settings of a generation. */
+export interface SamplingSettings {
+  /** 0: greedy (arg-max). */
+  temperature: number;
+  /** 0: no top-k. */
+  topK: number;
+  /** 1: no top-p. */
+  topP: number;
+  /** Seed of the counter-based generator (a u32). */
+  seed: number;
+}
+
+/** Dims of one sampling dispatch. */
+export interface SampleDims {
+  /** Rows. */
+  R: number;
+  /** Position in `out` to write (0-based). */
+  pos: number;
+  /** Generation step (the generator's counter). */
+  step: number;
+}
+
+const WG = 64;
+const BISECT_STEPS = 32;
+
+/** WGSL: `uniformOf(seed, row, step)`, a uniform f32 in [0, 1) (24 bits). */
+export const COUNTER_RNG_WGSL = /* wgsl */ `
+fn pcgHash(x: u32) -> u32 {
+  let state = x * 747796405u + 2891336453u;
+  let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+  return (word >> 22u) ^ word;
+}
+fn uniformOf(seed: u32, row: u32, step: u32) -> f32 {
+  let h = pcgHash(pcgHash(pcgHash(seed) ^ row) ^ step);
+  return f32(h >> 8u) * (1.0 / 16777216.0);
+}
+`;
+
+/** The same generator on the host (tests and the CPU backend): a uniform in [0, 1). */
+export function uniformOf(seed: number, row: number, step: number): number {
+  const pcg = (x: number) => {
+    const state = (Math.imul(x >>> 0, 747796405) + 2891336453) >>> 0;
+    const word = Math.imul(((state >>> ((state >>> 28) + 4)) ^ state) >>> 0, 277803737) >>> 0;
+    return ((word >>> 22) ^ word) >>> 0;
+  };
+  const h = pcg((pcg((pcg(seed >>> 0) ^ row) >>> 0) ^ step) >>> 0);
+  return (h >>> 8) / 16777216;
+}
+
+const SAMPLE_WGSL = /* wgsl */ `
+struct Uniforms {
+  V: u32,
+  pos: u32,
+  step: u32,
+  seed: u32,
+  temperature: f32,  // 0: greedy
+  topK: u32,         // 0: off
+  topP: f32,         // >= 1: off
+  maxLen: u32,       // columns of out
+  endId: u32,
+}
+@group(0) @binding(0) var<uniform> u: Uniforms;
+@group(0) @binding(1) var<storage, read_write> logits: array<f32>;  // read, [R, V]
+@group(0) @binding(2) var<storage, read_write> outTokens: array<u32>;  // [R, maxLen]
+@group(0) @binding(3) var<storage, read_write> nextIds: array<i32>;    // [R]
+@group(0) @binding(4) var<storage, read_write> done: array<u32>;       // [R]
+
+${COUNTER_RNG_WGSL}
+
+var<workgroup> redF: array<f32, ${WG}>;
+var<workgroup> redI: array<u32, ${WG}>;
+var<workgroup> chosen: u32;
+
+const NEG = -3.4028235e38;
+
+fn valueOf(base: u32, v: u32) -> f32 {
+  if (v < 2u) { return NEG; }  // padding and <|im_start|> are never sampled
+  let x = logits[base + v];
+  if (u.temperature > 0.0) { return x / u.temperature; }
+  return x;
+}
+
+fn sumAll(t: u32, value: f32) -> f32 {
+  redF[t] = value;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
+    if (t < s) { redF[t] = redF[t] + redF[t + s]; }
+    workgroupBarrier();
+  }
+  let total = redF[0];
+  workgroupBarrier();
+  return total;
+}
+
+fn maxAll(t: u32, value: f32) -> f32 {
+  redF[t] = value;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
+    if (t < s) { redF[t] = max(redF[t], redF[t + s]); }
+    workgroupBarrier();
+  }
+  let total = redF[0];
+  workgroupBarrier();
+  return total;
+}
+
+fn minAll(t: u32, value: f32) -> f32 {
+  redF[t] = value;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
+    if (t < s) { redF[t] = min(redF[t], redF[t + s]); }
+    workgroupBarrier();
+  }
+  let total = redF[0];
+  workgroupBarrier();
+  return total;
+}
+
+@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let row = wid.x;
+  let t = lid.x;
+  let V = u.V;
+  let base = row * V;
+  let isDone = done[row] != 0u;  // uniform across the workgroup
+
+  // Max (and arg-max, lowest id on ties) of the values.
+  var best = NEG;
+  var bestId = 0xffffffffu;
+  for (var v = t; v < V; v += ${WG}u) {
+    let x = valueOf(base, v);
+    if (v >= 2u && (bestId == 0xffffffffu || x > best)) { best = x; bestId = v; }
+  }
+  redF[t] = best;
+  redI[t] = bestId;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s >>= 1u) {
+    if (t < s) {
+      let ov = redF[t + s];
+      let oi = redI[t + s];
+      let mi = redI[t];
+      if (oi != 0xffffffffu && (mi == 0xffffffffu || ov > redF[t] || (ov == redF[t] && oi < mi))) {
+        redF[t] = ov;
+        redI[t] = oi;
+      }
+    }
+    workgroupBarrier();
+  }
+  let rowMax = redF[0];
+  let argmax = redI[0];
+  workgroupBarrier();
+
+  if (t == 0u) { chosen = argmax; }
+  if (u.temperature > 0.0) {
+    // Top-k: the largest threshold with at least k values at or above it.
+    var kThreshold = NEG;
+    if (u.topK > 0u && u.topK < V - 2u) {
+      var localMin = -NEG;
+      for (var v = t; v < V; v += ${WG}u) {
+        if (v >= 2u) { localMin = min(localMin, valueOf(base, v)); }
+      }
+      var lo = minAll(t, localMin);
+      var hi = rowMax;
+      for (var i = 0u; i < ${BISECT_STEPS}u; i++) {
+        let mid = lo + (hi - lo) * 0.5;
+        var count = 0.0;
+        for (var v = t; v < V; v += ${WG}u) {
+          if (v >= 2u && valueOf(base, v) >= mid) { count += 1.0; }
+        }
+        if (sumAll(t, count) >= f32(u.topK)) { lo = mid; } else { hi = mid; }
+      }
+      kThreshold = lo;
+    }
+    // Mass kept by top-k.
+    var local = 0.0;
+    for (var v = t; v < V; v += ${WG}u) {
+      let x = valueOf(base, v);
+      if (v >= 2u && x >= kThreshold) { local += exp(x - rowMax); }
+    }
+    let kMass = sumAll(t, local);
+    // Top-p: the largest probability threshold whose kept mass is >= p of kMass.
+    var pThreshold = 0.0;
+    if (u.topP < 1.0) {
+      var lo = 0.0;
+      var hi = 1.0;
+      for (var i = 0u; i < ${BISECT_STEPS}u; i++) {
+        let mid = lo + (hi - lo) * 0.5;
+        var mass = 0.0;
+        for (var v = t; v < V; v += ${WG}u) {
+          let x = valueOf(base, v);
+          let e = exp(x - rowMax);
+          if (v >= 2u && x >= kThreshold && e >= mid) { mass += e; }
+        }
+        if (sumAll(t, mass) >= u.topP * kMass) { lo = mid; } else { hi = mid; }
+      }
+      pThreshold = lo;
+    }
+    var keptLocal = 0.0;
+    for (var v = t; v < V; v += ${WG}u) {
+      let x = valueOf(base, v);
+      let e = exp(x - rowMax);
+      if (v >= 2u && x >= kThreshold && e >= pThreshold) { keptLocal += e; }
+    }
+    let kept = sumAll(t, keptLocal);
+    if (t == 0u) {
+      let goal = uniformOf(u.seed, row, u.step) * kept;
+      var acc = 0.0;
+      var pick = argmax;
+      var last = argmax;
+      var found = false;
+      for (var v = 2u; v < V; v++) {
+        let x = valueOf(base, v);
+        let e = exp(x - rowMax);
+        if (x >= kThreshold && e >= pThreshold) {
+          last = v;
+          acc += e;
+          if (!found && acc > goal) { pick = v; found = true; }
+        }
+      }
+      chosen = select(last, pick, found);
+    }
+  }
+  workgroupBarrier();
+  if (t == 0u) {
+    var token = chosen;
+    if (isDone) { token = 0u; }
+    outTokens[row * u.maxLen + u.pos] = token;
+    nextIds[row] = i32(token);
+    if (token == u.endId) { done[row] = 1u; }
+  }
+}
+`;
+
+/** Buffers of a sampling step. */
+export interface SampleBuffers {
+  /** `[R, V]` f32. */
+  logits: GPUBuffer;
+  /** `[R, maxLen]` u32 generated tokens. */
+  out: GPUBuffer;
+  /** `[R]` i32: the sampled token, the next step's input. */
+  next: GPUBuffer;
+  /** `[R]` u32: 1 once a row emitted `<|im_end|>`. */
+  done: GPUBuffer;
+  V: number;
+  maxLen: number;
+  endId: number;
+  settings: SamplingSettings;
+}
+
+/** One sampling dispatch per row (see the module doc). */
+export function createSampleStep(gpu: Gpu, b: SampleBuffers): GpuStep<SampleDims> {
+  const pipeline = cachedPipeline(gpu, "sample", SAMPLE_WGSL, "main");
+  const uniform = createUniformBuffer(gpu, 48, "sample:uniforms");
+  const group = bindBuffers(gpu, pipeline, [uniform, b.logits, b.out, b.next, b.done], "sample");
+  const data = new ArrayBuffer(48);
+  const words = new Uint32Array(data);
+  const floats = new Float32Array(data);
+  const s = b.settings;
+  return {
+    encode(pass, dims) {
+      words[0] = b.V;
+      words[1] = dims.pos;
+      words[2] = dims.step;
+      words[3] = s.seed >>> 0;
+      floats[4] = s.temperature;
+      words[5] = s.topK;
+      floats[6] = s.topP;
+      words[7] = b.maxLen;
+      words[8] = b.endId;
+      gpu.device.queue.writeBuffer(uniform, 0, data);
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, group);
+      pass.dispatchWorkgroups(dims.R);
+    },
+    destroy() {
+      uniform.destroy();
+    },
+  };
+}
