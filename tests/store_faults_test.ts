@@ -18,6 +18,7 @@ import { LocalArtifactStore } from "../lib/artifacts/store.ts";
 import { codeFiles, codeHash } from "../lib/pipeline/code_hash.ts";
 import { finishRunRecord, type RunRecord, writeRunRecord } from "../lib/pipeline/records.ts";
 import { REPO_ROOT } from "../lib/pipeline/paths.ts";
+import { SourceHasher } from "../lib/pipeline/sources.ts";
 import { BASIC_YAML, FIXTURE_JOBS } from "./fixtures/pipeline_helpers.ts";
 import { E2E_PIPELINE, writeLabelledWavs } from "./fixtures/e2e/helpers.ts";
 import { writeTinyBucket } from "./fixtures/train/tiny_data.ts";
@@ -561,6 +562,39 @@ const AUDIO_CASES: FaultCase[] = [
 
 Deno.test("store faults: links, loops, unreadable and oddly named files in the audio folder", async (t) => {
   for (const c of AUDIO_CASES) await runCase(t, c);
+});
+
+Deno.test("store faults: --verify re-hashes source files that the hash cache would trust", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "samout-sources-" });
+  try {
+    const audio = join(dir, "audio");
+    await Deno.mkdir(audio);
+    const file = join(audio, "a.wav");
+    await Deno.writeTextFile(file, "the real bytes");
+    const info = await Deno.stat(file);
+    // A cache entry that matches the file's metadata but not its bytes: what a file system
+    // without ctime would leave after an in-place edit with size and mtime restored.
+    const cache = join(dir, "cache.json");
+    await Deno.writeTextFile(
+      cache,
+      JSON.stringify({
+        [file]: {
+          size: info.size,
+          mtime: info.mtime!.getTime(),
+          ctime: info.ctime!.getTime(),
+          ino: info.ino,
+          sha256: "0".repeat(64),
+        },
+      }),
+    );
+    const trusting = await new SourceHasher(cache).hash(audio);
+    const full = await new SourceHasher(cache, { full: true }).hash(audio);
+    const fresh = await new SourceHasher(join(dir, "none.json")).hash(audio);
+    assert(trusting !== fresh, "without --verify the cached (stale) hash is used");
+    assertEquals(full, fresh, "--verify hashes the bytes");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 // ---- 3. the store's own file system ---------------------------------------------
