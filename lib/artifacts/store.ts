@@ -168,7 +168,9 @@ function compareFiles(a: ManifestFile[], b: ManifestFile[]): string[] {
     if (!fa) out.push(`${path}: only in the new output`);
     else if (!fb) out.push(`${path}: missing from the new output`);
     else if (fa.size !== fb.size) out.push(`${path}: ${fa.size} bytes published, ${fb.size} new`);
-    else if (fa.sha256 !== fb.sha256) out.push(`${path}: same size (${fa.size} bytes), other bytes`);
+    else if (fa.sha256 !== fb.sha256) {
+      out.push(`${path}: same size (${fa.size} bytes), other bytes`);
+    }
   }
   return out;
 }

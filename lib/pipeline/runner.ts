@@ -212,7 +212,9 @@ function describeCodeFiles(
   for (const name of [...new Set([...Object.keys(before), ...Object.keys(now)])].sort()) {
     if (before[name] === now[name]) continue;
     changed.push(
-      `${name} ${before[name] === undefined ? "added" : now[name] === undefined ? "removed" : "changed"}`,
+      `${name} ${
+        before[name] === undefined ? "added" : now[name] === undefined ? "removed" : "changed"
+      }`,
     );
   }
   const shown = changed.slice(0, 6);
@@ -301,7 +303,9 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
       const f = storeFaultError(e, storeRoot, `setting aside the damaged artifact ${short(key)}`);
       if (!f) throw e;
       throw new UserError(
-        `the artifact of step "${step}" (${short(key)}) is damaged and cannot be set aside: ${f.message}`,
+        `the artifact of step "${step}" (${
+          short(key)
+        }) is damaged and cannot be set aside: ${f.message}`,
         { file: ref.dir, step, found: what, hint: f.hint },
       );
     }
