@@ -16,6 +16,8 @@ const COMMANDS: Record<string, string> = {
   model: "model tools (model --help)",
   tokens: "token tools (tokens --help)",
   eval: "evaluate a trained model beside baselines (eval --model latest)",
+  generate: "generate sounds with a trained model (generate --model latest --category laser)",
+  classify: "name the category of audio files (classify --model latest clip.wav)",
 };
 
 function usage(): string {

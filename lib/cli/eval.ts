@@ -11,6 +11,7 @@
 import { Command, Option } from "@commander-js/extra-typings";
 import { consoleOutput } from "../pipeline/progress.ts";
 import { resolveModel } from "./resolve.ts";
+import { UserError } from "../errors/mod.ts";
 
 /** Runs `eval`; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
@@ -37,6 +38,13 @@ export async function main(args: string[]): Promise<number> {
   }
   const o = program.opts();
   const model = await resolveModel(o.model, o.store);
+  if (!model.dataDir) {
+    throw new UserError("eval needs the data the model was trained on", {
+      field: "--model",
+      found: `${model.via} (an export bundle)`,
+      expected: "a train artifact, run or key in a store that holds its bucket artifact",
+    });
+  }
   const { evaluateModel } = await import("../evaluate/mod.ts");
   const { evaluationMetrics, headlineLines } = await import("../evaluate/summary.ts");
   const { metricRows } = await import("../evaluate/report_data.ts");

@@ -11,12 +11,16 @@ import { UserError } from "../errors/mod.ts";
 import { defaultStoreDir, displayPath } from "../pipeline/paths.ts";
 import { listRunFiles, type RunRecord } from "../pipeline/records.ts";
 
-/** A resolved train artifact and the artifacts it was trained from. */
+/** A resolved model: a train artifact (and what it was trained from) or an export bundle. */
 export interface ResolvedModel {
-  /** The train artifact's folder. */
+  /** The train artifact's or bundle's folder. */
   modelDir: string;
-  /** Its input bucket artifact's folder. */
-  dataDir: string;
+  /** The weights file (train: best.safetensors; bundle: model.safetensors). */
+  weightsFile: string;
+  /** The bucket artifact it was trained on (absent for a bundle). */
+  dataDir?: string;
+  /** The folder with vocab.json and the tokenizer (the tokenize artifact, or the bundle). */
+  tokensDir?: string;
   /** The train artifact's key. */
   key: string;
   /** How the name was read, for messages ("latest run 2026-…"). */
@@ -54,6 +58,15 @@ export async function resolveModel(name: string, storeDir?: string): Promise<Res
   let via = name;
   if (await isDir(name)) {
     modelDir = resolve(name);
+    if (await isBundle(modelDir)) {
+      return {
+        modelDir,
+        weightsFile: join(modelDir, "model.safetensors"),
+        tokensDir: modelDir,
+        key: "bundle",
+        via: displayPath(modelDir),
+      };
+    }
     key = (await readManifest(modelDir)).key;
     via = displayPath(modelDir);
   } else {
@@ -141,5 +154,33 @@ export async function resolveModel(name: string, storeDir?: string): Promise<Res
       hint: "re-run the pipeline that trained it (every step but train is cheap) in this store",
     });
   }
-  return { modelDir, dataDir, key: manifest.key, via };
+  let tokensDir: string | undefined;
+  try {
+    const tokensKey = (await readManifest(dataDir)).inputs?.tokens;
+    if (tokensKey && await isDir(resolve(dataDir, "..", tokensKey))) {
+      tokensDir = resolve(dataDir, "..", tokensKey);
+    }
+  } catch {
+    // Without its tokenize artifact a model still scores token data; audio needs the tokenizer.
+  }
+  return {
+    modelDir,
+    weightsFile: join(modelDir, "best.safetensors"),
+    dataDir,
+    tokensDir,
+    key: manifest.key,
+    via,
+  };
+}
+
+/** An export bundle: weights, vocabulary and tokenizer side by side, no manifest needed. */
+async function isBundle(dir: string): Promise<boolean> {
+  for (const f of ["model.safetensors", "vocab.json", "tokenizer.json"]) {
+    try {
+      if (!(await Deno.stat(join(dir, f))).isFile) return false;
+    } catch {
+      return false;
+    }
+  }
+  return true;
 }
