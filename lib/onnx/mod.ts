@@ -14,10 +14,14 @@
  * ```
  *
  * Tensors are stored as little-endian `raw_data`, whatever the host order.
+ * For graphs of more than a few nodes, {@link OnnxGraph} (`graph.ts`) adds
+ * nodes one call at a time and names their outputs.
  *
  * @module
  */
 import onnxProto from "onnx-proto";
+
+export { OnnxGraph, type OpOptions } from "./graph.ts";
 
 const { onnx } = onnxProto;
 const DataType = onnx.TensorProto.DataType;
