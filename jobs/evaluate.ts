@@ -21,6 +21,16 @@ import { defineJob } from "../lib/pipeline/job.ts";
 export const EvaluateParams = z.strictObject({
   /** Test clips per category shown (and playable) in the report with their reconstructions; 0: none. */
   report_clips_per_category: z.number().int().min(0).max(20).default(1),
+  /**
+   * Generated samples per category, judged by an independent classifier
+   * (lib/evaluate/generation.ts); 0: no generation figures.
+   */
+  generate: z.strictObject({
+    per_category: z.number().int().min(0).max(256).default(16),
+    temperature: z.number().min(0).max(10).default(1),
+    top_k: z.number().int().min(0).default(0),
+    top_p: z.number().gt(0).max(1).default(1),
+  }).prefault({}),
 });
 
 /** Parsed evaluate parameters. */
@@ -42,7 +52,7 @@ export const job = defineJob({
       "../lib/evaluate/report_data.ts"
     );
     const { renderEvaluateReport } = await import("../lib/report/mod.ts");
-    ctx.progress.start(3, "phases", "evaluate");
+    ctx.progress.start(4, "phases", "evaluate");
     const evaluation = await evaluateModel({
       modelDir: ctx.inputs.model.dir,
       dataDir: ctx.inputs.data.dir,
@@ -51,6 +61,43 @@ export const job = defineJob({
     });
     ctx.progress.update(1, "scored");
     const metrics = evaluationMetrics(evaluation);
+    const g = ctx.params.generate;
+    const generated: import("../lib/report/types.ts").ReportClip[] = [];
+    if (g.per_category > 0) {
+      const { judgeGeneration } = await import("../lib/evaluate/generation.ts");
+      const { sound } = await import("../lib/evaluate/report_data.ts");
+      const { requestGpu } = await import("../lib/gpu/device.ts");
+      const judged = await judgeGeneration({
+        modelDir: ctx.inputs.model.dir,
+        tokensDir: ctx.inputs.tokens.dir,
+        scanDir: ctx.inputs.scan.dir,
+        perCategory: g.per_category,
+        settings: { temperature: g.temperature, topK: g.top_k, topP: g.top_p, seed: ctx.seed },
+        gpu: await requestGpu(),
+        log: (m) => ctx.log(m),
+      });
+      metrics.generation_recognised = judged.figures.recognised;
+      metrics.generation_judge_test_accuracy = judged.figures.judge_test_accuracy;
+      metrics.generation_judge_reconstruction_accuracy =
+        judged.figures.judge_reconstruction_accuracy;
+      metrics.generation = judged.figures;
+      for (const c of evaluation.vocab.categories) {
+        const mine = judged.samples.filter((s) => s.requested === c).slice(0, 2);
+        if (mine.length === 0) continue;
+        generated.push({
+          category: c,
+          path: `seed ${mine[0].seed}, ${
+            mine[0].category_source === "prompt"
+              ? "category in the prompt"
+              : "category named by the model"
+          }`,
+          sounds: mine.map((s, i) =>
+            sound(`#${i + 1}: ${s.codes.length} tokens, judged ${s.judged}`, s.audio, judged.mel)
+          ),
+        });
+      }
+    }
+    ctx.progress.update(2, "generated");
     await Deno.writeTextFile(
       join(ctx.outDir, "evaluation.json"),
       JSON.stringify(metrics, null, 1) + "\n",
@@ -60,7 +107,7 @@ export const job = defineJob({
       ctx.inputs.scan.dir,
       ctx.params.report_clips_per_category,
     );
-    ctx.progress.update(2, "clips");
+    ctx.progress.update(3, "clips");
     const cfg = evaluation.config;
     const test = evaluation.splits.test!;
     const html = renderEvaluateReport({
@@ -82,10 +129,32 @@ export const job = defineJob({
         ["WebGPU adapter", evaluation.adapter],
       ],
       curves: await readCurves(ctx.inputs.model.dir),
-      table: metricRows(evaluation),
+      table: [
+        ...metricRows(evaluation),
+        ...(typeof metrics.generation_recognised === "number"
+          ? [{
+            label: "generated samples recognised as their category (independent judge)",
+            name: "generation_recognised",
+            model: metrics.generation_recognised as number,
+            better: "higher" as const,
+            format: "percent" as const,
+            baselines: [
+              {
+                name: "judge on test clips",
+                value: metrics.generation_judge_test_accuracy as number,
+              },
+              {
+                name: "judge on token rebuilds",
+                value: metrics.generation_judge_reconstruction_accuracy as number,
+              },
+              { name: "chance", value: 1 / evaluation.vocab.categories.length },
+            ],
+          }]
+          : []),
+      ],
       confusion: { categories: evaluation.vocab.categories, matrix: test.category.confusion },
       clips,
-      generated: [],
+      generated,
     });
     await Deno.writeTextFile(join(ctx.outDir, "report.html"), html);
     ctx.progress.finish("report written");

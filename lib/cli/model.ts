@@ -177,34 +177,42 @@ export async function modelLoss(
   }
   const batch = parseBatch(text, cfg, opts.batch);
   const { requestGpu } = await import("../gpu/device.ts");
-  const { SamOutTrainingGraph } = await import("../model/graph.ts");
   const gpu = await requestGpu();
+  const weights = new Map<string, Float32Array>();
+  for (const [name, t] of tensors) weights.set(name, t.data);
+  if (!opts.grads) {
+    // Scoring only: the inference model (no gradient or optimizer buffers).
+    const { SamOutInference } = await import("../model/inference.ts");
+    const model = await SamOutInference.create(gpu, {
+      config: cfg,
+      maxBatch: batch.rows,
+      maxLength: batch.length,
+    });
+    try {
+      model.uploadWeights(weights);
+      const s = await model.score(batch);
+      return { loss: s.lossSum / s.tokens, token_accuracy: s.correct / s.tokens };
+    } finally {
+      model.destroy();
+    }
+  }
+  // Gradients: the training graph without an optimizer (no Adam moments).
+  const { SamOutTrainingGraph } = await import("../model/graph.ts");
   const graph = await SamOutTrainingGraph.create(gpu, {
     config: cfg,
     maxBatch: batch.rows,
     maxLength: batch.length,
-    optimizer: {
-      kind: "adam",
-      beta1: 0.9,
-      beta2: 0.999,
-      eps: 1e-8,
-      weightDecay: 0,
-      clipNorm: null,
-    },
+    optimizer: null,
   });
   try {
-    const weights = new Map<string, Float32Array>();
-    for (const [name, t] of tensors) weights.set(name, t.data);
     graph.uploadWeights(weights);
     const { loss, tokenAccuracy, grads } = await graph.lossAndGrads(batch);
-    if (opts.grads) {
-      const out = parameterTable(cfg).map((p) => ({
-        name: p.name,
-        shape: p.shape,
-        data: grads.get(p.name)!,
-      }));
-      await Deno.writeFile(opts.grads, writeSafetensors(out, { ...metadata }));
-    }
+    const out = parameterTable(cfg).map((p) => ({
+      name: p.name,
+      shape: p.shape,
+      data: grads.get(p.name)!,
+    }));
+    await Deno.writeFile(opts.grads, writeSafetensors(out, { ...metadata }));
     return { loss, token_accuracy: tokenAccuracy };
   } finally {
     graph.destroy();

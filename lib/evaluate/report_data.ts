@@ -156,7 +156,8 @@ function spectrogramOf(samples: Float32Array, mel: MelSettings): Spectrogram {
   };
 }
 
-function sound(label: string, samples: Float32Array, mel: MelSettings): ReportSound {
+/** A playable sound for the report: its spectrogram and a peak-normalised 16-bit WAV. */
+export function sound(label: string, samples: Float32Array, mel: MelSettings): ReportSound {
   let peak = 0;
   for (const x of samples) peak = Math.max(peak, Math.abs(x));
   // Players get a normalised copy (Griffin-Lim output has an arbitrary level).

@@ -87,5 +87,16 @@ export function headlineLines(metrics: Record<string, unknown>): string[] {
     (metrics.bigram_category_accuracy !== undefined
       ? `, bigram ${pct(metrics.bigram_category_accuracy)}`
       : ""),
+    ...(typeof metrics.generation_recognised === "number"
+      ? [
+        `generated samples recognised as their category ${
+          pct(metrics.generation_recognised)
+        } by an independent judge (it recognises ${
+          pct(metrics.generation_judge_test_accuracy)
+        } of test clips, ${
+          pct(metrics.generation_judge_reconstruction_accuracy)
+        } rebuilt from tokens)`,
+      ]
+      : []),
   ];
 }
