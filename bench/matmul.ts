@@ -123,7 +123,7 @@ export async function benchMatmul(): Promise<MatmulBenchResult> {
   const shapes: MatmulShapeResult[] = [big];
   for (const [N, K] of TRAINING_NK) {
     for (const kernel of ["NT", "NN", "TN"] as const) {
-      // The graph runs TN over blocks of 512 rows (lib/model/graph.ts WEIGHT_GRAD_ROWS).
+      // The graph runs TN over blocks of 512 rows (lib/model/backward.ts WEIGHT_GRAD_ROWS).
       const M = kernel === "TN" ? TN_BLOCK_ROWS : TRAINING_M;
       shapes.push(await timeMatmul(gpu, kernel, { M, N, K }, 5e8));
     }

@@ -1,16 +1,16 @@
 /**
- * The SamOut training graph on WebGPU: the WGSL ops of `lib/gpu/ops/` composed
- * into one forward + backward + clip + Adam step, built once per model size.
+ * The SamOut training graph on WebGPU: the model's forward pass
+ * (`forward.ts`, shared with the inference model), the fused softmax
+ * cross-entropy, the backward pass (`backward.ts`), then global-norm
+ * clipping and Adam, built once per model size.
  *
- * Reading order (as SAMOUT.md): {@link SamOutTrainingGraph.create} allocates
- * every buffer once for `maxBatch x (maxLength - 1)` rows and prepares one
- * `GpuStep` per use site; `#build` lists, in order, what the model computes
- * (forward), then walks it back (backward), then clips and updates. A
- * training step uploads only the
- * token ids, the targets and the embedding-gradient plan, then records every
- * stage into ONE compute pass and submits it: no readback. Loss, accuracy and
+ * {@link SamOutTrainingGraph.create} allocates every buffer once for
+ * `maxBatch x (maxLength - 1)` rows. A training step uploads only the token
+ * ids, the targets and the embedding-gradient plan, then records every stage
+ * into ONE compute pass and submits it: no readback. Loss, accuracy and
  * gradient norm accumulate on the GPU and are read in one go by
- * {@link SamOutTrainingGraph.readTrainStats}.
+ * {@link SamOutTrainingGraph.readTrainStats}. Built without an optimizer, the
+ * graph computes losses and gradients only (no Adam moments allocated).
  *
  * Batches are teacher-forced: a `TokenBatch` of `length` tokens per row feeds
  * `seq[:, :-1]` (S = length - 1 positions) and is scored against `seq[:, 1:]`.
@@ -23,28 +23,16 @@
  */
 import { UserError } from "../errors/mod.ts";
 import type { TokenBatch } from "../data/types.ts";
-import { type Gpu, type GpuStep, readBuffer } from "../gpu/device.ts";
-import { type SamOutConfig, validateConfig } from "./config.ts";
-import { packFlat, type ParameterLayout, parameterLayout, unpackFlat } from "./layout.ts";
+import { type Gpu, readBuffer } from "../gpu/device.ts";
 import { createAdam } from "../gpu/ops/adam.ts";
 import { createCrossEntropy, STATS, STATS_FIELDS } from "../gpu/ops/cross_entropy.ts";
-import { createAccumulate } from "../gpu/ops/elementwise.ts";
-import { createEmbeddingBackward } from "../gpu/ops/embedding.ts";
 import { type EmbeddingGradientPlan, planEmbeddingGradient } from "../gpu/ops/embedding_plan.ts";
-import { createGatedBackward } from "../gpu/ops/gated.ts";
 import { createGradNorm } from "../gpu/ops/grad_norm.ts";
-import { createLayerNormBackward } from "../gpu/ops/layer_norm.ts";
-import {
-  createColumnSum,
-  createMatmulNN,
-  createMatmulTN,
-  type MatmulDims,
-} from "../gpu/ops/matmul.ts";
-import { createMaxStateBackward } from "../gpu/ops/max_state.ts";
-import { createPositionConcatBackward } from "../gpu/ops/position.ts";
-import { createAlphaMixBackward } from "../gpu/ops/alpha_mix.ts";
+import { buildBackward } from "./backward.ts";
+import { type SamOutConfig, validateConfig } from "./config.ts";
 import { buildForward } from "./forward.ts";
 import { teacherForced } from "./inference.ts";
+import { packFlat, type ParameterLayout, parameterLayout, unpackFlat } from "./layout.ts";
 import { F32, GraphResources, type Stage, type StepDims, tensorSlice } from "./resources.ts";
 
 /** Adam / AdamW settings (PyTorch semantics); the learning rate comes per step. */
@@ -99,12 +87,6 @@ export interface OptimizerState {
   m: Map<string, Float32Array>;
   v: Map<string, Float32Array>;
 }
-
-/**
- * Rows per block of the weight-gradient products (a multiple of 64, so every
- * block's byte offset is 256-byte aligned).
- */
-const WEIGHT_GRAD_ROWS = 512;
 
 /** Stats slots of the training accumulator: steps between two flushes to the host. */
 const TRAIN_SLOTS = 256;
@@ -544,45 +526,10 @@ export class SamOutTrainingGraph {
   // The graph: buffers, then what the model computes, in order
   // -------------------------------------------------------------------------
 
-  /**
-   * `dW[n, k] = dY[rows, n]^T X[rows, k]` as a chain of TN products over
-   * blocks of {@link WEIGHT_GRAD_ROWS} rows, the first overwriting dW and the
-   * others adding to it, in row-block order (deterministic). Short
-   * reductions keep each product's operands in cache. Measured on llvmpipe
-   * with the scalar 16x8 kernel (GFLOP per CPU second): dW [128, 256] over
-   * 2048 rows 4.0-4.8, over 256 rows 7.9; dW [1100, 128] 6.0-6.7 against 8.0-8.4.
-   */
-  #weightGradient(dY: GPUBuffer, x: GPUBuffer, name: string): GpuStep<MatmulDims> {
-    const [n, k] = this.layout.byName.get(name)!.shape;
-    const dW = tensorSlice(this.layout, this.#grads, name);
-    const blocks: GpuStep<MatmulDims>[] = [];
-    for (let start = 0; start < this.#maxRows; start += WEIGHT_GRAD_ROWS) {
-      const rows = Math.min(WEIGHT_GRAD_ROWS, this.#maxRows - start);
-      blocks.push(createMatmulTN(this.#gpu, {
-        a: { buffer: dY, offset: start * n * F32, size: rows * n * F32 }, // dY rows [rows, n]
-        b: { buffer: x, offset: start * k * F32, size: rows * k * F32 }, // X rows [rows, k]
-        c: dW,
-        accumulate: start > 0,
-      }));
-    }
-    return {
-      encode(pass, dims) {
-        for (let b = 0; b < blocks.length && b * WEIGHT_GRAD_ROWS < dims.M; b++) {
-          const rows = Math.min(WEIGHT_GRAD_ROWS, dims.M - b * WEIGHT_GRAD_ROWS);
-          blocks[b].encode(pass, { M: rows, N: dims.N, K: dims.K });
-        }
-      },
-      destroy() {
-        for (const b of blocks) b.destroy();
-      },
-    };
-  }
-
   #build(): void {
     const gpu = this.#gpu;
-    const { vocabSize: V, hidden: d, heads, layers: L, maxPositions: P } = this.config;
+    const V = this.config.vocabSize;
     const N = this.#maxRows;
-    const d2 = 2 * d;
     const total = this.layout.totalFloats;
     this.#params = this.#res.buffer(total, "params");
     this.#grads = this.#res.buffer(total, "grads");
@@ -594,9 +541,8 @@ export class SamOutTrainingGraph {
     this.#probeStats = this.#res.buffer(STATS_FIELDS, "stats.probe");
     const W = (name: string) => tensorSlice(this.layout, this.#params, name);
     const G = (name: string) => tensorSlice(this.layout, this.#grads, name);
-    const batch = (s: StepDims) => ({ B: s.B, S: s.S });
-    const mm = (n: number, k: number) => (s: StepDims) => ({ M: s.rows, N: n, K: k });
 
+    // ---- forward ----------------------------------------------------------
     const forward = buildForward(this.#res, {
       config: this.config,
       maxRows: N,
@@ -605,21 +551,6 @@ export class SamOutTrainingGraph {
       logits: this.#logits,
     });
     this.#forward = forward.stages;
-    const h = forward.h;
-    const layer = forward.layers;
-    const dh = [this.#res.buffer(N * d, "grad.h.0"), this.#res.buffer(N * d, "grad.h.1")]; // [N, d]
-    const drin = this.#res.buffer(N * d, "grad.mix"); // [N, d]
-    const du = this.#res.buffer(N * d, "grad.u"); // [N, d]
-    const df = this.#res.buffer(N * d, "grad.ffn2"); // [N, d]
-    const dy = this.#res.buffer(N * d2, "grad.gated"); // [N, 2d]
-    const df1 = this.#res.buffer(N * d2, "grad.ffn1"); // [N, 2d]
-    const dg = this.#res.buffer(N * d2, "grad.gate"); // [N, 2d]
-    const ds = this.#res.buffer(N * d, "grad.s"); // [N, d]
-    const da = this.#res.buffer(N * d, "grad.a"); // [N, d]
-    const db = this.#res.buffer(N * d, "grad.b"); // [N, d]
-    const dc = this.#res.buffer(N * d, "grad.c"); // [N, d]
-    const duin = this.#res.buffer(N * d2, "grad.concat"); // [N, 2d]
-
     // ---- loss -------------------------------------------------------------
     const loss = (mode: "train" | "eval", stats: GPUBuffer, slot: () => number) =>
       this.#res.stage(
@@ -639,178 +570,17 @@ export class SamOutTrainingGraph {
     this.#probeLoss = loss("train", this.#probeStats, () => 0);
 
     // ---- backward ---------------------------------------------------------
-    const bwd: Stage[] = [];
-    // Several kernels ADD into their gradient (em, pos, LayerNorm): the step
-    // clears the whole gradient buffer before the pass (see #encode).
-    bwd.push(
-      this.#res.stage(
-        "head.dx",
-        createMatmulNN(gpu, { a: this.#logits, b: W("head.weight"), c: dh[L % 2] }),
-        mm(V, d),
-      ),
-      this.#res.stage(
-        "head.dw",
-        this.#weightGradient(this.#logits, h[L], "head.weight"),
-        mm(V, d),
-      ),
-    );
-    for (let l = L - 1; l >= 0; l--) {
-      const x = layer[l];
-      const p = `decoder_layers.${l}`;
-      const dOut = dh[(l + 1) % 2]; // gradient of h[l + 1]
-      const dIn = dh[l % 2]; // gradient of h[l]
-      bwd.push(
-        this.#res.stage(
-          `layer_norm.${l}.backward`,
-          createLayerNormBackward(gpu, {
-            dy: dOut,
-            x: x.rin,
-            gamma: W(`${p}.layer_norm.weight`),
-            mean: x.mean,
-            rstd: x.rstd,
-            dx: drin,
-            dgamma: G(`${p}.layer_norm.weight`),
-            dbeta: G(`${p}.layer_norm.bias`),
-            d,
-            maxRows: N,
-          }),
-          batch,
-        ),
-        this.#res.stage(
-          `alpha_mix.${l}.backward`,
-          createAlphaMixBackward(gpu, {
-            dy: drin,
-            f: x.f,
-            u: x.u,
-            alpha: W(`${p}.alpha`),
-            df,
-            du,
-            dalpha: G(`${p}.alpha`),
-            d,
-            maxRows: N,
-          }),
-          batch,
-        ),
-        // h = r + u: the residual adds dOut to du.
-        this.#res.stage(
-          `residual.${l}.backward`,
-          createAccumulate(gpu, { src: dOut, target: du, maxCount: N * d }),
-          (s) => ({ count: s.rows * d }),
-        ),
-        this.#res.stage(
-          `ffn2.${l}.dx`,
-          createMatmulNN(gpu, { a: df, b: W(`${p}.ffn.ffn2.weight`), c: dy }),
-          mm(d, d2),
-        ),
-        this.#res.stage(
-          `ffn2.${l}.dw`,
-          this.#weightGradient(df, x.y, `${p}.ffn.ffn2.weight`),
-          mm(d, d2),
-        ),
-        this.#res.stage(
-          `ffn2.${l}.db`,
-          createColumnSum(gpu, { dy: df, db: G(`${p}.ffn.ffn2.bias`) }),
-          mm(d, d2),
-        ),
-        this.#res.stage(
-          `gated.${l}.backward`,
-          createGatedBackward(gpu, { dy, f1: x.f1, g: x.g, df1, dg, width: d2, maxRows: N }),
-          batch,
-        ),
-        this.#res.stage(
-          `ffn1.${l}.dx`,
-          createMatmulNN(gpu, { a: df1, b: W(`${p}.ffn.ffn1.weight`), c: ds }),
-          mm(d2, d),
-        ),
-        this.#res.stage(
-          `gate.${l}.dx`,
-          createMatmulNN(gpu, { a: dg, b: W(`${p}.ffn.gate.weight`), c: ds, accumulate: true }),
-          mm(d2, d),
-        ),
-        this.#res.stage(
-          `ffn1.${l}.dw`,
-          this.#weightGradient(df1, x.s, `${p}.ffn.ffn1.weight`),
-          mm(d2, d),
-        ),
-        this.#res.stage(
-          `ffn1.${l}.db`,
-          createColumnSum(gpu, { dy: df1, db: G(`${p}.ffn.ffn1.bias`) }),
-          mm(d2, d),
-        ),
-        this.#res.stage(
-          `gate.${l}.dw`,
-          this.#weightGradient(dg, x.s, `${p}.ffn.gate.weight`),
-          mm(d2, d),
-        ),
-        this.#res.stage(
-          `gate.${l}.db`,
-          createColumnSum(gpu, { dy: dg, db: G(`${p}.ffn.gate.bias`) }),
-          mm(d2, d),
-        ),
-        this.#res.stage(
-          `max_state.${l}.backward`,
-          createMaxStateBackward(gpu, {
-            ds,
-            m: x.m,
-            c: x.c,
-            argmax: x.argmax,
-            da,
-            db,
-            dc,
-            d,
-            heads,
-            maxRows: N,
-          }),
-          batch,
-        ),
-      );
-      const heads3: [string, GPUBuffer][] = [["head0", da], ["head1", db], ["head2", dc]];
-      for (const [name, grad] of heads3) {
-        const w = `${p}.self_attention.${name}.weight`;
-        bwd.push(
-          this.#res.stage(
-            `${name}.${l}.dx`,
-            createMatmulNN(gpu, { a: grad, b: W(w), c: du, accumulate: true }),
-            mm(d, d),
-          ),
-          this.#res.stage(
-            `${name}.${l}.dw`,
-            this.#weightGradient(grad, x.u, w),
-            mm(d, d),
-          ),
-        );
-      }
-      bwd.push(
-        this.#res.stage(
-          `down.${l}.dx`,
-          createMatmulNN(gpu, { a: du, b: W(`down.${l}.weight`), c: duin }),
-          mm(d, d2),
-        ),
-        this.#res.stage(
-          `down.${l}.dw`,
-          this.#weightGradient(du, x.uin, `down.${l}.weight`),
-          mm(d, d2),
-        ),
-        this.#res.stage(
-          `concat.${l}.backward`,
-          createPositionConcatBackward(gpu, {
-            dcat: duin,
-            dh: dIn,
-            dPos: G("pos.weight"),
-            d,
-            P,
-            maxRows: N,
-          }),
-          batch,
-        ),
-      );
-    }
-    bwd.push(this.#res.stage(
-      "embedding.backward",
-      createEmbeddingBackward(gpu, { dOut: dh[0], dTable: G("em.weight"), V, d, maxRows: N }),
-      () => ({ plan: this.#plan }),
-    ));
-    this.#backward = bwd;
+    this.#backward = buildBackward(this.#res, {
+      config: this.config,
+      layout: this.layout,
+      maxRows: N,
+      forward,
+      weight: W,
+      grad: G,
+      grads: this.#grads,
+      dLogits: this.#logits,
+      plan: () => this.#plan,
+    });
 
     // ---- clip and Adam ----------------------------------------------------
     const opt = this.optimizer;
