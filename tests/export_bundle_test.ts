@@ -116,6 +116,7 @@ Deno.test("exportBundle: a checked, self-contained bundle with a model card", as
         'ort.InferenceSession("model.onnx")',
         'import * as ort from "onnxruntime-web/webgpu"',
         "deno task tokens to-audio --tokenizer .",
+        "deno task generate --model . --category coin --count 4",
         "4 Pad, Slice and Max".replace("4 ", "") +
         " by log-step doubling (5 steps, enough for 20 positions)",
         `- model: artifact \`${"a".repeat(64)}\``,

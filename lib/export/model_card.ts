@@ -256,13 +256,17 @@ export function renderModelCard(info: ModelCardInfo): string {
     "### This project's CLI",
     "",
     "```sh",
+    "deno task generate --model . --category " + vocab.categories[0] +
+    " --count 4 --out generated/   # sounds, token by token with the state",
+    "deno task classify --model . clip.wav more/                 # category probabilities",
     "deno task model info model.safetensors                       # sizes, tensors, vocabulary",
     'deno task tokens to-audio --tokenizer . --tokens "…" --out x.wav   # token ids → audio',
     "deno task tokens encode --tokenizer . --audio clip.wav      # audio → token ids",
     "```",
     "",
-    "This folder is a tokenizer directory too (`vocab.json`, `tokenizer.json` and the codebook " +
-    "or codec), so `--tokenizer` takes it as it is.",
+    "`--model` takes this folder as it is (weights, vocabulary and tokenizer side by side), and " +
+    "so does `--tokenizer` (`vocab.json`, `tokenizer.json` and the codebook or codec); nothing " +
+    "here needs the artifact store.",
     "",
     "## Provenance",
     "",
