@@ -29,6 +29,15 @@ function pythonHasTorchAndOnnx(): boolean {
   }
 }
 
+/** Each file's bytes, by name (the bundle must not change under the check). */
+async function snapshot(dir: string): Promise<Record<string, number[]>> {
+  const out: Record<string, number[]> = {};
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isFile) out[e.name] = Array.from(await Deno.readFile(join(dir, e.name)));
+  }
+  return out;
+}
+
 const available = pythonHasTorchAndOnnx();
 if (!available) {
   console.warn(
@@ -56,6 +65,7 @@ Deno.test({
         webgpu: "skip",
         checkRows: 3,
       });
+      const before = await snapshot(outDir);
       const out = await new Deno.Command(PYTHON, { args: [TOOL, outDir] }).output();
       const stdout = new TextDecoder().decode(out.stdout);
       const stderr = new TextDecoder().decode(out.stderr);
@@ -69,6 +79,7 @@ Deno.test({
         assertEquals(report.checks[`${model}_checker_full_check`], "passed");
         assertEquals(report.checks[`${model}_initializers_equal_safetensors`], true);
       }
+      assertEquals(await snapshot(outDir), before, "the check leaves the bundle as it was");
       const self = await new Deno.Command(PYTHON, { args: [join(outDir, "samout.py"), outDir] })
         .output();
       assertEquals(self.code, 0, new TextDecoder().decode(self.stdout));

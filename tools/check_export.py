@@ -87,9 +87,10 @@ def main(bundle):
 
     report["onnx_version"] = onnx.__version__
     for name in ("model.onnx", "model.step.onnx"):
-        path = os.path.join(bundle, name)
-        onnx.checker.check_model(path, full_check=True)
-        proto = onnx.load(path)
+        proto = onnx.load(os.path.join(bundle, name))
+        # On a proto, not a path: given a path, full_check's shape inference writes the
+        # inferred model back over the file.
+        onnx.checker.check_model(proto, full_check=True)
         initializers = {t.name: numpy_helper.to_array(t) for t in proto.graph.initializer}
         differing = [k for k, v in weights.items()
                      if k not in initializers or not torch.equal(torch.from_numpy(initializers[k].copy()).float(), v)]
