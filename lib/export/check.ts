@@ -172,7 +172,10 @@ export async function checkExportedModels(opts: ExportCheckOptions): Promise<Exp
   // onnxruntime-web, wasm backend (always)
   const wasm = await ort() as unknown as OrtModuleLike;
   const full = await createOrtSession(opts.fullOnnx);
-  const step = await createOrtSession(opts.stepOnnx);
+  const step = await createOrtSession(opts.stepOnnx).catch(async (e) => {
+    await full.release();
+    throw e;
+  });
   try {
     for (const b of batches) {
       const label = batchLabel(b);
