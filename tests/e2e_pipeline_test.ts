@@ -89,6 +89,7 @@ const WIRING: Record<string, Record<string, string>> = {
   bucket: { tokens: "tokenize" },
   train: { data: "bucket" },
   evaluate: { model: "train", data: "bucket", tokens: "tokenize", scan: "scan" },
+  export: { model: "train", tokens: "tokenize", evaluate: "evaluate" },
 };
 
 const CATEGORIES = ["coin", "jump", "laser"];
@@ -572,6 +573,7 @@ Deno.test("e2e: the tiny real pipeline from the CLI", async (t) => {
         bucket: "not-run",
         train: "not-run",
         evaluate: "not-run",
+        export: "not-run",
       });
       const reasons = byStep(dry.summary, "reason");
       assertEquals(reasons.bucket, "parameters changed (batch_size: 8 -> 4)");
