@@ -325,7 +325,11 @@ async function runLoop(
         );
       }
       if (atEval && await evaluate()) state.stopped = "early";
-      if (atMax && state.stopped === null) state.stopped = "max_steps";
+      if (atMax && state.stopped === null) {
+        // A final evaluation, so "best" can be the weights training ends with.
+        if (!atEval) await evaluate();
+        state.stopped = "max_steps";
+      }
       if (state.stopped !== null) break;
       if (atCkpt) await checkpoint();
     }
