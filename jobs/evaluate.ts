@@ -44,6 +44,32 @@ export const job = defineJob({
   params: EvaluateParams,
   inputs: () => ["model", "data", "tokens", "scan"],
   slots: { model: ["train"], data: ["bucket"], tokens: ["tokenize"], scan: ["scan"] },
+  /** metrics.json's flat figures (README "Metrics"; lib/evaluate/summary.ts): what gates may name. */
+  metrics: [
+    ...["test", "val"].flatMap((s) => [
+      `${s}_loss`,
+      `${s}_token_accuracy`,
+      `${s}_perplexity`,
+      `${s}_audio_loss`,
+      `${s}_category_accuracy`,
+      `${s}_loss_vs_bigram`,
+      `uniform_${s}_loss`,
+      `unigram_${s}_loss`,
+      `bigram_${s}_loss`,
+      `bigram_${s}_token_accuracy`,
+      `bigram_${s}_audio_loss`,
+      `repeat_previous_${s}_token_accuracy`,
+    ]),
+    "category_accuracy",
+    "category_top3_accuracy",
+    "macro_f1",
+    "chance_category_accuracy",
+    "majority_category_accuracy",
+    "bigram_category_accuracy",
+    "generation_recognised",
+    "generation_judge_test_accuracy",
+    "generation_judge_reconstruction_accuracy",
+  ],
   async run(ctx) {
     const { join } = await import("node:path");
     const { evaluateModel } = await import("../lib/evaluate/mod.ts");

@@ -579,6 +579,20 @@ export const job = defineJob({
   params: TokenizeParams,
   inputs: () => ["scan"],
   slots: { scan: ["scan"] },
+  /** metrics.json's flat figures: what gates may name. */
+  metrics: [
+    "files",
+    "categories",
+    "vocab_size",
+    "frames",
+    "tokens",
+    "seconds_audio",
+    "codebook_usage",
+    "code_perplexity",
+    "reconstruction_lsd_db",
+    "seconds_to_tokens",
+    "realtime_factor",
+  ],
   sources: (p) =>
     p.kind === "onnx-codec" && p.onnx
       ? [p.onnx.encoder, ...(p.onnx.decoder ? [p.onnx.decoder] : [])]

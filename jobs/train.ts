@@ -71,6 +71,18 @@ export const job = defineJob({
   params: TrainParams,
   inputs: () => ["data"],
   slots: { data: ["bucket"] },
+  /** metrics.json's flat figures: what gates may name. */
+  metrics: [
+    "steps",
+    "epochs_completed",
+    "best_step",
+    "best_val_loss",
+    "best_val_token_accuracy",
+    "uniform_loss",
+    "evaluations",
+    "parameters",
+    "train_seconds",
+  ],
   async run(ctx) {
     const { trainSamOut } = await import("../lib/train/mod.ts");
     return await trainSamOut({

@@ -13,6 +13,32 @@ import { rerunFromRecord, runPipeline, type RunSummary } from "../pipeline/runne
 import { consoleOutput } from "../pipeline/progress.ts";
 import { join, resolve } from "node:path";
 import { defaultStoreDir, displayPath } from "../pipeline/paths.ts";
+import { GATE_FAILED_EXIT, parseGate } from "../pipeline/gates.ts";
+
+/** The command's exit codes (README, "Exit codes"). */
+export const EXIT = {
+  /** Every step succeeded (or was cached) and every gate passed. */
+  ok: 0,
+  /** Bad input (pipeline file, options, data) or a step that failed with a reported error. */
+  failed: 1,
+  /** A bug: an unexpected error (with its stack trace). */
+  bug: 2,
+  /** Every step succeeded but a `--fail-if` gate failed. */
+  gate: GATE_FAILED_EXIT,
+  /** Interrupted (Ctrl-C). */
+  interrupted: 130,
+} as const;
+
+/** A `--name`: letters, digits and `._=,+-`, not `latest…` (which names other runs), at most 100. */
+export function checkRunName(name: string): void {
+  if (!/^[A-Za-z0-9._=,+-]{1,100}$/.test(name) || /^latest(~\d*)?$/.test(name)) {
+    throw new UserError(`bad run name "${name}"`, {
+      field: "--name",
+      expected: "1-100 of A-Z a-z 0-9 . _ = , + - and not latest or latest~N",
+      found: name,
+    });
+  }
+}
 
 /**
  * The command's options, once: read by {@link quickParse} on the fast path, by
@@ -53,6 +79,27 @@ const OPTIONS = {
     type: "boolean",
     help: "re-hash cached artifacts and source files fully before trusting them (use in CI)",
   },
+  name: {
+    type: "string",
+    arg: "<name>",
+    help: "name the run (then usable wherever a run is named: runs, show, diff, --model)",
+  },
+  "fail-if": {
+    type: "string",
+    multiple: true,
+    arg: "<gate>",
+    help: "exit 3 when STEP.METRIC OP NUMBER holds at the end, e.g. 'evaluate.test_loss > 3'",
+  },
+  "summary-md": {
+    type: "string",
+    arg: "<file>",
+    help: "write a Markdown summary (steps, cache hits, metrics, gates; GitHub job summary shape)",
+  },
+  baseline: {
+    type: "string",
+    arg: "<run>",
+    help: "compare with this run in --summary-md (latest, latest~N, id, name)",
+  },
 } as const;
 
 /** Parsed command line. */
@@ -68,6 +115,10 @@ interface PipelineArgs {
   json?: boolean;
   rerun?: string;
   verify?: boolean;
+  name?: string;
+  failIf: string[];
+  summaryMd?: string;
+  baseline?: string;
 }
 
 /**
@@ -102,6 +153,7 @@ async function commanderParse(args: string[]): Promise<PipelineArgs | number> {
     file: cmd.args[0],
     set: (o.set as string[]) ?? [],
     force: (o.force as string[]) ?? [],
+    failIf: (o.failIf as string[]) ?? [],
   };
 }
 
@@ -165,6 +217,10 @@ async function parse(args: string[]): Promise<PipelineArgs | number> {
     json: v.json as boolean | undefined,
     rerun: v.rerun as string | undefined,
     verify: v.verify as boolean | undefined,
+    name: v.name as string | undefined,
+    failIf: (v["fail-if"] as string[]) ?? [],
+    summaryMd: v["summary-md"] as string | undefined,
+    baseline: v.baseline as string | undefined,
   };
 }
 
@@ -193,6 +249,16 @@ export async function main(args: string[]): Promise<number> {
       found: "no arguments",
     });
   }
+  const gates = opts.failIf.map(parseGate);
+  if (opts.name !== undefined) checkRunName(opts.name);
+  const storeDir = resolve(opts.store ?? defaultStoreDir());
+  const baseline = opts.baseline === undefined
+    ? undefined
+    : await (await import("../experiments/runs.ts")).resolveRun(
+      opts.baseline,
+      storeDir,
+      "--baseline",
+    );
   const out = consoleOutput();
   const controller = new AbortController();
   let interrupts = 0;
@@ -214,6 +280,9 @@ export async function main(args: string[]): Promise<number> {
       output: out,
       json: opts.json,
       verify: opts.verify,
+      name: opts.name,
+      gates,
+      collectMetrics: opts.summaryMd !== undefined,
     };
     let summary: RunSummary;
     try {
@@ -227,24 +296,34 @@ export async function main(args: string[]): Promise<number> {
       throw e;
     }
     if (opts.json) out.out(jsonSummary(summary));
-    if (summary.status === "interrupted") return 130;
+    if (opts.summaryMd !== undefined && summary.status !== "dry-run") {
+      const { renderSummaryMarkdown } = await import("../experiments/summary_md.ts");
+      await Deno.writeTextFile(
+        opts.summaryMd,
+        renderSummaryMarkdown(summary, { baseline, storeDir }),
+      );
+      out.err(`summary written to ${opts.summaryMd}\n`);
+    }
+    if (summary.status === "interrupted") return EXIT.interrupted;
     if (summary.error !== undefined) {
       const e = summary.error;
       if (e instanceof UserError) {
         out.err(`error: ${e.format()}\n`);
-        return 1;
+        return EXIT.failed;
       }
       out.err(
         `error: step "${summary.failed_step}" failed with an unexpected error:\n${
           e instanceof Error ? e.stack : String(e)
         }\n`,
       );
-      return 2;
+      return EXIT.bug;
     }
     if (!opts.json && summary.status !== "dry-run") {
       await printResults(summary, opts.store ?? defaultStoreDir(), out);
     }
-    return 0;
+    for (const g of summary.gates ?? []) out.err(`${g.passed ? "" : "error: "}${g.message}\n`);
+    if (summary.gates?.some((g) => !g.passed)) return EXIT.gate;
+    return EXIT.ok;
   } finally {
     Deno.removeSignalListener("SIGINT", onInterrupt);
   }

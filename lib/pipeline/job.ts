@@ -90,6 +90,15 @@ export interface JobDefinition<S extends z.ZodType = z.ZodType> {
    * (e.g. scan's `root`): the runner hashes their bytes into the step key.
    */
   sources?(params: z.output<S>): string[];
+  /**
+   * The top-level names in `metrics.json` whose values are numbers (or null
+   * when a figure cannot be computed) that every run of this job writes:
+   * what a gate (`--fail-if 'evaluate.test_loss > 3'`) may name. A gate on a
+   * job without this list, or on a name not in it, is an error before
+   * anything runs. Nested figures and names a job writes only sometimes are
+   * left out.
+   */
+  metrics?: readonly string[];
   /** Does the work. Throw `UserError` for bad input. */
   run(ctx: JobContext<z.output<S>>): Promise<JobResult | void>;
 }

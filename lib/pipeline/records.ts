@@ -17,6 +17,7 @@
 import { join } from "./path.ts";
 import { UserError } from "../errors/mod.ts";
 import type { StepIdentity } from "./plan.ts";
+import type { FlatMetrics } from "./metrics.ts";
 
 /** What happened to a step in a run. */
 export type StepStatus = "ran" | "cached" | "pruned" | "failed" | "not-run";
@@ -33,12 +34,19 @@ export interface StepRecord {
   started_at?: string;
   finished_at?: string;
   duration_s?: number;
+  /**
+   * The artifact's flat metrics (top-level scalars of its metrics.json), for
+   * steps that ran or were cached: listing and diffing runs read these.
+   */
+  metrics?: FlatMetrics;
 }
 
 /** `runs/<timestamp>-<name>-<short>.json`. */
 export interface RunRecord {
   format: 1;
   id: string;
+  /** A name given with `--name` (runs are named by it, newest first, wherever a run is taken). */
+  name?: string;
   pipeline: {
     name: string;
     /** The file as named when run (repo-relative where possible). */
@@ -76,6 +84,8 @@ export interface RunRecord {
   warnings?: string[];
   /** Set when the record had to be shortened to fit on a full disk. */
   shortened?: string;
+  /** The `--fail-if` gates and how the run met them (succeeded runs with gates). */
+  gates?: { gate: string; value: number | null; passed: boolean }[];
 }
 
 /** A new record id: `<UTC timestamp>-<name>-<6 hex>`. */
@@ -127,9 +137,11 @@ export function finishRunRecord(
     error: record.error?.slice(0, 2000),
     shortened: `written in place on a full disk (${
       first instanceof Error ? first.message : String(first)
-    }): step identities and code files left out`,
+    }): step identities, metrics and code files left out`,
     steps: Object.fromEntries(
-      Object.entries(record.steps).map(([n, s]) => [n, { ...s, identity: undefined }]),
+      Object.entries(record.steps).map((
+        [n, s],
+      ) => [n, { ...s, identity: undefined, metrics: undefined }]),
     ),
   };
   const bytes = new TextEncoder().encode(JSON.stringify(shortened) + "\n");

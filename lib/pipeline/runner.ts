@@ -34,6 +34,14 @@ import { codeFiles } from "./code_hash.ts";
 import { setFullSourceHashing } from "./sources.ts";
 import { DEFAULT_JOBS_DIR, defaultStoreDir, displayPath, REPO_ROOT } from "./paths.ts";
 import { dirname } from "./path.ts";
+import {
+  checkGates,
+  evaluateGates,
+  type Gate,
+  type GateResult,
+  type GateStepInfo,
+} from "./gates.ts";
+import { type FlatMetrics, readFlatMetrics } from "./metrics.ts";
 
 /** Options of {@link runPipeline}. */
 export interface RunOptions {
@@ -69,6 +77,12 @@ export interface RunOptions {
   verify?: boolean;
   /** The run record being repeated (`--rerun`): differences from it are reported. */
   rerunOf?: { path: string; record: RunRecord };
+  /** A name for the run (`--name`), recorded and usable wherever a run is named. */
+  name?: string;
+  /** `--fail-if` gates: checked against the plan before anything runs, applied at the end. */
+  gates?: Gate[];
+  /** Read every step's metrics into the summary even when nothing ran (`--summary-md`). */
+  collectMetrics?: boolean;
 }
 
 /** One step in a {@link RunSummary}. */
@@ -80,6 +94,8 @@ export interface StepSummary {
   /** Full step key (absent for pruned steps). */
   key?: string;
   duration_s?: number;
+  /** The artifact's flat metrics (top-level scalars of metrics.json), for steps that ran or were cached. */
+  metrics?: FlatMetrics;
 }
 
 /** What {@link runPipeline} returns. */
@@ -101,6 +117,16 @@ export interface RunSummary {
   same_as?: string;
   /** Things the user should know that did not stop the run (damaged artifacts set aside, code that differs from a re-run record). */
   warnings: string[];
+  /** The run's name (`--name`). */
+  name?: string;
+  /** The seed the run used. */
+  seed?: number;
+  /** When the run started (absent for dry runs). */
+  started_at?: string;
+  /** Wall time of the whole run in seconds (absent for dry runs). */
+  duration_s?: number;
+  /** The `--fail-if` gates, applied to the run's metrics (absent when none were given or a step failed). */
+  gates?: GateResult[];
 }
 
 /** Resolves a pipeline argument: a file as given, else `pipelines/<arg>` at the repo root. */
@@ -269,11 +295,27 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
     throw new UserError(`--only and --until cannot be combined`, { file, expected: "one of them" });
   }
   const forced = new Set(options.force ?? []);
-  const selected = options.only
+  const selected: Set<string> = options.only
     ? new Set([options.only])
     : options.until
     ? ancestors(plan, options.until)
     : new Set(plan.order.filter((n) => plan.steps.get(n)!.active));
+  if (options.gates?.length) {
+    const info = new Map<string, GateStepInfo>();
+    for (const name of plan.order) {
+      const st = plan.steps.get(name)!;
+      const gated = options.gates.some((g) => g.step === name);
+      const { job } = gated
+        ? await registry.load(st.jobName, { file, step: name })
+        : { job: undefined };
+      info.set(name, {
+        job: st.jobName,
+        metrics: job?.metrics,
+        inRun: st.active && selected.has(name),
+      });
+    }
+    checkGates(options.gates, info, file);
+  }
   const warnings: string[] = [];
   const warn = (message: string) => {
     warnings.push(message);
@@ -422,15 +464,34 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
     return table(r);
   };
 
+  /** Reads each finished step's flat metrics into its summary and record entry. */
+  const collectMetrics = () => {
+    for (const [name, s] of steps) {
+      const ref = refs.get(name);
+      if (!ref || (s.status !== "ran" && s.status !== "cached")) continue;
+      s.metrics = readFlatMetrics(ref.dir);
+      s.record.metrics = s.metrics;
+    }
+  };
+  const applyGates = () =>
+    options.gates?.length
+      ? evaluateGates(
+        options.gates,
+        Object.fromEntries([...steps].map(([n, s]) => [n, s.metrics])),
+      )
+      : undefined;
+
   if (!toRun.length) {
     // Nothing to do: the record of this run would repeat one already written, so none is
     // written (no clutter, and a read-only store serves cached runs); it names the earlier one.
     const keys: Record<string, string> = {};
     for (const [name, s] of steps) if (s.status === "cached") keys[name] = s.key!;
     const sameAs = findRecordWithKeys(runsDir, spec.name, keys);
+    if (options.gates?.length || options.collectMetrics) collectMetrics();
+    const duration = (Date.now() - startedAt.getTime()) / 1000;
     out.err(
       rows() +
-        `succeeded in ${formatDuration((Date.now() - startedAt.getTime()) / 1000)}: ` +
+        `succeeded in ${formatDuration(duration)}: ` +
         `every step cached, no record written${
           sameAs ? `; these artifacts were built by ${displayPath(sameAs)}` : ""
         }\n`,
@@ -442,6 +503,11 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
       steps: [...steps.values()].map(({ record: _r, ...s }) => s),
       same_as: sameAs,
       warnings,
+      name: options.name,
+      seed: spec.seed,
+      started_at: startedAt.toISOString(),
+      duration_s: Math.round(duration * 1000) / 1000,
+      gates: applyGates(),
     };
   }
 
@@ -454,6 +520,7 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
   const record: RunRecord = {
     format: 1,
     id: newRunId(spec.name, startedAt),
+    name: options.name,
     pipeline: { name: spec.name, file, sha256: await sha256Hex(text), text },
     overrides: spec.overrides,
     seed: spec.seed,
@@ -636,6 +703,11 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
     : "succeeded";
   record.status = status;
   record.finished_at = new Date().toISOString();
+  collectMetrics();
+  const gates = status === "succeeded" ? applyGates() : undefined;
+  if (gates) {
+    record.gates = gates.map(({ text, value, passed }) => ({ gate: text, value, passed }));
+  }
   if (firstError !== undefined) {
     record.error = firstError instanceof UserError
       ? firstError.format()
@@ -648,11 +720,10 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
   const written = finishRunRecord(runsDir, record);
   if (written.problem) warn(written.problem);
 
+  const duration = (Date.now() - startedAt.getTime()) / 1000;
   out.err(
     rows() +
-      `${status} in ${formatDuration((Date.now() - startedAt.getTime()) / 1000)}; record ${
-        displayPath(written.path)
-      }\n`,
+      `${status} in ${formatDuration(duration)}; record ${displayPath(written.path)}\n`,
   );
   return {
     pipeline: spec.name,
@@ -663,6 +734,11 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
     error: firstError,
     failed_step: failedStep,
     warnings,
+    name: options.name,
+    seed: spec.seed,
+    started_at: startedAt.toISOString(),
+    duration_s: Math.round(duration * 1000) / 1000,
+    gates,
   };
 }
 
