@@ -18,6 +18,9 @@ const COMMANDS: Record<string, string> = {
   eval: "evaluate a trained model beside baselines (eval --model latest)",
   generate: "generate sounds with a trained model (generate --model latest --category laser)",
   classify: "name the category of audio files (classify --model latest clip.wav)",
+  runs: "list runs, newest first, with their headline metrics (runs --json)",
+  show: "one run: steps, keys, parameters, metrics, results (show latest)",
+  diff: "compare two runs or two artifacts of one job (diff latest~1 latest --md)",
 };
 
 function usage(): string {

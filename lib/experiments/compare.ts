@@ -16,7 +16,9 @@ export type Direction = "lower" | "higher" | undefined;
  * repeat_previous_) and everything else have none.
  */
 export function metricDirection(name: string): Direction {
-  if (/^(uniform|unigram|bigram|chance|majority|repeat_previous)_/.test(name)) return undefined;
+  if (/^(uniform|unigram|bigram|chance|majority|repeat_previous|code)_/.test(name)) {
+    return undefined;
+  }
   if (/_vs_/.test(name)) return "higher";
   if (/(^|_)(accuracy|f1|recognised|usage)($|_)/.test(name)) return "higher";
   if (/(^|_)(loss|perplexity|lsd_db|error)($|_)/.test(name)) return "lower";

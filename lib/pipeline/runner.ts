@@ -151,8 +151,8 @@ export async function resolvePipelineFile(arg: string): Promise<string> {
   });
 }
 
-/** Why a step's key differs from its last run's: what changed among code, params, inputs and sources. */
-function describeChange(prev: StepIdentity, cur: StepIdentity): string {
+/** Why a step's key differs from another run's: what changed among code, params, inputs, sources and seed. */
+export function describeChange(prev: StepIdentity, cur: StepIdentity): string {
   const reasons: string[] = [];
   if (prev.code_hash !== cur.code_hash || prev.version !== cur.version || prev.job !== cur.job) {
     reasons.push(
