@@ -21,6 +21,7 @@ const COMMANDS: Record<string, string> = {
   runs: "list runs, newest first, with their headline metrics (runs --json)",
   show: "one run: steps, keys, parameters, metrics, results (show latest)",
   diff: "compare two runs or two artifacts of one job (diff latest~1 latest --md)",
+  gc: "free what no kept run needs (gc --keep-last 5 --dry-run)",
 };
 
 function usage(): string {

@@ -42,6 +42,7 @@ import {
   type GateStepInfo,
 } from "./gates.ts";
 import { type FlatMetrics, readFlatMetrics } from "./metrics.ts";
+import { lockStore } from "./store_lock.ts";
 
 /** Options of {@link runPipeline}. */
 export interface RunOptions {
@@ -254,8 +255,31 @@ function table(rows: string[][]): string {
     "\n";
 }
 
-/** Loads, validates, plans and (unless `dryRun`) runs a pipeline. Throws `UserError` for invalid input. */
+/**
+ * Loads, validates, plans and (unless `dryRun`) runs a pipeline. Throws
+ * `UserError` for invalid input. A run holds the store lock shared
+ * (`store_lock.ts`), so `gc` never removes what it has found cached.
+ */
 export async function runPipeline(options: RunOptions): Promise<RunSummary> {
+  if (options.dryRun) return await runLocked(options);
+  const root = typeof options.store === "object"
+    ? options.store.localDir
+    : resolve(options.store ?? defaultStoreDir());
+  const out = options.output ?? consoleOutput();
+  const release = await lockStore(
+    root,
+    false,
+    () => out.err(`waiting for a clean-up (gc) of ${displayPath(root)} to finish\n`),
+  );
+  try {
+    return await runLocked(options);
+  } finally {
+    release?.();
+  }
+}
+
+/** {@link runPipeline} once the store lock is held (or not needed). */
+async function runLocked(options: RunOptions): Promise<RunSummary> {
   const out = options.output ?? consoleOutput();
   const signal = options.signal ?? new AbortController().signal;
   const fileArg = options.text === undefined

@@ -1,0 +1,183 @@
+/**
+ * Clean-up of a store: keeps every artifact a kept run needs (its steps'
+ * artifacts and, through manifests' inputs, everything they were built
+ * from), and removes the other artifacts, training scratch folders, staging
+ * folders and the plan caches.
+ *
+ * Safe when killed at any moment: an artifact leaves `objects/` by one
+ * rename into `tmp/<key>.<pid>.gc` before its files are deleted, so
+ * `objects/` only ever holds complete artifacts, and what a killed gc left in
+ * `tmp/` is removed by the next gc or run. Safe beside pipeline runs: gc holds
+ * the store lock exclusively (runs hold it shared), so it waits for running
+ * pipelines and they wait for it.
+ *
+ * Run records are kept (they are small, hold the history and metrics, and a
+ * run whose artifacts were removed can be rebuilt with `pipeline rerun`).
+ * `quarantine/` is never emptied here (set-aside artifacts are evidence).
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { lockStore } from "../pipeline/store_lock.ts";
+import { loadRuns, resolveRun, type StoredRun } from "./runs.ts";
+
+const KEY_RE = /^[0-9a-f]{64}$/;
+
+/** What {@link collectGarbage} does or would do. */
+export interface GcReport {
+  /** Run ids kept. */
+  kept_runs: string[];
+  /** Artifact keys kept (needed by a kept run). */
+  kept_artifacts: number;
+  removed_artifacts: string[];
+  removed_work: string[];
+  removed_tmp: string[];
+  removed_cache: number;
+  /** Bytes freed (or that would be, for a dry run). */
+  freed_bytes: number;
+  /** Bytes in quarantine/ (not touched). */
+  quarantine_bytes: number;
+  dry_run: boolean;
+}
+
+/** Options of {@link collectGarbage}. */
+export interface GcOptions {
+  /** Keep the newest N runs (any status). */
+  keepLast: number;
+  /** Runs to keep besides (any name `resolveRun` takes). */
+  keep?: string[];
+  dryRun?: boolean;
+  /** Called when the store lock is not free within a second (pipelines are running). */
+  onWait?: () => void;
+}
+
+async function sizeOf(path: string): Promise<number> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.lstat(path);
+  } catch {
+    return 0;
+  }
+  if (!info.isDirectory) return info.size;
+  let total = 0;
+  for await (const e of Deno.readDir(path)) total += await sizeOf(join(path, e.name));
+  return total;
+}
+
+async function names(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  try {
+    for await (const e of Deno.readDir(dir)) out.push(e.name);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return out.sort();
+}
+
+/** Keys needed by `runs`: each step's key, then every input key of their manifests, transitively. */
+export async function neededKeys(storeDir: string, runs: StoredRun[]): Promise<Set<string>> {
+  const needed = new Set<string>();
+  const queue: string[] = [];
+  for (const r of runs) {
+    for (const s of Object.values(r.record.steps)) {
+      if (s.key && !needed.has(s.key)) {
+        needed.add(s.key);
+        queue.push(s.key);
+      }
+    }
+  }
+  while (queue.length) {
+    const key = queue.pop()!;
+    let inputs: Record<string, string> = {};
+    try {
+      inputs = JSON.parse(
+        await Deno.readTextFile(join(storeDir, "objects", key, "manifest.json")),
+      ).inputs ?? {};
+    } catch { /* not published (a failed or unfinished step) */ }
+    for (const k of Object.values(inputs)) {
+      if (!needed.has(k)) {
+        needed.add(k);
+        queue.push(k);
+      }
+    }
+  }
+  return needed;
+}
+
+/** Moves `path` into `tmp/` under a name a dead process's staging has, then deletes it. */
+async function removeViaTmp(storeDir: string, path: string, key: string): Promise<void> {
+  const rand = crypto.getRandomValues(new Uint32Array(1))[0].toString(16);
+  const aside = join(storeDir, "tmp", `${key}.${Deno.pid}.gc${rand}`);
+  await Deno.mkdir(join(storeDir, "tmp"), { recursive: true });
+  await Deno.rename(path, aside);
+  await Deno.remove(aside, { recursive: true });
+}
+
+/** Cleans the store at `storeDir` (see the module doc). */
+export async function collectGarbage(storeDir: string, options: GcOptions): Promise<GcReport> {
+  const dryRun = options.dryRun ?? false;
+  const release = dryRun ? undefined : await lockStore(storeDir, true, options.onWait);
+  if (!dryRun && !release) {
+    throw new Error(`cannot lock the store ${storeDir} (locks/store.lock): is it writable?`);
+  }
+  try {
+    const runs = await loadRuns(storeDir);
+    const kept = new Map<string, StoredRun>();
+    for (const r of runs.slice(0, Math.max(0, options.keepLast))) kept.set(r.record.id, r);
+    for (const name of options.keep ?? []) {
+      const r = await resolveRun(name, storeDir, "--keep");
+      kept.set(r.record.id, r);
+    }
+    const needed = await neededKeys(storeDir, [...kept.values()]);
+    const report: GcReport = {
+      kept_runs: [...kept.keys()],
+      kept_artifacts: 0,
+      removed_artifacts: [],
+      removed_work: [],
+      removed_tmp: [],
+      removed_cache: 0,
+      freed_bytes: 0,
+      quarantine_bytes: await sizeOf(join(storeDir, "quarantine")),
+      dry_run: dryRun,
+    };
+    for (const key of await names(join(storeDir, "objects"))) {
+      if (!KEY_RE.test(key)) continue;
+      if (needed.has(key)) {
+        report.kept_artifacts++;
+        continue;
+      }
+      const dir = join(storeDir, "objects", key);
+      report.freed_bytes += await sizeOf(dir);
+      report.removed_artifacts.push(key);
+      if (!dryRun) await removeViaTmp(storeDir, dir, key);
+    }
+    // Scratch of a kept run's unfinished step (a resumable checkpoint) stays.
+    for (const key of await names(join(storeDir, "work"))) {
+      if (!KEY_RE.test(key) || needed.has(key)) continue;
+      const dir = join(storeDir, "work", key);
+      report.freed_bytes += await sizeOf(dir);
+      report.removed_work.push(key);
+      if (!dryRun) await removeViaTmp(storeDir, dir, key);
+    }
+    // With the lock held exclusively no run is staging: everything in tmp/ is left over.
+    for (const name of await names(join(storeDir, "tmp"))) {
+      const path = join(storeDir, "tmp", name);
+      report.freed_bytes += await sizeOf(path);
+      report.removed_tmp.push(name);
+      if (!dryRun) await Deno.remove(path, { recursive: true }).catch(() => {});
+    }
+    // Plan and YAML caches are speed only (the next run of a pipeline plans again, in
+    // milliseconds); the source-hash cache is kept: rebuilding it re-reads every audio file.
+    for (const sub of ["plans", "yaml"]) {
+      for (const name of await names(join(storeDir, "cache", sub))) {
+        const path = join(storeDir, "cache", sub, name);
+        report.freed_bytes += await sizeOf(path);
+        report.removed_cache++;
+        if (!dryRun) await Deno.remove(path, { recursive: true }).catch(() => {});
+      }
+    }
+    return report;
+  } finally {
+    release?.();
+  }
+}
