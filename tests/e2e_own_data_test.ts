@@ -54,6 +54,8 @@ Deno.test("e2e: --set scan.root reads your own folder; synth is pruned; bad file
       tokenize: "ran",
       bucket: "ran",
       train: "ran",
+      evaluate: "ran",
+      export: "ran",
     });
     assertEquals(keys.synth, undefined, "a pruned step has no key");
     const manifests = (await listTree(join(store, "objects"))).filter((p) =>
@@ -62,7 +64,7 @@ Deno.test("e2e: --set scan.root reads your own folder; synth is pruned; bad file
     const jobs = await Promise.all(
       manifests.map(async (m) => (await readJson<{ job: string }>(join(store, "objects", m))).job),
     );
-    assertEquals(jobs.sort(), ["bucket", "scan", "tokenize", "train"]);
+    assertEquals(jobs.sort(), ["bucket", "evaluate", "export", "scan", "tokenize", "train"]);
   });
 
   await t.step("scan read DIR: its files, its categories, DIR hashed as a source", async () => {
@@ -141,7 +143,7 @@ Deno.test("e2e: --set scan.root reads your own folder; synth is pruned; bad file
         assertNotEquals(
           seeded[step],
           unseeded[step],
-          `step ${step}: the same key under seeds 7 and 8, although tokenize's train/validation ` +
+          `step ${step}: the same key under seeds 7 and 8, although scan's train/validation/test ` +
             `split (lib/data/split.ts) depends on the seed; the step key must include the pipeline seed`,
         );
       }
