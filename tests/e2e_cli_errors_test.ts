@@ -36,7 +36,7 @@ const CASES: BadCase[] = [
     edit: ["job: bucket", "job: buckit"],
     where: { step: "bucket", field: "steps.bucket.job" },
     message: 'unknown job "buckit"',
-    expected: "one of the jobs in jobs: bucket, scan, synth, tokenize, train",
+    expected: "one of the jobs in jobs: bucket, evaluate, export, scan, synth, tokenize, train",
   },
   {
     name: "a parameter of the wrong type in the file",
@@ -151,6 +151,8 @@ Deno.test("e2e: a parameter error found while a job runs names the step's full f
     tokenize: "ran",
     bucket: "ran",
     train: "failed",
+    evaluate: "not-run",
+    export: "not-run",
   });
   const key = byStep(r.summary, "key").train!;
   assert(!(await listTree(join(store, "objects", key))).length, "no train artifact is published");
