@@ -329,6 +329,12 @@ async function main() {
     code_perplexity: tokMetrics.code_perplexity,
     tokens_total: tokMetrics.tokens,
   };
+  // the evaluate job's figures (test split), when the run had that step
+  // deno-lint-ignore no-explicit-any
+  const evalKey = (record?.steps as any)?.evaluate?.key as string | undefined;
+  if (evalKey) {
+    out.evaluate = await readJson(join(objects, evalKey, "metrics.json")).catch(() => null);
+  }
   if (args.category && trainKey) {
     Object.assign(out, await categoryAccuracy(trainDir, data.val, data.vocab, m));
   }
