@@ -44,7 +44,7 @@ export async function main(args: string[]): Promise<number> {
     .option("--category <name>", "category to generate (default: every category)")
     .option("--count <n>", "samples per category", number("--count", 1, 1024, true), 4)
     .option("--out <dir>", "output folder", "generated")
-    .option("--temperature <t>", "0 = greedy", number("--temperature", 0, 10), 1)
+    .option("--temperature <t>", "0 = greedy", number("--temperature", 0, 10), 0.7)
     .option(
       "--top-k <k>",
       "keep the k most likely tokens (0 = all)",

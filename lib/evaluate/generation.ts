@@ -31,7 +31,7 @@ export interface GenerationFigures {
   produced: number;
   /** Per category: recognised share of the samples asked for. */
   by_category: Record<string, number>;
-  /** The judge on the recorded test clips (its ceiling). */
+  /** The judge on the recorded test clips (its ceiling; at most `perCategory` per category). */
   judge_test_accuracy: number;
   /** The judge on the test clips rebuilt from their tokens (the same way back as the samples). */
   judge_reconstruction_accuracy: number;
@@ -82,7 +82,14 @@ export async function judgeGeneration(opts: {
     const judge = new NearestNeighbourJudge(examples);
     // Its ceiling, on the test clips as recorded and as rebuilt from their tokens.
     let recorded = 0, rebuilt = 0, testFrames = 0;
-    const testIdx = data.sequences.map((s, i) => ({ s, i })).filter(({ s }) => s.split === "test");
+    // At most `perCategory` test clips per category (each rebuild runs Griffin-Lim).
+    const seen = new Map<string, number>();
+    const testIdx = data.sequences.map((s, i) => ({ s, i })).filter(({ s }) => {
+      if (s.split !== "test") return false;
+      const n = seen.get(s.category) ?? 0;
+      seen.set(s.category, n + 1);
+      return n < opts.perCategory;
+    });
     for (const { s, i } of testIdx) {
       if (judge.classify(clipFeatures(await load(s.path), mel)) === s.category) recorded++;
       const { codes } = decodeSequence(data.vocab, sequenceTokens(data, i));
