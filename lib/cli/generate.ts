@@ -4,7 +4,7 @@
  *
  * ```
  * deno task generate --model latest --category laser --count 8 --out out/
- *   [--temperature 1] [--top-k 0] [--top-p 1] [--seed 1] [--max-length N]
+ *   [--temperature 0.7] [--top-k 0] [--top-p 0.9] [--seed 1] [--max-length N]
  *   [--backend auto|gpu|cpu] [--store DIR]
  * ```
  *
@@ -55,7 +55,7 @@ export async function main(args: string[]): Promise<number> {
       "--top-p <p>",
       "keep the smallest set with this much probability",
       number("--top-p", 0.01, 1),
-      1,
+      0.9,
     )
     .option("--seed <n>", "generator seed", number("--seed", 0, 2 ** 32 - 1, true), 1)
     .option(
