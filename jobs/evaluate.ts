@@ -170,10 +170,12 @@ export const job = defineJob({
                 name: "judge on test clips",
                 value: metrics.generation_judge_test_accuracy as number,
               },
-              {
-                name: "judge on token rebuilds",
-                value: metrics.generation_judge_reconstruction_accuracy as number,
-              },
+              ...(typeof metrics.generation_judge_reconstruction_accuracy === "number"
+                ? [{
+                  name: "judge on token rebuilds",
+                  value: metrics.generation_judge_reconstruction_accuracy as number,
+                }]
+                : []),
               { name: "chance", value: 1 / evaluation.vocab.categories.length },
             ],
           }]

@@ -20,7 +20,10 @@ import { type GeneratedSample, generateSamples } from "../generate/samples.ts";
 import type { SamplingSettings } from "../generate/mod.ts";
 import { samoutFromSafetensors } from "../model/safetensors.ts";
 import { openTokenizerDir } from "../tokenizers/mod.ts";
-import { clipFeatures, NearestNeighbourJudge } from "./recognise.ts";
+import { clipFeatures, framesFeatures, NearestNeighbourJudge } from "./recognise.ts";
+
+/** Generated samples per category given audio (for the report) when the judge needs none. */
+const AUDIO_PER_CATEGORY = 2;
 
 /** What {@link judgeGeneration} measures. */
 export interface GenerationFigures {
@@ -33,8 +36,13 @@ export interface GenerationFigures {
   by_category: Record<string, number>;
   /** The judge on the recorded test clips (its ceiling; at most `perCategory` per category). */
   judge_test_accuracy: number;
-  /** The judge on the test clips rebuilt from their tokens (the same way back as the samples). */
-  judge_reconstruction_accuracy: number;
+  /**
+   * The judge on the test clips rebuilt from their tokens (audio judge only; null when the
+   * judge works on the codebook's log-mel, where a clip and its tokens are the same thing).
+   */
+  judge_reconstruction_accuracy: number | null;
+  /** What the judge compares: the codebook frames of token sequences, or decoded audio. */
+  judge_space: "codebook log-mel" | "audio log-mel";
   /** Mean generated length in audio frames, and the test clips' mean. */
   mean_frames: number;
   test_mean_frames: number;
@@ -73,31 +81,48 @@ export async function judgeGeneration(opts: {
       const audio = await decodeAudioFile(join(root, path));
       return await resample(toMono(audio.channels), audio.sampleRate, tokenizer.sampleRate);
     };
-    // The judge: real training clips.
-    const train = data.sequences.filter((s) => s.split === "train");
+    // The judge. With a mel-vq tokenizer it works on what token sequences denote: the
+    // codebook's log-mel frames, for the real clips' sequences and the generated ones
+    // alike (no Griffin-Lim in the way). Otherwise on the audio: recorded clips, and
+    // the decoder's output for the rebuilt and generated ones.
+    const codebook = "codebook" in tokenizer
+      ? (tokenizer as { codebook: Float32Array }).codebook
+      : undefined;
+    const codeFeatures = (codes: ArrayLike<number>) => framesFeatures(codes, codebook!, mel.n_mels);
+    const codesOf = (i: number) => decodeSequence(data.vocab, sequenceTokens(data, i)).codes;
+    const train = data.sequences.map((s, i) => ({ s, i })).filter(({ s }) => s.split === "train");
     const examples = [];
-    for (const s of train) {
-      examples.push({ features: clipFeatures(await load(s.path), mel), label: s.category });
+    for (const { s, i } of train) {
+      const features = codebook ? codeFeatures(codesOf(i)) : clipFeatures(await load(s.path), mel);
+      examples.push({ features, label: s.category });
     }
     const judge = new NearestNeighbourJudge(examples);
-    // Its ceiling, on the test clips as recorded and as rebuilt from their tokens.
+    // Its ceiling, on test clips (at most `perCategory` per category when audio is rebuilt).
     let recorded = 0, rebuilt = 0, testFrames = 0;
-    // At most `perCategory` test clips per category (each rebuild runs Griffin-Lim).
     const seen = new Map<string, number>();
     const testIdx = data.sequences.map((s, i) => ({ s, i })).filter(({ s }) => {
       if (s.split !== "test") return false;
       const n = seen.get(s.category) ?? 0;
       seen.set(s.category, n + 1);
-      return n < opts.perCategory;
+      return codebook !== undefined || n < opts.perCategory;
     });
     for (const { s, i } of testIdx) {
-      if (judge.classify(clipFeatures(await load(s.path), mel)) === s.category) recorded++;
-      const { codes } = decodeSequence(data.vocab, sequenceTokens(data, i));
+      const codes = codesOf(i);
       testFrames += codes.length;
+      if (codebook) {
+        if (judge.classify(codeFeatures(codes)) === s.category) recorded++;
+        continue;
+      }
+      if (judge.classify(clipFeatures(await load(s.path), mel)) === s.category) recorded++;
       const audio = await tokenizer.decode(Uint32Array.from(codes));
       if (judge.classify(clipFeatures(audio, mel)) === s.category) rebuilt++;
     }
-    opts.log?.(`judge: ${recorded}/${testIdx.length} test clips, ${rebuilt} rebuilt from tokens`);
+    opts.log?.(
+      `judge (${
+        codebook ? "codebook log-mel" : "audio log-mel"
+      }): ${recorded}/${testIdx.length} test clips` +
+        (codebook ? "" : `, ${rebuilt} rebuilt from tokens`),
+    );
     // The samples.
     const weightsFile = join(opts.modelDir, "best.safetensors");
     const { cfg, params } = samoutFromSafetensors(await Deno.readFile(weightsFile), {
@@ -116,11 +141,20 @@ export async function judgeGeneration(opts: {
       gpu: opts.gpu,
     });
     const judged: JudgedSample[] = [];
+    const shown = new Map<string, number>();
     for (const s of samples) {
-      const audio = s.codes.length > 0
+      // Audio for the report's players: the first `AUDIO_PER_CATEGORY` of each category
+      // (and every sample when the judge listens to audio).
+      const c = s.requested ?? "";
+      const n = shown.get(c) ?? 0;
+      shown.set(c, n + 1);
+      const needAudio = !codebook || n < AUDIO_PER_CATEGORY;
+      const audio = needAudio && s.codes.length > 0
         ? await tokenizer.decode(Uint32Array.from(s.codes))
         : new Float32Array(0);
-      const verdict = audio.length > 0 ? judge.classify(clipFeatures(audio, mel)) : "(silence)";
+      const verdict = s.codes.length === 0
+        ? "(silence)"
+        : judge.classify(codebook ? codeFeatures(s.codes) : clipFeatures(audio, mel));
       judged.push({ ...s, audio, judged: verdict });
     }
     const by_category: Record<string, number> = {};
@@ -137,7 +171,12 @@ export async function judgeGeneration(opts: {
         produced: samples.length,
         by_category,
         judge_test_accuracy: testIdx.length ? recorded / testIdx.length : 0,
-        judge_reconstruction_accuracy: testIdx.length ? rebuilt / testIdx.length : 0,
+        judge_reconstruction_accuracy: codebook
+          ? null
+          : testIdx.length
+          ? rebuilt / testIdx.length
+          : 0,
+        judge_space: codebook ? "codebook log-mel" : "audio log-mel",
         mean_frames: samples.length
           ? samples.reduce((n, s) => n + s.codes.length, 0) / samples.length
           : 0,

@@ -27,6 +27,31 @@ export function clipFeatures(samples: Float32Array, mel: MelSettings): Float64Ar
   return out;
 }
 
+/**
+ * The same statistics over the log-mel frames a code sequence denotes:
+ * `codebook [K, n_mels]` rows, one per code.
+ */
+export function framesFeatures(
+  codes: ArrayLike<number>,
+  codebook: Float32Array,
+  nMels: number,
+): Float64Array {
+  const out = new Float64Array(2 * nMels);
+  const n = codes.length;
+  if (n === 0) return out;
+  for (let t = 0; t < n; t++) {
+    for (let m = 0; m < nMels; m++) out[m] += codebook[codes[t] * nMels + m];
+  }
+  for (let m = 0; m < nMels; m++) out[m] /= n;
+  for (let t = 0; t < n; t++) {
+    for (let m = 0; m < nMels; m++) {
+      out[nMels + m] += (codebook[codes[t] * nMels + m] - out[m]) ** 2;
+    }
+  }
+  for (let m = 0; m < nMels; m++) out[nMels + m] = Math.sqrt(out[nMels + m] / n);
+  return out;
+}
+
 /** A k-NN classifier over clip features. */
 export class NearestNeighbourJudge {
   readonly #features: Float64Array[];

@@ -93,9 +93,10 @@ export function headlineLines(metrics: Record<string, unknown>): string[] {
           pct(metrics.generation_recognised)
         } by an independent judge (it recognises ${
           pct(metrics.generation_judge_test_accuracy)
-        } of test clips, ${
-          pct(metrics.generation_judge_reconstruction_accuracy)
-        } rebuilt from tokens)`,
+        } of test clips` +
+        (typeof metrics.generation_judge_reconstruction_accuracy === "number"
+          ? `, ${pct(metrics.generation_judge_reconstruction_accuracy)} rebuilt from tokens)`
+          : ")"),
       ]
       : []),
   ];
