@@ -85,8 +85,8 @@ export async function judgeGeneration(opts: {
     // codebook's log-mel frames, for the real clips' sequences and the generated ones
     // alike (no Griffin-Lim in the way). Otherwise on the audio: recorded clips, and
     // the decoder's output for the rebuilt and generated ones.
-    const codebook = "codebook" in tokenizer
-      ? (tokenizer as { codebook: Float32Array }).codebook
+    const codebook = settings.kind === "mel-vq"
+      ? readCodebook(await Deno.readFile(join(opts.tokensDir, "codebook.f32")))
       : undefined;
     const codeFeatures = (codes: ArrayLike<number>) => framesFeatures(codes, codebook!, mel.n_mels);
     const codesOf = (i: number) => decodeSequence(data.vocab, sequenceTokens(data, i)).codes;
@@ -190,4 +190,12 @@ export async function judgeGeneration(opts: {
   } finally {
     await tokenizer.close();
   }
+}
+
+/** `codebook.f32`: `[K, n_mels]` f32 little-endian. */
+function readCodebook(bytes: Uint8Array): Float32Array {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const out = new Float32Array(bytes.byteLength >> 2);
+  for (let i = 0; i < out.length; i++) out[i] = view.getFloat32(4 * i, true);
+  return out;
 }
