@@ -160,22 +160,15 @@ export const job = defineJob({
         ...metricRows(evaluation),
         ...(typeof metrics.generation_recognised === "number"
           ? [{
-            label: "generated samples recognised as their category (independent judge)",
+            label:
+              `generated samples recognised as their category (independent judge; it recognises ${
+                (100 * (metrics.generation_judge_test_accuracy as number)).toFixed(1)
+              }% of test clips)`,
             name: "generation_recognised",
             model: metrics.generation_recognised as number,
             better: "higher" as const,
             format: "percent" as const,
             baselines: [
-              {
-                name: "judge on test clips",
-                value: metrics.generation_judge_test_accuracy as number,
-              },
-              ...(typeof metrics.generation_judge_reconstruction_accuracy === "number"
-                ? [{
-                  name: "judge on token rebuilds",
-                  value: metrics.generation_judge_reconstruction_accuracy as number,
-                }]
-                : []),
               { name: "chance", value: 1 / evaluation.vocab.categories.length },
             ],
           }]

@@ -155,7 +155,14 @@ export function renderLineChart(spec: LineChartSpec): string {
     parts.push(
       `<g class="marker" data-best-step="${spec.markerX}">`,
       `<line x1="${x}" x2="${x}" y1="${MARGIN.top}" y2="${bottom}"/>`,
-      `<text x="${x}" y="${MARGIN.top - 4}" text-anchor="middle">${escapeHtml(label)}</text>`,
+      // Anchored so the label stays inside the chart near either edge.
+      `<text x="${x}" y="${MARGIN.top - 4}" text-anchor="${
+        px(spec.markerX) > MARGIN.left + 0.75 * plotW
+          ? "end"
+          : px(spec.markerX) < MARGIN.left + 0.25 * plotW
+          ? "start"
+          : "middle"
+      }">${escapeHtml(label)}</text>`,
       `</g>`,
     );
   }
