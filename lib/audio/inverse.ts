@@ -227,6 +227,7 @@ class Stft {
   readonly window: Float64Array;
   /** Σ_t window²(n - t·hop) over the padded signal `[(frames - 1) · hop + n_fft]`. */
   readonly windowSumSq: Float64Array;
+  #windowSumSqPeak = 0;
   #fft: ComplexFft;
   #frame = new Float64Array(0);
   #spectrum = new Float64Array(0);
@@ -245,6 +246,7 @@ class Stft {
         this.windowSumSq[t * s.hop_length + i] += this.window[i] * this.window[i];
       }
     }
+    for (const x of this.windowSumSq) this.#windowSumSqPeak = Math.max(this.#windowSumSqPeak, x);
   }
 
   /** `samples` → `[frames, bins]` complex, interleaved re/im, into `out`. */
@@ -292,9 +294,16 @@ class Stft {
         if (j >= 0 && j < length) out[j] += this.#time[2 * i] * this.window[i];
       }
     }
+    // Divide by the summed squared window, floored at a tenth of its peak: past the
+    // last frame's centre only the tail of one window covers a sample, and dividing by
+    // that near-zero sum turned the GL estimate's rounding there into a full-scale
+    // click that the caller's peak normalisation then made the whole clip quiet
+    // under (hop >= win/2). Inside, the sum never drops below half its peak (Hann
+    // squared at 50% overlap), so the floor only fades the edges out.
+    const floor = 0.1 * this.#windowSumSqPeak;
     for (let j = 0; j < length; j++) {
       const wss = j + half < this.windowSumSq.length ? this.windowSumSq[j + half] : 0;
-      out[j] = wss > 1e-10 ? out[j] / wss : 0;
+      out[j] = out[j] / Math.max(wss, floor);
     }
   }
 }

@@ -19,7 +19,7 @@ import { join, relative } from "node:path";
 import { Command } from "@commander-js/extra-typings";
 import { UserError } from "../errors/mod.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
-import { resolveModel } from "./resolve.ts";
+import { parseCommandLine, resolveModel, tokenizerDirOf } from "./resolve.ts";
 
 const EXTENSIONS = new Set(["wav", "flac", "ogg", "mp3"]);
 /** Files scored per GPU batch. */
@@ -83,22 +83,12 @@ export async function main(args: string[]): Promise<number> {
     .option("--store <dir>", "artifact store (default $SAMOUT_STORE or artifacts/)")
     .exitOverride()
     .configureOutput({ writeOut: (s) => out.err(s), writeErr: (s) => out.err(s) });
-  try {
-    program.parse(args, { from: "user" });
-  } catch (e) {
-    if (e instanceof UserError) throw e;
-    const code = (e as { exitCode?: number }).exitCode;
-    return code === 0 ? 0 : 1;
-  }
+  const early = parseCommandLine(program, args);
+  if (early !== null) return early;
   const o = program.opts();
   const files = await collect(program.args);
   const model = await resolveModel(o.model, o.store);
-  if (!model.tokensDir) {
-    throw new UserError("the model's tokenizer (its tokenize artifact) is not in the store", {
-      field: "--model",
-      hint: "re-run the pipeline that trained it in this store, or use an export bundle",
-    });
-  }
+  const tokensDir = tokenizerDirOf(model);
   const { samoutFromSafetensors } = await import("../model/safetensors.ts");
   const { openTokenizerDir } = await import("../tokenizers/mod.ts");
   const { decodeAudioFile } = await import("../audio/decode.ts");
@@ -108,7 +98,7 @@ export async function main(args: string[]): Promise<number> {
   const { cfg, params } = samoutFromSafetensors(await Deno.readFile(model.weightsFile), {
     file: model.weightsFile,
   });
-  const { vocab, tokenizer } = await openTokenizerDir(model.tokensDir);
+  const { vocab, tokenizer } = await openTokenizerDir(tokensDir);
   const C = vocab.categories.length;
   const framing = vocab.layout === "seed" ? 3 : 4; // <|im_start|> … <category> <|im_end|> / + <|wav|>
   const maxCodes = cfg.maxPositions - framing;

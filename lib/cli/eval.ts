@@ -10,7 +10,7 @@
  */
 import { Command, Option } from "@commander-js/extra-typings";
 import { consoleOutput } from "../pipeline/progress.ts";
-import { resolveModel } from "./resolve.ts";
+import { parseCommandLine, resolveModel } from "./resolve.ts";
 import { UserError } from "../errors/mod.ts";
 
 /** Runs `eval`; returns the exit code. */
@@ -30,12 +30,8 @@ export async function main(args: string[]): Promise<number> {
     .option("--json", "every figure as JSON on stdout")
     .exitOverride()
     .configureOutput({ writeOut: (s) => out.err(s), writeErr: (s) => out.err(s) });
-  try {
-    program.parse(args, { from: "user" });
-  } catch (e) {
-    const code = (e as { exitCode?: number }).exitCode;
-    return code === 0 ? 0 : 1;
-  }
+  const early = parseCommandLine(program, args);
+  if (early !== null) return early;
   const o = program.opts();
   const model = await resolveModel(o.model, o.store);
   if (!model.dataDir) {

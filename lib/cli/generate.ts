@@ -15,7 +15,7 @@ import { Command, Option } from "@commander-js/extra-typings";
 import { UserError } from "../errors/mod.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
 import { displayPath } from "../pipeline/paths.ts";
-import { resolveModel } from "./resolve.ts";
+import { parseCommandLine, resolveModel, tokenizerDirOf } from "./resolve.ts";
 
 function number(name: string, min: number, max: number, integer = false) {
   return (value: string): number => {
@@ -69,21 +69,11 @@ export async function main(args: string[]): Promise<number> {
     .option("--store <dir>", "artifact store (default $SAMOUT_STORE or artifacts/)")
     .exitOverride()
     .configureOutput({ writeOut: (s) => out.err(s), writeErr: (s) => out.err(s) });
-  try {
-    program.parse(args, { from: "user" });
-  } catch (e) {
-    if (e instanceof UserError) throw e;
-    const code = (e as { exitCode?: number }).exitCode;
-    return code === 0 ? 0 : 1;
-  }
+  const early = parseCommandLine(program, args);
+  if (early !== null) return early;
   const o = program.opts();
   const model = await resolveModel(o.model, o.store);
-  if (!model.tokensDir) {
-    throw new UserError("the model's tokenizer (its tokenize artifact) is not in the store", {
-      field: "--model",
-      hint: "re-run the pipeline that trained it in this store, or use an export bundle",
-    });
-  }
+  const tokensDir = tokenizerDirOf(model);
   const { samoutFromSafetensors } = await import("../model/safetensors.ts");
   const { openTokenizerDir } = await import("../tokenizers/mod.ts");
   const { generateSamples } = await import("../generate/samples.ts");
@@ -91,7 +81,7 @@ export async function main(args: string[]): Promise<number> {
   const { cfg, params } = samoutFromSafetensors(await Deno.readFile(model.weightsFile), {
     file: model.weightsFile,
   });
-  const { vocab, tokenizer } = await openTokenizerDir(model.tokensDir);
+  const { vocab, tokenizer } = await openTokenizerDir(tokensDir);
   try {
     if (o.category !== undefined && !vocab.categories.includes(o.category)) {
       throw new UserError(`unknown category "${o.category}"`, {

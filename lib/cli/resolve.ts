@@ -184,3 +184,32 @@ async function isBundle(dir: string): Promise<boolean> {
   }
   return true;
 }
+
+/** The tokenizer folder of `model`, or a UserError saying how to get one. */
+export function tokenizerDirOf(model: ResolvedModel): string {
+  if (!model.tokensDir) {
+    throw new UserError("the model's tokenizer (its tokenize artifact) is not in the store", {
+      field: "--model",
+      hint: "re-run the pipeline that trained it in this store, or use an export bundle",
+    });
+  }
+  return model.tokensDir;
+}
+
+/**
+ * Parses `args` with a commander program built with `.exitOverride()`:
+ * null when the command should run, else the exit code (0 after --help, 1
+ * for a malformed command line, whose message commander already printed).
+ */
+export function parseCommandLine(
+  program: { parse(args: string[], opts: { from: "user" }): unknown },
+  args: string[],
+): number | null {
+  try {
+    program.parse(args, { from: "user" });
+    return null;
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    return (e as { exitCode?: number }).exitCode === 0 ? 0 : 1;
+  }
+}

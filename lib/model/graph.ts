@@ -33,7 +33,14 @@ import { type SamOutConfig, validateConfig } from "./config.ts";
 import { buildForward } from "./forward.ts";
 import { teacherForced } from "./inference.ts";
 import { packFlat, type ParameterLayout, parameterLayout, unpackFlat } from "./layout.ts";
-import { F32, GraphResources, type Stage, type StepDims, tensorSlice } from "./resources.ts";
+import {
+  buildInErrorScopes,
+  F32,
+  GraphResources,
+  type Stage,
+  type StepDims,
+  tensorSlice,
+} from "./resources.ts";
 
 /** Adam / AdamW settings (PyTorch semantics); the learning rate comes per step. */
 export interface OptimizerSettings {
@@ -175,32 +182,12 @@ export class SamOutTrainingGraph {
     checkOptions(options);
     checkLimits(gpu, options);
     const graph = new SamOutTrainingGraph(gpu, options);
-    gpu.device.pushErrorScope("out-of-memory");
-    gpu.device.pushErrorScope("validation");
-    let failure: unknown;
-    try {
-      graph.#build();
-    } catch (e) {
-      failure = e;
-    }
-    const validation = await gpu.device.popErrorScope();
-    const oom = await gpu.device.popErrorScope();
-    if (failure !== undefined) {
-      graph.destroy();
-      throw failure;
-    }
-    if (validation || oom) {
-      graph.destroy();
-      if (oom) {
-        throw new UserError("the GPU ran out of memory while allocating the training graph", {
-          expected: "a smaller batch size, sequence length or model",
-          found: oom.message,
-        });
-      }
-      throw new Error(
-        `building the training graph failed WebGPU validation: ${validation!.message}`,
-      );
-    }
+    await buildInErrorScopes(
+      gpu,
+      "the training graph",
+      () => graph.#build(),
+      () => graph.destroy(),
+    );
     gpu.device.lost.then((info) => {
       graph.#lost = `${info.reason}: ${info.message}`;
     });

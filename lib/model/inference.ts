@@ -38,7 +38,14 @@ import {
 import { type SamOutConfig, validateConfig } from "./config.ts";
 import { buildForward } from "./forward.ts";
 import { packFlat, type ParameterLayout, parameterLayout, unpackFlat } from "./layout.ts";
-import { F32, GraphResources, type Stage, type StepDims, tensorSlice } from "./resources.ts";
+import {
+  buildInErrorScopes,
+  F32,
+  GraphResources,
+  type Stage,
+  type StepDims,
+  tensorSlice,
+} from "./resources.ts";
 
 /** What the inference model is built for. */
 export interface InferenceOptions {
@@ -219,29 +226,12 @@ export class SamOutInference {
       );
     }
     const model = new SamOutInference(gpu, options);
-    gpu.device.pushErrorScope("out-of-memory");
-    gpu.device.pushErrorScope("validation");
-    let failure: unknown;
-    try {
-      model.#build();
-    } catch (e) {
-      failure = e;
-    }
-    const validation = await gpu.device.popErrorScope();
-    const oom = await gpu.device.popErrorScope();
-    if (failure !== undefined || validation || oom) {
-      model.destroy();
-      if (failure !== undefined) throw failure;
-      if (oom) {
-        throw new UserError("the GPU ran out of memory while allocating the inference model", {
-          expected: "a smaller batch, sequence length or model",
-          found: oom.message,
-        });
-      }
-      throw new Error(
-        `building the inference model failed WebGPU validation: ${validation!.message}`,
-      );
-    }
+    await buildInErrorScopes(
+      gpu,
+      "the inference model",
+      () => model.#build(),
+      () => model.destroy(),
+    );
     gpu.device.lost.then((info) => {
       model.#lost = `${info.reason}: ${info.message}`;
     });

@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { UserError } from "../errors/mod.ts";
 import { type BufferSlice, createStorageBuffer, type Gpu, type GpuStep } from "../gpu/device.ts";
 import type { ParameterLayout } from "./layout.ts";
 
@@ -81,4 +82,38 @@ export function tensorSlice(
   const e = layout.byName.get(name);
   if (!e) throw new Error(`no parameter ${name}`);
   return { buffer, offset: e.offset * F32, size: e.size * F32 };
+}
+
+/**
+ * Runs `build` inside out-of-memory and validation error scopes; on any
+ * failure calls `destroy` and throws: a `UserError` for out of memory (the
+ * user can shrink the batch), an `Error` for a validation failure (a bug).
+ * `what` names the graph in messages ("the training graph").
+ */
+export async function buildInErrorScopes(
+  gpu: Gpu,
+  what: string,
+  build: () => void,
+  destroy: () => void,
+): Promise<void> {
+  gpu.device.pushErrorScope("out-of-memory");
+  gpu.device.pushErrorScope("validation");
+  let failure: unknown;
+  try {
+    build();
+  } catch (e) {
+    failure = e;
+  }
+  const validation = await gpu.device.popErrorScope();
+  const oom = await gpu.device.popErrorScope();
+  if (failure === undefined && !validation && !oom) return;
+  destroy();
+  if (failure !== undefined) throw failure;
+  if (oom) {
+    throw new UserError(`the GPU ran out of memory while allocating ${what}`, {
+      expected: "a smaller batch size, sequence length or model",
+      found: oom.message,
+    });
+  }
+  throw new Error(`building ${what} failed WebGPU validation: ${validation!.message}`);
 }
