@@ -18,6 +18,7 @@ import type { ArtifactRef } from "../artifacts/types.ts";
 import { checkStorePath, storeFaultError } from "../artifacts/faults.ts";
 import { type Plan, type PlannedStep, planPipelineText, type StepIdentity } from "./plan.ts";
 import { JobRegistry } from "./registry.ts";
+import { checkPipelinePath } from "./file.ts";
 import { consoleOutput, formatDuration, type Output, ProgressRenderer } from "./progress.ts";
 import {
   findRecordWithKeys,
@@ -132,6 +133,7 @@ export interface RunSummary {
 
 /** Resolves a pipeline argument: a file as given, else `pipelines/<arg>` at the repo root. */
 export async function resolvePipelineFile(arg: string): Promise<string> {
+  checkPipelinePath(arg); // a folder given as the pipeline: say so, not "not found"
   const candidates = [arg, join(REPO_ROOT, "pipelines", arg)];
   if (!/\.ya?ml$/.test(arg)) candidates.push(join(REPO_ROOT, "pipelines", `${arg}.yaml`));
   for (const c of candidates) {
