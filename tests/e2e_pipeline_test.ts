@@ -530,6 +530,62 @@ Deno.test("e2e: the tiny real pipeline from the CLI", async (t) => {
     assert(!/(src|href)="https?:/.test(html), "the report loads nothing from the network");
   });
 
+  await t.step("generate and classify, from the store and from the export bundle", async () => {
+    const out = join(box.path, "generated");
+    const gen = await box.cli([
+      "generate",
+      "--model",
+      keys.train.slice(0, 16),
+      "--store",
+      storeA,
+      "--count",
+      "2",
+      "--seed",
+      "5",
+      "--out",
+      out,
+    ]);
+    assertEquals(gen.code, 0, gen.stderr);
+    const listing = await readJson<{ samples: { file: string; tokens: number[] }[] }>(
+      join(out, "samples.json"),
+    );
+    for (const s of listing.samples) {
+      const wav = await Deno.readFile(join(out, s.file));
+      assert(wav.length > 44, `${s.file} holds audio`);
+      assert(s.tokens[0] === 1, "each sample starts with <|im_start|>");
+    }
+    const bundle = dirOf("export");
+    const again = await box.cli([
+      "generate",
+      "--model",
+      bundle,
+      "--count",
+      "2",
+      "--seed",
+      "5",
+      "--out",
+      join(box.path, "generated-bundle"),
+    ]);
+    assertEquals(again.code, 0, again.stderr);
+    const fromBundle = await readJson<{ samples: { tokens: number[] }[] }>(
+      join(box.path, "generated-bundle", "samples.json"),
+    );
+    assertEquals(
+      fromBundle.samples.map((s) => s.tokens),
+      listing.samples.map((s) => s.tokens),
+      "the bundle generates the same tokens as the train artifact (same seed)",
+    );
+    const audio = join(dirOf("synth"), "audio");
+    const cls = await box.cli(["classify", "--model", bundle, audio]);
+    assertEquals(cls.code, 0, cls.stderr);
+    assertMatch(cls.stdout, /accuracy \d+\.\d% \(\d+\/24\)/);
+    const bad = join(box.path, "not-audio.wav");
+    await Deno.writeTextFile(bad, "text");
+    const rejected = await box.cli(["classify", "--model", bundle, bad, "--json"]);
+    assertEquals(rejected.code, 1, "a file that cannot be used makes the exit code 1");
+    assertStringIncludes(rejected.stdout, "not-audio");
+  });
+
   await t.step("a re-run is a no-op: every step cached, no artifact touched", async () => {
     const before = await storeListing(join(storeA, "objects"));
     const runsBefore = await listTree(join(storeA, "runs"));
