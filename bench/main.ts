@@ -5,7 +5,8 @@
  *
  * Names: noop (cached re-run of the default pipeline), tokenize (seconds of
  * audio per second), matmul (the WGSL matmul at 1024³ vs numpy), train
- * (SamOut training tokens/s vs PyTorch). No name runs them all.
+ * (SamOut training tokens/s vs PyTorch), generate (recurrent generation vs
+ * re-running the prefix). No name runs them all.
  *
  * @module
  */
@@ -41,6 +42,10 @@ const BENCHES: Record<string, { what: string; run: Bench }> = {
   matmul: {
     what: "WGSL matmul GFLOP/s at 1024^3 beside numpy (OpenBLAS where installed)",
     run: async () => (await import("./matmul.ts")).benchMatmul(),
+  },
+  generate: {
+    what: "generation tokens/s with the recurrent state vs re-running the prefix (goal >= 10x)",
+    run: async () => (await import("./generate.ts")).benchGenerate(),
   },
   train: {
     what: "SamOut training tokens/s (d128 H8 L2 V1100 B16 S128) vs PyTorch on the CPU",
