@@ -1,7 +1,7 @@
 /**
  * `deno task tokens …`: token ids ↔ audio with a tokenize artifact.
  *
- * - `tokens to-audio --tokenizer DIR (--tokens "1 57 88 …" | --tokens-file ids.json) [--out out.wav]`
+ * - `tokens to-audio --tokenizer DIR (--tokens "1 57 88 …" | --tokens-file ids.json) --out x.wav`
  *   keeps the audio-code tokens of a sequence (special and category tokens
  *   are dropped), reconstructs audio (mel-vq: codebook → NNLS → Griffin-Lim;
  *   onnx-codec: the decoder model) and writes a 16-bit mono WAV;
@@ -237,7 +237,7 @@ export async function main(args: string[]): Promise<number> {
     .requiredOption("--tokenizer <dir>", "a tokenize step's output directory")
     .option("--tokens <ids>", 'token ids, e.g. "1 57 88 2" or "[1, 57, 88, 2]"')
     .option("--tokens-file <file>", "a file holding the ids (JSON list or space-separated)")
-    .option("--out <file>", "the WAV file to write", "out.wav")
+    .requiredOption("--out <file>", "the WAV file to write")
     .option("--iterations <n>", "Griffin-Lim iterations (mel-vq)", nonNegativeInt("--iterations"))
     .option("--seed <n>", "Griffin-Lim initial-phase seed (mel-vq)", nonNegativeInt("--seed"))
     .action(async (o) => {
