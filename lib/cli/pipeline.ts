@@ -100,6 +100,13 @@ const OPTIONS = {
     arg: "<run>",
     help: "compare with this run in --summary-md (latest, latest~N, id, name)",
   },
+  sweep: {
+    type: "string",
+    multiple: true,
+    arg: "<path=v1,v2>",
+    help: "run the grid of these values (STEP.PARAM=V1,V2; repeatable: cartesian product), " +
+      "one named run after another, then print a comparison table best first",
+  },
 } as const;
 
 /** Parsed command line. */
@@ -119,6 +126,7 @@ interface PipelineArgs {
   failIf: string[];
   summaryMd?: string;
   baseline?: string;
+  sweep: string[];
 }
 
 /**
@@ -154,6 +162,7 @@ async function commanderParse(args: string[]): Promise<PipelineArgs | number> {
     set: (o.set as string[]) ?? [],
     force: (o.force as string[]) ?? [],
     failIf: (o.failIf as string[]) ?? [],
+    sweep: (o.sweep as string[]) ?? [],
   };
 }
 
@@ -221,6 +230,7 @@ async function parse(args: string[]): Promise<PipelineArgs | number> {
     failIf: (v["fail-if"] as string[]) ?? [],
     summaryMd: v["summary-md"] as string | undefined,
     baseline: v.baseline as string | undefined,
+    sweep: (v.sweep as string[]) ?? [],
   };
 }
 
@@ -251,6 +261,7 @@ export async function main(args: string[]): Promise<number> {
   }
   const gates = opts.failIf.map(parseGate);
   if (opts.name !== undefined) checkRunName(opts.name);
+  if (opts.sweep.length) return await runSweep(opts, gates);
   const storeDir = resolve(opts.store ?? defaultStoreDir());
   const baseline = opts.baseline === undefined
     ? undefined
@@ -358,4 +369,110 @@ async function printResults(
     }
   }
   if (lines.length) out.err(`results:\n${lines.join("\n")}\n`);
+}
+
+/**
+ * `--sweep`: every grid point is planned (a dry run, which validates its
+ * overrides and name) before any runs; then the points run one after another,
+ * sharing cached steps, and one comparison table ends the output.
+ */
+async function runSweep(
+  opts: PipelineArgs,
+  gates: ReturnType<typeof parseGate>[],
+): Promise<number> {
+  for (
+    const [flag, given] of [
+      ["--rerun", opts.rerun],
+      ["--name", opts.name],
+      ["--summary-md", opts.summaryMd],
+      ["--baseline", opts.baseline],
+      ["--only", opts.only],
+    ] as const
+  ) {
+    if (given !== undefined) {
+      throw new UserError(`${flag} cannot be combined with --sweep`, {
+        field: flag,
+        expected: "--sweep names each run itself (<pipeline>-sweep-<param>=<value>-…)",
+        found: String(given),
+      });
+    }
+  }
+  const file = opts.file!;
+  const sweep = await import("../experiments/sweep.ts");
+  const axes = await sweep.parseSweeps(opts.sweep, file);
+  const grid = sweep.sweepGrid(axes);
+  const out = consoleOutput();
+  const quiet = { out: () => {}, err: () => {}, tty: false };
+  const common = {
+    jobsDir: opts.jobsDir,
+    store: opts.store,
+    force: opts.force,
+    until: opts.until,
+    verify: opts.verify,
+    gates,
+    collectMetrics: true,
+  };
+  // Plan every point first: a bad value or name stops the sweep before anything runs.
+  const names: string[] = [];
+  for (const point of grid) {
+    const plan = await runPipeline({
+      ...common,
+      file,
+      overrides: [...opts.set, ...point.overrides],
+      dryRun: true,
+      output: quiet,
+    });
+    const name = sweep.sweepRunName(plan.pipeline, point);
+    checkRunName(name);
+    names.push(name);
+  }
+  out.err(
+    `sweep: ${grid.length} runs (${axes.map((a) => `${a.path} x${a.texts.length}`).join(", ")})\n`,
+  );
+  if (opts.dryRun) {
+    for (const n of names) out.err(`  ${n}\n`);
+    return EXIT.ok;
+  }
+  const controller = new AbortController();
+  const onInterrupt = () => controller.abort(new Error("interrupted"));
+  Deno.addSignalListener("SIGINT", onInterrupt);
+  const rows = [];
+  let code: number = EXIT.ok;
+  try {
+    for (const [i, point] of grid.entries()) {
+      out.err(`\nsweep ${i + 1}/${grid.length}: ${names[i]}\n`);
+      const summary = await runPipeline({
+        ...common,
+        file,
+        overrides: [...opts.set, ...point.overrides],
+        name: names[i],
+        signal: controller.signal,
+        output: out,
+        json: opts.json,
+      });
+      rows.push(sweep.sweepRow(names[i], point, summary));
+      if (summary.status === "interrupted") {
+        code = EXIT.interrupted;
+        break;
+      }
+      if (summary.error !== undefined) {
+        const e = summary.error;
+        out.err(
+          `error: ${e instanceof UserError ? e.format() : e instanceof Error ? e.stack : e}\n`,
+        );
+        code = Math.max(code, e instanceof UserError ? EXIT.failed : EXIT.bug);
+      } else if (summary.gates?.some((g) => !g.passed)) {
+        for (const g of summary.gates) if (!g.passed) out.err(`error: ${g.message}\n`);
+        if (code === EXIT.ok) code = EXIT.gate;
+      }
+    }
+  } finally {
+    Deno.removeSignalListener("SIGINT", onInterrupt);
+  }
+  const sorted = sweep.sortRows(rows);
+  if (opts.json) out.out(JSON.stringify(sorted, null, 2) + "\n");
+  else {out.out(
+      `\nsweep of ${grid.length} runs, best first:\n${sweep.renderSweepTable(sorted, axes)}`,
+    );}
+  return code;
 }
