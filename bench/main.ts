@@ -12,7 +12,9 @@
  */
 import { Command } from "@commander-js/extra-typings";
 
-type Bench = (opts: { json: boolean; seedConfig: boolean }) => Promise<unknown>;
+type Bench = (
+  opts: { json: boolean; seedConfig: boolean; allowSoftware: boolean; peakTflops: number },
+) => Promise<unknown>;
 
 const BENCHES: Record<string, { what: string; run: Bench }> = {
   noop: {
@@ -43,6 +45,15 @@ const BENCHES: Record<string, { what: string; run: Bench }> = {
     what: "WGSL matmul GFLOP/s at 1024^3 beside numpy (OpenBLAS where installed)",
     run: async () => (await import("./matmul.ts")).benchMatmul(),
   },
+  gpu: {
+    what: "a real GPU: adapter, train at the seed configuration (share of FP32 peak), matmul, " +
+      "generate, the GPU tests (not part of the default run)",
+    run: async (o) =>
+      (await import("./gpu.ts")).benchGpu({
+        allowSoftware: o.allowSoftware,
+        peakTflops: o.peakTflops,
+      }),
+  },
   generate: {
     what: "generation tokens/s with the recurrent state vs re-running the prefix (goal >= 10x)",
     run: async () => (await import("./generate.ts")).benchGenerate(),
@@ -60,8 +71,11 @@ const program = new Command()
   .argument("[names...]", "benchmarks to run (default: all)")
   .option("--json", "print one JSON object with every result on stdout")
   .option("--seed-config", "train bench: the seed's 512/8/8 configuration (GPU machines)")
+  .option("--allow-software", "gpu bench: run on a software adapter too")
+  .option("--peak-tflops <n>", "gpu bench: the GPU's FP32 peak (H200: 67)", "67")
   .action(async (names, options) => {
-    const chosen = names.length > 0 ? names : Object.keys(BENCHES);
+    // `gpu` runs the others at GPU sizes: only when asked for.
+    const chosen = names.length > 0 ? names : Object.keys(BENCHES).filter((n) => n !== "gpu");
     for (const name of chosen) {
       if (!BENCHES[name]) {
         console.error(
@@ -76,6 +90,8 @@ const program = new Command()
       results[name] = await BENCHES[name].run({
         json: options.json ?? false,
         seedConfig: options.seedConfig ?? false,
+        allowSoftware: options.allowSoftware ?? false,
+        peakTflops: Number(options.peakTflops),
       });
     }
     if (options.json) {
