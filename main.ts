@@ -22,6 +22,7 @@ const COMMANDS: Record<string, string> = {
   show: "one run: steps, keys, parameters, metrics, results (show latest)",
   diff: "compare two runs or two artifacts of one job (diff latest~1 latest --md)",
   gc: "free what no kept run needs (gc --keep-last 5 --dry-run)",
+  plots: "learning curves of several runs overlaid, HTML + PNG (plots latest~1 latest)",
 };
 
 function usage(): string {

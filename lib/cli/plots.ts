@@ -1,0 +1,55 @@
+/**
+ * `main.ts plots A B [C …]`: the learning curves of several runs overlaid on
+ * one self-contained HTML page, and a PNG of it (headless Chromium).
+ *
+ * ```
+ * deno task plots latest~1 latest [--out DIR] [--store DIR]
+ * ```
+ *
+ * @module
+ */
+import { join, resolve } from "node:path";
+import { newProgram, runProgram } from "./commander.ts";
+import { consoleOutput } from "../pipeline/progress.ts";
+import { displayPath } from "../pipeline/paths.ts";
+import { UserError } from "../errors/mod.ts";
+import { resolveRun, stepOfJob, storeDirOf } from "../experiments/runs.ts";
+import { readCurves } from "../evaluate/report_data.ts";
+import { renderPlotsPage, type RunCurves, screenshot } from "../experiments/plots.ts";
+
+/** Runs `plots`; returns the exit code. */
+export async function main(args: string[]): Promise<number> {
+  const out = consoleOutput();
+  const program = newProgram("plots", "Overlay the learning curves of several runs (HTML + PNG).")
+    .argument("<runs...>", "latest, latest~N, a run id (or prefix), a --name, or a record file")
+    .option("--out <dir>", "folder for plots.html and plots.png", "plots")
+    .option("--store <dir>", "artifact store (default $SAMOUT_STORE or artifacts/)")
+    .action(async (names, o) => {
+      const storeDir = storeDirOf(o.store);
+      const runs: RunCurves[] = [];
+      for (const name of names) {
+        const { record } = await resolveRun(name, storeDir);
+        const train = stepOfJob(record, "train");
+        if (!train?.record.key) {
+          throw new UserError(`run "${name}" has no train step with an artifact`, {
+            field: "RUN",
+            expected: "a run whose train step ran or was cached",
+            found: record.id,
+          });
+        }
+        const curves = await readCurves(join(storeDir, "objects", train.record.key));
+        let label = record.name ?? record.id;
+        if (runs.some((r) => r.label === label)) label = `${label} (${record.id})`;
+        runs.push({ label, train: curves.train, eval: curves.eval });
+      }
+      const dir = resolve(o.out);
+      await Deno.mkdir(dir, { recursive: true });
+      const html = join(dir, "plots.html");
+      const png = join(dir, "plots.png");
+      await Deno.writeTextFile(html, renderPlotsPage(runs));
+      out.err(`page  ${displayPath(html)}\n`);
+      if (await screenshot(html, png)) out.err(`png   ${displayPath(png)}\n`);
+      else out.err(`png   skipped: no Chromium at /usr/bin/chromium\n`);
+    });
+  return await runProgram(program, args);
+}
