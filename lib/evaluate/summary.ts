@@ -73,7 +73,10 @@ export function headlineLines(metrics: Record<string, unknown>): string[] {
   return [
     `${split} loss ${nats(metrics[`${split}_loss`])} nats/token vs bigram ${
       nats(metrics[`bigram_${split}_loss`])
-    }` + (typeof gain === "number" ? ` (${(100 * gain).toFixed(1)}% lower)` : "") +
+    }` +
+    (typeof gain === "number"
+      ? ` (${(100 * Math.abs(gain)).toFixed(1)}% ${gain >= 0 ? "lower" : "higher"})`
+      : "") +
     `, unigram ${nats(metrics[`unigram_${split}_loss`])}, uniform ${
       nats(metrics[`uniform_${split}_loss`])
     }`,
