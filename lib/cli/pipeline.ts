@@ -350,7 +350,9 @@ async function printResults(
   out: { err(text: string): void },
 ): Promise<void> {
   const dirOf = (job: string) => {
-    const step = summary.steps.find((s) => s.job === job && s.key);
+    const step = summary.steps.find((s) =>
+      s.job === job && s.key && (s.status === "ran" || s.status === "cached")
+    );
     return step ? join(resolve(store), "objects", step.key!) : undefined;
   };
   const lines: string[] = [];

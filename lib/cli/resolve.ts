@@ -1,8 +1,9 @@
 /**
  * Names a trained model the way every command takes one (`--model`): a train
- * artifact's folder, an artifact key or key prefix in the store, a run id (or
- * a unique prefix of one), or `latest` / `latest~N` (the newest run that has a
- * train step, N runs back).
+ * artifact's folder, an export bundle, an artifact key or key prefix in the
+ * store, a run's `--name` (its newest run), a run id (or a unique prefix of
+ * one), or `latest` / `latest~N` (the newest run that has a train step, N runs
+ * back).
  *
  * @module
  */
@@ -105,7 +106,11 @@ export async function resolveModel(name: string, storeDir?: string): Promise<Res
       key = trainKey(pick.record)!;
       via = `${name} (run ${pick.record.id})`;
     } else {
-      const byRun = records.filter((r) => r.record.id === name || r.file.startsWith(name));
+      // A run's --name (the newest run of that name), else its id or a unique prefix.
+      const named = records.filter((r) => r.record.name === name && trainKey(r.record));
+      const byRun = named.length > 0
+        ? named.slice(0, 1)
+        : records.filter((r) => r.record.id === name || r.file.startsWith(name));
       if (byRun.length === 1 && trainKey(byRun[0].record)) {
         key = trainKey(byRun[0].record)!;
         via = `run ${byRun[0].record.id}`;
