@@ -178,7 +178,12 @@ async function walk(root: string, extensions: Set<string>): Promise<WalkResult> 
       try {
         info = await Deno.stat(abs); // follows links
       } catch (e) {
-        if (wanted) out.rejects.push({ path: rel, reason: "unreadable", detail: message(e) });
+        // Deno hands back a name that is not UTF-8 with U+FFFD in place of the bad
+        // bytes; that name then names no file, and "No such file" would mislead.
+        const detail = name.includes("\uFFFD")
+          ? "the file name is not valid UTF-8 (rename the file)"
+          : message(e);
+        if (wanted) out.rejects.push({ path: rel, reason: "unreadable", detail });
         else out.ignored++;
         continue;
       }

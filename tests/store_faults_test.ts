@@ -519,7 +519,7 @@ const AUDIO_CASES: FaultCase[] = [
     // Deno cannot name such a file; the shell can.
     assert(sh(`cp '${audio}/bell/bell_0.wav' "$(printf '${audio}/bell/bad\\377.wav')"`));
     return Promise.resolve();
-  }, { rejected: { path: /^bell\/bad\uFFFD\.wav$/ } }),
+  }, { rejected: { path: /^bell\/bad\uFFFD\.wav$/, detail: "not valid UTF-8" } }),
   audioCase("a file the user cannot read is rejected as unreadable", async (audio) => {
     await Deno.writeFile(
       join(audio, "bell", "secret.wav"),
