@@ -260,6 +260,44 @@ export class RunHistory {
     this.#name = name;
   }
 
+  /**
+   * Among the newest `limit` record entries of `step`, the one with the lowest
+   * `distance` (ties: the newest): the run a change is best explained against.
+   */
+  async closest(
+    step: string,
+    distance: (s: StepRecord) => number,
+    limit = 20,
+  ): Promise<StepRecord | undefined> {
+    let best: StepRecord | undefined;
+    let bestDistance = Infinity;
+    const pick = (r: RunRecord) => {
+      const s = r.steps[step];
+      return s && s.identity && ["ran", "cached", "failed"].includes(s.status) ? s : undefined;
+    };
+    // Make sure up to `limit` records are loaded (last() loads lazily).
+    await this.last(step);
+    this.#files ??= (await listRunFiles(this.#runsDir)).filter((f) =>
+      f.includes(`-${this.#name}-`)
+    );
+    while (this.#records.length < limit && this.#next < this.#files.length) {
+      const f = this.#files[this.#next++];
+      try {
+        const r: RunRecord = JSON.parse(await Deno.readTextFile(join(this.#runsDir, f)));
+        if (r.pipeline?.name === this.#name && r.steps) this.#records.push(r);
+      } catch {
+        // An unreadable record explains nothing.
+      }
+    }
+    for (const r of this.#records.slice(0, limit)) {
+      const s = pick(r);
+      if (!s) continue;
+      const d = distance(s);
+      if (d < bestDistance) [best, bestDistance] = [s, d];
+    }
+    return best;
+  }
+
   /** The newest record entry of `step`, if any run planned it. */
   async last(step: string): Promise<StepRecord | undefined> {
     const pick = (r: RunRecord) => {

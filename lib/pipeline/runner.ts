@@ -189,6 +189,23 @@ export function describeChange(prev: StepIdentity, cur: StepIdentity): string {
   return reasons.join("; ") || "output missing";
 }
 
+/**
+ * How far apart two identities are: one for each of code, parameters, sources
+ * and seed that differ, two for each input slot (an input that differs means
+ * more upstream differs too, which its own step explains).
+ */
+function changeCount(prev: StepIdentity, cur: StepIdentity): number {
+  let n = 0;
+  if (prev.code_hash !== cur.code_hash || prev.version !== cur.version) n++;
+  if (canonicalJson(prev.params) !== canonicalJson(cur.params)) n++;
+  for (const slot of new Set([...Object.keys(prev.inputs), ...Object.keys(cur.inputs)])) {
+    if (prev.inputs[slot] !== cur.inputs[slot]) n += 2;
+  }
+  if (canonicalJson(prev.sources) !== canonicalJson(cur.sources)) n++;
+  if (prev.seed !== cur.seed) n++;
+  return n;
+}
+
 function ancestors(plan: Plan, step: string): Set<string> {
   const out = new Set<string>();
   const visit = (n: string) => {
@@ -423,7 +440,12 @@ async function runLocked(options: RunOptions): Promise<RunSummary> {
       if (!prev?.identity) reason = "new (never run)";
       else if (prev.key === st.key) {
         reason = prev.status === "failed" ? "last run failed" : "output missing";
-      } else reason = describeChange(prev.identity, st.identity!);
+      } else {
+        // Explain against the earlier run that differs least (a cached input re-used from an
+        // older run is not "input changed" when only this step's parameters moved).
+        const near = await history.closest(name, (s) => changeCount(s.identity!, st.identity!));
+        reason = describeChange((near ?? prev).identity!, st.identity!);
+      }
     }
     entry("not-run", reason);
     toRun.push(st);
