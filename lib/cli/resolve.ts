@@ -136,7 +136,8 @@ export async function resolveModel(name: string, storeDir?: string): Promise<Res
     if (!key) {
       throw new UserError(`no model named "${name}"`, {
         ...where,
-        expected: "a train artifact folder, an artifact key (prefix), a run id, latest or latest~N",
+        expected:
+          "a train artifact or export bundle folder, an artifact key (prefix), a run name or id, latest or latest~N",
         hint: `runs and keys are looked up in the store ${displayPath(store)} (--store DIR)`,
       });
     }
