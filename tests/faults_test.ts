@@ -138,6 +138,7 @@ const CASES: FaultCase[] = [
   { name: "a pipeline file that does not exist", class: "bad-input", args: ["pipeline", "$DIR/none.yaml", "--store", "$DIR/store"], expectExit: 1, mustContain: ["pipeline file not found", "none.yaml"], noStackTrace: true },
   { name: "model loss with a token id outside the vocabulary", class: "bad-input", args: ["model", "loss", "--weights", "$DIR/w.safetensors", "--batch", "$DIR/b.json"], setup: modelAndBatch([[1, 12]]), expectExit: 1, mustContain: ["b.json", "bad token id at row 0, column 1"], noStackTrace: true },
   { name: "model info on a file that does not exist", class: "bad-input", args: ["model", "info", "$DIR/none.safetensors"], expectExit: 1, mustContain: ["none.safetensors"], noStackTrace: true },
+  { name: "model loss --grads into a folder that does not exist", class: "bad-input", args: ["model", "loss", "--weights", "$DIR/w.safetensors", "--batch", "$DIR/b.json", "--grads", "$DIR/none/g.safetensors"], setup: modelAndBatch([[1, 5, 2]]), expectExit: 1, mustContain: ["--grads", "does not exist"], noStackTrace: true },
 ];
 
 for (const c of CASES) {

@@ -5,7 +5,7 @@
  * @module
  */
 import { newProgram, runProgram } from "./commander.ts";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { UserError } from "../errors/mod.ts";
 import type { TokenBatch } from "../data/types.ts";
 import type { SamOutConfig } from "../model/config.ts";
@@ -176,6 +176,22 @@ export async function modelLoss(
     });
   }
   const batch = parseBatch(text, cfg, opts.batch);
+  if (opts.grads !== undefined) {
+    let folder: Deno.FileInfo | undefined;
+    try {
+      folder = await Deno.stat(dirname(resolve(opts.grads)));
+    } catch {
+      folder = undefined;
+    }
+    if (!folder?.isDirectory) {
+      throw new UserError("the folder for the gradients does not exist", {
+        file: opts.grads,
+        field: "--grads",
+        expected: "a file path in an existing folder",
+        hint: `create ${dirname(resolve(opts.grads))} first, or pick another path`,
+      });
+    }
+  }
   const { requestGpu } = await import("../gpu/device.ts");
   const gpu = await requestGpu();
   const weights = new Map<string, Float32Array>();
@@ -212,7 +228,16 @@ export async function modelLoss(
       shape: p.shape,
       data: grads.get(p.name)!,
     }));
-    await Deno.writeFile(opts.grads, writeSafetensors(out, { ...metadata }));
+    try {
+      await Deno.writeFile(opts.grads, writeSafetensors(out, { ...metadata }));
+    } catch (e) {
+      throw new UserError(`cannot write the gradients: ${(e as Error).message}`, {
+        file: opts.grads,
+        field: "--grads",
+        expected: "a file path in an existing folder this user can write",
+        hint: `create the folder ${dirname(opts.grads)} first, or pick another path`,
+      });
+    }
     return { loss, token_accuracy: tokenAccuracy };
   } finally {
     graph.destroy();
