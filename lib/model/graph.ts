@@ -23,7 +23,7 @@
  */
 import { UserError } from "../errors/mod.ts";
 import type { TokenBatch } from "../data/types.ts";
-import { type Gpu, readBuffer } from "../gpu/device.ts";
+import type { Gpu } from "../gpu/device.ts";
 import { createAdam } from "../gpu/ops/adam.ts";
 import { createCrossEntropy, STATS, STATS_FIELDS } from "../gpu/ops/cross_entropy.ts";
 import { type EmbeddingGradientPlan, planEmbeddingGradient } from "../gpu/ops/embedding_plan.ts";
@@ -155,15 +155,15 @@ export class SamOutTrainingGraph {
   #slotsUsed = 0;
   /** Earlier flushes of the train accumulator, in order, not yet read. */
   #pendingFlushes: Promise<Float32Array>[] = [];
-  /** Set when the device is lost. */
-  #lost: string | undefined;
-  /** The first WebGPU validation error of a submitted step (a bug), reported by the next call. */
-  #gpuError: string | undefined;
   #destroyed = false;
 
   private constructor(gpu: Gpu, options: TrainingGraphOptions) {
     this.#gpu = gpu;
-    this.#res = new GraphResources(gpu);
+    this.#res = new GraphResources(
+      gpu,
+      "the training graph",
+      "the GPU driver reset or the device was removed; rerun to resume from the last checkpoint",
+    );
     this.config = validateConfig(options.config);
     this.layout = parameterLayout(this.config);
     this.maxBatch = options.maxBatch;
@@ -188,9 +188,7 @@ export class SamOutTrainingGraph {
       () => graph.#build(),
       () => graph.destroy(),
     );
-    gpu.device.lost.then((info) => {
-      graph.#lost = `${info.reason}: ${info.message}`;
-    });
+    graph.#res.watchDevice();
     return graph;
   }
 
@@ -411,16 +409,7 @@ export class SamOutTrainingGraph {
   }
 
   #checkUsable(): void {
-    if (this.#destroyed) throw new Error("the training graph was destroyed");
-    if (this.#gpuError !== undefined) {
-      throw new Error(`a training-graph submit failed WebGPU validation: ${this.#gpuError}`);
-    }
-    if (this.#lost !== undefined) {
-      throw new UserError(`the GPU device was lost (${this.#lost})`, {
-        hint:
-          "the GPU driver reset or the device was removed; rerun to resume from the last checkpoint",
-      });
-    }
+    this.#res.checkUsable();
   }
 
   /**
@@ -453,21 +442,13 @@ export class SamOutTrainingGraph {
     dims: StepDims,
     opts: { clearGrads?: boolean; after?: (enc: GPUCommandEncoder) => void } = {},
   ): void {
-    const device = this.#gpu.device;
-    device.pushErrorScope("validation");
-    try {
-      const enc = device.createCommandEncoder({ label });
+    this.#res.submit(label, (enc) => {
       if (opts.clearGrads) enc.clearBuffer(this.#grads);
       const pass = enc.beginComputePass({ label });
       for (const s of stages) s.encode(pass, dims);
       pass.end();
       opts.after?.(enc);
-      device.queue.submit([enc.finish()]);
-    } finally {
-      device.popErrorScope().then((error) => {
-        this.#gpuError ??= error?.message;
-      });
-    }
+    });
   }
 
   /** Copies the full train accumulator out (read later) and zeroes it, inside `enc`. */
@@ -496,17 +477,8 @@ export class SamOutTrainingGraph {
     this.#pendingFlushes.push(read);
   }
 
-  async #readFloats(buffer: GPUBuffer, count: number): Promise<Float32Array> {
-    this.#checkUsable();
-    // No Promise.race with `device.lost` here: a race against a promise that
-    // never settles keeps every result alive (each weight download leaked its size).
-    // A lost device rejects the pending mapAsync, and #lost says why.
-    try {
-      return new Float32Array(await readBuffer(this.#gpu, buffer, count * F32));
-    } catch (e) {
-      this.#checkUsable();
-      throw e;
-    }
+  #readFloats(buffer: GPUBuffer, count: number): Promise<Float32Array> {
+    return this.#res.readFloats(buffer, count);
   }
 
   // -------------------------------------------------------------------------

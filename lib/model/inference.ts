@@ -186,12 +186,10 @@ export class SamOutInference {
   #gather!: GpuStep<{ n: number }>;
   #pickHead!: GpuStep<{ M: number; N: number; K: number }>;
   #count = 0;
-  #lost: string | undefined;
-  #gpuError: string | undefined;
 
   private constructor(gpu: Gpu, options: InferenceOptions) {
     this.#gpu = gpu;
-    this.#res = new GraphResources(gpu);
+    this.#res = new GraphResources(gpu, "the inference model");
     this.config = validateConfig(options.config);
     this.layout = parameterLayout(this.config);
     this.maxBatch = options.maxBatch;
@@ -232,9 +230,7 @@ export class SamOutInference {
       () => model.#build(),
       () => model.destroy(),
     );
-    gpu.device.lost.then((info) => {
-      model.#lost = `${info.reason}: ${info.message}`;
-    });
+    model.#res.watchDevice();
     return model;
   }
 
@@ -333,41 +329,19 @@ export class SamOutInference {
   }
 
   #checkUsable(): void {
-    if (this.#res.destroyed) throw new Error("the inference model was destroyed");
-    if (this.#gpuError !== undefined) {
-      throw new Error(`an inference submit failed WebGPU validation: ${this.#gpuError}`);
-    }
-    if (this.#lost !== undefined) {
-      throw new UserError(`the GPU device was lost (${this.#lost})`, {
-        hint: "the GPU driver reset or the device was removed; run the command again",
-      });
-    }
+    this.#res.checkUsable();
   }
 
   #submit(label: string, stages: Stage[], dims: StepDims): void {
-    const device = this.#gpu.device;
-    device.pushErrorScope("validation");
-    try {
-      const enc = device.createCommandEncoder({ label });
+    this.#res.submit(label, (enc) => {
       const pass = enc.beginComputePass({ label });
       for (const s of stages) s.encode(pass, dims);
       pass.end();
-      device.queue.submit([enc.finish()]);
-    } finally {
-      device.popErrorScope().then((error) => {
-        this.#gpuError ??= error?.message;
-      });
-    }
+    });
   }
 
-  async #read(buffer: GPUBuffer, count: number): Promise<Float32Array> {
-    this.#checkUsable();
-    try {
-      return new Float32Array(await readBuffer(this.#gpu, buffer, count * F32));
-    } catch (e) {
-      this.#checkUsable();
-      throw e;
-    }
+  #read(buffer: GPUBuffer, count: number): Promise<Float32Array> {
+    return this.#res.readFloats(buffer, count);
   }
 
   #build(): void {

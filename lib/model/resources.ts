@@ -7,7 +7,13 @@
  * @module
  */
 import { UserError } from "../errors/mod.ts";
-import { type BufferSlice, createStorageBuffer, type Gpu, type GpuStep } from "../gpu/device.ts";
+import {
+  type BufferSlice,
+  createStorageBuffer,
+  type Gpu,
+  type GpuStep,
+  readBuffer,
+} from "../gpu/device.ts";
 import type { ParameterLayout } from "./layout.ts";
 
 /** Bytes per f32. */
@@ -33,9 +39,72 @@ export class GraphResources {
   readonly #buffers: GPUBuffer[] = [];
   readonly #steps: GpuStep<never>[] = [];
   #destroyed = false;
+  /** Set when the device is lost (after {@link watchDevice}). */
+  #lost: string | undefined;
+  /** The first WebGPU validation error of a submit (a bug), reported by the next call. */
+  #gpuError: string | undefined;
 
-  constructor(gpu: Gpu) {
+  /**
+   * @param gpu the device
+   * @param what the graph's name in messages ("the training graph")
+   * @param lostHint what to tell the user when the device is lost
+   */
+  constructor(
+    gpu: Gpu,
+    readonly what = "the graph",
+    readonly lostHint = "the GPU driver reset or the device was removed; run the command again",
+  ) {
     this.gpu = gpu;
+  }
+
+  /** Starts noting a device loss (call once the graph is built). */
+  watchDevice(): void {
+    this.gpu.device.lost.then((info) => {
+      this.#lost = `${info.reason}: ${info.message}`;
+    });
+  }
+
+  /** Throws when the graph was destroyed, a submit failed validation, or the device was lost. */
+  checkUsable(): void {
+    if (this.#destroyed) throw new Error(`${this.what} was destroyed`);
+    if (this.#gpuError !== undefined) {
+      throw new Error(`a submit of ${this.what} failed WebGPU validation: ${this.#gpuError}`);
+    }
+    if (this.#lost !== undefined) {
+      throw new UserError(`the GPU device was lost (${this.#lost})`, { hint: this.lostHint });
+    }
+  }
+
+  /**
+   * Records commands with `record` into one encoder and submits it, inside a
+   * validation error scope whose error the next {@link checkUsable} reports.
+   */
+  submit(label: string, record: (enc: GPUCommandEncoder) => void): void {
+    const device = this.gpu.device;
+    device.pushErrorScope("validation");
+    try {
+      const enc = device.createCommandEncoder({ label });
+      record(enc);
+      device.queue.submit([enc.finish()]);
+    } finally {
+      device.popErrorScope().then((error) => {
+        this.#gpuError ??= error?.message;
+      });
+    }
+  }
+
+  /** Reads `count` f32 of `buffer` back (one ~10 ms round trip). */
+  async readFloats(buffer: GPUBuffer, count: number): Promise<Float32Array> {
+    this.checkUsable();
+    // No Promise.race with `device.lost` here: a race against a promise that
+    // never settles keeps every result alive (each weight download leaked its size).
+    // A lost device rejects the pending mapAsync, and checkUsable says why.
+    try {
+      return new Float32Array(await readBuffer(this.gpu, buffer, count * F32));
+    } catch (e) {
+      this.checkUsable();
+      throw e;
+    }
   }
 
   /** True once {@link destroy} ran. */
