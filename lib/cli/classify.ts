@@ -16,10 +16,9 @@
  * @module
  */
 import { join, relative } from "node:path";
-import { Command } from "@commander-js/extra-typings";
 import { UserError } from "../errors/mod.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
-import { parseCommandLine, resolveModel, tokenizerDirOf } from "./resolve.ts";
+import { modelCommand, parseCommandLine, resolveModel, tokenizerDirOf } from "./resolve.ts";
 
 const EXTENSIONS = new Set(["wav", "flac", "ogg", "mp3"]);
 /** Files scored per GPU batch. */
@@ -72,17 +71,13 @@ async function collect(args: string[]): Promise<Input[]> {
 export async function main(args: string[]): Promise<number> {
   const out = consoleOutput();
   const say = (t: string) => out.out(t + "\n");
-  const program = new Command("classify")
-    .description("Name the category of audio files with a trained model.")
+  const program = modelCommand(
+    "classify",
+    "Name the category of audio files with a trained model.",
+    (text) => out.err(text),
+  )
     .argument("<files...>", "audio files or folders (<folder>/<category>/<file> gives accuracy)")
-    .requiredOption(
-      "--model <name>",
-      "train artifact folder, export bundle, key (prefix), run id, latest",
-    )
-    .option("--json", "every file's category probabilities as JSON")
-    .option("--store <dir>", "artifact store (default $SAMOUT_STORE or artifacts/)")
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => out.err(s), writeErr: (s) => out.err(s) });
+    .option("--json", "every file's category probabilities as JSON");
   const early = parseCommandLine(program, args);
   if (early !== null) return early;
   const o = program.opts();

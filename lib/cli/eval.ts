@@ -8,28 +8,24 @@
  *
  * @module
  */
-import { Command, Option } from "@commander-js/extra-typings";
+import { Option } from "@commander-js/extra-typings";
 import { consoleOutput } from "../pipeline/progress.ts";
-import { parseCommandLine, resolveModel } from "./resolve.ts";
+import { modelCommand, parseCommandLine, resolveModel } from "./resolve.ts";
 import { UserError } from "../errors/mod.ts";
 
 /** Runs `eval`; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const out = consoleOutput();
   const say = (text: string) => out.out(text + "\n");
-  const program = new Command("eval")
-    .description("Evaluate a trained model on held-out data beside n-gram and trivial baselines.")
-    .requiredOption(
-      "--model <name>",
-      "train artifact folder, key (prefix), run id, latest, latest~N",
-    )
+  const program = modelCommand(
+    "eval",
+    "Evaluate a trained model on held-out data beside n-gram and trivial baselines.",
+    (text) => out.err(text),
+  )
     .addOption(
       new Option("--split <split>", "split to report").choices(["test", "val"]).default("test"),
     )
-    .option("--store <dir>", "artifact store (default $SAMOUT_STORE or artifacts/)")
-    .option("--json", "every figure as JSON on stdout")
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => out.err(s), writeErr: (s) => out.err(s) });
+    .option("--json", "every figure as JSON on stdout");
   const early = parseCommandLine(program, args);
   if (early !== null) return early;
   const o = program.opts();

@@ -11,11 +11,11 @@
  * @module
  */
 import { join, resolve } from "node:path";
-import { Command, Option } from "@commander-js/extra-typings";
+import { Option } from "@commander-js/extra-typings";
 import { UserError } from "../errors/mod.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
 import { displayPath } from "../pipeline/paths.ts";
-import { parseCommandLine, resolveModel, tokenizerDirOf } from "./resolve.ts";
+import { modelCommand, parseCommandLine, resolveModel, tokenizerDirOf } from "./resolve.ts";
 
 function number(name: string, min: number, max: number, integer = false) {
   return (value: string): number => {
@@ -35,12 +35,11 @@ function number(name: string, min: number, max: number, integer = false) {
 export async function main(args: string[]): Promise<number> {
   const out = consoleOutput();
   const say = (t: string) => out.err(t + "\n");
-  const program = new Command("generate")
-    .description("Generate sounds with a trained model (the recurrent state, batched).")
-    .requiredOption(
-      "--model <name>",
-      "train artifact folder, export bundle, key (prefix), run id, latest",
-    )
+  const program = modelCommand(
+    "generate",
+    "Generate sounds with a trained model (the recurrent state, batched).",
+    (text) => out.err(text),
+  )
     .option("--category <name>", "category to generate (default: every category)")
     .option("--count <n>", "samples per category", number("--count", 1, 1024, true), 4)
     .option("--out <dir>", "output folder", "generated")
@@ -65,10 +64,7 @@ export async function main(args: string[]): Promise<number> {
     )
     .addOption(
       new Option("--backend <b>", "where to run").choices(["auto", "gpu", "cpu"]).default("auto"),
-    )
-    .option("--store <dir>", "artifact store (default $SAMOUT_STORE or artifacts/)")
-    .exitOverride()
-    .configureOutput({ writeOut: (s) => out.err(s), writeErr: (s) => out.err(s) });
+    );
   const early = parseCommandLine(program, args);
   if (early !== null) return early;
   const o = program.opts();

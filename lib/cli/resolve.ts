@@ -8,6 +8,7 @@
  * @module
  */
 import { join, resolve } from "node:path";
+import { Command } from "@commander-js/extra-typings";
 import { UserError } from "../errors/mod.ts";
 import { defaultStoreDir, displayPath } from "../pipeline/paths.ts";
 import { listRunFiles, type RunRecord } from "../pipeline/records.ts";
@@ -218,4 +219,20 @@ export function parseCommandLine(
     if (e instanceof UserError) throw e;
     return (e as { exitCode?: number }).exitCode === 0 ? 0 : 1;
   }
+}
+
+/**
+ * A command that takes a model: `--model NAME` (required) and `--store DIR`,
+ * errors through `err` and no process exit (see {@link parseCommandLine}).
+ */
+export function modelCommand(name: string, description: string, err: (text: string) => void) {
+  return new Command(name)
+    .description(description)
+    .requiredOption(
+      "--model <name>",
+      "train artifact or export bundle folder, key (prefix), run name or id, latest, latest~N",
+    )
+    .option("--store <dir>", "artifact store (default $SAMOUT_STORE or artifacts/)")
+    .exitOverride()
+    .configureOutput({ writeOut: err, writeErr: err });
 }
