@@ -7,9 +7,10 @@ import {
   createMatmulNN,
   createMatmulNT,
   createMatmulTN,
-  defaultTile,
   HARDWARE_TILE,
   type MatmulDims,
+  type MatmulTile,
+  SOFTWARE_TILE,
 } from "./matmul.ts";
 import { packTensors, randomUniform, readSlice, runSteps } from "./test_helpers.ts";
 
@@ -170,36 +171,86 @@ Deno.test("matmul: the hardware-GPU tiling gives the same products (M=37 N=45 K=
   outputs.buffer.destroy();
 });
 
-Deno.test("matmul: vec4 and scalar kernels give bit-identical products (M=37 N=44 K=28)", async () => {
+/** The kernel variants that must agree bit for bit: storage (vec4, scalar) and texture tiles. */
+const VARIANTS: Record<string, MatmulTile> = {
+  "storage vec4 16x8": { ...SOFTWARE_TILE, texture: false },
+  "storage scalar 16x8": { ...SOFTWARE_TILE, texture: false, vec4: false },
+  "storage 4x4 (16x16 wg)": { ...HARDWARE_TILE, texture: false },
+  "texture 16x8": { ...SOFTWARE_TILE, texture: true },
+  "texture 16x16": { ...SOFTWARE_TILE, cols: 16, texture: true },
+  "texture 4x4 (16x16 wg)": { ...HARDWARE_TILE, texture: true },
+};
+
+// Q, R multiples of 4 or not (zero-padded texels, scalar epilogues), with bias and accumulate.
+for (const dims of [{ M: 37, N: 44, K: 28 }, { M: 37, N: 45, K: 29 }]) {
+  const shape = `M=${dims.M} N=${dims.N} K=${dims.K}`;
+  Deno.test(`matmul: every kernel variant gives bit-identical products (${shape})`, async () => {
+    const g = await gpu();
+    const { x, w, bias, dy } = randomLayer(8, dims);
+    const rng = new Random(9, "matmul_test");
+    const start = [dims.M * dims.N, dims.M * dims.K, dims.N * dims.K].map((n) =>
+      randomUniform(rng, n)
+    );
+    const inputs = packTensors(g, [x, w, bias, dy]);
+    const [xs, ws, bs, dys] = inputs.slices;
+    const results = new Map<string, Uint32Array[]>();
+    for (const [name, tile] of Object.entries(VARIANTS)) {
+      const outputs = packTensors(g, [...start, ...start]);
+      const [y, dx, dw, yAcc, dxAcc, dwAcc] = outputs.slices;
+      const steps = [
+        createMatmulNT(g, { a: xs, b: ws, bias: bs, c: y }, tile),
+        createMatmulNN(g, { a: dys, b: ws, c: dx }, tile),
+        createMatmulTN(g, { a: dys, b: xs, c: dw }, tile),
+        createMatmulNT(g, { a: xs, b: ws, bias: bs, c: yAcc, accumulate: true }, tile),
+        createMatmulNN(g, { a: dys, b: ws, c: dxAcc, accumulate: true }, tile),
+        createMatmulTN(g, { a: dys, b: xs, c: dwAcc, accumulate: true }, tile),
+      ];
+      await runSteps<MatmulDims>(g, steps.map((s) => [s, dims]));
+      const read = outputs.slices.map(async (s) => {
+        const f = await readSlice(g, s);
+        return new Uint32Array(f.buffer, f.byteOffset, f.length);
+      });
+      results.set(name, await Promise.all(read));
+      if (name === "texture 16x8") {
+        const fwd = linearForward(x, w, bias, dims.M, dims.K, dims.N);
+        assertClose(await readSlice(g, y), fwd, TOL, `${name}: y`);
+      }
+      for (const s of steps) s.destroy();
+      outputs.buffer.destroy();
+    }
+    const [first, ...others] = [...results.entries()];
+    for (const [name, got] of others) {
+      for (const [i, what] of ["y", "dx", "dW", "y+=", "dx+=", "dW+="].entries()) {
+        assertEquals(got[i], first[1][i], `${what}: ${name} and ${first[0]} bits differ`);
+      }
+    }
+    inputs.buffer.destroy();
+  });
+}
+
+Deno.test("matmul: operands larger than the device's textures run the storage kernel", async () => {
   const g = await gpu();
-  const dims = { M: 37, N: 44, K: 28 };
-  const { x, w, bias, dy } = randomLayer(8, dims);
-  const inputs = packTensors(g, [x, w, bias, dy]);
-  const [xs, ws, bs, dys] = inputs.slices;
-  const sizes = [dims.M * dims.N, dims.M * dims.K, dims.N * dims.K];
-  const results: Uint32Array[][] = [];
-  for (const vec4 of [true, false]) {
-    const outputs = packTensors(g, sizes.map((n) => new Float32Array(n)));
-    const [y, dx, dw] = outputs.slices;
-    const tile = (kind: "NT" | "NN" | "TN") => ({ ...defaultTile(g, kind), vec4 });
-    const steps = [
-      createMatmulNT(g, { a: xs, b: ws, bias: bs, c: y }, tile("NT")),
-      createMatmulNN(g, { a: dys, b: ws, c: dx }, tile("NN")),
-      createMatmulTN(g, { a: dys, b: xs, c: dw }, tile("TN")),
-    ];
-    await runSteps<MatmulDims>(g, steps.map((s) => [s, dims]));
-    const read = [y, dx, dw].map(async (s) => {
-      const f = await readSlice(g, s);
-      return new Uint32Array(f.buffer, f.byteOffset, f.length);
-    });
-    results.push(await Promise.all(read));
-    for (const s of steps) s.destroy();
-    outputs.buffer.destroy();
-  }
-  for (const [i, name] of ["y", "dx", "dW"].entries()) {
-    assertEquals(results[0][i], results[1][i], `${name}: vec4 and scalar bits differ`);
-  }
+  // A device whose textures hold at most 8 rows: M = 37 rows cannot be packed.
+  const small: Gpu = { ...g, limits: { maxTextureDimension2D: 8 } as GPUSupportedLimits };
+  const dims = { M: 37, N: 12, K: 8 };
+  const { x, w, bias } = randomLayer(10, dims);
+  const inputs = packTensors(g, [x, w, bias]);
+  const [xs, ws, bs] = inputs.slices;
+  const outputs = packTensors(g, [new Float32Array(dims.M * dims.N)]);
+  const step = createMatmulNT(small, { a: xs, b: ws, bias: bs, c: outputs.slices[0] }, {
+    ...SOFTWARE_TILE,
+    texture: true,
+  });
+  await runSteps(g, [[step, dims]]);
+  assertClose(
+    await readSlice(g, outputs.slices[0]),
+    linearForward(x, w, bias, dims.M, dims.K, dims.N),
+    TOL,
+    "y",
+  );
+  step.destroy();
   inputs.buffer.destroy();
+  outputs.buffer.destroy();
 });
 
 Deno.test("matmul: an output in the same buffer as an input is refused", async () => {

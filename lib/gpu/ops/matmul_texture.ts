@@ -1,0 +1,383 @@
+/**
+ * The texture form of the matrix products in {@link ./matmul.ts}: the same
+ * register-tiled kernel, reading its two operands through `rgba32float`
+ * textures (`textureLoad`) instead of storage buffers.
+ *
+ * Why: Mesa's llvmpipe (22.x) runs every storage-buffer load as a loop over
+ * the SIMD lanes with two branches and a round trip through the stack per
+ * lane and component, while a texel fetch is a straight-line gather. On a
+ * Zen 3 host the 1024³ product ran at 2.3 GFLOP/s from storage buffers and
+ * 12-17 from textures (same tile, same sums). Each operand is first packed
+ * into its texture by a small kernel ({@link createPack}): a read of the
+ * operand per product, against `P·Q·R / (rows·cols)` reads in the loop.
+ *
+ * The sums are those of the storage kernel: every output adds its products in
+ * reduction order 0, 1, 2, … with `fma`, no split, no atomics. Texels past a
+ * matrix's edge hold zeros, so sizes need not be multiples of 4: a "pr"
+ * reduction runs on to the next multiple of 4 over zero texels, which adds
+ * `fma(0, 0, acc) = acc`; results are bit-identical to the storage kernel's
+ * (the product tests check this).
+ *
+ * Limits: a texture is at most `maxTextureDimension2D` texels on a side, so a
+ * product whose operands have more rows (or more than 4x that many columns)
+ * than that runs the storage kernel instead ({@link textureFits}).
+ *
+ * @module
+ */
+import {
+  type BufferSlice,
+  cachedPipeline,
+  createUniformBuffer,
+  type Gpu,
+  type GpuStep,
+} from "../device.ts";
+
+/** How the generic product reads X (see matmul.ts): "pr" X[p, r], "rp" X stored [r, p]. */
+export type Layout = "pr" | "rp";
+
+/** The register tiling of the texture kernel (the fields matmul.ts's MatmulTile shares). */
+export interface TextureTile {
+  rows: number;
+  cols: number;
+  wgX: number;
+  wgY: number;
+}
+
+/** What a texture product computes, besides the tile. */
+export interface TextureKernelSpec {
+  x: Layout;
+  bias: boolean;
+  accumulate: boolean;
+  /** Q % 4 == 0: `c` (and `bias`) are read and written as vec4s. */
+  vec4Out: boolean;
+  tile: TextureTile;
+}
+
+function kernelKey(s: TextureKernelSpec): string {
+  const t = s.tile;
+  return `matmulTex:${s.x}:b${+s.bias}:acc${+s.accumulate}:${s.vec4Out ? "v4" : "s"}:` +
+    `${t.rows}x${t.cols}:${t.wgX}x${t.wgY}`;
+}
+
+/**
+ * WGSL for `C[P,Q] = Σ_r X[p,r] · Y[r,q] (+ bias[Q]) (+ C)`; dims = (P, Q, R).
+ * `tx` holds X as packed by {@link createPack}: for "pr" the texel (r/4, p)
+ * is X[p, r..r+3]; for "rp" the texel (p/4, r) is X[p..p+3, r]. `ty` holds Y
+ * with the texel (q/4, r) = Y[r, q..q+3]. An invocation's columns come in
+ * groups of 4 spaced `wgX * 4` apart (neighbouring invocations read
+ * neighbouring texels); `rows` and `cols` must be multiples of 4.
+ */
+export function textureMatmulWgsl(s: TextureKernelSpec): string {
+  const { rows: TR, cols: TC, wgX, wgY } = s.tile;
+  if (TR % 4 !== 0 || TC % 4 !== 0) {
+    throw new Error(`texture matmul: tile ${TR}x${TC} is not a multiple of 4 in both sides`);
+  }
+  const lines: string[] = [];
+  const groupOffset = (g: number) => g * wgX * 4; // column offset of group g, relative to q0
+  for (let i = 0; i < TR; i++) {
+    for (let j = 0; j < TC; j++) lines.push(`  var acc_${i}_${j} = 0.0;`);
+  }
+  for (let g = 0; g < TC / 4; g++) {
+    lines.push(`  let yb${g} = i32(min((q0 + ${groupOffset(g)}u) / 4u, QT - 1u));`);
+  }
+  if (s.x === "pr") {
+    for (let i = 0; i < TR; i++) lines.push(`  let xr${i} = i32(min(p0 + ${i}u, P - 1u));`);
+    lines.push(`  for (var r4 = 0; r4 < RT; r4++) {`);
+    lines.push(`    let r = r4 * 4;`);
+    // Y's 4 steps first, then one X row at a time: few X values live at once.
+    for (let k = 0; k < 4; k++) {
+      for (let g = 0; g < TC / 4; g++) {
+        lines.push(`    let yg${g}_${k} = textureLoad(ty, vec2<i32>(yb${g}, r + ${k}), 0);`);
+      }
+    }
+    for (let i = 0; i < TR; i++) {
+      lines.push(`    let xv${i} = textureLoad(tx, vec2<i32>(r4, xr${i}), 0);`);
+      for (let k = 0; k < 4; k++) {
+        for (let j = 0; j < TC; j++) {
+          lines.push(
+            `    acc_${i}_${j} = fma(xv${i}[${k}], yg${j >> 2}_${k}[${j & 3}], acc_${i}_${j});`,
+          );
+        }
+      }
+    }
+  } else {
+    for (let g = 0; g < TR / 4; g++) {
+      lines.push(`  let xb${g} = i32(min(p0 / 4u + ${g}u, PT - 1u));`);
+    }
+    lines.push(`  for (var r = 0; r < i32(R); r++) {`);
+    for (let g = 0; g < TR / 4; g++) {
+      lines.push(`    let xg${g} = textureLoad(tx, vec2<i32>(xb${g}, r), 0);`);
+    }
+    for (let g = 0; g < TC / 4; g++) {
+      lines.push(`    let yg${g} = textureLoad(ty, vec2<i32>(yb${g}, r), 0);`);
+    }
+    for (let i = 0; i < TR; i++) {
+      for (let j = 0; j < TC; j++) {
+        lines.push(
+          `    acc_${i}_${j} = fma(xg${i >> 2}[${i & 3}], yg${j >> 2}[${j & 3}], acc_${i}_${j});`,
+        );
+      }
+    }
+  }
+  lines.push(`  }`);
+  // Epilogue, as in the storage kernel: loads at clamped indices outside the
+  // guards (a load inside a branch compiles slowly on llvmpipe).
+  for (let g = 0; g < TC / 4; g++) {
+    lines.push(`  let col${g} = q0 + ${groupOffset(g)}u;`);
+    if (s.bias && s.vec4Out) lines.push(`  let bias${g} = bias[min(col${g}, Q - 1u) / 4u];`);
+  }
+  for (let i = 0; i < TR; i++) {
+    lines.push(`  let row${i} = min(p0 + ${i}u, P - 1u) * Q;`);
+    for (let g = 0; g < TC / 4; g++) {
+      if (s.vec4Out) {
+        let value = `vec4<f32>(${[0, 1, 2, 3].map((k) => `acc_${i}_${4 * g + k}`).join(", ")})`;
+        if (s.bias) value += ` + bias${g}`;
+        if (s.accumulate) {
+          lines.push(`  let old_${i}_${g} = c[(row${i} + min(col${g}, Q - 1u)) / 4u];`);
+          value = `old_${i}_${g} + (${value})`;
+        }
+        lines.push(
+          `  if (p0 + ${i}u < P && col${g} < Q) { c[(row${i} + col${g}) / 4u] = ${value}; }`,
+        );
+      } else {
+        for (let k = 0; k < 4; k++) {
+          const col = `col${g} + ${k}u`;
+          const at = `row${i} + min(${col}, Q - 1u)`;
+          let value = `acc_${i}_${4 * g + k}`;
+          if (s.bias) value += ` + bias[min(${col}, Q - 1u)]`;
+          if (s.accumulate) value = `c[${at}] + (${value})`;
+          lines.push(`  let v_${i}_${g}_${k} = ${value};`);
+          lines.push(
+            `  if (p0 + ${i}u < P && ${col} < Q) { c[row${i} + ${col}] = v_${i}_${g}_${k}; }`,
+          );
+        }
+      }
+    }
+  }
+  const elem = s.vec4Out ? "vec4<f32>" : "f32";
+  return /* wgsl */ `
+// dims.x = P (output rows), dims.y = Q (output columns), dims.z = R (reduction length)
+@group(0) @binding(0) var<uniform> dims: vec4<u32>;
+@group(0) @binding(1) var tx: texture_2d<f32>;                     // X, layout "${s.x}", packed
+@group(0) @binding(2) var ty: texture_2d<f32>;                     // Y [R, Q], packed
+@group(0) @binding(3) var<storage, read_write> c: array<${elem}>;  // C [P, Q]
+${s.bias ? `@group(0) @binding(4) var<storage, read> bias: array<${elem}>;  // [Q]` : ""}
+
+@compute @workgroup_size(${wgX}, ${wgY})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+  let P = dims.x;
+  let Q = dims.y;
+  let R = dims.z;
+  let QT = (Q + 3u) / 4u;
+  let PT = (P + 3u) / 4u;
+  let RT = i32((R + 3u) / 4u);
+  let p0 = (wid.y * ${wgY}u + lid.y) * ${TR}u;
+  let q0 = wid.x * ${wgX * TC}u + lid.x * 4u;
+  if (p0 >= P || q0 >= Q) { return; }
+${lines.join("\n")}
+}
+`;
+}
+
+/**
+ * WGSL of the pack: texel (t, row) of `dst` = the logical matrix's
+ * (row, 4t..4t+3), zero past `cols` and for rows in [rows, padRows). The
+ * logical element (i, j) sits at `i * cols + j`, or with `transposed` at
+ * `j * rows + i` (a weight stored [out, in] read as [in, out]). `vec4`
+ * (not transposed, cols % 4 == 0) reads whole texels.
+ */
+function packWgsl(transposed: boolean, vec4: boolean): string {
+  const read = vec4
+    ? `src4[min(row, rows - 1u) * (cols / 4u) + t]`
+    : `vec4<f32>(${
+      [0, 1, 2, 3].map((k) =>
+        `select(0.0, src[${
+          transposed
+            ? `min(4u * t + ${k}u, cols - 1u) * rows + min(row, rows - 1u)`
+            : `min(row, rows - 1u) * cols + min(4u * t + ${k}u, cols - 1u)`
+        }], 4u * t + ${k}u < cols)`
+      ).join(", ")
+    })`;
+  return /* wgsl */ `
+// dims.x = rows, dims.y = cols of the logical matrix, dims.z = rows to write (>= rows)
+@group(0) @binding(0) var<uniform> dims: vec4<u32>;
+@group(0) @binding(1) var<storage, read> ${vec4 ? "src4: array<vec4<f32>>" : "src: array<f32>"};
+@group(0) @binding(2) var dst: texture_storage_2d<rgba32float, write>;
+
+@compute @workgroup_size(8, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let rows = dims.x;
+  let cols = dims.y;
+  let t = gid.x;
+  let row = gid.y;
+  if (t >= (cols + 3u) / 4u || row >= dims.z) { return; }
+  let v = ${read};
+  textureStore(dst, vec2<i32>(i32(t), i32(row)), select(vec4<f32>(0.0), v, row < rows));
+}
+`;
+}
+
+/** Shape of one pack: the logical matrix [rows, cols] and the rows to write. */
+export interface PackDims {
+  rows: number;
+  cols: number;
+  /** Rows written (rows past `rows` get zeros); default `rows`. */
+  padRows?: number;
+}
+
+/**
+ * A packed operand: a texture that grows to the largest shape encoded so far
+ * (a new texture, new bind groups), refreshed from its buffer by every encode.
+ */
+export interface PackedOperand {
+  /** Records the pack of the buffer's current contents. */
+  encode(pass: GPUComputePassEncoder, dims: PackDims): void;
+  /** The texture's view as of the last encode. */
+  view(): GPUTextureView;
+  /** Bumped whenever {@link view} changes (bind groups must be rebuilt). */
+  generation(): number;
+  destroy(): void;
+}
+
+/**
+ * Packs the matrix in `src` (row-major [rows, cols], or with `transposed` a
+ * [cols, rows] buffer read as its transpose) into an `rgba32float` texture of
+ * `ceil(cols / 4) x padRows` texels.
+ */
+export function createPack(
+  gpu: Gpu,
+  src: GPUBuffer | BufferSlice,
+  transposed: boolean,
+  label: string,
+): PackedOperand {
+  const uniform = createUniformBuffer(gpu, 16, `${label}:dims`);
+  const dimsData = new Uint32Array(4);
+  let texture: GPUTexture | undefined;
+  let view: GPUTextureView | undefined;
+  let generation = 0;
+  const bindGroups = new Map<boolean, { pipeline: GPUComputePipeline; bindGroup: GPUBindGroup }>();
+  const resource = "buffer" in src
+    ? { buffer: src.buffer, offset: src.offset ?? 0, size: src.size }
+    : { buffer: src };
+  return {
+    encode(pass, { rows, cols, padRows = rows }) {
+      const width = Math.ceil(cols / 4);
+      if (!texture || texture.width < width || texture.height < padRows) {
+        texture?.destroy();
+        texture = gpu.device.createTexture({
+          label,
+          size: [Math.max(width, texture?.width ?? 0), Math.max(padRows, texture?.height ?? 0)],
+          format: "rgba32float",
+          usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.TEXTURE_BINDING,
+        });
+        view = texture.createView();
+        bindGroups.clear();
+        generation++;
+      }
+      const vec4 = !transposed && cols % 4 === 0;
+      let bound = bindGroups.get(vec4);
+      if (!bound) {
+        const key = `matmulPack:${transposed ? "T" : "N"}:${vec4 ? "v4" : "s"}`;
+        const pipeline = cachedPipeline(gpu, key, packWgsl(transposed, vec4), "main");
+        const bindGroup = gpu.device.createBindGroup({
+          label,
+          layout: pipeline.getBindGroupLayout(0),
+          entries: [
+            { binding: 0, resource: { buffer: uniform } },
+            { binding: 1, resource },
+            { binding: 2, resource: view! },
+          ],
+        });
+        bindGroups.set(vec4, bound = { pipeline, bindGroup });
+      }
+      dimsData.set([rows, cols, padRows, 0]);
+      gpu.device.queue.writeBuffer(uniform, 0, dimsData);
+      pass.setPipeline(bound.pipeline);
+      pass.setBindGroup(0, bound.bindGroup);
+      pass.dispatchWorkgroups(Math.ceil(width / 8), padRows);
+    },
+    view() {
+      if (!view) throw new Error(`${label}: encode the pack before reading its view`);
+      return view;
+    },
+    generation: () => generation,
+    destroy() {
+      texture?.destroy();
+      uniform.destroy();
+    },
+  };
+}
+
+/** Whether a logical [rows, cols] operand fits in one texture of this device. */
+export function textureFits(gpu: Gpu, rows: number, cols: number): boolean {
+  const max = gpu.limits.maxTextureDimension2D;
+  return rows <= max && Math.ceil(cols / 4) <= max;
+}
+
+/** The texture product's operands and output (see matmul.ts's createProduct). */
+export interface TextureProductBuffers {
+  x: PackedOperand;
+  y: PackedOperand;
+  c: GPUBuffer | BufferSlice;
+  bias?: GPUBuffer | BufferSlice;
+  accumulate: boolean;
+}
+
+/**
+ * `C[P,Q] = Σ_r X[p,r] · Y[r,q] (+ bias) (+ C)` from packed operands; the
+ * caller encodes the packs first, in the same pass.
+ */
+export function createTextureProduct(
+  gpu: Gpu,
+  buffers: TextureProductBuffers,
+  x: Layout,
+  tile: TextureTile,
+  label: string,
+): GpuStep<{ P: number; Q: number; R: number }> {
+  const uniform = createUniformBuffer(gpu, 16, `${label}:dims`);
+  const dimsData = new Uint32Array(4);
+  const slice = (b: GPUBuffer | BufferSlice) =>
+    "buffer" in b ? { buffer: b.buffer, offset: b.offset ?? 0, size: b.size } : { buffer: b };
+  // Bind groups per (vec4 output, operand generations).
+  let cached: { key: string; pipeline: GPUComputePipeline; bindGroup: GPUBindGroup } | undefined;
+  return {
+    encode(pass, { P, Q, R }) {
+      if (P === 0 || Q === 0) return;
+      const spec: TextureKernelSpec = {
+        x,
+        bias: buffers.bias !== undefined,
+        accumulate: buffers.accumulate,
+        vec4Out: Q % 4 === 0,
+        tile,
+      };
+      const key = `${kernelKey(spec)}@${buffers.x.generation()}:${buffers.y.generation()}`;
+      if (cached?.key !== key) {
+        const pipeline = cachedPipeline(gpu, kernelKey(spec), textureMatmulWgsl(spec), "main");
+        const entries: GPUBindGroupEntry[] = [
+          { binding: 0, resource: { buffer: uniform } },
+          { binding: 1, resource: buffers.x.view() },
+          { binding: 2, resource: buffers.y.view() },
+          { binding: 3, resource: slice(buffers.c) },
+        ];
+        if (buffers.bias) entries.push({ binding: 4, resource: slice(buffers.bias) });
+        const bindGroup = gpu.device.createBindGroup({
+          label,
+          layout: pipeline.getBindGroupLayout(0),
+          entries,
+        });
+        cached = { key, pipeline, bindGroup };
+      }
+      dimsData.set([P, Q, R, 0]);
+      gpu.device.queue.writeBuffer(uniform, 0, dimsData);
+      pass.setPipeline(cached.pipeline);
+      pass.setBindGroup(0, cached.bindGroup);
+      pass.dispatchWorkgroups(
+        Math.ceil(Q / (tile.cols * tile.wgX)),
+        Math.ceil(P / (tile.rows * tile.wgY)),
+      );
+    },
+    destroy() {
+      uniform.destroy();
+    },
+  };
+}
