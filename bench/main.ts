@@ -13,7 +13,13 @@
 import { Command } from "@commander-js/extra-typings";
 
 type Bench = (
-  opts: { json: boolean; seedConfig: boolean; allowSoftware: boolean; peakTflops: number },
+  opts: {
+    json: boolean;
+    seedConfig: boolean;
+    noTune: boolean;
+    allowSoftware: boolean;
+    peakTflops: number;
+  },
 ) => Promise<unknown>;
 
 const BENCHES: Record<string, { what: string; run: Bench }> = {
@@ -59,9 +65,16 @@ const BENCHES: Record<string, { what: string; run: Bench }> = {
     run: async () => (await import("./generate.ts")).benchGenerate(),
   },
   train: {
-    what: "SamOut training tokens/s (d128 H8 L2 V1100 B16 S128) vs PyTorch on the CPU",
-    run: async (o) =>
-      (await import("./train.ts")).benchTrain({ json: o.json, seedConfig: o.seedConfig }),
+    what:
+      "SamOut training tokens/s (d128 H8 L2 V1100 B16 S128, then d256 H8 L4 V4100 B16 S256) vs PyTorch on the CPU",
+    run: async (o) => {
+      const { benchTrain } = await import("./train.ts");
+      const common = { json: o.json, noTune: o.noTune };
+      if (o.seedConfig) return await benchTrain({ ...common, seedConfig: true });
+      const small = await benchTrain(common);
+      console.error("");
+      return { bench: small, large: await benchTrain({ ...common, large: true }) };
+    },
   },
 };
 
@@ -72,6 +85,7 @@ const program = new Command()
   .option("--json", "print one JSON object with every result on stdout")
   .option("--seed-config", "train bench: the seed's 512/8/8 configuration (GPU machines)")
   .option("--allow-software", "gpu bench: run on a software adapter too")
+  .option("--no-tune", "train bench: keep the default matrix-product kernels (no timing first)")
   .option("--peak-tflops <n>", "gpu bench: the GPU's FP32 peak (H200: 67)", "67")
   .action(async (names, options) => {
     // `gpu` runs the others at GPU sizes: only when asked for.
@@ -90,6 +104,7 @@ const program = new Command()
       results[name] = await BENCHES[name].run({
         json: options.json ?? false,
         seedConfig: options.seedConfig ?? false,
+        noTune: options.tune === false,
         allowSoftware: options.allowSoftware ?? false,
         peakTflops: Number(options.peakTflops),
       });

@@ -4,7 +4,12 @@
  * (bench/pytorch_train.py, same model tree and config) when `/usr/bin/python3`
  * has torch.
  *
- * Run: `deno run -A bench/train.ts [--steps N] [--json] [--seed-config] [--profile]`.
+ * Run: `deno run -A bench/train.ts [--steps N] [--json] [--large | --seed-config] [--profile]
+ * [--no-tune] [--no-pytorch]`.
+ *
+ * The matrix-product kernels are first timed on this adapter at the model's
+ * shapes (lib/gpu/tuning.ts, not cached here: `--no-tune` keeps the
+ * defaults), as the train job does once per store.
  *
  * @module
  */
@@ -13,6 +18,8 @@ import type { SamOutConfig } from "../lib/model/config.ts";
 import { parameterCount } from "../lib/model/params.ts";
 import { initParameters } from "../lib/model/params.ts";
 import { SamOutTrainingGraph } from "../lib/model/graph.ts";
+import { WEIGHT_GRAD_ROWS } from "../lib/model/backward.ts";
+import { chooseMatmulTiles, defaultChoice, samoutProductShapes } from "../lib/gpu/tuning.ts";
 import type { TokenBatch } from "../lib/data/types.ts";
 import { Random } from "../lib/random/mod.ts";
 
@@ -46,6 +53,8 @@ export interface TrainBenchResult {
   cpu_ratio?: number;
   /** The WebGPU adapter. */
   adapter: string;
+  /** The matrix-product kernels that ran (timed first unless --no-tune). */
+  kernels: Record<string, string>;
   /** The config that ran. */
   config: {
     vocab: number;
@@ -69,6 +78,10 @@ export interface TrainBenchOptions {
   json?: boolean;
   /** The seed's reference size (d 512, 8 heads, 8 layers, V 4100, batch 32): for real GPUs. */
   seedConfig?: boolean;
+  /** The larger CPU configuration: d 256, 8 heads, 4 layers, V 4100, batch 16 x seq 256. */
+  large?: boolean;
+  /** Keep the default matrix-product kernels instead of timing the candidates first. */
+  noTune?: boolean;
   /** Also time each op separately (one submit and wait per op). */
   profile?: boolean;
   /** Skip the PyTorch baseline. */
@@ -82,8 +95,10 @@ const PROFILE_STEPS = 5;
 export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBenchResult> {
   const shape = opts.seedConfig
     ? { vocab: 4100, hidden: 512, heads: 8, layers: 8, batch: 32, seq: 128 }
+    : opts.large
+    ? { vocab: 4100, hidden: 256, heads: 8, layers: 4, batch: 16, seq: 256 }
     : { vocab: 1100, hidden: 128, heads: 8, layers: 2, batch: 16, seq: 128 };
-  const steps = opts.steps ?? (opts.seedConfig ? 4 : 10);
+  const steps = opts.steps ?? (opts.seedConfig || opts.large ? 4 : 10);
   const cfg: SamOutConfig = {
     vocabSize: shape.vocab,
     hidden: shape.hidden,
@@ -92,7 +107,13 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
     maxPositions: 1024,
   };
   const gpu = await requestGpu();
+  const kernels = opts.noTune ? defaultChoice(gpu, "--no-tune") : await chooseMatmulTiles(
+    gpu,
+    samoutProductShapes(cfg, shape.batch * shape.seq, WEIGHT_GRAD_ROWS),
+    { minWork: 0 },
+  );
   const graph = await SamOutTrainingGraph.create(gpu, {
+    tiles: kernels.tiles,
     config: cfg,
     maxBatch: shape.batch,
     maxLength: shape.seq + 1,
@@ -128,6 +149,7 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
       config: shape,
       parameters: params,
       steps,
+      kernels: kernels.names,
     };
     if (cpuSeconds !== undefined) result.cpu_s_per_step = cpuSeconds / steps;
     if (opts.profile) {
@@ -170,6 +192,11 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
       console.log(JSON.stringify(result));
     } else {
       console.log(`adapter        ${result.adapter}`);
+      console.log(
+        `kernels        ${
+          Object.entries(result.kernels).map(([k, v]) => `${k} ${v}`).join(", ")
+        } (${kernels.source})`,
+      );
       console.log(
         `config         V ${shape.vocab}, d ${shape.hidden}, H ${shape.heads}, L ${shape.layers}, batch ${shape.batch} x seq ${shape.seq}, ${params} parameters`,
       );
@@ -259,6 +286,19 @@ function blasVariants(): { name: string; libraryPath?: string }[] {
   return variants;
 }
 
+/**
+ * The PyTorch child's environment: this one without `OPENBLAS_CORETYPE` and
+ * `OPENBLAS_L2_SIZE` (some machines set them, and they slow OpenBLAS down;
+ * the reference runs at its best), plus the BLAS library path if any.
+ */
+function referenceEnv(libraryPath?: string): Record<string, string> {
+  const env = Deno.env.toObject();
+  delete env.OPENBLAS_CORETYPE;
+  delete env.OPENBLAS_L2_SIZE;
+  if (libraryPath) env.LD_LIBRARY_PATH = libraryPath;
+  return env;
+}
+
 /** Runs bench/pytorch_train.py; undefined when python3 or torch is missing. */
 async function runPytorch(
   shape: TrainBenchResult["config"],
@@ -278,7 +318,8 @@ async function runPytorch(
         `--seq=${shape.seq}`,
         `--steps=${steps}`,
       ],
-      env: libraryPath ? { LD_LIBRARY_PATH: libraryPath } : {},
+      env: referenceEnv(libraryPath),
+      clearEnv: true,
       stdout: "piped",
       stderr: "piped",
     }).output();
@@ -297,6 +338,8 @@ if (import.meta.main) {
     steps: stepsArg ? Number(stepsArg.slice("--steps=".length)) : undefined,
     json: args.includes("--json"),
     seedConfig: args.includes("--seed-config"),
+    large: args.includes("--large"),
+    noTune: args.includes("--no-tune"),
     profile: args.includes("--profile"),
     noPytorch: args.includes("--no-pytorch"),
   });

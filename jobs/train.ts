@@ -91,6 +91,7 @@ export const job = defineJob({
       dataDir: ctx.inputs.data.dir,
       outDir: ctx.outDir,
       workDir: ctx.workDir,
+      cacheDir: ctx.cacheDir,
       progress: ctx.progress,
       log: (m) => ctx.log(m),
       signal: ctx.signal,

@@ -13,6 +13,12 @@ export interface Gpu {
   limits: GPUSupportedLimits;
   /** True for a software adapter (llvmpipe, SwiftShader). */
   isFallback: boolean;
+  /**
+   * What kernel timings depend on: the adapter's vendor, architecture, device
+   * and description, and the WebGPU implementation (Deno's version). Keys the
+   * kernel-choice cache (lib/gpu/tuning.ts).
+   */
+  adapterKey: string;
 }
 
 let shared: Promise<Gpu> | undefined;
@@ -86,6 +92,13 @@ async function acquire(): Promise<Gpu> {
     adapterDescription,
     limits: device.limits,
     isFallback: info.isFallbackAdapter ?? false,
+    adapterKey: JSON.stringify({
+      vendor: info.vendor,
+      architecture: info.architecture,
+      device: info.device,
+      description: info.description,
+      deno: Deno.version.deno,
+    }),
   };
 }
 

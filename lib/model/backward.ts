@@ -24,6 +24,7 @@ import {
   createMatmulNN,
   createMatmulTN,
   type MatmulDims,
+  type MatmulTiles,
 } from "../gpu/ops/matmul.ts";
 import { createMaxStateBackward } from "../gpu/ops/max_state.ts";
 import { createPositionConcatBackward } from "../gpu/ops/position.ts";
@@ -55,11 +56,14 @@ export interface BackwardOptions {
   dLogits: GPUBuffer;
   /** The embedding-gradient plan of the batch being encoded. */
   plan: () => EmbeddingGradientPlan;
+  /** The matrix-product kernels to run (default: the adapter's defaults). */
+  tiles?: Partial<MatmulTiles>;
 }
 
 /** Builds the backward pass into `res` (see the module doc). */
 export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] {
   const gpu = res.gpu;
+  const NN = (b: Parameters<typeof createMatmulNN>[1]) => createMatmulNN(gpu, b, o.tiles?.NN);
   const { vocabSize: V, hidden: d, heads, layers: L, maxPositions: P } = o.config;
   const N = o.maxRows;
   const d2 = 2 * d;
@@ -88,7 +92,7 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
   bwd.push(
     res.stage(
       "head.dx",
-      createMatmulNN(gpu, { a: o.dLogits, b: W("head.weight"), c: dh[L % 2] }),
+      NN({ a: o.dLogits, b: W("head.weight"), c: dh[L % 2] }),
       mm(V, d),
     ),
     res.stage(
@@ -142,7 +146,7 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
       ),
       res.stage(
         `ffn2.${l}.dx`,
-        createMatmulNN(gpu, { a: df, b: W(`${p}.ffn.ffn2.weight`), c: dy }),
+        NN({ a: df, b: W(`${p}.ffn.ffn2.weight`), c: dy }),
         mm(d, d2),
       ),
       res.stage(
@@ -162,12 +166,12 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
       ),
       res.stage(
         `ffn1.${l}.dx`,
-        createMatmulNN(gpu, { a: df1, b: W(`${p}.ffn.ffn1.weight`), c: ds }),
+        NN({ a: df1, b: W(`${p}.ffn.ffn1.weight`), c: ds }),
         mm(d2, d),
       ),
       res.stage(
         `gate.${l}.dx`,
-        createMatmulNN(gpu, { a: dg, b: W(`${p}.ffn.gate.weight`), c: ds, accumulate: true }),
+        NN({ a: dg, b: W(`${p}.ffn.gate.weight`), c: ds, accumulate: true }),
         mm(d2, d),
       ),
       res.stage(
@@ -213,7 +217,7 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
       bwd.push(
         res.stage(
           `${name}.${l}.dx`,
-          createMatmulNN(gpu, { a: grad, b: W(w), c: du, accumulate: true }),
+          NN({ a: grad, b: W(w), c: du, accumulate: true }),
           mm(d, d),
         ),
         res.stage(
@@ -226,7 +230,7 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
     bwd.push(
       res.stage(
         `down.${l}.dx`,
-        createMatmulNN(gpu, { a: du, b: W(`down.${l}.weight`), c: duin }),
+        NN({ a: du, b: W(`down.${l}.weight`), c: duin }),
         mm(d, d2),
       ),
       res.stage(
@@ -281,7 +285,7 @@ function weightGradient(
       b: { buffer: x, offset: start * k * F32, size: rows * k * F32 }, // X rows [rows, k]
       c: dW,
       accumulate: start > 0,
-    }));
+    }, o.tiles?.TN));
   }
   return {
     encode(pass, dims) {

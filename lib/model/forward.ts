@@ -15,7 +15,7 @@ import { createAdd } from "../gpu/ops/elementwise.ts";
 import { createEmbeddingForward } from "../gpu/ops/embedding.ts";
 import { createGatedForward } from "../gpu/ops/gated.ts";
 import { createLayerNormForward } from "../gpu/ops/layer_norm.ts";
-import { createMatmulNT } from "../gpu/ops/matmul.ts";
+import { createMatmulNT, type MatmulTiles } from "../gpu/ops/matmul.ts";
 import { createMaxStateForward } from "../gpu/ops/max_state.ts";
 import { createPositionConcat } from "../gpu/ops/position.ts";
 import { createAlphaMixForward } from "../gpu/ops/alpha_mix.ts";
@@ -72,11 +72,14 @@ export interface ForwardOptions {
   ids: GPUBuffer;
   /** Logits `[B*S, V]` f32; null: stop at `h[L]` (the caller runs the head on the rows it needs). */
   logits: GPUBuffer | null;
+  /** The matrix-product kernels to run (default: the adapter's defaults, {@link defaultTile}). */
+  tiles?: Partial<MatmulTiles>;
 }
 
 /** Builds the forward pass into `res` (see the module doc). */
 export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
   const gpu = res.gpu;
+  const NT = (b: Parameters<typeof createMatmulNT>[1]) => createMatmulNT(gpu, b, o.tiles?.NT);
   const { vocabSize: V, hidden: d, heads, layers: L, maxPositions: P } = o.config;
   const N = o.maxRows;
   const d2 = 2 * d;
@@ -124,23 +127,23 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
       ),
       res.stage(
         `down.${l}`,
-        createMatmulNT(gpu, { a: x.uin, b: W(`down.${l}.weight`), c: x.u }),
+        NT({ a: x.uin, b: W(`down.${l}.weight`), c: x.u }),
         mm(d, d2),
       ),
       // MaxState: a, b, c; z = (a + b) / sqrt(hs); m = running max of z; s = (m + c) m + b
       res.stage(
         `head0.${l}`,
-        createMatmulNT(gpu, { a: x.u, b: W(`${p}.self_attention.head0.weight`), c: aBuf }),
+        NT({ a: x.u, b: W(`${p}.self_attention.head0.weight`), c: aBuf }),
         mm(d, d),
       ),
       res.stage(
         `head1.${l}`,
-        createMatmulNT(gpu, { a: x.u, b: W(`${p}.self_attention.head1.weight`), c: bBuf }),
+        NT({ a: x.u, b: W(`${p}.self_attention.head1.weight`), c: bBuf }),
         mm(d, d),
       ),
       res.stage(
         `head2.${l}`,
-        createMatmulNT(gpu, { a: x.u, b: W(`${p}.self_attention.head2.weight`), c: x.c }),
+        NT({ a: x.u, b: W(`${p}.self_attention.head2.weight`), c: x.c }),
         mm(d, d),
       ),
       res.stage(
@@ -161,7 +164,7 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
       // f = Ffn2(Ffn1(s) * relu(Gate(s)))
       res.stage(
         `ffn1.${l}`,
-        createMatmulNT(gpu, {
+        NT({
           a: x.s,
           b: W(`${p}.ffn.ffn1.weight`),
           bias: W(`${p}.ffn.ffn1.bias`),
@@ -171,7 +174,7 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
       ),
       res.stage(
         `gate.${l}`,
-        createMatmulNT(gpu, {
+        NT({
           a: x.s,
           b: W(`${p}.ffn.gate.weight`),
           bias: W(`${p}.ffn.gate.bias`),
@@ -186,7 +189,7 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
       ),
       res.stage(
         `ffn2.${l}`,
-        createMatmulNT(gpu, {
+        NT({
           a: x.y,
           b: W(`${p}.ffn.ffn2.weight`),
           bias: W(`${p}.ffn.ffn2.bias`),
@@ -232,7 +235,7 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
   if (o.logits) {
     stages.push(res.stage(
       "head",
-      createMatmulNT(gpu, { a: h[L], b: W("head.weight"), c: o.logits }),
+      NT({ a: h[L], b: W("head.weight"), c: o.logits }),
       mm(V, d),
     ));
   }

@@ -28,6 +28,7 @@ import { createAdam } from "../gpu/ops/adam.ts";
 import { createCrossEntropy, STATS, STATS_FIELDS } from "../gpu/ops/cross_entropy.ts";
 import { type EmbeddingGradientPlan, planEmbeddingGradient } from "../gpu/ops/embedding_plan.ts";
 import { createGradNorm } from "../gpu/ops/grad_norm.ts";
+import type { MatmulTiles } from "../gpu/ops/matmul.ts";
 import { buildBackward } from "./backward.ts";
 import { type SamOutConfig, validateConfig } from "./config.ts";
 import { buildForward } from "./forward.ts";
@@ -66,6 +67,12 @@ export interface TrainingGraphOptions {
    * only (no Adam moments are allocated; {@link SamOutTrainingGraph.trainStep} throws).
    */
   optimizer: OptimizerSettings | null;
+  /**
+   * The matrix-product kernels (default: the adapter's defaults; see
+   * lib/gpu/tuning.ts for the ones measured fastest on this adapter). Every
+   * choice gives the same sums in the same order: results do not depend on it.
+   */
+  tiles?: Partial<MatmulTiles>;
 }
 
 /** Figures of one training step. */
@@ -116,6 +123,8 @@ export class SamOutTrainingGraph {
   readonly #gpu: Gpu;
   /** Rows of every activation buffer: maxBatch x (maxLength - 1). */
   readonly #maxRows: number;
+  /** The matrix-product kernels (empty: the adapter's defaults). */
+  readonly #tiles: Partial<MatmulTiles>;
   /** Every buffer and step the graph created (destroyed by {@link destroy}). */
   readonly #res: GraphResources;
   #params!: GPUBuffer;
@@ -169,6 +178,7 @@ export class SamOutTrainingGraph {
     this.maxBatch = options.maxBatch;
     this.maxLength = options.maxLength;
     this.optimizer = options.optimizer ? { ...options.optimizer } : null;
+    this.#tiles = options.tiles ?? {};
     this.#maxRows = options.maxBatch * (options.maxLength - 1);
   }
 
@@ -508,6 +518,7 @@ export class SamOutTrainingGraph {
       weight: W,
       ids: this.#ids,
       logits: this.#logits,
+      tiles: this.#tiles,
     });
     this.#forward = forward.stages;
     // ---- loss -------------------------------------------------------------
@@ -539,6 +550,7 @@ export class SamOutTrainingGraph {
       grads: this.#grads,
       dLogits: this.#logits,
       plan: () => this.#plan,
+      tiles: this.#tiles,
     });
 
     // ---- clip and Adam ----------------------------------------------------

@@ -41,6 +41,12 @@ export interface JobContext<P> {
    * after a successful publish): checkpoints for resuming go here.
    */
   workDir: string;
+  /**
+   * The store's cache folder: speed-only data a job may read and write
+   * (the matrix-product kernels chosen for this adapter), never part of an
+   * artifact's content. Absent outside a store.
+   */
+  cacheDir?: string;
   /** Progress and log output. */
   progress: ProgressReporter;
   log(message: string): void;

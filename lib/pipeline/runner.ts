@@ -635,6 +635,7 @@ async function runLocked(options: RunOptions): Promise<RunSummary> {
             seed: spec.seed,
             outDir: staging.dir,
             workDir: await store.workDir(key),
+            cacheDir: join(store.localDir, "cache"),
             progress: ui.progress,
             log: ui.log,
             signal,

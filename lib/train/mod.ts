@@ -26,6 +26,8 @@ import { type SamOutConfig, validateConfig } from "../model/config.ts";
 import { initParameters, parameterCount } from "../model/params.ts";
 import { samoutFromSafetensors, samoutToSafetensors } from "../model/safetensors.ts";
 import { readSafetensors, writeSafetensors } from "../model/safetensors.ts";
+import { chooseMatmulTiles, describeChoice, samoutProductShapes } from "../gpu/tuning.ts";
+import { WEIGHT_GRAD_ROWS } from "../model/backward.ts";
 import { type OptimizerSettings, SamOutTrainingGraph } from "../model/graph.ts";
 import type { TrainParams } from "../../jobs/train.ts";
 
@@ -39,6 +41,8 @@ export interface TrainRequest {
   outDir: string;
   /** Directory that survives kills: checkpoints live here. */
   workDir: string;
+  /** The store's cache folder, where the kernel choice for this adapter is kept. */
+  cacheDir?: string;
   progress: ProgressReporter;
   log(message: string): void;
   signal: AbortSignal;
@@ -106,11 +110,17 @@ export async function trainSamOut(req: TrainRequest): Promise<{
     weightDecay: p.optimizer.weight_decay,
     clipNorm: p.clip_grad_norm,
   };
+  const kernels = await chooseMatmulTiles(
+    gpu,
+    samoutProductShapes(cfg, maxBatch * (data.maxLength - 1), WEIGHT_GRAD_ROWS),
+    { cacheDir: req.cacheDir, log: req.log },
+  );
   const graph = await SamOutTrainingGraph.create(gpu, {
     config: cfg,
     maxBatch,
     maxLength: data.maxLength,
     optimizer,
+    tiles: kernels.tiles,
   });
   const lost = watchDeviceLoss(gpu.device, req.where);
   try {
@@ -147,7 +157,10 @@ export async function trainSamOut(req: TrainRequest): Promise<{
     } finally {
       curves.close();
     }
-    return await publish(req, graph, cfg, data, state, gpu.adapterDescription);
+    return await publish(req, graph, cfg, data, state, {
+      webgpu_adapter: gpu.adapterDescription,
+      matmul_kernels: describeChoice(kernels),
+    });
   } finally {
     graph.destroy();
   }
@@ -361,7 +374,7 @@ async function publish(
   cfg: SamOutConfig,
   data: BucketedData,
   state: LoopState,
-  adapter: string,
+  environment: Record<string, string>,
 ): Promise<{ metrics: Record<string, unknown>; environment: Record<string, string> }> {
   const last = await graph.downloadWeights();
   await Deno.writeFile(join(req.outDir, "last.safetensors"), samoutToSafetensors(cfg, last));
@@ -408,7 +421,7 @@ async function publish(
       parameters: parameterCount(cfg),
       train_seconds: Math.round(state.elapsedS * 10) / 10,
     },
-    environment: { webgpu_adapter: adapter },
+    environment,
   };
 }
 

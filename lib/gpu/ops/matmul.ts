@@ -135,6 +135,13 @@ export const HARDWARE_TILE: MatmulTile = {
   vec4: true,
 };
 
+/** A tiling for each of the three products (see lib/gpu/tuning.ts for choosing them per adapter). */
+export interface MatmulTiles {
+  NT: MatmulTile;
+  NN: MatmulTile;
+  TN: MatmulTile;
+}
+
 /**
  * The tiling of `kernel` for `gpu`'s adapter: {@link SOFTWARE_TILE} (or
  * {@link SOFTWARE_TILE_TN}) on llvmpipe and other software adapters,

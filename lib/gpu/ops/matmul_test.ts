@@ -1,7 +1,13 @@
 import { assert, assertClose, assertEquals, assertThrows } from "../../../tests/assert.ts";
 import { Random } from "../../random/mod.ts";
 import { linearBackward, linearForward } from "../../model/reference.ts";
-import { createStorageBufferFrom, type Gpu, readFloat32, requestGpu } from "../device.ts";
+import {
+  type BufferSlice,
+  createStorageBufferFrom,
+  type Gpu,
+  readFloat32,
+  requestGpu,
+} from "../device.ts";
 import {
   createColumnSum,
   createMatmulNN,
@@ -12,6 +18,7 @@ import {
   type MatmulTile,
   SOFTWARE_TILE,
 } from "./matmul.ts";
+import { allMatmulCandidates } from "../tuning.ts";
 import { packTensors, randomUniform, readSlice, runSteps } from "./test_helpers.ts";
 
 const TOL = 2e-6;
@@ -171,61 +178,98 @@ Deno.test("matmul: the hardware-GPU tiling gives the same products (M=37 N=45 K=
   outputs.buffer.destroy();
 });
 
-/** The kernel variants that must agree bit for bit: storage (vec4, scalar) and texture tiles. */
-const VARIANTS: Record<string, MatmulTile> = {
-  "storage vec4 16x8": { ...SOFTWARE_TILE, texture: false },
-  "storage scalar 16x8": { ...SOFTWARE_TILE, texture: false, vec4: false },
-  "storage 4x4 (16x16 wg)": { ...HARDWARE_TILE, texture: false },
-  "texture 16x8": { ...SOFTWARE_TILE, texture: true },
-  "texture 16x16": { ...SOFTWARE_TILE, cols: 16, texture: true },
-  "texture 4x4 (16x16 wg)": { ...HARDWARE_TILE, texture: true },
-};
+/**
+ * The kernel variants that must agree bit for bit: every candidate the
+ * tuner may pick on any adapter (lib/gpu/tuning.ts), so a GPU-only variant is
+ * never untested, plus the scalar storage kernel.
+ */
+function variants(): Record<string, MatmulTile> {
+  const out: Record<string, MatmulTile> = {
+    "storage scalar 16x8": { ...SOFTWARE_TILE, texture: false, vec4: false },
+  };
+  const seen = new Set<string>();
+  for (const list of Object.values(allMatmulCandidates())) {
+    for (const c of list) {
+      const key = JSON.stringify(c.tile);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      out[`${c.name} (${c.tile.wgX}x${c.tile.wgY} wg)`] = c.tile;
+    }
+  }
+  return out;
+}
 
-// Q, R multiples of 4 or not (zero-padded texels, scalar epilogues), with bias and accumulate.
-for (const dims of [{ M: 37, N: 44, K: 28 }, { M: 37, N: 45, K: 29 }]) {
-  const shape = `M=${dims.M} N=${dims.N} K=${dims.K}`;
-  Deno.test(`matmul: every kernel variant gives bit-identical products (${shape})`, async () => {
-    const g = await gpu();
-    const { x, w, bias, dy } = randomLayer(8, dims);
-    const rng = new Random(9, "matmul_test");
-    const start = [dims.M * dims.N, dims.M * dims.K, dims.N * dims.K].map((n) =>
-      randomUniform(rng, n)
-    );
-    const inputs = packTensors(g, [x, w, bias, dy]);
-    const [xs, ws, bs, dys] = inputs.slices;
-    const results = new Map<string, Uint32Array[]>();
-    for (const [name, tile] of Object.entries(VARIANTS)) {
-      const outputs = packTensors(g, [...start, ...start]);
-      const [y, dx, dw, yAcc, dxAcc, dwAcc] = outputs.slices;
-      const steps = [
-        createMatmulNT(g, { a: xs, b: ws, bias: bs, c: y }, tile),
-        createMatmulNN(g, { a: dys, b: ws, c: dx }, tile),
-        createMatmulTN(g, { a: dys, b: xs, c: dw }, tile),
-        createMatmulNT(g, { a: xs, b: ws, bias: bs, c: yAcc, accumulate: true }, tile),
-        createMatmulNN(g, { a: dys, b: ws, c: dxAcc, accumulate: true }, tile),
-        createMatmulTN(g, { a: dys, b: xs, c: dwAcc, accumulate: true }, tile),
-      ];
-      await runSteps<MatmulDims>(g, steps.map((s) => [s, dims]));
-      const read = outputs.slices.map(async (s) => {
-        const f = await readSlice(g, s);
-        return new Uint32Array(f.buffer, f.byteOffset, f.length);
-      });
-      results.set(name, await Promise.all(read));
-      if (name === "texture 16x8") {
-        const fwd = linearForward(x, w, bias, dims.M, dims.K, dims.N);
-        assertClose(await readSlice(g, y), fwd, TOL, `${name}: y`);
-      }
-      for (const s of steps) s.destroy();
-      outputs.buffer.destroy();
+Deno.test("matmul: every kernel variant gives bit-identical products (M=37 N=44 K=28)", async () => {
+  const g = await gpu();
+  const dims = { M: 37, N: 44, K: 28 };
+  const { x, w, bias, dy } = randomLayer(8, dims);
+  const inputs = packTensors(g, [x, w, bias, dy]);
+  const [xs, ws, bs, dys] = inputs.slices;
+  const dx0 = randomUniform(new Random(9, "matmul_test"), dims.M * dims.K);
+  const sizes = [dims.M * dims.N, dims.M * dims.K, dims.N * dims.K];
+  const results = new Map<string, Uint32Array[]>();
+  for (const [name, tile] of Object.entries(variants())) {
+    const outputs = packTensors(g, [new Float32Array(sizes[0]), dx0, new Float32Array(sizes[2])]);
+    const [y, dx, dw] = outputs.slices;
+    const steps = [
+      createMatmulNT(g, { a: xs, b: ws, bias: bs, c: y }, tile),
+      createMatmulNN(g, { a: dys, b: ws, c: dx, accumulate: true }, tile),
+      createMatmulTN(g, { a: dys, b: xs, c: dw }, tile),
+    ];
+    await runSteps<MatmulDims>(g, steps.map((s) => [s, dims]));
+    results.set(name, await readBits(g, outputs.slices));
+    for (const s of steps) s.destroy();
+    outputs.buffer.destroy();
+  }
+  const [first, ...others] = [...results.entries()];
+  for (const [name, got] of others) {
+    for (const [i, what] of ["y = xW^T + b", "dx += dy W", "dW"].entries()) {
+      assertEquals(got[i], first[1][i], `${what}: ${name} and ${first[0]} bits differ`);
     }
-    const [first, ...others] = [...results.entries()];
-    for (const [name, got] of others) {
-      for (const [i, what] of ["y", "dx", "dW", "y+=", "dx+=", "dW+="].entries()) {
-        assertEquals(got[i], first[1][i], `${what}: ${name} and ${first[0]} bits differ`);
-      }
-    }
-    inputs.buffer.destroy();
-  });
+  }
+  inputs.buffer.destroy();
+});
+
+// Sizes not multiples of 4 (zero-padded texels, scalar stores), with bias and accumulate.
+Deno.test("matmul: the texture kernels' edges and epilogues match the storage kernels bit for bit (M=37 N=45 K=29)", async () => {
+  const g = await gpu();
+  const dims = { M: 37, N: 45, K: 29 };
+  const { x, w, bias, dy } = randomLayer(11, dims);
+  const inputs = packTensors(g, [x, w, bias, dy]);
+  const [xs, ws, bs, dys] = inputs.slices;
+  const rng = new Random(12, "matmul_test");
+  const start = [dims.M * dims.N, dims.M * dims.K, dims.N * dims.K].map((n) =>
+    randomUniform(rng, n)
+  );
+  const results: Uint32Array[][] = [];
+  for (const texture of [false, true]) {
+    const tile = { ...SOFTWARE_TILE, texture };
+    const outputs = packTensors(g, [...start, ...start]);
+    const [y, dx, dw, yAcc, dxAcc, dwAcc] = outputs.slices;
+    const steps = [
+      createMatmulNT(g, { a: xs, b: ws, bias: bs, c: y }, tile),
+      createMatmulNN(g, { a: dys, b: ws, c: dx }, tile),
+      createMatmulTN(g, { a: dys, b: xs, c: dw }, tile),
+      createMatmulNT(g, { a: xs, b: ws, bias: bs, c: yAcc, accumulate: true }, tile),
+      createMatmulNN(g, { a: dys, b: ws, c: dxAcc, accumulate: true }, tile),
+      createMatmulTN(g, { a: dys, b: xs, c: dwAcc, accumulate: true }, tile),
+    ];
+    await runSteps<MatmulDims>(g, steps.map((s) => [s, dims]));
+    results.push(await readBits(g, outputs.slices));
+    for (const s of steps) s.destroy();
+    outputs.buffer.destroy();
+  }
+  for (const [i, what] of ["y", "dx", "dW", "y+=", "dx+=", "dW+="].entries()) {
+    assertEquals(results[1][i], results[0][i], `${what}: texture and storage bits differ`);
+  }
+  inputs.buffer.destroy();
+});
+
+async function readBits(g: Gpu, slices: BufferSlice[]): Promise<Uint32Array[]> {
+  return await Promise.all(slices.map(async (s) => {
+    const f = await readSlice(g, s);
+    return new Uint32Array(f.buffer, f.byteOffset, f.length);
+  }));
 }
 
 Deno.test("matmul: operands larger than the device's textures run the storage kernel", async () => {

@@ -125,6 +125,11 @@ export function textureMatmulWgsl(s: TextureKernelSpec): string {
   for (let g = 0; g < TC / 4; g++) {
     lines.push(`  let col${g} = q0 + ${groupOffset(g)}u;`);
     if (s.bias && s.vec4Out) lines.push(`  let bias${g} = bias[min(col${g}, Q - 1u) / 4u];`);
+    if (s.bias && !s.vec4Out) {
+      for (let k = 0; k < 4; k++) {
+        lines.push(`  let bias${g}_${k} = bias[min(col${g} + ${k}u, Q - 1u)];`);
+      }
+    }
   }
   for (let i = 0; i < TR; i++) {
     lines.push(`  let row${i} = min(p0 + ${i}u, P - 1u) * Q;`);
@@ -144,7 +149,7 @@ export function textureMatmulWgsl(s: TextureKernelSpec): string {
           const col = `col${g} + ${k}u`;
           const at = `row${i} + min(${col}, Q - 1u)`;
           let value = `acc_${i}_${4 * g + k}`;
-          if (s.bias) value += ` + bias[min(${col}, Q - 1u)]`;
+          if (s.bias) value += ` + bias${g}_${k}`;
           if (s.accumulate) value = `c[${at}] + (${value})`;
           lines.push(`  let v_${i}_${g}_${k} = ${value};`);
           lines.push(

@@ -1,0 +1,331 @@
+/**
+ * Matrix-product kernels chosen per adapter: each product (NT forward, NN
+ * input gradient, TN weight gradient) has a few candidate tilings
+ * ({@link matmulCandidates}); the first graph built for a model shape on an
+ * adapter times them on that model's real products and keeps the fastest,
+ * and the choice is cached in the artifact store
+ * (`<store>/cache/kernels/<sha256>.json`, keyed by the adapter, the WebGPU
+ * implementation, the shapes and {@link TUNING_VERSION}), so later builds
+ * read it instead of timing again.
+ *
+ * Every candidate computes the same sums in the same order (matmul_test.ts
+ * checks them bit for bit against each other and against the CPU
+ * reference on awkward shapes, on the software adapter), so the choice
+ * changes speed only, never results; the train job still records it in the
+ * manifest.
+ *
+ * A cache file that does not parse, or names a kernel that no longer
+ * exists, is never trusted: the kernels are timed again and the file
+ * rewritten (atomically).
+ *
+ * @module
+ */
+import { z } from "zod";
+import { dirname, join } from "node:path";
+import { sha256Hex } from "../artifacts/hash.ts";
+import { createStorageBuffer, type Gpu, type GpuStep, isSoftwareAdapter } from "./device.ts";
+import {
+  createMatmulNN,
+  createMatmulNT,
+  createMatmulTN,
+  HARDWARE_TILE,
+  type MatmulDims,
+  type MatmulTile,
+  type MatmulTiles,
+  SOFTWARE_TILE,
+  SOFTWARE_TILE_TN,
+} from "./ops/matmul.ts";
+
+/** Bump when the candidates or the timing method change: old cache files are then ignored. */
+export const TUNING_VERSION = 1;
+
+/** One of the three products. */
+export type MatmulKind = "NT" | "NN" | "TN";
+
+const KINDS: MatmulKind[] = ["NT", "NN", "TN"];
+
+/** A named tiling. */
+export interface MatmulCandidate {
+  name: string;
+  tile: MatmulTile;
+}
+
+const SOFTWARE: Record<MatmulKind, MatmulCandidate[]> = {
+  NT: [
+    { name: "texture 16x8", tile: { ...SOFTWARE_TILE, texture: true } },
+    { name: "texture 32x8", tile: { ...SOFTWARE_TILE, rows: 32, texture: true } },
+    { name: "storage 16x8", tile: { ...SOFTWARE_TILE, texture: false } },
+  ],
+  NN: [
+    { name: "texture 16x8", tile: { ...SOFTWARE_TILE, texture: true } },
+    { name: "texture 32x8", tile: { ...SOFTWARE_TILE, rows: 32, texture: true } },
+    { name: "storage 16x8", tile: { ...SOFTWARE_TILE, texture: false } },
+  ],
+  TN: [
+    { name: "texture 16x16", tile: { ...SOFTWARE_TILE_TN, texture: true } },
+    { name: "texture 32x8", tile: { ...SOFTWARE_TILE, rows: 32, texture: true } },
+    { name: "storage 16x16", tile: { ...SOFTWARE_TILE_TN, texture: false } },
+  ],
+};
+
+/**
+ * Hardware GPUs: small register blocks in 256-invocation workgroups, read
+ * from storage buffers or through textures (the texture cache). Not yet
+ * timed on a real GPU; correct on the software adapter (matmul_test.ts).
+ */
+const HARDWARE_CANDIDATES: MatmulCandidate[] = [
+  { name: "storage 4x4 wg16x16", tile: { ...HARDWARE_TILE, texture: false } },
+  { name: "storage 8x4 wg16x16", tile: { ...HARDWARE_TILE, rows: 8, texture: false } },
+  { name: "texture 4x4 wg16x16", tile: { ...HARDWARE_TILE, texture: true } },
+  {
+    name: "texture 8x8 wg16x8",
+    tile: { ...HARDWARE_TILE, rows: 8, cols: 8, wgY: 8, texture: true },
+  },
+];
+
+const HARDWARE: Record<MatmulKind, MatmulCandidate[]> = {
+  NT: HARDWARE_CANDIDATES,
+  NN: HARDWARE_CANDIDATES,
+  TN: HARDWARE_CANDIDATES,
+};
+
+/** The candidates for `gpu`'s adapter; the first of each kind is the untuned default. */
+export function matmulCandidates(gpu: Gpu): Record<MatmulKind, MatmulCandidate[]> {
+  return isSoftwareAdapter(gpu) ? SOFTWARE : HARDWARE;
+}
+
+/** Every candidate of every adapter kind, for tests that must cover them all. */
+export function allMatmulCandidates(): Record<MatmulKind, MatmulCandidate[]> {
+  const all = {} as Record<MatmulKind, MatmulCandidate[]>;
+  for (const kind of KINDS) all[kind] = [...SOFTWARE[kind], ...HARDWARE[kind]];
+  return all;
+}
+
+/** The products of one model step: each (N, K) once per use, at M rows. */
+export interface ProductShapes {
+  /** Rows of the activations (B*S at the largest batch). */
+  M: number;
+  /** Rows of one weight-gradient product (the backward pass's block). */
+  tnRows: number;
+  /** (N, K) of every linear layer use, in forward order. */
+  layers: { N: number; K: number }[];
+}
+
+/** The products of a SamOut model with `hidden`, `layers` and `vocab` at `M` rows. */
+export function samoutProductShapes(
+  cfg: { hidden: number; layers: number; vocabSize: number },
+  M: number,
+  tnRows: number,
+): ProductShapes {
+  const d = cfg.hidden;
+  const layers: { N: number; K: number }[] = [];
+  for (let l = 0; l < cfg.layers; l++) {
+    // down, head0..2, ffn1, gate, ffn2
+    layers.push({ N: d, K: 2 * d }, { N: d, K: d }, { N: d, K: d }, { N: d, K: d });
+    layers.push({ N: 2 * d, K: d }, { N: 2 * d, K: d }, { N: d, K: 2 * d });
+  }
+  layers.push({ N: cfg.vocabSize, K: d }); // head
+  return { M, tnRows: Math.min(tnRows, M), layers };
+}
+
+/** What {@link chooseMatmulTiles} chose, and how. */
+export interface MatmulChoice {
+  tiles: MatmulTiles;
+  /** Candidate names per kind. */
+  names: Record<MatmulKind, string>;
+  /** "cache": read from the store; "tuned": timed now; "default": not timed (see `reason`). */
+  source: "cache" | "tuned" | "default";
+  /** Milliseconds of one pass over the shapes, per kind and candidate (when timed now). */
+  timings?: Record<MatmulKind, Record<string, number>>;
+  /** Why no timing ran (source "default"). */
+  reason?: string;
+}
+
+/** Options of {@link chooseMatmulTiles}. */
+export interface ChooseOptions {
+  /** `<store>/cache`: where choices are kept; none: time every call, keep nothing. */
+  cacheDir?: string;
+  /**
+   * Products whose multiply-adds per step are below this keep the defaults
+   * untimed: timing costs a few steps' worth of work. Default 2e8.
+   */
+  minWork?: number;
+  /** Progress messages. */
+  log?: (message: string) => void;
+  /** The candidates to time (default: {@link matmulCandidates} of the adapter). */
+  candidates?: Record<MatmulKind, MatmulCandidate[]>;
+}
+
+const CacheFile = z.object({
+  version: z.literal(TUNING_VERSION),
+  adapter: z.string(),
+  shapes: z.unknown(),
+  choice: z.object({ NT: z.string(), NN: z.string(), TN: z.string() }),
+  timings_ms: z.record(z.string(), z.record(z.string(), z.number())),
+  tuned_at: z.string(),
+});
+
+/** The default candidate of each kind for `gpu`. */
+export function defaultChoice(gpu: Gpu, reason: string): MatmulChoice {
+  const c = matmulCandidates(gpu);
+  return {
+    tiles: { NT: c.NT[0].tile, NN: c.NN[0].tile, TN: c.TN[0].tile },
+    names: { NT: c.NT[0].name, NN: c.NN[0].name, TN: c.TN[0].name },
+    source: "default",
+    reason,
+  };
+}
+
+/**
+ * The fastest candidate of each kind for these shapes on this adapter: from
+ * the cache when it holds a valid entry, else timed now (and cached).
+ */
+export async function chooseMatmulTiles(
+  gpu: Gpu,
+  shapes: ProductShapes,
+  opts: ChooseOptions = {},
+): Promise<MatmulChoice> {
+  const work = shapes.layers.reduce((s, l) => s + shapes.M * l.N * l.K, 0);
+  const minWork = opts.minWork ?? 2e8;
+  if (work < minWork) {
+    return defaultChoice(gpu, `the products are small (${work.toExponential(1)} multiply-adds)`);
+  }
+  const candidates = opts.candidates ?? matmulCandidates(gpu);
+  const key = await sha256Hex(
+    JSON.stringify({
+      v: TUNING_VERSION,
+      adapter: gpu.adapterKey,
+      shapes,
+      candidates: KINDS.map((k) => candidates[k].map((c) => c.name)),
+    }),
+  );
+  const file = opts.cacheDir ? join(opts.cacheDir, "kernels", `${key}.json`) : undefined;
+  if (file) {
+    const cached = await readCache(file, candidates, opts.log);
+    if (cached) return cached;
+  }
+  opts.log?.("timing the matrix-product kernels on this adapter (once per model shape)");
+  const timings = {} as Record<MatmulKind, Record<string, number>>;
+  const names = {} as Record<MatmulKind, string>;
+  const tiles = {} as MatmulTiles;
+  for (const kind of KINDS) {
+    timings[kind] = {};
+    let best: MatmulCandidate | undefined;
+    for (const c of candidates[kind]) {
+      const bestMs = best ? timings[kind][best.name] : Infinity;
+      const ms = await timeProducts(gpu, kind, c.tile, shapes, bestMs);
+      timings[kind][c.name] = Math.round(ms * 100) / 100;
+      if (!best || ms < timings[kind][best.name]) best = c;
+    }
+    names[kind] = best!.name;
+    tiles[kind] = best!.tile;
+  }
+  if (file) {
+    const entry: z.infer<typeof CacheFile> = {
+      version: TUNING_VERSION,
+      adapter: gpu.adapterKey,
+      shapes,
+      choice: names,
+      timings_ms: timings,
+      tuned_at: new Date().toISOString(),
+    };
+    await writeAtomic(file, JSON.stringify(entry, null, 2) + "\n");
+  }
+  return { tiles, names, source: "tuned", timings };
+}
+
+/** One line for manifests and logs: "NT texture 32x8, NN …, TN … (tuned)". */
+export function describeChoice(choice: MatmulChoice): string {
+  const kinds = KINDS.map((k) => `${k} ${choice.names[k]}`).join(", ");
+  return `${kinds} (${choice.source}${choice.reason ? `: ${choice.reason}` : ""})`;
+}
+
+async function readCache(
+  file: string,
+  candidates: Record<MatmulKind, MatmulCandidate[]>,
+  log?: (message: string) => void,
+): Promise<MatmulChoice | undefined> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(file);
+  } catch (e) {
+    if (e instanceof Deno.errors.NotFound) return undefined;
+    throw e;
+  }
+  let parsed: z.infer<typeof CacheFile>;
+  try {
+    parsed = CacheFile.parse(JSON.parse(text));
+  } catch {
+    log?.(`the kernel-choice cache ${file} is damaged; timing the kernels again`);
+    return undefined;
+  }
+  const tiles = {} as MatmulTiles;
+  for (const kind of KINDS) {
+    const found = candidates[kind].find((c) => c.name === parsed.choice[kind]);
+    if (!found) {
+      log?.(`the kernel-choice cache ${file} names an unknown ${kind} kernel; timing again`);
+      return undefined;
+    }
+    tiles[kind] = found.tile;
+  }
+  return { tiles, names: parsed.choice, source: "cache" };
+}
+
+async function writeAtomic(path: string, text: string): Promise<void> {
+  await Deno.mkdir(dirname(path), { recursive: true });
+  const tmp = `${path}.${Deno.pid}.${crypto.randomUUID()}.tmp`;
+  await Deno.writeTextFile(tmp, text);
+  await Deno.rename(tmp, path);
+}
+
+/**
+ * Milliseconds of one pass of `kind` products over `shapes` with `tile`: the
+ * lesser of two timed passes after an untimed one at a few rows (which
+ * compiles); one pass when the first is already 1.5x `bestSoFar`.
+ */
+async function timeProducts(
+  gpu: Gpu,
+  kind: MatmulKind,
+  tile: MatmulTile,
+  shapes: ProductShapes,
+  bestSoFar: number,
+): Promise<number> {
+  const maxN = Math.max(...shapes.layers.map((l) => l.N));
+  const maxK = Math.max(...shapes.layers.map((l) => l.K));
+  const M = kind === "TN" ? shapes.tnRows : shapes.M;
+  // Inputs hold small values so nothing overflows; their contents do not change the time.
+  const a = createStorageBuffer(gpu, M * Math.max(maxN, maxK) * 4, "tune:a");
+  const b = createStorageBuffer(gpu, Math.max(maxN * maxK, M * maxK) * 4, "tune:b");
+  const c = createStorageBuffer(gpu, Math.max(M * maxN, M * maxK, maxN * maxK) * 4, "tune:c");
+  const steps: [GpuStep<MatmulDims>, MatmulDims][] = [];
+  for (const l of shapes.layers) {
+    const dims = { M, N: l.N, K: l.K };
+    const step = kind === "NT"
+      ? createMatmulNT(gpu, { a, b, c }, tile)
+      : kind === "NN"
+      ? createMatmulNN(gpu, { a, b, c }, tile)
+      : createMatmulTN(gpu, { a, b, c }, tile);
+    steps.push([step, dims]);
+  }
+  const pass = async (rows?: number) => {
+    const enc = gpu.device.createCommandEncoder();
+    const p = enc.beginComputePass();
+    for (const [step, dims] of steps) step.encode(p, rows ? { ...dims, M: rows } : dims);
+    p.end();
+    const t0 = performance.now();
+    gpu.device.queue.submit([enc.finish()]);
+    await gpu.device.queue.onSubmittedWorkDone();
+    return performance.now() - t0;
+  };
+  try {
+    // Compile (and size the textures) at the full shapes, but cheaply at first.
+    await pass(Math.min(M, 16));
+    const first = await pass();
+    // A candidate already far behind the best so far is not timed again.
+    if (first > 1.5 * bestSoFar) return first;
+    return Math.min(first, await pass());
+  } finally {
+    for (const [step] of steps) step.destroy();
+    for (const buf of [a, b, c]) buf.destroy();
+  }
+}

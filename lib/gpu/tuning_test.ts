@@ -1,0 +1,134 @@
+import { assert, assertEquals } from "../../tests/assert.ts";
+import { join } from "node:path";
+import { requestGpu } from "./device.ts";
+import { SOFTWARE_TILE } from "./ops/matmul.ts";
+import {
+  chooseMatmulTiles,
+  describeChoice,
+  type MatmulCandidate,
+  matmulCandidates,
+  type MatmulKind,
+  type ProductShapes,
+  samoutProductShapes,
+} from "./tuning.ts";
+
+/** Two small tiles: cheap to compile, so the test is about the choosing and the cache. */
+const CANDIDATES: Record<MatmulKind, MatmulCandidate[]> = (() => {
+  const list = [
+    { name: "texture 8x4", tile: { ...SOFTWARE_TILE, rows: 8, cols: 4, texture: true } },
+    { name: "storage 8x4", tile: { ...SOFTWARE_TILE, rows: 8, cols: 4, texture: false } },
+  ];
+  return { NT: list, NN: list, TN: list };
+})();
+
+/** Small enough to time in a second or two, large enough to be timed (minWork 0). */
+const SHAPES: ProductShapes = samoutProductShapes({ hidden: 16, layers: 1, vocabSize: 37 }, 40, 24);
+
+async function cacheFiles(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  try {
+    for await (const e of Deno.readDir(join(dir, "kernels"))) names.push(e.name);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+  }
+  return names.sort();
+}
+
+Deno.test("tuning: the first choice times every candidate and caches it; the second reads the cache", async () => {
+  const gpu = await requestGpu();
+  const dir = await Deno.makeTempDir();
+  try {
+    const first = await chooseMatmulTiles(gpu, SHAPES, {
+      cacheDir: dir,
+      minWork: 0,
+      candidates: CANDIDATES,
+    });
+    assertEquals(first.source, "tuned");
+    const candidates = CANDIDATES;
+    for (const kind of ["NT", "NN", "TN"] as const) {
+      assertEquals(
+        Object.keys(first.timings![kind]).sort(),
+        candidates[kind].map((c) => c.name).sort(),
+        `${kind}: every candidate timed`,
+      );
+      const fastest = Object.entries(first.timings![kind]).sort((a, b) => a[1] - b[1])[0][0];
+      assertEquals(first.names[kind], fastest, `${kind}: the fastest is chosen`);
+    }
+    assertEquals((await cacheFiles(dir)).length, 1, "one cache file");
+
+    const logs: string[] = [];
+    const second = await chooseMatmulTiles(gpu, SHAPES, {
+      cacheDir: dir,
+      minWork: 0,
+      candidates: CANDIDATES,
+      log: (m) => logs.push(m),
+    });
+    assertEquals(second.source, "cache");
+    assertEquals(second.names, first.names);
+    assertEquals(second.tiles, first.tiles);
+    assertEquals(logs, [], "no timing the second time");
+    assert(describeChoice(second).endsWith("(cache)"), describeChoice(second));
+
+    // Another model shape is another entry.
+    const other = { ...SHAPES, M: SHAPES.M + 8 };
+    assertEquals(
+      (await chooseMatmulTiles(gpu, other, { cacheDir: dir, minWork: 0, candidates: CANDIDATES }))
+        .source,
+      "tuned",
+    );
+    assertEquals((await cacheFiles(dir)).length, 2);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("tuning: a damaged cache file or one naming an unknown kernel is not trusted", async () => {
+  const gpu = await requestGpu();
+  const dir = await Deno.makeTempDir();
+  try {
+    await chooseMatmulTiles(gpu, SHAPES, { cacheDir: dir, minWork: 0, candidates: CANDIDATES });
+    const [name] = await cacheFiles(dir);
+    const file = join(dir, "kernels", name);
+    const good = JSON.parse(await Deno.readTextFile(file));
+    for (
+      const [what, text] of [
+        ["truncated", JSON.stringify(good).slice(0, 40)],
+        [
+          "unknown kernel",
+          JSON.stringify({ ...good, choice: { ...good.choice, NT: "magic 99x99" } }),
+        ],
+        ["wrong version", JSON.stringify({ ...good, version: 0 })],
+      ]
+    ) {
+      await Deno.writeTextFile(file, text);
+      const logs: string[] = [];
+      const choice = await chooseMatmulTiles(gpu, SHAPES, {
+        cacheDir: dir,
+        minWork: 0,
+        candidates: CANDIDATES,
+        log: (m) => logs.push(m),
+      });
+      assertEquals(choice.source, "tuned", `${what}: timed again`);
+      assert(logs.some((m) => m.includes(file)), `${what}: the log names the file: ${logs}`);
+      const rewritten = JSON.parse(await Deno.readTextFile(file));
+      assertEquals(rewritten.choice, choice.names, `${what}: the file is rewritten`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("tuning: small products keep the defaults untimed and write nothing", async () => {
+  const gpu = await requestGpu();
+  const dir = await Deno.makeTempDir();
+  try {
+    const choice = await chooseMatmulTiles(gpu, SHAPES, { cacheDir: dir });
+    assertEquals(choice.source, "default");
+    const c = matmulCandidates(gpu);
+    assertEquals(choice.names, { NT: c.NT[0].name, NN: c.NN[0].name, TN: c.TN[0].name });
+    assert(choice.reason?.includes("small"), choice.reason);
+    assertEquals(await cacheFiles(dir), []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
