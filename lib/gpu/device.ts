@@ -98,8 +98,28 @@ async function acquire(): Promise<Gpu> {
       device: info.device,
       description: info.description,
       deno: Deno.version.deno,
+      // A software adapter's speed is the host CPU's (llvmpipe's timings differ by CPU model).
+      ...(isFallbackOrSoftware(info, adapterDescription) ? { host: hostCpu() } : {}),
     }),
   };
+}
+
+function isFallbackOrSoftware(info: GPUAdapterInfo, description: string): boolean {
+  return (info.isFallbackAdapter ?? false) || /llvmpipe|swiftshader/i.test(description);
+}
+
+/** The host CPU's model and core count (Linux /proc/cpuinfo), or what Deno knows elsewhere. */
+function hostCpu(): string {
+  const cores = navigator.hardwareConcurrency;
+  try {
+    const text = Deno.readTextFileSync("/proc/cpuinfo");
+    const model = /^model name\s*:\s*(.*)$/m.exec(text)?.[1] ?? "";
+    const family = /^cpu family\s*:\s*(.*)$/m.exec(text)?.[1] ?? "";
+    const modelNo = /^model\s*:\s*(.*)$/m.exec(text)?.[1] ?? "";
+    return `${model} (family ${family} model ${modelNo}), ${cores} threads`;
+  } catch {
+    return `${Deno.build.arch}, ${cores} threads`;
+  }
 }
 
 /**
