@@ -23,13 +23,17 @@ import {
   createColumnSum,
   createMatmulNN,
   createMatmulTN,
+  createOperandPack,
   type MatmulDims,
+  type MatmulTile,
   type MatmulTiles,
+  type OperandPack,
+  type PackedOperand,
 } from "../gpu/ops/matmul.ts";
 import { createMaxStateBackward } from "../gpu/ops/max_state.ts";
 import { createPositionConcatBackward } from "../gpu/ops/position.ts";
 import type { SamOutConfig } from "./config.ts";
-import type { Forward } from "./forward.ts";
+import { type Forward, resolveTiles } from "./forward.ts";
 import type { ParameterLayout } from "./layout.ts";
 import { F32, type GraphResources, type Stage, type StepDims, tensorSlice } from "./resources.ts";
 
@@ -63,7 +67,37 @@ export interface BackwardOptions {
 /** Builds the backward pass into `res` (see the module doc). */
 export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] {
   const gpu = res.gpu;
-  const NN = (b: Parameters<typeof createMatmulNN>[1]) => createMatmulNN(gpu, b, o.tiles?.NN);
+  const tiles = resolveTiles(gpu, o.tiles);
+  const NN = (b: Parameters<typeof createMatmulNN>[1]) => createMatmulNN(gpu, b, tiles.NN);
+  // With texture-form products, each output gradient is packed once, after
+  // it is written, for its input-gradient (NN) and weight-gradient (TN)
+  // products; the weight gradients read the layer inputs the forward packed.
+  // One pack per gradient buffer, encoded once per layer with the same sizes.
+  const packing = tiles.NN.texture || tiles.TN.texture;
+  const packs = new Map<GPUBuffer, OperandPack>();
+  const pack = (buf: GPUBuffer, cols: number, name: string): [Stage[], PackedOperand?] => {
+    if (!packing) return [[]];
+    let step = packs.get(buf);
+    if (!step) {
+      step = createOperandPack(gpu, buf, cols, `pack.${name}`);
+      res.own(step);
+      packs.set(buf, step);
+    }
+    const shared = step;
+    const stage: Stage = {
+      name: `pack.${name}`,
+      encode: (pass, s) => shared.encode(pass, { rows: s.rows }),
+    };
+    return [[stage], shared.operand];
+  };
+  const fwd = o.forward.packs;
+  const WG = (
+    dY: GPUBuffer,
+    x: GPUBuffer,
+    name: string,
+    dYPack?: PackedOperand,
+    xPack?: PackedOperand,
+  ) => weightGradient(res, o, tiles.TN, dY, x, name, dYPack, xPack);
   const { vocabSize: V, hidden: d, heads, layers: L, maxPositions: P } = o.config;
   const N = o.maxRows;
   const d2 = 2 * d;
@@ -89,15 +123,17 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
   const bwd: Stage[] = [];
   // Several kernels ADD into their gradient (em, pos, LayerNorm): the step
   // clears the whole gradient buffer before the pass (see #encode).
+  const [packLogits, dLogits] = pack(o.dLogits, V, "dlogits");
   bwd.push(
+    ...packLogits,
     res.stage(
       "head.dx",
-      NN({ a: o.dLogits, b: W("head.weight"), c: dh[L % 2] }),
+      NN({ a: o.dLogits, packedA: dLogits, b: W("head.weight"), c: dh[L % 2] }),
       mm(V, d),
     ),
     res.stage(
       "head.dw",
-      weightGradient(res, o, o.dLogits, h[L], "head.weight"),
+      WG(o.dLogits, h[L], "head.weight", dLogits, fwd.head),
       mm(V, d),
     ),
   );
@@ -106,6 +142,11 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
     const p = `decoder_layers.${l}`;
     const dOut = dh[(l + 1) % 2]; // gradient of h[l + 1]
     const dIn = dh[l % 2]; // gradient of h[l]
+    const xp = fwd.layers[l];
+    const [packDf, dfP] = pack(df, d, "grad.ffn2");
+    const [packDf1, df1P] = pack(df1, d2, "grad.ffn1");
+    const [packDg, dgP] = pack(dg, d2, "grad.gate");
+    const [packDu, duP] = pack(du, d, "grad.u");
     bwd.push(
       res.stage(
         `layer_norm.${l}.backward`,
@@ -144,14 +185,15 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
         createAccumulate(gpu, { src: dOut, target: du, maxCount: N * d }),
         (s) => ({ count: s.rows * d }),
       ),
+      ...packDf,
       res.stage(
         `ffn2.${l}.dx`,
-        NN({ a: df, b: W(`${p}.ffn.ffn2.weight`), c: dy }),
+        NN({ a: df, packedA: dfP, b: W(`${p}.ffn.ffn2.weight`), c: dy }),
         mm(d, d2),
       ),
       res.stage(
         `ffn2.${l}.dw`,
-        weightGradient(res, o, df, x.y, `${p}.ffn.ffn2.weight`),
+        WG(df, x.y, `${p}.ffn.ffn2.weight`, dfP, xp.y),
         mm(d, d2),
       ),
       res.stage(
@@ -164,19 +206,21 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
         createGatedBackward(gpu, { dy, f1: x.f1, g: x.g, df1, dg, width: d2, maxRows: N }),
         batch,
       ),
+      ...packDf1,
+      ...packDg,
       res.stage(
         `ffn1.${l}.dx`,
-        NN({ a: df1, b: W(`${p}.ffn.ffn1.weight`), c: ds }),
+        NN({ a: df1, packedA: df1P, b: W(`${p}.ffn.ffn1.weight`), c: ds }),
         mm(d2, d),
       ),
       res.stage(
         `gate.${l}.dx`,
-        NN({ a: dg, b: W(`${p}.ffn.gate.weight`), c: ds, accumulate: true }),
+        NN({ a: dg, packedA: dgP, b: W(`${p}.ffn.gate.weight`), c: ds, accumulate: true }),
         mm(d2, d),
       ),
       res.stage(
         `ffn1.${l}.dw`,
-        weightGradient(res, o, df1, x.s, `${p}.ffn.ffn1.weight`),
+        WG(df1, x.s, `${p}.ffn.ffn1.weight`, df1P, xp.s),
         mm(d2, d),
       ),
       res.stage(
@@ -186,7 +230,7 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
       ),
       res.stage(
         `gate.${l}.dw`,
-        weightGradient(res, o, dg, x.s, `${p}.ffn.gate.weight`),
+        WG(dg, x.s, `${p}.ffn.gate.weight`, dgP, xp.s),
         mm(d2, d),
       ),
       res.stage(
@@ -214,28 +258,31 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
     const heads3: [string, GPUBuffer][] = [["head0", da], ["head1", db], ["head2", dc]];
     for (const [name, grad] of heads3) {
       const w = `${p}.self_attention.${name}.weight`;
+      const [packGrad, gradP] = pack(grad, d, `grad.${name}`);
       bwd.push(
+        ...packGrad,
         res.stage(
           `${name}.${l}.dx`,
-          NN({ a: grad, b: W(w), c: du, accumulate: true }),
+          NN({ a: grad, packedA: gradP, b: W(w), c: du, accumulate: true }),
           mm(d, d),
         ),
         res.stage(
           `${name}.${l}.dw`,
-          weightGradient(res, o, grad, x.u, w),
+          WG(grad, x.u, w, gradP, xp.u),
           mm(d, d),
         ),
       );
     }
     bwd.push(
+      ...packDu,
       res.stage(
         `down.${l}.dx`,
-        NN({ a: du, b: W(`down.${l}.weight`), c: duin }),
+        NN({ a: du, packedA: duP, b: W(`down.${l}.weight`), c: duin }),
         mm(d, d2),
       ),
       res.stage(
         `down.${l}.dw`,
-        weightGradient(res, o, du, x.uin, `down.${l}.weight`),
+        WG(du, x.uin, `down.${l}.weight`, duP, xp.uin),
         mm(d, d2),
       ),
       res.stage(
@@ -271,9 +318,13 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
 function weightGradient(
   res: GraphResources,
   o: BackwardOptions,
+  tile: MatmulTile,
   dY: GPUBuffer,
   x: GPUBuffer,
   name: string,
+  // dY and X as packed for the other products (texture form): each block reads its rows.
+  dYPack?: PackedOperand,
+  xPack?: PackedOperand,
 ): GpuStep<MatmulDims> {
   const [n, k] = o.layout.byName.get(name)!.shape;
   const dW = tensorSlice(o.layout, o.grads, name);
@@ -285,7 +336,10 @@ function weightGradient(
       b: { buffer: x, offset: start * k * F32, size: rows * k * F32 }, // X rows [rows, k]
       c: dW,
       accumulate: start > 0,
-    }, o.tiles?.TN));
+      packedA: dYPack,
+      packedB: xPack,
+      packedRowOffset: start,
+    }, tile));
   }
   return {
     encode(pass, dims) {

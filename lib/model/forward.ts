@@ -10,12 +10,18 @@
  *
  * @module
  */
-import type { BufferSlice } from "../gpu/device.ts";
+import type { BufferSlice, Gpu } from "../gpu/device.ts";
 import { createAdd } from "../gpu/ops/elementwise.ts";
 import { createEmbeddingForward } from "../gpu/ops/embedding.ts";
 import { createGatedForward } from "../gpu/ops/gated.ts";
 import { createLayerNormForward } from "../gpu/ops/layer_norm.ts";
-import { createMatmulNT, type MatmulTiles } from "../gpu/ops/matmul.ts";
+import {
+  createMatmulNT,
+  createOperandPack,
+  defaultTile,
+  type MatmulTiles,
+  type PackedOperand,
+} from "../gpu/ops/matmul.ts";
 import { createMaxStateForward } from "../gpu/ops/max_state.ts";
 import { createPositionConcat } from "../gpu/ops/position.ts";
 import { createAlphaMixForward } from "../gpu/ops/alpha_mix.ts";
@@ -59,6 +65,32 @@ export interface Forward {
   /** `h[l]` `[N, d]`: input of layer l; `h[L]` is the head's input. */
   h: GPUBuffer[];
   layers: LayerActivations[];
+  /**
+   * The linear layers' inputs as packed by the forward pass (texture-form
+   * products only; undefined otherwise): the weight gradients read them.
+   */
+  packs: { layers: LayerPacks[]; head?: PackedOperand };
+}
+
+/** A layer's packed linear-layer inputs (see {@link Forward.packs}). */
+export interface LayerPacks {
+  /** concat(pos, h) `[N, 2d]`: input of Down. */
+  uin?: PackedOperand;
+  /** u `[N, d]`: input of head0..2. */
+  u?: PackedOperand;
+  /** s `[N, d]`: input of ffn1 and gate. */
+  s?: PackedOperand;
+  /** gated `[N, 2d]`: input of ffn2. */
+  y?: PackedOperand;
+}
+
+/** Every product's tiling: the given ones, else the adapter's defaults. */
+export function resolveTiles(gpu: Gpu, tiles?: Partial<MatmulTiles>): MatmulTiles {
+  return {
+    NT: tiles?.NT ?? defaultTile(gpu, "NT"),
+    NN: tiles?.NN ?? defaultTile(gpu, "NN"),
+    TN: tiles?.TN ?? defaultTile(gpu, "TN"),
+  };
 }
 
 /** What the forward pass reads and writes. */
@@ -79,7 +111,17 @@ export interface ForwardOptions {
 /** Builds the forward pass into `res` (see the module doc). */
 export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
   const gpu = res.gpu;
-  const NT = (b: Parameters<typeof createMatmulNT>[1]) => createMatmulNT(gpu, b, o.tiles?.NT);
+  const tiles = resolveTiles(gpu, o.tiles);
+  const NT = (b: Parameters<typeof createMatmulNT>[1]) => createMatmulNT(gpu, b, tiles.NT);
+  // With texture-form products, each layer input is packed once, after it is
+  // written, for every product that reads it: here, and its weight gradient
+  // in the backward pass (Forward.packs).
+  const packing = tiles.NT.texture || tiles.TN.texture;
+  const pack = (name: string, buf: GPUBuffer, cols: number): [Stage[], PackedOperand?] => {
+    if (!packing) return [[]];
+    const step = createOperandPack(gpu, buf, cols, `pack.${name}`);
+    return [[res.stage(`pack.${name}`, step, (s) => ({ rows: s.rows }))], step.operand];
+  };
   const { vocabSize: V, hidden: d, heads, layers: L, maxPositions: P } = o.config;
   const N = o.maxRows;
   const d2 = 2 * d;
@@ -115,9 +157,15 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
     batch,
   )];
   // 3. the layers
+  const layerPacks: LayerPacks[] = [];
   for (let l = 0; l < L; l++) {
     const x = layers[l];
     const p = `decoder_layers.${l}`;
+    const [packUin, uin] = pack(`concat.${l}`, x.uin, d2);
+    const [packU, u] = pack(`u.${l}`, x.u, d);
+    const [packS, sIn] = pack(`s.${l}`, x.s, d);
+    const [packY, y] = pack(`gated.${l}`, x.y, d2);
+    layerPacks.push({ uin, u, s: sIn, y });
     stages.push(
       // u = concat(p, h) @ Down^T
       res.stage(
@@ -125,25 +173,27 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
         createPositionConcat(gpu, { pos: W("pos.weight"), h: h[l], out: x.uin, d, P, maxRows: N }),
         batch,
       ),
+      ...packUin,
       res.stage(
         `down.${l}`,
-        NT({ a: x.uin, b: W(`down.${l}.weight`), c: x.u }),
+        NT({ a: x.uin, packedA: uin, b: W(`down.${l}.weight`), c: x.u }),
         mm(d, d2),
       ),
+      ...packU,
       // MaxState: a, b, c; z = (a + b) / sqrt(hs); m = running max of z; s = (m + c) m + b
       res.stage(
         `head0.${l}`,
-        NT({ a: x.u, b: W(`${p}.self_attention.head0.weight`), c: aBuf }),
+        NT({ a: x.u, packedA: u, b: W(`${p}.self_attention.head0.weight`), c: aBuf }),
         mm(d, d),
       ),
       res.stage(
         `head1.${l}`,
-        NT({ a: x.u, b: W(`${p}.self_attention.head1.weight`), c: bBuf }),
+        NT({ a: x.u, packedA: u, b: W(`${p}.self_attention.head1.weight`), c: bBuf }),
         mm(d, d),
       ),
       res.stage(
         `head2.${l}`,
-        NT({ a: x.u, b: W(`${p}.self_attention.head2.weight`), c: x.c }),
+        NT({ a: x.u, packedA: u, b: W(`${p}.self_attention.head2.weight`), c: x.c }),
         mm(d, d),
       ),
       res.stage(
@@ -161,11 +211,13 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
         }),
         batch,
       ),
+      ...packS,
       // f = Ffn2(Ffn1(s) * relu(Gate(s)))
       res.stage(
         `ffn1.${l}`,
         NT({
           a: x.s,
+          packedA: sIn,
           b: W(`${p}.ffn.ffn1.weight`),
           bias: W(`${p}.ffn.ffn1.bias`),
           c: x.f1,
@@ -176,6 +228,7 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
         `gate.${l}`,
         NT({
           a: x.s,
+          packedA: sIn,
           b: W(`${p}.ffn.gate.weight`),
           bias: W(`${p}.ffn.gate.bias`),
           c: x.g,
@@ -187,10 +240,12 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
         createGatedForward(gpu, { f1: x.f1, g: x.g, y: x.y, width: d2, maxRows: N }),
         batch,
       ),
+      ...packY,
       res.stage(
         `ffn2.${l}`,
         NT({
           a: x.y,
+          packedA: y,
           b: W(`${p}.ffn.ffn2.weight`),
           bias: W(`${p}.ffn.ffn2.bias`),
           c: x.f,
@@ -232,12 +287,18 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
     );
   }
   // 4. logits = h @ Head^T
+  let head: PackedOperand | undefined;
   if (o.logits) {
-    stages.push(res.stage(
-      "head",
-      NT({ a: h[L], b: W("head.weight"), c: o.logits }),
-      mm(V, d),
-    ));
+    const [packH, hL] = pack("h", h[L], d);
+    head = hL;
+    stages.push(
+      ...packH,
+      res.stage(
+        "head",
+        NT({ a: h[L], packedA: hL, b: W("head.weight"), c: o.logits }),
+        mm(V, d),
+      ),
+    );
   }
-  return { stages, h, layers };
+  return { stages, h, layers, packs: { layers: layerPacks, head } };
 }

@@ -34,7 +34,14 @@ import {
   type GpuStep,
   isSoftwareAdapter,
 } from "../device.ts";
-import { createPack, createTextureProduct, textureFits } from "./matmul_texture.ts";
+import {
+  createPack,
+  createTextureProduct,
+  type PackedOperand,
+  textureFits,
+} from "./matmul_texture.ts";
+
+export type { PackedOperand } from "./matmul_texture.ts";
 
 /** Dimensions of one product, written at encode time (M = rows of this batch). */
 export interface MatmulDims {
@@ -56,6 +63,15 @@ export interface MatmulBuffers {
   c: GPUBuffer | BufferSlice;
   /** Add the product to the existing contents of `c` instead of overwriting them. */
   accumulate?: boolean;
+  /**
+   * `a` (and `b`) as already packed in this pass by an {@link OperandPack}
+   * stage, for the texture form: the product reads the texture instead of
+   * packing its own copy. The storage form reads the buffers as always.
+   */
+  packedA?: PackedOperand;
+  packedB?: PackedOperand;
+  /** Row of `packedA`/`packedB` where this product's rows start (TN blocks of a longer matrix). */
+  packedRowOffset?: number;
 }
 
 /**
@@ -388,8 +404,8 @@ function createPackedProduct(
   label: string,
   tile: MatmulTile,
 ): GpuStep<PQR> & { fits(pqr: PQR): boolean } {
-  const packX = createPack(gpu, buffers.a, false, `${label}:x`);
-  const packY = createPack(gpu, buffers.b, yTransposed, `${label}:y`);
+  const packX = buffers.packedA ?? createPack(gpu, buffers.a, false, `${label}:x`);
+  const packY = buffers.packedB ?? createPack(gpu, buffers.b, yTransposed, `${label}:y`);
   const product = createTextureProduct(
     gpu,
     {
@@ -398,6 +414,7 @@ function createPackedProduct(
       c: buffers.c,
       bias: buffers.bias,
       accumulate: buffers.accumulate ?? false,
+      rowOffset: buffers.packedRowOffset ?? 0,
     },
     x,
     tile,
@@ -411,15 +428,17 @@ function createPackedProduct(
     },
     encode(pass, [P, Q, R]) {
       if (P === 0 || Q === 0) return;
-      if (x === "pr") packX.encode(pass, { rows: P, cols: R });
-      else packX.encode(pass, { rows: R, cols: P });
-      packY.encode(pass, { rows: R, cols: Q, padRows: padR(R) });
+      if (!buffers.packedA) {
+        if (x === "pr") packX.encode(pass, { rows: P, cols: R });
+        else packX.encode(pass, { rows: R, cols: P });
+      }
+      if (!buffers.packedB) packY.encode(pass, { rows: R, cols: Q, padRows: padR(R) });
       product.encode(pass, { P, Q, R });
     },
     destroy() {
       product.destroy();
-      packX.destroy();
-      packY.destroy();
+      if (!buffers.packedA) packX.destroy();
+      if (!buffers.packedB) packY.destroy();
     },
   };
 }
@@ -471,6 +490,39 @@ function createStorageProduct(
     },
     destroy() {
       uniform.destroy();
+    },
+  };
+}
+
+/** A stage that packs one operand for several texture-form products (see {@link createOperandPack}). */
+export interface OperandPack extends GpuStep<{ rows: number }> {
+  /** Give as `packedA`/`packedB` to the products that read this buffer after the stage. */
+  operand: PackedOperand;
+}
+
+/**
+ * Packs `buffer`, a row-major `[rows, cols]` matrix, once per encode for the
+ * texture-form products that read it next (a layer input read by several
+ * products, then by its weight gradient; an output gradient read by the
+ * input- and weight-gradient products). Encode it after the buffer is
+ * written and before those products, in the same pass; nothing is packed
+ * when the matrix does not fit in a texture (the products then read the
+ * buffer).
+ */
+export function createOperandPack(
+  gpu: Gpu,
+  buffer: GPUBuffer | BufferSlice,
+  cols: number,
+  label: string,
+): OperandPack {
+  const operand = createPack(gpu, buffer, false, label);
+  return {
+    operand,
+    encode(pass, { rows }) {
+      if (rows > 0 && textureFits(gpu, rows, cols)) operand.encode(pass, { rows, cols });
+    },
+    destroy() {
+      operand.destroy();
     },
   };
 }

@@ -104,7 +104,8 @@ export function textureMatmulWgsl(s: TextureKernelSpec): string {
     for (let g = 0; g < TR / 4; g++) {
       lines.push(`  let xb${g} = i32(min(p0 / 4u + ${g}u, PT - 1u));`);
     }
-    lines.push(`  for (var r = 0; r < i32(R); r++) {`);
+    lines.push(`  let r0 = i32(dims.w);`);
+    lines.push(`  for (var r = r0; r < r0 + i32(R); r++) {`);
     for (let g = 0; g < TR / 4; g++) {
       lines.push(`    let xg${g} = textureLoad(tx, vec2<i32>(xb${g}, r), 0);`);
     }
@@ -161,7 +162,8 @@ export function textureMatmulWgsl(s: TextureKernelSpec): string {
   }
   const elem = s.vec4Out ? "vec4<f32>" : "f32";
   return /* wgsl */ `
-// dims.x = P (output rows), dims.y = Q (output columns), dims.z = R (reduction length)
+// dims.x = P (output rows), dims.y = Q (output columns), dims.z = R (reduction length),
+// dims.w = first texture row of the reduction ("rp")
 @group(0) @binding(0) var<uniform> dims: vec4<u32>;
 @group(0) @binding(1) var tx: texture_2d<f32>;                     // X, layout "${s.x}", packed
 @group(0) @binding(2) var ty: texture_2d<f32>;                     // Y [R, Q], packed
@@ -326,6 +328,8 @@ export interface TextureProductBuffers {
   c: GPUBuffer | BufferSlice;
   bias?: GPUBuffer | BufferSlice;
   accumulate: boolean;
+  /** Texture row where the reduction starts, for "rp" (a block of a longer packed matrix). */
+  rowOffset: number;
 }
 
 /**
@@ -372,7 +376,7 @@ export function createTextureProduct(
         });
         cached = { key, pipeline, bindGroup };
       }
-      dimsData.set([P, Q, R, 0]);
+      dimsData.set([P, Q, R, buffers.rowOffset]);
       gpu.device.queue.writeBuffer(uniform, 0, dimsData);
       pass.setPipeline(cached.pipeline);
       pass.setBindGroup(0, cached.bindGroup);
