@@ -186,6 +186,9 @@ ${lines.join("\n")}
 `;
 }
 
+/** Rows each pack invocation writes. */
+const PACK_ROWS = 16;
+
 /**
  * WGSL of the pack: texel (t, row) of `dst` = the logical matrix's
  * (row, 4t..4t+3), zero past `cols` and for rows in [rows, padRows). The
@@ -216,10 +219,14 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let rows = dims.x;
   let cols = dims.y;
   let t = gid.x;
-  let row = gid.y;
-  if (t >= (cols + 3u) / 4u || row >= dims.z) { return; }
-  let v = ${read};
-  textureStore(dst, vec2<i32>(i32(t), i32(row)), select(vec4<f32>(0.0), v, row < rows));
+  if (t >= (cols + 3u) / 4u) { return; }
+  // ${PACK_ROWS} rows per invocation: on llvmpipe each workgroup has a fixed
+  // cost that one texel per invocation did not amortize.
+  let end = min(gid.y * ${PACK_ROWS}u + ${PACK_ROWS}u, dims.z);
+  for (var row = gid.y * ${PACK_ROWS}u; row < end; row++) {
+    let v = ${read};
+    textureStore(dst, vec2<i32>(i32(t), i32(row)), select(vec4<f32>(0.0), v, row < rows));
+  }
 }
 `;
 }
@@ -301,7 +308,7 @@ export function createPack(
       gpu.device.queue.writeBuffer(uniform, 0, dimsData);
       pass.setPipeline(bound.pipeline);
       pass.setBindGroup(0, bound.bindGroup);
-      pass.dispatchWorkgroups(Math.ceil(width / 8), padRows);
+      pass.dispatchWorkgroups(Math.ceil(width / 8), Math.ceil(padRows / PACK_ROWS));
     },
     view() {
       if (!view) throw new Error(`${label}: encode the pack before reading its view`);
