@@ -26,7 +26,12 @@ import { type SamOutConfig, validateConfig } from "../model/config.ts";
 import { initParameters, parameterCount } from "../model/params.ts";
 import { samoutFromSafetensors, samoutToSafetensors } from "../model/safetensors.ts";
 import { readSafetensors, writeSafetensors } from "../model/safetensors.ts";
-import { chooseMatmulTiles, describeChoice, samoutProductShapes } from "../gpu/tuning.ts";
+import {
+  chooseMatmulTiles,
+  type ChooseOptions,
+  describeChoice,
+  samoutProductShapes,
+} from "../gpu/tuning.ts";
 import { WEIGHT_GRAD_ROWS } from "../model/backward.ts";
 import { type OptimizerSettings, SamOutTrainingGraph } from "../model/graph.ts";
 import type { TrainParams } from "../../jobs/train.ts";
@@ -43,6 +48,8 @@ export interface TrainRequest {
   workDir: string;
   /** The store's cache folder, where the kernel choice for this adapter is kept. */
   cacheDir?: string;
+  /** Overrides of how the kernels are chosen (tests and tools: candidates, the size threshold). */
+  kernelTuning?: Pick<ChooseOptions, "minWork" | "candidates">;
   progress: ProgressReporter;
   log(message: string): void;
   signal: AbortSignal;
@@ -113,7 +120,7 @@ export async function trainSamOut(req: TrainRequest): Promise<{
   const kernels = await chooseMatmulTiles(
     gpu,
     samoutProductShapes(cfg, maxBatch * (data.maxLength - 1), WEIGHT_GRAD_ROWS),
-    { cacheDir: req.cacheDir, log: req.log },
+    { cacheDir: req.cacheDir, log: req.log, ...req.kernelTuning },
   );
   const graph = await SamOutTrainingGraph.create(gpu, {
     config: cfg,
