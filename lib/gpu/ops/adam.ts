@@ -67,10 +67,16 @@ const WG = 256;
 /** Workgroups along x per dispatch row; dispatch (min(n, ROW), ceil(n / ROW)). */
 const ROW = 32768;
 
-/** The update of one element; one invocation each. */
-const ADAM_WGSL = /* wgsl */ `
+/**
+ * The update of one element (`f32`) or four neighbouring ones (`vec4<f32>`:
+ * the same operations on each component, so the same bits; on llvmpipe a
+ * vec4 load or store costs little more than a scalar one). The vec4 kernel
+ * covers the first `count / 4 * 4` elements of a segment, the scalar one the
+ * rest from `first`.
+ */
+const adamWgsl = (t: "f32" | "vec4<f32>") => /* wgsl */ `
 struct Uniforms {
-  count: u32,        // elements in this segment
+  count: u32,        // elements (vec4: groups of 4) in this segment
   decoupled: u32,    // 1: AdamW
   beta1: f32,
   beta2: f32,
@@ -81,17 +87,18 @@ struct Uniforms {
   bc2Sqrt: f32,      // sqrt(1 - beta2^t)
   oneMinusBeta1: f32,
   oneMinusBeta2: f32,
+  first: u32,        // first element (scalar tail)
 }
 @group(0) @binding(0) var<uniform> u: Uniforms;
-@group(0) @binding(1) var<storage, read_write> param: array<f32>;  // [count]
-@group(0) @binding(2) var<storage, read> grad: array<f32>;         // [count]
-@group(0) @binding(3) var<storage, read_write> m: array<f32>;      // [count]
-@group(0) @binding(4) var<storage, read_write> v: array<f32>;      // [count]
-@group(0) @binding(5) var<storage, read> clip: array<f32>;         // [norm, clipScale, ...]
+@group(0) @binding(1) var<storage, read_write> param: array<${t}>;  // [count]
+@group(0) @binding(2) var<storage, read> grad: array<${t}>;         // [count]
+@group(0) @binding(3) var<storage, read_write> m: array<${t}>;      // [count]
+@group(0) @binding(4) var<storage, read_write> v: array<${t}>;      // [count]
+@group(0) @binding(5) var<storage, read> clip: array<f32>;          // [norm, clipScale, ...]
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-  let i = gid.x + gid.y * ${ROW * WG}u;
+  let i = u.first + gid.x + gid.y * ${ROW * WG}u;
   if (i >= u.count) { return; }
   var g = grad[i] * clip[${NORM_RESULT.clipScale}u];
   var p = param[i];
@@ -113,7 +120,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
  * buffers need bindings. Encode after the grad-norm step of the same step.
  */
 export function createAdam(gpu: Gpu, options: AdamOptions): GpuStep<AdamDims> {
-  const pipeline = cachedPipeline(gpu, "adam", ADAM_WGSL, "main");
+  const vec4Pipeline = cachedPipeline(gpu, "adam:v4", adamWgsl("vec4<f32>"), "main");
+  const scalarPipeline = cachedPipeline(gpu, "adam:s", adamWgsl("f32"), "main");
   const segments = bindingSegments(
     options.count,
     options.maxBindingBytes ?? gpu.limits.maxStorageBufferBindingSize,
@@ -127,27 +135,39 @@ export function createAdam(gpu: Gpu, options: AdamOptions): GpuStep<AdamDims> {
     clip = createStorageBufferFrom(gpu, new Float32Array([0, 1, 0, 0]), "adam:noClip");
     owned.push(clip);
   }
-  const passes = segments.map((segment) => {
-    const uniform = createUniformBuffer(gpu, 44, "adam:uniforms");
-    owned.push(uniform);
-    const group = bindBuffers(gpu, pipeline, [
-      uniform,
-      subSlice(options.params, segment),
-      subSlice(options.grads, segment),
-      subSlice(options.m, segment),
-      subSlice(options.v, segment),
-      clip,
-    ], "adam");
-    const workgroups = Math.ceil(segment.count / WG);
-    return {
-      uniform,
-      group,
-      segment,
-      x: Math.min(workgroups, ROW),
-      y: Math.ceil(workgroups / ROW),
-    };
+  // Per segment: the vec4 dispatch over its first count / 4 * 4 elements, and
+  // a scalar one for the last count % 4.
+  const passes = segments.flatMap((segment) => {
+    const groups = Math.floor(segment.count / 4);
+    const parts: { vec4: boolean; count: number; first: number }[] = [];
+    if (groups > 0) parts.push({ vec4: true, count: groups, first: 0 });
+    if (segment.count % 4 !== 0) parts.push({ vec4: false, count: segment.count, first: groups * 4 });
+    return parts.map((part) => {
+      const uniform = createUniformBuffer(gpu, 48, "adam:uniforms");
+      owned.push(uniform);
+      const pipeline = part.vec4 ? vec4Pipeline : scalarPipeline;
+      // A vec4 binding covers whole groups of 4.
+      const bound = part.vec4 ? { ...segment, count: groups * 4 } : segment;
+      const group = bindBuffers(gpu, pipeline, [
+        uniform,
+        subSlice(options.params, bound),
+        subSlice(options.grads, bound),
+        subSlice(options.m, bound),
+        subSlice(options.v, bound),
+        clip,
+      ], "adam");
+      const workgroups = Math.ceil((part.count - part.first) / WG);
+      return {
+        uniform,
+        group,
+        pipeline,
+        part,
+        x: Math.min(workgroups, ROW),
+        y: Math.ceil(workgroups / ROW),
+      };
+    });
   });
-  const data = new ArrayBuffer(44);
+  const data = new ArrayBuffer(48);
   const words = new Uint32Array(data);
   const floats = new Float32Array(data);
   return {
@@ -163,10 +183,11 @@ export function createAdam(gpu: Gpu, options: AdamOptions): GpuStep<AdamDims> {
       floats[8] = Math.sqrt(1 - Math.pow(options.beta2, step));
       floats[9] = 1 - options.beta1;
       floats[10] = 1 - options.beta2;
-      pass.setPipeline(pipeline);
       for (const p of passes) {
-        words[0] = p.segment.count;
+        words[0] = p.part.count;
+        words[11] = p.part.first;
         gpu.device.queue.writeBuffer(p.uniform, 0, data);
+        pass.setPipeline(p.pipeline);
         pass.setBindGroup(0, p.group);
         pass.dispatchWorkgroups(p.x, p.y);
       }
