@@ -141,7 +141,9 @@ export function createAdam(gpu: Gpu, options: AdamOptions): GpuStep<AdamDims> {
     const groups = Math.floor(segment.count / 4);
     const parts: { vec4: boolean; count: number; first: number }[] = [];
     if (groups > 0) parts.push({ vec4: true, count: groups, first: 0 });
-    if (segment.count % 4 !== 0) parts.push({ vec4: false, count: segment.count, first: groups * 4 });
+    if (segment.count % 4 !== 0) {
+      parts.push({ vec4: false, count: segment.count, first: groups * 4 });
+    }
     return parts.map((part) => {
       const uniform = createUniformBuffer(gpu, 48, "adam:uniforms");
       owned.push(uniform);

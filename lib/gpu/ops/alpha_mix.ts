@@ -16,11 +16,12 @@ import {
   type BatchDims,
   type Binding,
   checkedRows,
-  createElementStep,
   createKernelSequence,
+  createVectorizedStep,
   ELEMENT_ENTRY_WGSL,
   ELEMENT_INDEX_WGSL,
   ELEMENT_WORKGROUP_SIZE,
+  type ElementType,
   workgroupSumWgsl,
 } from "./elementwise.ts";
 
@@ -30,13 +31,13 @@ const ELEMENTS_PER_INVOCATION = 16;
 /** Elements per partial sum of the alpha gradient (one workgroup's share). */
 export const ALPHA_MIX_CHUNK = ELEMENT_WORKGROUP_SIZE * ELEMENTS_PER_INVOCATION;
 
-/** Forward: sizes.x = n = B*S*d. */
-const ALPHA_MIX_FORWARD_WGSL = /* wgsl */ `
+/** Forward: sizes.x = n = B*S*d (in elements of T). */
+const alphaMixForwardWgsl = (t: ElementType) => /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> f: array<f32>;      // read, [B, S, d]
-@group(0) @binding(2) var<storage, read_write> u: array<f32>;      // read, [B, S, d]
+@group(0) @binding(1) var<storage, read_write> f: array<${t}>;     // read, [B, S, d]
+@group(0) @binding(2) var<storage, read_write> u: array<${t}>;     // read, [B, S, d]
 @group(0) @binding(3) var<storage, read_write> alpha: array<f32>;  // read, [1]
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;      // [B, S, d]
+@group(0) @binding(4) var<storage, read_write> y: array<${t}>;     // [B, S, d]
 ${ELEMENT_INDEX_WGSL}
 ${ELEMENT_ENTRY_WGSL} {
   let i = elementIndex(wid, nwg, lid);
@@ -119,13 +120,11 @@ export function createAlphaMixForward(
 ): GpuStep<BatchDims> {
   const label = "alpha_mix.forward";
   const { d, maxRows } = buffers;
-  return createElementStep(gpu, {
+  return createVectorizedStep(gpu, {
     label,
-    cacheKey: label,
-    code: ALPHA_MIX_FORWARD_WGSL,
+    code: alphaMixForwardWgsl,
     buffers: [buffers.f, buffers.u, buffers.alpha, buffers.y],
     count: (dims) => checkedRows(label, dims, maxRows) * d,
-    sizes: (dims) => [dims.B * dims.S * d],
   });
 }
 

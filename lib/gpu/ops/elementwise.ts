@@ -220,16 +220,61 @@ export function createElementStep<Dims>(
   });
 }
 
+/** The element type of a {@link createVectorizedStep} kernel. */
+export type ElementType = "f32" | "vec4<f32>";
+
+/**
+ * A one-thread-per-element step over f32 arrays whose WGSL is written for an
+ * element type `T` (`code(T)`): when the element count is a multiple of 4
+ * the `vec4<f32>` kernel runs over count / 4 elements (the same operations
+ * on each component, so the same bits; on llvmpipe a vec4 load or store costs
+ * little more than a scalar one: an add of two arrays ran 2.6x faster),
+ * otherwise the `f32` one. `sizes.x` is the count in elements of `T`; `extra`
+ * gives sizes.y, .z, .w. Bindings must start 16-byte aligned (slices are
+ * 256-byte aligned).
+ */
+export function createVectorizedStep<Dims>(
+  gpu: Gpu,
+  options: {
+    label: string;
+    code: (t: ElementType) => string;
+    buffers: Binding[];
+    count: (dims: Dims) => number;
+    extra?: (dims: Dims) => number[];
+  },
+): GpuStep<Dims> {
+  const step = (t: ElementType, per: number) =>
+    createElementStep<Dims>(gpu, {
+      label: options.label,
+      cacheKey: `${options.label}:${t}`,
+      code: options.code(t),
+      buffers: options.buffers,
+      count: (dims) => options.count(dims) / per,
+      sizes: (dims) => [options.count(dims) / per, ...(options.extra?.(dims) ?? [])],
+    });
+  const scalar = step("f32", 1);
+  const vec4 = step("vec4<f32>", 4);
+  return {
+    encode(pass, dims) {
+      (options.count(dims) % 4 === 0 ? vec4 : scalar).encode(pass, dims);
+    },
+    destroy() {
+      scalar.destroy();
+      vec4.destroy();
+    },
+  };
+}
+
 // ---------------------------------------------------------------------------
 // Kernels. sizes.x = n (elements); every array is [n] f32.
 // ---------------------------------------------------------------------------
 
 /** `out = a + b` (the residual `h = r + u`). */
-const ADD_WGSL = /* wgsl */ `
+const addWgsl = (t: ElementType) => /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> a: array<f32>;    // read, [n]
-@group(0) @binding(2) var<storage, read_write> b: array<f32>;    // read, [n]
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;  // [n]
+@group(0) @binding(1) var<storage, read_write> a: array<${t}>;    // read, [n]
+@group(0) @binding(2) var<storage, read_write> b: array<${t}>;    // read, [n]
+@group(0) @binding(3) var<storage, read_write> out: array<${t}>;  // [n]
 ${ELEMENT_INDEX_WGSL}
 ${ELEMENT_ENTRY_WGSL} {
   let i = elementIndex(wid, nwg, lid);
@@ -239,10 +284,10 @@ ${ELEMENT_ENTRY_WGSL} {
 `;
 
 /** `out = src`. */
-const COPY_WGSL = /* wgsl */ `
+const copyWgsl = (t: ElementType) => /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> src: array<f32>;  // read, [n]
-@group(0) @binding(2) var<storage, read_write> out: array<f32>;  // [n]
+@group(0) @binding(1) var<storage, read_write> src: array<${t}>;  // read, [n]
+@group(0) @binding(2) var<storage, read_write> out: array<${t}>;  // [n]
 ${ELEMENT_INDEX_WGSL}
 ${ELEMENT_ENTRY_WGSL} {
   let i = elementIndex(wid, nwg, lid);
@@ -252,10 +297,10 @@ ${ELEMENT_ENTRY_WGSL} {
 `;
 
 /** `dst += src`. */
-const ACCUMULATE_WGSL = /* wgsl */ `
+const accumulateWgsl = (t: ElementType) => /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> src: array<f32>;     // read, [n]
-@group(0) @binding(2) var<storage, read_write> dst: array<f32>;  // [n]
+@group(0) @binding(1) var<storage, read_write> src: array<${t}>;  // read, [n]
+@group(0) @binding(2) var<storage, read_write> dst: array<${t}>;  // [n]
 ${ELEMENT_INDEX_WGSL}
 ${ELEMENT_ENTRY_WGSL} {
   let i = elementIndex(wid, nwg, lid);
@@ -265,14 +310,14 @@ ${ELEMENT_ENTRY_WGSL} {
 `;
 
 /** `out = value`; sizes.y holds the f32 bits of the value. */
-const FILL_WGSL = /* wgsl */ `
+const fillWgsl = (t: ElementType) => /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> out: array<f32>;  // [n]
+@group(0) @binding(1) var<storage, read_write> out: array<${t}>;  // [n]
 ${ELEMENT_INDEX_WGSL}
 ${ELEMENT_ENTRY_WGSL} {
   let i = elementIndex(wid, nwg, lid);
   if (i >= sizes.x) { return; }
-  out[i] = bitcast<f32>(sizes.y);
+  out[i] = ${t}(bitcast<f32>(sizes.y));
 }
 `;
 
@@ -292,13 +337,11 @@ export function createAdd(
   buffers: { a: Binding; b: Binding; out: Binding; maxCount: number },
 ): GpuStep<CountDims> {
   const label = "elementwise.add";
-  return createElementStep(gpu, {
+  return createVectorizedStep(gpu, {
     label,
-    cacheKey: label,
-    code: ADD_WGSL,
+    code: addWgsl,
     buffers: [buffers.a, buffers.b, buffers.out],
     count: countOf(label, buffers.maxCount),
-    sizes: (d) => [d.count],
   });
 }
 
@@ -308,13 +351,11 @@ export function createCopy(
   buffers: { src: Binding; out: Binding; maxCount: number },
 ): GpuStep<CountDims> {
   const label = "elementwise.copy";
-  return createElementStep(gpu, {
+  return createVectorizedStep(gpu, {
     label,
-    cacheKey: label,
-    code: COPY_WGSL,
+    code: copyWgsl,
     buffers: [buffers.src, buffers.out],
     count: countOf(label, buffers.maxCount),
-    sizes: (d) => [d.count],
   });
 }
 
@@ -324,13 +365,11 @@ export function createAccumulate(
   buffers: { src: Binding; target: Binding; maxCount: number },
 ): GpuStep<CountDims> {
   const label = "elementwise.accumulate";
-  return createElementStep(gpu, {
+  return createVectorizedStep(gpu, {
     label,
-    cacheKey: label,
-    code: ACCUMULATE_WGSL,
+    code: accumulateWgsl,
     buffers: [buffers.src, buffers.target],
     count: countOf(label, buffers.maxCount),
-    sizes: (d) => [d.count],
   });
 }
 
@@ -344,12 +383,11 @@ export function createFill(
 ): GpuStep<CountDims> {
   const label = "elementwise.fill";
   const valueBits = new Uint32Array(new Float32Array([buffers.value ?? 0]).buffer)[0];
-  return createElementStep(gpu, {
+  return createVectorizedStep(gpu, {
     label,
-    cacheKey: label,
-    code: FILL_WGSL,
+    code: fillWgsl,
     buffers: [buffers.out],
     count: countOf(label, buffers.maxCount),
-    sizes: (d) => [d.count, valueBits],
+    extra: () => [valueBits],
   });
 }

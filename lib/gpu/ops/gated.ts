@@ -10,43 +10,44 @@ import {
   type BatchDims,
   type Binding,
   checkedRows,
-  createElementStep,
+  createVectorizedStep,
   ELEMENT_ENTRY_WGSL,
   ELEMENT_INDEX_WGSL,
+  type ElementType,
 } from "./elementwise.ts";
 
-/** Forward: `y = f1 * relu(g)`; sizes.x = n = B*S*width. */
-const GATED_FORWARD_WGSL = /* wgsl */ `
+/** Forward: `y = f1 * relu(g)`; sizes.x = n = B*S*width (in elements of T). */
+const gatedForwardWgsl = (t: ElementType) => /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> f1: array<f32>;  // read, [B, S, width]
-@group(0) @binding(2) var<storage, read_write> g: array<f32>;   // read, [B, S, width]
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;   // [B, S, width]
+@group(0) @binding(1) var<storage, read_write> f1: array<${t}>;  // read, [B, S, width]
+@group(0) @binding(2) var<storage, read_write> g: array<${t}>;   // read, [B, S, width]
+@group(0) @binding(3) var<storage, read_write> y: array<${t}>;   // [B, S, width]
 ${ELEMENT_INDEX_WGSL}
 ${ELEMENT_ENTRY_WGSL} {
   let i = elementIndex(wid, nwg, lid);
   if (i >= sizes.x) { return; }
   let gate = g[i];
-  y[i] = select(0.0, f1[i] * gate, gate > 0.0);
+  y[i] = select(${t}(0.0), f1[i] * gate, gate > ${t}(0.0));
 }
 `;
 
 /** Backward: `df1 = dy relu(g)`, `dg = dy f1 [g > 0]`; sizes.x = n. */
-const GATED_BACKWARD_WGSL = /* wgsl */ `
+const gatedBackwardWgsl = (t: ElementType) => /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> dy: array<f32>;   // read, [B, S, width]
-@group(0) @binding(2) var<storage, read_write> f1: array<f32>;   // read, [B, S, width]
-@group(0) @binding(3) var<storage, read_write> g: array<f32>;    // read, [B, S, width]
-@group(0) @binding(4) var<storage, read_write> df1: array<f32>;  // [B, S, width]
-@group(0) @binding(5) var<storage, read_write> dg: array<f32>;   // [B, S, width]
+@group(0) @binding(1) var<storage, read_write> dy: array<${t}>;   // read, [B, S, width]
+@group(0) @binding(2) var<storage, read_write> f1: array<${t}>;   // read, [B, S, width]
+@group(0) @binding(3) var<storage, read_write> g: array<${t}>;    // read, [B, S, width]
+@group(0) @binding(4) var<storage, read_write> df1: array<${t}>;  // [B, S, width]
+@group(0) @binding(5) var<storage, read_write> dg: array<${t}>;   // [B, S, width]
 ${ELEMENT_INDEX_WGSL}
 ${ELEMENT_ENTRY_WGSL} {
   let i = elementIndex(wid, nwg, lid);
   if (i >= sizes.x) { return; }
   let gate = g[i];
-  let open = gate > 0.0;
+  let open = gate > ${t}(0.0);
   let grad = dy[i];
-  df1[i] = select(0.0, grad * gate, open);
-  dg[i] = select(0.0, grad * f1[i], open);
+  df1[i] = select(${t}(0.0), grad * gate, open);
+  dg[i] = select(${t}(0.0), grad * f1[i], open);
 }
 `;
 
@@ -68,13 +69,11 @@ export interface GatedForwardBuffers {
 export function createGatedForward(gpu: Gpu, buffers: GatedForwardBuffers): GpuStep<BatchDims> {
   const label = "gated.forward";
   const { width, maxRows } = buffers;
-  return createElementStep(gpu, {
+  return createVectorizedStep(gpu, {
     label,
-    cacheKey: label,
-    code: GATED_FORWARD_WGSL,
+    code: gatedForwardWgsl,
     buffers: [buffers.f1, buffers.g, buffers.y],
     count: (dims) => checkedRows(label, dims, maxRows) * width,
-    sizes: (dims) => [dims.B * dims.S * width],
   });
 }
 
@@ -100,12 +99,10 @@ export interface GatedBackwardBuffers {
 export function createGatedBackward(gpu: Gpu, buffers: GatedBackwardBuffers): GpuStep<BatchDims> {
   const label = "gated.backward";
   const { width, maxRows } = buffers;
-  return createElementStep(gpu, {
+  return createVectorizedStep(gpu, {
     label,
-    cacheKey: label,
-    code: GATED_BACKWARD_WGSL,
+    code: gatedBackwardWgsl,
     buffers: [buffers.dy, buffers.f1, buffers.g, buffers.df1, buffers.dg],
     count: (dims) => checkedRows(label, dims, maxRows) * width,
-    sizes: (dims) => [dims.B * dims.S * width],
   });
 }
