@@ -14,17 +14,19 @@ import {
   createElementStep,
   ELEMENT_ENTRY_WGSL,
   ELEMENT_INDEX_WGSL,
+  type ElementType,
 } from "./elementwise.ts";
 
 /**
  * Forward: `cat[b, t, c] = Pos[t, c]` for c < d, `h[b, t, c - d]` for
- * d <= c < 2d; one invocation per element of `cat`. sizes = (B, S, d).
+ * d <= c < 2d; one invocation per element of `cat` (of type T: with
+ * `vec4<f32>`, 4 channels, and sizes.z = d / 4). sizes = (B, S, d).
  */
-const CONCAT_FORWARD_WGSL = /* wgsl */ `
+const concatForwardWgsl = (t: ElementType) => /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> pos: array<f32>;  // read, Pos [P, d]
-@group(0) @binding(2) var<storage, read_write> h: array<f32>;    // read, [B, S, d]
-@group(0) @binding(3) var<storage, read_write> cat: array<f32>;  // [B, S, 2d]
+@group(0) @binding(1) var<storage, read_write> pos: array<${t}>;  // read, Pos [P, d]
+@group(0) @binding(2) var<storage, read_write> h: array<${t}>;    // read, [B, S, d]
+@group(0) @binding(3) var<storage, read_write> cat: array<${t}>;  // [B, S, 2d]
 ${ELEMENT_INDEX_WGSL}
 ${ELEMENT_ENTRY_WGSL} {
   let i = elementIndex(wid, nwg, lid);
@@ -48,11 +50,11 @@ ${ELEMENT_ENTRY_WGSL} {
  * `sum over b = 0..B-1 (in order) of dcat[b, t, c]` into `dPos[t, c]`.
  * sizes = (B, S, d).
  */
-const CONCAT_BACKWARD_WGSL = /* wgsl */ `
+const concatBackwardWgsl = (t: ElementType) => /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> dcat: array<f32>;  // read, [B, S, 2d]
-@group(0) @binding(2) var<storage, read_write> dh: array<f32>;    // [B, S, d]
-@group(0) @binding(3) var<storage, read_write> dPos: array<f32>;  // [P, d], rows < S accumulated
+@group(0) @binding(1) var<storage, read_write> dcat: array<${t}>;  // read, [B, S, 2d]
+@group(0) @binding(2) var<storage, read_write> dh: array<${t}>;    // [B, S, d]
+@group(0) @binding(3) var<storage, read_write> dPos: array<${t}>;  // [P, d], rows < S accumulated
 ${ELEMENT_INDEX_WGSL}
 ${ELEMENT_ENTRY_WGSL} {
   let i = elementIndex(wid, nwg, lid);
@@ -69,13 +71,18 @@ ${ELEMENT_ENTRY_WGSL} {
   if (j >= S * d) { return; }
   let t = j / d;
   let c = j % d;
-  var sum = 0.0;
+  var sum = ${t}(0.0);
   for (var b = 0u; b < B; b++) {
     sum += dcat[(b * S + t) * width + c];
   }
   dPos[j] = dPos[j] + sum;
 }
 `;
+
+/** The element type for rows of `d` channels, and the elements per row: vec4s when d % 4 == 0. */
+function channelGroups(d: number): [ElementType, number] {
+  return d % 4 === 0 ? ["vec4<f32>", d / 4] : ["f32", d];
+}
 
 /** Buffers and sizes of {@link createPositionConcat}. */
 export interface PositionConcatBuffers {
@@ -100,16 +107,18 @@ export function createPositionConcat(
 ): GpuStep<BatchDims> {
   const label = "position.concat";
   const { d, P, maxRows } = buffers;
+  // Four channels per invocation where d allows (the same copies).
+  const [t, w] = channelGroups(d);
   return createElementStep(gpu, {
     label,
-    cacheKey: label,
-    code: CONCAT_FORWARD_WGSL,
+    cacheKey: `${label}:${t}`,
+    code: concatForwardWgsl(t),
     buffers: [buffers.pos, buffers.h, buffers.out],
     count: (dims) => {
       checkSize(label, "S", dims.S, P);
-      return checkedRows(label, dims, maxRows) * 2 * d;
+      return checkedRows(label, dims, maxRows) * 2 * w;
     },
-    sizes: (dims) => [dims.B, dims.S, d],
+    sizes: (dims) => [dims.B, dims.S, w],
   });
 }
 
@@ -139,16 +148,18 @@ export function createPositionConcatBackward(
 ): GpuStep<BatchDims> {
   const label = "position.concat.backward";
   const { d, P, maxRows } = buffers;
+  // Four channels per invocation where d allows (the same sums per channel, in the same order).
+  const [t, w] = channelGroups(d);
   return createElementStep(gpu, {
     label,
-    cacheKey: label,
-    code: CONCAT_BACKWARD_WGSL,
+    cacheKey: `${label}:${t}`,
+    code: concatBackwardWgsl(t),
     buffers: [buffers.dcat, buffers.dh, buffers.dPos],
     count: (dims) => {
       checkSize(label, "S", dims.S, P);
       const rows = checkedRows(label, dims, maxRows);
-      return rows === 0 ? 0 : (rows + dims.S) * d;
+      return rows === 0 ? 0 : (rows + dims.S) * w;
     },
-    sizes: (dims) => [dims.B, dims.S, d],
+    sizes: (dims) => [dims.B, dims.S, w],
   });
 }

@@ -11,31 +11,40 @@ import {
   testGpu,
 } from "./model_ops_testing.ts";
 
-const B = 3, S = 13, d = 20, P = 17;
+const B = 3, S = 13, P = 17;
+/** d = 20: the vec4 kernels (4 channels per invocation); 18: the scalar ones. */
+const D = [20, 18];
+const d = D[0];
 
-Deno.test("position concat puts Pos[t] first, then h[b, t]", async () => {
-  const gpu = await testGpu();
-  const rng = new Random(5, "position-forward");
-  const pos = randomNormal(rng, P * d);
-  const h = randomNormal(rng, B * S * d);
-  const p = pack(gpu, [pos, h, new Float32Array(B * S * 2 * d)], "t");
-  const step = createPositionConcat(gpu, {
-    pos: p.slices[0],
-    h: p.slices[1],
-    out: p.slices[2],
-    d,
-    P,
-    maxRows: B * S,
+for (const d of D) {
+  Deno.test(`position concat puts Pos[t] first, then h[b, t] (d ${d})`, async () => {
+    const gpu = await testGpu();
+    const rng = new Random(5, "position-forward");
+    const pos = randomNormal(rng, P * d);
+    const h = randomNormal(rng, B * S * d);
+    const p = pack(gpu, [pos, h, new Float32Array(B * S * 2 * d)], "t");
+    const step = createPositionConcat(gpu, {
+      pos: p.slices[0],
+      h: p.slices[1],
+      out: p.slices[2],
+      d,
+      P,
+      maxRows: B * S,
+    });
+    await runSteps(gpu, [[step, { B, S }]]);
+    const r = await readPacked(gpu, p);
+    r.assertGapsIntact();
+    assertClose(r.f32(2), concatPositionHidden(pos, h, B, S, d), 0, "concat(p, h)");
+    step.destroy();
+    p.buffer.destroy();
   });
-  await runSteps(gpu, [[step, { B, S }]]);
-  const r = await readPacked(gpu, p);
-  r.assertGapsIntact();
-  assertClose(r.f32(2), concatPositionHidden(pos, h, B, S, d), 0, "concat(p, h)");
-  step.destroy();
-  p.buffer.destroy();
-});
+}
 
-async function runBackward(dcat: Float32Array<ArrayBuffer>, dPos0: Float32Array<ArrayBuffer>) {
+async function runBackward(
+  dcat: Float32Array<ArrayBuffer>,
+  dPos0: Float32Array<ArrayBuffer>,
+  d = D[0],
+) {
   const gpu = await testGpu();
   const p = pack(gpu, [dcat, new Float32Array(B * S * d), dPos0], "t");
   const step = createPositionConcatBackward(gpu, {
@@ -55,22 +64,24 @@ async function runBackward(dcat: Float32Array<ArrayBuffer>, dPos0: Float32Array<
   return out;
 }
 
-Deno.test("position concat backward splits dh and adds sum_b into dPos rows t < S only", async () => {
-  const rng = new Random(6, "position-backward");
-  const dcat = randomNormal(rng, B * S * 2 * d);
-  const dPos0 = randomNormal(rng, P * d);
-  const { dh, dPos } = await runBackward(dcat, dPos0);
-  const ref = concatPositionHiddenBackward(dcat, B, S, d);
-  assertClose(dh, ref.dh, 0, "dh");
-  const expected = new Float64Array(S * d);
-  for (let i = 0; i < S * d; i++) expected[i] = dPos0[i] + ref.dpos[i];
-  assertClose(dPos.subarray(0, S * d), expected, 1e-6, "dPos rows t < S");
-  assertEquals(
-    Array.from(dPos.subarray(S * d)),
-    Array.from(dPos0.subarray(S * d)),
-    "dPos rows t >= S must be untouched",
-  );
-});
+for (const d of D) {
+  Deno.test(`position concat backward splits dh and adds sum_b into dPos rows t < S only (d ${d})`, async () => {
+    const rng = new Random(6, "position-backward");
+    const dcat = randomNormal(rng, B * S * 2 * d);
+    const dPos0 = randomNormal(rng, P * d);
+    const { dh, dPos } = await runBackward(dcat, dPos0, d);
+    const ref = concatPositionHiddenBackward(dcat, B, S, d);
+    assertClose(dh, ref.dh, 0, "dh");
+    const expected = new Float64Array(S * d);
+    for (let i = 0; i < S * d; i++) expected[i] = dPos0[i] + ref.dpos[i];
+    assertClose(dPos.subarray(0, S * d), expected, 1e-6, "dPos rows t < S");
+    assertEquals(
+      Array.from(dPos.subarray(S * d)),
+      Array.from(dPos0.subarray(S * d)),
+      "dPos rows t >= S must be untouched",
+    );
+  });
+}
 
 Deno.test("position concat backward is bit-identical across runs", async () => {
   const rng = new Random(7, "position-determinism");
