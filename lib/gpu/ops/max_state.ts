@@ -25,49 +25,63 @@ import {
   runningMaxScanWgsl,
 } from "./running_max.ts";
 
-/** sizes = (B, S, d, f32 bits of sqrt(hs)). */
-const MAX_STATE_FORWARD_WGSL = /* wgsl */ `
+/**
+ * sizes = (B, S, d, f32 bits of sqrt(hs)); with `vec4` each invocation scans
+ * four neighbouring channels (sizes.z = d / 4): the same operations per
+ * channel, so the same bits.
+ */
+const maxStateForwardWgsl = (vec4: boolean) => {
+  const f = vec4 ? "vec4<f32>" : "f32";
+  const u = vec4 ? "vec4<u32>" : "u32";
+  return /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> aIn: array<f32>;     // read, u W0^T [B, S, d]
-@group(0) @binding(2) var<storage, read_write> bIn: array<f32>;     // read, u W1^T [B, S, d]
-@group(0) @binding(3) var<storage, read_write> cIn: array<f32>;     // read, u W2^T [B, S, d]
-@group(0) @binding(4) var<storage, read_write> mOut: array<f32>;    // running max [B, S, d]
-@group(0) @binding(5) var<storage, read_write> argmax: array<u32>;  // its position [B, S, d]
-@group(0) @binding(6) var<storage, read_write> sOut: array<f32>;    // s [B, S, d]
+@group(0) @binding(1) var<storage, read_write> aIn: array<${f}>;     // read, u W0^T [B, S, d]
+@group(0) @binding(2) var<storage, read_write> bIn: array<${f}>;     // read, u W1^T [B, S, d]
+@group(0) @binding(3) var<storage, read_write> cIn: array<${f}>;     // read, u W2^T [B, S, d]
+@group(0) @binding(4) var<storage, read_write> mOut: array<${f}>;    // running max [B, S, d]
+@group(0) @binding(5) var<storage, read_write> argmax: array<${u}>;  // its position [B, S, d]
+@group(0) @binding(6) var<storage, read_write> sOut: array<${f}>;    // s [B, S, d]
 ${
-  columnScanEntryWgsl(`
+    columnScanEntryWgsl(`
   let sqrtHs = bitcast<f32>(sizes.w);
 ${
-    runningMaxScanWgsl(
-      "let bValue = bIn[i]; let z = (aIn[i] + bValue) / sqrtHs;",
-      "mOut[i] = m; argmax[i] = arg; sOut[i] = (m + cIn[i]) * m + bValue;",
-    )
-  }`)
-}
+      runningMaxScanWgsl(
+        "let bValue = bIn[i]; let z = (aIn[i] + bValue) / sqrtHs;",
+        "mOut[i] = m; argmax[i] = arg; sOut[i] = (m + cIn[i]) * m + bValue;",
+        vec4,
+      )
+    }`)
+  }
 `;
+};
 
-/** sizes = (B, S, d, f32 bits of sqrt(hs)). */
-const MAX_STATE_BACKWARD_WGSL = /* wgsl */ `
+/** sizes = (B, S, d, f32 bits of sqrt(hs)); `vec4` as in the forward. */
+const maxStateBackwardWgsl = (vec4: boolean) => {
+  const f = vec4 ? "vec4<f32>" : "f32";
+  const u = vec4 ? "vec4<u32>" : "u32";
+  return /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> dsIn: array<f32>;    // read, [B, S, d]
-@group(0) @binding(2) var<storage, read_write> mIn: array<f32>;     // read, forward's m [B, S, d]
-@group(0) @binding(3) var<storage, read_write> cIn: array<f32>;     // read, forward's c [B, S, d]
-@group(0) @binding(4) var<storage, read_write> argmax: array<u32>;  // read, forward's [B, S, d]
-@group(0) @binding(5) var<storage, read_write> daOut: array<f32>;   // [B, S, d]
-@group(0) @binding(6) var<storage, read_write> dbOut: array<f32>;   // [B, S, d]
-@group(0) @binding(7) var<storage, read_write> dcOut: array<f32>;   // [B, S, d]
+@group(0) @binding(1) var<storage, read_write> dsIn: array<${f}>;    // read, [B, S, d]
+@group(0) @binding(2) var<storage, read_write> mIn: array<${f}>;     // read, forward's m [B, S, d]
+@group(0) @binding(3) var<storage, read_write> cIn: array<${f}>;     // read, forward's c [B, S, d]
+@group(0) @binding(4) var<storage, read_write> argmax: array<${u}>;  // read, forward's [B, S, d]
+@group(0) @binding(5) var<storage, read_write> daOut: array<${f}>;   // [B, S, d]
+@group(0) @binding(6) var<storage, read_write> dbOut: array<${f}>;   // [B, S, d]
+@group(0) @binding(7) var<storage, read_write> dcOut: array<${f}>;   // [B, S, d]
 ${
-  columnScanEntryWgsl(`
+    columnScanEntryWgsl(`
   let sqrtHs = bitcast<f32>(sizes.w);
 ${
-    runningMaxGradientScanWgsl(
-      "let ds = dsIn[i]; let mValue = mIn[i]; let dm = ds * (2.0 * mValue + cIn[i]);",
-      "let dzScaled = dz / sqrtHs; daOut[i] = dzScaled; dbOut[i] = ds + dzScaled; " +
-        "dcOut[i] = ds * mValue;",
-    )
-  }`)
-}
+      runningMaxGradientScanWgsl(
+        "let ds = dsIn[i]; let mValue = mIn[i]; let dm = ds * (2.0 * mValue + cIn[i]);",
+        "let dzScaled = dz / sqrtHs; daOut[i] = dzScaled; dbOut[i] = ds + dzScaled; " +
+          "dcOut[i] = ds * mValue;",
+        vec4,
+      )
+    }`)
+  }
 `;
+};
 
 function sqrtHsBits(d: number, heads: number): number {
   if (!Number.isInteger(heads) || heads < 1 || d % heads !== 0) {
@@ -106,13 +120,15 @@ export function createMaxStateForward(
   const label = "max_state.forward";
   const { d, maxRows } = buffers;
   const scaleBits = sqrtHsBits(d, buffers.heads);
+  const vec4 = d % 4 === 0;
+  const w = vec4 ? d / 4 : d;
   return createElementStep(gpu, {
     label,
-    cacheKey: label,
-    code: MAX_STATE_FORWARD_WGSL,
+    cacheKey: `${label}:${vec4 ? "v4" : "s"}`,
+    code: maxStateForwardWgsl(vec4),
     buffers: [buffers.a, buffers.b, buffers.c, buffers.m, buffers.argmax, buffers.s],
-    count: (dims) => checkedRows(label, dims, maxRows) === 0 ? 0 : dims.B * d,
-    sizes: (dims) => [dims.B, dims.S, d, scaleBits],
+    count: (dims) => checkedRows(label, dims, maxRows) === 0 ? 0 : dims.B * w,
+    sizes: (dims) => [dims.B, dims.S, w, scaleBits],
   });
 }
 
@@ -148,10 +164,12 @@ export function createMaxStateBackward(
   const label = "max_state.backward";
   const { d, maxRows } = buffers;
   const scaleBits = sqrtHsBits(d, buffers.heads);
+  const vec4 = d % 4 === 0;
+  const w = vec4 ? d / 4 : d;
   return createElementStep(gpu, {
     label,
-    cacheKey: label,
-    code: MAX_STATE_BACKWARD_WGSL,
+    cacheKey: `${label}:${vec4 ? "v4" : "s"}`,
+    code: maxStateBackwardWgsl(vec4),
     buffers: [
       buffers.ds,
       buffers.m,
@@ -161,7 +179,7 @@ export function createMaxStateBackward(
       buffers.db,
       buffers.dc,
     ],
-    count: (dims) => checkedRows(label, dims, maxRows) === 0 ? 0 : dims.B * d,
-    sizes: (dims) => [dims.B, dims.S, d, scaleBits],
+    count: (dims) => checkedRows(label, dims, maxRows) === 0 ? 0 : dims.B * w,
+    sizes: (dims) => [dims.B, dims.S, w, scaleBits],
   });
 }

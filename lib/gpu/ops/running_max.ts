@@ -48,7 +48,21 @@ ${body}
  * and `arg` (its u32 argmax) in scope. `z >= m` makes ties move the argmax to
  * the later position.
  */
-export function runningMaxScanWgsl(load: string, emit: string): string {
+export function runningMaxScanWgsl(load: string, emit: string, vec4 = false): string {
+  if (vec4) {
+    // Four neighbouring columns: the same comparisons per component.
+    return /* wgsl */ `
+  var m = vec4<f32>(0.0);
+  var arg = vec4<u32>(0u);
+  for (var t = 0u; t < S; t++) {
+    let i = (b * S + t) * d + j;
+    ${load}
+    let take = vec4<bool>(t == 0u) | (z >= m);
+    m = select(m, z, take);
+    arg = select(arg, vec4<u32>(t), take);
+    ${emit}
+  }`;
+  }
   return /* wgsl */ `
   var m = 0.0;
   var arg = 0u;
@@ -63,20 +77,25 @@ export function runningMaxScanWgsl(load: string, emit: string): string {
   }`;
 }
 
-/**
- * WGSL statements of the backward scan of column (b, j), t = S-1 down to 0,
- * reading the forward's `argmax` array: `load` (with `i`, `t` in scope) must
- * define `let dm`; then `emit` runs with `dz`, the gradient of z at (b, t, j),
- * in scope.
- *
- * Why a single backward walk suffices: the argmax of a running max never
- * decreases with t, and `argmax[t] = t` exactly where z[t] is a new maximum;
- * the t that share an argmax tau form one run tau, tau+1, … So walking down,
- * `acc` sums dm over the current run (in descending t) and `dz[t]` is that sum
- * when t starts its run, 0 otherwise. Requires an argmax written by the
- * forward scan.
- */
-export function runningMaxGradientScanWgsl(load: string, emit: string): string {
+export function runningMaxGradientScanWgsl(load: string, emit: string, vec4 = false): string {
+  if (vec4) {
+    // Four neighbouring columns: the same run bookkeeping per component.
+    return /* wgsl */ `
+  var run = vec4<u32>(0xffffffffu);
+  var acc = vec4<f32>(0.0);
+  for (var k = 0u; k < S; k++) {
+    let t = S - 1u - k;
+    let i = (b * S + t) * d + j;
+    ${load}
+    let tau = argmax[i];
+    let reset = tau != run;
+    run = select(run, tau, reset);
+    acc = select(acc, vec4<f32>(0.0), reset);
+    acc += dm;
+    let dz = select(vec4<f32>(0.0), acc, tau == vec4<u32>(t));
+    ${emit}
+  }`;
+  }
   return /* wgsl */ `
   var run = 0xffffffffu;
   var acc = 0.0;
