@@ -119,27 +119,30 @@ ${entryWgsl(wg)} {
 /**
  * Backward partials, one invocation per (block, channel):
  * `partials[block, 0, c] = sum over the block's rows (in order) of dy xhat`,
- * `partials[block, 1, c] = ... of dy`.
+ * `partials[block, 1, c] = ... of dy`. With `vec4` (d % 4 == 0) an invocation
+ * takes four neighbouring channels: the same sums per channel, in the same order.
  */
-const LAYER_NORM_PARTIALS_WGSL = /* wgsl */ `
+const layerNormPartialsWgsl = (vec4: boolean) => {
+  const t = vec4 ? "vec4<f32>" : "f32";
+  return /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> dy: array<f32>;        // read, [R, d]
-@group(0) @binding(2) var<storage, read_write> x: array<f32>;         // read, [R, d]
-@group(0) @binding(3) var<storage, read_write> mean: array<f32>;      // read, [R]
-@group(0) @binding(4) var<storage, read_write> rstd: array<f32>;      // read, [R]
-@group(0) @binding(5) var<storage, read_write> partials: array<f32>;  // [blocks, 2, d]
+@group(0) @binding(1) var<storage, read_write> dy: array<${t}>;        // read, [R, d]
+@group(0) @binding(2) var<storage, read_write> x: array<${t}>;         // read, [R, d]
+@group(0) @binding(3) var<storage, read_write> mean: array<f32>;       // read, [R]
+@group(0) @binding(4) var<storage, read_write> rstd: array<f32>;       // read, [R]
+@group(0) @binding(5) var<storage, read_write> partials: array<${t}>;  // [blocks, 2, d]
 ${ELEMENT_INDEX_WGSL}
 ${entryWgsl(ELEMENT_WORKGROUP_SIZE)} {
   let i = elementIndex(wid, nwg, lid);
   let R = sizes.x;
-  let d = sizes.y;
+  let d = sizes.y / ${vec4 ? 4 : 1}u;  // elements of ${t} per row
   if (i >= sizes.z * d) { return; }
   let block = i / d;
   let c = i % d;
   let first = block * ${LAYER_NORM_ROWS_PER_BLOCK}u;
   let last = min(first + ${LAYER_NORM_ROWS_PER_BLOCK}u, R);
-  var dgamma = 0.0;
-  var dbeta = 0.0;
+  var dgamma = ${t}(0.0);
+  var dbeta = ${t}(0.0);
   for (var r = first; r < last; r++) {
     let g = dy[r * d + c];
     dgamma += g * (x[r * d + c] - mean[r]) * rstd[r];
@@ -149,6 +152,7 @@ ${entryWgsl(ELEMENT_WORKGROUP_SIZE)} {
   partials[(block * 2u + 1u) * d + c] = dbeta;
 }
 `;
+};
 
 /**
  * Backward reduce, one invocation per (parameter, channel), summing the
@@ -264,6 +268,7 @@ export function createLayerNormBackward(
   const wg = layerNormRowWorkgroupSize(gpu);
   const maxBlocks = Math.max(1, Math.ceil(maxRows / LAYER_NORM_ROWS_PER_BLOCK));
   const partials = createStorageBuffer(gpu, maxBlocks * 2 * d * 4, `${label}:partials`);
+  const vec4 = d % 4 === 0;
   const blocks = (dims: BatchDims) => Math.ceil(dims.B * dims.S / LAYER_NORM_ROWS_PER_BLOCK);
   const inner = createKernelSequence<BatchDims>(gpu, {
     label,
@@ -276,10 +281,10 @@ export function createLayerNormBackward(
         workgroups: (dims) => dims.B * dims.S,
       },
       {
-        cacheKey: `${label}.partials`,
-        code: LAYER_NORM_PARTIALS_WGSL,
+        cacheKey: `${label}.partials.${vec4 ? "v4" : "s"}`,
+        code: layerNormPartialsWgsl(vec4),
         buffers: [buffers.dy, buffers.x, buffers.mean, buffers.rstd, partials],
-        workgroups: (dims) => Math.ceil(blocks(dims) * d / ELEMENT_WORKGROUP_SIZE),
+        workgroups: (dims) => Math.ceil(blocks(dims) * (vec4 ? d / 4 : d) / ELEMENT_WORKGROUP_SIZE),
       },
       {
         cacheKey: `${label}.reduce`,
