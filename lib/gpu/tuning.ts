@@ -54,16 +54,19 @@ const SOFTWARE: Record<MatmulKind, MatmulCandidate[]> = {
   NT: [
     { name: "texture 16x8", tile: { ...SOFTWARE_TILE, texture: true } },
     { name: "texture 32x8", tile: { ...SOFTWARE_TILE, rows: 32, texture: true } },
+    { name: "texture 32x16", tile: { ...SOFTWARE_TILE, rows: 32, cols: 16, texture: true } },
     { name: "storage 16x8", tile: { ...SOFTWARE_TILE, texture: false } },
   ],
   NN: [
     { name: "texture 16x8", tile: { ...SOFTWARE_TILE, texture: true } },
     { name: "texture 32x8", tile: { ...SOFTWARE_TILE, rows: 32, texture: true } },
+    { name: "texture 32x16", tile: { ...SOFTWARE_TILE, rows: 32, cols: 16, texture: true } },
     { name: "storage 16x8", tile: { ...SOFTWARE_TILE, texture: false } },
   ],
   TN: [
     { name: "texture 16x16", tile: { ...SOFTWARE_TILE_TN, texture: true } },
     { name: "texture 32x8", tile: { ...SOFTWARE_TILE, rows: 32, texture: true } },
+    { name: "texture 32x16", tile: { ...SOFTWARE_TILE, rows: 32, cols: 16, texture: true } },
     { name: "storage 16x16", tile: { ...SOFTWARE_TILE_TN, texture: false } },
   ],
 };
@@ -147,7 +150,10 @@ export interface ChooseOptions {
   cacheDir?: string;
   /**
    * Products whose multiply-adds per step are below this keep the defaults
-   * untimed: timing costs a few steps' worth of work. Default 2e8.
+   * untimed: timing compiles every candidate (tens of seconds cold on
+   * llvmpipe) and runs each a few times, which a small model's whole
+   * training may not repay. Default 5e8 (the default pipeline's model does
+   * 1.9e8 per forward and keeps the defaults; the bench model 1e9).
    */
   minWork?: number;
   /** Progress messages. */
@@ -186,7 +192,7 @@ export async function chooseMatmulTiles(
   opts: ChooseOptions = {},
 ): Promise<MatmulChoice> {
   const work = shapes.layers.reduce((s, l) => s + shapes.M * l.N * l.K, 0);
-  const minWork = opts.minWork ?? 2e8;
+  const minWork = opts.minWork ?? 5e8;
   if (work < minWork) {
     return defaultChoice(gpu, `the products are small (${work.toExponential(1)} multiply-adds)`);
   }
