@@ -8,12 +8,9 @@ import { join } from "node:path";
 import { assert, assertEquals } from "./assert.ts";
 import { TrainParams } from "../jobs/train.ts";
 import { trainSamOut } from "../lib/train/mod.ts";
-import { bucketTokenizedData, writeBucketedData } from "../lib/data/bucket.ts";
-import type { SequenceRecord, TokenizedData } from "../lib/data/tokenized.ts";
-import { buildVocabulary, encodeSequence } from "../lib/data/vocab.ts";
 import { SOFTWARE_TILE } from "../lib/gpu/ops/matmul.ts";
 import type { MatmulCandidate, MatmulKind } from "../lib/gpu/tuning.ts";
-import { Random } from "../lib/random/mod.ts";
+import { writeTinyBucket } from "./fixtures/train/tiny_data.ts";
 
 /** Two cheap tiles whose sums are the same as the defaults': a test of the choosing, not of speed. */
 const CANDIDATES: Record<MatmulKind, MatmulCandidate[]> = (() => {
@@ -24,44 +21,12 @@ const CANDIDATES: Record<MatmulKind, MatmulCandidate[]> = (() => {
   return { NT: list, NN: list, TN: list };
 })();
 
-async function writeBucket(dir: string): Promise<void> {
-  const vocab = buildVocabulary(["a", "b"], 6, "seed");
-  const rng = new Random(5, "train_kernels_test");
-  const sequences: SequenceRecord[] = [];
-  const all: number[] = [];
-  for (let i = 0; i < 14; i++) {
-    const split = i < 10 ? "train" : "val";
-    const category = i % 2 === 0 ? "a" : "b";
-    const codes = Array.from({ length: 9 + (i % 4) }, () => rng.int(6));
-    const ids = encodeSequence(vocab, category, codes);
-    sequences.push({
-      path: `${i}.wav`,
-      category,
-      sha256: `s${i}`,
-      split,
-      offset: all.length,
-      length: ids.length,
-    });
-    all.push(...ids);
-  }
-  const data: TokenizedData = { vocab, sequences, tokens: Uint32Array.from(all) };
-  const result = bucketTokenizedData(data, {
-    batchSize: 4,
-    maxLength: 32,
-    overflow: "truncate",
-    shuffle: false,
-    seed: 1,
-  });
-  await Deno.mkdir(dir, { recursive: true });
-  await writeBucketedData(dir, result);
-}
-
 Deno.test("train: kernels are timed once per shape and adapter, read from the cache after, and change no result", async () => {
   const root = await Deno.makeTempDir({ prefix: "samout-train-kernels-" });
   try {
     const dataDir = join(root, "data");
     const cacheDir = join(root, "cache");
-    await writeBucket(dataDir);
+    await writeTinyBucket(dataDir, { perCategory: 5 });
     const run = async (name: string, tune: boolean) => {
       const outDir = join(root, name, "out"), workDir = join(root, name, "work");
       await Deno.mkdir(outDir, { recursive: true });
