@@ -77,6 +77,8 @@ async function acquire(): Promise<Gpu> {
       maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
       maxComputeWorkgroupSizeY: l.maxComputeWorkgroupSizeY,
       maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+      // Texture-form matrix products pack operands of up to this many rows.
+      maxTextureDimension2D: l.maxTextureDimension2D,
     },
   });
   // Tear the device down before the isolate goes away: letting a worker's
