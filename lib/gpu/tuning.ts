@@ -16,7 +16,9 @@
  *
  * A cache file that does not parse, or names a kernel that no longer
  * exists, is never trusted: the kernels are timed again and the file
- * rewritten (atomically).
+ * rewritten (atomically). A cache that cannot be read or written costs the
+ * timing, never the run. Deleting `cache/kernels/` makes the next run time
+ * the kernels again (after a change of machine load, say).
  *
  * @module
  */
@@ -235,7 +237,14 @@ export async function chooseMatmulTiles(
       timings_ms: timings,
       tuned_at: new Date().toISOString(),
     };
-    await writeAtomic(file, JSON.stringify(entry, null, 2) + "\n");
+    try {
+      await writeAtomic(file, JSON.stringify(entry, null, 2) + "\n");
+    } catch (e) {
+      // The choice is speed only: a store whose cache cannot be written still trains.
+      opts.log?.(
+        `could not keep the kernel choice in ${file} (${errorText(e)}); it is used for this run`,
+      );
+    }
   }
   return { tiles, names, source: "tuned", timings };
 }
@@ -255,8 +264,10 @@ async function readCache(
   try {
     text = await Deno.readTextFile(file);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return undefined;
-    throw e;
+    if (!(e instanceof Deno.errors.NotFound)) {
+      log?.(`could not read the kernel-choice cache ${file} (${errorText(e)}); timing the kernels`);
+    }
+    return undefined;
   }
   let parsed: z.infer<typeof CacheFile>;
   try {
@@ -275,6 +286,10 @@ async function readCache(
     tiles[kind] = found.tile;
   }
   return { tiles, names: parsed.choice, source: "cache" };
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
 }
 
 async function writeAtomic(path: string, text: string): Promise<void> {

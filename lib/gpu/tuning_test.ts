@@ -132,3 +132,26 @@ Deno.test("tuning: small products keep the defaults untimed and write nothing", 
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("tuning: a cache folder that cannot be written costs the timing, never the run", async () => {
+  const gpu = await requestGpu();
+  const dir = await Deno.makeTempDir();
+  try {
+    // A file where the kernels folder should be: every write into it fails.
+    await Deno.writeTextFile(join(dir, "kernels"), "not a folder");
+    const logs: string[] = [];
+    const opts = {
+      cacheDir: dir,
+      minWork: 0,
+      candidates: CANDIDATES,
+      log: (m: string) => logs.push(m),
+    };
+    const first = await chooseMatmulTiles(gpu, SHAPES, opts);
+    assertEquals(first.source, "tuned");
+    assert(logs.some((m) => m.includes("could not keep the kernel choice")), logs.join("\n"));
+    const second = await chooseMatmulTiles(gpu, SHAPES, opts);
+    assertEquals(second.source, "tuned", "nothing was kept, so it times again");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
