@@ -186,8 +186,8 @@ ${lines.join("\n")}
 `;
 }
 
-/** Rows each pack invocation writes. */
-const PACK_ROWS = 16;
+/** Invocations per workgroup of the pack. */
+const PACK_WG = 64;
 
 /**
  * WGSL of the pack: texel (t, row) of `dst` = the logical matrix's
@@ -214,19 +214,20 @@ function packWgsl(transposed: boolean, vec4: boolean): string {
 @group(0) @binding(1) var<storage, read> ${vec4 ? "src4: array<vec4<f32>>" : "src: array<f32>"};
 @group(0) @binding(2) var dst: texture_storage_2d<rgba32float, write>;
 
-@compute @workgroup_size(8, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+// One texel per invocation, ${PACK_WG} per workgroup (on llvmpipe 30% faster
+// than 8-invocation workgroups looping over rows), over a flat 2-D grid.
+@compute @workgroup_size(${PACK_WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
   let rows = dims.x;
   let cols = dims.y;
-  let t = gid.x;
-  if (t >= (cols + 3u) / 4u) { return; }
-  // ${PACK_ROWS} rows per invocation: on llvmpipe each workgroup has a fixed
-  // cost that one texel per invocation did not amortize.
-  let end = min(gid.y * ${PACK_ROWS}u + ${PACK_ROWS}u, dims.z);
-  for (var row = gid.y * ${PACK_ROWS}u; row < end; row++) {
-    let v = ${read};
-    textureStore(dst, vec2<i32>(i32(t), i32(row)), select(vec4<f32>(0.0), v, row < rows));
-  }
+  let width = (cols + 3u) / 4u;
+  let i = (wid.y * nwg.x + wid.x) * ${PACK_WG}u + lid;
+  if (i >= width * dims.z) { return; }
+  let t = i % width;
+  let row = i / width;
+  let v = ${read};
+  textureStore(dst, vec2<i32>(i32(t), i32(row)), select(vec4<f32>(0.0), v, row < rows));
 }
 `;
 }
@@ -308,7 +309,9 @@ export function createPack(
       gpu.device.queue.writeBuffer(uniform, 0, dimsData);
       pass.setPipeline(bound.pipeline);
       pass.setBindGroup(0, bound.bindGroup);
-      pass.dispatchWorkgroups(Math.ceil(width / 8), Math.ceil(padRows / PACK_ROWS));
+      const groups = Math.ceil(width * padRows / PACK_WG);
+      const x = Math.min(groups, 65535);
+      pass.dispatchWorkgroups(x, Math.ceil(groups / x));
     },
     view() {
       if (!view) throw new Error(`${label}: encode the pack before reading its view`);
