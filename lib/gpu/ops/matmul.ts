@@ -18,9 +18,11 @@
  * Tiling depends on the adapter ({@link defaultTile}): large per-invocation
  * blocks on llvmpipe, small ones on GPUs. On llvmpipe the operands are read
  * through textures packed from the buffers (matmul_texture.ts), a texel fetch
- * being several times cheaper there than a storage load; same sums, same bits. An output must live in a different
- * GPUBuffer than the inputs (WebGPU silently drops a dispatch that binds one
- * buffer read-only and writable); the factories throw otherwise.
+ * being several times cheaper there than a storage load; same sums, same
+ * bits. lib/gpu/tuning.ts chooses among tilings per adapter. An output must
+ * live in a different GPUBuffer than the inputs (WebGPU silently drops a
+ * dispatch that binds one buffer read-only and writable); the factories
+ * throw otherwise.
  *
  * @module
  */
@@ -113,9 +115,9 @@ export interface MatmulTile {
  *
  * The operands are read through textures ({@link MatmulTile.texture}): on a
  * Zen 3 host, where a storage load costs far more than on the machines the
- * figures above came from, the 1024³ product went from 2.3 to 9.8 GFLOP/s
- * and a training step (bench train) from 875 to 2,170 tokens/s. Tiles
- * 16x8 to 32x16 gave steps within the noise of each other there.
+ * figures above came from, the 1024³ product went from 2.3 to 9.8-15.6
+ * GFLOP/s (README, Benchmarks). Tiles 16x8 to 32x16 gave training steps
+ * within the noise of each other there; the tuner picks per model.
  */
 export const SOFTWARE_TILE: MatmulTile = {
   rows: 16,
@@ -174,7 +176,7 @@ export function defaultTile(gpu: Gpu, kernel: "NT" | "NN" | "TN"): MatmulTile {
  * contiguous), "rp" at `r * P + p`. Y is always `[R, Q]` (columns contiguous):
  * NT transposes its weight first (see {@link createMatmulNT}).
  */
-type Layout = "pr" | "rp";
+export type Layout = "pr" | "rp";
 
 interface KernelSpec {
   x: Layout;

@@ -31,9 +31,7 @@ import {
   type Gpu,
   type GpuStep,
 } from "../device.ts";
-
-/** How the generic product reads X (see matmul.ts): "pr" X[p, r], "rp" X stored [r, p]. */
-export type Layout = "pr" | "rp";
+import type { Layout } from "./matmul.ts";
 
 /** The register tiling of the texture kernel (the fields matmul.ts's MatmulTile shares). */
 export interface TextureTile {
