@@ -117,11 +117,16 @@ export async function trainSamOut(req: TrainRequest): Promise<{
     weightDecay: p.optimizer.weight_decay,
     clipNorm: p.clip_grad_norm,
   };
+  const tuningStart = performance.now();
   const kernels = await chooseMatmulTiles(
     gpu,
     samoutProductShapes(cfg, maxBatch * (data.maxLength - 1), WEIGHT_GRAD_ROWS),
     { cacheDir: req.cacheDir, log: req.log, ...req.kernelTuning },
   );
+  if (kernels.source === "tuned") {
+    const seconds = ((performance.now() - tuningStart) / 1000).toFixed(1);
+    req.log(`matrix-product kernels: ${describeChoice(kernels)} in ${seconds} s`);
+  }
   const graph = await SamOutTrainingGraph.create(gpu, {
     config: cfg,
     maxBatch,
