@@ -21,8 +21,9 @@ Deno.test("checkPipelinePath: a file, or nothing at all, passes (the caller look
   const dir = Deno.makeTempDirSync();
   try {
     Deno.writeTextFileSync(join(dir, "p.yaml"), "name: p\n");
-    checkPipelinePath(join(dir, "p.yaml"));
-    checkPipelinePath(join(dir, "missing.yaml"));
+    // Neither throws: a file is fine, and a missing path is left to the caller.
+    assertEquals(checkPipelinePath(join(dir, "p.yaml")), undefined);
+    assertEquals(checkPipelinePath(join(dir, "missing.yaml")), undefined);
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
