@@ -256,6 +256,13 @@ export async function readFloat32(
  */
 export interface GpuStep<Dims = Record<string, number>> {
   encode(pass: GPUComputePassEncoder, dims: Dims): void;
+  /**
+   * Optional: the same work recorded as commands outside a compute pass (a
+   * buffer-to-texture copy), for recorders that hold the command encoder
+   * (lib/model/resources.ts's recordStages). {@link encode} stays the form
+   * for a recorder that has only a pass.
+   */
+  encodeCommands?(enc: GPUCommandEncoder, dims: Dims): void;
   /** Destroys the buffers this step owns (not the buffers it was given). */
   destroy(): void;
 }

@@ -88,6 +88,8 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
       name: `pack.${name}`,
       encode: (pass, s) => shared.encode(pass, { rows: s.rows }),
     };
+    const copy = shared.encodeCommands?.bind(shared);
+    if (copy) stage.commands = (enc, s) => copy(enc, { rows: s.rows });
     return [[stage], shared.operand];
   };
   const fwd = o.forward.packs;

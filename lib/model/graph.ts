@@ -38,6 +38,7 @@ import {
   buildInErrorScopes,
   F32,
   GraphResources,
+  recordStages,
   type Stage,
   type StepDims,
   tensorSlice,
@@ -442,7 +443,7 @@ export class SamOutTrainingGraph {
   }
 
   /**
-   * Records `stages` into one compute pass and submits it. `clearGrads`
+   * Records `stages` (see recordStages) and submits them. `clearGrads`
    * zeroes the gradient buffer first (several kernels add into their
    * gradient); `after` may record more commands after the pass.
    */
@@ -454,9 +455,7 @@ export class SamOutTrainingGraph {
   ): void {
     this.#res.submit(label, (enc) => {
       if (opts.clearGrads) enc.clearBuffer(this.#grads);
-      const pass = enc.beginComputePass({ label });
-      for (const s of stages) s.encode(pass, dims);
-      pass.end();
+      recordStages(enc, label, stages, dims);
       opts.after?.(enc);
     });
   }

@@ -42,6 +42,7 @@ import {
   buildInErrorScopes,
   F32,
   GraphResources,
+  recordStages,
   type Stage,
   type StepDims,
   tensorSlice,
@@ -333,11 +334,7 @@ export class SamOutInference {
   }
 
   #submit(label: string, stages: Stage[], dims: StepDims): void {
-    this.#res.submit(label, (enc) => {
-      const pass = enc.beginComputePass({ label });
-      for (const s of stages) s.encode(pass, dims);
-      pass.end();
-    });
+    this.#res.submit(label, (enc) => recordStages(enc, label, stages, dims));
   }
 
   #read(buffer: GPUBuffer, count: number): Promise<Float32Array> {

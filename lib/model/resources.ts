@@ -31,6 +31,36 @@ export interface StepDims {
 export interface Stage {
   name: string;
   encode(pass: GPUComputePassEncoder, dims: StepDims): void;
+  /**
+   * Optional: the stage as commands outside a compute pass (a copy), used
+   * instead of {@link encode} by {@link recordStages}.
+   */
+  commands?(enc: GPUCommandEncoder, dims: StepDims): void;
+}
+
+/**
+ * Records `stages` in order into `enc`: runs of dispatches share one compute
+ * pass; a stage with {@link Stage.commands} ends the pass, records its
+ * commands, and the next dispatch starts a new pass.
+ */
+export function recordStages(
+  enc: GPUCommandEncoder,
+  label: string,
+  stages: Stage[],
+  dims: StepDims,
+): void {
+  let pass: GPUComputePassEncoder | undefined;
+  for (const s of stages) {
+    if (s.commands) {
+      pass?.end();
+      pass = undefined;
+      s.commands(enc, dims);
+    } else {
+      pass ??= enc.beginComputePass({ label });
+      s.encode(pass, dims);
+    }
+  }
+  pass?.end();
 }
 
 /** Buffers and steps owned by one graph, destroyed together. */
@@ -122,7 +152,12 @@ export class GraphResources {
   /** Registers `step` for destruction and wraps it as a named stage. */
   stage<D>(name: string, step: GpuStep<D>, dims: (d: StepDims) => D): Stage {
     this.#steps.push(step as GpuStep<never>);
-    return { name, encode: (pass, d) => step.encode(pass, dims(d)) };
+    const stage: Stage = { name, encode: (pass, d) => step.encode(pass, dims(d)) };
+    if (step.encodeCommands) {
+      const commands = step.encodeCommands.bind(step);
+      stage.commands = (enc, d) => commands(enc, dims(d));
+    }
+    return stage;
   }
 
   /** Registers a step the caller encodes itself (destroyed with the graph). */

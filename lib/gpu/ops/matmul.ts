@@ -507,9 +507,10 @@ export interface OperandPack extends GpuStep<{ rows: number }> {
  * texture-form products that read it next (a layer input read by several
  * products, then by its weight gradient; an output gradient read by the
  * input- and weight-gradient products). Encode it after the buffer is
- * written and before those products, in the same pass; nothing is packed
- * when the matrix does not fit in a texture (the products then read the
- * buffer).
+ * written and before those products; nothing is packed when the matrix does
+ * not fit in a texture (the products then read the buffer). When the rows
+ * are a multiple of 64 floats the step also has `encodeCommands`, the pack
+ * as a buffer-to-texture copy (recordStages uses it).
  */
 export function createOperandPack(
   gpu: Gpu,
@@ -518,15 +519,23 @@ export function createOperandPack(
   label: string,
 ): OperandPack {
   const operand = createPack(gpu, buffer, false, label);
-  return {
+  const fits = (rows: number) => rows > 0 && textureFits(gpu, rows, cols);
+  const step: OperandPack = {
     operand,
     encode(pass, { rows }) {
-      if (rows > 0 && textureFits(gpu, rows, cols)) operand.encode(pass, { rows, cols });
+      if (fits(rows)) operand.encode(pass, { rows, cols });
     },
     destroy() {
       operand.destroy();
     },
   };
+  // A buffer whose rows already have the texture's layout is copied in.
+  if (operand.copyable({ rows: 1, cols })) {
+    step.encodeCommands = (enc, { rows }) => {
+      if (fits(rows)) operand.encodeCopy(enc, { rows, cols });
+    };
+  }
+  return step;
 }
 
 /** A compiled kernel of a product, bound to its buffers. */

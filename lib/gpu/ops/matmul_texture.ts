@@ -243,14 +243,30 @@ export interface PackDims {
  * (a new texture, new bind groups), refreshed from its buffer by every encode.
  */
 export interface PackedOperand {
-  /** Records the pack of the buffer's current contents. */
+  /** Records the pack of the buffer's current contents (a dispatch). */
   encode(pass: GPUComputePassEncoder, dims: PackDims): void;
+  /**
+   * Whether {@link encodeCopy} can pack `dims`: the buffer already has the
+   * texture's layout (not transposed, rows of a multiple of 64 floats, so
+   * 256-byte aligned as a copy needs, no padding rows, a 16-byte aligned start).
+   */
+  copyable(dims: PackDims): boolean;
+  /**
+   * Records the same pack as a buffer-to-texture copy (outside any pass), for
+   * {@link copyable} shapes: on llvmpipe 20-30x cheaper than the dispatch.
+   */
+  encodeCopy(enc: GPUCommandEncoder, dims: PackDims): void;
   /** The texture's view as of the last encode. */
   view(): GPUTextureView;
   /** Bumped whenever {@link view} changes (bind groups must be rebuilt). */
   generation(): number;
   destroy(): void;
 }
+
+/** Bytes per row a buffer-to-texture copy needs a multiple of. */
+const COPY_ROW_ALIGNMENT = 256;
+/** Bytes per rgba32float texel (a copy's buffer offset is a multiple of it). */
+const TEXEL_BYTES = 16;
 
 /**
  * Packs the matrix in `src` (row-major [rows, cols], or with `transposed` a
@@ -272,21 +288,26 @@ export function createPack(
   const resource = "buffer" in src
     ? { buffer: src.buffer, offset: src.offset ?? 0, size: src.size }
     : { buffer: src };
+  const ensureTexture = (width: number, rows: number) => {
+    if (texture && texture.width >= width && texture.height >= rows) return texture;
+    const size = [Math.max(width, texture?.width ?? 0), Math.max(rows, texture?.height ?? 0)];
+    texture?.destroy();
+    texture = gpu.device.createTexture({
+      label,
+      size,
+      format: "rgba32float",
+      usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.TEXTURE_BINDING |
+        GPUTextureUsage.COPY_DST,
+    });
+    view = texture.createView();
+    bindGroups.clear();
+    generation++;
+    return texture;
+  };
   return {
     encode(pass, { rows, cols, padRows = rows }) {
       const width = Math.ceil(cols / 4);
-      if (!texture || texture.width < width || texture.height < padRows) {
-        texture?.destroy();
-        texture = gpu.device.createTexture({
-          label,
-          size: [Math.max(width, texture?.width ?? 0), Math.max(padRows, texture?.height ?? 0)],
-          format: "rgba32float",
-          usage: GPUTextureUsage.STORAGE_BINDING | GPUTextureUsage.TEXTURE_BINDING,
-        });
-        view = texture.createView();
-        bindGroups.clear();
-        generation++;
-      }
+      ensureTexture(width, padRows);
       const vec4 = !transposed && cols % 4 === 0;
       let bound = bindGroups.get(vec4);
       if (!bound) {
@@ -310,6 +331,22 @@ export function createPack(
       const groups = Math.ceil(width * padRows / PACK_WG);
       const x = Math.min(groups, 65535);
       pass.dispatchWorkgroups(x, Math.ceil(groups / x));
+    },
+    copyable({ rows, cols, padRows = rows }) {
+      return !transposed && padRows === rows && (cols * 4) % COPY_ROW_ALIGNMENT === 0 &&
+        (resource.offset ?? 0) % TEXEL_BYTES === 0;
+    },
+    encodeCopy(enc, dims) {
+      if (!this.copyable(dims)) {
+        throw new Error(`${label}: a [${dims.rows}, ${dims.cols}] pack cannot be a copy`);
+      }
+      const width = dims.cols / 4;
+      if (dims.rows === 0) return;
+      enc.copyBufferToTexture(
+        { buffer: resource.buffer, offset: resource.offset ?? 0, bytesPerRow: dims.cols * 4 },
+        { texture: ensureTexture(width, dims.rows) },
+        [width, dims.rows],
+      );
     },
     view() {
       if (!view) throw new Error(`${label}: encode the pack before reading its view`);
