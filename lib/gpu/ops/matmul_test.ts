@@ -5,6 +5,7 @@ import {
   type BufferSlice,
   createStorageBufferFrom,
   type Gpu,
+  type GpuStep,
   readFloat32,
   requestGpu,
 } from "../device.ts";
@@ -13,12 +14,15 @@ import {
   createMatmulNN,
   createMatmulNT,
   createMatmulTN,
+  createOperandPack,
   HARDWARE_TILE,
   type MatmulDims,
   type MatmulTile,
   SOFTWARE_TILE,
 } from "./matmul.ts";
+import { createPack } from "./matmul_texture.ts";
 import { allMatmulCandidates } from "../tuning.ts";
+import { recordStages, type Stage } from "../../model/resources.ts";
 import { packTensors, randomUniform, readSlice, runSteps } from "./test_helpers.ts";
 
 const TOL = 2e-6;
@@ -323,4 +327,84 @@ Deno.test("matmul: two runs give bit-identical results", async () => {
   assertEquals(new Uint32Array(runs[0].buffer), new Uint32Array(runs[1].buffer));
   a.destroy();
   b.destroy();
+});
+
+Deno.test("matmul: operands packed by a copy give the products of the storage kernels bit for bit", async () => {
+  // h = x W1^T (a dispatch), h copied into its texture (outside the pass),
+  // y = h W2^T and dh = dy W2 read the copy: recordStages orders the three.
+  const g = await gpu();
+  const [M, K, H, N] = [37, 64, 128, 64];
+  const rng = new Random(21, "matmul_test");
+  const [x, w1, w2, dy] = [M * K, H * K, N * H, M * N].map((n) => randomUniform(rng, n));
+  const inputs = packTensors(g, [x, w1, w2, dy]);
+  const [xs, w1s, w2s, dys] = inputs.slices;
+  const results: Uint32Array[][] = [];
+  for (const texture of [false, true]) {
+    const tile = { ...SOFTWARE_TILE, texture };
+    const outputs = [M * H, M * N, M * H].map((n) =>
+      createStorageBufferFrom(g, new Float32Array(n), "out")
+    );
+    const [hs, ys, dhs] = outputs;
+    const hPack = createOperandPack(g, hs, H, "h");
+    const dyPack = createOperandPack(g, dys, N, "dy");
+    assert(hPack.encodeCommands && dyPack.encodeCommands, "128- and 64-float rows are copied");
+    const steps = [
+      createMatmulNT(g, { a: xs, b: w1s, c: hs }, tile),
+      createMatmulNT(
+        g,
+        { a: hs, b: w2s, c: ys, packedA: texture ? hPack.operand : undefined },
+        tile,
+      ),
+      createMatmulNN(
+        g,
+        { a: dys, b: w2s, c: dhs, packedA: texture ? dyPack.operand : undefined },
+        tile,
+      ),
+    ];
+    const stage = <D>(step: GpuStep<D>, d: D): Stage => ({
+      name: "s",
+      encode: (pass) => step.encode(pass, d),
+      ...(step.encodeCommands && { commands: (enc) => step.encodeCommands!(enc, d) }),
+    });
+    const stages = [
+      stage(steps[0], { M, N: H, K }),
+      ...(texture ? [stage(hPack, { rows: M }), stage(dyPack, { rows: M })] : []),
+      stage(steps[1], { M, N, K: H }),
+      stage(steps[2], { M, N, K: H }),
+    ];
+    const enc = g.device.createCommandEncoder();
+    recordStages(enc, "test", stages, { B: 1, S: M, rows: M });
+    g.device.queue.submit([enc.finish()]);
+    results.push(
+      await readBits(g, outputs.map((buffer) => ({ buffer, offset: 0, size: buffer.size }))),
+    );
+    for (const s of [...steps, hPack, dyPack]) s.destroy();
+    for (const b of outputs) b.destroy();
+  }
+  for (const [i, what] of ["h", "y", "dh"].entries()) {
+    assertEquals(results[1][i], results[0][i], `${what}: copied-texture and storage bits differ`);
+  }
+  inputs.buffer.destroy();
+});
+
+Deno.test("matmul: only row-major operands with 256-byte rows at a 16-byte offset are copied", async () => {
+  const g = await gpu();
+  const buffer = createStorageBufferFrom(g, new Float32Array(64 * 100), "copyable");
+  const copyable = (cols: number, offset = 0) =>
+    createOperandPack(g, { buffer, offset, size: 4 * cols * 8 }, cols, "p").encodeCommands !==
+      undefined;
+  assert(copyable(64) && copyable(128) && copyable(64, 256) && copyable(64, 16));
+  assert(!copyable(100), "100-float rows are 400 bytes, not a multiple of 256");
+  assert(!copyable(60), "60-float rows");
+  assert(!copyable(64, 8), "an 8-byte offset");
+  const transposed = createPack(g, buffer, true, "t");
+  assert(!transposed.copyable({ rows: 8, cols: 64 }), "a transposed read is not a copy");
+  const pack = createPack(g, buffer, false, "n");
+  assert(pack.copyable({ rows: 8, cols: 64 }));
+  assert(
+    !pack.copyable({ rows: 8, cols: 64, padRows: 12 }),
+    "zero rows past the matrix need the dispatch",
+  );
+  assertThrows(() => pack.encodeCopy(g.device.createCommandEncoder(), { rows: 8, cols: 60 }));
+  buffer.destroy();
 });
