@@ -124,6 +124,8 @@ export interface CrossEntropyOptions {
    * Default: a private scratch buffer.
    */
   rowStats?: GPUBuffer;
+  /** Read the logits as vec4 when V % 4 == 0 (default true; false: the scalar kernel, for tests). */
+  vec4?: boolean;
 }
 
 const REDUCE_WG = 256;
@@ -153,10 +155,49 @@ function rowWorkgroupSize(gpu: Gpu): number {
  * Per row (one workgroup of ROW_WG invocations per row): max and argmax, Σ exp,
  * the row's loss and hit into rowStats, and in train mode the gradient in
  * place. A target outside [1, V) counts as padding (the host validates ids).
+ *
+ * With `vec4` (V % 4 == 0) the max and gradient passes move four logits per
+ * load (on llvmpipe a vec4 storage load costs about what a scalar one does).
+ * The results are those of the scalar kernel bit for bit: the max is the same
+ * whatever the grouping, the argmax keeps the lowest index either way (each
+ * invocation scans its indices in increasing order with a strict '>', the
+ * tree breaks ties by index), and each gradient element is the same
+ * expression of the same values. The Σ exp pass keeps the scalar kernel's
+ * per-invocation order (t, t + ROW_WG, ...), so its sum is unchanged.
  */
-function rowsWgsl(train: boolean, ROW_WG: number): string {
+function rowsWgsl(train: boolean, ROW_WG: number, vec4: boolean): string {
+  const logit = (i: string) => vec4 ? `logits[(${i}) >> 2u][(${i}) & 3u]` : `logits[${i}]`;
+  const maxScan = vec4
+    ? `
+  let base4 = base >> 2u;
+  for (var q = t; q < (V >> 2u); q += ${ROW_WG}u) {
+    let x4 = logits[base4 + q];
+    for (var c = 0u; c < 4u; c++) {
+      let x = x4[c];
+      if (x > best || bestIndex == 0xffffffffu) { best = x; bestIndex = q * 4u + c; }
+    }
+  }`
+    : `
+  for (var v = t; v < V; v += ${ROW_WG}u) {
+    let x = logits[base + v];
+    if (x > best || bestIndex == 0xffffffffu) { best = x; bestIndex = v; }
+  }`;
+  const gradient = vec4
+    ? `
+  for (var q = t; q < (V >> 2u); q += ${ROW_WG}u) {
+    let p = exp(logits[base4 + q] - vec4<f32>(rowMax)) * inv;
+    let hit = vec4<i32>(i32(q * 4u)) + vec4<i32>(0, 1, 2, 3) == vec4<i32>(tgt);
+    logits[base4 + q] = select(vec4<f32>(0.0), (p - select(vec4<f32>(0.0), vec4<f32>(1.0), hit)) * u.scale, valid);
+  }`
+    : `
+  for (var v = t; v < V; v += ${ROW_WG}u) {
+    let p = exp(logits[base + v] - rowMax) * inv;
+    logits[base + v] = select(0.0, (p - select(0.0, 1.0, i32(v) == tgt)) * u.scale, valid);
+  }`;
   return /* wgsl */ `${UNIFORMS}
-@group(0) @binding(1) var<storage, read_write> logits: array<f32>;   // [N, V] -> dlogits in train mode
+@group(0) @binding(1) var<storage, read_write> logits: array<${
+    vec4 ? "vec4<f32>" : "f32"
+  }>;   // [N, V] -> dlogits in train mode
 @group(0) @binding(2) var<storage, read> targets: array<i32>;        // [N]
 @group(0) @binding(3) var<storage, read_write> rowStats: array<f32>; // [N, 2]: loss, correct
 
@@ -172,15 +213,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let base = row * V;
   let tgt = targets[row];
   let valid = tgt > 0 && u32(tgt) < V;
-  let targetLogit = select(0.0, logits[base + u32(max(tgt, 0))], valid);
+  let targetLogit = select(0.0, ${logit("base + u32(max(tgt, 0))")}, valid);
 
-  // Max and argmax; each invocation scans t, t + ${ROW_WG}, ... so a strict '>' keeps the lowest index.
+  // Max and argmax; each invocation scans its indices in increasing order, so a strict '>' keeps the lowest.
   var best = -3.4028235e38;
-  var bestIndex = 0xffffffffu;
-  for (var v = t; v < V; v += ${ROW_WG}u) {
-    let x = logits[base + v];
-    if (x > best || bestIndex == 0xffffffffu) { best = x; bestIndex = v; }
-  }
+  var bestIndex = 0xffffffffu;${maxScan}
   redValue[t] = best;
   redIndex[t] = bestIndex;
   workgroupBarrier();
@@ -201,7 +238,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   workgroupBarrier();
 
   var sum = 0.0;
-  for (var v = t; v < V; v += ${ROW_WG}u) { sum += exp(logits[base + v] - rowMax); }
+  for (var v = t; v < V; v += ${ROW_WG}u) { sum += exp(${logit("base + v")} - rowMax); }
   redValue[t] = sum;
   workgroupBarrier();
   for (var s = ${ROW_WG / 2}u; s > 0u; s >>= 1u) {
@@ -218,11 +255,7 @@ ${
     train
       ? `
   // dL/dlogits = (softmax - onehot) / count; padding rows get 0.
-  let inv = 1.0 / sumExp;
-  for (var v = t; v < V; v += ${ROW_WG}u) {
-    let p = exp(logits[base + v] - rowMax) * inv;
-    logits[base + v] = select(0.0, (p - select(0.0, 1.0, i32(v) == tgt)) * u.scale, valid);
-  }`
+  let inv = 1.0 / sumExp;${gradient}`
       : ""
   }
 }
@@ -274,10 +307,11 @@ export function createCrossEntropy(
 ): GpuStep<CrossEntropyDims> {
   const train = options.mode === "train";
   const rowWg = options.rowWorkgroupSize ?? rowWorkgroupSize(gpu);
+  const vec4 = (options.vec4 ?? true) && options.V % 4 === 0;
   const rowsPipeline = cachedPipeline(
     gpu,
-    `crossEntropy:rows:${options.mode}:${rowWg}`,
-    rowsWgsl(train, rowWg),
+    `crossEntropy:rows:${options.mode}:${rowWg}:${vec4 ? "v4" : "s"}`,
+    rowsWgsl(train, rowWg, vec4),
     "main",
   );
   const reducePipeline = cachedPipeline(gpu, "crossEntropy:reduce", REDUCE_WGSL, "main");

@@ -31,11 +31,16 @@ function setup(g: Gpu, logits: Float32Array<ArrayBuffer>, targets: Int32Array<Ar
   return { logitsBuf, targetsBuf, logits: logitsBuf.slices[0], targets: targetsBuf.slices[0] };
 }
 
-for (const rowWorkgroupSize of [undefined, 64]) {
-  const which = rowWorkgroupSize ? `${rowWorkgroupSize} invocations per row` : "default";
+// V = 301 runs the scalar kernel, V = 300 the vec4 one.
+for (
+  const [rowWorkgroupSize, V] of [[undefined, 301], [64, 301], [undefined, 300], [64, 300]] as const
+) {
+  const which = `${
+    rowWorkgroupSize ? `${rowWorkgroupSize} invocations per row` : "default"
+  }, V=${V}`;
   Deno.test(`crossEntropy: loss, hits, count and in-place dlogits match the reference (${which})`, async () => {
     const g = await requestGpu();
-    const N = 53, V = 301;
+    const N = 53;
     const b = batch(1, N, V);
     const bufs = setup(g, b.logits, b.targets);
     const stats = createStatsBuffer(g, 3);
@@ -63,34 +68,40 @@ for (const rowWorkgroupSize of [undefined, 64]) {
   });
 }
 
-Deno.test("crossEntropy: argmax ties go to the lowest index", async () => {
-  const g = await requestGpu();
-  const V = 150;
-  // Row 0: max 2.0 at 7 and 130 (target 7 is a hit); row 1: the same, target 130 a miss.
-  const logits = new Float32Array(2 * V);
-  for (const r of [0, 1]) {
-    logits[r * V + 7] = 2;
-    logits[r * V + 130] = 2;
-  }
-  const targets = new Int32Array([7, 130]);
-  const bufs = setup(g, logits, targets);
-  const stats = createStatsBuffer(g, 1);
-  const step = createCrossEntropy(g, {
-    logits: bufs.logits,
-    targets: bufs.targets,
-    stats,
-    V,
-    maxRows: 2,
-    mode: "eval",
+for (const V of [150, 152]) {
+  Deno.test(`crossEntropy: argmax ties go to the lowest index (V=${V})`, async () => {
+    const g = await requestGpu();
+    // Row 0: max 2.0 at 7 and 130 (target 7 is a hit); row 1: the same, target 130 a miss;
+    // rows 2 and 3: max at 5 and 7 (one vec4 apart of V=152's kernel), target 7 a miss, 5 a hit.
+    const logits = new Float32Array(4 * V);
+    for (const r of [0, 1]) {
+      logits[r * V + 7] = 2;
+      logits[r * V + 130] = 2;
+    }
+    for (const r of [2, 3]) {
+      logits[r * V + 5] = 3;
+      logits[r * V + 7] = 3;
+    }
+    const targets = new Int32Array([7, 130, 7, 5]);
+    const bufs = setup(g, logits, targets);
+    const stats = createStatsBuffer(g, 1);
+    const step = createCrossEntropy(g, {
+      logits: bufs.logits,
+      targets: bufs.targets,
+      stats,
+      V,
+      maxRows: 4,
+      mode: "eval",
+    });
+    await runSteps(g, [[step, { N: 4, count: 4, slot: 0 }]]);
+    const [s] = await readStats(g, stats, 1);
+    assertEquals(s.correct, 2, "only the rows whose target is the lowest tied index are hits");
+    step.destroy();
+    stats.destroy();
+    bufs.logitsBuf.buffer.destroy();
+    bufs.targetsBuf.buffer.destroy();
   });
-  await runSteps(g, [[step, { N: 2, count: 2, slot: 0 }]]);
-  const [s] = await readStats(g, stats, 1);
-  assertEquals(s.correct, 1, "only the row whose target is the lowest tied index is a hit");
-  step.destroy();
-  stats.destroy();
-  bufs.logitsBuf.buffer.destroy();
-  bufs.targetsBuf.buffer.destroy();
-});
+}
 
 Deno.test("crossEntropy: eval mode leaves logits untouched and accumulates across batches", async () => {
   const g = await requestGpu();
@@ -179,4 +190,46 @@ Deno.test("crossEntropy: more rows than maxRows is refused at encode time", asyn
   enc.finish();
   step.destroy();
   for (const buf of [logits, targets, stats]) buf.destroy();
+});
+
+Deno.test("crossEntropy: the vec4 kernel gives the scalar kernel's bits, ties and padding included", async () => {
+  const g = await requestGpu();
+  const N = 53, V = 300;
+  const b = batch(4, N, V);
+  // Few distinct values: many rows have tied maxima, some inside one vec4.
+  const logits = b.logits.map((x) => Math.round(x) / 2);
+  const results: Uint32Array[] = [];
+  const hits: number[] = [];
+  for (const vec4 of [false, true]) {
+    const bufs = setup(g, logits, b.targets);
+    const stats = createStatsBuffer(g, 1);
+    const rowStats = createStorageBufferFrom(g, new Float32Array(N * 2), "rowStats");
+    const step = createCrossEntropy(g, {
+      logits: bufs.logits,
+      targets: bufs.targets,
+      stats,
+      V,
+      maxRows: N,
+      mode: "train",
+      rowStats,
+      vec4,
+    });
+    await runSteps(g, [[step, { N, count: b.count, slot: 0 }]]);
+    const grad = await readSlice(g, bufs.logits);
+    const rows = await readFloat32(g, rowStats, N * 2);
+    results.push(
+      new Uint32Array([
+        ...new Uint32Array(grad.buffer, grad.byteOffset, grad.length),
+        ...new Uint32Array(rows.buffer),
+      ]),
+    );
+    hits.push((await readStats(g, stats, 1))[0].correct);
+    step.destroy();
+    stats.destroy();
+    rowStats.destroy();
+    bufs.logitsBuf.buffer.destroy();
+    bufs.targetsBuf.buffer.destroy();
+  }
+  assertEquals(results[1], results[0], "dlogits and per-row loss and hits");
+  assertEquals(hits[1], hits[0]);
 });
