@@ -116,6 +116,137 @@ ${entryWgsl(wg)} {
 }
 `;
 
+/** Rows (one per invocation) per workgroup of the row-per-invocation kernels. */
+const ROW_INVOCATIONS_WG = 64;
+
+/**
+ * WGSL helpers of the row-per-invocation kernels, which give the bits of the
+ * workgroup kernels of `wg` invocations per row while one invocation reads a
+ * whole row four channels at a time: `wg` "virtual invocations" sum channels
+ * `v, v + wg, …` in order, held as `wg / 4` vec4 accumulators (accumulator k,
+ * component m is virtual invocation 4k + m), then `tree_k` adds them in
+ * workgroupSum's tree (stride wg/2, wg/4, …, 1; float addition commutes, so
+ * only the pairing matters).
+ */
+function rowTreeWgsl(wg: number, name: string): string {
+  let names = Array.from({ length: wg / 4 }, (_, k) => `a${k}`);
+  const params = names.map((a) => `${a}: vec4<f32>`).join(", ");
+  const lines: string[] = [];
+  // Strides wg/2 … 4 pair whole accumulators (virtual v with v + stride).
+  for (let stride = wg / 2; stride >= 4; stride /= 2) {
+    const half = stride / 4;
+    const next = names.slice(0, half).map((_, k) => `s${stride}_${k}`);
+    for (let k = 0; k < half; k++) {
+      lines.push(`  let ${next[k]} = ${names[k]} + ${names[k + half]};`);
+    }
+    names = next;
+  }
+  // Strides 2 and 1 inside the vec4 of virtual invocations 0..3.
+  const v = names[0];
+  return `fn ${name}(${params}) -> f32 {
+${lines.join("\n")}
+  return (${v}.x + ${v}.z) + (${v}.y + ${v}.w);
+}`;
+}
+
+/**
+ * Forward, one invocation per row (software adapters, d % 4 == 0): the bits
+ * of {@link layerNormForwardWgsl}`(wg)` (see {@link rowTreeWgsl}).
+ */
+const layerNormForwardRowsWgsl = (wg: number) => {
+  const A = wg / 4;
+  const ks = Array.from({ length: A }, (_, k) => k);
+  const each = (body: (k: number) => string) =>
+    ks.map((k) => k === 0 ? `    ${body(k)}` : `    if (c + ${4 * k}u < d) { ${body(k)} }`).join(
+      "\n",
+    );
+  const accs = ks.map((k) => `a${k}`).join(", ");
+  return /* wgsl */ `
+@group(0) @binding(0) var<uniform> sizes: vec4<u32>;
+@group(0) @binding(1) var<storage, read_write> x: array<vec4<f32>>;      // read, [R, d]
+@group(0) @binding(2) var<storage, read_write> gamma: array<vec4<f32>>;  // read, [d]
+@group(0) @binding(3) var<storage, read_write> beta: array<vec4<f32>>;   // read, [d]
+@group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;      // [R, d]
+@group(0) @binding(5) var<storage, read_write> mean: array<f32>;         // [R]
+@group(0) @binding(6) var<storage, read_write> rstd: array<f32>;         // [R]
+${rowTreeWgsl(wg, "tree")}
+${entryWgsl(ROW_INVOCATIONS_WG)} {
+  let row = (wid.y * nwg.x + wid.x) * ${ROW_INVOCATIONS_WG}u + lid;
+  let d = sizes.y;
+  if (row >= sizes.x) { return; }
+  let base = row * d / 4u;
+  ${ks.map((k) => `var a${k} = vec4<f32>(0.0);`).join(" ")}
+  for (var c = 0u; c < d; c += ${wg}u) {
+${each((k) => `a${k} += x[base + (c + ${4 * k}u) / 4u];`)}
+  }
+  let mu = tree(${accs}) / f32(d);
+  ${ks.map((k) => `a${k} = vec4<f32>(0.0);`).join(" ")}
+  for (var c = 0u; c < d; c += ${wg}u) {
+${
+    each((k) =>
+      `let c${k} = x[base + (c + ${4 * k}u) / 4u] - vec4<f32>(mu); a${k} += c${k} * c${k};`
+    )
+  }
+  }
+  let rs = 1.0 / sqrt(tree(${accs}) / f32(d) + bitcast<f32>(sizes.w));
+  for (var q = 0u; q < d / 4u; q++) {
+    y[base + q] = (x[base + q] - vec4<f32>(mu)) * rs * gamma[q] + beta[q];
+  }
+  mean[row] = mu;
+  rstd[row] = rs;
+}
+`;
+};
+
+/**
+ * Backward dx, one invocation per row (software adapters, d % 4 == 0): the
+ * bits of {@link layerNormBackwardDxWgsl}`(wg)`; the vec2 sums as two sets of
+ * accumulators.
+ */
+const layerNormBackwardDxRowsWgsl = (wg: number) => {
+  const A = wg / 4;
+  const ks = Array.from({ length: A }, (_, k) => k);
+  const each = (body: (k: number) => string) =>
+    ks.map((k) => k === 0 ? `    ${body(k)}` : `    if (c + ${4 * k}u < d) { ${body(k)} }`).join(
+      "\n",
+    );
+  return /* wgsl */ `
+@group(0) @binding(0) var<uniform> sizes: vec4<u32>;
+@group(0) @binding(1) var<storage, read_write> dy: array<vec4<f32>>;     // read, [R, d]
+@group(0) @binding(2) var<storage, read_write> x: array<vec4<f32>>;      // read, [R, d]
+@group(0) @binding(3) var<storage, read_write> gamma: array<vec4<f32>>;  // read, [d]
+@group(0) @binding(4) var<storage, read_write> mean: array<f32>;         // read, [R]
+@group(0) @binding(5) var<storage, read_write> rstd: array<f32>;         // read, [R]
+@group(0) @binding(6) var<storage, read_write> dx: array<vec4<f32>>;     // [R, d], overwritten
+${rowTreeWgsl(wg, "tree")}
+${entryWgsl(ROW_INVOCATIONS_WG)} {
+  let row = (wid.y * nwg.x + wid.x) * ${ROW_INVOCATIONS_WG}u + lid;
+  let d = sizes.y;
+  if (row >= sizes.x) { return; }
+  let base = row * d / 4u;
+  let mu = mean[row];
+  let rs = rstd[row];
+  ${ks.map((k) => `var g${k} = vec4<f32>(0.0); var h${k} = vec4<f32>(0.0);`).join(" ")}
+  for (var c = 0u; c < d; c += ${wg}u) {
+${
+    each((k) =>
+      `let q${k} = base + (c + ${4 * k}u) / 4u; let e${k} = dy[q${k}] * gamma[(c + ${
+        4 * k
+      }u) / 4u]; g${k} += e${k}; h${k} += e${k} * (x[q${k}] - vec4<f32>(mu)) * rs;`
+    )
+  }
+  }
+  let means = vec2<f32>(tree(${ks.map((k) => `g${k}`).join(", ")}), tree(${
+    ks.map((k) => `h${k}`).join(", ")
+  })) / f32(d);
+  for (var q = 0u; q < d / 4u; q++) {
+    let xhat = (x[base + q] - vec4<f32>(mu)) * rs;
+    dx[base + q] = rs * (dy[base + q] * gamma[q] - vec4<f32>(means.x) - xhat * means.y);
+  }
+}
+`;
+};
+
 /**
  * Backward partials, one invocation per (block, channel):
  * `partials[block, 0, c] = sum over the block's rows (in order) of dy xhat`,
@@ -208,6 +339,20 @@ export interface LayerNormForwardBuffers {
   eps?: number;
   /** Largest B*S this step will be encoded with. */
   maxRows: number;
+  /** See {@link rowPerInvocation}; default: where it applies. */
+  rowPerInvocation?: boolean;
+}
+
+/**
+ * Whether the per-row kernels run one invocation per row, reading four
+ * channels at a time, instead of one workgroup per row: on software adapters
+ * (16 invocations per row, where llvmpipe pays for every barrier of the
+ * workgroup sum and a vec4 load costs about what a scalar one does) when
+ * d % 4 == 0. Same bits either way (layer_norm_test.ts compares them).
+ */
+function rowPerInvocation(gpu: Gpu, d: number, requested?: boolean): boolean {
+  const wg = layerNormRowWorkgroupSize(gpu);
+  return (requested ?? wg === 16) && d % 4 === 0 && wg % 4 === 0;
 }
 
 /** LayerNorm forward over rows of `x` (see the module doc). */
@@ -219,13 +364,17 @@ export function createLayerNormForward(
   const { d, maxRows } = buffers;
   const eps = buffers.eps ?? LAYER_NORM_EPS;
   const wg = layerNormRowWorkgroupSize(gpu);
+  const perRow = rowPerInvocation(gpu, d, buffers.rowPerInvocation);
   return createKernelSequence<BatchDims>(gpu, {
     label,
     kernels: [{
-      cacheKey: `${label}.wg${wg}`,
-      code: layerNormForwardWgsl(wg),
+      cacheKey: `${label}.wg${wg}${perRow ? ".rows" : ""}`,
+      code: perRow ? layerNormForwardRowsWgsl(wg) : layerNormForwardWgsl(wg),
       buffers: [buffers.x, buffers.gamma, buffers.beta, buffers.y, buffers.mean, buffers.rstd],
-      workgroups: (dims) => checkedRows(label, dims, maxRows),
+      workgroups: (dims) => {
+        const rows = checkedRows(label, dims, maxRows);
+        return perRow ? Math.ceil(rows / ROW_INVOCATIONS_WG) : rows;
+      },
     }],
     sizes: (dims) => sizesOf(dims.B * dims.S, d, eps),
   });
@@ -253,6 +402,8 @@ export interface LayerNormBackwardBuffers {
   d: number;
   /** Largest B*S this step will be encoded with. */
   maxRows: number;
+  /** See {@link rowPerInvocation}; default: where it applies. */
+  rowPerInvocation?: boolean;
 }
 
 /**
@@ -269,16 +420,18 @@ export function createLayerNormBackward(
   const maxBlocks = Math.max(1, Math.ceil(maxRows / LAYER_NORM_ROWS_PER_BLOCK));
   const partials = createStorageBuffer(gpu, maxBlocks * 2 * d * 4, `${label}:partials`);
   const vec4 = d % 4 === 0;
+  const perRow = rowPerInvocation(gpu, d, buffers.rowPerInvocation);
   const blocks = (dims: BatchDims) => Math.ceil(dims.B * dims.S / LAYER_NORM_ROWS_PER_BLOCK);
   const inner = createKernelSequence<BatchDims>(gpu, {
     label,
     check: (dims) => checkedRows(label, dims, maxRows),
     kernels: [
       {
-        cacheKey: `${label}.dx.wg${wg}`,
-        code: layerNormBackwardDxWgsl(wg),
+        cacheKey: `${label}.dx.wg${wg}${perRow ? ".rows" : ""}`,
+        code: perRow ? layerNormBackwardDxRowsWgsl(wg) : layerNormBackwardDxWgsl(wg),
         buffers: [buffers.dy, buffers.x, buffers.gamma, buffers.mean, buffers.rstd, buffers.dx],
-        workgroups: (dims) => dims.B * dims.S,
+        workgroups: (dims) =>
+          perRow ? Math.ceil(dims.B * dims.S / ROW_INVOCATIONS_WG) : dims.B * dims.S,
       },
       {
         cacheKey: `${label}.partials.${vec4 ? "v4" : "s"}`,

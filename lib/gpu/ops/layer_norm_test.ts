@@ -45,7 +45,7 @@ function randomCase(seed: number, B: number, S: number, d: number): Case {
  * Forward then backward in one submission; activations, parameters and
  * gradients each packed. `hardware` builds the kernels a hardware GPU gets.
  */
-async function run(k: Case, hardware = false) {
+async function run(k: Case, hardware = false, rowPerInvocation?: boolean) {
   const testDevice = await testGpu();
   const gpu = hardware ? { ...testDevice, isFallback: false } : testDevice;
   const R = k.B * k.S;
@@ -63,7 +63,17 @@ async function run(k: Case, hardware = false) {
   const [gamma, beta] = params.slices;
   const [dgamma, dbeta] = grads.slices;
   const maxRows = R + 5;
-  const forward = createLayerNormForward(gpu, { x, gamma, beta, y, mean, rstd, d: k.d, maxRows });
+  const forward = createLayerNormForward(gpu, {
+    x,
+    gamma,
+    beta,
+    y,
+    mean,
+    rstd,
+    d: k.d,
+    maxRows,
+    rowPerInvocation,
+  });
   const backward = createLayerNormBackward(gpu, {
     dy,
     x,
@@ -75,6 +85,7 @@ async function run(k: Case, hardware = false) {
     dbeta,
     d: k.d,
     maxRows,
+    rowPerInvocation,
   });
   const dims = { B: k.B, S: k.S };
   await runSteps(gpu, [[forward, dims], [backward, dims]]);
@@ -123,6 +134,19 @@ Deno.test("layer norm matches the reference with d above the workgroup size", as
 Deno.test("layer norm's hardware-GPU kernels (64 invocations per row) match the reference", async () => {
   const k = randomCase(19, 3, 13, 150);
   assertMatchesReference(k, await run(k, true));
+});
+
+Deno.test("layer norm: one invocation per row gives the bits of one workgroup per row", async () => {
+  // d below, at and above the 16 invocations per row; 131 rows: a partial workgroup of rows.
+  for (const d of [12, 16, 20, 36, 64, 128]) {
+    const k = randomCase(20 + d, 1, 131, d);
+    const rows = await run(k, false, true);
+    const workgroups = await run(k, false, false);
+    for (const key of ["y", "mean", "rstd", "dx", "dgamma", "dbeta"] as const) {
+      assertBitIdentical(rows[key], workgroups[key], `${key} (d=${d})`);
+    }
+    assertMatchesReference(k, rows);
+  }
 });
 
 Deno.test("layer norm backward is bit-identical across runs", async () => {
