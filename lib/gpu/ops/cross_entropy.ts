@@ -32,6 +32,7 @@ import {
   readBuffer,
 } from "../device.ts";
 import { isSoftwareAdapter } from "../device.ts";
+import { dispatchFlat, virtualWorkgroupSumWgsl } from "./elementwise.ts";
 
 /** f32 values per stats slot. */
 export const STATS_FIELDS = 4;
@@ -126,6 +127,11 @@ export interface CrossEntropyOptions {
   rowStats?: GPUBuffer;
   /** Read the logits as vec4 when V % 4 == 0 (default true; false: the scalar kernel, for tests). */
   vec4?: boolean;
+  /**
+   * One invocation per row ({@link rowsPerInvocationWgsl}) instead of one
+   * workgroup; default on software adapters when V % 4 == 0 (and vec4).
+   */
+  rowPerInvocation?: boolean;
 }
 
 const REDUCE_WG = 256;
@@ -262,6 +268,80 @@ ${
 `;
 }
 
+/** Rows (one per invocation) per workgroup of {@link rowsPerInvocationWgsl}. */
+const ROWS_PER_WG = 64;
+
+/**
+ * The same per-row work with one invocation per row, four logits per load
+ * and no barrier (software adapters, V % 4 == 0), giving the bits of
+ * {@link rowsWgsl}`(train, ROW_WG)`: the Σ exp of ROW_WG "virtual
+ * invocations" (each summing v, v + ROW_WG, … in order) is held in ROW_WG / 4
+ * vec4 accumulators and added in the workgroup's tree
+ * ({@link virtualWorkgroupSumWgsl}); a scan of the whole row in increasing
+ * order with a strict '>' gives the tree's max and lowest-index argmax.
+ */
+function rowsPerInvocationWgsl(train: boolean, ROW_WG: number): string {
+  const ks = Array.from({ length: ROW_WG / 4 }, (_, k) => k);
+  return /* wgsl */ `${UNIFORMS}
+@group(0) @binding(1) var<storage, read_write> logits: array<vec4<f32>>; // [N, V] -> dlogits in train mode
+@group(0) @binding(2) var<storage, read> targets: array<i32>;          // [N]
+@group(0) @binding(3) var<storage, read_write> rowStats: array<f32>;   // [N, 2]: loss, correct
+${virtualWorkgroupSumWgsl(ROW_WG, "rowSum")}
+
+@compute @workgroup_size(${ROWS_PER_WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let row = (wid.y * nwg.x + wid.x) * ${ROWS_PER_WG}u + lid;
+  if (row >= u.N) { return; }
+  let V = u.V;
+  let V4 = V / 4u;
+  let base4 = row * V4;
+  let tgt = targets[row];
+  let valid = tgt > 0 && u32(tgt) < V;
+  let ti = u32(max(tgt, 0));
+  let targetLogit = select(0.0, logits[base4 + (ti >> 2u)][ti & 3u], valid);
+
+  var best = -3.4028235e38;
+  var bestIndex = 0xffffffffu;
+  for (var q = 0u; q < V4; q++) {
+    let x4 = logits[base4 + q];
+    for (var c = 0u; c < 4u; c++) {
+      let x = x4[c];
+      if (x > best || bestIndex == 0xffffffffu) { best = x; bestIndex = q * 4u + c; }
+    }
+  }
+  let rowMax = best;
+  let argmax = bestIndex;
+
+  ${ks.map((k) => `var a${k} = vec4<f32>(0.0);`).join(" ")}
+  for (var v = 0u; v < V; v += ${ROW_WG}u) {
+${
+    ks.map((k) => {
+      const add = `a${k} += exp(logits[base4 + (v + ${4 * k}u) / 4u] - vec4<f32>(rowMax));`;
+      return k === 0 ? `    ${add}` : `    if (v + ${4 * k}u < V) { ${add} }`;
+    }).join("\n")
+  }
+  }
+  let sumExp = rowSum(${ks.map((k) => `a${k}`).join(", ")});
+
+  rowStats[row * 2u] = select(0.0, rowMax + log(sumExp) - targetLogit, valid);
+  rowStats[row * 2u + 1u] = select(0.0, 1.0, valid && argmax == u32(tgt));
+${
+    train
+      ? `
+  // dL/dlogits = (softmax - onehot) / count; padding rows get 0.
+  let inv = 1.0 / sumExp;
+  for (var q = 0u; q < V4; q++) {
+    let p = exp(logits[base4 + q] - vec4<f32>(rowMax)) * inv;
+    let hit = vec4<i32>(i32(q * 4u)) + vec4<i32>(0, 1, 2, 3) == vec4<i32>(tgt);
+    logits[base4 + q] = select(vec4<f32>(0.0), (p - select(vec4<f32>(0.0), vec4<f32>(1.0), hit)) * u.scale, valid);
+  }`
+      : ""
+  }
+}
+`;
+}
+
 /** One workgroup adds Σ loss, Σ correct and the non-padding count to the stats slot, in row order. */
 const REDUCE_WGSL = /* wgsl */ `${UNIFORMS}
 @group(0) @binding(1) var<storage, read> targets: array<i32>;        // [N]
@@ -308,10 +388,11 @@ export function createCrossEntropy(
   const train = options.mode === "train";
   const rowWg = options.rowWorkgroupSize ?? rowWorkgroupSize(gpu);
   const vec4 = (options.vec4 ?? true) && options.V % 4 === 0;
+  const perRow = vec4 && rowWg >= 4 && (options.rowPerInvocation ?? isSoftwareAdapter(gpu));
   const rowsPipeline = cachedPipeline(
     gpu,
-    `crossEntropy:rows:${options.mode}:${rowWg}:${vec4 ? "v4" : "s"}`,
-    rowsWgsl(train, rowWg, vec4),
+    `crossEntropy:rows:${options.mode}:${rowWg}:${perRow ? "rows" : vec4 ? "v4" : "s"}`,
+    perRow ? rowsPerInvocationWgsl(train, rowWg) : rowsWgsl(train, rowWg, vec4),
     "main",
   );
   const reducePipeline = cachedPipeline(gpu, "crossEntropy:reduce", REDUCE_WGSL, "main");
@@ -347,7 +428,8 @@ export function createCrossEntropy(
       gpu.device.queue.writeBuffer(uniform, 0, data);
       pass.setPipeline(rowsPipeline);
       pass.setBindGroup(0, rowsGroup);
-      pass.dispatchWorkgroups(Math.min(dims.N, ROW_SPLIT), Math.ceil(dims.N / ROW_SPLIT));
+      if (perRow) dispatchFlat(pass, Math.ceil(dims.N / ROWS_PER_WG));
+      else pass.dispatchWorkgroups(Math.min(dims.N, ROW_SPLIT), Math.ceil(dims.N / ROW_SPLIT));
       pass.setPipeline(reducePipeline);
       pass.setBindGroup(0, reduceGroup);
       pass.dispatchWorkgroups(1);

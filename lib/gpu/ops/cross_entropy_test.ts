@@ -192,7 +192,7 @@ Deno.test("crossEntropy: more rows than maxRows is refused at encode time", asyn
   for (const buf of [logits, targets, stats]) buf.destroy();
 });
 
-Deno.test("crossEntropy: the vec4 kernel gives the scalar kernel's bits, ties and padding included", async () => {
+Deno.test("crossEntropy: the vec4 and one-invocation-per-row kernels give the scalar kernel's bits, ties and padding included", async () => {
   const g = await requestGpu();
   const N = 53, V = 300;
   const b = batch(4, N, V);
@@ -200,7 +200,12 @@ Deno.test("crossEntropy: the vec4 kernel gives the scalar kernel's bits, ties an
   const logits = b.logits.map((x) => Math.round(x) / 2);
   const results: Uint32Array[] = [];
   const hits: number[] = [];
-  for (const vec4 of [false, true]) {
+  const forms = [
+    { vec4: false },
+    { vec4: true, rowPerInvocation: false },
+    { vec4: true, rowPerInvocation: true },
+  ];
+  for (const form of forms) {
     const bufs = setup(g, logits, b.targets);
     const stats = createStatsBuffer(g, 1);
     const rowStats = createStorageBufferFrom(g, new Float32Array(N * 2), "rowStats");
@@ -212,7 +217,7 @@ Deno.test("crossEntropy: the vec4 kernel gives the scalar kernel's bits, ties an
       maxRows: N,
       mode: "train",
       rowStats,
-      vec4,
+      ...form,
     });
     await runSteps(g, [[step, { N, count: b.count, slot: 0 }]]);
     const grad = await readSlice(g, bufs.logits);
@@ -230,6 +235,12 @@ Deno.test("crossEntropy: the vec4 kernel gives the scalar kernel's bits, ties an
     bufs.logitsBuf.buffer.destroy();
     bufs.targetsBuf.buffer.destroy();
   }
-  assertEquals(results[1], results[0], "dlogits and per-row loss and hits");
-  assertEquals(hits[1], hits[0]);
+  for (const i of [1, 2]) {
+    assertEquals(
+      results[i],
+      results[0],
+      `dlogits and per-row loss and hits (${JSON.stringify(forms[i])})`,
+    );
+    assertEquals(hits[i], hits[0]);
+  }
 });

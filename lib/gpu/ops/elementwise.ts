@@ -100,6 +100,38 @@ fn workgroupSum(lid: u32, value: ${type}) -> ${type} {
 }
 
 /**
+ * WGSL: `fn <name>(a0, …, a{size/4 - 1}: vec4<f32>) -> f32`, the sum that
+ * {@link workgroupSumWgsl}`(size)` forms, for a kernel where one invocation
+ * does the work of a whole workgroup of `size` (a power of two, at least 4)
+ * four channels at a time: "virtual invocation" 4k + m's value is component m
+ * of `a{k}`. The tree is the same (strides size/2, …, 1; float addition
+ * commutes, so only the pairing matters), hence the same bits.
+ */
+export function virtualWorkgroupSumWgsl(size: number, name: string): string {
+  if (!(size >= 4 && (size & (size - 1)) === 0)) {
+    throw new RangeError(`virtualWorkgroupSumWgsl: size ${size} is not a power of two >= 4`);
+  }
+  let names = Array.from({ length: size / 4 }, (_, k) => `a${k}`);
+  const params = names.map((a) => `${a}: vec4<f32>`).join(", ");
+  const lines: string[] = [];
+  // Strides size/2 … 4 pair whole accumulators (virtual v with v + stride).
+  for (let stride = size / 2; stride >= 4; stride /= 2) {
+    const half = stride / 4;
+    const next = names.slice(0, half).map((_, k) => `s${stride}_${k}`);
+    for (let k = 0; k < half; k++) {
+      lines.push(`  let ${next[k]} = ${names[k]} + ${names[k + half]};`);
+    }
+    names = next;
+  }
+  // Strides 2 and 1 inside the vec4 of virtual invocations 0..3.
+  const v = names[0];
+  return `fn ${name}(${params}) -> f32 {
+${lines.join("\n")}
+  return (${v}.x + ${v}.z) + (${v}.y + ${v}.w);
+}`;
+}
+
+/**
  * Records a dispatch of `groups` workgroups, as a 2-D grid when one dimension
  * would exceed the per-dimension limit (kernels recover the flat index with
  * `flatWorkgroup` and ignore the surplus); records nothing for 0.

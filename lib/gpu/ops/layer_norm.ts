@@ -24,6 +24,7 @@ import {
   ELEMENT_INDEX_WGSL,
   ELEMENT_WORKGROUP_SIZE,
   entryWgsl,
+  virtualWorkgroupSumWgsl,
   workgroupSumWgsl,
 } from "./elementwise.ts";
 
@@ -120,38 +121,8 @@ ${entryWgsl(wg)} {
 const ROW_INVOCATIONS_WG = 64;
 
 /**
- * WGSL helpers of the row-per-invocation kernels, which give the bits of the
- * workgroup kernels of `wg` invocations per row while one invocation reads a
- * whole row four channels at a time: `wg` "virtual invocations" sum channels
- * `v, v + wg, …` in order, held as `wg / 4` vec4 accumulators (accumulator k,
- * component m is virtual invocation 4k + m), then `tree_k` adds them in
- * workgroupSum's tree (stride wg/2, wg/4, …, 1; float addition commutes, so
- * only the pairing matters).
- */
-function rowTreeWgsl(wg: number, name: string): string {
-  let names = Array.from({ length: wg / 4 }, (_, k) => `a${k}`);
-  const params = names.map((a) => `${a}: vec4<f32>`).join(", ");
-  const lines: string[] = [];
-  // Strides wg/2 … 4 pair whole accumulators (virtual v with v + stride).
-  for (let stride = wg / 2; stride >= 4; stride /= 2) {
-    const half = stride / 4;
-    const next = names.slice(0, half).map((_, k) => `s${stride}_${k}`);
-    for (let k = 0; k < half; k++) {
-      lines.push(`  let ${next[k]} = ${names[k]} + ${names[k + half]};`);
-    }
-    names = next;
-  }
-  // Strides 2 and 1 inside the vec4 of virtual invocations 0..3.
-  const v = names[0];
-  return `fn ${name}(${params}) -> f32 {
-${lines.join("\n")}
-  return (${v}.x + ${v}.z) + (${v}.y + ${v}.w);
-}`;
-}
-
-/**
  * Forward, one invocation per row (software adapters, d % 4 == 0): the bits
- * of {@link layerNormForwardWgsl}`(wg)` (see {@link rowTreeWgsl}).
+ * of {@link layerNormForwardWgsl}`(wg)` (see {@link virtualWorkgroupSumWgsl}).
  */
 const layerNormForwardRowsWgsl = (wg: number) => {
   const A = wg / 4;
@@ -169,7 +140,7 @@ const layerNormForwardRowsWgsl = (wg: number) => {
 @group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;      // [R, d]
 @group(0) @binding(5) var<storage, read_write> mean: array<f32>;         // [R]
 @group(0) @binding(6) var<storage, read_write> rstd: array<f32>;         // [R]
-${rowTreeWgsl(wg, "tree")}
+${virtualWorkgroupSumWgsl(wg, "tree")}
 ${entryWgsl(ROW_INVOCATIONS_WG)} {
   let row = (wid.y * nwg.x + wid.x) * ${ROW_INVOCATIONS_WG}u + lid;
   let d = sizes.y;
@@ -218,7 +189,7 @@ const layerNormBackwardDxRowsWgsl = (wg: number) => {
 @group(0) @binding(4) var<storage, read_write> mean: array<f32>;         // read, [R]
 @group(0) @binding(5) var<storage, read_write> rstd: array<f32>;         // read, [R]
 @group(0) @binding(6) var<storage, read_write> dx: array<vec4<f32>>;     // [R, d], overwritten
-${rowTreeWgsl(wg, "tree")}
+${virtualWorkgroupSumWgsl(wg, "tree")}
 ${entryWgsl(ROW_INVOCATIONS_WG)} {
   let row = (wid.y * nwg.x + wid.x) * ${ROW_INVOCATIONS_WG}u + lid;
   let d = sizes.y;
