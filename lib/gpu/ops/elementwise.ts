@@ -21,7 +21,14 @@ import {
   createUniformBuffer,
   type Gpu,
   type GpuStep,
+  isSoftwareAdapter,
 } from "../device.ts";
+import {
+  encodeInputCopy,
+  sharedInputTexture,
+  type TextureInput,
+  textureInputFits,
+} from "./texture_inputs.ts";
 
 /** A buffer a kernel binds: a whole buffer or a 256-byte-aligned slice of one. */
 export type Binding = GPUBuffer | BufferSlice;
@@ -179,6 +186,13 @@ export interface SequenceKernel<Dims> {
   buffers: Binding[];
   /** Workgroups to dispatch for `dims` (laid out by {@link dispatchFlat}). */
   workgroups: (dims: Dims) => number;
+  /**
+   * Inputs read through texture copies (texture_inputs.ts) by `textureCode`,
+   * the same kernel reading those bindings as textures; used by recorders
+   * that hold the command encoder, on adapters where it pays (software).
+   */
+  textureInputs?: TextureInput<Dims>[];
+  textureCode?: string;
 }
 
 /**
@@ -186,6 +200,11 @@ export interface SequenceKernel<Dims> {
  * block of u32 sizes (`sizes(dims)`, up to 4 values, written at encode time).
  * `check(dims)` runs first and may throw. Dispatches inside one compute pass
  * see the writes of the earlier ones.
+ *
+ * Kernels with {@link SequenceKernel.textureInputs} also get the step's
+ * `encodeCommands`: each input is copied into a texture, then the kernel's
+ * texture form runs in a pass of its own (on software adapters by default,
+ * `textureReads`; never when an input is too large for a texture).
  */
 export function createKernelSequence<Dims>(
   gpu: Gpu,
@@ -194,6 +213,7 @@ export function createKernelSequence<Dims>(
     kernels: SequenceKernel<Dims>[];
     sizes: (dims: Dims) => number[];
     check?: (dims: Dims) => void;
+    textureReads?: boolean;
   },
 ): GpuStep<Dims> {
   const uniform = createUniformBuffer(gpu, 16, `${options.label}:sizes`);
@@ -203,14 +223,19 @@ export function createKernelSequence<Dims>(
     return { pipeline, bindGroup, workgroups: k.workgroups };
   });
   const sizes = new Uint32Array(4);
-  return {
+  const writeSizes = (dims: Dims): number[] | undefined => {
+    options.check?.(dims);
+    const groups = prepared.map((k) => k.workgroups(dims));
+    if (groups.every((g) => g === 0)) return undefined;
+    sizes.fill(0);
+    sizes.set(options.sizes(dims));
+    gpu.device.queue.writeBuffer(uniform, 0, sizes);
+    return groups;
+  };
+  const step: GpuStep<Dims> = {
     encode(pass, dims) {
-      options.check?.(dims);
-      const groups = prepared.map((k) => k.workgroups(dims));
-      if (groups.every((g) => g === 0)) return;
-      sizes.fill(0);
-      sizes.set(options.sizes(dims));
-      gpu.device.queue.writeBuffer(uniform, 0, sizes);
+      const groups = writeSizes(dims);
+      if (!groups) return;
       prepared.forEach((k, i) => {
         if (groups[i] === 0) return;
         pass.setPipeline(k.pipeline);
@@ -222,6 +247,69 @@ export function createKernelSequence<Dims>(
       uniform.destroy();
     },
   };
+  const textured = options.kernels.map((k) => k.textureInputs ?? []);
+  const useTextures = (options.textureReads ?? isSoftwareAdapter(gpu)) &&
+    textured.some((inputs) => inputs.length > 0) &&
+    textured.every((inputs) => inputs.every((t) => textureInputFits(gpu, t.maxCount)));
+  if (!useTextures) return step;
+  const forms = options.kernels.map((k, i) => {
+    const inputs = textured[i];
+    if (inputs.length === 0 || !k.textureCode) return undefined;
+    const pipeline = cachedPipeline(gpu, `${k.cacheKey}:textures`, k.textureCode, "main");
+    const shared = inputs.map((t, slot) => sharedInputTexture(gpu, t.type, slot, t.maxCount));
+    let bound: { generations: string; bindGroup: GPUBindGroup } | undefined;
+    const bindGroup = () => {
+      const generations = shared.map((t) => t.generation()).join(",");
+      if (bound?.generations !== generations) {
+        const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: uniform } }];
+        k.buffers.forEach((b, index) => {
+          const slot = inputs.findIndex((t) => t.index === index);
+          entries.push({
+            binding: index + 1,
+            resource: slot >= 0
+              ? shared[slot].texture().createView()
+              : "buffer" in b
+              ? { buffer: b.buffer, offset: b.offset ?? 0, size: b.size }
+              : { buffer: b },
+          });
+        });
+        bound = {
+          generations,
+          bindGroup: gpu.device.createBindGroup({
+            label: `${options.label}:textures`,
+            layout: pipeline.getBindGroupLayout(0),
+            entries,
+          }),
+        };
+      }
+      return bound.bindGroup;
+    };
+    return { pipeline, inputs, shared, bindGroup };
+  });
+  step.encodeCommands = (enc, dims) => {
+    const groups = writeSizes(dims);
+    if (!groups) return;
+    prepared.forEach((k, i) => {
+      if (groups[i] === 0) return;
+      const form = forms[i];
+      if (form) {
+        form.inputs.forEach((t, slot) => {
+          encodeInputCopy(
+            enc,
+            options.kernels[i].buffers[t.index],
+            form.shared[slot].texture(),
+            t.count(dims),
+          );
+        });
+      }
+      const pass = enc.beginComputePass({ label: options.label });
+      pass.setPipeline(form ? form.pipeline : k.pipeline);
+      pass.setBindGroup(0, form ? form.bindGroup() : k.bindGroup);
+      dispatchFlat(pass, groups[i]);
+      pass.end();
+    });
+  };
+  return step;
 }
 
 /**
@@ -238,6 +326,10 @@ export function createElementStep<Dims>(
     buffers: Binding[];
     count: (dims: Dims) => number;
     sizes: (dims: Dims) => number[];
+    /** As in {@link SequenceKernel}. */
+    textureInputs?: TextureInput<Dims>[];
+    textureCode?: string;
+    textureReads?: boolean;
   },
 ): GpuStep<Dims> {
   return createKernelSequence(gpu, {
@@ -247,8 +339,11 @@ export function createElementStep<Dims>(
       code: options.code,
       buffers: options.buffers,
       workgroups: (dims) => Math.ceil(options.count(dims) / ELEMENT_WORKGROUP_SIZE),
+      textureInputs: options.textureInputs,
+      textureCode: options.textureCode,
     }],
     sizes: options.sizes,
+    textureReads: options.textureReads,
   });
 }
 

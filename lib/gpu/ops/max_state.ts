@@ -14,11 +14,15 @@
  * `a, b, c` are the outputs of the projections `u @ W0^T`, `u @ W1^T`,
  * `u @ W2^T`; `da, db, dc` are the gradients that flow back into them. `hs` is
  * the head size `d / H`. All gradients are overwritten, not accumulated.
+ * On software adapters the inputs are read through texture copies
+ * (texture_inputs.ts) when the graph records the step with its command
+ * encoder; the values, hence the bits, are the same.
  *
  * @module
  */
 import type { Gpu, GpuStep } from "../device.ts";
 import { type BatchDims, type Binding, checkedRows, createElementStep } from "./elementwise.ts";
+import { type InputMode, type InputType, inputWgsl, type TextureInput } from "./texture_inputs.ts";
 import {
   columnScanEntryWgsl,
   runningMaxGradientScanWgsl,
@@ -30,14 +34,14 @@ import {
  * four neighbouring channels (sizes.z = d / 4): the same operations per
  * channel, so the same bits.
  */
-const maxStateForwardWgsl = (vec4: boolean) => {
+const maxStateForwardWgsl = (vec4: boolean, mode: InputMode = "storage") => {
   const f = vec4 ? "vec4<f32>" : "f32";
   const u = vec4 ? "vec4<u32>" : "u32";
   return /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> aIn: array<${f}>;     // read, u W0^T [B, S, d]
-@group(0) @binding(2) var<storage, read_write> bIn: array<${f}>;     // read, u W1^T [B, S, d]
-@group(0) @binding(3) var<storage, read_write> cIn: array<${f}>;     // read, u W2^T [B, S, d]
+${inputWgsl(1, "aIn", f, mode)} // u W0^T [B, S, d]
+${inputWgsl(2, "bIn", f, mode)} // u W1^T [B, S, d]
+${inputWgsl(3, "cIn", f, mode)} // u W2^T [B, S, d]
 @group(0) @binding(4) var<storage, read_write> mOut: array<${f}>;    // running max [B, S, d]
 @group(0) @binding(5) var<storage, read_write> argmax: array<${u}>;  // its position [B, S, d]
 @group(0) @binding(6) var<storage, read_write> sOut: array<${f}>;    // s [B, S, d]
@@ -46,8 +50,8 @@ ${
   let sqrtHs = bitcast<f32>(sizes.w);
 ${
       runningMaxScanWgsl(
-        "let bValue = bIn[i]; let z = (aIn[i] + bValue) / sqrtHs;",
-        "mOut[i] = m; argmax[i] = arg; sOut[i] = (m + cIn[i]) * m + bValue;",
+        "let bValue = bInAt(i); let z = (aInAt(i) + bValue) / sqrtHs;",
+        "mOut[i] = m; argmax[i] = arg; sOut[i] = (m + cInAt(i)) * m + bValue;",
         vec4,
       )
     }`)
@@ -56,15 +60,15 @@ ${
 };
 
 /** sizes = (B, S, d, f32 bits of sqrt(hs)); `vec4` as in the forward. */
-const maxStateBackwardWgsl = (vec4: boolean) => {
+const maxStateBackwardWgsl = (vec4: boolean, mode: InputMode = "storage") => {
   const f = vec4 ? "vec4<f32>" : "f32";
   const u = vec4 ? "vec4<u32>" : "u32";
   return /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> dsIn: array<${f}>;    // read, [B, S, d]
-@group(0) @binding(2) var<storage, read_write> mIn: array<${f}>;     // read, forward's m [B, S, d]
-@group(0) @binding(3) var<storage, read_write> cIn: array<${f}>;     // read, forward's c [B, S, d]
-@group(0) @binding(4) var<storage, read_write> argmax: array<${u}>;  // read, forward's [B, S, d]
+${inputWgsl(1, "dsIn", f, mode)} // [B, S, d]
+${inputWgsl(2, "mIn", f, mode)} // forward's m [B, S, d]
+${inputWgsl(3, "cIn", f, mode)} // forward's c [B, S, d]
+${inputWgsl(4, "argmaxIn", u, mode)} // forward's [B, S, d]
 @group(0) @binding(5) var<storage, read_write> daOut: array<${f}>;   // [B, S, d]
 @group(0) @binding(6) var<storage, read_write> dbOut: array<${f}>;   // [B, S, d]
 @group(0) @binding(7) var<storage, read_write> dcOut: array<${f}>;   // [B, S, d]
@@ -73,10 +77,11 @@ ${
   let sqrtHs = bitcast<f32>(sizes.w);
 ${
       runningMaxGradientScanWgsl(
-        "let ds = dsIn[i]; let mValue = mIn[i]; let dm = ds * (2.0 * mValue + cIn[i]);",
+        "let ds = dsInAt(i); let mValue = mInAt(i); let dm = ds * (2.0 * mValue + cInAt(i));",
         "let dzScaled = dz / sqrtHs; daOut[i] = dzScaled; dbOut[i] = ds + dzScaled; " +
           "dcOut[i] = ds * mValue;",
         vec4,
+        "argmaxInAt(i)",
       )
     }`)
   }
@@ -110,6 +115,8 @@ export interface MaxStateForwardBuffers {
   heads: number;
   /** Largest B*S this step will be encoded with. */
   maxRows: number;
+  /** Read the inputs through texture copies (texture_inputs.ts); default: on software adapters. */
+  textureReads?: boolean;
 }
 
 /** The fused MaxState forward (see the module doc). */
@@ -129,6 +136,11 @@ export function createMaxStateForward(
     buffers: [buffers.a, buffers.b, buffers.c, buffers.m, buffers.argmax, buffers.s],
     count: (dims) => checkedRows(label, dims, maxRows) === 0 ? 0 : dims.B * w,
     sizes: (dims) => [dims.B, dims.S, w, scaleBits],
+    ...(vec4 && {
+      textureCode: maxStateForwardWgsl(vec4, "texture"),
+      textureInputs: [0, 1, 2].map((index) => activationInput(index, "vec4<f32>", w, maxRows)),
+      textureReads: buffers.textureReads,
+    }),
   });
 }
 
@@ -154,6 +166,8 @@ export interface MaxStateBackwardBuffers {
   heads: number;
   /** Largest B*S this step will be encoded with. */
   maxRows: number;
+  /** Read the inputs through texture copies (texture_inputs.ts); default: on software adapters. */
+  textureReads?: boolean;
 }
 
 /** The fused MaxState backward (see the module doc). */
@@ -181,5 +195,23 @@ export function createMaxStateBackward(
     ],
     count: (dims) => checkedRows(label, dims, maxRows) === 0 ? 0 : dims.B * w,
     sizes: (dims) => [dims.B, dims.S, w, scaleBits],
+    ...(vec4 && {
+      textureCode: maxStateBackwardWgsl(vec4, "texture"),
+      textureInputs: [
+        ...[0, 1, 2].map((index) => activationInput(index, "vec4<f32>", w, maxRows)),
+        activationInput(3, "vec4<u32>", w, maxRows),
+      ],
+      textureReads: buffers.textureReads,
+    }),
   });
+}
+
+/** A `[B, S, d]` input read through a texture: B*S rows of `w` vec4s. */
+function activationInput(
+  index: number,
+  type: InputType,
+  w: number,
+  maxRows: number,
+): TextureInput<BatchDims> {
+  return { index, type, count: (dims) => dims.B * dims.S * w, maxCount: maxRows * w };
 }

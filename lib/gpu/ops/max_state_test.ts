@@ -12,6 +12,7 @@ import {
   pack,
   randomNormal,
   readPacked,
+  recordSteps,
   runSteps,
   testGpu,
 } from "./model_ops_testing.ts";
@@ -42,8 +43,12 @@ function randomCase(seed: number, B: number, S: number, d: number, heads: number
   };
 }
 
-/** The fused forward and backward in one submission, slices of one buffer. */
-async function runFused(k: Case) {
+/**
+ * The fused forward and backward in one submission, slices of one buffer;
+ * `textures`: recorded as the graph records them, the inputs read through
+ * texture copies (on the software test adapter).
+ */
+async function runFused(k: Case, textures = false) {
   const gpu = await testGpu();
   const n = k.B * k.S * k.d;
   const zeros = () => new Float32Array(n);
@@ -64,7 +69,13 @@ async function runFused(k: Case) {
   const forward = createMaxStateForward(gpu, { a, b, c, m, argmax, s, ...common });
   const backward = createMaxStateBackward(gpu, { ds, m, c, argmax, da, db, dc, ...common });
   const dims = { B: k.B, S: k.S };
-  await runSteps(gpu, [[forward, dims], [backward, dims]]);
+  if (textures) {
+    assertEquals(forward.encodeCommands !== undefined, k.d % 4 === 0, "texture form (vec4 only)");
+    assertEquals(backward.encodeCommands !== undefined, k.d % 4 === 0, "texture form (vec4 only)");
+    await recordSteps(gpu, [[forward, dims], [backward, dims]]);
+  } else {
+    await runSteps(gpu, [[forward, dims], [backward, dims]]);
+  }
   const r = await readPacked(gpu, p);
   r.assertGapsIntact();
   const out = {
@@ -135,6 +146,61 @@ Deno.test("fused MaxState backward is bit-identical across runs", async () => {
   const x = await runFused(k);
   const y = await runFused(k);
   for (const key of ["m", "s", "da", "db", "dc"] as const) assertBitIdentical(x[key], y[key], key);
+});
+
+Deno.test("fused MaxState reading its inputs through textures gives the storage kernels' bits", async () => {
+  // 3*13*5 = 195 vec4s (one partial texture row), 5*29*20 = 2900 (11 full rows and a partial
+  // one); the small case runs again after the large one grew the shared textures.
+  const cases = [randomCase(15, 3, 13, 20, 4), randomCase(16, 5, 29, 80, 4)];
+  const ties = randomCase(17, 2, 17, 20, 5);
+  for (let i = 0; i < ties.a.length; i++) [ties.a[i], ties.b[i]] = [i % 3, (i * 7) % 3];
+  for (const k of [...cases, cases[0], ties]) {
+    const storage = await runFused(k);
+    const textured = await runFused(k, true);
+    for (const key of ["m", "argmax", "s", "da", "db", "dc"] as const) {
+      assertBitIdentical(textured[key], storage[key], `${key} (B=${k.B} S=${k.S} d=${k.d})`);
+    }
+  }
+});
+
+Deno.test("a MaxState step reads the right textures after another step grew the shared ones", async () => {
+  const gpu = await testGpu();
+  const build = (k: Case) => {
+    const n = k.B * k.S * k.d;
+    const p = pack(gpu, [
+      k.a,
+      k.b,
+      k.c,
+      new Float32Array(n),
+      new Uint32Array(n),
+      new Float32Array(n),
+    ], "t");
+    const [a, b, c, m, argmax, s] = p.slices;
+    const step = createMaxStateForward(gpu, {
+      a,
+      b,
+      c,
+      m,
+      argmax,
+      s,
+      d: k.d,
+      heads: k.heads,
+      maxRows: k.B * k.S,
+    });
+    return { p, step, dims: { B: k.B, S: k.S } };
+  };
+  const small = build(randomCase(18, 2, 5, 8, 2));
+  await recordSteps(gpu, [[small.step, small.dims]]);
+  const first = (await readPacked(gpu, small.p)).f32(5).slice();
+  // A larger step replaces the shared textures (64*64*64/4 vec4s: 256 rows).
+  const large = build(randomCase(19, 64, 64, 64, 2));
+  await recordSteps(gpu, [[large.step, large.dims]]);
+  await recordSteps(gpu, [[small.step, small.dims]]);
+  assertBitIdentical((await readPacked(gpu, small.p)).f32(5), first, "s after the textures grew");
+  for (const x of [small, large]) {
+    x.step.destroy();
+    x.p.buffer.destroy();
+  }
 });
 
 Deno.test("MaxState rejects a head count that does not divide d", async () => {

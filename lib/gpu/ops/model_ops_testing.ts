@@ -74,7 +74,7 @@ export function pack(
 }
 
 /** Shared with the other kernel tests. */
-export { runSteps } from "./test_helpers.ts";
+export { recordSteps, runSteps } from "./test_helpers.ts";
 
 /** Reads the whole packed buffer back once; returns a reader per slice and a gap check. */
 export async function readPacked(gpu: Gpu, packed: Packed): Promise<{

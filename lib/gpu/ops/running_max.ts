@@ -77,7 +77,18 @@ export function runningMaxScanWgsl(load: string, emit: string, vec4 = false): st
   }`;
 }
 
-export function runningMaxGradientScanWgsl(load: string, emit: string, vec4 = false): string {
+/**
+ * WGSL statements of the gradient scan of column (b, j), t = S-1 .. 0: `load`
+ * (with `i` in scope) must define `let dm`; the position of t's running max
+ * is read as `argmaxAt` (an expression of `i`); `emit` runs with `i`, `t` and
+ * `dz` (the summed gradient of the z at t) in scope.
+ */
+export function runningMaxGradientScanWgsl(
+  load: string,
+  emit: string,
+  vec4 = false,
+  argmaxAt = "argmax[i]",
+): string {
   if (vec4) {
     // Four neighbouring columns: the same run bookkeeping per component.
     return /* wgsl */ `
@@ -87,7 +98,7 @@ export function runningMaxGradientScanWgsl(load: string, emit: string, vec4 = fa
     let t = S - 1u - k;
     let i = (b * S + t) * d + j;
     ${load}
-    let tau = argmax[i];
+    let tau = ${argmaxAt};
     let reset = tau != run;
     run = select(run, tau, reset);
     acc = select(acc, vec4<f32>(0.0), reset);
@@ -103,7 +114,7 @@ export function runningMaxGradientScanWgsl(load: string, emit: string, vec4 = fa
     let t = S - 1u - k;
     let i = (b * S + t) * d + j;
     ${load}
-    let tau = argmax[i];
+    let tau = ${argmaxAt};
     if (tau != run) {
       run = tau;
       acc = 0.0;

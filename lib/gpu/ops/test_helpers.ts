@@ -75,3 +75,27 @@ export async function readSlice(gpu: Gpu, slice: BufferSlice): Promise<Float32Ar
   const size = slice.size ?? slice.buffer.size - offset;
   return new Float32Array(all, offset, size / 4);
 }
+
+/**
+ * Records `steps` as the graphs do (lib/model/resources.ts's recordStages): a
+ * step with `encodeCommands` (texture copies, then its own pass) records
+ * through it, the others in a pass each; submits, throws on a validation
+ * error and waits for the queue.
+ */
+export async function recordSteps<D>(gpu: Gpu, steps: [GpuStep<D>, D][]): Promise<void> {
+  gpu.device.pushErrorScope("validation");
+  const encoder = gpu.device.createCommandEncoder();
+  for (const [step, dims] of steps) {
+    if (step.encodeCommands) {
+      step.encodeCommands(encoder, dims);
+    } else {
+      const pass = encoder.beginComputePass();
+      step.encode(pass, dims);
+      pass.end();
+    }
+  }
+  gpu.device.queue.submit([encoder.finish()]);
+  const error = await gpu.device.popErrorScope();
+  if (error) throw new Error(`WebGPU validation error: ${error.message}`);
+  await gpu.device.queue.onSubmittedWorkDone();
+}

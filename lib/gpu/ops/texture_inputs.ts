@@ -1,0 +1,152 @@
+/**
+ * Read-only kernel inputs read through a texture copy of their buffer.
+ *
+ * Why: Mesa's llvmpipe (22.x) runs every storage-buffer load as a loop over
+ * the SIMD lanes, while a texel fetch is a straight-line gather. A scan that
+ * reads three `[B, S, d]` arrays and writes three (MaxState's shape) ran 2.2x
+ * faster reading its inputs from textures, the copies included: a
+ * buffer-to-texture copy is a memcpy there (a 1 MB copy takes ~0.1 ms). The
+ * writes stay storage writes (a texture store costs what a storage store does).
+ *
+ * Layout: the buffer's vec4 element `i` is the texel
+ * `(i % TEXTURE_INPUT_WIDTH, i / TEXTURE_INPUT_WIDTH)`, so the copy is one
+ * rectangle of whole 4 KB rows and one partial row; texels are exact copies,
+ * so a kernel reads the same values either way and gives the same bits.
+ *
+ * The textures are scratch: each kernel's inputs are copied in just before its
+ * dispatch, so all kernels of a device share one texture per (format, input
+ * slot), grown to the largest size any kernel asked for.
+ *
+ * @module
+ */
+import type { Gpu } from "../device.ts";
+import type { Binding } from "./elementwise.ts";
+
+/** Texels per row of an input texture (4 KB rows: a copy needs 256-byte multiples). */
+export const TEXTURE_INPUT_WIDTH = 256;
+
+/** How a kernel reads a read-only input. */
+export type InputMode = "storage" | "texture";
+
+/** The element type of a texture input: four floats or four u32 per element. */
+export type InputType = "vec4<f32>" | "vec4<u32>";
+
+/**
+ * WGSL declaring input `name` at `binding` and `fn <name>At(i: u32) -> T`,
+ * its element `i`: `name[i]` of a storage array, or the texel holding it
+ * (vec4 types only).
+ */
+export function inputWgsl(
+  binding: number,
+  name: string,
+  type: InputType | "f32" | "u32",
+  mode: InputMode,
+): string {
+  if (mode === "storage" || type === "f32" || type === "u32") {
+    return `@group(0) @binding(${binding}) var<storage, read_write> ${name}: array<${type}>; // read
+fn ${name}At(i: u32) -> ${type} { return ${name}[i]; }`;
+  }
+  const sampled = type === "vec4<f32>" ? "f32" : "u32";
+  return `@group(0) @binding(${binding}) var ${name}: texture_2d<${sampled}>; // read, a copy of the buffer
+fn ${name}At(i: u32) -> ${type} {
+  return textureLoad(${name}, vec2<i32>(i32(i % ${TEXTURE_INPUT_WIDTH}u), i32(i / ${TEXTURE_INPUT_WIDTH}u)), 0);
+}`;
+}
+
+/** One input of a kernel read through a texture. */
+export interface TextureInput<Dims> {
+  /** Index of the input among the kernel's storage bindings (binding - 1). */
+  index: number;
+  type: InputType;
+  /** Elements (vec4s) the kernel reads for `dims`, from the start of the binding. */
+  count: (dims: Dims) => number;
+  /** The most elements any encode reads (sizes the texture). */
+  maxCount: number;
+}
+
+/** A scratch texture shared by the kernels of one device (see the module doc). */
+export interface SharedTexture {
+  /** The current texture (replaced when a kernel needs a larger one). */
+  texture(): GPUTexture;
+  /** Bumped when {@link texture} changes: bind groups must be rebuilt. */
+  generation(): number;
+}
+
+const pools = new WeakMap<GPUDevice, Map<string, SharedTexture & { grow(rows: number): void }>>();
+
+/** Rows of an input texture for `elements` vec4s. */
+function rowsFor(elements: number): number {
+  return Math.max(1, Math.ceil(elements / TEXTURE_INPUT_WIDTH));
+}
+
+/** Whether `elements` vec4s fit in one input texture of this device. */
+export function textureInputFits(gpu: Gpu, elements: number): boolean {
+  return rowsFor(elements) <= gpu.limits.maxTextureDimension2D;
+}
+
+/**
+ * The device's scratch texture for input `slot` of `type`, at least large
+ * enough for `elements` vec4s.
+ */
+export function sharedInputTexture(
+  gpu: Gpu,
+  type: InputType,
+  slot: number,
+  elements: number,
+): SharedTexture {
+  let pool = pools.get(gpu.device);
+  if (!pool) pools.set(gpu.device, pool = new Map());
+  const key = `${type}:${slot}`;
+  let shared = pool.get(key);
+  if (!shared) {
+    let texture: GPUTexture | undefined;
+    let generation = 0;
+    const entry = {
+      texture: () => texture!,
+      generation: () => generation,
+      grow(rows: number) {
+        if (texture && texture.height >= rows) return;
+        // A texture still used by submitted work is freed once that work is done.
+        texture?.destroy();
+        texture = gpu.device.createTexture({
+          label: `textureInput:${key}`,
+          size: [TEXTURE_INPUT_WIDTH, rows],
+          format: type === "vec4<f32>" ? "rgba32float" : "rgba32uint",
+          usage: GPUTextureUsage.COPY_DST | GPUTextureUsage.TEXTURE_BINDING,
+        });
+        generation++;
+      },
+    };
+    pool.set(key, shared = entry);
+  }
+  shared.grow(rowsFor(elements));
+  return shared;
+}
+
+/** Records the copy of `elements` vec4s of `src` into `texture` (outside any pass). */
+export function encodeInputCopy(
+  enc: GPUCommandEncoder,
+  src: Binding,
+  texture: GPUTexture,
+  elements: number,
+): void {
+  const buffer = "buffer" in src ? src.buffer : src;
+  const offset = "buffer" in src ? src.offset ?? 0 : 0;
+  const rowBytes = TEXTURE_INPUT_WIDTH * 16;
+  const full = Math.floor(elements / TEXTURE_INPUT_WIDTH);
+  const rest = elements % TEXTURE_INPUT_WIDTH;
+  if (full > 0) {
+    enc.copyBufferToTexture(
+      { buffer, offset, bytesPerRow: rowBytes },
+      { texture },
+      [TEXTURE_INPUT_WIDTH, full],
+    );
+  }
+  if (rest > 0) {
+    enc.copyBufferToTexture(
+      { buffer, offset: offset + full * rowBytes },
+      { texture, origin: [0, full] },
+      [rest, 1],
+    );
+  }
+}
