@@ -33,6 +33,13 @@ import {
 } from "../device.ts";
 import { isSoftwareAdapter } from "../device.ts";
 import { dispatchFlat, virtualWorkgroupSumWgsl } from "./elementwise.ts";
+import {
+  encodeInputCopy,
+  type InputMode,
+  inputWgsl,
+  sharedInputTexture,
+  textureInputFits,
+} from "./texture_inputs.ts";
 
 /** f32 values per stats slot. */
 export const STATS_FIELDS = 4;
@@ -132,6 +139,12 @@ export interface CrossEntropyOptions {
    * workgroup; default on software adapters when V % 4 == 0 (and vec4).
    */
   rowPerInvocation?: boolean;
+  /**
+   * With one invocation per row, read the logits through a texture copy when
+   * the graph records the step with its command encoder (texture_inputs.ts);
+   * default true. Same bits.
+   */
+  textureReads?: boolean;
 }
 
 const REDUCE_WG = 256;
@@ -280,12 +293,18 @@ const ROWS_PER_WG = 64;
  * ({@link virtualWorkgroupSumWgsl}); a scan of the whole row in increasing
  * order with a strict '>' gives the tree's max and lowest-index argmax.
  */
-function rowsPerInvocationWgsl(train: boolean, ROW_WG: number): string {
+function rowsPerInvocationWgsl(train: boolean, ROW_WG: number, mode: InputMode): string {
   const ks = Array.from({ length: ROW_WG / 4 }, (_, k) => k);
+  // Texture mode reads a copy of the logits (binding 4) and writes the gradient to binding 1.
   return /* wgsl */ `${UNIFORMS}
 @group(0) @binding(1) var<storage, read_write> logits: array<vec4<f32>>; // [N, V] -> dlogits in train mode
 @group(0) @binding(2) var<storage, read> targets: array<i32>;          // [N]
 @group(0) @binding(3) var<storage, read_write> rowStats: array<f32>;   // [N, 2]: loss, correct
+${
+    mode === "texture"
+      ? inputWgsl(4, "logitsIn", "vec4<f32>", "texture")
+      : "fn logitsInAt(i: u32) -> vec4<f32> { return logits[i]; }"
+  }
 ${virtualWorkgroupSumWgsl(ROW_WG, "rowSum")}
 
 @compute @workgroup_size(${ROWS_PER_WG})
@@ -299,12 +318,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let tgt = targets[row];
   let valid = tgt > 0 && u32(tgt) < V;
   let ti = u32(max(tgt, 0));
-  let targetLogit = select(0.0, logits[base4 + (ti >> 2u)][ti & 3u], valid);
+  let targetLogit = select(0.0, logitsInAt(base4 + (ti >> 2u))[ti & 3u], valid);
 
   var best = -3.4028235e38;
   var bestIndex = 0xffffffffu;
   for (var q = 0u; q < V4; q++) {
-    let x4 = logits[base4 + q];
+    let x4 = logitsInAt(base4 + q);
     for (var c = 0u; c < 4u; c++) {
       let x = x4[c];
       if (x > best || bestIndex == 0xffffffffu) { best = x; bestIndex = q * 4u + c; }
@@ -317,7 +336,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var v = 0u; v < V; v += ${ROW_WG}u) {
 ${
     ks.map((k) => {
-      const add = `a${k} += exp(logits[base4 + (v + ${4 * k}u) / 4u] - vec4<f32>(rowMax));`;
+      const add = `a${k} += exp(logitsInAt(base4 + (v + ${4 * k}u) / 4u) - vec4<f32>(rowMax));`;
       return k === 0 ? `    ${add}` : `    if (v + ${4 * k}u < V) { ${add} }`;
     }).join("\n")
   }
@@ -332,7 +351,7 @@ ${
   // dL/dlogits = (softmax - onehot) / count; padding rows get 0.
   let inv = 1.0 / sumExp;
   for (var q = 0u; q < V4; q++) {
-    let p = exp(logits[base4 + q] - vec4<f32>(rowMax)) * inv;
+    let p = exp(logitsInAt(base4 + q) - vec4<f32>(rowMax)) * inv;
     let hit = vec4<i32>(i32(q * 4u)) + vec4<i32>(0, 1, 2, 3) == vec4<i32>(tgt);
     logits[base4 + q] = select(vec4<f32>(0.0), (p - select(vec4<f32>(0.0), vec4<f32>(1.0), hit)) * u.scale, valid);
   }`
@@ -392,7 +411,7 @@ export function createCrossEntropy(
   const rowsPipeline = cachedPipeline(
     gpu,
     `crossEntropy:rows:${options.mode}:${rowWg}:${perRow ? "rows" : vec4 ? "v4" : "s"}`,
-    perRow ? rowsPerInvocationWgsl(train, rowWg) : rowsWgsl(train, rowWg, vec4),
+    perRow ? rowsPerInvocationWgsl(train, rowWg, "storage") : rowsWgsl(train, rowWg, vec4),
     "main",
   );
   const reducePipeline = cachedPipeline(gpu, "crossEntropy:reduce", REDUCE_WGSL, "main");
@@ -415,28 +434,81 @@ export function createCrossEntropy(
   const data = new ArrayBuffer(16);
   const words = new Uint32Array(data);
   const floats = new Float32Array(data);
-  return {
+  /** Writes the uniforms; false when there is nothing to do. */
+  const prepare = (dims: CrossEntropyDims): boolean => {
+    if (dims.N > options.maxRows) {
+      throw new Error(`crossEntropy: ${dims.N} rows exceed maxRows ${options.maxRows}`);
+    }
+    if (dims.N === 0) return false;
+    words[0] = dims.N;
+    words[1] = options.V;
+    words[2] = dims.slot;
+    floats[3] = dims.count > 0 ? 1 / dims.count : 0;
+    gpu.device.queue.writeBuffer(uniform, 0, data);
+    return true;
+  };
+  const encodeRows = (pass: GPUComputePassEncoder, dims: CrossEntropyDims, group: GPUBindGroup) => {
+    pass.setPipeline(group === rowsGroup ? rowsPipeline : texturePipeline!);
+    pass.setBindGroup(0, group);
+    if (perRow) dispatchFlat(pass, Math.ceil(dims.N / ROWS_PER_WG));
+    else pass.dispatchWorkgroups(Math.min(dims.N, ROW_SPLIT), Math.ceil(dims.N / ROW_SPLIT));
+    pass.setPipeline(reducePipeline);
+    pass.setBindGroup(0, reduceGroup);
+    pass.dispatchWorkgroups(1);
+  };
+  // The per-row kernel reading a texture copy of the logits (texture_inputs.ts),
+  // for recorders holding the command encoder.
+  const elements = (N: number) => N * options.V / 4;
+  const textures = perRow && (options.textureReads ?? true) &&
+    textureInputFits(gpu, elements(options.maxRows));
+  const texturePipeline = textures
+    ? cachedPipeline(
+      gpu,
+      `crossEntropy:rows:${options.mode}:${rowWg}:rows:texture`,
+      rowsPerInvocationWgsl(train, rowWg, "texture"),
+      "main",
+    )
+    : undefined;
+  const shared = textures
+    ? sharedInputTexture(gpu, "vec4<f32>", 0, elements(options.maxRows))
+    : undefined;
+  let textureGroup: { generation: number; group: GPUBindGroup } | undefined;
+  const step: GpuStep<CrossEntropyDims> = {
     encode(pass, dims) {
-      if (dims.N > options.maxRows) {
-        throw new Error(`crossEntropy: ${dims.N} rows exceed maxRows ${options.maxRows}`);
-      }
-      if (dims.N === 0) return;
-      words[0] = dims.N;
-      words[1] = options.V;
-      words[2] = dims.slot;
-      floats[3] = dims.count > 0 ? 1 / dims.count : 0;
-      gpu.device.queue.writeBuffer(uniform, 0, data);
-      pass.setPipeline(rowsPipeline);
-      pass.setBindGroup(0, rowsGroup);
-      if (perRow) dispatchFlat(pass, Math.ceil(dims.N / ROWS_PER_WG));
-      else pass.dispatchWorkgroups(Math.min(dims.N, ROW_SPLIT), Math.ceil(dims.N / ROW_SPLIT));
-      pass.setPipeline(reducePipeline);
-      pass.setBindGroup(0, reduceGroup);
-      pass.dispatchWorkgroups(1);
+      if (prepare(dims)) encodeRows(pass, dims, rowsGroup);
     },
     destroy() {
       uniform.destroy();
       if (ownRowStats) rowStats.destroy();
     },
   };
+  if (texturePipeline && shared) {
+    step.encodeCommands = (enc, dims) => {
+      if (!prepare(dims)) return;
+      if (textureGroup?.generation !== shared.generation()) {
+        const group = gpu.device.createBindGroup({
+          label: "crossEntropy:rows:texture",
+          layout: texturePipeline.getBindGroupLayout(0),
+          entries: [
+            { binding: 0, resource: { buffer: uniform } },
+            // Eval mode only reads, from the texture: the storage binding is unused.
+            ...(train ? [{ binding: 1, resource: slice(options.logits) }] : []),
+            { binding: 2, resource: slice(options.targets) },
+            { binding: 3, resource: { buffer: rowStats } },
+            { binding: 4, resource: shared.texture().createView() },
+          ],
+        });
+        textureGroup = { generation: shared.generation(), group };
+      }
+      encodeInputCopy(enc, options.logits, shared.texture(), elements(dims.N));
+      const pass = enc.beginComputePass({ label: "crossEntropy" });
+      encodeRows(pass, dims, textureGroup.group);
+      pass.end();
+    };
+  }
+  return step;
+}
+
+function slice(b: GPUBuffer | BufferSlice): GPUBufferBinding {
+  return "buffer" in b ? { buffer: b.buffer, offset: b.offset ?? 0, size: b.size } : { buffer: b };
 }

@@ -13,7 +13,7 @@ import {
   readAndResetStats,
   readStats,
 } from "./cross_entropy.ts";
-import { packTensors, randomUniform, readSlice, runSteps } from "./test_helpers.ts";
+import { packTensors, randomUniform, readSlice, recordSteps, runSteps } from "./test_helpers.ts";
 
 /** Logits [N, V] in [-4, 4) and targets in [0, V) with about a quarter padding. */
 function batch(seed: number, N: number, V: number) {
@@ -244,3 +244,46 @@ Deno.test("crossEntropy: the vec4 and one-invocation-per-row kernels give the sc
     assertEquals(hits[i], hits[0]);
   }
 });
+
+for (const mode of ["train", "eval"] as const) {
+  Deno.test(`crossEntropy: reading the logits through a texture copy gives the same bits (${mode})`, async () => {
+    const g = await requestGpu();
+    const N = 53, V = 300; // 3975 vec4s: 15 full texture rows and a partial one
+    const b = batch(5, N, V);
+    const logits = b.logits.map((x) => Math.round(x * 4) / 4);
+    const out: Uint32Array[] = [];
+    for (const textures of [false, true]) {
+      const bufs = setup(g, logits, b.targets);
+      const stats = createStatsBuffer(g, 1);
+      const rowStats = createStorageBufferFrom(g, new Float32Array(N * 2), "rowStats");
+      const step = createCrossEntropy(g, {
+        logits: bufs.logits,
+        targets: bufs.targets,
+        stats,
+        V,
+        maxRows: N,
+        mode,
+        rowStats,
+      });
+      assertEquals(step.encodeCommands !== undefined, true, "the software adapter reads textures");
+      const dims = { N, count: b.count, slot: 0 };
+      await (textures ? recordSteps(g, [[step, dims]]) : runSteps(g, [[step, dims]]));
+      const grad = await readSlice(g, bufs.logits);
+      const rows = await readFloat32(g, rowStats, N * 2);
+      const s = await readFloat32(g, stats, 4);
+      out.push(
+        new Uint32Array([
+          ...new Uint32Array(grad.buffer, grad.byteOffset, grad.length),
+          ...new Uint32Array(rows.buffer),
+          ...new Uint32Array(s.buffer),
+        ]),
+      );
+      step.destroy();
+      stats.destroy();
+      rowStats.destroy();
+      bufs.logitsBuf.buffer.destroy();
+      bufs.targetsBuf.buffer.destroy();
+    }
+    assertEquals(out[1], out[0], "logits or gradient, per-row loss and hits, stats");
+  });
+}
