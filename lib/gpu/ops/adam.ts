@@ -25,8 +25,17 @@ import {
   createUniformBuffer,
   type Gpu,
   type GpuStep,
+  isSoftwareAdapter,
 } from "../device.ts";
 import { bindingSegments, NORM_RESULT, subSlice } from "./grad_norm.ts";
+import {
+  encodeInputCopy,
+  type InputMode,
+  inputWgsl,
+  sharedInputTexture,
+  textureBindGroup,
+  textureInputFits,
+} from "./texture_inputs.ts";
 
 /** Per-step values of an Adam update. */
 export interface AdamDims {
@@ -61,6 +70,11 @@ export interface AdamOptions {
   decoupled: boolean;
   /** Largest binding in bytes; default the device's `maxStorageBufferBindingSize`. */
   maxBindingBytes?: number;
+  /**
+   * Read the inputs through texture copies when recorded with the command
+   * encoder (texture_inputs.ts); default: on software adapters.
+   */
+  textureReads?: boolean;
 }
 
 const WG = 256;
@@ -74,7 +88,7 @@ const ROW = 32768;
  * covers the first `count / 4 * 4` elements of a segment, the scalar one the
  * rest from `first`.
  */
-const adamWgsl = (t: "f32" | "vec4<f32>") => /* wgsl */ `
+const adamWgsl = (t: "f32" | "vec4<f32>", mode: InputMode = "storage") => /* wgsl */ `
 struct Uniforms {
   count: u32,        // elements (vec4: groups of 4) in this segment
   decoupled: u32,    // 1: AdamW
@@ -91,24 +105,38 @@ struct Uniforms {
 }
 @group(0) @binding(0) var<uniform> u: Uniforms;
 @group(0) @binding(1) var<storage, read_write> param: array<${t}>;  // [count]
-@group(0) @binding(2) var<storage, read> grad: array<${t}>;         // [count]
 @group(0) @binding(3) var<storage, read_write> m: array<${t}>;      // [count]
 @group(0) @binding(4) var<storage, read_write> v: array<${t}>;      // [count]
 @group(0) @binding(5) var<storage, read> clip: array<f32>;          // [norm, clipScale, ...]
+${
+  mode === "texture" && t === "vec4<f32>"
+    // Texture form: param, m and v are read from copies and written to their buffers.
+    ? [
+      inputWgsl(6, "paramIn", t, "texture"),
+      inputWgsl(2, "grad", t, "texture"),
+      inputWgsl(7, "mIn", t, "texture"),
+      inputWgsl(8, "vIn", t, "texture"),
+    ].join("\n")
+    : `@group(0) @binding(2) var<storage, read> grad: array<${t}>;         // [count]
+fn gradAt(i: u32) -> ${t} { return grad[i]; }
+fn paramInAt(i: u32) -> ${t} { return param[i]; }
+fn mInAt(i: u32) -> ${t} { return m[i]; }
+fn vInAt(i: u32) -> ${t} { return v[i]; }`
+}
 
 @compute @workgroup_size(${WG})
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let i = u.first + gid.x + gid.y * ${ROW * WG}u;
   if (i >= u.count) { return; }
-  var g = grad[i] * clip[${NORM_RESULT.clipScale}u];
-  var p = param[i];
+  var g = gradAt(i) * clip[${NORM_RESULT.clipScale}u];
+  var p = paramInAt(i);
   if (u.decoupled == 1u) {
     p *= u.decayFactor;
   } else {
     g += u.weightDecay * p;
   }
-  let mi = u.beta1 * m[i] + u.oneMinusBeta1 * g;
-  let vi = u.beta2 * v[i] + u.oneMinusBeta2 * g * g;
+  let mi = u.beta1 * mInAt(i) + u.oneMinusBeta1 * g;
+  let vi = u.beta2 * vInAt(i) + u.oneMinusBeta2 * g * g;
   m[i] = mi;
   v[i] = vi;
   param[i] = p - u.stepSize * mi / (sqrt(vi) / u.bc2Sqrt + u.eps);
@@ -172,23 +200,28 @@ export function createAdam(gpu: Gpu, options: AdamOptions): GpuStep<AdamDims> {
   const data = new ArrayBuffer(48);
   const words = new Uint32Array(data);
   const floats = new Float32Array(data);
-  return {
+  const writeUniforms = (step: number, lr: number) => {
+    if (!(step >= 1)) throw new Error(`adam: step must be >= 1, got ${step}`);
+    words[1] = options.decoupled ? 1 : 0;
+    floats[2] = options.beta1;
+    floats[3] = options.beta2;
+    floats[4] = options.eps;
+    floats[5] = options.weightDecay;
+    floats[6] = 1 - lr * options.weightDecay;
+    floats[7] = lr / (1 - Math.pow(options.beta1, step));
+    floats[8] = Math.sqrt(1 - Math.pow(options.beta2, step));
+    floats[9] = 1 - options.beta1;
+    floats[10] = 1 - options.beta2;
+    for (const p of passes) {
+      words[0] = p.part.count;
+      words[11] = p.part.first;
+      gpu.device.queue.writeBuffer(p.uniform, 0, data);
+    }
+  };
+  const step: GpuStep<AdamDims> = {
     encode(pass, { step, lr }) {
-      if (!(step >= 1)) throw new Error(`adam: step must be >= 1, got ${step}`);
-      words[1] = options.decoupled ? 1 : 0;
-      floats[2] = options.beta1;
-      floats[3] = options.beta2;
-      floats[4] = options.eps;
-      floats[5] = options.weightDecay;
-      floats[6] = 1 - lr * options.weightDecay;
-      floats[7] = lr / (1 - Math.pow(options.beta1, step));
-      floats[8] = Math.sqrt(1 - Math.pow(options.beta2, step));
-      floats[9] = 1 - options.beta1;
-      floats[10] = 1 - options.beta2;
+      writeUniforms(step, lr);
       for (const p of passes) {
-        words[0] = p.part.count;
-        words[11] = p.part.first;
-        gpu.device.queue.writeBuffer(p.uniform, 0, data);
         pass.setPipeline(p.pipeline);
         pass.setBindGroup(0, p.group);
         pass.dispatchWorkgroups(p.x, p.y);
@@ -198,4 +231,49 @@ export function createAdam(gpu: Gpu, options: AdamOptions): GpuStep<AdamDims> {
       for (const b of owned) b.destroy();
     },
   };
+  // Texture form (texture_inputs.ts): the vec4 part of a single segment reads
+  // copies of param, grad, m and v; the same values, so the same bits.
+  const vec4Part = passes.find((p) => p.part.vec4);
+  const textured = (options.textureReads ?? isSoftwareAdapter(gpu)) && segments.length === 1 &&
+    vec4Part !== undefined && textureInputFits(gpu, vec4Part.part.count);
+  if (!textured) return step;
+  const groups = vec4Part.part.count;
+  const segment = { ...segments[0], count: groups * 4 };
+  const sources = [options.params, options.grads, options.m, options.v].map((b) =>
+    subSlice(b, segment)
+  );
+  const shared = sources.map((_, slot) => sharedInputTexture(gpu, "vec4<f32>", slot, groups));
+  const texturePipeline = cachedPipeline(
+    gpu,
+    "adam:v4:texture",
+    adamWgsl("vec4<f32>", "texture"),
+    "main",
+  );
+  const textureGroup = textureBindGroup(gpu, texturePipeline, "adam:texture", shared, (views) => [
+    { binding: 0, resource: { buffer: vec4Part.uniform } },
+    { binding: 1, resource: bufferBinding(sources[0]) },
+    { binding: 2, resource: views[1] },
+    { binding: 3, resource: bufferBinding(sources[2]) },
+    { binding: 4, resource: bufferBinding(sources[3]) },
+    { binding: 5, resource: { buffer: clip! } },
+    { binding: 6, resource: views[0] },
+    { binding: 7, resource: views[2] },
+    { binding: 8, resource: views[3] },
+  ]);
+  step.encodeCommands = (enc, { step: t, lr }) => {
+    writeUniforms(t, lr);
+    sources.forEach((src, slot) => encodeInputCopy(enc, src, shared[slot].texture(), groups));
+    const pass = enc.beginComputePass({ label: "adam" });
+    for (const p of passes) {
+      pass.setPipeline(p === vec4Part ? texturePipeline : p.pipeline);
+      pass.setBindGroup(0, p === vec4Part ? textureGroup() : p.group);
+      pass.dispatchWorkgroups(p.x, p.y);
+    }
+    pass.end();
+  };
+  return step;
+}
+
+function bufferBinding(b: GPUBuffer | BufferSlice): GPUBufferBinding {
+  return "buffer" in b ? { buffer: b.buffer, offset: b.offset ?? 0, size: b.size } : { buffer: b };
 }

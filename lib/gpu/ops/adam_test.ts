@@ -5,7 +5,7 @@ import { createStorageBufferFrom, type Gpu, requestGpu } from "../device.ts";
 import { createAdam } from "./adam.ts";
 import { createStatsBuffer } from "./cross_entropy.ts";
 import { createGradNorm } from "./grad_norm.ts";
-import { packTensors, randomUniform, readSlice, runSteps } from "./test_helpers.ts";
+import { packTensors, randomUniform, readSlice, recordSteps, runSteps } from "./test_helpers.ts";
 
 const COUNT = 1000 + 7;
 const LR = 1e-2;
@@ -25,7 +25,14 @@ async function gpuSteps(
   g: Gpu,
   init: Float32Array<ArrayBuffer>,
   grads: Float32Array<ArrayBuffer>[],
-  opts: { weightDecay: number; decoupled: boolean; clipNorm?: number; maxBindingBytes?: number },
+  opts: {
+    weightDecay: number;
+    decoupled: boolean;
+    clipNorm?: number;
+    maxBindingBytes?: number;
+    /** Record as the graph does: the vec4 part reads texture copies (software adapter). */
+    textures?: boolean;
+  },
 ): Promise<Run> {
   const state = packTensors(g, [init], 256);
   const moments = packTensors(g, [new Float32Array(COUNT), new Float32Array(COUNT)], 512);
@@ -49,7 +56,12 @@ async function gpuSteps(
   for (let t = 1; t <= grads.length; t++) {
     g.device.queue.writeBuffer(grad, 0, grads[t - 1]);
     if (norm) await runSteps(g, [[norm, { slot: 0 }]]);
-    await runSteps(g, [[adam, { step: t, lr: LR }]]);
+    if (opts.textures) {
+      assertEquals(adam.encodeCommands !== undefined, true, "the texture form exists");
+      await recordSteps(g, [[adam, { step: t, lr: LR }]]);
+    } else {
+      await runSteps(g, [[adam, { step: t, lr: LR }]]);
+    }
   }
   const run = {
     params: await readSlice(g, state.slices[0]),
@@ -118,6 +130,27 @@ Deno.test("adam: bound in several segments, the update is bit-identical", async 
     new Uint32Array(whole.params.slice().buffer),
   );
   assertEquals(new Uint32Array(split.v.slice().buffer), new Uint32Array(whole.v.slice().buffer));
+});
+
+Deno.test("adam: reading param, grad, m and v through texture copies gives the same bits", async () => {
+  const g = await requestGpu();
+  const { init, grads } = problem(3);
+  for (
+    const opts of [{ weightDecay: 0.01, decoupled: true, clipNorm: 0.5 }, {
+      weightDecay: 0.05,
+      decoupled: false,
+    }]
+  ) {
+    const storage = await gpuSteps(g, init, grads, opts);
+    const textured = await gpuSteps(g, init, grads, { ...opts, textures: true });
+    for (const key of ["params", "m", "v"] as const) {
+      assertEquals(
+        new Uint32Array(textured[key].slice().buffer),
+        new Uint32Array(storage[key].slice().buffer),
+        `${key} (${JSON.stringify(opts)})`,
+      );
+    }
+  }
 });
 
 Deno.test("adam: a step number below 1 is refused", async () => {

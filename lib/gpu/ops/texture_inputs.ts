@@ -150,3 +150,29 @@ export function encodeInputCopy(
     );
   }
 }
+
+/**
+ * A bind group of `pipeline` that includes views of `shared` textures,
+ * rebuilt whenever one of them was replaced by a larger one.
+ */
+export function textureBindGroup(
+  gpu: Gpu,
+  pipeline: GPUComputePipeline,
+  label: string,
+  shared: SharedTexture[],
+  entries: (views: GPUTextureView[]) => GPUBindGroupEntry[],
+): () => GPUBindGroup {
+  let bound: { generations: string; group: GPUBindGroup } | undefined;
+  return () => {
+    const generations = shared.map((t) => t.generation()).join(",");
+    if (bound?.generations !== generations) {
+      const group = gpu.device.createBindGroup({
+        label,
+        layout: pipeline.getBindGroupLayout(0),
+        entries: entries(shared.map((t) => t.texture().createView())),
+      });
+      bound = { generations, group };
+    }
+    return bound.group;
+  };
+}
