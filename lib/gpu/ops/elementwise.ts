@@ -25,6 +25,8 @@ import {
 } from "../device.ts";
 import {
   encodeInputCopy,
+  type InputMode,
+  inputWgsl,
   sharedInputTexture,
   type TextureInput,
   textureInputFits,
@@ -364,32 +366,67 @@ export function createVectorizedStep<Dims>(
   gpu: Gpu,
   options: {
     label: string;
-    code: (t: ElementType) => string;
+    code: (t: ElementType, mode: InputMode) => string;
     buffers: Binding[];
     count: (dims: Dims) => number;
     extra?: (dims: Dims) => number[];
+    /**
+     * Indices into `buffers` of the inputs `code` reads through
+     * `inputWgsl` (texture_inputs.ts): the vec4 kernel then has a texture
+     * form; `maxCount` bounds `count` (sizes the textures).
+     */
+    textureInputs?: number[];
+    maxCount?: number;
+    textureReads?: boolean;
   },
 ): GpuStep<Dims> {
-  const step = (t: ElementType, per: number) =>
-    createElementStep<Dims>(gpu, {
+  const step = (t: ElementType, per: number) => {
+    const textured = t === "vec4<f32>" && options.textureInputs !== undefined &&
+      options.maxCount !== undefined;
+    return createElementStep<Dims>(gpu, {
       label: options.label,
       cacheKey: `${options.label}:${t}`,
-      code: options.code(t),
+      code: options.code(t, "storage"),
       buffers: options.buffers,
       count: (dims) => options.count(dims) / per,
       sizes: (dims) => [options.count(dims) / per, ...(options.extra?.(dims) ?? [])],
+      ...(textured && {
+        textureCode: options.code(t, "texture"),
+        textureInputs: options.textureInputs!.map((index) => ({
+          index,
+          type: "vec4<f32>" as const,
+          count: (dims: Dims) => options.count(dims) / 4,
+          maxCount: Math.ceil(options.maxCount! / 4),
+        })),
+        textureReads: options.textureReads,
+      }),
     });
+  };
   const scalar = step("f32", 1);
   const vec4 = step("vec4<f32>", 4);
-  return {
+  const pick = (dims: Dims) => options.count(dims) % 4 === 0 ? vec4 : scalar;
+  const result: GpuStep<Dims> = {
     encode(pass, dims) {
-      (options.count(dims) % 4 === 0 ? vec4 : scalar).encode(pass, dims);
+      pick(dims).encode(pass, dims);
     },
     destroy() {
       scalar.destroy();
       vec4.destroy();
     },
   };
+  if (vec4.encodeCommands) {
+    result.encodeCommands = (enc, dims) => {
+      const chosen = pick(dims);
+      if (chosen.encodeCommands) {
+        chosen.encodeCommands(enc, dims);
+      } else {
+        const pass = enc.beginComputePass({ label: options.label });
+        chosen.encode(pass, dims);
+        pass.end();
+      }
+    };
+  }
+  return result;
 }
 
 // ---------------------------------------------------------------------------
@@ -397,16 +434,16 @@ export function createVectorizedStep<Dims>(
 // ---------------------------------------------------------------------------
 
 /** `out = a + b` (the residual `h = r + u`). */
-const addWgsl = (t: ElementType) => /* wgsl */ `
+const addWgsl = (t: ElementType, mode: InputMode) => /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> a: array<${t}>;    // read, [n]
-@group(0) @binding(2) var<storage, read_write> b: array<${t}>;    // read, [n]
+${inputWgsl(1, "a", t, mode)} // [n]
+${inputWgsl(2, "b", t, mode)} // [n]
 @group(0) @binding(3) var<storage, read_write> out: array<${t}>;  // [n]
 ${ELEMENT_INDEX_WGSL}
 ${ELEMENT_ENTRY_WGSL} {
   let i = elementIndex(wid, nwg, lid);
   if (i >= sizes.x) { return; }
-  out[i] = a[i] + b[i];
+  out[i] = aAt(i) + bAt(i);
 }
 `;
 
@@ -469,6 +506,8 @@ export function createAdd(
     code: addWgsl,
     buffers: [buffers.a, buffers.b, buffers.out],
     count: countOf(label, buffers.maxCount),
+    textureInputs: [0, 1],
+    maxCount: buffers.maxCount,
   });
 }
 

@@ -9,11 +9,19 @@ import {
   dispatchElements,
   ELEMENT_WORKGROUP_SIZE,
 } from "./elementwise.ts";
-import { pack, randomNormal, readPacked, runSteps, testGpu } from "./model_ops_testing.ts";
+import {
+  pack,
+  randomNormal,
+  readPacked,
+  recordSteps,
+  runSteps,
+  testGpu,
+} from "./model_ops_testing.ts";
 
-// count 776 runs the vec4 kernels, 775 the scalar ones.
-for (const short of [5, 6]) {
-  Deno.test(`add, copy, accumulate and fill act on exactly \`count\` elements of their slices (n - ${short})`, async () => {
+// count 776 runs the vec4 kernels, 775 the scalar ones; "recorded" as the graphs record
+// them (the vec4 add then reads texture copies of its inputs on the software adapter).
+for (const [short, recorded] of [[5, false], [6, false], [5, true], [6, true]] as const) {
+  Deno.test(`add, copy, accumulate and fill act on exactly \`count\` elements of their slices (n - ${short}${recorded ? ", recorded" : ""})`, async () => {
     const gpu = await testGpu();
     const rng = new Random(1, "elementwise");
     const n = 3 * 13 * 20 + 1; // not a multiple of the workgroup size
@@ -33,7 +41,12 @@ for (const short of [5, 6]) {
       createAccumulate(gpu, { src: sb, target: sAcc, maxCount: n }),
       createFill(gpu, { out: sFill, maxCount: n, value: 0.75 }),
     ];
-    await runSteps(gpu, steps.map((s) => [s, { count }]));
+    if (recorded) {
+      assert(steps[0].encodeCommands !== undefined, "add has a texture form");
+      await recordSteps(gpu, steps.map((s) => [s, { count }]));
+    } else {
+      await runSteps(gpu, steps.map((s) => [s, { count }]));
+    }
     const r = await readPacked(gpu, p);
     r.assertGapsIntact();
     for (let i = 0; i < n; i++) {

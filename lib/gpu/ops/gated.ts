@@ -1,7 +1,8 @@
 /**
  * The gate of the feed-forward block, `y = f1 * relu(g)` with
  * `f1 = Ffn1(s)` and `g = Gate(s)` (both `[B, S, 2d]`), forward and backward.
- * relu'(0) is taken as 0 (PyTorch).
+ * relu'(0) is taken as 0 (PyTorch). On software adapters the inputs are read
+ * through texture copies (texture_inputs.ts), the same values.
  *
  * @module
  */
@@ -15,39 +16,40 @@ import {
   ELEMENT_INDEX_WGSL,
   type ElementType,
 } from "./elementwise.ts";
+import { type InputMode, inputWgsl } from "./texture_inputs.ts";
 
 /** Forward: `y = f1 * relu(g)`; sizes.x = n = B*S*width (in elements of T). */
-const gatedForwardWgsl = (t: ElementType) => /* wgsl */ `
+const gatedForwardWgsl = (t: ElementType, mode: InputMode) => /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> f1: array<${t}>;  // read, [B, S, width]
-@group(0) @binding(2) var<storage, read_write> g: array<${t}>;   // read, [B, S, width]
+${inputWgsl(1, "f1", t, mode)} // [B, S, width]
+${inputWgsl(2, "g", t, mode)} // [B, S, width]
 @group(0) @binding(3) var<storage, read_write> y: array<${t}>;   // [B, S, width]
 ${ELEMENT_INDEX_WGSL}
 ${ELEMENT_ENTRY_WGSL} {
   let i = elementIndex(wid, nwg, lid);
   if (i >= sizes.x) { return; }
-  let gate = g[i];
-  y[i] = select(${t}(0.0), f1[i] * gate, gate > ${t}(0.0));
+  let gate = gAt(i);
+  y[i] = select(${t}(0.0), f1At(i) * gate, gate > ${t}(0.0));
 }
 `;
 
 /** Backward: `df1 = dy relu(g)`, `dg = dy f1 [g > 0]`; sizes.x = n. */
-const gatedBackwardWgsl = (t: ElementType) => /* wgsl */ `
+const gatedBackwardWgsl = (t: ElementType, mode: InputMode) => /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> dy: array<${t}>;   // read, [B, S, width]
-@group(0) @binding(2) var<storage, read_write> f1: array<${t}>;   // read, [B, S, width]
-@group(0) @binding(3) var<storage, read_write> g: array<${t}>;    // read, [B, S, width]
+${inputWgsl(1, "dy", t, mode)} // [B, S, width]
+${inputWgsl(2, "f1", t, mode)} // [B, S, width]
+${inputWgsl(3, "g", t, mode)} // [B, S, width]
 @group(0) @binding(4) var<storage, read_write> df1: array<${t}>;  // [B, S, width]
 @group(0) @binding(5) var<storage, read_write> dg: array<${t}>;   // [B, S, width]
 ${ELEMENT_INDEX_WGSL}
 ${ELEMENT_ENTRY_WGSL} {
   let i = elementIndex(wid, nwg, lid);
   if (i >= sizes.x) { return; }
-  let gate = g[i];
+  let gate = gAt(i);
   let open = gate > ${t}(0.0);
-  let grad = dy[i];
+  let grad = dyAt(i);
   df1[i] = select(${t}(0.0), grad * gate, open);
-  dg[i] = select(${t}(0.0), grad * f1[i], open);
+  dg[i] = select(${t}(0.0), grad * f1At(i), open);
 }
 `;
 
@@ -74,6 +76,8 @@ export function createGatedForward(gpu: Gpu, buffers: GatedForwardBuffers): GpuS
     code: gatedForwardWgsl,
     buffers: [buffers.f1, buffers.g, buffers.y],
     count: (dims) => checkedRows(label, dims, maxRows) * width,
+    textureInputs: [0, 1],
+    maxCount: maxRows * width,
   });
 }
 
@@ -104,5 +108,7 @@ export function createGatedBackward(gpu: Gpu, buffers: GatedBackwardBuffers): Gp
     code: gatedBackwardWgsl,
     buffers: [buffers.dy, buffers.f1, buffers.g, buffers.df1, buffers.dg],
     count: (dims) => checkedRows(label, dims, maxRows) * width,
+    textureInputs: [0, 1, 2],
+    maxCount: maxRows * width,
   });
 }

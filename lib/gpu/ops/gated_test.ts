@@ -2,11 +2,19 @@ import { assertClose, assertThrows } from "../../../tests/assert.ts";
 import { gatedBackward, gatedForward } from "../../model/reference.ts";
 import { Random } from "../../random/mod.ts";
 import { createGatedBackward, createGatedForward } from "./gated.ts";
-import { pack, randomNormal, readPacked, runSteps, testGpu } from "./model_ops_testing.ts";
+import {
+  pack,
+  randomNormal,
+  readPacked,
+  recordSteps,
+  runSteps,
+  testGpu,
+} from "./model_ops_testing.ts";
 
-// width 40: the vec4 kernels; 7 (B*S*width odd): the scalar ones.
-for (const width of [40, 7]) {
-  Deno.test(`gated forward and backward match the reference, zero gate included (width ${width})`, async () => {
+// width 40: the vec4 kernels; 7 (B*S*width odd): the scalar ones; "recorded" as the graphs
+// record them (the vec4 kernels then read texture copies of their inputs).
+for (const [width, recorded] of [[40, false], [7, false], [40, true], [7, true]] as const) {
+  Deno.test(`gated forward and backward match the reference, zero gate included (width ${width}${recorded ? ", recorded" : ""})`, async () => {
     const gpu = await testGpu();
     const B = 3, S = 13;
     const n = B * S * width;
@@ -29,7 +37,7 @@ for (const width of [40, 7]) {
       width,
       maxRows,
     });
-    await runSteps(gpu, [[forward, { B, S }], [backward, { B, S }]]);
+    await (recorded ? recordSteps : runSteps)(gpu, [[forward, { B, S }], [backward, { B, S }]]);
     const r = await readPacked(gpu, p);
     r.assertGapsIntact();
     assertClose(r.f32(2), gatedForward(f1, g), 1e-7, "y");
