@@ -24,6 +24,7 @@ import {
   type ElementType,
   workgroupSumWgsl,
 } from "./elementwise.ts";
+import { type InputMode, inputWgsl } from "./texture_inputs.ts";
 
 /** Elements per invocation in the first backward dispatch. */
 const ELEMENTS_PER_INVOCATION = 16;
@@ -32,10 +33,10 @@ const ELEMENTS_PER_INVOCATION = 16;
 export const ALPHA_MIX_CHUNK = ELEMENT_WORKGROUP_SIZE * ELEMENTS_PER_INVOCATION;
 
 /** Forward: sizes.x = n = B*S*d (in elements of T). */
-const alphaMixForwardWgsl = (t: ElementType) => /* wgsl */ `
+const alphaMixForwardWgsl = (t: ElementType, mode: InputMode) => /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> f: array<${t}>;     // read, [B, S, d]
-@group(0) @binding(2) var<storage, read_write> u: array<${t}>;     // read, [B, S, d]
+${inputWgsl(1, "f", t, mode)} // [B, S, d]
+${inputWgsl(2, "u", t, mode)} // [B, S, d]
 @group(0) @binding(3) var<storage, read_write> alpha: array<f32>;  // read, [1]
 @group(0) @binding(4) var<storage, read_write> y: array<${t}>;     // [B, S, d]
 ${ELEMENT_INDEX_WGSL}
@@ -43,7 +44,7 @@ ${ELEMENT_ENTRY_WGSL} {
   let i = elementIndex(wid, nwg, lid);
   if (i >= sizes.x) { return; }
   let a = alpha[0];
-  y[i] = a * f[i] + (1.0 - a) * u[i];
+  y[i] = a * fAt(i) + (1.0 - a) * uAt(i);
 }
 `;
 
@@ -51,11 +52,11 @@ ${ELEMENT_ENTRY_WGSL} {
  * Backward, part 1: one workgroup per chunk; invocation lid handles elements
  * chunk * CHUNK + k * WG + lid for k = 0, 1, … in order. sizes = (n, chunks).
  */
-const ALPHA_MIX_BACKWARD_WGSL = /* wgsl */ `
+const alphaMixBackwardWgsl = (mode: InputMode) => /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> dy: array<f32>;        // read, [B, S, d]
-@group(0) @binding(2) var<storage, read_write> f: array<f32>;         // read, [B, S, d]
-@group(0) @binding(3) var<storage, read_write> u: array<f32>;         // read, [B, S, d]
+${inputWgsl(1, "dy", "f32", mode)} // [B, S, d]
+${inputWgsl(2, "f", "f32", mode)} // [B, S, d]
+${inputWgsl(3, "u", "f32", mode)} // [B, S, d]
 @group(0) @binding(4) var<storage, read_write> alpha: array<f32>;     // read, [1]
 @group(0) @binding(5) var<storage, read_write> df: array<f32>;        // [B, S, d], overwritten
 @group(0) @binding(6) var<storage, read_write> du: array<f32>;        // [B, S, d], overwritten
@@ -70,10 +71,10 @@ ${ELEMENT_ENTRY_WGSL} {
   for (var k = 0u; k < ${ELEMENTS_PER_INVOCATION}u; k++) {
     let i = chunk * ${ALPHA_MIX_CHUNK}u + k * ${ELEMENT_WORKGROUP_SIZE}u + lid;
     if (i < sizes.x) {
-      let g = dy[i];
+      let g = dyAt(i);
       df[i] = a * g;
       du[i] = (1.0 - a) * g;
-      sum += (f[i] - u[i]) * g;
+      sum += (fAt(i) - uAt(i)) * g;
     }
   }
   let total = workgroupSum(lid, sum);
@@ -125,6 +126,8 @@ export function createAlphaMixForward(
     code: alphaMixForwardWgsl,
     buffers: [buffers.f, buffers.u, buffers.alpha, buffers.y],
     count: (dims) => checkedRows(label, dims, maxRows) * d,
+    textureInputs: [0, 1],
+    maxCount: maxRows * d,
   });
 }
 
@@ -172,7 +175,7 @@ export function createAlphaMixBackward(
     kernels: [
       {
         cacheKey: label,
-        code: ALPHA_MIX_BACKWARD_WGSL,
+        code: alphaMixBackwardWgsl("storage"),
         buffers: [
           buffers.dy,
           buffers.f,
@@ -183,6 +186,16 @@ export function createAlphaMixBackward(
           partials,
         ],
         workgroups: chunks,
+        // Texture form: dy, f and u read from texture copies (whole texels: d % 4 == 0).
+        ...(d % 4 === 0 && {
+          textureCode: alphaMixBackwardWgsl("texture"),
+          textureInputs: [0, 1, 2].map((index) => ({
+            index,
+            type: "f32" as const,
+            count: (dims: BatchDims) => dims.B * dims.S * d / 4,
+            maxCount: maxRows * d / 4,
+          })),
+        }),
       },
       {
         cacheKey: `${label}.reduce`,
@@ -195,6 +208,7 @@ export function createAlphaMixBackward(
   });
   return {
     encode: inner.encode,
+    ...(inner.encodeCommands && { encodeCommands: inner.encodeCommands }),
     destroy() {
       inner.destroy();
       partials.destroy();

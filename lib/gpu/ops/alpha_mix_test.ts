@@ -7,6 +7,7 @@ import {
   pack,
   randomNormal,
   readPacked,
+  recordSteps,
   runSteps,
   testGpu,
 } from "./model_ops_testing.ts";
@@ -37,8 +38,12 @@ function randomCase(seed: number, B: number, S: number, d: number): Case {
   };
 }
 
-/** Forward then backward in one submission; alpha and its gradient are slices of packed buffers. */
-async function run(k: Case) {
+/**
+ * Forward then backward in one submission; alpha and its gradient are slices
+ * of packed buffers. `recorded`: as the graphs record them (texture copies of
+ * the inputs on the software adapter).
+ */
+async function run(k: Case, recorded = false) {
   const gpu = await testGpu();
   const n = k.B * k.S * k.d;
   const act = pack(gpu, [
@@ -58,7 +63,10 @@ async function run(k: Case) {
   const forward = createAlphaMixForward(gpu, { f, u, alpha, y, ...common });
   const backward = createAlphaMixBackward(gpu, { dy, f, u, alpha, df, du, dalpha, ...common });
   const dims = { B: k.B, S: k.S };
-  await runSteps(gpu, [[forward, dims], [backward, dims]]);
+  if (recorded && !(forward.encodeCommands && backward.encodeCommands)) {
+    throw new Error("expected the texture forms on the software test adapter");
+  }
+  await (recorded ? recordSteps : runSteps)(gpu, [[forward, dims], [backward, dims]]);
   const a = await readPacked(gpu, act);
   const g = await readPacked(gpu, grads);
   a.assertGapsIntact();
@@ -101,4 +109,15 @@ Deno.test("alpha mix backward is bit-identical across runs", async () => {
   const b = await run(k);
   assertBitIdentical(a.dalpha, b.dalpha, "dalpha");
   assertBitIdentical(a.du, b.du, "du");
+});
+
+Deno.test("alpha mix reading its inputs through texture copies gives the same bits", async () => {
+  // d = 20: every kernel has a texture form; 9250 and 780 elements (several chunks, one).
+  for (const k of [randomCase(22, 5, 37, 20), randomCase(23, 3, 13, 20)]) {
+    const storage = await run(k);
+    const recorded = await run(k, true);
+    for (const key of ["y", "df", "du", "dalpha"] as const) {
+      assertBitIdentical(recorded[key], storage[key], `${key} (B=${k.B} S=${k.S})`);
+    }
+  }
 });

@@ -28,29 +28,39 @@ export const TEXTURE_INPUT_WIDTH = 256;
 /** How a kernel reads a read-only input. */
 export type InputMode = "storage" | "texture";
 
-/** The element type of a texture input: four floats or four u32 per element. */
-export type InputType = "vec4<f32>" | "vec4<u32>";
+/**
+ * The element type of a texture input: four floats or four u32 per element
+ * (one texel), or one float (a component of texel i / 4; the input then
+ * holds a multiple of 4 floats).
+ */
+export type InputType = "vec4<f32>" | "vec4<u32>" | "f32";
 
 /**
  * WGSL declaring input `name` at `binding` and `fn <name>At(i: u32) -> T`,
- * its element `i`: `name[i]` of a storage array, or the texel holding it
- * (vec4 types only).
+ * its element `i`: `name[i]` of a storage array, or read from the texture.
  */
 export function inputWgsl(
   binding: number,
   name: string,
-  type: InputType | "f32" | "u32",
+  type: InputType | "u32",
   mode: InputMode,
 ): string {
-  if (mode === "storage" || type === "f32" || type === "u32") {
+  if (mode === "storage" || type === "u32") {
     return `@group(0) @binding(${binding}) var<storage, read_write> ${name}: array<${type}>; // read
 fn ${name}At(i: u32) -> ${type} { return ${name}[i]; }`;
   }
+  const texel = (i: string) =>
+    `textureLoad(${name}, vec2<i32>(i32(${i} % ${TEXTURE_INPUT_WIDTH}u), i32(${i} / ${TEXTURE_INPUT_WIDTH}u)), 0)`;
+  if (type === "f32") {
+    return `@group(0) @binding(${binding}) var ${name}: texture_2d<f32>; // read, a copy of the buffer
+fn ${name}At(i: u32) -> f32 {
+  let t = i / 4u;
+  return ${texel("t")}[i % 4u];
+}`;
+  }
   const sampled = type === "vec4<f32>" ? "f32" : "u32";
   return `@group(0) @binding(${binding}) var ${name}: texture_2d<${sampled}>; // read, a copy of the buffer
-fn ${name}At(i: u32) -> ${type} {
-  return textureLoad(${name}, vec2<i32>(i32(i % ${TEXTURE_INPUT_WIDTH}u), i32(i / ${TEXTURE_INPUT_WIDTH}u)), 0);
-}`;
+fn ${name}At(i: u32) -> ${type} { return ${texel("i")}; }`;
 }
 
 /** One input of a kernel read through a texture. */
@@ -58,9 +68,9 @@ export interface TextureInput<Dims> {
   /** Index of the input among the kernel's storage bindings (binding - 1). */
   index: number;
   type: InputType;
-  /** Elements (vec4s) the kernel reads for `dims`, from the start of the binding. */
+  /** Texels (vec4s) the kernel reads for `dims`, from the start of the binding. */
   count: (dims: Dims) => number;
-  /** The most elements any encode reads (sizes the texture). */
+  /** The most texels any encode reads (sizes the texture). */
   maxCount: number;
 }
 
@@ -96,7 +106,8 @@ export function sharedInputTexture(
 ): SharedTexture {
   let pool = pools.get(gpu.device);
   if (!pool) pools.set(gpu.device, pool = new Map());
-  const key = `${type}:${slot}`;
+  const format = type === "vec4<u32>" ? "rgba32uint" : "rgba32float";
+  const key = `${format}:${slot}`;
   let shared = pool.get(key);
   if (!shared) {
     let texture: GPUTexture | undefined;
@@ -111,7 +122,7 @@ export function sharedInputTexture(
         texture = gpu.device.createTexture({
           label: `textureInput:${key}`,
           size: [TEXTURE_INPUT_WIDTH, rows],
-          format: type === "vec4<f32>" ? "rgba32float" : "rgba32uint",
+          format,
           usage: GPUTextureUsage.COPY_DST | GPUTextureUsage.TEXTURE_BINDING,
         });
         generation++;
