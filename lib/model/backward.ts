@@ -200,7 +200,7 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
       ),
       res.stage(
         `ffn2.${l}.db`,
-        createColumnSum(gpu, { dy: df, db: G(`${p}.ffn.ffn2.bias`) }),
+        createColumnSum(gpu, { dy: df, db: G(`${p}.ffn.ffn2.bias`), maxCount: N * d }),
         mm(d, d2),
       ),
       res.stage(
@@ -227,7 +227,7 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
       ),
       res.stage(
         `ffn1.${l}.db`,
-        createColumnSum(gpu, { dy: df1, db: G(`${p}.ffn.ffn1.bias`) }),
+        createColumnSum(gpu, { dy: df1, db: G(`${p}.ffn.ffn1.bias`), maxCount: N * d2 }),
         mm(d2, d),
       ),
       res.stage(
@@ -237,7 +237,7 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
       ),
       res.stage(
         `gate.${l}.db`,
-        createColumnSum(gpu, { dy: dg, db: G(`${p}.ffn.gate.bias`) }),
+        createColumnSum(gpu, { dy: dg, db: G(`${p}.ffn.gate.bias`), maxCount: N * d2 }),
         mm(d2, d),
       ),
       res.stage(

@@ -42,6 +42,14 @@ import {
   type PackedOperand,
   textureFits,
 } from "./matmul_texture.ts";
+import {
+  encodeInputCopy,
+  type InputMode,
+  inputWgsl,
+  sharedInputTexture,
+  textureBindGroup,
+  textureInputFits,
+} from "./texture_inputs.ts";
 
 export type { PackedOperand } from "./matmul_texture.ts";
 
@@ -689,12 +697,22 @@ export function createMatmulTN(
  * == 0; a quarter of the loads, the same sums). Workgroups of `wg`: one 8-lane
  * SIMD group on llvmpipe, so that even N = 128 spreads over its threads.
  */
-function columnSumWgsl(accumulate: boolean, vec4: boolean, wg: number): string {
+function columnSumWgsl(
+  accumulate: boolean,
+  vec4: boolean,
+  wg: number,
+  mode: InputMode = "storage",
+): string {
   const t = vec4 ? "vec4<f32>" : "f32";
   return /* wgsl */ `
 // dims.x = M (rows), dims.y = N (columns)
 @group(0) @binding(0) var<uniform> dims: vec4<u32>;
-@group(0) @binding(1) var<storage, read> dy: array<${t}>;        // [M, N]
+${
+    mode === "texture"
+      ? inputWgsl(1, "dy", "vec4<f32>", "texture")
+      : `@group(0) @binding(1) var<storage, read> dy: array<${t}>;        // [M, N]
+fn dyAt(i: u32) -> ${t} { return dy[i]; }`
+  }
 @group(0) @binding(2) var<storage, read_write> db: array<${t}>;  // [N]
 
 @compute @workgroup_size(${wg})
@@ -704,7 +722,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let n = gid.x;
   if (n >= N) { return; }
   var sum = ${t}(0.0);
-  for (var m = 0u; m < M; m++) { sum += dy[m * N + n]; }
+  for (var m = 0u; m < M; m++) { sum += dyAt(m * N + n); }
   db[n] = ${accumulate ? "db[n] + sum" : "sum"};
 }
 `;
@@ -713,10 +731,19 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
 /**
  * Bias gradient of a linear layer: `db[N] = Σ_m dy[m,N] (+ db)`, each column
  * summed in row order 0..M-1. Uses `dims.M` and `dims.N` (K is ignored).
+ * On software adapters, recorded with the command encoder, the vec4 kernel
+ * reads a texture copy of dy (texture_inputs.ts); the same sums.
  */
 export function createColumnSum(
   gpu: Gpu,
-  buffers: { dy: GPUBuffer | BufferSlice; db: GPUBuffer | BufferSlice; accumulate?: boolean },
+  buffers: {
+    dy: GPUBuffer | BufferSlice;
+    db: GPUBuffer | BufferSlice;
+    accumulate?: boolean;
+    /** Most dy elements (M * N) of any encode: with it, the texture form exists. */
+    maxCount?: number;
+    textureReads?: boolean;
+  },
 ): GpuStep<Pick<MatmulDims, "M" | "N">> {
   const accumulate = buffers.accumulate ?? false;
   const wg = isSoftwareAdapter(gpu) ? 8 : 64;
@@ -736,19 +763,64 @@ export function createColumnSum(
     return v;
   };
   const dimsData = new Uint32Array(4);
-  return {
+  const prepare = (dims: Pick<MatmulDims, "M" | "N">) => {
+    dimsData.set([dims.M, dims.N, 0, 0]);
+    gpu.device.queue.writeBuffer(uniform, 0, dimsData);
+  };
+  const groups = (dims: Pick<MatmulDims, "M" | "N">) =>
+    Math.ceil((dims.N % 4 === 0 ? dims.N / 4 : dims.N) / wg);
+  const step: GpuStep<Pick<MatmulDims, "M" | "N">> = {
     encode(pass, dims) {
       if (dims.N === 0) return;
-      const vec4 = dims.N % 4 === 0;
-      dimsData.set([dims.M, dims.N, 0, 0]);
-      gpu.device.queue.writeBuffer(uniform, 0, dimsData);
-      const { pipeline, bindGroup } = variant(vec4);
+      prepare(dims);
+      const { pipeline, bindGroup } = variant(dims.N % 4 === 0);
       pass.setPipeline(pipeline);
       pass.setBindGroup(0, bindGroup);
-      pass.dispatchWorkgroups(Math.ceil((vec4 ? dims.N / 4 : dims.N) / wg));
+      pass.dispatchWorkgroups(groups(dims));
     },
     destroy() {
       uniform.destroy();
     },
   };
+  const maxTexels = buffers.maxCount === undefined ? 0 : Math.ceil(buffers.maxCount / 4);
+  if (
+    maxTexels === 0 || !(buffers.textureReads ?? isSoftwareAdapter(gpu)) ||
+    !textureInputFits(gpu, maxTexels)
+  ) {
+    return step;
+  }
+  const shared = sharedInputTexture(gpu, "vec4<f32>", 0, maxTexels);
+  const texturePipeline = cachedPipeline(
+    gpu,
+    `columnSum:acc${+accumulate}:v4:wg${wg}:texture`,
+    columnSumWgsl(accumulate, true, wg, "texture"),
+    "main",
+  );
+  const textureGroup = textureBindGroup(gpu, texturePipeline, "columnSum", [shared], (views) => [
+    { binding: 0, resource: { buffer: uniform } },
+    { binding: 1, resource: views[0] },
+    { binding: 2, resource: bufferResource(buffers.db) },
+  ]);
+  step.encodeCommands = (enc, dims) => {
+    if (dims.N === 0) return;
+    const pass = () => enc.beginComputePass({ label: "columnSum" });
+    if (dims.N % 4 !== 0) {
+      const p = pass();
+      step.encode(p, dims);
+      p.end();
+      return;
+    }
+    prepare(dims);
+    encodeInputCopy(enc, buffers.dy, shared.texture(), dims.M * dims.N / 4);
+    const p = pass();
+    p.setPipeline(texturePipeline);
+    p.setBindGroup(0, textureGroup());
+    p.dispatchWorkgroups(groups(dims));
+    p.end();
+  };
+  return step;
+}
+
+function bufferResource(b: GPUBuffer | BufferSlice): GPUBufferBinding {
+  return "buffer" in b ? { buffer: b.buffer, offset: b.offset ?? 0, size: b.size } : { buffer: b };
 }

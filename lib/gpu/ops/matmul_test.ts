@@ -23,7 +23,7 @@ import {
 import { createPack } from "./matmul_texture.ts";
 import { allMatmulCandidates } from "../tuning.ts";
 import { recordStages, type Stage } from "../../model/resources.ts";
-import { packTensors, randomUniform, readSlice, runSteps } from "./test_helpers.ts";
+import { packTensors, randomUniform, readSlice, recordSteps, runSteps } from "./test_helpers.ts";
 
 const TOL = 2e-6;
 
@@ -407,4 +407,31 @@ Deno.test("matmul: only row-major operands with 256-byte rows at a 16-byte offse
   );
   assertThrows(() => pack.encodeCopy(g.device.createCommandEncoder(), { rows: 8, cols: 60 }));
   buffer.destroy();
+});
+
+Deno.test("columnSum: reading dy through a texture copy gives the same bits", async () => {
+  const g = await gpu();
+  for (const [M, N, accumulate] of [[37, 44, false], [300, 128, true], [37, 45, true]] as const) {
+    const rng = new Random(31, "matmul_test");
+    const dy = randomUniform(rng, M * N);
+    const start = randomUniform(rng, N);
+    const bits: Uint32Array[] = [];
+    for (const recorded of [false, true]) {
+      const inputs = packTensors(g, [dy]);
+      const out = packTensors(g, [start]);
+      const step = createColumnSum(g, {
+        dy: inputs.slices[0],
+        db: out.slices[0],
+        accumulate,
+        maxCount: M * N,
+      });
+      assert(step.encodeCommands !== undefined, "the texture form exists on the software adapter");
+      await (recorded ? recordSteps : runSteps)(g, [[step, { M, N }]]);
+      bits.push((await readBits(g, out.slices))[0]);
+      step.destroy();
+      inputs.buffer.destroy();
+      out.buffer.destroy();
+    }
+    assertEquals(bits[1], bits[0], `db (M=${M} N=${N} accumulate=${accumulate})`);
+  }
 });
