@@ -27,6 +27,7 @@ import {
   virtualWorkgroupSumWgsl,
   workgroupSumWgsl,
 } from "./elementwise.ts";
+import { type InputMode, inputWgsl, type TextureInput } from "./texture_inputs.ts";
 
 /**
  * Invocations per workgroup of the per-row kernels (one workgroup per row):
@@ -124,7 +125,7 @@ const ROW_INVOCATIONS_WG = 64;
  * Forward, one invocation per row (software adapters, d % 4 == 0): the bits
  * of {@link layerNormForwardWgsl}`(wg)` (see {@link virtualWorkgroupSumWgsl}).
  */
-const layerNormForwardRowsWgsl = (wg: number) => {
+const layerNormForwardRowsWgsl = (wg: number, mode: InputMode = "storage") => {
   const A = wg / 4;
   const ks = Array.from({ length: A }, (_, k) => k);
   const each = (body: (k: number) => string) =>
@@ -134,7 +135,7 @@ const layerNormForwardRowsWgsl = (wg: number) => {
   const accs = ks.map((k) => `a${k}`).join(", ");
   return /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> x: array<vec4<f32>>;      // read, [R, d]
+${inputWgsl(1, "x", "vec4<f32>", mode)} // [R, d]
 @group(0) @binding(2) var<storage, read_write> gamma: array<vec4<f32>>;  // read, [d]
 @group(0) @binding(3) var<storage, read_write> beta: array<vec4<f32>>;   // read, [d]
 @group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;      // [R, d]
@@ -148,20 +149,20 @@ ${entryWgsl(ROW_INVOCATIONS_WG)} {
   let base = row * d / 4u;
   ${ks.map((k) => `var a${k} = vec4<f32>(0.0);`).join(" ")}
   for (var c = 0u; c < d; c += ${wg}u) {
-${each((k) => `a${k} += x[base + (c + ${4 * k}u) / 4u];`)}
+${each((k) => `a${k} += xAt(base + (c + ${4 * k}u) / 4u);`)}
   }
   let mu = tree(${accs}) / f32(d);
   ${ks.map((k) => `a${k} = vec4<f32>(0.0);`).join(" ")}
   for (var c = 0u; c < d; c += ${wg}u) {
 ${
     each((k) =>
-      `let c${k} = x[base + (c + ${4 * k}u) / 4u] - vec4<f32>(mu); a${k} += c${k} * c${k};`
+      `let c${k} = xAt(base + (c + ${4 * k}u) / 4u) - vec4<f32>(mu); a${k} += c${k} * c${k};`
     )
   }
   }
   let rs = 1.0 / sqrt(tree(${accs}) / f32(d) + bitcast<f32>(sizes.w));
   for (var q = 0u; q < d / 4u; q++) {
-    y[base + q] = (x[base + q] - vec4<f32>(mu)) * rs * gamma[q] + beta[q];
+    y[base + q] = (xAt(base + q) - vec4<f32>(mu)) * rs * gamma[q] + beta[q];
   }
   mean[row] = mu;
   rstd[row] = rs;
@@ -174,7 +175,7 @@ ${
  * bits of {@link layerNormBackwardDxWgsl}`(wg)`; the vec2 sums as two sets of
  * accumulators.
  */
-const layerNormBackwardDxRowsWgsl = (wg: number) => {
+const layerNormBackwardDxRowsWgsl = (wg: number, mode: InputMode = "storage") => {
   const A = wg / 4;
   const ks = Array.from({ length: A }, (_, k) => k);
   const each = (body: (k: number) => string) =>
@@ -183,8 +184,8 @@ const layerNormBackwardDxRowsWgsl = (wg: number) => {
     );
   return /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> dy: array<vec4<f32>>;     // read, [R, d]
-@group(0) @binding(2) var<storage, read_write> x: array<vec4<f32>>;      // read, [R, d]
+${inputWgsl(1, "dy", "vec4<f32>", mode)} // [R, d]
+${inputWgsl(2, "x", "vec4<f32>", mode)} // [R, d]
 @group(0) @binding(3) var<storage, read_write> gamma: array<vec4<f32>>;  // read, [d]
 @group(0) @binding(4) var<storage, read_write> mean: array<f32>;         // read, [R]
 @group(0) @binding(5) var<storage, read_write> rstd: array<f32>;         // read, [R]
@@ -201,9 +202,9 @@ ${entryWgsl(ROW_INVOCATIONS_WG)} {
   for (var c = 0u; c < d; c += ${wg}u) {
 ${
     each((k) =>
-      `let q${k} = base + (c + ${4 * k}u) / 4u; let e${k} = dy[q${k}] * gamma[(c + ${
+      `let q${k} = base + (c + ${4 * k}u) / 4u; let e${k} = dyAt(q${k}) * gamma[(c + ${
         4 * k
-      }u) / 4u]; g${k} += e${k}; h${k} += e${k} * (x[q${k}] - vec4<f32>(mu)) * rs;`
+      }u) / 4u]; g${k} += e${k}; h${k} += e${k} * (xAt(q${k}) - vec4<f32>(mu)) * rs;`
     )
   }
   }
@@ -211,8 +212,8 @@ ${
     ks.map((k) => `h${k}`).join(", ")
   })) / f32(d);
   for (var q = 0u; q < d / 4u; q++) {
-    let xhat = (x[base + q] - vec4<f32>(mu)) * rs;
-    dx[base + q] = rs * (dy[base + q] * gamma[q] - vec4<f32>(means.x) - xhat * means.y);
+    let xhat = (xAt(base + q) - vec4<f32>(mu)) * rs;
+    dx[base + q] = rs * (dyAt(base + q) * gamma[q] - vec4<f32>(means.x) - xhat * means.y);
   }
 }
 `;
@@ -224,12 +225,12 @@ ${
  * `partials[block, 1, c] = ... of dy`. With `vec4` (d % 4 == 0) an invocation
  * takes four neighbouring channels: the same sums per channel, in the same order.
  */
-const layerNormPartialsWgsl = (vec4: boolean) => {
+const layerNormPartialsWgsl = (vec4: boolean, mode: InputMode = "storage") => {
   const t = vec4 ? "vec4<f32>" : "f32";
   return /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> dy: array<${t}>;        // read, [R, d]
-@group(0) @binding(2) var<storage, read_write> x: array<${t}>;         // read, [R, d]
+${inputWgsl(1, "dy", t, mode)} // [R, d]
+${inputWgsl(2, "x", t, mode)} // [R, d]
 @group(0) @binding(3) var<storage, read_write> mean: array<f32>;       // read, [R]
 @group(0) @binding(4) var<storage, read_write> rstd: array<f32>;       // read, [R]
 @group(0) @binding(5) var<storage, read_write> partials: array<${t}>;  // [blocks, 2, d]
@@ -246,8 +247,8 @@ ${entryWgsl(ELEMENT_WORKGROUP_SIZE)} {
   var dgamma = ${t}(0.0);
   var dbeta = ${t}(0.0);
   for (var r = first; r < last; r++) {
-    let g = dy[r * d + c];
-    dgamma += g * (x[r * d + c] - mean[r]) * rstd[r];
+    let g = dyAt(r * d + c);
+    dgamma += g * (xAt(r * d + c) - mean[r]) * rstd[r];
     dbeta += g;
   }
   partials[(block * 2u) * d + c] = dgamma;
@@ -312,6 +313,8 @@ export interface LayerNormForwardBuffers {
   maxRows: number;
   /** See {@link rowPerInvocation}; default: where it applies. */
   rowPerInvocation?: boolean;
+  /** Read the inputs through texture copies (texture_inputs.ts); default: on software adapters. */
+  textureReads?: boolean;
 }
 
 /**
@@ -324,6 +327,16 @@ export interface LayerNormForwardBuffers {
 function rowPerInvocation(gpu: Gpu, d: number, requested?: boolean): boolean {
   const wg = layerNormRowWorkgroupSize(gpu);
   return (requested ?? wg === 16) && d % 4 === 0 && wg % 4 === 0;
+}
+
+/** A `[R, d]` input (d % 4 == 0) read through a texture copy (texture_inputs.ts). */
+function rowsInput(index: number, d: number, maxRows: number): TextureInput<BatchDims> {
+  return {
+    index,
+    type: "vec4<f32>",
+    count: (dims) => dims.B * dims.S * d / 4,
+    maxCount: maxRows * d / 4,
+  };
 }
 
 /** LayerNorm forward over rows of `x` (see the module doc). */
@@ -342,12 +355,17 @@ export function createLayerNormForward(
       cacheKey: `${label}.wg${wg}${perRow ? ".rows" : ""}`,
       code: perRow ? layerNormForwardRowsWgsl(wg) : layerNormForwardWgsl(wg),
       buffers: [buffers.x, buffers.gamma, buffers.beta, buffers.y, buffers.mean, buffers.rstd],
+      ...(perRow && {
+        textureCode: layerNormForwardRowsWgsl(wg, "texture"),
+        textureInputs: [rowsInput(0, d, maxRows)],
+      }),
       workgroups: (dims) => {
         const rows = checkedRows(label, dims, maxRows);
         return perRow ? Math.ceil(rows / ROW_INVOCATIONS_WG) : rows;
       },
     }],
     sizes: (dims) => sizesOf(dims.B * dims.S, d, eps),
+    textureReads: buffers.textureReads,
   });
 }
 
@@ -375,6 +393,8 @@ export interface LayerNormBackwardBuffers {
   maxRows: number;
   /** See {@link rowPerInvocation}; default: where it applies. */
   rowPerInvocation?: boolean;
+  /** Read the inputs through texture copies (texture_inputs.ts); default: on software adapters. */
+  textureReads?: boolean;
 }
 
 /**
@@ -401,6 +421,10 @@ export function createLayerNormBackward(
         cacheKey: `${label}.dx.wg${wg}${perRow ? ".rows" : ""}`,
         code: perRow ? layerNormBackwardDxRowsWgsl(wg) : layerNormBackwardDxWgsl(wg),
         buffers: [buffers.dy, buffers.x, buffers.gamma, buffers.mean, buffers.rstd, buffers.dx],
+        ...(perRow && {
+          textureCode: layerNormBackwardDxRowsWgsl(wg, "texture"),
+          textureInputs: [rowsInput(0, d, maxRows), rowsInput(1, d, maxRows)],
+        }),
         workgroups: (dims) =>
           perRow ? Math.ceil(dims.B * dims.S / ROW_INVOCATIONS_WG) : dims.B * dims.S,
       },
@@ -408,6 +432,10 @@ export function createLayerNormBackward(
         cacheKey: `${label}.partials.${vec4 ? "v4" : "s"}`,
         code: layerNormPartialsWgsl(vec4),
         buffers: [buffers.dy, buffers.x, buffers.mean, buffers.rstd, partials],
+        ...(vec4 && {
+          textureCode: layerNormPartialsWgsl(vec4, "texture"),
+          textureInputs: [rowsInput(0, d, maxRows), rowsInput(1, d, maxRows)],
+        }),
         workgroups: (dims) => Math.ceil(blocks(dims) * (vec4 ? d / 4 : d) / ELEMENT_WORKGROUP_SIZE),
       },
       {
@@ -418,9 +446,11 @@ export function createLayerNormBackward(
       },
     ],
     sizes: (dims) => sizesOf(dims.B * dims.S, d, LAYER_NORM_EPS),
+    textureReads: buffers.textureReads,
   });
   return {
     encode: inner.encode,
+    ...(inner.encodeCommands && { encodeCommands: inner.encodeCommands }),
     destroy() {
       inner.destroy();
       partials.destroy();

@@ -7,6 +7,7 @@ import {
   pack,
   randomNormal,
   readPacked,
+  recordSteps,
   runSteps,
   testGpu,
 } from "./model_ops_testing.ts";
@@ -45,7 +46,7 @@ function randomCase(seed: number, B: number, S: number, d: number): Case {
  * Forward then backward in one submission; activations, parameters and
  * gradients each packed. `hardware` builds the kernels a hardware GPU gets.
  */
-async function run(k: Case, hardware = false, rowPerInvocation?: boolean) {
+async function run(k: Case, hardware = false, rowPerInvocation?: boolean, recorded = false) {
   const testDevice = await testGpu();
   const gpu = hardware ? { ...testDevice, isFallback: false } : testDevice;
   const R = k.B * k.S;
@@ -88,7 +89,10 @@ async function run(k: Case, hardware = false, rowPerInvocation?: boolean) {
     rowPerInvocation,
   });
   const dims = { B: k.B, S: k.S };
-  await runSteps(gpu, [[forward, dims], [backward, dims]]);
+  if (recorded && !(forward.encodeCommands && backward.encodeCommands)) {
+    throw new Error("expected the texture forms on the software test adapter");
+  }
+  await (recorded ? recordSteps : runSteps)(gpu, [[forward, dims], [backward, dims]]);
   const a = await readPacked(gpu, act);
   const p = await readPacked(gpu, params);
   const g = await readPacked(gpu, grads);
@@ -136,14 +140,17 @@ Deno.test("layer norm's hardware-GPU kernels (64 invocations per row) match the 
   assertMatchesReference(k, await run(k, true));
 });
 
-Deno.test("layer norm: one invocation per row gives the bits of one workgroup per row", async () => {
+Deno.test("layer norm: one invocation per row, and texture inputs, give the bits of one workgroup per row", async () => {
   // d below, at and above the 16 invocations per row; 131 rows: a partial workgroup of rows.
   for (const d of [12, 16, 20, 36, 64, 128]) {
     const k = randomCase(20 + d, 1, 131, d);
     const rows = await run(k, false, true);
     const workgroups = await run(k, false, false);
+    // Recorded as the graphs record them: the inputs read through texture copies.
+    const textured = await run(k, false, true, true);
     for (const key of ["y", "mean", "rstd", "dx", "dgamma", "dbeta"] as const) {
       assertBitIdentical(rows[key], workgroups[key], `${key} (d=${d})`);
+      assertBitIdentical(textured[key], workgroups[key], `${key} (d=${d}, texture inputs)`);
     }
     assertMatchesReference(k, rows);
   }
