@@ -24,8 +24,17 @@ import {
   createUniformBuffer,
   type Gpu,
   type GpuStep,
+  isSoftwareAdapter,
 } from "../device.ts";
 import { STATS, STATS_FIELDS } from "./cross_entropy.ts";
+import {
+  encodeInputCopy,
+  type InputMode,
+  inputWgsl,
+  sharedInputTexture,
+  textureBindGroup,
+  textureInputFits,
+} from "./texture_inputs.ts";
 
 /** Floats per partial sum of pass 1 (16 KiB, so segment offsets stay 256-byte aligned). */
 export const NORM_CHUNK = 4096;
@@ -72,11 +81,14 @@ export function subSlice(base: GPUBuffer | BufferSlice, segment: Segment): Buffe
 
 const WG = 256;
 
-/** Pass 1: partials[partialBase + chunk] = Σ g² over the chunk, in a fixed order. */
-const PARTIALS_WGSL = /* wgsl */ `
+/**
+ * Pass 1: partials[partialBase + chunk] = Σ g² over the chunk, in a fixed
+ * order; `texture`: the gradient read from a texture copy (texture_inputs.ts).
+ */
+const partialsWgsl = (mode: InputMode) => /* wgsl */ `
 struct Uniforms { count: u32, partialBase: u32, _a: u32, _b: u32 }
 @group(0) @binding(0) var<uniform> u: Uniforms;
-@group(0) @binding(1) var<storage, read> grad: array<f32>;            // [count] one segment
+${inputWgsl(1, "grad", "f32", mode)} // [count] one segment
 @group(0) @binding(2) var<storage, read_write> partials: array<f32>;  // [chunks of all segments]
 
 var<workgroup> red: array<f32, ${WG}>;
@@ -88,7 +100,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let end = min(start + ${NORM_CHUNK}u, u.count);
   var acc = 0.0;
   for (var i = start + t; i < end; i += ${WG}u) {
-    let g = grad[i];
+    let g = gradAt(i);
     acc = fma(g, g, acc);
   }
   red[t] = acc;
@@ -148,6 +160,11 @@ export interface GradNormOptions {
   clipNorm: number | null;
   /** Largest binding in bytes; default the device's `maxStorageBufferBindingSize`. */
   maxBindingBytes?: number;
+  /**
+   * Read the gradient through a texture copy when recorded with the command
+   * encoder (texture_inputs.ts); default: on software adapters.
+   */
+  textureReads?: boolean;
 }
 
 /** The gradient-norm step and its result buffer. */
@@ -169,7 +186,12 @@ export function createGradNorm(gpu: Gpu, options: GradNormOptions): GradNormStep
   const chunks = Math.ceil(options.count / NORM_CHUNK);
   const partials = createStorageBuffer(gpu, chunks * 4, "gradNorm:partials");
   const result = createStorageBuffer(gpu, 16, "gradNorm:result");
-  const partialsPipeline = cachedPipeline(gpu, "gradNorm:partials", PARTIALS_WGSL, "main");
+  const partialsPipeline = cachedPipeline(
+    gpu,
+    "gradNorm:partials",
+    partialsWgsl("storage"),
+    "main",
+  );
   const finishPipeline = cachedPipeline(gpu, "gradNorm:finish", FINISH_WGSL, "main");
   const owned: GPUBuffer[] = [partials, result];
   const passes = segments.map((segment) => {
@@ -202,7 +224,12 @@ export function createGradNorm(gpu: Gpu, options: GradNormOptions): GradNormStep
   words[0] = chunks;
   words[2] = options.clipNorm === null ? 0 : 1;
   floats[3] = options.clipNorm ?? 0;
-  return {
+  const finish = (pass: GPUComputePassEncoder) => {
+    pass.setPipeline(finishPipeline);
+    pass.setBindGroup(0, finishGroup);
+    pass.dispatchWorkgroups(1);
+  };
+  const step: GradNormStep = {
     result,
     encode(pass, { slot }) {
       words[1] = slot;
@@ -212,12 +239,47 @@ export function createGradNorm(gpu: Gpu, options: GradNormOptions): GradNormStep
         pass.setBindGroup(0, p.group);
         pass.dispatchWorkgroups(p.workgroups);
       }
-      pass.setPipeline(finishPipeline);
-      pass.setBindGroup(0, finishGroup);
-      pass.dispatchWorkgroups(1);
+      finish(pass);
     },
     destroy() {
       for (const b of owned) b.destroy();
     },
   };
+  // Texture form: one segment of whole texels, read from a texture copy.
+  const texels = options.count / 4;
+  if (
+    !(options.textureReads ?? isSoftwareAdapter(gpu)) || segments.length !== 1 ||
+    options.count % 4 !== 0 || !textureInputFits(gpu, texels)
+  ) {
+    return step;
+  }
+  const shared = sharedInputTexture(gpu, "f32", 0, texels);
+  const texturePipeline = cachedPipeline(
+    gpu,
+    "gradNorm:partials:texture",
+    partialsWgsl("texture"),
+    "main",
+  );
+  const segmentUniform = createUniformBuffer(gpu, 16, "gradNorm:segment:texture");
+  owned.push(segmentUniform);
+  gpu.device.queue.writeBuffer(segmentUniform, 0, new Uint32Array([options.count, 0, 0, 0]));
+  const textureGroup = textureBindGroup(gpu, texturePipeline, "gradNorm:partials", [shared], (
+    views,
+  ) => [
+    { binding: 0, resource: { buffer: segmentUniform } },
+    { binding: 1, resource: views[0] },
+    { binding: 2, resource: { buffer: partials } },
+  ]);
+  step.encodeCommands = (enc, { slot }) => {
+    words[1] = slot;
+    gpu.device.queue.writeBuffer(finishUniform, 0, data);
+    encodeInputCopy(enc, options.grad, shared.texture(), texels);
+    const pass = enc.beginComputePass({ label: "gradNorm" });
+    pass.setPipeline(texturePipeline);
+    pass.setBindGroup(0, textureGroup());
+    pass.dispatchWorkgroups(passes[0].workgroups);
+    finish(pass);
+    pass.end();
+  };
+  return step;
 }

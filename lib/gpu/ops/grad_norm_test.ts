@@ -3,7 +3,7 @@ import { Random } from "../../random/mod.ts";
 import { createStorageBufferFrom, type Gpu, readFloat32, requestGpu } from "../device.ts";
 import { createStatsBuffer, readStats } from "./cross_entropy.ts";
 import { bindingSegments, createGradNorm, NORM_CHUNK, NORM_RESULT } from "./grad_norm.ts";
-import { packTensors, randomUniform, runSteps } from "./test_helpers.ts";
+import { packTensors, randomUniform, recordSteps, runSteps } from "./test_helpers.ts";
 
 /** Awkward length: three whole chunks and a ragged tail. */
 const COUNT = 3 * NORM_CHUNK + 123;
@@ -20,6 +20,7 @@ async function normOf(
   grad: Float32Array<ArrayBuffer>,
   clipNorm: number | null,
   maxBindingBytes?: number,
+  recorded = false,
 ) {
   const packed = packTensors(g, [grad], 768);
   const stats = createStatsBuffer(g, 2);
@@ -30,7 +31,8 @@ async function normOf(
     clipNorm,
     maxBindingBytes,
   });
-  await runSteps(g, [[step, { slot: 1 }]]);
+  if (recorded && !step.encodeCommands) throw new Error("expected the texture form");
+  await (recorded ? recordSteps : runSteps)(g, [[step, { slot: 1 }]]);
   const result = await readFloat32(g, step.result, 2);
   const slots = await readStats(g, stats, 2);
   step.destroy();
@@ -69,6 +71,15 @@ Deno.test("gradNorm: bound in several segments, the result is bit-identical", as
   assertEquals(Array.from(split.result), Array.from(whole.result));
   const again = await normOf(g, grad, 1);
   assertEquals(Array.from(again.result), Array.from(whole.result), "run to run");
+});
+
+Deno.test("gradNorm: reading the gradient through a texture copy gives the same bits", async () => {
+  const g = await requestGpu();
+  const grad = randomUniform(new Random(4, "grad_norm_test"), COUNT + 1); // whole texels
+  const storage = await normOf(g, grad, 1);
+  const textured = await normOf(g, grad, 1, undefined, true);
+  assertEquals(Array.from(textured.result), Array.from(storage.result));
+  assertEquals(textured.slots[1].gradNorm, storage.slots[1].gradNorm);
 });
 
 Deno.test("gradNorm: an all-zero gradient has norm 0 and scale 1", async () => {
