@@ -39,6 +39,7 @@ import {
 import {
   createPack,
   createTextureProduct,
+  packCopyable,
   type PackedOperand,
   textureFits,
 } from "./matmul_texture.ts";
@@ -433,8 +434,9 @@ function createPackedProduct(
   const padR = (R: number) => x === "pr" ? Math.ceil(R / 4) * 4 : R;
   return {
     fits([P, Q, R]) {
-      return textureFits(gpu, x === "pr" ? P : R, x === "pr" ? R : P) &&
-        textureFits(gpu, padR(R), Q);
+      // A linear Y has no zero rows past R, which a "pr" reduction reads when R % 4 != 0.
+      if (packY.linear() && padR(R) !== R) return false;
+      return packX.fits(x === "pr" ? P : R, x === "pr" ? R : P) && packY.fits(padR(R), Q);
     },
     encode(pass, [P, Q, R]) {
       if (P === 0 || Q === 0) return;
@@ -526,8 +528,11 @@ export function createOperandPack(
   cols: number,
   label: string,
 ): OperandPack {
-  const operand = createPack(gpu, buffer, false, label);
-  const fits = (rows: number) => rows > 0 && textureFits(gpu, rows, cols);
+  // Rows of 256-byte multiples are copied as they are; other rows of whole
+  // texels into a linear texture (one copy too); the rest packed by a dispatch.
+  const linear = !packCopyable(buffer, cols, false) && packCopyable(buffer, cols, true);
+  const operand = createPack(gpu, buffer, false, label, linear);
+  const fits = (rows: number) => rows > 0 && operand.fits(rows, cols);
   const step: OperandPack = {
     operand,
     encode(pass, { rows }) {
@@ -537,7 +542,6 @@ export function createOperandPack(
       operand.destroy();
     },
   };
-  // A buffer whose rows already have the texture's layout is copied in.
   if (operand.copyable({ rows: 1, cols })) {
     step.encodeCommands = (enc, { rows }) => {
       if (fits(rows)) operand.encodeCopy(enc, { rows, cols });

@@ -19,6 +19,7 @@ import {
   type MatmulDims,
   type MatmulTile,
   SOFTWARE_TILE,
+  SOFTWARE_TILE_TN,
 } from "./matmul.ts";
 import { createPack } from "./matmul_texture.ts";
 import { allMatmulCandidates } from "../tuning.ts";
@@ -329,83 +330,100 @@ Deno.test("matmul: two runs give bit-identical results", async () => {
   b.destroy();
 });
 
-Deno.test("matmul: operands packed by a copy give the products of the storage kernels bit for bit", async () => {
-  // h = x W1^T (a dispatch), h copied into its texture (outside the pass),
-  // y = h W2^T and dh = dy W2 read the copy: recordStages orders the three.
-  const g = await gpu();
-  const [M, K, H, N] = [37, 64, 128, 64];
-  const rng = new Random(21, "matmul_test");
-  const [x, w1, w2, dy] = [M * K, H * K, N * H, M * N].map((n) => randomUniform(rng, n));
-  const inputs = packTensors(g, [x, w1, w2, dy]);
-  const [xs, w1s, w2s, dys] = inputs.slices;
-  const results: Uint32Array[][] = [];
-  for (const texture of [false, true]) {
-    const tile = { ...SOFTWARE_TILE, texture };
-    const outputs = [M * H, M * N, M * H].map((n) =>
-      createStorageBufferFrom(g, new Float32Array(n), "out")
-    );
-    const [hs, ys, dhs] = outputs;
-    const hPack = createOperandPack(g, hs, H, "h");
-    const dyPack = createOperandPack(g, dys, N, "dy");
-    assert(hPack.encodeCommands && dyPack.encodeCommands, "128- and 64-float rows are copied");
-    const steps = [
-      createMatmulNT(g, { a: xs, b: w1s, c: hs }, tile),
-      createMatmulNT(
-        g,
-        { a: hs, b: w2s, c: ys, packedA: texture ? hPack.operand : undefined },
-        tile,
-      ),
-      createMatmulNN(
-        g,
-        { a: dys, b: w2s, c: dhs, packedA: texture ? dyPack.operand : undefined },
-        tile,
-      ),
-    ];
-    const stage = <D>(step: GpuStep<D>, d: D): Stage => ({
-      name: "s",
-      encode: (pass) => step.encode(pass, d),
-      ...(step.encodeCommands && { commands: (enc) => step.encodeCommands!(enc, d) }),
-    });
-    const stages = [
-      stage(steps[0], { M, N: H, K }),
-      ...(texture ? [stage(hPack, { rows: M }), stage(dyPack, { rows: M })] : []),
-      stage(steps[1], { M, N, K: H }),
-      stage(steps[2], { M, N, K: H }),
-    ];
-    const enc = g.device.createCommandEncoder();
-    recordStages(enc, "test", stages, { B: 1, S: M, rows: M });
-    g.device.queue.submit([enc.finish()]);
-    results.push(
-      await readBits(g, outputs.map((buffer) => ({ buffer, offset: 0, size: buffer.size }))),
-    );
-    for (const s of [...steps, hPack, dyPack]) s.destroy();
-    for (const b of outputs) b.destroy();
-  }
-  for (const [i, what] of ["h", "y", "dh"].entries()) {
-    assertEquals(results[1][i], results[0][i], `${what}: copied-texture and storage bits differ`);
-  }
-  inputs.buffer.destroy();
-});
+// H, N = 128, 64: rows of 256-byte multiples, copied as they are; 100, 36: whole
+// texels, copied into linear textures (the products address those by index).
+for (const [H, N] of [[128, 64], [100, 36]]) {
+  Deno.test(`matmul: operands packed by a copy give the products of the storage kernels bit for bit (H=${H} N=${N})`, async () => {
+    // h = x W1^T (a dispatch), h copied into its texture (outside the pass),
+    // y = h W2^T, dh = dy W2 and dW2 = dy^T h read the copies: recordStages orders them.
+    const g = await gpu();
+    const [M, K] = [37, 64];
+    const rng = new Random(21, "matmul_test");
+    const [x, w1, w2, dy] = [M * K, H * K, N * H, M * N].map((n) => randomUniform(rng, n));
+    const inputs = packTensors(g, [x, w1, w2, dy]);
+    const [xs, w1s, w2s, dys] = inputs.slices;
+    const results: Uint32Array[][] = [];
+    for (const texture of [false, true]) {
+      const tile = { ...SOFTWARE_TILE, texture };
+      const tileTN = { ...SOFTWARE_TILE_TN, texture };
+      const outputs = [M * H, M * N, M * H, N * H].map((n) =>
+        createStorageBufferFrom(g, new Float32Array(n), "out")
+      );
+      const [hs, ys, dhs, dws] = outputs;
+      const hPack = createOperandPack(g, hs, H, "h");
+      const dyPack = createOperandPack(g, dys, N, "dy");
+      assert(hPack.encodeCommands && dyPack.encodeCommands, "both are copied");
+      const linear = H % 64 !== 0;
+      assertEquals([hPack.operand.linear(), dyPack.operand.linear()], [linear, linear]);
+      const packed = (p: typeof hPack) => texture ? p.operand : undefined;
+      const steps = [
+        createMatmulNT(g, { a: xs, b: w1s, c: hs }, tile),
+        createMatmulNT(g, { a: hs, b: w2s, c: ys, packedA: packed(hPack) }, tile),
+        createMatmulNN(g, { a: dys, b: w2s, c: dhs, packedA: packed(dyPack) }, tile),
+        createMatmulTN(
+          g,
+          { a: dys, b: hs, c: dws, packedA: packed(dyPack), packedB: packed(hPack) },
+          tileTN,
+        ),
+      ];
+      const stage = <D>(step: GpuStep<D>, d: D): Stage => ({
+        name: "s",
+        encode: (pass) => step.encode(pass, d),
+        ...(step.encodeCommands && { commands: (enc) => step.encodeCommands!(enc, d) }),
+      });
+      const stages = [
+        stage(steps[0], { M, N: H, K }),
+        ...(texture ? [stage(hPack, { rows: M }), stage(dyPack, { rows: M })] : []),
+        stage(steps[1], { M, N, K: H }),
+        stage(steps[2], { M, N, K: H }),
+        stage(steps[3], { M, N, K: H }),
+      ];
+      const enc = g.device.createCommandEncoder();
+      recordStages(enc, "test", stages, { B: 1, S: M, rows: M });
+      g.device.queue.submit([enc.finish()]);
+      results.push(
+        await readBits(g, outputs.map((buffer) => ({ buffer, offset: 0, size: buffer.size }))),
+      );
+      for (const s of [...steps, hPack, dyPack]) s.destroy();
+      for (const b of outputs) b.destroy();
+    }
+    for (const [i, what] of ["h", "y", "dh", "dW"].entries()) {
+      assertEquals(results[1][i], results[0][i], `${what}: copied-texture and storage bits differ`);
+    }
+    inputs.buffer.destroy();
+  });
+}
 
-Deno.test("matmul: only row-major operands with 256-byte rows at a 16-byte offset are copied", async () => {
+Deno.test("matmul: row-major operands of whole texels at a 16-byte offset are copied", async () => {
   const g = await gpu();
   const buffer = createStorageBufferFrom(g, new Float32Array(64 * 100), "copyable");
-  const copyable = (cols: number, offset = 0) =>
-    createOperandPack(g, { buffer, offset, size: 4 * cols * 8 }, cols, "p").encodeCommands !==
-      undefined;
-  assert(copyable(64) && copyable(128) && copyable(64, 256) && copyable(64, 16));
-  assert(!copyable(100), "100-float rows are 400 bytes, not a multiple of 256");
-  assert(!copyable(60), "60-float rows");
-  assert(!copyable(64, 8), "an 8-byte offset");
+  const pack = (cols: number, offset = 0) =>
+    createOperandPack(g, { buffer, offset, size: 4 * cols * 8 }, cols, "p");
+  const form = (cols: number, offset = 0) => {
+    const p = pack(cols, offset);
+    const copied = p.encodeCommands !== undefined;
+    const result = copied ? (p.operand.linear() ? "linear" : "rows") : "dispatch";
+    p.destroy();
+    return result;
+  };
+  assertEquals([form(64), form(128), form(64, 256), form(64, 16)], [
+    "rows",
+    "rows",
+    "rows",
+    "rows",
+  ]);
+  assertEquals([form(100), form(60), form(1100)], ["linear", "linear", "linear"]);
+  assertEquals(form(62), "dispatch", "62-float rows split texels");
+  assertEquals(form(64, 8), "dispatch", "an 8-byte offset");
   const transposed = createPack(g, buffer, true, "t");
   assert(!transposed.copyable({ rows: 8, cols: 64 }), "a transposed read is not a copy");
-  const pack = createPack(g, buffer, false, "n");
-  assert(pack.copyable({ rows: 8, cols: 64 }));
-  assert(
-    !pack.copyable({ rows: 8, cols: 64, padRows: 12 }),
-    "zero rows past the matrix need the dispatch",
-  );
-  assertThrows(() => pack.encodeCopy(g.device.createCommandEncoder(), { rows: 8, cols: 60 }));
+  const rows = createPack(g, buffer, false, "n");
+  assert(rows.copyable({ rows: 8, cols: 64 }));
+  assert(!rows.copyable({ rows: 8, cols: 100 }), "a 2-D pack needs 256-byte rows");
+  assert(!rows.copyable({ rows: 8, cols: 64, padRows: 12 }), "zero rows need the dispatch");
+  assertThrows(() => rows.encodeCopy(g.device.createCommandEncoder(), { rows: 8, cols: 60 }));
+  assertThrows(() => createPack(g, buffer, true, "tl", true), "a linear pack cannot be transposed");
+  for (const p of [transposed, rows]) p.destroy();
   buffer.destroy();
 });
 

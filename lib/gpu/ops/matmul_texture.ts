@@ -32,6 +32,7 @@ import {
   type GpuStep,
 } from "../device.ts";
 import type { Layout } from "./matmul.ts";
+import { encodeInputCopy, TEXTURE_INPUT_WIDTH } from "./texture_inputs.ts";
 
 /** The register tiling of the texture kernel (the fields matmul.ts's MatmulTile shares). */
 export interface TextureTile {
@@ -49,12 +50,22 @@ export interface TextureKernelSpec {
   /** Q % 4 == 0: `c` (and `bias`) are read and written as vec4s. */
   vec4Out: boolean;
   tile: TextureTile;
+  /** X is packed linearly (see {@link PackedOperand.linear}). */
+  xLinear?: boolean;
+  /** Y is packed linearly (no zero rows past R: only for "rp" or R % 4 == 0). */
+  yLinear?: boolean;
 }
 
 function kernelKey(s: TextureKernelSpec): string {
   const t = s.tile;
-  return `matmulTex:${s.x}:b${+s.bias}:acc${+s.accumulate}:${s.vec4Out ? "v4" : "s"}:` +
-    `${t.rows}x${t.cols}:${t.wgX}x${t.wgY}`;
+  return `matmulTex:${s.x}${s.xLinear ? ":xlinear" : ""}${s.yLinear ? ":ylinear" : ""}:` +
+    `b${+s.bias}:acc${+s.accumulate}:` +
+    `${s.vec4Out ? "v4" : "s"}:${t.rows}x${t.cols}:${t.wgX}x${t.wgY}`;
+}
+
+/** The texel of a linear pack holding its element `index` (an u32 expression). */
+function linearTexel(index: string): string {
+  return `vec2<i32>(i32((${index}) % ${TEXTURE_INPUT_WIDTH}u), i32((${index}) / ${TEXTURE_INPUT_WIDTH}u))`;
 }
 
 /**
@@ -79,17 +90,33 @@ export function textureMatmulWgsl(s: TextureKernelSpec): string {
     lines.push(`  let yb${g} = i32(min((q0 + ${groupOffset(g)}u) / 4u, QT - 1u));`);
   }
   if (s.x === "pr") {
-    for (let i = 0; i < TR; i++) lines.push(`  let xr${i} = i32(min(p0 + ${i}u, P - 1u));`);
+    for (let i = 0; i < TR; i++) {
+      lines.push(
+        s.xLinear
+          ? `  let xr${i} = min(p0 + ${i}u, P - 1u) * u32(RT);` // first texel of the row
+          : `  let xr${i} = i32(min(p0 + ${i}u, P - 1u));`,
+      );
+    }
     lines.push(`  for (var r4 = 0; r4 < RT; r4++) {`);
     lines.push(`    let r = r4 * 4;`);
     // Y's 4 steps first, then one X row at a time: few X values live at once.
     for (let k = 0; k < 4; k++) {
       for (let g = 0; g < TC / 4; g++) {
-        lines.push(`    let yg${g}_${k} = textureLoad(ty, vec2<i32>(yb${g}, r + ${k}), 0);`);
+        lines.push(
+          s.yLinear
+            ? `    let yg${g}_${k} = textureLoad(ty, ${
+              linearTexel(`u32(r + ${k}) * QT + u32(yb${g})`)
+            }, 0);`
+            : `    let yg${g}_${k} = textureLoad(ty, vec2<i32>(yb${g}, r + ${k}), 0);`,
+        );
       }
     }
     for (let i = 0; i < TR; i++) {
-      lines.push(`    let xv${i} = textureLoad(tx, vec2<i32>(r4, xr${i}), 0);`);
+      lines.push(
+        s.xLinear
+          ? `    let xv${i} = textureLoad(tx, ${linearTexel(`xr${i} + u32(r4)`)}, 0);`
+          : `    let xv${i} = textureLoad(tx, vec2<i32>(r4, xr${i}), 0);`,
+      );
       for (let k = 0; k < 4; k++) {
         for (let j = 0; j < TC; j++) {
           lines.push(
@@ -105,10 +132,18 @@ export function textureMatmulWgsl(s: TextureKernelSpec): string {
     lines.push(`  let r0 = i32(dims.w);`);
     lines.push(`  for (var r = r0; r < r0 + i32(R); r++) {`);
     for (let g = 0; g < TR / 4; g++) {
-      lines.push(`    let xg${g} = textureLoad(tx, vec2<i32>(xb${g}, r), 0);`);
+      lines.push(
+        s.xLinear
+          ? `    let xg${g} = textureLoad(tx, ${linearTexel(`u32(r) * PT + u32(xb${g})`)}, 0);`
+          : `    let xg${g} = textureLoad(tx, vec2<i32>(xb${g}, r), 0);`,
+      );
     }
     for (let g = 0; g < TC / 4; g++) {
-      lines.push(`    let yg${g} = textureLoad(ty, vec2<i32>(yb${g}, r), 0);`);
+      lines.push(
+        s.yLinear
+          ? `    let yg${g} = textureLoad(ty, ${linearTexel(`u32(r) * QT + u32(yb${g})`)}, 0);`
+          : `    let yg${g} = textureLoad(ty, vec2<i32>(yb${g}, r), 0);`,
+      );
     }
     for (let i = 0; i < TR; i++) {
       for (let j = 0; j < TC; j++) {
@@ -194,7 +229,7 @@ const PACK_WG = 64;
  * `j * rows + i` (a weight stored [out, in] read as [in, out]). `vec4`
  * (not transposed, cols % 4 == 0) reads whole texels.
  */
-function packWgsl(transposed: boolean, vec4: boolean): string {
+function packWgsl(transposed: boolean, vec4: boolean, linear: boolean): string {
   const read = vec4
     ? `src4[min(row, rows - 1u) * (cols / 4u) + t]`
     : `vec4<f32>(${
@@ -225,7 +260,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let t = i % width;
   let row = i / width;
   let v = ${read};
-  textureStore(dst, vec2<i32>(i32(t), i32(row)), select(vec4<f32>(0.0), v, row < rows));
+  textureStore(dst, ${
+    linear ? linearTexel("i") : "vec2<i32>(i32(t), i32(row))"
+  }, select(vec4<f32>(0.0), v, row < rows));
 }
 `;
 }
@@ -256,6 +293,15 @@ export interface PackedOperand {
    * {@link copyable} shapes: on llvmpipe 20-30x cheaper than the dispatch.
    */
   encodeCopy(enc: GPUCommandEncoder, dims: PackDims): void;
+  /**
+   * Whether the texture is linear: the matrix's texels in row-major order,
+   * wrapped at {@link TEXTURE_INPUT_WIDTH} texels per texture row, so any
+   * row length (a multiple of 4 floats) is a plain copy of the buffer. The
+   * products address it by element index instead of (texel, row).
+   */
+  linear(): boolean;
+  /** Whether a logical [rows, cols] matrix fits in this pack's texture on this device. */
+  fits(rows: number, cols: number): boolean;
   /** The texture's view as of the last encode. */
   view(): GPUTextureView;
   /** Bumped whenever {@link view} changes (bind groups must be rebuilt). */
@@ -269,6 +315,17 @@ const COPY_ROW_ALIGNMENT = 256;
 const TEXEL_BYTES = 16;
 
 /**
+ * Whether a row-major `[*, cols]` matrix in `src` can be copied into a pack as
+ * it is: rows of 256-byte multiples (a copy's `bytesPerRow`) for a 2-D pack,
+ * whole texels for a linear one; a 16-byte-aligned start either way.
+ */
+export function packCopyable(src: GPUBuffer | BufferSlice, cols: number, linear: boolean): boolean {
+  const offset = "buffer" in src ? src.offset ?? 0 : 0;
+  const rowsAligned = linear ? cols % 4 === 0 : (cols * 4) % COPY_ROW_ALIGNMENT === 0;
+  return rowsAligned && offset % TEXEL_BYTES === 0;
+}
+
+/**
  * Packs the matrix in `src` (row-major [rows, cols], or with `transposed` a
  * [cols, rows] buffer read as its transpose) into an `rgba32float` texture of
  * `ceil(cols / 4) x padRows` texels.
@@ -278,7 +335,9 @@ export function createPack(
   src: GPUBuffer | BufferSlice,
   transposed: boolean,
   label: string,
+  linear = false,
 ): PackedOperand {
+  if (linear && transposed) throw new Error(`${label}: a linear pack cannot be transposed`);
   const uniform = createUniformBuffer(gpu, 16, `${label}:dims`);
   const dimsData = new Uint32Array(4);
   let texture: GPUTexture | undefined;
@@ -307,12 +366,22 @@ export function createPack(
   return {
     encode(pass, { rows, cols, padRows = rows }) {
       const width = Math.ceil(cols / 4);
-      ensureTexture(width, padRows);
+      if (linear) {
+        if (padRows !== rows) throw new Error(`${label}: a linear pack has no padding rows`);
+        ensureTexture(
+          TEXTURE_INPUT_WIDTH,
+          Math.max(1, Math.ceil(rows * width / TEXTURE_INPUT_WIDTH)),
+        );
+      } else {
+        ensureTexture(width, padRows);
+      }
       const vec4 = !transposed && cols % 4 === 0;
       let bound = bindGroups.get(vec4);
       if (!bound) {
-        const key = `matmulPack:${transposed ? "T" : "N"}:${vec4 ? "v4" : "s"}`;
-        const pipeline = cachedPipeline(gpu, key, packWgsl(transposed, vec4), "main");
+        const key = `matmulPack:${transposed ? "T" : "N"}:${vec4 ? "v4" : "s"}${
+          linear ? ":linear" : ""
+        }`;
+        const pipeline = cachedPipeline(gpu, key, packWgsl(transposed, vec4, linear), "main");
         const bindGroup = gpu.device.createBindGroup({
           label,
           layout: pipeline.getBindGroupLayout(0),
@@ -333,8 +402,7 @@ export function createPack(
       pass.dispatchWorkgroups(x, Math.ceil(groups / x));
     },
     copyable({ rows, cols, padRows = rows }) {
-      return !transposed && padRows === rows && (cols * 4) % COPY_ROW_ALIGNMENT === 0 &&
-        (resource.offset ?? 0) % TEXEL_BYTES === 0;
+      return !transposed && padRows === rows && packCopyable(src, cols, linear);
     },
     encodeCopy(enc, dims) {
       if (!this.copyable(dims)) {
@@ -342,12 +410,27 @@ export function createPack(
       }
       const width = dims.cols / 4;
       if (dims.rows === 0) return;
+      if (linear) {
+        const texels = dims.rows * width;
+        const texture = ensureTexture(
+          TEXTURE_INPUT_WIDTH,
+          Math.max(1, Math.ceil(texels / TEXTURE_INPUT_WIDTH)),
+        );
+        encodeInputCopy(enc, src, texture, texels);
+        return;
+      }
       enc.copyBufferToTexture(
         { buffer: resource.buffer, offset: resource.offset ?? 0, bytesPerRow: dims.cols * 4 },
         { texture: ensureTexture(width, dims.rows) },
         [width, dims.rows],
       );
     },
+    linear: () => linear,
+    fits: (rows, cols) =>
+      linear
+        ? Math.ceil(rows * Math.ceil(cols / 4) / TEXTURE_INPUT_WIDTH) <=
+          gpu.limits.maxTextureDimension2D
+        : textureFits(gpu, rows, cols),
     view() {
       if (!view) throw new Error(`${label}: encode the pack before reading its view`);
       return view;
@@ -403,6 +486,8 @@ export function createTextureProduct(
         accumulate: buffers.accumulate,
         vec4Out: Q % 4 === 0,
         tile,
+        xLinear: buffers.x.linear(),
+        yLinear: buffers.y.linear(),
       };
       const key = `${kernelKey(spec)}@${buffers.x.generation()}:${buffers.y.generation()}`;
       if (cached?.key !== key) {
