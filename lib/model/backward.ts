@@ -74,15 +74,16 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
   // products; the weight gradients read the layer inputs the forward packed.
   // One pack per gradient buffer, encoded once per layer with the same sizes.
   const packing = tiles.NN.texture || tiles.TN.texture;
-  const packs = new Map<GPUBuffer, OperandPack>();
+  const packs = new Map<GPUBuffer, OperandPack | undefined>();
   const pack = (buf: GPUBuffer, cols: number, name: string): [Stage[], PackedOperand?] => {
     if (!packing) return [[]];
     let step = packs.get(buf);
-    if (!step) {
-      step = createOperandPack(gpu, buf, cols, `pack.${name}`);
-      res.own(step);
+    if (!packs.has(buf)) {
+      step = createOperandPack(gpu, buf, cols, `pack.${name}`, o.maxRows);
+      if (step) res.own(step);
       packs.set(buf, step);
     }
+    if (!step) return [[]];
     const shared = step;
     const stage: Stage = {
       name: `pack.${name}`,

@@ -119,7 +119,8 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
   const packing = tiles.NT.texture || tiles.TN.texture;
   const pack = (name: string, buf: GPUBuffer, cols: number): [Stage[], PackedOperand?] => {
     if (!packing) return [[]];
-    const step = createOperandPack(gpu, buf, cols, `pack.${name}`);
+    const step = createOperandPack(gpu, buf, cols, `pack.${name}`, o.maxRows);
+    if (!step) return [[]];
     return [[res.stage(`pack.${name}`, step, (s) => ({ rows: s.rows }))], step.operand];
   };
   const { vocabSize: V, hidden: d, heads, layers: L, maxPositions: P } = o.config;

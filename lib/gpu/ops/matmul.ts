@@ -517,8 +517,8 @@ export interface OperandPack extends GpuStep<{ rows: number }> {
  * texture-form products that read it next (a layer input read by several
  * products, then by its weight gradient; an output gradient read by the
  * input- and weight-gradient products). Encode it after the buffer is
- * written and before those products; nothing is packed when the matrix does
- * not fit in a texture (the products then read the buffer). When the rows
+ * written and before those products; `undefined` when `maxRows` rows do not
+ * fit in a texture (the products then read the buffer). When the rows
  * are a multiple of 64 floats the step also has `encodeCommands`, the pack
  * as a buffer-to-texture copy (recordStages uses it).
  */
@@ -527,16 +527,22 @@ export function createOperandPack(
   buffer: GPUBuffer | BufferSlice,
   cols: number,
   label: string,
-): OperandPack {
+  maxRows: number,
+): OperandPack | undefined {
   // Rows of 256-byte multiples are copied as they are; other rows of whole
-  // texels into a linear texture (one copy too); the rest packed by a dispatch.
+  // texels into a linear texture (one copy too); the rest packed by a
+  // dispatch. Whichever holds the largest batch; none: the products that
+  // would read the pack read the buffer (or pack it themselves).
   const linear = !packCopyable(buffer, cols, false) && packCopyable(buffer, cols, true);
   const operand = createPack(gpu, buffer, false, label, linear);
-  const fits = (rows: number) => rows > 0 && operand.fits(rows, cols);
+  if (!operand.fits(maxRows, cols)) {
+    operand.destroy();
+    return undefined;
+  }
   const step: OperandPack = {
     operand,
     encode(pass, { rows }) {
-      if (fits(rows)) operand.encode(pass, { rows, cols });
+      if (rows > 0) operand.encode(pass, { rows, cols });
     },
     destroy() {
       operand.destroy();
@@ -544,7 +550,7 @@ export function createOperandPack(
   };
   if (operand.copyable({ rows: 1, cols })) {
     step.encodeCommands = (enc, { rows }) => {
-      if (fits(rows)) operand.encodeCopy(enc, { rows, cols });
+      if (rows > 0) operand.encodeCopy(enc, { rows, cols });
     };
   }
   return step;

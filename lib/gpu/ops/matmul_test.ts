@@ -350,8 +350,8 @@ for (const [H, N] of [[128, 64], [100, 36]]) {
         createStorageBufferFrom(g, new Float32Array(n), "out")
       );
       const [hs, ys, dhs, dws] = outputs;
-      const hPack = createOperandPack(g, hs, H, "h");
-      const dyPack = createOperandPack(g, dys, N, "dy");
+      const hPack = createOperandPack(g, hs, H, "h", M)!;
+      const dyPack = createOperandPack(g, dys, N, "dy", M)!;
       assert(hPack.encodeCommands && dyPack.encodeCommands, "both are copied");
       const linear = H % 64 !== 0;
       assertEquals([hPack.operand.linear(), dyPack.operand.linear()], [linear, linear]);
@@ -398,7 +398,7 @@ Deno.test("matmul: row-major operands of whole texels at a 16-byte offset are co
   const g = await gpu();
   const buffer = createStorageBufferFrom(g, new Float32Array(64 * 100), "copyable");
   const pack = (cols: number, offset = 0) =>
-    createOperandPack(g, { buffer, offset, size: 4 * cols * 8 }, cols, "p");
+    createOperandPack(g, { buffer, offset, size: 4 * cols * 8 }, cols, "p", 8)!;
   const form = (cols: number, offset = 0) => {
     const p = pack(cols, offset);
     const copied = p.encodeCommands !== undefined;
@@ -423,6 +423,13 @@ Deno.test("matmul: row-major operands of whole texels at a 16-byte offset are co
   assert(!rows.copyable({ rows: 8, cols: 64, padRows: 12 }), "zero rows need the dispatch");
   assertThrows(() => rows.encodeCopy(g.device.createCommandEncoder(), { rows: 8, cols: 60 }));
   assertThrows(() => createPack(g, buffer, true, "tl", true), "a linear pack cannot be transposed");
+  // A device whose textures are 8 texels on a side: 8 rows of 1100 floats need 9 rows of a
+  // linear texture; 8 rows of 16 floats need one.
+  const small: Gpu = { ...g, limits: { maxTextureDimension2D: 8 } as GPUSupportedLimits };
+  assertEquals(createOperandPack(small, buffer, 1100, "big", 8), undefined, "too large: no pack");
+  const fits = createOperandPack(small, buffer, 16, "fits", 8);
+  assert(fits !== undefined, "8 rows of 16 floats fit");
+  fits.destroy();
   for (const p of [transposed, rows]) p.destroy();
   buffer.destroy();
 });
