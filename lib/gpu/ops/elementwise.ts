@@ -461,15 +461,15 @@ ${ELEMENT_ENTRY_WGSL} {
 `;
 
 /** `dst += src`. */
-const accumulateWgsl = (t: ElementType) => /* wgsl */ `
+const accumulateWgsl = (t: ElementType, mode: InputMode) => /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> src: array<${t}>;  // read, [n]
+${inputWgsl(1, "src", t, mode)} // [n]
 @group(0) @binding(2) var<storage, read_write> dst: array<${t}>;  // [n]
 ${ELEMENT_INDEX_WGSL}
 ${ELEMENT_ENTRY_WGSL} {
   let i = elementIndex(wid, nwg, lid);
   if (i >= sizes.x) { return; }
-  dst[i] = dst[i] + src[i];
+  dst[i] = dst[i] + srcAt(i);
 }
 `;
 
@@ -536,6 +536,8 @@ export function createAccumulate(
     code: accumulateWgsl,
     buffers: [buffers.src, buffers.target],
     count: countOf(label, buffers.maxCount),
+    textureInputs: [0],
+    maxCount: buffers.maxCount,
   });
 }
 

@@ -16,16 +16,17 @@ import {
   ELEMENT_INDEX_WGSL,
   type ElementType,
 } from "./elementwise.ts";
+import { type InputMode, inputWgsl } from "./texture_inputs.ts";
 
 /**
  * Forward: `cat[b, t, c] = Pos[t, c]` for c < d, `h[b, t, c - d]` for
  * d <= c < 2d; one invocation per element of `cat` (of type T: with
  * `vec4<f32>`, 4 channels, and sizes.z = d / 4). sizes = (B, S, d).
  */
-const concatForwardWgsl = (t: ElementType) => /* wgsl */ `
+const concatForwardWgsl = (t: ElementType, mode: InputMode = "storage") => /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> pos: array<${t}>;  // read, Pos [P, d]
-@group(0) @binding(2) var<storage, read_write> h: array<${t}>;    // read, [B, S, d]
+${inputWgsl(1, "pos", t, mode)} // Pos [P, d]
+${inputWgsl(2, "h", t, mode)} // [B, S, d]
 @group(0) @binding(3) var<storage, read_write> cat: array<${t}>;  // [B, S, 2d]
 ${ELEMENT_INDEX_WGSL}
 ${ELEMENT_ENTRY_WGSL} {
@@ -37,9 +38,9 @@ ${ELEMENT_ENTRY_WGSL} {
   let row = i / width;
   let c = i % width;
   if (c < d) {
-    cat[i] = pos[(row % S) * d + c];
+    cat[i] = posAt((row % S) * d + c);
   } else {
-    cat[i] = h[row * d + c - d];
+    cat[i] = hAt(row * d + c - d);
   }
 }
 `;
@@ -50,9 +51,9 @@ ${ELEMENT_ENTRY_WGSL} {
  * `sum over b = 0..B-1 (in order) of dcat[b, t, c]` into `dPos[t, c]`.
  * sizes = (B, S, d).
  */
-const concatBackwardWgsl = (t: ElementType) => /* wgsl */ `
+const concatBackwardWgsl = (t: ElementType, mode: InputMode = "storage") => /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> dcat: array<${t}>;  // read, [B, S, 2d]
+${inputWgsl(1, "dcat", t, mode)} // [B, S, 2d]
 @group(0) @binding(2) var<storage, read_write> dh: array<${t}>;    // [B, S, d]
 @group(0) @binding(3) var<storage, read_write> dPos: array<${t}>;  // [P, d], rows < S accumulated
 ${ELEMENT_INDEX_WGSL}
@@ -64,7 +65,7 @@ ${ELEMENT_ENTRY_WGSL} {
   let width = 2u * d;
   let hCount = B * S * d;
   if (i < hCount) {
-    dh[i] = dcat[(i / d) * width + d + i % d];
+    dh[i] = dcatAt((i / d) * width + d + i % d);
     return;
   }
   let j = i - hCount;
@@ -73,7 +74,7 @@ ${ELEMENT_ENTRY_WGSL} {
   let c = j % d;
   var sum = ${t}(0.0);
   for (var b = 0u; b < B; b++) {
-    sum += dcat[(b * S + t) * width + c];
+    sum += dcatAt((b * S + t) * width + c);
   }
   dPos[j] = dPos[j] + sum;
 }
@@ -119,6 +120,18 @@ export function createPositionConcat(
       return checkedRows(label, dims, maxRows) * 2 * w;
     },
     sizes: (dims) => [dims.B, dims.S, w],
+    ...(t === "vec4<f32>" && {
+      textureCode: concatForwardWgsl(t, "texture"),
+      textureInputs: [
+        { index: 0, type: t, count: (dims: BatchDims) => dims.S * w, maxCount: P * w },
+        {
+          index: 1,
+          type: t,
+          count: (dims: BatchDims) => dims.B * dims.S * w,
+          maxCount: maxRows * w,
+        },
+      ],
+    }),
   });
 }
 
@@ -161,5 +174,14 @@ export function createPositionConcatBackward(
       return rows === 0 ? 0 : (rows + dims.S) * w;
     },
     sizes: (dims) => [dims.B, dims.S, w],
+    ...(t === "vec4<f32>" && {
+      textureCode: concatBackwardWgsl(t, "texture"),
+      textureInputs: [{
+        index: 0,
+        type: t,
+        count: (dims: BatchDims) => dims.B * dims.S * 2 * w,
+        maxCount: maxRows * 2 * w,
+      }],
+    }),
   });
 }

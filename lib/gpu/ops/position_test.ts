@@ -7,6 +7,7 @@ import {
   pack,
   randomNormal,
   readPacked,
+  recordSteps,
   runSteps,
   testGpu,
 } from "./model_ops_testing.ts";
@@ -16,8 +17,9 @@ const B = 3, S = 13, P = 17;
 const D = [20, 18];
 const d = D[0];
 
-for (const d of D) {
-  Deno.test(`position concat puts Pos[t] first, then h[b, t] (d ${d})`, async () => {
+// "recorded": as the graphs record them (the vec4 kernels read texture copies of their inputs).
+for (const [d, recorded] of [[D[0], false], [D[1], false], [D[0], true]] as const) {
+  Deno.test(`position concat puts Pos[t] first, then h[b, t] (d ${d}${recorded ? ", recorded" : ""})`, async () => {
     const gpu = await testGpu();
     const rng = new Random(5, "position-forward");
     const pos = randomNormal(rng, P * d);
@@ -31,7 +33,8 @@ for (const d of D) {
       P,
       maxRows: B * S,
     });
-    await runSteps(gpu, [[step, { B, S }]]);
+    if (recorded) assertEquals(step.encodeCommands !== undefined, true, "texture form");
+    await (recorded ? recordSteps : runSteps)(gpu, [[step, { B, S }]]);
     const r = await readPacked(gpu, p);
     r.assertGapsIntact();
     assertClose(r.f32(2), concatPositionHidden(pos, h, B, S, d), 0, "concat(p, h)");
@@ -44,6 +47,7 @@ async function runBackward(
   dcat: Float32Array<ArrayBuffer>,
   dPos0: Float32Array<ArrayBuffer>,
   d = D[0],
+  recorded = false,
 ) {
   const gpu = await testGpu();
   const p = pack(gpu, [dcat, new Float32Array(B * S * d), dPos0], "t");
@@ -55,7 +59,8 @@ async function runBackward(
     P,
     maxRows: B * S,
   });
-  await runSteps(gpu, [[step, { B, S }]]);
+  if (recorded) assertEquals(step.encodeCommands !== undefined, true, "texture form");
+  await (recorded ? recordSteps : runSteps)(gpu, [[step, { B, S }]]);
   const r = await readPacked(gpu, p);
   r.assertGapsIntact();
   const out = { dh: r.f32(1).slice(), dPos: r.f32(2).slice() };
@@ -89,6 +94,10 @@ Deno.test("position concat backward is bit-identical across runs", async () => {
   const a = await runBackward(dcat, new Float32Array(P * d));
   const b = await runBackward(dcat, new Float32Array(P * d));
   assertBitIdentical(a.dPos, b.dPos, "dPos");
+  // Recorded as the graphs record it: dcat read through a texture copy, the same sums.
+  const c = await runBackward(dcat, new Float32Array(P * d), d, true);
+  assertBitIdentical(c.dPos, a.dPos, "dPos (texture input)");
+  assertBitIdentical(c.dh, a.dh, "dh (texture input)");
 });
 
 Deno.test("position concat rejects a sequence longer than P", async () => {
