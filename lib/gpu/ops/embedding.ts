@@ -15,8 +15,10 @@ import {
   ELEMENT_ENTRY_WGSL,
   ELEMENT_INDEX_WGSL,
   ELEMENT_WORKGROUP_SIZE,
+  type ElementType,
 } from "./elementwise.ts";
 import type { EmbeddingGradientPlan } from "./embedding_plan.ts";
+import { type InputMode, inputWgsl } from "./texture_inputs.ts";
 
 /**
  * Forward: `out[r, c] = table[ids[r], c]`; one invocation per (row, channel).
@@ -52,22 +54,22 @@ export const EMBEDDING_SEGMENT_ROWS = 32;
  * keeps a frequent token (silence, say) from serialising the step.
  * sizes = (n distinct tokens, d, segments).
  */
-const EMBEDDING_SEGMENTS_WGSL = /* wgsl */ `
+const embeddingSegmentsWgsl = (t: ElementType, mode: InputMode) => /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> dOut: array<f32>;       // read, dh [B*S, d]
+${inputWgsl(1, "dOut", t, mode)} // dh [B*S, d]
 @group(0) @binding(2) var<storage, read_write> positions: array<u32>;  // read, plan rows
 @group(0) @binding(3) var<storage, read_write> segStart: array<u32>;   // read, [segments + 1]
-@group(0) @binding(4) var<storage, read_write> partials: array<f32>;   // [segments, d]
+@group(0) @binding(4) var<storage, read_write> partials: array<${t}>;  // [segments, d]
 ${ELEMENT_INDEX_WGSL}
 ${ELEMENT_ENTRY_WGSL} {
   let i = elementIndex(wid, nwg, lid);
-  let d = sizes.y;
+  let d = sizes.y;  // in elements of ${t}
   if (i >= sizes.z * d) { return; }
   let segment = i / d;
   let c = i % d;
-  var sum = 0.0;
+  var sum = ${t}(0.0);
   for (var p = segStart[segment]; p < segStart[segment + 1u]; p++) {
-    sum += dOut[positions[p] * d + c];
+    sum += dOutAt(positions[p] * d + c);
   }
   partials[i] = sum;
 }
@@ -80,20 +82,20 @@ ${ELEMENT_ENTRY_WGSL} {
  * s = tokenSeg[k] .. tokenSeg[k+1]-1. Rows of tokens absent from the batch, and
  * the padding row 0, are not touched. sizes = (n, d, segments).
  */
-const EMBEDDING_TOKENS_WGSL = /* wgsl */ `
+const embeddingTokensWgsl = (t: ElementType) => /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-@group(0) @binding(1) var<storage, read_write> partials: array<f32>;  // read, [segments, d]
+@group(0) @binding(1) var<storage, read_write> partials: array<${t}>;  // read, [segments, d]
 @group(0) @binding(2) var<storage, read_write> tokens: array<u32>;    // read, [n]
 @group(0) @binding(3) var<storage, read_write> tokenSeg: array<u32>;  // read, [n + 1]
-@group(0) @binding(4) var<storage, read_write> dTable: array<f32>;    // dEm [V, d], accumulated
+@group(0) @binding(4) var<storage, read_write> dTable: array<${t}>;   // dEm [V, d], accumulated
 ${ELEMENT_INDEX_WGSL}
 ${ELEMENT_ENTRY_WGSL} {
   let i = elementIndex(wid, nwg, lid);
-  let d = sizes.y;
+  let d = sizes.y;  // in elements of ${t}
   if (i >= sizes.x * d) { return; }
   let k = i / d;
   let c = i % d;
-  var sum = 0.0;
+  var sum = ${t}(0.0);
   for (var segment = tokenSeg[k]; segment < tokenSeg[k + 1u]; segment++) {
     sum += partials[segment * d + c];
   }
@@ -210,8 +212,10 @@ export function createEmbeddingBackward(
     tokenSeg: createStorageBuffer(gpu, (maxTokens + 1) * 4, `${label}:tokenSeg`),
     partials: createStorageBuffer(gpu, maxSegments * d * 4, `${label}:partials`),
   };
+  // Four channels per invocation where d allows: the same sums per channel, in the same order.
+  const [t, w]: [ElementType, number] = d % 4 === 0 ? ["vec4<f32>", d / 4] : ["f32", d];
   // Sizes of the plan being encoded, set by `check`.
-  let current = { n: 0, segments: 0 };
+  let current = { n: 0, segments: 0, rows: 0 };
   const inner = createKernelSequence<EmbeddingBackwardDims>(gpu, {
     label,
     check: ({ plan }) => {
@@ -225,7 +229,9 @@ export function createEmbeddingBackward(
         throw new RangeError(`${label}: plan token ${plan.tokens[n - 1]} is not below V = ${V}`);
       }
       const { segStart, tokenSeg } = planSegments(plan);
-      current = { n, segments: segStart.length - 1 };
+      let rows = 0; // rows of dOut the plan reads
+      for (const r of plan.positions) rows = Math.max(rows, r + 1);
+      current = { n, segments: segStart.length - 1, rows };
       if (n === 0) return;
       const q = gpu.device.queue;
       q.writeBuffer(owned.tokens, 0, plan.tokens);
@@ -235,22 +241,32 @@ export function createEmbeddingBackward(
     },
     kernels: [
       {
-        cacheKey: `${label}.segments`,
-        code: EMBEDDING_SEGMENTS_WGSL,
+        cacheKey: `${label}.segments:${t}`,
+        code: embeddingSegmentsWgsl(t, "storage"),
         buffers: [buffers.dOut, owned.positions, owned.segStart, owned.partials],
-        workgroups: () => Math.ceil(current.segments * d / ELEMENT_WORKGROUP_SIZE),
+        workgroups: () => Math.ceil(current.segments * w / ELEMENT_WORKGROUP_SIZE),
+        ...(t === "vec4<f32>" && {
+          textureCode: embeddingSegmentsWgsl(t, "texture"),
+          textureInputs: [{
+            index: 0,
+            type: t,
+            count: () => current.rows * w,
+            maxCount: maxRows * w,
+          }],
+        }),
       },
       {
-        cacheKey: `${label}.tokens`,
-        code: EMBEDDING_TOKENS_WGSL,
+        cacheKey: `${label}.tokens:${t}`,
+        code: embeddingTokensWgsl(t),
         buffers: [owned.partials, owned.tokens, owned.tokenSeg, buffers.dTable],
-        workgroups: () => Math.ceil(current.n * d / ELEMENT_WORKGROUP_SIZE),
+        workgroups: () => Math.ceil(current.n * w / ELEMENT_WORKGROUP_SIZE),
       },
     ],
-    sizes: () => [current.n, d, current.segments],
+    sizes: () => [current.n, w, current.segments],
   });
   return {
     encode: inner.encode,
+    ...(inner.encodeCommands && { encodeCommands: inner.encodeCommands }),
     destroy() {
       inner.destroy();
       for (const b of Object.values(owned)) b.destroy();

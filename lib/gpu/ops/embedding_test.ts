@@ -12,6 +12,7 @@ import {
   pack,
   randomNormal,
   readPacked,
+  recordSteps,
   runSteps,
   testGpu,
 } from "./model_ops_testing.ts";
@@ -50,10 +51,15 @@ Deno.test("embedding forward gathers table rows for ids (slices at aligned offse
   p.buffer.destroy();
 });
 
+/**
+ * `width` channels (d = 20: four per invocation; 18: one); `recorded`: as the
+ * graphs record it (dOut read through a texture copy).
+ */
 async function runBackward(
   ids: Int32Array,
   dOut: Float32Array<ArrayBuffer>,
   dTable0: Float32Array<ArrayBuffer>,
+  { width = d, recorded = false } = {},
 ): Promise<{ dTable: Float32Array; gapsIntact: () => void }> {
   const gpu = await testGpu();
   const p = pack(gpu, [dOut, dTable0], "t");
@@ -61,10 +67,11 @@ async function runBackward(
     dOut: p.slices[0],
     dTable: p.slices[1],
     V,
-    d,
+    d: width,
     maxRows: ids.length,
   });
-  await runSteps(gpu, [[step, { plan: planEmbeddingGradient(ids, V) }]]);
+  if (recorded) assertEquals(step.encodeCommands !== undefined, true, "texture form");
+  await (recorded ? recordSteps : runSteps)(gpu, [[step, { plan: planEmbeddingGradient(ids, V) }]]);
   const r = await readPacked(gpu, p);
   const dTable = r.f32(1).slice();
   step.destroy();
@@ -94,17 +101,21 @@ Deno.test("embedding backward adds per-token row sums into dEm and leaves other 
   }
 });
 
-Deno.test("embedding backward sums a token on most rows (several segments) like the reference", async () => {
-  const rows = 4 * 50;
-  const rng = new Random(22, "embedding-frequent");
-  const ids = randomIds(rng, rows, 0.7);
-  const count = ids.filter((id) => id === 3).length;
-  if (count <= 2 * EMBEDDING_SEGMENT_ROWS) throw new Error(`token 3 occurs only ${count} times`);
-  const dOut = randomNormal(rng, rows * d);
-  const { dTable, gapsIntact } = await runBackward(ids, dOut, new Float32Array(V * d));
-  gapsIntact();
-  assertClose(dTable, embeddingBackward(ids, dOut, V, d), 1e-6, "dEm");
-});
+for (const width of [d, 18]) {
+  Deno.test(`embedding backward sums a token on most rows (several segments) like the reference (d ${width})`, async () => {
+    const rows = 4 * 50;
+    const rng = new Random(22, "embedding-frequent");
+    const ids = randomIds(rng, rows, 0.7);
+    const count = ids.filter((id) => id === 3).length;
+    if (count <= 2 * EMBEDDING_SEGMENT_ROWS) throw new Error(`token 3 occurs only ${count} times`);
+    const dOut = randomNormal(rng, rows * width);
+    const { dTable, gapsIntact } = await runBackward(ids, dOut, new Float32Array(V * width), {
+      width,
+    });
+    gapsIntact();
+    assertClose(dTable, embeddingBackward(ids, dOut, V, width), 1e-6, "dEm");
+  });
+}
 
 Deno.test("embedding backward is bit-identical across runs", async () => {
   const rng = new Random(4, "embedding-determinism");
@@ -114,6 +125,8 @@ Deno.test("embedding backward is bit-identical across runs", async () => {
   const a = await runBackward(ids, dOut, zero);
   const b = await runBackward(ids, dOut, zero);
   assertBitIdentical(a.dTable, b.dTable, "dEm");
+  const c = await runBackward(ids, dOut, zero, { recorded: true });
+  assertBitIdentical(c.dTable, a.dTable, "dEm (dOut read through a texture copy)");
 });
 
 Deno.test("embedding backward rejects a plan larger than the step was built for", async () => {
