@@ -193,6 +193,11 @@ export interface BufferSlice {
   size?: number;
 }
 
+/** The bind-group resource of a whole buffer or a slice of one. */
+export function bufferBinding(b: GPUBuffer | BufferSlice): GPUBufferBinding {
+  return "buffer" in b ? { buffer: b.buffer, offset: b.offset ?? 0, size: b.size } : { buffer: b };
+}
+
 /** Binds `buffers` (whole buffers or slices) to bindings 0..n-1 of group 0 of `pipeline`. */
 export function bindBuffers(
   gpu: Gpu,
@@ -203,12 +208,7 @@ export function bindBuffers(
   return gpu.device.createBindGroup({
     label,
     layout: pipeline.getBindGroupLayout(0),
-    entries: buffers.map((b, binding) => ({
-      binding,
-      resource: "buffer" in b
-        ? { buffer: b.buffer, offset: b.offset ?? 0, size: b.size }
-        : { buffer: b },
-    })),
+    entries: buffers.map((b, binding) => ({ binding, resource: bufferBinding(b) })),
   });
 }
 

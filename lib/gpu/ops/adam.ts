@@ -19,6 +19,7 @@
  */
 import {
   bindBuffers,
+  bufferBinding,
   type BufferSlice,
   cachedPipeline,
   createStorageBufferFrom,
@@ -272,8 +273,4 @@ export function createAdam(gpu: Gpu, options: AdamOptions): GpuStep<AdamDims> {
     pass.end();
   };
   return step;
-}
-
-function bufferBinding(b: GPUBuffer | BufferSlice): GPUBufferBinding {
-  return "buffer" in b ? { buffer: b.buffer, offset: b.offset ?? 0, size: b.size } : { buffer: b };
 }

@@ -23,6 +23,7 @@
  */
 import {
   bindBuffers,
+  bufferBinding,
   type BufferSlice,
   cachedPipeline,
   createStorageBuffer,
@@ -492,8 +493,8 @@ export function createCrossEntropy(
           entries: [
             { binding: 0, resource: { buffer: uniform } },
             // Eval mode only reads, from the texture: the storage binding is unused.
-            ...(train ? [{ binding: 1, resource: slice(options.logits) }] : []),
-            { binding: 2, resource: slice(options.targets) },
+            ...(train ? [{ binding: 1, resource: bufferBinding(options.logits) }] : []),
+            { binding: 2, resource: bufferBinding(options.targets) },
             { binding: 3, resource: { buffer: rowStats } },
             { binding: 4, resource: shared.texture().createView() },
           ],
@@ -507,8 +508,4 @@ export function createCrossEntropy(
     };
   }
   return step;
-}
-
-function slice(b: GPUBuffer | BufferSlice): GPUBufferBinding {
-  return "buffer" in b ? { buffer: b.buffer, offset: b.offset ?? 0, size: b.size } : { buffer: b };
 }

@@ -16,6 +16,7 @@
  */
 import {
   bindBuffers,
+  bufferBinding,
   type BufferSlice,
   cachedPipeline,
   createUniformBuffer,
@@ -268,11 +269,7 @@ export function createKernelSequence<Dims>(
           const slot = inputs.findIndex((t) => t.index === index);
           entries.push({
             binding: index + 1,
-            resource: slot >= 0
-              ? shared[slot].texture().createView()
-              : "buffer" in b
-              ? { buffer: b.buffer, offset: b.offset ?? 0, size: b.size }
-              : { buffer: b },
+            resource: slot >= 0 ? shared[slot].texture().createView() : bufferBinding(b),
           });
         });
         bound = {

@@ -122,16 +122,25 @@ ${entryWgsl(wg)} {
 const ROW_INVOCATIONS_WG = 64;
 
 /**
+ * The accumulators of a row-per-invocation kernel standing in for `wg`
+ * invocations (`ks` = 0 .. wg/4 - 1) and `each(body)`: the statements of one
+ * step of the loop over channel blocks `c` (of `wg` channels), body(k) for the
+ * vec4 at c + 4k, guarded where that may pass d.
+ */
+function virtualChannels(wg: number) {
+  const ks = Array.from({ length: wg / 4 }, (_, k) => k);
+  const each = (body: (k: number) => string) =>
+    ks.map((k) => k === 0 ? `    ${body(k)}` : `    if (c + ${4 * k}u < d) { ${body(k)} }`)
+      .join("\n");
+  return { ks, each };
+}
+
+/**
  * Forward, one invocation per row (software adapters, d % 4 == 0): the bits
  * of {@link layerNormForwardWgsl}`(wg)` (see {@link virtualWorkgroupSumWgsl}).
  */
 const layerNormForwardRowsWgsl = (wg: number, mode: InputMode = "storage") => {
-  const A = wg / 4;
-  const ks = Array.from({ length: A }, (_, k) => k);
-  const each = (body: (k: number) => string) =>
-    ks.map((k) => k === 0 ? `    ${body(k)}` : `    if (c + ${4 * k}u < d) { ${body(k)} }`).join(
-      "\n",
-    );
+  const { ks, each } = virtualChannels(wg);
   const accs = ks.map((k) => `a${k}`).join(", ");
   return /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
@@ -176,12 +185,7 @@ ${
  * accumulators.
  */
 const layerNormBackwardDxRowsWgsl = (wg: number, mode: InputMode = "storage") => {
-  const A = wg / 4;
-  const ks = Array.from({ length: A }, (_, k) => k);
-  const each = (body: (k: number) => string) =>
-    ks.map((k) => k === 0 ? `    ${body(k)}` : `    if (c + ${4 * k}u < d) { ${body(k)} }`).join(
-      "\n",
-    );
+  const { ks, each } = virtualChannels(wg);
   return /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
 ${inputWgsl(1, "dy", "vec4<f32>", mode)} // [R, d]

@@ -28,6 +28,7 @@
  */
 import {
   bindBuffers,
+  bufferBinding,
   type BufferSlice,
   cachedPipeline,
   createStorageBuffer,
@@ -41,7 +42,6 @@ import {
   createTextureProduct,
   packCopyable,
   type PackedOperand,
-  textureFits,
 } from "./matmul_texture.ts";
 import {
   encodeInputCopy,
@@ -809,7 +809,7 @@ export function createColumnSum(
   const textureGroup = textureBindGroup(gpu, texturePipeline, "columnSum", [shared], (views) => [
     { binding: 0, resource: { buffer: uniform } },
     { binding: 1, resource: views[0] },
-    { binding: 2, resource: bufferResource(buffers.db) },
+    { binding: 2, resource: bufferBinding(buffers.db) },
   ]);
   step.encodeCommands = (enc, dims) => {
     if (dims.N === 0) return;
@@ -829,8 +829,4 @@ export function createColumnSum(
     p.end();
   };
   return step;
-}
-
-function bufferResource(b: GPUBuffer | BufferSlice): GPUBufferBinding {
-  return "buffer" in b ? { buffer: b.buffer, offset: b.offset ?? 0, size: b.size } : { buffer: b };
 }

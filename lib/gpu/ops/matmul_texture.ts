@@ -25,6 +25,7 @@
  * @module
  */
 import {
+  bufferBinding,
   type BufferSlice,
   cachedPipeline,
   createUniformBuffer,
@@ -473,8 +474,6 @@ export function createTextureProduct(
 ): GpuStep<{ P: number; Q: number; R: number }> {
   const uniform = createUniformBuffer(gpu, 16, `${label}:dims`);
   const dimsData = new Uint32Array(4);
-  const slice = (b: GPUBuffer | BufferSlice) =>
-    "buffer" in b ? { buffer: b.buffer, offset: b.offset ?? 0, size: b.size } : { buffer: b };
   // Bind groups per (vec4 output, operand generations).
   let cached: { key: string; pipeline: GPUComputePipeline; bindGroup: GPUBindGroup } | undefined;
   return {
@@ -496,9 +495,9 @@ export function createTextureProduct(
           { binding: 0, resource: { buffer: uniform } },
           { binding: 1, resource: buffers.x.view() },
           { binding: 2, resource: buffers.y.view() },
-          { binding: 3, resource: slice(buffers.c) },
+          { binding: 3, resource: bufferBinding(buffers.c) },
         ];
-        if (buffers.bias) entries.push({ binding: 4, resource: slice(buffers.bias) });
+        if (buffers.bias) entries.push({ binding: 4, resource: bufferBinding(buffers.bias) });
         const bindGroup = gpu.device.createBindGroup({
           label,
           layout: pipeline.getBindGroupLayout(0),
