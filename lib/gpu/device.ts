@@ -68,6 +68,8 @@ async function acquire(): Promise<Gpu> {
   }
   const l = adapter.limits;
   const device = await adapter.requestDevice({
+    // Lets the texture-form products sample their operands (matmul_texture.ts).
+    requiredFeatures: adapter.features.has("float32-filterable") ? ["float32-filterable"] : [],
     requiredLimits: {
       maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
       maxBufferSize: l.maxBufferSize,

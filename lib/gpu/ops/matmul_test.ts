@@ -20,6 +20,7 @@ import {
   type MatmulTile,
   SOFTWARE_TILE,
   SOFTWARE_TILE_TN,
+  textureFetch,
 } from "./matmul.ts";
 import { createPack } from "./matmul_texture.ts";
 import { allMatmulCandidates } from "../tuning.ts";
@@ -236,7 +237,7 @@ Deno.test("matmul: every kernel variant gives bit-identical products (M=37 N=44 
 });
 
 // Sizes not multiples of 4 (zero-padded texels, scalar stores), with bias and accumulate.
-Deno.test("matmul: the texture kernels' edges and epilogues match the storage kernels bit for bit (M=37 N=45 K=29)", async () => {
+Deno.test("matmul: the texture kernels' edges and epilogues, loaded or sampled, match the storage kernels bit for bit (M=37 N=45 K=29)", async () => {
   const g = await gpu();
   const dims = { M: 37, N: 45, K: 29 };
   const { x, w, bias, dy } = randomLayer(11, dims);
@@ -247,8 +248,15 @@ Deno.test("matmul: the texture kernels' edges and epilogues match the storage ke
     randomUniform(rng, n)
   );
   const results: Uint32Array[][] = [];
-  for (const texture of [false, true]) {
-    const tile = { ...SOFTWARE_TILE, texture };
+  // Storage, then texture read by textureLoad (hardware GPUs), then sampled (llvmpipe).
+  const forms = [
+    { texture: false },
+    { texture: true, fetch: "load" as const },
+    { texture: true, fetch: "sample" as const },
+  ];
+  assertEquals(textureFetch(g, { ...SOFTWARE_TILE, fetch: "sample" }), "sample", "can sample");
+  for (const form of forms) {
+    const tile = { ...SOFTWARE_TILE, ...form };
     const outputs = packTensors(g, [...start, ...start]);
     const [y, dx, dw, yAcc, dxAcc, dwAcc] = outputs.slices;
     const steps = [
@@ -265,7 +273,8 @@ Deno.test("matmul: the texture kernels' edges and epilogues match the storage ke
     outputs.buffer.destroy();
   }
   for (const [i, what] of ["y", "dx", "dW", "y+=", "dx+=", "dW+="].entries()) {
-    assertEquals(results[1][i], results[0][i], `${what}: texture and storage bits differ`);
+    assertEquals(results[1][i], results[0][i], `${what}: texture (load) and storage bits differ`);
+    assertEquals(results[2][i], results[0][i], `${what}: texture (sample) and storage bits differ`);
   }
   inputs.buffer.destroy();
 });

@@ -41,6 +41,8 @@ export interface TextureTile {
   cols: number;
   wgX: number;
   wgY: number;
+  /** See matmul.ts's MatmulTile.fetch. */
+  fetch?: "load" | "sample";
 }
 
 /** What a texture product computes, besides the tile. */
@@ -60,7 +62,7 @@ export interface TextureKernelSpec {
 function kernelKey(s: TextureKernelSpec): string {
   const t = s.tile;
   return `matmulTex:${s.x}${s.xLinear ? ":xlinear" : ""}${s.yLinear ? ":ylinear" : ""}:` +
-    `b${+s.bias}:acc${+s.accumulate}:` +
+    `${t.fetch === "sample" ? "sample:" : ""}b${+s.bias}:acc${+s.accumulate}:` +
     `${s.vec4Out ? "v4" : "s"}:${t.rows}x${t.cols}:${t.wgX}x${t.wgY}`;
 }
 
@@ -77,7 +79,7 @@ function linearTexel(index: string): string {
  * groups of 4 spaced `wgX * 4` apart (neighbouring invocations read
  * neighbouring texels); `rows` and `cols` must be multiples of 4.
  */
-export function textureMatmulWgsl(s: TextureKernelSpec): string {
+function loadMatmulWgsl(s: TextureKernelSpec): string {
   const { rows: TR, cols: TC, wgX, wgY } = s.tile;
   if (TR % 4 !== 0 || TC % 4 !== 0) {
     throw new Error(`texture matmul: tile ${TR}x${TC} is not a multiple of 4 in both sides`);
@@ -218,6 +220,54 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 ${lines.join("\n")}
 }
 `;
+}
+
+/**
+ * The texture product's WGSL ({@link loadMatmulWgsl}); with `tile.fetch ==
+ * "sample"` each `textureLoad(t, texel, 0)` becomes a nearest-filter
+ * `textureSampleLevel` at the texel's centre, `(texel + 0.5) / size`: the
+ * same texel, hence the same value (the index stays below 16384 texels, far
+ * inside f32's exact range), through llvmpipe's sampling path, which costs
+ * less per fetch than its texel-fetch path. The sampler is binding 5.
+ */
+export function textureMatmulWgsl(s: TextureKernelSpec): string {
+  const code = loadMatmulWgsl(s);
+  if (s.tile.fetch !== "sample") return code;
+  const fetchers = ["tx", "ty"].map((t) =>
+    `var<private> ${t}Inv: vec2<f32>;
+fn ${t}Fetch(texel: vec2<i32>, level: i32) -> vec4<f32> {
+  return textureSampleLevel(${t}, operandSampler, (vec2<f32>(texel) + 0.5) * ${t}Inv, 0.0);
+}`
+  ).join("\n");
+  return code
+    .replaceAll("textureLoad(tx, ", "txFetch(")
+    .replaceAll("textureLoad(ty, ", "tyFetch(")
+    .replace(
+      "@compute",
+      `@group(0) @binding(5) var operandSampler: sampler;  // nearest\n${fetchers}\n@compute`,
+    )
+    .replace(
+      "  let P = dims.x;",
+      `  txInv = 1.0 / vec2<f32>(textureDimensions(tx));
+  tyInv = 1.0 / vec2<f32>(textureDimensions(ty));
+  let P = dims.x;`,
+    );
+}
+
+const samplers = new WeakMap<GPUDevice, GPUSampler>();
+
+/** The device's nearest-filter sampler of the sampled texture products. */
+function operandSampler(gpu: Gpu): GPUSampler {
+  let sampler = samplers.get(gpu.device);
+  if (!sampler) {
+    sampler = gpu.device.createSampler({
+      label: "matmul:operands",
+      magFilter: "nearest",
+      minFilter: "nearest",
+    });
+    samplers.set(gpu.device, sampler);
+  }
+  return sampler;
 }
 
 /** Invocations per workgroup of the pack. */
@@ -498,6 +548,7 @@ export function createTextureProduct(
           { binding: 3, resource: bufferBinding(buffers.c) },
         ];
         if (buffers.bias) entries.push({ binding: 4, resource: bufferBinding(buffers.bias) });
+        if (tile.fetch === "sample") entries.push({ binding: 5, resource: operandSampler(gpu) });
         const bindGroup = gpu.device.createBindGroup({
           label,
           layout: pipeline.getBindGroupLayout(0),
