@@ -12,6 +12,12 @@
  * one buffer both read-only and read-write, so this lets the graph keep its
  * activations (or parameters and gradients) as slices of one arena buffer.
  *
+ * Texture forms: on software adapters a kernel may read some inputs through
+ * texture copies instead (texture_inputs.ts; {@link SequenceKernel.textureInputs}),
+ * its `textureCode` declaring those bindings as textures. A step with such a
+ * form also has `encodeCommands`, which records the copies and then the
+ * kernels in a pass of their own; `encode` (a pass only) keeps the storage form.
+ *
  * @module
  */
 import {

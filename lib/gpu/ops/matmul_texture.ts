@@ -1,14 +1,22 @@
 /**
  * The texture form of the matrix products in {@link ./matmul.ts}: the same
  * register-tiled kernel, reading its two operands through `rgba32float`
- * textures (`textureLoad`) instead of storage buffers.
+ * textures instead of storage buffers.
  *
  * Why: Mesa's llvmpipe (22.x) runs every storage-buffer load as a loop over
  * the SIMD lanes with two branches and a round trip through the stack per
  * lane and component, while a texel fetch is a straight-line gather. On a
  * Zen 3 host the 1024³ product ran at 2.3 GFLOP/s from storage buffers and
- * 12-17 from textures (same tile, same sums). Each operand is first packed
- * into its texture by a small kernel ({@link createPack}): a read of the
+ * 12-17 from textures (same tile, same sums). A texel is read by
+ * `textureLoad`, or on software adapters by a nearest-filter
+ * `textureSampleLevel` at its centre, the same value through llvmpipe's
+ * cheaper sampling path ({@link textureMatmulWgsl}).
+ *
+ * Each operand is put in its texture once per encode ({@link createPack}):
+ * copied in when its rows already have the texture's layout (rows of
+ * 256-byte multiples as they are; other rows of whole texels into a "linear"
+ * texture, addressed by element index), otherwise packed by a small kernel (a
+ * weight read transposed, rows that split texels). Either way one read of the
  * operand per product, against `P·Q·R / (rows·cols)` reads in the loop.
  *
  * The sums are those of the storage kernel: every output adds its products in
@@ -19,8 +27,8 @@
  * (the product tests check this).
  *
  * Limits: a texture is at most `maxTextureDimension2D` texels on a side, so a
- * product whose operands have more rows (or more than 4x that many columns)
- * than that runs the storage kernel instead ({@link textureFits}).
+ * product whose operands do not fit runs the storage kernel instead
+ * ({@link textureFits}, {@link PackedOperand.fits}).
  *
  * @module
  */
