@@ -219,11 +219,11 @@ export async function chooseMatmulTiles(
   for (const kind of KINDS) {
     timings[kind] = {};
     let best: MatmulCandidate | undefined;
+    let bestMs = Infinity; // unrounded; the record keeps 0.01 ms
     for (const c of candidates[kind]) {
-      const bestMs = best ? timings[kind][best.name] : Infinity;
       const ms = await timeProducts(gpu, kind, c.tile, shapes, bestMs);
       timings[kind][c.name] = Math.round(ms * 100) / 100;
-      if (!best || ms < timings[kind][best.name]) best = c;
+      if (!best || ms < bestMs) [best, bestMs] = [c, ms];
     }
     names[kind] = best!.name;
     tiles[kind] = best!.tile;

@@ -51,8 +51,13 @@ Deno.test("tuning: the first choice times every candidate and caches it; the sec
         candidates[kind].map((c) => c.name).sort(),
         `${kind}: every candidate timed`,
       );
-      const fastest = Object.entries(first.timings![kind]).sort((a, b) => a[1] - b[1])[0][0];
-      assertEquals(first.names[kind], fastest, `${kind}: the fastest is chosen`);
+      // The record keeps 0.01 ms: the chosen one's is the least (ties possible).
+      const least = Math.min(...Object.values(first.timings![kind]));
+      assertEquals(
+        first.timings![kind][first.names[kind]],
+        least,
+        `${kind}: the fastest is chosen`,
+      );
     }
     assertEquals((await cacheFiles(dir)).length, 1, "one cache file");
 
