@@ -32,10 +32,12 @@ import { bindingSegments, NORM_RESULT, subSlice } from "./grad_norm.ts";
 import {
   encodeInputCopy,
   type InputMode,
+  inputSamplerEntries,
   inputWgsl,
   sharedInputTexture,
   textureBindGroup,
   textureInputFits,
+  textureInputMode,
 } from "./texture_inputs.ts";
 
 /** Per-step values of an Adam update. */
@@ -110,13 +112,13 @@ struct Uniforms {
 @group(0) @binding(4) var<storage, read_write> v: array<${t}>;      // [count]
 @group(0) @binding(5) var<storage, read> clip: array<f32>;          // [norm, clipScale, ...]
 ${
-  mode === "texture" && t === "vec4<f32>"
+  mode !== "storage" && t === "vec4<f32>"
     // Texture form: param, m and v are read from copies and written to their buffers.
     ? [
-      inputWgsl(6, "paramIn", t, "texture"),
-      inputWgsl(2, "grad", t, "texture"),
-      inputWgsl(7, "mIn", t, "texture"),
-      inputWgsl(8, "vIn", t, "texture"),
+      inputWgsl(6, "paramIn", t, mode),
+      inputWgsl(2, "grad", t, mode),
+      inputWgsl(7, "mIn", t, mode),
+      inputWgsl(8, "vIn", t, mode),
     ].join("\n")
     : `@group(0) @binding(2) var<storage, read> grad: array<${t}>;         // [count]
 fn gradAt(i: u32) -> ${t} { return grad[i]; }
@@ -247,7 +249,7 @@ export function createAdam(gpu: Gpu, options: AdamOptions): GpuStep<AdamDims> {
   const texturePipeline = cachedPipeline(
     gpu,
     "adam:v4:texture",
-    adamWgsl("vec4<f32>", "texture"),
+    adamWgsl("vec4<f32>", textureInputMode(gpu)),
     "main",
   );
   const textureGroup = textureBindGroup(gpu, texturePipeline, "adam:texture", shared, (views) => [
@@ -260,6 +262,7 @@ export function createAdam(gpu: Gpu, options: AdamOptions): GpuStep<AdamDims> {
     { binding: 6, resource: views[0] },
     { binding: 7, resource: views[2] },
     { binding: 8, resource: views[3] },
+    ...inputSamplerEntries(gpu, [6, 2, 7, 8].map((binding) => ({ binding, type: "vec4<f32>" }))),
   ]);
   step.encodeCommands = (enc, { step: t, lr }) => {
     writeUniforms(t, lr);

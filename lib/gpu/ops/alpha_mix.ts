@@ -24,7 +24,7 @@ import {
   type ElementType,
   workgroupSumWgsl,
 } from "./elementwise.ts";
-import { type InputMode, inputWgsl } from "./texture_inputs.ts";
+import { type InputMode, inputWgsl, textureInputMode } from "./texture_inputs.ts";
 
 /** Elements per invocation in the first backward dispatch. */
 const ELEMENTS_PER_INVOCATION = 16;
@@ -188,7 +188,7 @@ export function createAlphaMixBackward(
         workgroups: chunks,
         // Texture form: dy, f and u read from texture copies (whole texels: d % 4 == 0).
         ...(d % 4 === 0 && {
-          textureCode: alphaMixBackwardWgsl("texture"),
+          textureCode: alphaMixBackwardWgsl(textureInputMode(gpu)),
           textureInputs: [0, 1, 2].map((index) => ({
             index,
             type: "f32" as const,

@@ -37,9 +37,11 @@ import { dispatchFlat, virtualWorkgroupSumWgsl } from "./elementwise.ts";
 import {
   encodeInputCopy,
   type InputMode,
+  inputSamplerEntries,
   inputWgsl,
   sharedInputTexture,
   textureInputFits,
+  textureInputMode,
 } from "./texture_inputs.ts";
 
 /** f32 values per stats slot. */
@@ -302,8 +304,8 @@ function rowsPerInvocationWgsl(train: boolean, ROW_WG: number, mode: InputMode):
 @group(0) @binding(2) var<storage, read> targets: array<i32>;          // [N]
 @group(0) @binding(3) var<storage, read_write> rowStats: array<f32>;   // [N, 2]: loss, correct
 ${
-    mode === "texture"
-      ? inputWgsl(4, "logitsIn", "vec4<f32>", "texture")
+    mode !== "storage"
+      ? inputWgsl(4, "logitsIn", "vec4<f32>", mode)
       : "fn logitsInAt(i: u32) -> vec4<f32> { return logits[i]; }"
   }
 ${virtualWorkgroupSumWgsl(ROW_WG, "rowSum")}
@@ -466,7 +468,7 @@ export function createCrossEntropy(
     ? cachedPipeline(
       gpu,
       `crossEntropy:rows:${options.mode}:${rowWg}:rows:texture`,
-      rowsPerInvocationWgsl(train, rowWg, "texture"),
+      rowsPerInvocationWgsl(train, rowWg, textureInputMode(gpu)),
       "main",
     )
     : undefined;
@@ -497,6 +499,7 @@ export function createCrossEntropy(
             { binding: 2, resource: bufferBinding(options.targets) },
             { binding: 3, resource: { buffer: rowStats } },
             { binding: 4, resource: shared.texture().createView() },
+            ...inputSamplerEntries(gpu, [{ binding: 4, type: "vec4<f32>" }]),
           ],
         });
         textureGroup = { generation: shared.generation(), group };

@@ -33,10 +33,12 @@ import {
 import {
   encodeInputCopy,
   type InputMode,
+  inputSamplerEntries,
   inputWgsl,
   sharedInputTexture,
   type TextureInput,
   textureInputFits,
+  textureInputMode,
 } from "./texture_inputs.ts";
 
 /** A buffer a kernel binds: a whole buffer or a 256-byte-aligned slice of one. */
@@ -270,7 +272,10 @@ export function createKernelSequence<Dims>(
     const bindGroup = () => {
       const generations = shared.map((t) => t.generation()).join(",");
       if (bound?.generations !== generations) {
-        const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: uniform } }];
+        const entries: GPUBindGroupEntry[] = [
+          { binding: 0, resource: { buffer: uniform } },
+          ...inputSamplerEntries(gpu, inputs.map((t) => ({ binding: t.index + 1, type: t.type }))),
+        ];
         k.buffers.forEach((b, index) => {
           const slot = inputs.findIndex((t) => t.index === index);
           entries.push({
@@ -394,7 +399,7 @@ export function createVectorizedStep<Dims>(
       count: (dims) => options.count(dims) / per,
       sizes: (dims) => [options.count(dims) / per, ...(options.extra?.(dims) ?? [])],
       ...(textured && {
-        textureCode: options.code(t, "texture"),
+        textureCode: options.code(t, textureInputMode(gpu)),
         textureInputs: options.textureInputs!.map((index) => ({
           index,
           type: "vec4<f32>" as const,

@@ -18,7 +18,7 @@ import {
   type ElementType,
 } from "./elementwise.ts";
 import type { EmbeddingGradientPlan } from "./embedding_plan.ts";
-import { type InputMode, inputWgsl } from "./texture_inputs.ts";
+import { type InputMode, inputWgsl, textureInputMode } from "./texture_inputs.ts";
 
 /**
  * Forward: `out[r, c] = table[ids[r], c]`; one invocation per (row, channel).
@@ -246,7 +246,7 @@ export function createEmbeddingBackward(
         buffers: [buffers.dOut, owned.positions, owned.segStart, owned.partials],
         workgroups: () => Math.ceil(current.segments * w / ELEMENT_WORKGROUP_SIZE),
         ...(t === "vec4<f32>" && {
-          textureCode: embeddingSegmentsWgsl(t, "texture"),
+          textureCode: embeddingSegmentsWgsl(t, textureInputMode(gpu)),
           textureInputs: [{
             index: 0,
             type: t,

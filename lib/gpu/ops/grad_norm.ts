@@ -30,10 +30,12 @@ import { STATS, STATS_FIELDS } from "./cross_entropy.ts";
 import {
   encodeInputCopy,
   type InputMode,
+  inputSamplerEntries,
   inputWgsl,
   sharedInputTexture,
   textureBindGroup,
   textureInputFits,
+  textureInputMode,
 } from "./texture_inputs.ts";
 
 /** Floats per partial sum of pass 1 (16 KiB, so segment offsets stay 256-byte aligned). */
@@ -257,7 +259,7 @@ export function createGradNorm(gpu: Gpu, options: GradNormOptions): GradNormStep
   const texturePipeline = cachedPipeline(
     gpu,
     "gradNorm:partials:texture",
-    partialsWgsl("texture"),
+    partialsWgsl(textureInputMode(gpu)),
     "main",
   );
   const segmentUniform = createUniformBuffer(gpu, 16, "gradNorm:segment:texture");
@@ -269,6 +271,7 @@ export function createGradNorm(gpu: Gpu, options: GradNormOptions): GradNormStep
     { binding: 0, resource: { buffer: segmentUniform } },
     { binding: 1, resource: views[0] },
     { binding: 2, resource: { buffer: partials } },
+    ...inputSamplerEntries(gpu, [{ binding: 1, type: "f32" }]),
   ]);
   step.encodeCommands = (enc, { slot }) => {
     words[1] = slot;

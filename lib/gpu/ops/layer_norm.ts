@@ -27,7 +27,12 @@ import {
   virtualWorkgroupSumWgsl,
   workgroupSumWgsl,
 } from "./elementwise.ts";
-import { type InputMode, inputWgsl, type TextureInput } from "./texture_inputs.ts";
+import {
+  type InputMode,
+  inputWgsl,
+  type TextureInput,
+  textureInputMode,
+} from "./texture_inputs.ts";
 
 /**
  * Invocations per workgroup of the per-row kernels (one workgroup per row):
@@ -360,7 +365,7 @@ export function createLayerNormForward(
       code: perRow ? layerNormForwardRowsWgsl(wg) : layerNormForwardWgsl(wg),
       buffers: [buffers.x, buffers.gamma, buffers.beta, buffers.y, buffers.mean, buffers.rstd],
       ...(perRow && {
-        textureCode: layerNormForwardRowsWgsl(wg, "texture"),
+        textureCode: layerNormForwardRowsWgsl(wg, textureInputMode(gpu)),
         textureInputs: [rowsInput(0, d, maxRows)],
       }),
       workgroups: (dims) => {
@@ -426,7 +431,7 @@ export function createLayerNormBackward(
         code: perRow ? layerNormBackwardDxRowsWgsl(wg) : layerNormBackwardDxWgsl(wg),
         buffers: [buffers.dy, buffers.x, buffers.gamma, buffers.mean, buffers.rstd, buffers.dx],
         ...(perRow && {
-          textureCode: layerNormBackwardDxRowsWgsl(wg, "texture"),
+          textureCode: layerNormBackwardDxRowsWgsl(wg, textureInputMode(gpu)),
           textureInputs: [rowsInput(0, d, maxRows), rowsInput(1, d, maxRows)],
         }),
         workgroups: (dims) =>
@@ -437,7 +442,7 @@ export function createLayerNormBackward(
         code: layerNormPartialsWgsl(vec4),
         buffers: [buffers.dy, buffers.x, buffers.mean, buffers.rstd, partials],
         ...(vec4 && {
-          textureCode: layerNormPartialsWgsl(vec4, "texture"),
+          textureCode: layerNormPartialsWgsl(vec4, textureInputMode(gpu)),
           textureInputs: [rowsInput(0, d, maxRows), rowsInput(1, d, maxRows)],
         }),
         workgroups: (dims) => Math.ceil(blocks(dims) * (vec4 ? d / 4 : d) / ELEMENT_WORKGROUP_SIZE),

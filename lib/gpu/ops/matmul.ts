@@ -46,10 +46,12 @@ import {
 import {
   encodeInputCopy,
   type InputMode,
+  inputSamplerEntries,
   inputWgsl,
   sharedInputTexture,
   textureBindGroup,
   textureInputFits,
+  textureInputMode,
 } from "./texture_inputs.ts";
 
 export type { PackedOperand } from "./matmul_texture.ts";
@@ -734,8 +736,8 @@ function columnSumWgsl(
 // dims.x = M (rows), dims.y = N (columns)
 @group(0) @binding(0) var<uniform> dims: vec4<u32>;
 ${
-    mode === "texture"
-      ? inputWgsl(1, "dy", "vec4<f32>", "texture")
+    mode !== "storage"
+      ? inputWgsl(1, "dy", "vec4<f32>", mode)
       : `@group(0) @binding(1) var<storage, read> dy: array<${t}>;        // [M, N]
 fn dyAt(i: u32) -> ${t} { return dy[i]; }`
   }
@@ -819,13 +821,14 @@ export function createColumnSum(
   const texturePipeline = cachedPipeline(
     gpu,
     `columnSum:acc${+accumulate}:v4:wg${wg}:texture`,
-    columnSumWgsl(accumulate, true, wg, "texture"),
+    columnSumWgsl(accumulate, true, wg, textureInputMode(gpu)),
     "main",
   );
   const textureGroup = textureBindGroup(gpu, texturePipeline, "columnSum", [shared], (views) => [
     { binding: 0, resource: { buffer: uniform } },
     { binding: 1, resource: views[0] },
     { binding: 2, resource: bufferBinding(buffers.db) },
+    ...inputSamplerEntries(gpu, [{ binding: 1, type: "vec4<f32>" }]),
   ]);
   step.encodeCommands = (enc, dims) => {
     if (dims.N === 0) return;

@@ -22,7 +22,13 @@
  */
 import type { Gpu, GpuStep } from "../device.ts";
 import { type BatchDims, type Binding, checkedRows, createElementStep } from "./elementwise.ts";
-import { type InputMode, type InputType, inputWgsl, type TextureInput } from "./texture_inputs.ts";
+import {
+  type InputMode,
+  type InputType,
+  inputWgsl,
+  type TextureInput,
+  textureInputMode,
+} from "./texture_inputs.ts";
 import {
   columnScanEntryWgsl,
   runningMaxGradientScanWgsl,
@@ -137,7 +143,7 @@ export function createMaxStateForward(
     count: (dims) => checkedRows(label, dims, maxRows) === 0 ? 0 : dims.B * w,
     sizes: (dims) => [dims.B, dims.S, w, scaleBits],
     ...(vec4 && {
-      textureCode: maxStateForwardWgsl(vec4, "texture"),
+      textureCode: maxStateForwardWgsl(vec4, textureInputMode(gpu)),
       textureInputs: [0, 1, 2].map((index) => activationInput(index, "vec4<f32>", w, maxRows)),
       textureReads: buffers.textureReads,
     }),
@@ -196,7 +202,7 @@ export function createMaxStateBackward(
     count: (dims) => checkedRows(label, dims, maxRows) === 0 ? 0 : dims.B * w,
     sizes: (dims) => [dims.B, dims.S, w, scaleBits],
     ...(vec4 && {
-      textureCode: maxStateBackwardWgsl(vec4, "texture"),
+      textureCode: maxStateBackwardWgsl(vec4, textureInputMode(gpu)),
       textureInputs: [
         ...[0, 1, 2].map((index) => activationInput(index, "vec4<f32>", w, maxRows)),
         activationInput(3, "vec4<u32>", w, maxRows),

@@ -16,7 +16,7 @@ import {
   ELEMENT_INDEX_WGSL,
   type ElementType,
 } from "./elementwise.ts";
-import { type InputMode, inputWgsl } from "./texture_inputs.ts";
+import { type InputMode, inputWgsl, textureInputMode } from "./texture_inputs.ts";
 
 /**
  * Forward: `cat[b, t, c] = Pos[t, c]` for c < d, `h[b, t, c - d]` for
@@ -121,7 +121,7 @@ export function createPositionConcat(
     },
     sizes: (dims) => [dims.B, dims.S, w],
     ...(t === "vec4<f32>" && {
-      textureCode: concatForwardWgsl(t, "texture"),
+      textureCode: concatForwardWgsl(t, textureInputMode(gpu)),
       textureInputs: [
         { index: 0, type: t, count: (dims: BatchDims) => dims.S * w, maxCount: P * w },
         {
@@ -175,7 +175,7 @@ export function createPositionConcatBackward(
     },
     sizes: (dims) => [dims.B, dims.S, w],
     ...(t === "vec4<f32>" && {
-      textureCode: concatBackwardWgsl(t, "texture"),
+      textureCode: concatBackwardWgsl(t, textureInputMode(gpu)),
       textureInputs: [{
         index: 0,
         type: t,

@@ -25,8 +25,44 @@ import type { Binding } from "./elementwise.ts";
 /** Texels per row of an input texture (4 KB rows: a copy needs 256-byte multiples). */
 export const TEXTURE_INPUT_WIDTH = 256;
 
-/** How a kernel reads a read-only input. */
-export type InputMode = "storage" | "texture";
+/**
+ * How a kernel reads a read-only input: from its storage buffer, from a
+ * texture copy by `textureLoad`, or from the copy by a nearest-filter
+ * `textureSampleLevel` at the texel's centre (the same value; llvmpipe's
+ * sampling path costs less per fetch; the sampler of the input at binding b
+ * is at b + {@link SAMPLER_BINDING_OFFSET}).
+ */
+export type InputMode = "storage" | "texture" | "sampled";
+
+/** The sampler of a sampled input at binding b is bound at b + this. */
+export const SAMPLER_BINDING_OFFSET = 16;
+
+/**
+ * The texture mode of this device's texture forms: "sampled" when it can
+ * sample `rgba32float` (`float32-filterable`), else "texture".
+ */
+export function textureInputMode(gpu: Gpu): "texture" | "sampled" {
+  return gpu.device.features.has("float32-filterable") ? "sampled" : "texture";
+}
+
+const samplers = new WeakMap<GPUDevice, GPUSampler>();
+
+/** The bind-group entries of the samplers of sampled float inputs at `bindings`. */
+export function inputSamplerEntries(
+  gpu: Gpu,
+  inputs: { binding: number; type: InputType }[],
+): GPUBindGroupEntry[] {
+  if (textureInputMode(gpu) !== "sampled") return [];
+  let sampler = samplers.get(gpu.device);
+  if (!sampler) {
+    sampler = gpu.device.createSampler({ label: "textureInput", magFilter: "nearest" });
+    samplers.set(gpu.device, sampler);
+  }
+  return inputs.filter((i) => i.type !== "vec4<u32>").map((i) => ({
+    binding: i.binding + SAMPLER_BINDING_OFFSET,
+    resource: sampler!,
+  }));
+}
 
 /**
  * The element type of a texture input: four floats or four u32 per element
@@ -49,17 +85,26 @@ export function inputWgsl(
     return `@group(0) @binding(${binding}) var<storage, read_write> ${name}: array<${type}>; // read
 fn ${name}At(i: u32) -> ${type} { return ${name}[i]; }`;
   }
+  const coords = (i: string) =>
+    `vec2<i32>(i32(${i} % ${TEXTURE_INPUT_WIDTH}u), i32(${i} / ${TEXTURE_INPUT_WIDTH}u))`;
+  const sampled = mode === "sampled" && type !== "vec4<u32>";
   const texel = (i: string) =>
-    `textureLoad(${name}, vec2<i32>(i32(${i} % ${TEXTURE_INPUT_WIDTH}u), i32(${i} / ${TEXTURE_INPUT_WIDTH}u)), 0)`;
+    sampled
+      ? `textureSampleLevel(${name}, ${name}Sampler, (vec2<f32>(${coords(i)}) + 0.5) / ` +
+        `vec2<f32>(textureDimensions(${name})), 0.0)`
+      : `textureLoad(${name}, ${coords(i)}, 0)`;
+  const samplerDecl = sampled
+    ? `\n@group(0) @binding(${binding + SAMPLER_BINDING_OFFSET}) var ${name}Sampler: sampler;`
+    : "";
   if (type === "f32") {
-    return `@group(0) @binding(${binding}) var ${name}: texture_2d<f32>; // read, a copy of the buffer
+    return `@group(0) @binding(${binding}) var ${name}: texture_2d<f32>; // read, a copy of the buffer${samplerDecl}
 fn ${name}At(i: u32) -> f32 {
   let t = i / 4u;
   return ${texel("t")}[i % 4u];
 }`;
   }
-  const sampled = type === "vec4<f32>" ? "f32" : "u32";
-  return `@group(0) @binding(${binding}) var ${name}: texture_2d<${sampled}>; // read, a copy of the buffer
+  const texelType = type === "vec4<f32>" ? "f32" : "u32";
+  return `@group(0) @binding(${binding}) var ${name}: texture_2d<${texelType}>; // read, a copy of the buffer${samplerDecl}
 fn ${name}At(i: u32) -> ${type} { return ${texel("i")}; }`;
 }
 

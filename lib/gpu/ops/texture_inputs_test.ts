@@ -2,10 +2,12 @@ import { assert, assertEquals } from "../../../tests/assert.ts";
 import { type Gpu, readFloat32, requestGpu } from "../device.ts";
 import {
   encodeInputCopy,
+  inputSamplerEntries,
   inputWgsl,
   sharedInputTexture,
   TEXTURE_INPUT_WIDTH,
   textureInputFits,
+  textureInputMode,
 } from "./texture_inputs.ts";
 import { packTensors } from "./test_helpers.ts";
 
@@ -13,7 +15,12 @@ import { packTensors } from "./test_helpers.ts";
  * Copies `n` floats of a slice into a scratch texture and reads them back
  * through `inputWgsl`'s texture form, as vec4 elements or one float at a time.
  */
-async function roundTrip(g: Gpu, n: number, type: "vec4<f32>" | "f32"): Promise<Float32Array> {
+async function roundTrip(
+  g: Gpu,
+  n: number,
+  type: "vec4<f32>" | "f32",
+  mode: "texture" | "sampled" = "texture",
+): Promise<Float32Array> {
   const values = Float32Array.from({ length: n }, (_, i) => i * 0.5 - 7);
   // A non-zero offset: the slice starts 256 bytes into its buffer.
   const input = packTensors(g, [values], 256);
@@ -22,7 +29,7 @@ async function roundTrip(g: Gpu, n: number, type: "vec4<f32>" | "f32"): Promise<
     size: n * 4,
     usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC,
   });
-  const code = `${inputWgsl(0, "src", type, "texture")}
+  const code = `${inputWgsl(0, "src", type, mode)}
 @group(0) @binding(1) var<storage, read_write> out: array<${type}>;
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) id: vec3<u32>) {
@@ -45,6 +52,7 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
       entries: [
         { binding: 0, resource: texture.createView() },
         { binding: 1, resource: { buffer: out } },
+        ...(mode === "sampled" ? inputSamplerEntries(g, [{ binding: 0, type }]) : []),
       ],
     }),
   );
@@ -61,12 +69,15 @@ fn main(@builtin(global_invocation_id) id: vec3<u32>) {
 
 // Texel counts below, at and across the texture's 256-texel rows.
 for (const texels of [1, 255, 256, 257, 1000]) {
-  Deno.test(`texture inputs: ${texels} texels copied in read back the same, as vec4s and as floats`, async () => {
+  Deno.test(`texture inputs: ${texels} texels copied in read back the same, as vec4s and as floats, loaded or sampled`, async () => {
     const g = await requestGpu();
     const n = texels * 4;
     const expected = Float32Array.from({ length: n }, (_, i) => i * 0.5 - 7);
     assertEquals(await roundTrip(g, n, "vec4<f32>"), expected, "vec4 elements");
     assertEquals(await roundTrip(g, n, "f32"), expected, "single floats");
+    assertEquals(textureInputMode(g), "sampled", "llvmpipe samples rgba32float");
+    assertEquals(await roundTrip(g, n, "vec4<f32>", "sampled"), expected, "sampled vec4 elements");
+    assertEquals(await roundTrip(g, n, "f32", "sampled"), expected, "sampled single floats");
   });
 }
 
