@@ -30,13 +30,9 @@ import {
 } from "../device.ts";
 import { bindingSegments, NORM_RESULT, subSlice } from "./grad_norm.ts";
 import {
-  encodeInputCopy,
+  createTextureInputs,
   type InputMode,
-  inputSamplerEntries,
   inputWgsl,
-  sharedInputTexture,
-  textureBindGroup,
-  textureInputFits,
   textureInputMode,
 } from "./texture_inputs.ts";
 
@@ -237,40 +233,47 @@ export function createAdam(gpu: Gpu, options: AdamOptions): GpuStep<AdamDims> {
   // Texture form (texture_inputs.ts): the vec4 part of a single segment reads
   // copies of param, grad, m and v; the same values, so the same bits.
   const vec4Part = passes.find((p) => p.part.vec4);
-  const textured = (options.textureReads ?? isSoftwareAdapter(gpu)) && segments.length === 1 &&
-    vec4Part !== undefined && textureInputFits(gpu, vec4Part.part.count);
-  if (!textured) return step;
+  if (!(options.textureReads ?? isSoftwareAdapter(gpu)) || segments.length !== 1 || !vec4Part) {
+    return step;
+  }
   const groups = vec4Part.part.count;
   const segment = { ...segments[0], count: groups * 4 };
-  const sources = [options.params, options.grads, options.m, options.v].map((b) =>
+  const [params, grads, m, v] = [options.params, options.grads, options.m, options.v].map((b) =>
     subSlice(b, segment)
   );
-  const shared = sources.map((_, slot) => sharedInputTexture(gpu, "vec4<f32>", slot, groups));
   const texturePipeline = cachedPipeline(
     gpu,
     "adam:v4:texture",
     adamWgsl("vec4<f32>", textureInputMode(gpu)),
     "main",
   );
-  const textureGroup = textureBindGroup(gpu, texturePipeline, "adam:texture", shared, (views) => [
-    { binding: 0, resource: { buffer: vec4Part.uniform } },
-    { binding: 1, resource: bufferBinding(sources[0]) },
-    { binding: 2, resource: views[1] },
-    { binding: 3, resource: bufferBinding(sources[2]) },
-    { binding: 4, resource: bufferBinding(sources[3]) },
-    { binding: 5, resource: { buffer: clip! } },
-    { binding: 6, resource: views[0] },
-    { binding: 7, resource: views[2] },
-    { binding: 8, resource: views[3] },
-    ...inputSamplerEntries(gpu, [6, 2, 7, 8].map((binding) => ({ binding, type: "vec4<f32>" }))),
-  ]);
+  const input = (source: BufferSlice, binding: number) => ({
+    source,
+    binding,
+    type: "vec4<f32>" as const,
+    maxTexels: groups,
+  });
+  const textures = createTextureInputs(
+    gpu,
+    texturePipeline,
+    "adam:texture",
+    [input(params, 6), input(grads, 2), input(m, 7), input(v, 8)],
+    [
+      { binding: 0, resource: { buffer: vec4Part.uniform } },
+      { binding: 1, resource: bufferBinding(params) },
+      { binding: 3, resource: bufferBinding(m) },
+      { binding: 4, resource: bufferBinding(v) },
+      { binding: 5, resource: { buffer: clip! } },
+    ],
+  );
+  if (!textures) return step;
   step.encodeCommands = (enc, { step: t, lr }) => {
     writeUniforms(t, lr);
-    sources.forEach((src, slot) => encodeInputCopy(enc, src, shared[slot].texture(), groups));
+    textures.copy(enc, [groups, groups, groups, groups]);
     const pass = enc.beginComputePass({ label: "adam" });
     for (const p of passes) {
       pass.setPipeline(p === vec4Part ? texturePipeline : p.pipeline);
-      pass.setBindGroup(0, p === vec4Part ? textureGroup() : p.group);
+      pass.setBindGroup(0, p === vec4Part ? textures.bindGroup() : p.group);
       pass.dispatchWorkgroups(p.x, p.y);
     }
     pass.end();

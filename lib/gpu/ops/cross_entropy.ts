@@ -35,12 +35,9 @@ import {
 import { isSoftwareAdapter } from "../device.ts";
 import { dispatchFlat, virtualWorkgroupSumWgsl } from "./elementwise.ts";
 import {
-  encodeInputCopy,
+  createTextureInputs,
   type InputMode,
-  inputSamplerEntries,
   inputWgsl,
-  sharedInputTexture,
-  textureInputFits,
   textureInputMode,
 } from "./texture_inputs.ts";
 
@@ -462,9 +459,7 @@ export function createCrossEntropy(
   // The per-row kernel reading a texture copy of the logits (texture_inputs.ts),
   // for recorders holding the command encoder.
   const elements = (N: number) => N * options.V / 4;
-  const textures = perRow && (options.textureReads ?? true) &&
-    textureInputFits(gpu, elements(options.maxRows));
-  const texturePipeline = textures
+  const texturePipeline = perRow && (options.textureReads ?? true)
     ? cachedPipeline(
       gpu,
       `crossEntropy:rows:${options.mode}:${rowWg}:rows:texture`,
@@ -472,10 +467,24 @@ export function createCrossEntropy(
       "main",
     )
     : undefined;
-  const shared = textures
-    ? sharedInputTexture(gpu, "vec4<f32>", 0, elements(options.maxRows))
-    : undefined;
-  let textureGroup: { generation: number; group: GPUBindGroup } | undefined;
+  const textures = texturePipeline && createTextureInputs(
+    gpu,
+    texturePipeline,
+    "crossEntropy:rows:texture",
+    [{
+      source: options.logits,
+      binding: 4,
+      type: "vec4<f32>",
+      maxTexels: elements(options.maxRows),
+    }],
+    [
+      { binding: 0, resource: { buffer: uniform } },
+      // Eval mode only reads, from the texture: the storage binding is unused.
+      ...(train ? [{ binding: 1, resource: bufferBinding(options.logits) }] : []),
+      { binding: 2, resource: bufferBinding(options.targets) },
+      { binding: 3, resource: { buffer: rowStats } },
+    ],
+  );
   const step: GpuStep<CrossEntropyDims> = {
     encode(pass, dims) {
       if (prepare(dims)) encodeRows(pass, dims, rowsGroup);
@@ -485,28 +494,12 @@ export function createCrossEntropy(
       if (ownRowStats) rowStats.destroy();
     },
   };
-  if (texturePipeline && shared) {
+  if (texturePipeline && textures) {
     step.encodeCommands = (enc, dims) => {
       if (!prepare(dims)) return;
-      if (textureGroup?.generation !== shared.generation()) {
-        const group = gpu.device.createBindGroup({
-          label: "crossEntropy:rows:texture",
-          layout: texturePipeline.getBindGroupLayout(0),
-          entries: [
-            { binding: 0, resource: { buffer: uniform } },
-            // Eval mode only reads, from the texture: the storage binding is unused.
-            ...(train ? [{ binding: 1, resource: bufferBinding(options.logits) }] : []),
-            { binding: 2, resource: bufferBinding(options.targets) },
-            { binding: 3, resource: { buffer: rowStats } },
-            { binding: 4, resource: shared.texture().createView() },
-            ...inputSamplerEntries(gpu, [{ binding: 4, type: "vec4<f32>" }]),
-          ],
-        });
-        textureGroup = { generation: shared.generation(), group };
-      }
-      encodeInputCopy(enc, options.logits, shared.texture(), elements(dims.N));
+      textures.copy(enc, [elements(dims.N)]);
       const pass = enc.beginComputePass({ label: "crossEntropy" });
-      encodeRows(pass, dims, textureGroup.group);
+      encodeRows(pass, dims, textures.bindGroup());
       pass.end();
     };
   }

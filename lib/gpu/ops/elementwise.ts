@@ -31,13 +31,10 @@ import {
   isSoftwareAdapter,
 } from "../device.ts";
 import {
-  encodeInputCopy,
+  createTextureInputs,
   type InputMode,
-  inputSamplerEntries,
   inputWgsl,
-  sharedInputTexture,
   type TextureInput,
-  textureInputFits,
   textureInputMode,
 } from "./texture_inputs.ts";
 
@@ -258,63 +255,48 @@ export function createKernelSequence<Dims>(
       uniform.destroy();
     },
   };
-  const textured = options.kernels.map((k) => k.textureInputs ?? []);
-  const useTextures = (options.textureReads ?? isSoftwareAdapter(gpu)) &&
-    textured.some((inputs) => inputs.length > 0) &&
-    textured.every((inputs) => inputs.every((t) => textureInputFits(gpu, t.maxCount)));
-  if (!useTextures) return step;
-  const forms = options.kernels.map((k, i) => {
-    const inputs = textured[i];
-    if (inputs.length === 0 || !k.textureCode) return undefined;
+  if (!(options.textureReads ?? isSoftwareAdapter(gpu))) return step;
+  const forms = options.kernels.map((k) => {
+    if (!k.textureInputs?.length || !k.textureCode) return undefined;
     const pipeline = cachedPipeline(gpu, `${k.cacheKey}:textures`, k.textureCode, "main");
-    const shared = inputs.map((t, slot) => sharedInputTexture(gpu, t.type, slot, t.maxCount));
-    let bound: { generations: string; bindGroup: GPUBindGroup } | undefined;
-    const bindGroup = () => {
-      const generations = shared.map((t) => t.generation()).join(",");
-      if (bound?.generations !== generations) {
-        const entries: GPUBindGroupEntry[] = [
-          { binding: 0, resource: { buffer: uniform } },
-          ...inputSamplerEntries(gpu, inputs.map((t) => ({ binding: t.index + 1, type: t.type }))),
-        ];
-        k.buffers.forEach((b, index) => {
-          const slot = inputs.findIndex((t) => t.index === index);
-          entries.push({
+    const inputs = k.textureInputs;
+    const textures = createTextureInputs(
+      gpu,
+      pipeline,
+      `${options.label}:textures`,
+      inputs.map((t) => ({
+        source: k.buffers[t.index],
+        binding: t.index + 1,
+        type: t.type,
+        maxTexels: t.maxCount,
+      })),
+      [
+        { binding: 0, resource: { buffer: uniform } },
+        ...k.buffers.flatMap((b, index) =>
+          inputs.some((t) => t.index === index) ? [] : [{
             binding: index + 1,
-            resource: slot >= 0 ? shared[slot].texture().createView() : bufferBinding(b),
-          });
-        });
-        bound = {
-          generations,
-          bindGroup: gpu.device.createBindGroup({
-            label: `${options.label}:textures`,
-            layout: pipeline.getBindGroupLayout(0),
-            entries,
-          }),
-        };
-      }
-      return bound.bindGroup;
-    };
-    return { pipeline, inputs, shared, bindGroup };
+            resource: bufferBinding(b),
+          }]
+        ),
+      ],
+    );
+    return textures && { pipeline, inputs, textures };
   });
+  // Every kernel that has a texture form must be able to use it.
+  if (forms.every((f) => f === undefined)) return step;
+  if (options.kernels.some((k, i) => k.textureInputs?.length && k.textureCode && !forms[i])) {
+    return step;
+  }
   step.encodeCommands = (enc, dims) => {
     const groups = writeSizes(dims);
     if (!groups) return;
     prepared.forEach((k, i) => {
       if (groups[i] === 0) return;
       const form = forms[i];
-      if (form) {
-        form.inputs.forEach((t, slot) => {
-          encodeInputCopy(
-            enc,
-            options.kernels[i].buffers[t.index],
-            form.shared[slot].texture(),
-            t.count(dims),
-          );
-        });
-      }
+      form?.textures.copy(enc, form.inputs.map((t) => t.count(dims)));
       const pass = enc.beginComputePass({ label: options.label });
       pass.setPipeline(form ? form.pipeline : k.pipeline);
-      pass.setBindGroup(0, form ? form.bindGroup() : k.bindGroup);
+      pass.setBindGroup(0, form ? form.textures.bindGroup() : k.bindGroup);
       dispatchFlat(pass, groups[i]);
       pass.end();
     });

@@ -28,13 +28,9 @@ import {
 } from "../device.ts";
 import { STATS, STATS_FIELDS } from "./cross_entropy.ts";
 import {
-  encodeInputCopy,
+  createTextureInputs,
   type InputMode,
-  inputSamplerEntries,
   inputWgsl,
-  sharedInputTexture,
-  textureBindGroup,
-  textureInputFits,
   textureInputMode,
 } from "./texture_inputs.ts";
 
@@ -251,11 +247,10 @@ export function createGradNorm(gpu: Gpu, options: GradNormOptions): GradNormStep
   const texels = options.count / 4;
   if (
     !(options.textureReads ?? isSoftwareAdapter(gpu)) || segments.length !== 1 ||
-    options.count % 4 !== 0 || !textureInputFits(gpu, texels)
+    options.count % 4 !== 0
   ) {
     return step;
   }
-  const shared = sharedInputTexture(gpu, "f32", 0, texels);
   const texturePipeline = cachedPipeline(
     gpu,
     "gradNorm:partials:texture",
@@ -265,21 +260,24 @@ export function createGradNorm(gpu: Gpu, options: GradNormOptions): GradNormStep
   const segmentUniform = createUniformBuffer(gpu, 16, "gradNorm:segment:texture");
   owned.push(segmentUniform);
   gpu.device.queue.writeBuffer(segmentUniform, 0, new Uint32Array([options.count, 0, 0, 0]));
-  const textureGroup = textureBindGroup(gpu, texturePipeline, "gradNorm:partials", [shared], (
-    views,
-  ) => [
-    { binding: 0, resource: { buffer: segmentUniform } },
-    { binding: 1, resource: views[0] },
-    { binding: 2, resource: { buffer: partials } },
-    ...inputSamplerEntries(gpu, [{ binding: 1, type: "f32" }]),
-  ]);
+  const textures = createTextureInputs(
+    gpu,
+    texturePipeline,
+    "gradNorm:partials",
+    [{ source: options.grad, binding: 1, type: "f32", maxTexels: texels }],
+    [
+      { binding: 0, resource: { buffer: segmentUniform } },
+      { binding: 2, resource: { buffer: partials } },
+    ],
+  );
+  if (!textures) return step;
   step.encodeCommands = (enc, { slot }) => {
     words[1] = slot;
     gpu.device.queue.writeBuffer(finishUniform, 0, data);
-    encodeInputCopy(enc, options.grad, shared.texture(), texels);
+    textures.copy(enc, [texels]);
     const pass = enc.beginComputePass({ label: "gradNorm" });
     pass.setPipeline(texturePipeline);
-    pass.setBindGroup(0, textureGroup());
+    pass.setBindGroup(0, textures.bindGroup());
     pass.dispatchWorkgroups(passes[0].workgroups);
     finish(pass);
     pass.end();

@@ -44,13 +44,9 @@ import {
   type PackedOperand,
 } from "./matmul_texture.ts";
 import {
-  encodeInputCopy,
+  createTextureInputs,
   type InputMode,
-  inputSamplerEntries,
   inputWgsl,
-  sharedInputTexture,
-  textureBindGroup,
-  textureInputFits,
   textureInputMode,
 } from "./texture_inputs.ts";
 
@@ -811,25 +807,24 @@ export function createColumnSum(
     },
   };
   const maxTexels = buffers.maxCount === undefined ? 0 : Math.ceil(buffers.maxCount / 4);
-  if (
-    maxTexels === 0 || !(buffers.textureReads ?? isSoftwareAdapter(gpu)) ||
-    !textureInputFits(gpu, maxTexels)
-  ) {
-    return step;
-  }
-  const shared = sharedInputTexture(gpu, "vec4<f32>", 0, maxTexels);
+  if (maxTexels === 0 || !(buffers.textureReads ?? isSoftwareAdapter(gpu))) return step;
   const texturePipeline = cachedPipeline(
     gpu,
     `columnSum:acc${+accumulate}:v4:wg${wg}:texture`,
     columnSumWgsl(accumulate, true, wg, textureInputMode(gpu)),
     "main",
   );
-  const textureGroup = textureBindGroup(gpu, texturePipeline, "columnSum", [shared], (views) => [
-    { binding: 0, resource: { buffer: uniform } },
-    { binding: 1, resource: views[0] },
-    { binding: 2, resource: bufferBinding(buffers.db) },
-    ...inputSamplerEntries(gpu, [{ binding: 1, type: "vec4<f32>" }]),
-  ]);
+  const textures = createTextureInputs(
+    gpu,
+    texturePipeline,
+    "columnSum",
+    [{ source: buffers.dy, binding: 1, type: "vec4<f32>", maxTexels }],
+    [
+      { binding: 0, resource: { buffer: uniform } },
+      { binding: 2, resource: bufferBinding(buffers.db) },
+    ],
+  );
+  if (!textures) return step;
   step.encodeCommands = (enc, dims) => {
     if (dims.N === 0) return;
     const pass = () => enc.beginComputePass({ label: "columnSum" });
@@ -840,10 +835,10 @@ export function createColumnSum(
       return;
     }
     prepare(dims);
-    encodeInputCopy(enc, buffers.dy, shared.texture(), dims.M * dims.N / 4);
+    textures.copy(enc, [dims.M * dims.N / 4]);
     const p = pass();
     p.setPipeline(texturePipeline);
-    p.setBindGroup(0, textureGroup());
+    p.setBindGroup(0, textures.bindGroup());
     p.dispatchWorkgroups(groups(dims));
     p.end();
   };

@@ -207,28 +207,67 @@ export function encodeInputCopy(
   }
 }
 
+/** One input of a {@link createTextureInputs} set. */
+export interface TextureInputBinding {
+  /** The buffer (or slice) the texture copies. */
+  source: Binding;
+  /** Its binding in the texture form's WGSL (its sampler, if any: + SAMPLER_BINDING_OFFSET). */
+  binding: number;
+  type: InputType;
+  /** The most texels any encode copies. */
+  maxTexels: number;
+}
+
 /**
- * A bind group of `pipeline` that includes views of `shared` textures,
- * rebuilt whenever one of them was replaced by a larger one.
+ * The texture side of a step's texture form: for each input a shared scratch
+ * texture (slot = its index), the copies that fill them, and the bind group
+ * of `pipeline` holding their views and samplers beside `others`, rebuilt
+ * when a shared texture was replaced by a larger one.
  */
-export function textureBindGroup(
+export interface TextureInputs {
+  /** Records the copies of `texels[k]` texels of input k (outside any pass). */
+  copy(enc: GPUCommandEncoder, texels: number[]): void;
+  /** The bind group of `pipeline` for the current textures. */
+  bindGroup(): GPUBindGroup;
+}
+
+/**
+ * {@link TextureInputs} for `inputs`, or `undefined` when one of them does not
+ * fit in a texture of this device (the step then keeps its storage form).
+ */
+export function createTextureInputs(
   gpu: Gpu,
   pipeline: GPUComputePipeline,
   label: string,
-  shared: SharedTexture[],
-  entries: (views: GPUTextureView[]) => GPUBindGroupEntry[],
-): () => GPUBindGroup {
+  inputs: TextureInputBinding[],
+  others: GPUBindGroupEntry[],
+): TextureInputs | undefined {
+  if (!inputs.every((t) => textureInputFits(gpu, t.maxTexels))) return undefined;
+  const shared = inputs.map((t, slot) => sharedInputTexture(gpu, t.type, slot, t.maxTexels));
+  const samplerEntries = inputSamplerEntries(gpu, inputs);
   let bound: { generations: string; group: GPUBindGroup } | undefined;
-  return () => {
-    const generations = shared.map((t) => t.generation()).join(",");
-    if (bound?.generations !== generations) {
-      const group = gpu.device.createBindGroup({
-        label,
-        layout: pipeline.getBindGroupLayout(0),
-        entries: entries(shared.map((t) => t.texture().createView())),
-      });
-      bound = { generations, group };
-    }
-    return bound.group;
+  return {
+    copy(enc, texels) {
+      inputs.forEach((t, k) => encodeInputCopy(enc, t.source, shared[k].texture(), texels[k]));
+    },
+    bindGroup() {
+      const generations = shared.map((t) => t.generation()).join(",");
+      if (bound?.generations !== generations) {
+        const group = gpu.device.createBindGroup({
+          label,
+          layout: pipeline.getBindGroupLayout(0),
+          entries: [
+            ...others,
+            ...inputs.map((t, k) => ({
+              binding: t.binding,
+              resource: shared[k].texture().createView(),
+            })),
+            ...samplerEntries,
+          ],
+        });
+        bound = { generations, group };
+      }
+      return bound.group;
+    },
   };
 }
