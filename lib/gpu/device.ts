@@ -68,12 +68,12 @@ async function acquire(): Promise<Gpu> {
   }
   const l = adapter.limits;
   const device = await adapter.requestDevice({
-    // Lets the texture-form products sample their operands (matmul_texture.ts).
-    requiredFeatures: adapter.features.has("float32-filterable") ? ["float32-filterable"] : [],
     requiredLimits: {
       maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
       maxBufferSize: l.maxBufferSize,
       maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+      // Kernels read their inputs as read-only storage textures on software adapters.
+      maxStorageTexturesPerShaderStage: l.maxStorageTexturesPerShaderStage,
       maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
       maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
       maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,

@@ -237,7 +237,7 @@ Deno.test("matmul: every kernel variant gives bit-identical products (M=37 N=44 
 });
 
 // Sizes not multiples of 4 (zero-padded texels, scalar stores), with bias and accumulate.
-Deno.test("matmul: the texture kernels' edges and epilogues, loaded or sampled, match the storage kernels bit for bit (M=37 N=45 K=29)", async () => {
+Deno.test("matmul: the texture kernels' edges and epilogues, loaded or read as images, match the storage kernels bit for bit (M=37 N=45 K=29)", async () => {
   const g = await gpu();
   const dims = { M: 37, N: 45, K: 29 };
   const { x, w, bias, dy } = randomLayer(11, dims);
@@ -248,13 +248,13 @@ Deno.test("matmul: the texture kernels' edges and epilogues, loaded or sampled, 
     randomUniform(rng, n)
   );
   const results: Uint32Array[][] = [];
-  // Storage, then texture read by textureLoad (hardware GPUs), then sampled (llvmpipe).
+  // Storage, then texture read by textureLoad (hardware GPUs), then as images (llvmpipe).
   const forms = [
     { texture: false },
     { texture: true, fetch: "load" as const },
-    { texture: true, fetch: "sample" as const },
+    { texture: true, fetch: "image" as const },
   ];
-  assertEquals(textureFetch(g, { ...SOFTWARE_TILE, fetch: "sample" }), "sample", "can sample");
+  assertEquals(textureFetch(g, SOFTWARE_TILE), "image", "llvmpipe's default");
   for (const form of forms) {
     const tile = { ...SOFTWARE_TILE, ...form };
     const outputs = packTensors(g, [...start, ...start]);
@@ -274,7 +274,7 @@ Deno.test("matmul: the texture kernels' edges and epilogues, loaded or sampled, 
   }
   for (const [i, what] of ["y", "dx", "dW", "y+=", "dx+=", "dW+="].entries()) {
     assertEquals(results[1][i], results[0][i], `${what}: texture (load) and storage bits differ`);
-    assertEquals(results[2][i], results[0][i], `${what}: texture (sample) and storage bits differ`);
+    assertEquals(results[2][i], results[0][i], `${what}: texture (image) and storage bits differ`);
   }
   inputs.buffer.destroy();
 });

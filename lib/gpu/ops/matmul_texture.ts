@@ -8,9 +8,9 @@
  * lane and component, while a texel fetch is a straight-line gather. On a
  * Zen 3 host the 1024³ product ran at 2.3 GFLOP/s from storage buffers and
  * 12-17 from textures (same tile, same sums). A texel is read by
- * `textureLoad`, or on software adapters by a nearest-filter
- * `textureSampleLevel` at its centre, the same value through llvmpipe's
- * cheaper sampling path ({@link textureMatmulWgsl}).
+ * `textureLoad` of a sampled texture, or on software adapters of the same
+ * texture bound as a read-only storage texture, llvmpipe's cheapest fetch
+ * ({@link TexelFetch}).
  *
  * Each operand is put in its texture once per encode ({@link createPack}):
  * copied in when its rows already have the texture's layout (rows of
@@ -43,6 +43,17 @@ import {
 import type { Layout } from "./matmul.ts";
 import { encodeInputCopy, TEXTURE_INPUT_WIDTH } from "./texture_inputs.ts";
 
+/**
+ * How a texture product reads a texel: `textureLoad` of a sampled texture
+ * ("load"), or of the same texture bound as a read-only storage texture
+ * ("image"). The same value either way. On llvmpipe (Mesa 22.3, Zen 3) a
+ * SIMD group's fetch is a call into a function that gathers the 8 lanes'
+ * texels: ~159 cycles for "load", ~64 for "image" (a nearest-filter
+ * `textureSampleLevel`, tried before, ~105); the bench training step ran
+ * 15-17% faster with images than with samples.
+ */
+export type TexelFetch = "load" | "image";
+
 /** The register tiling of the texture kernel (the fields matmul.ts's MatmulTile shares). */
 export interface TextureTile {
   rows: number;
@@ -50,7 +61,7 @@ export interface TextureTile {
   wgX: number;
   wgY: number;
   /** See matmul.ts's MatmulTile.fetch. */
-  fetch?: "load" | "sample";
+  fetch?: TexelFetch;
 }
 
 /** What a texture product computes, besides the tile. */
@@ -70,7 +81,7 @@ export interface TextureKernelSpec {
 function kernelKey(s: TextureKernelSpec): string {
   const t = s.tile;
   return `matmulTex:${s.x}${s.xLinear ? ":xlinear" : ""}${s.yLinear ? ":ylinear" : ""}:` +
-    `${t.fetch === "sample" ? "sample:" : ""}b${+s.bias}:acc${+s.accumulate}:` +
+    `${t.fetch && t.fetch !== "load" ? `${t.fetch}:` : ""}b${+s.bias}:acc${+s.accumulate}:` +
     `${s.vec4Out ? "v4" : "s"}:${t.rows}x${t.cols}:${t.wgX}x${t.wgY}`;
 }
 
@@ -232,50 +243,15 @@ ${lines.join("\n")}
 
 /**
  * The texture product's WGSL ({@link loadMatmulWgsl}); with `tile.fetch ==
- * "sample"` each `textureLoad(t, texel, 0)` becomes a nearest-filter
- * `textureSampleLevel` at the texel's centre, `(texel + 0.5) / size`: the
- * same texel, hence the same value (the index stays below 16384 texels, far
- * inside f32's exact range), through llvmpipe's sampling path, which costs
- * less per fetch than its texel-fetch path. The sampler is binding 5.
+ * "image"` the operands are read-only storage textures, read by
+ * `textureLoad(t, texel)`.
  */
 export function textureMatmulWgsl(s: TextureKernelSpec): string {
   const code = loadMatmulWgsl(s);
-  if (s.tile.fetch !== "sample") return code;
-  const fetchers = ["tx", "ty"].map((t) =>
-    `var<private> ${t}Inv: vec2<f32>;
-fn ${t}Fetch(texel: vec2<i32>, level: i32) -> vec4<f32> {
-  return textureSampleLevel(${t}, operandSampler, (vec2<f32>(texel) + 0.5) * ${t}Inv, 0.0);
-}`
-  ).join("\n");
+  if (s.tile.fetch !== "image") return code;
   return code
-    .replaceAll("textureLoad(tx, ", "txFetch(")
-    .replaceAll("textureLoad(ty, ", "tyFetch(")
-    .replace(
-      "@compute",
-      `@group(0) @binding(5) var operandSampler: sampler;  // nearest\n${fetchers}\n@compute`,
-    )
-    .replace(
-      "  let P = dims.x;",
-      `  txInv = 1.0 / vec2<f32>(textureDimensions(tx));
-  tyInv = 1.0 / vec2<f32>(textureDimensions(ty));
-  let P = dims.x;`,
-    );
-}
-
-const samplers = new WeakMap<GPUDevice, GPUSampler>();
-
-/** The device's nearest-filter sampler of the sampled texture products. */
-function operandSampler(gpu: Gpu): GPUSampler {
-  let sampler = samplers.get(gpu.device);
-  if (!sampler) {
-    sampler = gpu.device.createSampler({
-      label: "matmul:operands",
-      magFilter: "nearest",
-      minFilter: "nearest",
-    });
-    samplers.set(gpu.device, sampler);
-  }
-  return sampler;
+    .replaceAll("texture_2d<f32>;", "texture_storage_2d<rgba32float, read>;")
+    .replace(/textureLoad\((t[xy]), ([^;]*), 0\);/g, "textureLoad($1, $2);");
 }
 
 /** Invocations per workgroup of the pack. */
@@ -556,7 +532,6 @@ export function createTextureProduct(
           { binding: 3, resource: bufferBinding(buffers.c) },
         ];
         if (buffers.bias) entries.push({ binding: 4, resource: bufferBinding(buffers.bias) });
-        if (tile.fetch === "sample") entries.push({ binding: 5, resource: operandSampler(gpu) });
         const bindGroup = gpu.device.createBindGroup({
           label,
           layout: pipeline.getBindGroupLayout(0),

@@ -26,42 +26,19 @@ import type { Binding } from "./elementwise.ts";
 export const TEXTURE_INPUT_WIDTH = 256;
 
 /**
- * How a kernel reads a read-only input: from its storage buffer, from a
- * texture copy by `textureLoad`, or from the copy by a nearest-filter
- * `textureSampleLevel` at the texel's centre (the same value; llvmpipe's
- * sampling path costs less per fetch; the sampler of the input at binding b
- * is at b + {@link SAMPLER_BINDING_OFFSET}).
+ * How a kernel reads a read-only input: from its storage buffer, or by
+ * `textureLoad` of a texture copy of it bound as a read-only storage texture
+ * (an "image"). The same values either way. On llvmpipe (Mesa 22.3, Zen 3) a
+ * SIMD group's image load took ~64 cycles, where a nearest-filter sample of
+ * a sampled texture took ~105 and its `textureLoad` ~159 (each a call into a
+ * texel function that gathers the 8 lanes' texels); read-only storage
+ * textures of `rgba32float` and `rgba32uint` are core WebGPU.
  */
-export type InputMode = "storage" | "texture" | "sampled";
+export type InputMode = "storage" | "image";
 
-/** The sampler of a sampled input at binding b is bound at b + this. */
-export const SAMPLER_BINDING_OFFSET = 16;
-
-/**
- * The texture mode of this device's texture forms: "sampled" when it can
- * sample `rgba32float` (`float32-filterable`), else "texture".
- */
-export function textureInputMode(gpu: Gpu): "texture" | "sampled" {
-  return gpu.device.features.has("float32-filterable") ? "sampled" : "texture";
-}
-
-const samplers = new WeakMap<GPUDevice, GPUSampler>();
-
-/** The bind-group entries of the samplers of sampled float inputs at `bindings`. */
-export function inputSamplerEntries(
-  gpu: Gpu,
-  inputs: { binding: number; type: InputType }[],
-): GPUBindGroupEntry[] {
-  if (textureInputMode(gpu) !== "sampled") return [];
-  let sampler = samplers.get(gpu.device);
-  if (!sampler) {
-    sampler = gpu.device.createSampler({ label: "textureInput", magFilter: "nearest" });
-    samplers.set(gpu.device, sampler);
-  }
-  return inputs.filter((i) => i.type !== "vec4<u32>").map((i) => ({
-    binding: i.binding + SAMPLER_BINDING_OFFSET,
-    resource: sampler!,
-  }));
+/** The texture mode of this device's texture forms. */
+export function textureInputMode(_gpu: Gpu): "image" {
+  return "image";
 }
 
 /**
@@ -87,24 +64,18 @@ fn ${name}At(i: u32) -> ${type} { return ${name}[i]; }`;
   }
   const coords = (i: string) =>
     `vec2<i32>(i32(${i} % ${TEXTURE_INPUT_WIDTH}u), i32(${i} / ${TEXTURE_INPUT_WIDTH}u))`;
-  const sampled = mode === "sampled" && type !== "vec4<u32>";
-  const texel = (i: string) =>
-    sampled
-      ? `textureSampleLevel(${name}, ${name}Sampler, (vec2<f32>(${coords(i)}) + 0.5) / ` +
-        `vec2<f32>(textureDimensions(${name})), 0.0)`
-      : `textureLoad(${name}, ${coords(i)}, 0)`;
-  const samplerDecl = sampled
-    ? `\n@group(0) @binding(${binding + SAMPLER_BINDING_OFFSET}) var ${name}Sampler: sampler;`
-    : "";
+  const texel = (i: string) => `textureLoad(${name}, ${coords(i)})`;
+  const format = type === "vec4<u32>" ? "rgba32uint" : "rgba32float";
+  const declaration = `@group(0) @binding(${binding}) var ${name}: ` +
+    `texture_storage_2d<${format}, read>; // read, a copy of the buffer`;
   if (type === "f32") {
-    return `@group(0) @binding(${binding}) var ${name}: texture_2d<f32>; // read, a copy of the buffer${samplerDecl}
+    return `${declaration}
 fn ${name}At(i: u32) -> f32 {
   let t = i / 4u;
   return ${texel("t")}[i % 4u];
 }`;
   }
-  const texelType = type === "vec4<f32>" ? "f32" : "u32";
-  return `@group(0) @binding(${binding}) var ${name}: texture_2d<${texelType}>; // read, a copy of the buffer${samplerDecl}
+  return `${declaration}
 fn ${name}At(i: u32) -> ${type} { return ${texel("i")}; }`;
 }
 
@@ -168,7 +139,7 @@ export function sharedInputTexture(
           label: `textureInput:${key}`,
           size: [TEXTURE_INPUT_WIDTH, rows],
           format,
-          usage: GPUTextureUsage.COPY_DST | GPUTextureUsage.TEXTURE_BINDING,
+          usage: GPUTextureUsage.COPY_DST | GPUTextureUsage.STORAGE_BINDING,
         });
         generation++;
       },
@@ -211,7 +182,7 @@ export function encodeInputCopy(
 export interface TextureInputBinding {
   /** The buffer (or slice) the texture copies. */
   source: Binding;
-  /** Its binding in the texture form's WGSL (its sampler, if any: + SAMPLER_BINDING_OFFSET). */
+  /** Its binding in the texture form's WGSL. */
   binding: number;
   type: InputType;
   /** The most texels any encode copies. */
@@ -221,7 +192,7 @@ export interface TextureInputBinding {
 /**
  * The texture side of a step's texture form: for each input a shared scratch
  * texture (slot = its index), the copies that fill them, and the bind group
- * of `pipeline` holding their views and samplers beside `others`, rebuilt
+ * of `pipeline` holding their views beside `others`, rebuilt
  * when a shared texture was replaced by a larger one.
  */
 export interface TextureInputs {
@@ -244,7 +215,6 @@ export function createTextureInputs(
 ): TextureInputs | undefined {
   if (!inputs.every((t) => textureInputFits(gpu, t.maxTexels))) return undefined;
   const shared = inputs.map((t, slot) => sharedInputTexture(gpu, t.type, slot, t.maxTexels));
-  const samplerEntries = inputSamplerEntries(gpu, inputs);
   let bound: { generations: string; group: GPUBindGroup } | undefined;
   return {
     copy(enc, texels) {
@@ -262,7 +232,6 @@ export function createTextureInputs(
               binding: t.binding,
               resource: shared[k].texture().createView(),
             })),
-            ...samplerEntries,
           ],
         });
         bound = { generations, group };
