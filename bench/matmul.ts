@@ -20,6 +20,7 @@ import {
   type MatmulTile,
 } from "../lib/gpu/ops/matmul.ts";
 import { Random } from "../lib/random/mod.ts";
+import { measureFmaCeiling } from "./ceiling.ts";
 
 /** One timed shape. */
 export interface MatmulShapeResult {
@@ -45,6 +46,8 @@ export interface MatmulBenchResult {
   numpy_blas?: string;
   /** gflops / numpy_gflops. */
   ratio?: number;
+  /** The adapter's register-only multiply-add rate (bench/ceiling.ts), GFLOP/s. */
+  ceiling_gflops: number;
 }
 
 /** (N, K) of the linear layers of the d = 128 training configuration, V = 1100. */
@@ -129,10 +132,12 @@ export async function benchMatmul(): Promise<MatmulBenchResult> {
     }
   }
   const numpy = await numpyGflops(1024);
+  const ceiling = await measureFmaCeiling(gpu);
   const result: MatmulBenchResult = {
     adapter: gpu.adapterDescription,
     gflops: big.gflops,
     shapes,
+    ceiling_gflops: ceiling.gflops,
     ...(numpy && {
       numpy_gflops: numpy.gflops,
       numpy_blas: numpy.blas,
@@ -151,6 +156,12 @@ export async function benchMatmul(): Promise<MatmulBenchResult> {
       ? `WGSL NT 1024^3: ${big.gflops.toFixed(2)} GFLOP/s; numpy ${numpy.gflops.toFixed(2)} ` +
         `GFLOP/s (${numpy.blas}); ratio ${result.ratio!.toFixed(2)}`
       : `WGSL NT 1024^3: ${big.gflops.toFixed(2)} GFLOP/s (numpy not available)`,
+  );
+  console.error(
+    `the adapter's register-only FMA rate: ${ceiling.gflops.toFixed(1)} GFLOP/s ` +
+      `(bench/ceiling.ts); NT 1024^3 reaches ${
+        (100 * big.gflops / ceiling.gflops).toFixed(0)
+      }% of it`,
   );
   return result;
 }

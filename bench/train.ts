@@ -5,11 +5,15 @@
  * has torch.
  *
  * Run: `deno run -A bench/train.ts [--steps N] [--json] [--large | --seed-config] [--profile]
- * [--no-tune] [--no-pytorch]`.
+ * [--no-tune] [--no-pytorch] [--no-bound]`.
  *
  * The matrix-product kernels are first timed on this adapter at the model's
  * shapes (lib/gpu/tuning.ts, not cached here: `--no-tune` keeps the
  * defaults), as the train job does once per store.
+ *
+ * It also prints the bound no WGSL step can pass on this adapter: the
+ * adapter's register-only multiply-add rate (bench/ceiling.ts) over the FLOPs
+ * of the step's matrix products alone, and that bound against PyTorch.
  *
  * @module
  */
@@ -22,6 +26,7 @@ import { WEIGHT_GRAD_ROWS } from "../lib/model/backward.ts";
 import { chooseMatmulTiles, defaultChoice, samoutProductShapes } from "../lib/gpu/tuning.ts";
 import type { TokenBatch } from "../lib/data/types.ts";
 import { Random } from "../lib/random/mod.ts";
+import { measureFmaCeiling } from "./ceiling.ts";
 
 /** What {@link benchTrain} measured. */
 export interface TrainBenchResult {
@@ -66,6 +71,18 @@ export interface TrainBenchResult {
   };
   parameters: number;
   steps: number;
+  /**
+   * The most any WGSL step could do here (bench/ceiling.ts): the adapter's
+   * register-only multiply-add rate over the FLOPs of a step's matrix
+   * products alone (6 x Σ N·K per token: forward, input and weight
+   * gradients), and that as a ratio to the fastest PyTorch.
+   */
+  bound?: {
+    adapter_fma_gflops: number;
+    product_mflop_per_token: number;
+    tokens_per_s: number;
+    ratio?: number;
+  };
   /** Milliseconds per op per step (each op in its own submit, mean of 5 steps), with `profile`. */
   profile?: Record<string, number>;
 }
@@ -86,6 +103,8 @@ export interface TrainBenchOptions {
   profile?: boolean;
   /** Skip the PyTorch baseline. */
   noPytorch?: boolean;
+  /** Skip the adapter's multiply-add ceiling (bench/ceiling.ts) and the bound it gives. */
+  noBound?: boolean;
 }
 
 const WARMUP_STEPS = 2;
@@ -188,6 +207,20 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
         }
       }
     }
+    if (!opts.noBound) {
+      const ceiling = await measureFmaCeiling(gpu);
+      const productFlops = 6 *
+        samoutProductShapes(cfg, 1, 1).layers.reduce((sum, p) => sum + p.N * p.K, 0);
+      const boundTokens = ceiling.gflops * 1e9 / productFlops;
+      result.bound = {
+        adapter_fma_gflops: ceiling.gflops,
+        product_mflop_per_token: productFlops / 1e6,
+        tokens_per_s: boundTokens,
+        ...(result.pytorch_tokens_per_s && {
+          ratio: boundTokens / result.pytorch_tokens_per_s,
+        }),
+      };
+    }
     if (opts.json) {
       console.log(JSON.stringify(result));
     } else {
@@ -226,6 +259,16 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
       }
       if (result.cpu_s_per_step !== undefined && result.cpu_ratio === undefined) {
         console.log(`cpu time       ${(result.cpu_s_per_step * 1000).toFixed(0)} ms/step webgpu`);
+      }
+      if (result.bound) {
+        const b = result.bound;
+        console.log(
+          `bound          ${b.tokens_per_s.toFixed(0)} tokens/s${
+            b.ratio !== undefined ? ` = ${b.ratio.toFixed(2)}x PyTorch` : ""
+          }: the products alone (${b.product_mflop_per_token.toFixed(1)} MFLOP/token) at this ` +
+            `adapter's register-only FMA rate, ${b.adapter_fma_gflops.toFixed(1)} GFLOP/s ` +
+            `(bench/ceiling.ts); no WGSL step can pass it here`,
+        );
       }
       if (result.profile) {
         const total = Object.values(result.profile).reduce((a, b) => a + b, 0);
@@ -342,5 +385,6 @@ if (import.meta.main) {
     noTune: args.includes("--no-tune"),
     profile: args.includes("--profile"),
     noPytorch: args.includes("--no-pytorch"),
+    noBound: args.includes("--no-bound"),
   });
 }
