@@ -139,12 +139,14 @@ function loadMatmulWgsl(s: TextureKernelSpec): string {
           ? `    let xv${i} = textureLoad(tx, ${linearTexel(`xr${i} + u32(r4)`)}, 0);`
           : `    let xv${i} = textureLoad(tx, vec2<i32>(r4, xr${i}), 0);`,
       );
-      for (let k = 0; k < 4; k++) {
-        for (let j = 0; j < TC; j++) {
-          lines.push(
-            `    acc_${i}_${j} = fma(xv${i}[${k}], yg${j >> 2}_${k}[${j & 3}], acc_${i}_${j});`,
-          );
-        }
+      // The 4 steps as one expression, fma(x3, y3, fma(x2, y2, ...acc)): the
+      // same sums in the same order, one store to the accumulator per
+      // iteration (llvmpipe blends every store inside a loop with the
+      // loop's lane mask).
+      for (let j = 0; j < TC; j++) {
+        let sum = `acc_${i}_${j}`;
+        for (let k = 0; k < 4; k++) sum = `fma(xv${i}[${k}], yg${j >> 2}_${k}[${j & 3}], ${sum})`;
+        lines.push(`    acc_${i}_${j} = ${sum};`);
       }
     }
   } else {
@@ -152,28 +154,49 @@ function loadMatmulWgsl(s: TextureKernelSpec): string {
       lines.push(`  let xb${g} = i32(min(p0 / 4u + ${g}u, PT - 1u));`);
     }
     lines.push(`  let r0 = i32(dims.w);`);
-    lines.push(`  for (var r = r0; r < r0 + i32(R); r++) {`);
-    for (let g = 0; g < TR / 4; g++) {
-      lines.push(
-        s.xLinear
-          ? `    let xg${g} = textureLoad(tx, ${linearTexel(`u32(r) * PT + u32(xb${g})`)}, 0);`
-          : `    let xg${g} = textureLoad(tx, vec2<i32>(xb${g}, r), 0);`,
-      );
-    }
-    for (let g = 0; g < TC / 4; g++) {
-      lines.push(
-        s.yLinear
-          ? `    let yg${g} = textureLoad(ty, ${linearTexel(`u32(r) * QT + u32(yb${g})`)}, 0);`
-          : `    let yg${g} = textureLoad(ty, vec2<i32>(yb${g}, r), 0);`,
-      );
-    }
-    for (let i = 0; i < TR; i++) {
-      for (let j = 0; j < TC; j++) {
+    lines.push(`  let rEnd = r0 + i32(R);`);
+    lines.push(`  var r = r0;`);
+    // Steps of 4 chained into one store per accumulator (as for "pr"), then
+    // the last R % 4 one at a time: the same sums in the same order.
+    const step = (k: number) => {
+      const row = k === 0 ? "r" : `r + ${k}`;
+      for (let g = 0; g < TR / 4; g++) {
         lines.push(
-          `    acc_${i}_${j} = fma(xg${i >> 2}[${i & 3}], yg${j >> 2}[${j & 3}], acc_${i}_${j});`,
+          s.xLinear
+            ? `    let xg${g}_${k} = textureLoad(tx, ${
+              linearTexel(`u32(${row}) * PT + u32(xb${g})`)
+            }, 0);`
+            : `    let xg${g}_${k} = textureLoad(tx, vec2<i32>(xb${g}, ${row}), 0);`,
         );
       }
-    }
+      for (let g = 0; g < TC / 4; g++) {
+        lines.push(
+          s.yLinear
+            ? `    let yg${g}_${k} = textureLoad(ty, ${
+              linearTexel(`u32(${row}) * QT + u32(yb${g})`)
+            }, 0);`
+            : `    let yg${g}_${k} = textureLoad(ty, vec2<i32>(yb${g}, ${row}), 0);`,
+        );
+      }
+    };
+    const accumulate = (steps: number) => {
+      for (let i = 0; i < TR; i++) {
+        for (let j = 0; j < TC; j++) {
+          let sum = `acc_${i}_${j}`;
+          for (let k = 0; k < steps; k++) {
+            sum = `fma(xg${i >> 2}_${k}[${i & 3}], yg${j >> 2}_${k}[${j & 3}], ${sum})`;
+          }
+          lines.push(`    acc_${i}_${j} = ${sum};`);
+        }
+      }
+    };
+    lines.push(`  for (; r + 4 <= rEnd; r += 4) {`);
+    for (let k = 0; k < 4; k++) step(k);
+    accumulate(4);
+    lines.push(`  }`);
+    lines.push(`  for (; r < rEnd; r++) {`);
+    step(0);
+    accumulate(1);
   }
   lines.push(`  }`);
   // Epilogue, as in the storage kernel: loads at clamped indices outside the
