@@ -1,8 +1,11 @@
 /**
  * Benchmark of the WGSL matmul (lib/gpu/ops/matmul.ts): the forward (NT)
  * kernel at 1024³ in GFLOP/s, the three kernels at the training shapes
- * (M = 16 x 128 rows; TN over one 512-row block, as the graph runs it), and, where `/usr/bin/python3` has numpy, numpy's
- * float32 `A @ B.T` at 1024³ in the same command as the CPU ceiling.
+ * (M = 16 x 128 rows; TN over one 512-row block, as the graph runs it, with
+ * the operands the graph packs once per step packed beforehand), the
+ * adapter's register-only FMA rate (bench/ceiling.ts), and, where
+ * `/usr/bin/python3` has numpy, numpy's float32 `A @ B.T` at 1024³ in the
+ * same command as the CPU ceiling.
  *
  * Timing: one warm-up, then `reps` dispatches (one compute pass each) in one
  * submission and one readback at the end to wait for the queue.
@@ -16,6 +19,8 @@ import {
   createMatmulNN,
   createMatmulNT,
   createMatmulTN,
+  createStepPacks,
+  defaultTile,
   type MatmulDims,
   type MatmulTile,
 } from "../lib/gpu/ops/matmul.ts";
@@ -77,7 +82,16 @@ export async function timeMatmul(
   const a = createStorageBufferFrom(gpu, random(aSize), "bench:a");
   const b = createStorageBufferFrom(gpu, random(bSize), "bench:b");
   const c = createStorageBufferFrom(gpu, new Float32Array(cSize), "bench:c");
-  const step = FACTORIES[kernel](gpu, { a, b, c }, tile);
+  // Operands the graph packs once per step come packed, as in a step.
+  const packs = createStepPacks(gpu, kernel, { a, b }, dims, tile ?? defaultTile(gpu, kernel));
+  const step = FACTORIES[kernel](
+    gpu,
+    { a, b, c, packedA: packs.packedA, packedB: packs.packedB },
+    tile,
+  );
+  const fill = gpu.device.createCommandEncoder();
+  packs.encode(fill);
+  gpu.device.queue.submit([fill.finish()]);
   const flops = 2 * M * N * K;
   const run = async (reps: number) => {
     const encoder = gpu.device.createCommandEncoder();
@@ -98,6 +112,7 @@ export async function timeMatmul(
     return { kernel, M, N, K, gflops: flops / ms / 1e6, ms };
   } finally {
     step.destroy();
+    packs.destroy();
     for (const buffer of [a, b, c]) buffer.destroy();
   }
 }

@@ -30,14 +30,14 @@ import {
   createMatmulNN,
   createMatmulNT,
   createMatmulTN,
-  createOperandPack,
+  createStepPacks,
   HARDWARE_TILE,
   type MatmulDims,
   type MatmulTile,
   type MatmulTiles,
-  type OperandPack,
   SOFTWARE_TILE,
   SOFTWARE_TILE_TN,
+  type StepPacks,
 } from "./ops/matmul.ts";
 
 /** Bump when the candidates or the timing method change: old cache files are then ignored. */
@@ -320,41 +320,24 @@ async function timeProducts(
   const a = createStorageBuffer(gpu, M * Math.max(maxN, maxK) * 4, "tune:a");
   const b = createStorageBuffer(gpu, Math.max(maxN * maxK, M * maxK) * 4, "tune:b");
   const c = createStorageBuffer(gpu, Math.max(M * maxN, M * maxK, maxN * maxK) * 4, "tune:c");
-  // The operands the training graph packs once for several products (a
-  // layer input, an output gradient: lib/model/forward.ts and backward.ts)
-  // are packed here the same way (a copy where the rows allow), before the
-  // timing: a candidate is timed on what its products cost in a step.
-  const packs: { pack: OperandPack; rows: number }[] = [];
-  const prepacked = (buffer: GPUBuffer, cols: number) => {
-    if (!tile.texture) return undefined;
-    const pack = createOperandPack(gpu, buffer, cols, "tune:pack", M);
-    if (pack) packs.push({ pack, rows: M });
-    return pack?.operand;
-  };
+  // The operands the graph packs once per step are packed beforehand, as
+  // the graph does: a candidate is timed on what its products cost in a step.
+  const packs: StepPacks[] = [];
   const steps: [GpuStep<MatmulDims>, MatmulDims][] = [];
   for (const l of shapes.layers) {
     const dims = { M, N: l.N, K: l.K };
+    const p = createStepPacks(gpu, kind, { a, b }, dims, tile);
+    packs.push(p);
+    const buffers = { a, b, c, packedA: p.packedA, packedB: p.packedB };
     const step = kind === "NT"
-      ? createMatmulNT(gpu, { a, b, c, packedA: prepacked(a, l.K) }, tile)
+      ? createMatmulNT(gpu, buffers, tile)
       : kind === "NN"
-      ? createMatmulNN(gpu, { a, b, c, packedA: prepacked(a, l.N) }, tile)
-      : createMatmulTN(
-        gpu,
-        { a, b, c, packedA: prepacked(a, l.N), packedB: prepacked(b, l.K) },
-        tile,
-      );
+      ? createMatmulNN(gpu, buffers, tile)
+      : createMatmulTN(gpu, buffers, tile);
     steps.push([step, dims]);
   }
   const fill = gpu.device.createCommandEncoder();
-  for (const { pack, rows } of packs) {
-    if (pack.encodeCommands) {
-      pack.encodeCommands(fill, { rows });
-    } else {
-      const p = fill.beginComputePass();
-      pack.encode(p, { rows });
-      p.end();
-    }
-  }
+  for (const p of packs) p.encode(fill);
   gpu.device.queue.submit([fill.finish()]);
   const pass = async (rows?: number) => {
     const enc = gpu.device.createCommandEncoder();
@@ -375,7 +358,7 @@ async function timeProducts(
     return Math.min(first, await pass());
   } finally {
     for (const [step] of steps) step.destroy();
-    for (const { pack } of packs) pack.destroy();
+    for (const p of packs) p.destroy();
     for (const buf of [a, b, c]) buf.destroy();
   }
 }

@@ -519,6 +519,60 @@ function createStorageProduct(
   };
 }
 
+/** The packs of {@link createStepPacks}. */
+export interface StepPacks {
+  /** Give to the product as `packedA` / `packedB`. */
+  packedA?: PackedOperand;
+  packedB?: PackedOperand;
+  /** Records the packs of the buffers' current contents (copies and dispatches). */
+  encode(enc: GPUCommandEncoder): void;
+  destroy(): void;
+}
+
+/**
+ * The packs the training graph makes once per step for a product of `kind`
+ * (lib/model/forward.ts, backward.ts): the activation or output-gradient
+ * operand `a` of NT and NN, both operands of TN; the weight operand of NT
+ * and NN is packed by the product itself. For timing a product as it runs
+ * in a step (the kernel tuner, bench/matmul.ts); none for a storage tile.
+ */
+export function createStepPacks(
+  gpu: Gpu,
+  kind: "NT" | "NN" | "TN",
+  buffers: { a: GPUBuffer; b: GPUBuffer },
+  dims: MatmulDims,
+  tile: MatmulTile,
+): StepPacks {
+  const { M, N, K } = dims;
+  const packs: OperandPack[] = [];
+  const pack = (buffer: GPUBuffer, cols: number) => {
+    if (!tile.texture) return undefined;
+    const step = createOperandPack(gpu, buffer, cols, `stepPack:${kind}`, M);
+    if (step) packs.push(step);
+    return step?.operand;
+  };
+  const packedA = pack(buffers.a, kind === "NT" ? K : N);
+  const packedB = kind === "TN" ? pack(buffers.b, K) : undefined;
+  return {
+    packedA,
+    packedB,
+    encode(enc) {
+      for (const p of packs) {
+        if (p.encodeCommands) {
+          p.encodeCommands(enc, { rows: M });
+        } else {
+          const pass = enc.beginComputePass();
+          p.encode(pass, { rows: M });
+          pass.end();
+        }
+      }
+    },
+    destroy() {
+      for (const p of packs) p.destroy();
+    },
+  };
+}
+
 /** A stage that packs one operand for several texture-form products (see {@link createOperandPack}). */
 export interface OperandPack extends GpuStep<{ rows: number }> {
   /** Give as `packedA`/`packedB` to the products that read this buffer after the stage. */
