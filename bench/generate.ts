@@ -95,36 +95,35 @@ export async function benchGenerate(): Promise<Record<string, unknown>> {
   const ratio = recurrentTps / prefixTps;
   console.error(`ratio: ${ratio.toFixed(1)}x (goal >= 10x at ${NEW_TOKENS} tokens)`);
 
-  // Time per token after a prefix of 64, 256, 1024 tokens (64 tokens timed each).
+  // Time per step after a prefix of 64, 256, 1024 tokens: the recurrent
+  // stepper fed the prefix, the queue drained, then 64 steps timed to the
+  // end of their GPU work (no difference of two noisy runs).
   const perToken: Record<string, number> = {};
-  for (const prefix of [64, 256, 1024]) {
-    const prompts = Array.from(
-      { length: ROWS },
-      (_, r) =>
-        Int32Array.from({ length: prefix }, (_, t) => 4 + ((t * 7 + r) % (CFG.vocabSize - 4))),
-    );
-    // Measure two lengths and take the difference: the prompt's cost cancels out.
-    const timed = async (n: number) => {
-      const t = performance.now();
-      await generateOnGpu(gpu, {
-        config: CFG,
-        weights,
-        prompts,
-        maxNewTokens: n,
-        settings,
-        endId: never,
-        checkEvery: 1 << 20,
-      });
-      return performance.now() - t;
-    };
-    const short = await timed(8);
-    const long = await timed(72);
-    perToken[String(prefix)] = (long - short) / 64;
-    console.error(
-      `after a ${prefix}-token prefix: ${
-        perToken[String(prefix)].toFixed(2)
-      } ms per step of ${ROWS} rows`,
-    );
+  const stepModel = await SamOutInference.create(gpu, { config: CFG, maxBatch: 1, maxLength: 1 });
+  try {
+    stepModel.uploadWeights(weights);
+    const ids = (t: number) =>
+      Int32Array.from({ length: ROWS }, (_, r) => 4 + ((t * 7 + r) % (CFG.vocabSize - 4)));
+    for (const prefix of [64, 256, 1024]) {
+      const stepper = await stepModel.createStepper(ROWS);
+      try {
+        for (let t = 0; t < prefix; t++) stepper.step(ids(t));
+        await gpu.device.queue.onSubmittedWorkDone();
+        const start = performance.now();
+        for (let t = prefix; t < prefix + 64; t++) stepper.step(ids(t));
+        await gpu.device.queue.onSubmittedWorkDone();
+        perToken[String(prefix)] = (performance.now() - start) / 64;
+      } finally {
+        stepper.destroy();
+      }
+      console.error(
+        `after a ${prefix}-token prefix: ${
+          perToken[String(prefix)].toFixed(2)
+        } ms per step of ${ROWS} rows`,
+      );
+    }
+  } finally {
+    stepModel.destroy();
   }
   const flat = Math.max(...Object.values(perToken)) / Math.min(...Object.values(perToken));
   console.error(

@@ -132,9 +132,10 @@ export interface MatmulTile {
  * The operands are read through textures ({@link MatmulTile.texture}): on a
  * Zen 3 host, where a storage load costs far more than on the machines the
  * figures above came from, the 1024³ product went from 2.3 to 9.8-15.6
- * GFLOP/s (README, Benchmarks), sampled ({@link MatmulTile.fetch}) about 15%
- * more. Tiles 16x8 to 32x16 gave training steps within the noise of each
- * other there; the tuner picks per model.
+ * GFLOP/s, and to 23-24 read as images ({@link MatmulTile.fetch}) with
+ * accumulators chained over 4 steps (README, Benchmarks). Tiles 16x8 to
+ * 32x16 gave training steps within the noise of each other there; the
+ * tuner picks per model.
  */
 export const SOFTWARE_TILE: MatmulTile = {
   rows: 16,
