@@ -48,6 +48,7 @@ import {
   createTextureInputs,
   type InputMode,
   inputWgsl,
+  TEXTURE_INPUT_WIDTH,
   textureInputMode,
 } from "./texture_inputs.ts";
 
@@ -444,7 +445,7 @@ function createPackedProduct(
   return {
     fits([P, Q, R]) {
       // A linear Y has no zero rows past R, which a "pr" reduction reads when R % 4 != 0.
-      if (packY.linear() && padR(R) !== R) return false;
+      if (packY.linearWidth() && padR(R) !== R) return false;
       return packX.fits(x === "pr" ? P : R, x === "pr" ? R : P) && packY.fits(padR(R), Q);
     },
     encode(pass, [P, Q, R]) {
@@ -574,6 +575,18 @@ export function createStepPacks(
   };
 }
 
+/**
+ * The width of a linear pack of `texels` texels: 256 (the texture inputs'
+ * rows), doubled until its rows fit in the device's textures (dLogits of
+ * 4096 rows x 4100 tokens need 8192), at most the device's limit.
+ */
+export function linearPackWidth(gpu: Gpu, texels: number): number {
+  const max = gpu.limits.maxTextureDimension2D;
+  let width = TEXTURE_INPUT_WIDTH;
+  while (width * 2 <= max && Math.ceil(texels / width) > max) width *= 2;
+  return width;
+}
+
 /** A stage that packs one operand for several texture-form products (see {@link createOperandPack}). */
 export interface OperandPack extends GpuStep<{ rows: number }> {
   /** Give as `packedA`/`packedB` to the products that read this buffer after the stage. */
@@ -602,7 +615,13 @@ export function createOperandPack(
   // dispatch. Whichever holds the largest batch; none: the products that
   // would read the pack read the buffer (or pack it themselves).
   const linear = !packCopyable(buffer, cols, false) && packCopyable(buffer, cols, true);
-  const operand = createPack(gpu, buffer, false, label, linear);
+  const operand = createPack(
+    gpu,
+    buffer,
+    false,
+    label,
+    linear ? linearPackWidth(gpu, maxRows * Math.ceil(cols / 4)) : 0,
+  );
   if (!operand.fits(maxRows, cols)) {
     operand.destroy();
     return undefined;

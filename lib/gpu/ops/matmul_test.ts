@@ -16,6 +16,7 @@ import {
   createMatmulTN,
   createOperandPack,
   HARDWARE_TILE,
+  linearPackWidth,
   type MatmulDims,
   type MatmulTile,
   SOFTWARE_TILE,
@@ -363,7 +364,10 @@ for (const [H, N] of [[128, 64], [100, 36]]) {
       const dyPack = createOperandPack(g, dys, N, "dy", M)!;
       assert(hPack.encodeCommands && dyPack.encodeCommands, "both are copied");
       const linear = H % 64 !== 0;
-      assertEquals([hPack.operand.linear(), dyPack.operand.linear()], [linear, linear]);
+      assertEquals(
+        [hPack.operand.linearWidth() > 0, dyPack.operand.linearWidth() > 0],
+        [linear, linear],
+      );
       const packed = (p: typeof hPack) => texture ? p.operand : undefined;
       const steps = [
         createMatmulNT(g, { a: xs, b: w1s, c: hs }, tile),
@@ -411,7 +415,7 @@ Deno.test("matmul: row-major operands of whole texels at a 16-byte offset are co
   const form = (cols: number, offset = 0) => {
     const p = pack(cols, offset);
     const copied = p.encodeCommands !== undefined;
-    const result = copied ? (p.operand.linear() ? "linear" : "rows") : "dispatch";
+    const result = copied ? (p.operand.linearWidth() ? "linear" : "rows") : "dispatch";
     p.destroy();
     return result;
   };
@@ -431,11 +435,11 @@ Deno.test("matmul: row-major operands of whole texels at a 16-byte offset are co
   assert(!rows.copyable({ rows: 8, cols: 100 }), "a 2-D pack needs 256-byte rows");
   assert(!rows.copyable({ rows: 8, cols: 64, padRows: 12 }), "zero rows need the dispatch");
   assertThrows(() => rows.encodeCopy(g.device.createCommandEncoder(), { rows: 8, cols: 60 }));
-  assertThrows(() => createPack(g, buffer, true, "tl", true), "a linear pack cannot be transposed");
-  // A device whose textures are 8 texels on a side: 8 rows of 1100 floats need 9 rows of a
-  // linear texture; 8 rows of 16 floats need one.
-  const small: Gpu = { ...g, limits: { maxTextureDimension2D: 8 } as GPUSupportedLimits };
-  assertEquals(createOperandPack(small, buffer, 1100, "big", 8), undefined, "too large: no pack");
+  assertThrows(() => createPack(g, buffer, true, "tl", 256), "a linear pack cannot be transposed");
+  // A device whose textures are 256 texels on a side (a linear pack cannot widen past 256):
+  // 300 rows of 1100 floats need 323 rows of a linear texture; 8 rows of 16 floats need one.
+  const small: Gpu = { ...g, limits: { maxTextureDimension2D: 256 } as GPUSupportedLimits };
+  assertEquals(createOperandPack(small, buffer, 1100, "big", 300), undefined, "too large: no pack");
   const fits = createOperandPack(small, buffer, 16, "fits", 8);
   assert(fits !== undefined, "8 rows of 16 floats fit");
   fits.destroy();
@@ -468,4 +472,47 @@ Deno.test("columnSum: reading dy through a texture copy gives the same bits", as
     }
     assertEquals(bits[1], bits[0], `db (M=${M} N=${N} accumulate=${accumulate})`);
   }
+});
+
+Deno.test("matmul: a linear pack widens until its rows fit in the device's textures", async () => {
+  const g = await gpu();
+  const max = g.limits.maxTextureDimension2D;
+  assertEquals(linearPackWidth(g, 1100 * 16), 256, "a small operand keeps 256-texel rows");
+  assertEquals(linearPackWidth(g, 256 * max), 256, "exactly the device's rows");
+  assertEquals(linearPackWidth(g, 256 * max + 1), 512);
+  const dLogits = 4096 * 1025; // the large bench configuration's [B·S, V] at V = 4100
+  assertEquals(linearPackWidth(g, dLogits), Math.ceil(dLogits / 256) > max ? 512 : 256);
+});
+
+Deno.test("matmul: products read a 512-texel-wide linear pack as the storage kernel reads the buffer, bit for bit", async () => {
+  const g = await gpu();
+  const [M, N, K] = [37, 45, 300]; // 75 texels a row: rows straddle the texture's rows
+  const rng = new Random(31, "matmul_test");
+  const [x, w] = [M * K, N * K].map((n) => randomUniform(rng, n));
+  const inputs = packTensors(g, [x, w]);
+  const [xs, ws] = inputs.slices;
+  const results: Uint32Array[] = [];
+  for (const wide of [false, true]) {
+    const out = createStorageBufferFrom(g, new Float32Array(M * N), "out");
+    const pack = wide ? createPack(g, xs, false, "wide", 512) : undefined;
+    const step = createMatmulNT(
+      g,
+      { a: xs, b: ws, c: out, packedA: pack },
+      { ...SOFTWARE_TILE, texture: wide },
+    );
+    const enc = g.device.createCommandEncoder();
+    pack?.encodeCopy(enc, { rows: M, cols: K });
+    const pass = enc.beginComputePass();
+    step.encode(pass, { M, N, K });
+    pass.end();
+    g.device.queue.submit([enc.finish()]);
+    assertEquals(pack?.linearWidth() ?? 512, 512);
+    const [bits] = await readBits(g, [{ buffer: out, offset: 0, size: out.size }]);
+    results.push(bits);
+    step.destroy();
+    pack?.destroy();
+    out.destroy();
+  }
+  assertEquals(results[1], results[0], "wide linear pack and storage bits differ");
+  inputs.buffer.destroy();
 });

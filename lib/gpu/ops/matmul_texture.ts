@@ -72,22 +72,24 @@ export interface TextureKernelSpec {
   /** Q % 4 == 0: `c` (and `bias`) are read and written as vec4s. */
   vec4Out: boolean;
   tile: TextureTile;
-  /** X is packed linearly (see {@link PackedOperand.linear}). */
-  xLinear?: boolean;
-  /** Y is packed linearly (no zero rows past R: only for "rp" or R % 4 == 0). */
-  yLinear?: boolean;
+  /** X is packed linearly, this many texels per texture row (see {@link PackedOperand.linearWidth}). */
+  xLinear?: number;
+  /** Y likewise (no zero rows past R: only for "rp" or R % 4 == 0). */
+  yLinear?: number;
 }
 
 function kernelKey(s: TextureKernelSpec): string {
   const t = s.tile;
-  return `matmulTex:${s.x}${s.xLinear ? ":xlinear" : ""}${s.yLinear ? ":ylinear" : ""}:` +
+  return `matmulTex:${s.x}${s.xLinear ? `:xlinear${s.xLinear}` : ""}${
+    s.yLinear ? `:ylinear${s.yLinear}` : ""
+  }:` +
     `${t.fetch && t.fetch !== "load" ? `${t.fetch}:` : ""}b${+s.bias}:acc${+s.accumulate}:` +
     `${s.vec4Out ? "v4" : "s"}:${t.rows}x${t.cols}:${t.wgX}x${t.wgY}`;
 }
 
-/** The texel of a linear pack holding its element `index` (an u32 expression). */
-function linearTexel(index: string): string {
-  return `vec2<i32>(i32((${index}) % ${TEXTURE_INPUT_WIDTH}u), i32((${index}) / ${TEXTURE_INPUT_WIDTH}u))`;
+/** The texel of a linear pack `width` texels wide holding its element `index` (an u32 expression). */
+function linearTexel(index: string, width: number): string {
+  return `vec2<i32>(i32((${index}) % ${width}u), i32((${index}) / ${width}u))`;
 }
 
 /**
@@ -127,7 +129,7 @@ function loadMatmulWgsl(s: TextureKernelSpec): string {
         lines.push(
           s.yLinear
             ? `    let yg${g}_${k} = textureLoad(ty, ${
-              linearTexel(`u32(r + ${k}) * QT + u32(yb${g})`)
+              linearTexel(`u32(r + ${k}) * QT + u32(yb${g})`, s.yLinear!)
             }, 0);`
             : `    let yg${g}_${k} = textureLoad(ty, vec2<i32>(yb${g}, r + ${k}), 0);`,
         );
@@ -136,7 +138,7 @@ function loadMatmulWgsl(s: TextureKernelSpec): string {
     for (let i = 0; i < TR; i++) {
       lines.push(
         s.xLinear
-          ? `    let xv${i} = textureLoad(tx, ${linearTexel(`xr${i} + u32(r4)`)}, 0);`
+          ? `    let xv${i} = textureLoad(tx, ${linearTexel(`xr${i} + u32(r4)`, s.xLinear!)}, 0);`
           : `    let xv${i} = textureLoad(tx, vec2<i32>(r4, xr${i}), 0);`,
       );
       // The 4 steps as one expression, fma(x3, y3, fma(x2, y2, ...acc)): the
@@ -164,7 +166,7 @@ function loadMatmulWgsl(s: TextureKernelSpec): string {
         lines.push(
           s.xLinear
             ? `    let xg${g}_${k} = textureLoad(tx, ${
-              linearTexel(`u32(${row}) * PT + u32(xb${g})`)
+              linearTexel(`u32(${row}) * PT + u32(xb${g})`, s.xLinear!)
             }, 0);`
             : `    let xg${g}_${k} = textureLoad(tx, vec2<i32>(xb${g}, ${row}), 0);`,
         );
@@ -173,7 +175,7 @@ function loadMatmulWgsl(s: TextureKernelSpec): string {
         lines.push(
           s.yLinear
             ? `    let yg${g}_${k} = textureLoad(ty, ${
-              linearTexel(`u32(${row}) * QT + u32(yb${g})`)
+              linearTexel(`u32(${row}) * QT + u32(yb${g})`, s.yLinear!)
             }, 0);`
             : `    let yg${g}_${k} = textureLoad(ty, vec2<i32>(yb${g}, ${row}), 0);`,
         );
@@ -287,7 +289,7 @@ const PACK_WG = 64;
  * `j * rows + i` (a weight stored [out, in] read as [in, out]). `vec4`
  * (not transposed, cols % 4 == 0) reads whole texels.
  */
-function packWgsl(transposed: boolean, vec4: boolean, linear: boolean): string {
+function packWgsl(transposed: boolean, vec4: boolean, linearWidth: number): string {
   const read = vec4
     ? `src4[min(row, rows - 1u) * (cols / 4u) + t]`
     : `vec4<f32>(${
@@ -319,7 +321,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let row = i / width;
   let v = ${read};
   textureStore(dst, ${
-    linear ? linearTexel("i") : "vec2<i32>(i32(t), i32(row))"
+    linearWidth ? linearTexel("i", linearWidth) : "vec2<i32>(i32(t), i32(row))"
   }, select(vec4<f32>(0.0), v, row < rows));
 }
 `;
@@ -352,12 +354,12 @@ export interface PackedOperand {
    */
   encodeCopy(enc: GPUCommandEncoder, dims: PackDims): void;
   /**
-   * Whether the texture is linear: the matrix's texels in row-major order,
-   * wrapped at {@link TEXTURE_INPUT_WIDTH} texels per texture row, so any
-   * row length (a multiple of 4 floats) is a plain copy of the buffer. The
-   * products address it by element index instead of (texel, row).
+   * 0, or the width of a linear texture: the matrix's texels in row-major
+   * order, wrapped at this many texels per texture row, so any row length (a
+   * multiple of 4 floats) is a plain copy of the buffer. The products address
+   * it by element index instead of (texel, row).
    */
-  linear(): boolean;
+  linearWidth(): number;
   /** Whether a logical [rows, cols] matrix fits in this pack's texture on this device. */
   fits(rows: number, cols: number): boolean;
   /** The texture's view as of the last encode. */
@@ -386,16 +388,21 @@ export function packCopyable(src: GPUBuffer | BufferSlice, cols: number, linear:
 /**
  * Packs the matrix in `src` (row-major [rows, cols], or with `transposed` a
  * [cols, rows] buffer read as its transpose) into an `rgba32float` texture of
- * `ceil(cols / 4) x padRows` texels.
+ * `ceil(cols / 4) x padRows` texels, or with `linearWidth` into a linear
+ * texture that many texels wide ({@link PackedOperand.linearWidth}).
  */
 export function createPack(
   gpu: Gpu,
   src: GPUBuffer | BufferSlice,
   transposed: boolean,
   label: string,
-  linear = false,
+  linearWidth = 0,
 ): PackedOperand {
+  const linear = linearWidth > 0;
   if (linear && transposed) throw new Error(`${label}: a linear pack cannot be transposed`);
+  if (linear && linearWidth % TEXTURE_INPUT_WIDTH !== 0) {
+    throw new Error(`${label}: a linear pack's width must be a multiple of ${TEXTURE_INPUT_WIDTH}`);
+  }
   const uniform = createUniformBuffer(gpu, 16, `${label}:dims`);
   const dimsData = new Uint32Array(4);
   let texture: GPUTexture | undefined;
@@ -426,10 +433,7 @@ export function createPack(
       const width = Math.ceil(cols / 4);
       if (linear) {
         if (padRows !== rows) throw new Error(`${label}: a linear pack has no padding rows`);
-        ensureTexture(
-          TEXTURE_INPUT_WIDTH,
-          Math.max(1, Math.ceil(rows * width / TEXTURE_INPUT_WIDTH)),
-        );
+        ensureTexture(linearWidth, Math.max(1, Math.ceil(rows * width / linearWidth)));
       } else {
         ensureTexture(width, padRows);
       }
@@ -437,9 +441,9 @@ export function createPack(
       let bound = bindGroups.get(vec4);
       if (!bound) {
         const key = `matmulPack:${transposed ? "T" : "N"}:${vec4 ? "v4" : "s"}${
-          linear ? ":linear" : ""
+          linear ? `:linear${linearWidth}` : ""
         }`;
-        const pipeline = cachedPipeline(gpu, key, packWgsl(transposed, vec4, linear), "main");
+        const pipeline = cachedPipeline(gpu, key, packWgsl(transposed, vec4, linearWidth), "main");
         const bindGroup = gpu.device.createBindGroup({
           label,
           layout: pipeline.getBindGroupLayout(0),
@@ -470,11 +474,8 @@ export function createPack(
       if (dims.rows === 0) return;
       if (linear) {
         const texels = dims.rows * width;
-        const texture = ensureTexture(
-          TEXTURE_INPUT_WIDTH,
-          Math.max(1, Math.ceil(texels / TEXTURE_INPUT_WIDTH)),
-        );
-        encodeInputCopy(enc, src, texture, texels);
+        const texture = ensureTexture(linearWidth, Math.max(1, Math.ceil(texels / linearWidth)));
+        encodeInputCopy(enc, src, texture, texels, linearWidth);
         return;
       }
       enc.copyBufferToTexture(
@@ -483,11 +484,11 @@ export function createPack(
         [width, dims.rows],
       );
     },
-    linear: () => linear,
+    linearWidth: () => linearWidth,
     fits: (rows, cols) =>
       linear
-        ? Math.ceil(rows * Math.ceil(cols / 4) / TEXTURE_INPUT_WIDTH) <=
-          gpu.limits.maxTextureDimension2D
+        ? linearWidth <= gpu.limits.maxTextureDimension2D &&
+          Math.ceil(rows * Math.ceil(cols / 4) / linearWidth) <= gpu.limits.maxTextureDimension2D
         : textureFits(gpu, rows, cols),
     view() {
       if (!view) throw new Error(`${label}: encode the pack before reading its view`);
@@ -542,8 +543,8 @@ export function createTextureProduct(
         accumulate: buffers.accumulate,
         vec4Out: Q % 4 === 0,
         tile,
-        xLinear: buffers.x.linear(),
-        yLinear: buffers.y.linear(),
+        xLinear: buffers.x.linearWidth(),
+        yLinear: buffers.y.linearWidth(),
       };
       const key = `${kernelKey(spec)}@${buffers.x.generation()}:${buffers.y.generation()}`;
       if (cached?.key !== key) {

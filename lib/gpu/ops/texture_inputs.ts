@@ -150,23 +150,27 @@ export function sharedInputTexture(
   return shared;
 }
 
-/** Records the copy of `elements` vec4s of `src` into `texture` (outside any pass). */
+/**
+ * Records the copy of `elements` vec4s of `src` into `texture` (outside any
+ * pass), `width` texels per texture row.
+ */
 export function encodeInputCopy(
   enc: GPUCommandEncoder,
   src: Binding,
   texture: GPUTexture,
   elements: number,
+  width = TEXTURE_INPUT_WIDTH,
 ): void {
   const buffer = "buffer" in src ? src.buffer : src;
   const offset = "buffer" in src ? src.offset ?? 0 : 0;
-  const rowBytes = TEXTURE_INPUT_WIDTH * 16;
-  const full = Math.floor(elements / TEXTURE_INPUT_WIDTH);
-  const rest = elements % TEXTURE_INPUT_WIDTH;
+  const rowBytes = width * 16;
+  const full = Math.floor(elements / width);
+  const rest = elements % width;
   if (full > 0) {
     enc.copyBufferToTexture(
       { buffer, offset, bytesPerRow: rowBytes },
       { texture },
-      [TEXTURE_INPUT_WIDTH, full],
+      [width, full],
     );
   }
   if (rest > 0) {
