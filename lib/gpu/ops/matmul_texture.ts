@@ -47,10 +47,11 @@ import { encodeInputCopy, TEXTURE_INPUT_WIDTH } from "./texture_inputs.ts";
  * How a texture product reads a texel: `textureLoad` of a sampled texture
  * ("load"), or of the same texture bound as a read-only storage texture
  * ("image"). The same value either way. On llvmpipe (Mesa 22.3, Zen 3) a
- * SIMD group's fetch is a call into a function that gathers the 8 lanes'
- * texels: ~159 cycles for "load", ~64 for "image" (a nearest-filter
- * `textureSampleLevel`, tried before, ~105); the bench training step ran
- * 15-17% faster with images than with samples.
+ * SIMD group's "load" is a call into a texel function (~159 cycles, and the
+ * call spills every live register), an "image" load an inlined gather of
+ * the 8 lanes' texels (~64; a nearest-filter `textureSampleLevel`, tried
+ * before, ~105, also a call); the bench training step ran 15-17% faster
+ * with images than with samples.
  */
 export type TexelFetch = "load" | "image";
 

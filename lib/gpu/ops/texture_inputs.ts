@@ -29,10 +29,11 @@ export const TEXTURE_INPUT_WIDTH = 256;
  * How a kernel reads a read-only input: from its storage buffer, or by
  * `textureLoad` of a texture copy of it bound as a read-only storage texture
  * (an "image"). The same values either way. On llvmpipe (Mesa 22.3, Zen 3) a
- * SIMD group's image load took ~64 cycles, where a nearest-filter sample of
- * a sampled texture took ~105 and its `textureLoad` ~159 (each a call into a
- * texel function that gathers the 8 lanes' texels); read-only storage
- * textures of `rgba32float` and `rgba32uint` are core WebGPU.
+ * SIMD group's image load, an inlined gather of the 8 lanes' texels, took
+ * ~64 cycles, where a nearest-filter sample of a sampled texture took ~105
+ * and its `textureLoad` ~159 (each of those a call into a texel function);
+ * read-only storage textures of `rgba32float` and `rgba32uint` are core
+ * WebGPU.
  */
 export type InputMode = "storage" | "image";
 
