@@ -1,11 +1,12 @@
 /**
  * The adapter's ceiling for a matrix product: how many FLOP/s its compiled
  * WGSL reaches on multiply-adds alone, with every operand in registers (no
- * loads, no stores but one per invocation at the end). No kernel that does
- * the same multiply-adds can beat it, whatever its tiling or memory path; so
- * `ceiling / (a step's product FLOPs)` bounds the tokens/s of any WGSL
- * training step on this adapter, and against a reference's tokens/s it
- * bounds the ratio (bench/train.ts prints both).
+ * loads, no stores but one per invocation at the end). A kernel that does
+ * the same multiply-adds and also moves its operands is not expected to beat
+ * it, whatever its tiling or memory path (it is the best of the forms tried,
+ * not a proof); so `ceiling / (a step's product FLOPs)` bounds the tokens/s
+ * of a WGSL training step on this adapter, and against a reference's
+ * tokens/s it bounds the ratio (bench/train.ts prints both).
  *
  * Each form runs `chains` independent `fma` chains per invocation (enough to
  * hide the latency), its loop body unrolled `unroll` times; the fastest form

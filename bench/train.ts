@@ -267,7 +267,7 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
             b.ratio !== undefined ? ` = ${b.ratio.toFixed(2)}x PyTorch` : ""
           }: the products alone (${b.product_mflop_per_token.toFixed(1)} MFLOP/token) at this ` +
             `adapter's register-only FMA rate, ${b.adapter_fma_gflops.toFixed(1)} GFLOP/s ` +
-            `(bench/ceiling.ts); no WGSL step can pass it here`,
+            `(bench/ceiling.ts), which a WGSL step is not expected to pass here`,
         );
       }
       if (result.profile) {
