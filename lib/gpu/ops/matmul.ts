@@ -83,6 +83,16 @@ export interface MatmulBuffers {
   packedB?: PackedOperand;
   /** Row of `packedA`/`packedB` where this product's rows start (TN blocks of a longer matrix). */
   packedRowOffset?: number;
+  /**
+   * TN only: reduce over the M rows in blocks of this many (a multiple of
+   * 64, so that every block's rows start 256-byte aligned), each block summed
+   * from zero and added to the running total in block order, `((b0 + b1) +
+   * b2) + …`: the sums of a chain of TN products over the row blocks, the
+   * first overwriting `c` and the others adding to it. The texture form runs
+   * it as one dispatch, the storage form as that chain. Not with
+   * `accumulate` or `packedRowOffset`.
+   */
+  blockRows?: number;
 }
 
 /**
@@ -436,6 +446,7 @@ function createPackedProduct(
       bias: buffers.bias,
       accumulate: buffers.accumulate ?? false,
       rowOffset: buffers.packedRowOffset ?? 0,
+      blockRows: buffers.blockRows,
     },
     x,
     { ...tile, fetch: textureFetch(gpu, tile) },
@@ -786,7 +797,65 @@ export function createMatmulTN(
   buffers: MatmulBuffers,
   tile: MatmulTile = defaultTile(gpu, "TN"),
 ): GpuStep<MatmulDims> {
-  return createProduct(gpu, buffers, "rp", (d) => [d.N, d.K, d.M], "matmulTN", tile);
+  if (buffers.blockRows === undefined) {
+    return createProduct(gpu, buffers, "rp", (d) => [d.N, d.K, d.M], "matmulTN", tile);
+  }
+  return createBlockedTN(gpu, buffers, buffers.blockRows, tile);
+}
+
+/** {@link createMatmulTN} with {@link MatmulBuffers.blockRows}. */
+function createBlockedTN(
+  gpu: Gpu,
+  buffers: MatmulBuffers,
+  blockRows: number,
+  tile: MatmulTile,
+): GpuStep<MatmulDims> {
+  const label = "matmulTN";
+  if (!(Number.isInteger(blockRows) && blockRows > 0 && blockRows % 64 === 0)) {
+    throw new Error(`${label}: blockRows ${blockRows} is not a positive multiple of 64`);
+  }
+  if (buffers.accumulate || buffers.packedRowOffset) {
+    throw new Error(`${label}: blockRows does not combine with accumulate or packedRowOffset`);
+  }
+  refuseAliasing(buffers.c, [buffers.a, buffers.b], label);
+  const texture = tile.texture
+    ? createPackedProduct(gpu, buffers, "rp", false, label, tile)
+    : undefined;
+  // The storage form: one product per block over slices of the rows, made
+  // when first needed (the batch decides how many blocks run).
+  const chain: GpuStep<PQR>[] = [];
+  const rowsFrom = (src: GPUBuffer | BufferSlice, row: number, cols: number): BufferSlice => {
+    const slice = "buffer" in src ? src : { buffer: src };
+    return { buffer: slice.buffer, offset: (slice.offset ?? 0) + row * cols * 4 };
+  };
+  const block = (index: number, N: number, K: number) =>
+    chain[index] ??= createStorageProduct(
+      gpu,
+      {
+        a: rowsFrom(buffers.a, index * blockRows, N),
+        b: rowsFrom(buffers.b, index * blockRows, K),
+        c: buffers.c,
+        accumulate: index > 0,
+      },
+      "rp",
+      label,
+      tile,
+    );
+  return {
+    encode(pass, { M, N, K }) {
+      if (texture?.fits([N, K, M])) {
+        texture.encode(pass, [N, K, M]);
+        return;
+      }
+      for (let b = 0; b * blockRows < M; b++) {
+        block(b, N, K).encode(pass, [N, K, Math.min(blockRows, M - b * blockRows)]);
+      }
+    },
+    destroy() {
+      texture?.destroy();
+      for (const step of chain) step?.destroy();
+    },
+  };
 }
 
 /**

@@ -516,3 +516,49 @@ Deno.test("matmul: products read a 512-texel-wide linear pack as the storage ker
   assertEquals(results[1], results[0], "wide linear pack and storage bits differ");
   inputs.buffer.destroy();
 });
+
+Deno.test("matmulTN: blockRows gives the sums of a chain of block products, bit for bit, in one texture dispatch or a storage chain (M=150 in blocks of 64, N=45 K=29)", async () => {
+  const g = await gpu();
+  const [M, N, K, B] = [150, 45, 29, 64];
+  const rng = new Random(41, "matmul_test");
+  const [dy, x] = [M * N, M * K].map((n) => randomUniform(rng, n));
+  const dyBuf = createStorageBufferFrom(g, dy, "dy");
+  const xBuf = createStorageBufferFrom(g, x, "x");
+  const rows = (buffer: GPUBuffer, row: number, cols: number) => ({
+    buffer,
+    offset: row * cols * 4,
+  });
+  const results: Uint32Array[] = [];
+  // The reference: one product per block, the first overwriting, the others adding.
+  for (const form of ["chain", "storage", "texture"] as const) {
+    const out = createStorageBufferFrom(g, new Float32Array(N * K).fill(7), "dW");
+    const tile = { ...SOFTWARE_TILE_TN, texture: form === "texture" };
+    const steps: [GpuStep<MatmulDims>, MatmulDims][] = form === "chain"
+      ? [0, 1, 2].map((b) => [
+        createMatmulTN(
+          g,
+          { a: rows(dyBuf, b * B, N), b: rows(xBuf, b * B, K), c: out, accumulate: b > 0 },
+          { ...SOFTWARE_TILE_TN, texture: false },
+        ),
+        { M: Math.min(B, M - b * B), N, K },
+      ])
+      : [[createMatmulTN(g, { a: dyBuf, b: xBuf, c: out, blockRows: B }, tile), { M, N, K }]];
+    await runSteps<MatmulDims>(g, steps);
+    const [bits] = await readBits(g, [{ buffer: out, offset: 0, size: out.size }]);
+    results.push(bits);
+    for (const [s] of steps) s.destroy();
+    out.destroy();
+  }
+  assertEquals(results[1], results[0], "storage blocks and the chain of products differ");
+  assertEquals(results[2], results[0], "texture blocks and the chain of products differ");
+  assertThrows(
+    () => createMatmulTN(g, { a: dyBuf, b: xBuf, c: dyBuf, blockRows: 100 }),
+    "not a positive multiple of 64",
+  );
+  assertThrows(
+    () => createMatmulTN(g, { a: dyBuf, b: xBuf, c: dyBuf, blockRows: 64, accumulate: true }),
+    "does not combine with accumulate",
+  );
+  dyBuf.destroy();
+  xBuf.destroy();
+});

@@ -77,6 +77,12 @@ export interface TextureKernelSpec {
   xLinear?: number;
   /** Y likewise (no zero rows past R: only for "rp" or R % 4 == 0). */
   yLinear?: number;
+  /**
+   * "rp" only: the reduction in blocks of this many rows, each summed from
+   * zero and added to the running total in block order (see matmul.ts's
+   * MatmulBuffers.blockRows).
+   */
+  blockRows?: number;
 }
 
 function kernelKey(s: TextureKernelSpec): string {
@@ -85,7 +91,8 @@ function kernelKey(s: TextureKernelSpec): string {
     s.yLinear ? `:ylinear${s.yLinear}` : ""
   }:` +
     `${t.fetch && t.fetch !== "load" ? `${t.fetch}:` : ""}b${+s.bias}:acc${+s.accumulate}:` +
-    `${s.vec4Out ? "v4" : "s"}:${t.rows}x${t.cols}:${t.wgX}x${t.wgY}`;
+    `${s.vec4Out ? "v4" : "s"}:${t.rows}x${t.cols}:${t.wgX}x${t.wgY}` +
+    (s.blockRows ? `:blocks${s.blockRows}` : "");
 }
 
 /** The texel of a linear pack `width` texels wide holding its element `index` (an u32 expression). */
@@ -158,9 +165,9 @@ function loadMatmulWgsl(s: TextureKernelSpec): string {
     }
     lines.push(`  let r0 = i32(dims.w);`);
     lines.push(`  let rEnd = r0 + i32(R);`);
-    lines.push(`  var r = r0;`);
     // Steps of 4 chained into one store per accumulator (as for "pr"), then
-    // the last R % 4 one at a time: the same sums in the same order.
+    // the last R % 4 one at a time: the same sums in the same order. With
+    // blocks, each block sums into blk_* from zero, then joins acc_*.
     const step = (k: number) => {
       const row = k === 0 ? "r" : `r + ${k}`;
       for (let g = 0; g < TR / 4; g++) {
@@ -182,24 +189,50 @@ function loadMatmulWgsl(s: TextureKernelSpec): string {
         );
       }
     };
+    const sums = s.blockRows ? "blk" : "acc";
     const accumulate = (steps: number) => {
       for (let i = 0; i < TR; i++) {
         for (let j = 0; j < TC; j++) {
-          let sum = `acc_${i}_${j}`;
+          let sum = `${sums}_${i}_${j}`;
           for (let k = 0; k < steps; k++) {
             sum = `fma(xg${i >> 2}_${k}[${i & 3}], yg${j >> 2}_${k}[${j & 3}], ${sum})`;
           }
-          lines.push(`    acc_${i}_${j} = ${sum};`);
+          lines.push(`    ${sums}_${i}_${j} = ${sum};`);
         }
       }
     };
-    lines.push(`  for (; r + 4 <= rEnd; r += 4) {`);
+    const end = s.blockRows ? "bEnd" : "rEnd";
+    if (s.blockRows) {
+      for (let i = 0; i < TR; i++) {
+        for (let j = 0; j < TC; j++) lines.push(`  var blk_${i}_${j} = 0.0;`);
+      }
+      lines.push(`  for (var b = r0; b < rEnd; b += ${s.blockRows}) {`);
+      lines.push(`  let bEnd = min(b + ${s.blockRows}, rEnd);`);
+      for (let i = 0; i < TR; i++) {
+        for (let j = 0; j < TC; j++) lines.push(`  blk_${i}_${j} = 0.0;`);
+      }
+      lines.push(`  var r = b;`);
+    } else {
+      lines.push(`  var r = r0;`);
+    }
+    lines.push(`  for (; r + 4 <= ${end}; r += 4) {`);
     for (let k = 0; k < 4; k++) step(k);
     accumulate(4);
     lines.push(`  }`);
-    lines.push(`  for (; r < rEnd; r++) {`);
+    lines.push(`  for (; r < ${end}; r++) {`);
     step(0);
     accumulate(1);
+    if (s.blockRows) {
+      lines.push(`  }`);
+      // The first block's sum as it is (0 + x is not x for x = -0), then total + block.
+      for (let i = 0; i < TR; i++) {
+        for (let j = 0; j < TC; j++) {
+          lines.push(
+            `  acc_${i}_${j} = select(acc_${i}_${j} + blk_${i}_${j}, blk_${i}_${j}, b == r0);`,
+          );
+        }
+      }
+    }
   }
   lines.push(`  }`);
   // Epilogue, as in the storage kernel: loads at clamped indices outside the
@@ -518,6 +551,8 @@ export interface TextureProductBuffers {
   accumulate: boolean;
   /** Texture row where the reduction starts, for "rp" (a block of a longer packed matrix). */
   rowOffset: number;
+  /** "rp": the reduction in blocks of this many rows (see {@link TextureKernelSpec.blockRows}). */
+  blockRows?: number;
 }
 
 /**
@@ -546,6 +581,7 @@ export function createTextureProduct(
         tile,
         xLinear: buffers.x.linearWidth(),
         yLinear: buffers.y.linearWidth(),
+        blockRows: x === "rp" ? buffers.blockRows : undefined,
       };
       const key = `${kernelKey(spec)}@${buffers.x.generation()}:${buffers.y.generation()}`;
       if (cached?.key !== key) {
