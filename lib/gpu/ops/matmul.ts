@@ -828,8 +828,14 @@ function createBlockedTN(
     const slice = "buffer" in src ? src : { buffer: src };
     return { buffer: slice.buffer, offset: (slice.offset ?? 0) + row * cols * 4 };
   };
-  const block = (index: number, N: number, K: number) =>
-    chain[index] ??= createStorageProduct(
+  // The slices' offsets follow the rows' lengths: one (N, K) per step.
+  let shape: string | undefined;
+  const block = (index: number, N: number, K: number) => {
+    shape ??= `${N}x${K}`;
+    if (shape !== `${N}x${K}`) {
+      throw new RangeError(`${label}: blockRows with N x K = ${N}x${K} after ${shape}`);
+    }
+    return chain[index] ??= createStorageProduct(
       gpu,
       {
         a: rowsFrom(buffers.a, index * blockRows, N),
@@ -841,6 +847,7 @@ function createBlockedTN(
       label,
       tile,
     );
+  };
   return {
     encode(pass, { M, N, K }) {
       if (texture?.fits([N, K, M])) {
