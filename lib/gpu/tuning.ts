@@ -41,7 +41,7 @@ import {
 } from "./ops/matmul.ts";
 
 /** Bump when the candidates or the timing method change: old cache files are then ignored. */
-export const TUNING_VERSION = 4;
+export const TUNING_VERSION = 5;
 
 /** One of the three products. */
 export type MatmulKind = "NT" | "NN" | "TN";
@@ -112,7 +112,7 @@ export function allMatmulCandidates(): Record<MatmulKind, MatmulCandidate[]> {
 export interface ProductShapes {
   /** Rows of the activations (B*S at the largest batch). */
   M: number;
-  /** Rows of one weight-gradient product (the backward pass's block). */
+  /** Rows per block of a weight-gradient product (lib/model/backward.ts WEIGHT_GRAD_ROWS). */
   tnRows: number;
   /** (N, K) of every linear layer use, in forward order. */
   layers: { N: number; K: number }[];
@@ -315,7 +315,11 @@ async function timeProducts(
 ): Promise<number> {
   const maxN = Math.max(...shapes.layers.map((l) => l.N));
   const maxK = Math.max(...shapes.layers.map((l) => l.K));
-  const M = kind === "TN" ? shapes.tnRows : shapes.M;
+  const M = shapes.M;
+  // The graph sums a weight gradient's rows in blocks (matmul.ts blockRows).
+  const blockRows = kind === "TN" && shapes.tnRows < M && shapes.tnRows % 64 === 0
+    ? shapes.tnRows
+    : undefined;
   // Inputs hold small values so nothing overflows; their contents do not change the time.
   const a = createStorageBuffer(gpu, M * Math.max(maxN, maxK) * 4, "tune:a");
   const b = createStorageBuffer(gpu, Math.max(maxN * maxK, M * maxK) * 4, "tune:b");
@@ -333,7 +337,7 @@ async function timeProducts(
       ? createMatmulNT(gpu, buffers, tile)
       : kind === "NN"
       ? createMatmulNN(gpu, buffers, tile)
-      : createMatmulTN(gpu, buffers, tile);
+      : createMatmulTN(gpu, { ...buffers, blockRows }, tile);
     steps.push([step, dims]);
   }
   const fill = gpu.device.createCommandEncoder();
