@@ -1,7 +1,7 @@
 /**
  * Benchmark of the WGSL matmul (lib/gpu/ops/matmul.ts): the forward (NT)
  * kernel at 1024³ in GFLOP/s, the three kernels at the training shapes
- * (M = 16 x 128 rows; TN over one 512-row block, as the graph runs it, with
+ * (M = 16 x 128 rows; TN summing them in 512-row blocks, as the graph does, with
  * the operands the graph packs once per step packed beforehand), the
  * adapter's register-only FMA rate (bench/ceiling.ts), and, where
  * `/usr/bin/python3` has numpy, numpy's float32 `A @ B.T` at 1024³ in the
@@ -69,6 +69,8 @@ export async function timeMatmul(
   dims: MatmulDims,
   flopBudget = 2e9,
   tile?: MatmulTile,
+  /** TN: sum the rows in blocks of this many (matmul.ts blockRows), as the graph does. */
+  blockRows?: number,
 ): Promise<MatmulShapeResult> {
   const { M, N, K } = dims;
   const rng = new Random(1, "bench/matmul");
@@ -86,7 +88,7 @@ export async function timeMatmul(
   const packs = createStepPacks(gpu, kernel, { a, b }, dims, tile ?? defaultTile(gpu, kernel));
   const step = FACTORIES[kernel](
     gpu,
-    { a, b, c, packedA: packs.packedA, packedB: packs.packedB },
+    { a, b, c, packedA: packs.packedA, packedB: packs.packedB, blockRows },
     tile,
   );
   const fill = gpu.device.createCommandEncoder();
@@ -141,9 +143,10 @@ export async function benchMatmul(): Promise<MatmulBenchResult> {
   const shapes: MatmulShapeResult[] = [big];
   for (const [N, K] of TRAINING_NK) {
     for (const kernel of ["NT", "NN", "TN"] as const) {
-      // The graph runs TN over blocks of 512 rows (lib/model/backward.ts WEIGHT_GRAD_ROWS).
-      const M = kernel === "TN" ? TN_BLOCK_ROWS : TRAINING_M;
-      shapes.push(await timeMatmul(gpu, kernel, { M, N, K }, 5e8));
+      // The graph sums TN's rows in blocks of 512 (lib/model/backward.ts WEIGHT_GRAD_ROWS).
+      const M = TRAINING_M;
+      const blocks = kernel === "TN" ? TN_BLOCK_ROWS : undefined;
+      shapes.push(await timeMatmul(gpu, kernel, { M, N, K }, 5e8, undefined, blocks));
     }
   }
   const numpy = await numpyGflops(1024);
