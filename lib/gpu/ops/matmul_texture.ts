@@ -101,6 +101,22 @@ function linearTexel(index: string, width: number): string {
 }
 
 /**
+ * WGSL reading texel (`col`, `row`) of the packed operand `t` (i32
+ * expressions), or, in a linear pack `linearWidth` texels wide, its texel
+ * number `index` (an u32 expression).
+ */
+function operandTexel(
+  t: "tx" | "ty",
+  linearWidth: number | undefined,
+  index: string,
+  col: string,
+  row: string,
+): string {
+  const at = linearWidth ? linearTexel(index, linearWidth) : `vec2<i32>(${col}, ${row})`;
+  return `textureLoad(${t}, ${at}, 0)`;
+}
+
+/**
  * WGSL for `C[P,Q] = Σ_r X[p,r] · Y[r,q] (+ bias[Q]) (+ C)`; dims = (P, Q, R).
  * `tx` holds X as packed by {@link createPack}: for "pr" the texel (r/4, p)
  * is X[p, r..r+3]; for "rp" the texel (p/4, r) is X[p..p+3, r]. `ty` holds Y
@@ -134,21 +150,19 @@ function loadMatmulWgsl(s: TextureKernelSpec): string {
     // Y's 4 steps first, then one X row at a time: few X values live at once.
     for (let k = 0; k < 4; k++) {
       for (let g = 0; g < TC / 4; g++) {
-        lines.push(
-          s.yLinear
-            ? `    let yg${g}_${k} = textureLoad(ty, ${
-              linearTexel(`u32(r + ${k}) * QT + u32(yb${g})`, s.yLinear!)
-            }, 0);`
-            : `    let yg${g}_${k} = textureLoad(ty, vec2<i32>(yb${g}, r + ${k}), 0);`,
+        const texel = operandTexel(
+          "ty",
+          s.yLinear,
+          `u32(r + ${k}) * QT + u32(yb${g})`,
+          `yb${g}`,
+          `r + ${k}`,
         );
+        lines.push(`    let yg${g}_${k} = ${texel};`);
       }
     }
     for (let i = 0; i < TR; i++) {
-      lines.push(
-        s.xLinear
-          ? `    let xv${i} = textureLoad(tx, ${linearTexel(`xr${i} + u32(r4)`, s.xLinear!)}, 0);`
-          : `    let xv${i} = textureLoad(tx, vec2<i32>(r4, xr${i}), 0);`,
-      );
+      const texel = operandTexel("tx", s.xLinear, `xr${i} + u32(r4)`, "r4", `xr${i}`);
+      lines.push(`    let xv${i} = ${texel};`);
       // The 4 steps as one expression, fma(x3, y3, fma(x2, y2, ...acc)): the
       // same sums in the same order, one store to the accumulator per
       // iteration (llvmpipe blends every store inside a loop with the
@@ -170,23 +184,24 @@ function loadMatmulWgsl(s: TextureKernelSpec): string {
     // blocks, each block sums into blk_* from zero, then joins acc_*.
     const step = (k: number) => {
       const row = k === 0 ? "r" : `r + ${k}`;
-      for (let g = 0; g < TR / 4; g++) {
-        lines.push(
-          s.xLinear
-            ? `    let xg${g}_${k} = textureLoad(tx, ${
-              linearTexel(`u32(${row}) * PT + u32(xb${g})`, s.xLinear!)
-            }, 0);`
-            : `    let xg${g}_${k} = textureLoad(tx, vec2<i32>(xb${g}, ${row}), 0);`,
-        );
-      }
-      for (let g = 0; g < TC / 4; g++) {
-        lines.push(
-          s.yLinear
-            ? `    let yg${g}_${k} = textureLoad(ty, ${
-              linearTexel(`u32(${row}) * QT + u32(yb${g})`, s.yLinear!)
-            }, 0);`
-            : `    let yg${g}_${k} = textureLoad(ty, vec2<i32>(yb${g}, ${row}), 0);`,
-        );
+      // X's texel (p/4, r) holds X[p..p+3, r]; Y's (q/4, r) holds Y[r, q..q+3].
+      for (
+        const [t, name, linear, width, groups] of [
+          ["tx", "xg", s.xLinear, "PT", TR / 4],
+          ["ty", "yg", s.yLinear, "QT", TC / 4],
+        ] as const
+      ) {
+        const base = name === "xg" ? "xb" : "yb";
+        for (let g = 0; g < groups; g++) {
+          const texel = operandTexel(
+            t,
+            linear,
+            `u32(${row}) * ${width} + u32(${base}${g})`,
+            `${base}${g}`,
+            row,
+          );
+          lines.push(`    let ${name}${g}_${k} = ${texel};`);
+        }
       }
     };
     const sums = s.blockRows ? "blk" : "acc";
