@@ -141,6 +141,19 @@ function virtualChannels(wg: number) {
 }
 
 /**
+ * The tree sum of `wg` virtual invocations and the entry point of a
+ * row-per-invocation kernel, up to its row's `d` and first vec4 `base`.
+ */
+function rowEntryWgsl(wg: number): string {
+  return `${virtualWorkgroupSumWgsl(wg, "tree")}
+${entryWgsl(ROW_INVOCATIONS_WG)} {
+  let row = (wid.y * nwg.x + wid.x) * ${ROW_INVOCATIONS_WG}u + lid;
+  let d = sizes.y;
+  if (row >= sizes.x) { return; }
+  let base = row * d / 4u;`;
+}
+
+/**
  * Forward, one invocation per row (software adapters, d % 4 == 0): the bits
  * of {@link layerNormForwardWgsl}`(wg)` (see {@link virtualWorkgroupSumWgsl}).
  */
@@ -155,12 +168,7 @@ ${inputWgsl(1, "x", "vec4<f32>", mode)} // [R, d]
 @group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;      // [R, d]
 @group(0) @binding(5) var<storage, read_write> mean: array<f32>;         // [R]
 @group(0) @binding(6) var<storage, read_write> rstd: array<f32>;         // [R]
-${virtualWorkgroupSumWgsl(wg, "tree")}
-${entryWgsl(ROW_INVOCATIONS_WG)} {
-  let row = (wid.y * nwg.x + wid.x) * ${ROW_INVOCATIONS_WG}u + lid;
-  let d = sizes.y;
-  if (row >= sizes.x) { return; }
-  let base = row * d / 4u;
+${rowEntryWgsl(wg)}
   ${ks.map((k) => `var a${k} = vec4<f32>(0.0);`).join(" ")}
   for (var c = 0u; c < d; c += ${wg}u) {
 ${each((k) => `a${k} += xAt(base + (c + ${4 * k}u) / 4u);`)}
@@ -199,12 +207,7 @@ ${inputWgsl(2, "x", "vec4<f32>", mode)} // [R, d]
 @group(0) @binding(4) var<storage, read_write> mean: array<f32>;         // read, [R]
 @group(0) @binding(5) var<storage, read_write> rstd: array<f32>;         // read, [R]
 @group(0) @binding(6) var<storage, read_write> dx: array<vec4<f32>>;     // [R, d], overwritten
-${virtualWorkgroupSumWgsl(wg, "tree")}
-${entryWgsl(ROW_INVOCATIONS_WG)} {
-  let row = (wid.y * nwg.x + wid.x) * ${ROW_INVOCATIONS_WG}u + lid;
-  let d = sizes.y;
-  if (row >= sizes.x) { return; }
-  let base = row * d / 4u;
+${rowEntryWgsl(wg)}
   let mu = mean[row];
   let rs = rstd[row];
   ${ks.map((k) => `var g${k} = vec4<f32>(0.0); var h${k} = vec4<f32>(0.0);`).join(" ")}
