@@ -326,12 +326,14 @@ async function timeProducts(
   const c = createStorageBuffer(gpu, Math.max(M * maxN, M * maxK, maxN * maxK) * 4, "tune:c");
   // The operands the graph packs once per step are packed beforehand, as
   // the graph does: a candidate is timed on what its products cost in a step.
-  const packs: StepPacks[] = [];
+  // Layers of the same shape share their packs (the same buffers, the same rows).
+  const packs = new Map<string, StepPacks>();
   const steps: [GpuStep<MatmulDims>, MatmulDims][] = [];
   for (const l of shapes.layers) {
     const dims = { M, N: l.N, K: l.K };
-    const p = createStepPacks(gpu, kind, { a, b }, dims, tile);
-    packs.push(p);
+    const shape = `${l.N}x${l.K}`;
+    const p = packs.get(shape) ?? createStepPacks(gpu, kind, { a, b }, dims, tile);
+    packs.set(shape, p);
     const buffers = { a, b, c, packedA: p.packedA, packedB: p.packedB };
     const step = kind === "NT"
       ? createMatmulNT(gpu, buffers, tile)
@@ -341,7 +343,7 @@ async function timeProducts(
     steps.push([step, dims]);
   }
   const fill = gpu.device.createCommandEncoder();
-  for (const p of packs) p.encode(fill);
+  for (const p of packs.values()) p.encode(fill);
   gpu.device.queue.submit([fill.finish()]);
   const pass = async (rows?: number) => {
     const enc = gpu.device.createCommandEncoder();
@@ -362,7 +364,7 @@ async function timeProducts(
     return Math.min(first, await pass());
   } finally {
     for (const [step] of steps) step.destroy();
-    for (const p of packs) p.destroy();
+    for (const p of packs.values()) p.destroy();
     for (const buf of [a, b, c]) buf.destroy();
   }
 }
