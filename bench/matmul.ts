@@ -7,8 +7,10 @@
  * `/usr/bin/python3` has numpy, numpy's float32 `A @ B.T` at 1024³ in the
  * same command as the CPU ceiling.
  *
- * Timing: one warm-up, then `reps` dispatches (one compute pass each) in one
- * submission and one readback at the end to wait for the queue.
+ * Timing: one warm-up, then three runs of `reps` dispatches (one compute pass
+ * each) in one submission and one readback at the end to wait for the queue;
+ * their median less the median of three empty runs (the fixed cost of a run)
+ * is the time of `reps` products.
  *
  * Run alone: `deno run -A bench/matmul.ts [--json]`.
  *
@@ -105,12 +107,25 @@ export async function timeMatmul(
     gpu.device.queue.submit([encoder.finish()]);
     await readFloat32(gpu, c, 1);
   };
-  try {
-    await run(1);
-    const reps = Math.max(3, Math.round(flopBudget / flops));
+  const timed = async (reps: number) => {
     const start = performance.now();
     await run(reps);
-    const ms = (performance.now() - start) / reps;
+    return performance.now() - start;
+  };
+  const median3 = async (reps: number) => {
+    const t = [await timed(reps), await timed(reps), await timed(reps)].sort((x, y) => x - y);
+    return t[1];
+  };
+  try {
+    await run(1);
+    // Each timed run pays a fixed cost besides its products (the submit,
+    // waking the adapter's threads, the readback: 10 ms or more on llvmpipe,
+    // as much as a few small products): the median of three empty runs is
+    // taken from the median of three timed ones.
+    const reps = Math.max(3, Math.round(flopBudget / flops / 3));
+    const fixed = await median3(0);
+    const total = await median3(reps);
+    const ms = (total > fixed ? total - fixed : total) / reps;
     return { kernel, M, N, K, gflops: flops / ms / 1e6, ms };
   } finally {
     step.destroy();
@@ -146,7 +161,7 @@ export async function benchMatmul(): Promise<MatmulBenchResult> {
       // The graph sums TN's rows in blocks of 512 (lib/model/backward.ts WEIGHT_GRAD_ROWS).
       const M = TRAINING_M;
       const blocks = kernel === "TN" ? TN_BLOCK_ROWS : undefined;
-      shapes.push(await timeMatmul(gpu, kernel, { M, N, K }, 5e8, undefined, blocks));
+      shapes.push(await timeMatmul(gpu, kernel, { M, N, K }, 2e9, undefined, blocks));
     }
   }
   const numpy = await numpyGflops(1024);

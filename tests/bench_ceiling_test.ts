@@ -17,7 +17,9 @@ Deno.test("fma ceiling: every form computes the documented chain sums", async ()
       let sum = 0;
       for (let j = 0; j < form.chains; j++) {
         let a = j;
-        for (let s = 0; s < steps; s++) a += (x + s * 1e-7) * (0.5 + j / 100);
+        for (let s = 0; s < steps; s++) {
+          a += (x + (form.hoisted ? s % form.unroll : s) * 1e-7) * (0.5 + j / 100);
+        }
         sum += a;
       }
       expected[i] = sum;
