@@ -3,11 +3,15 @@
  * `r_in = alpha * f + (1 - alpha) * u` with one scalar `alpha` per layer, read
  * from the parameter buffer; forward and backward.
  *
- * The backward pass is two dispatches: the first writes `df = alpha dy` and
- * `du = (1 - alpha) dy` and sums `(f - u) dy` per chunk of
+ * The backward pass is three dispatches: an element-wise one writes
+ * `df = alpha dy` and `du = (1 - alpha) dy` (vec4 stores when the count
+ * allows: on llvmpipe a storage store is a loop over the SIMD lanes whatever
+ * its width, and this kernel with scalar stores was the dearest element-wise
+ * op of a step); the next sums `(f - u) dy` per chunk of
  * {@link ALPHA_MIX_CHUNK} elements (each invocation in element order, then a
- * fixed tree across the workgroup); the second, one workgroup, sums the chunk
- * partials in a fixed order and ADDS the total into the alpha gradient slot.
+ * fixed tree across the workgroup) and stores only the partial; the last, one
+ * workgroup, sums the chunk partials in a fixed order and ADDS the total into
+ * the alpha gradient slot.
  *
  * @module
  */
@@ -48,33 +52,45 @@ ${ELEMENT_ENTRY_WGSL} {
 }
 `;
 
+/** Backward, the element-wise part: sizes.x = n (in elements of T). */
+const alphaMixGradWgsl = (t: ElementType, mode: InputMode) => /* wgsl */ `
+@group(0) @binding(0) var<uniform> sizes: vec4<u32>;
+${inputWgsl(1, "dy", t, mode)} // [B, S, d]
+@group(0) @binding(2) var<storage, read_write> alpha: array<f32>;  // read, [1]
+@group(0) @binding(3) var<storage, read_write> df: array<${t}>;   // [B, S, d], overwritten
+@group(0) @binding(4) var<storage, read_write> du: array<${t}>;   // [B, S, d], overwritten
+${ELEMENT_INDEX_WGSL}
+${ELEMENT_ENTRY_WGSL} {
+  let i = elementIndex(wid, nwg, lid);
+  if (i >= sizes.x) { return; }
+  let a = alpha[0];
+  let g = dyAt(i);
+  df[i] = a * g;
+  du[i] = (1.0 - a) * g;
+}
+`;
+
 /**
- * Backward, part 1: one workgroup per chunk; invocation lid handles elements
- * chunk * CHUNK + k * WG + lid for k = 0, 1, … in order. sizes = (n, chunks).
+ * Backward, part 1 of the alpha gradient: one workgroup per chunk; invocation
+ * lid sums elements chunk * CHUNK + k * WG + lid for k = 0, 1, … in order.
+ * sizes = (n, chunks).
  */
 const alphaMixBackwardWgsl = (mode: InputMode) => /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
 ${inputWgsl(1, "dy", "f32", mode)} // [B, S, d]
 ${inputWgsl(2, "f", "f32", mode)} // [B, S, d]
 ${inputWgsl(3, "u", "f32", mode)} // [B, S, d]
-@group(0) @binding(4) var<storage, read_write> alpha: array<f32>;     // read, [1]
-@group(0) @binding(5) var<storage, read_write> df: array<f32>;        // [B, S, d], overwritten
-@group(0) @binding(6) var<storage, read_write> du: array<f32>;        // [B, S, d], overwritten
-@group(0) @binding(7) var<storage, read_write> partials: array<f32>;  // [chunks]
+@group(0) @binding(4) var<storage, read_write> partials: array<f32>;  // [chunks]
 ${ELEMENT_INDEX_WGSL}
 ${workgroupSumWgsl("f32", ELEMENT_WORKGROUP_SIZE)}
 ${ELEMENT_ENTRY_WGSL} {
   let chunk = flatWorkgroup(wid, nwg);
   if (chunk >= sizes.y) { return; }
-  let a = alpha[0];
   var sum = 0.0;
   for (var k = 0u; k < ${ELEMENTS_PER_INVOCATION}u; k++) {
     let i = chunk * ${ALPHA_MIX_CHUNK}u + k * ${ELEMENT_WORKGROUP_SIZE}u + lid;
     if (i < sizes.x) {
-      let g = dyAt(i);
-      df[i] = a * g;
-      du[i] = (1.0 - a) * g;
-      sum += (fAt(i) - uAt(i)) * g;
+      sum += (fAt(i) - uAt(i)) * dyAt(i);
     }
   }
   let total = workgroupSum(lid, sum);
@@ -176,15 +192,7 @@ export function createAlphaMixBackward(
       {
         cacheKey: label,
         code: alphaMixBackwardWgsl("storage"),
-        buffers: [
-          buffers.dy,
-          buffers.f,
-          buffers.u,
-          buffers.alpha,
-          buffers.df,
-          buffers.du,
-          partials,
-        ],
+        buffers: [buffers.dy, buffers.f, buffers.u, partials],
         workgroups: chunks,
         // Texture form: dy, f and u read from texture copies (whole texels: d % 4 == 0).
         ...(d % 4 === 0 && {
@@ -206,12 +214,36 @@ export function createAlphaMixBackward(
     ],
     sizes: (dims) => [dims.B * dims.S * d, chunks(dims)],
   });
-  return {
-    encode: inner.encode,
-    ...(inner.encodeCommands && { encodeCommands: inner.encodeCommands }),
+  const grads = createVectorizedStep<BatchDims>(gpu, {
+    label: `${label}.grads`,
+    code: alphaMixGradWgsl,
+    buffers: [buffers.dy, buffers.alpha, buffers.df, buffers.du],
+    count: (dims) => checkedRows(label, dims, maxRows) * d,
+    textureInputs: [0],
+    maxCount: maxRows * d,
+  });
+  const parts = [grads, inner];
+  const step: GpuStep<BatchDims> = {
+    encode(pass, dims) {
+      for (const p of parts) p.encode(pass, dims);
+    },
     destroy() {
-      inner.destroy();
+      for (const p of parts) p.destroy();
       partials.destroy();
     },
   };
+  if (parts.some((p) => p.encodeCommands)) {
+    step.encodeCommands = (enc, dims) => {
+      for (const p of parts) {
+        if (p.encodeCommands) {
+          p.encodeCommands(enc, dims);
+        } else {
+          const pass = enc.beginComputePass({ label });
+          p.encode(pass, dims);
+          pass.end();
+        }
+      }
+    };
+  }
+  return step;
 }
