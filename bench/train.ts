@@ -4,7 +4,7 @@
  * (bench/pytorch_train.py, same model tree and config) when `/usr/bin/python3`
  * has torch.
  *
- * Run: `deno run -A bench/train.ts [--steps N] [--json] [--large | --seed-config] [--profile]
+ * Run: `deno run -A bench/train.ts [--steps=N] [--json] [--large | --seed-config] [--profile[=STEPS]]
  * [--no-tune] [--no-pytorch] [--no-bound]`.
  *
  * The matrix-product kernels are first timed on this adapter at the model's
@@ -83,7 +83,7 @@ export interface TrainBenchResult {
     tokens_per_s: number;
     ratio?: number;
   };
-  /** Milliseconds per op per step (each op in its own submit, mean of 5 steps), with `profile`. */
+  /** Milliseconds per op per step (each op in its own submit, mean of `profileSteps` steps), with `profile`. */
   profile?: Record<string, number>;
 }
 
@@ -101,6 +101,8 @@ export interface TrainBenchOptions {
   noTune?: boolean;
   /** Also time each op separately (one submit and wait per op). */
   profile?: boolean;
+  /** Steps the profile averages (default 5; CPU time ticks in 10 ms, so more steps resolve small ops). */
+  profileSteps?: number;
   /** Skip the PyTorch baseline. */
   noPytorch?: boolean;
   /** Skip the adapter's multiply-add ceiling (bench/ceiling.ts) and the bound it gives. */
@@ -174,10 +176,11 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
     if (opts.profile) {
       // CPU time ticks in 10 ms: average a few steps.
       const profile: Record<string, number> = {};
-      for (let i = 0; i < PROFILE_STEPS; i++) {
+      const profileSteps = opts.profileSteps ?? PROFILE_STEPS;
+      for (let i = 0; i < profileSteps; i++) {
         const times = await graph.profileStep(batches[i % batches.length], 1e-3, clock);
         for (const [name, ms] of Object.entries(times)) {
-          profile[name] = (profile[name] ?? 0) + ms / PROFILE_STEPS;
+          profile[name] = (profile[name] ?? 0) + ms / profileSteps;
         }
       }
       result.profile = profile;
@@ -377,13 +380,15 @@ async function runPytorch(
 if (import.meta.main) {
   const args = Deno.args;
   const stepsArg = args.find((a) => a.startsWith("--steps="));
+  const profileArg = args.find((a) => a.startsWith("--profile="));
   await benchTrain({
     steps: stepsArg ? Number(stepsArg.slice("--steps=".length)) : undefined,
     json: args.includes("--json"),
     seedConfig: args.includes("--seed-config"),
     large: args.includes("--large"),
     noTune: args.includes("--no-tune"),
-    profile: args.includes("--profile"),
+    profile: args.includes("--profile") || profileArg !== undefined,
+    profileSteps: profileArg ? Number(profileArg.slice("--profile=".length)) : undefined,
     noPytorch: args.includes("--no-pytorch"),
     noBound: args.includes("--no-bound"),
   });
