@@ -83,8 +83,14 @@ export interface TrainBenchResult {
     tokens_per_s: number;
     ratio?: number;
   };
-  /** Milliseconds per op per step (each op in its own submit, mean of `profileSteps` steps), with `profile`. */
+  /**
+   * Milliseconds per op per step, mean of `profileSteps` steps, with `profile`:
+   * the adapter's clock with the step in one submission where the device has
+   * timestamps (`profile_kind` "timestamps"), else process CPU time with each
+   * op in its own submit ("cpu").
+   */
   profile?: Record<string, number>;
+  profile_kind?: "timestamps" | "cpu";
 }
 
 /** Options of {@link benchTrain}. */
@@ -101,7 +107,7 @@ export interface TrainBenchOptions {
   noTune?: boolean;
   /** Also time each op separately (one submit and wait per op). */
   profile?: boolean;
-  /** Steps the profile averages (default 5; CPU time ticks in 10 ms, so more steps resolve small ops). */
+  /** Steps the profile averages (default 5; CPU time ticks in 10 ms, so more steps resolve small ops there). */
   profileSteps?: number;
   /** Skip the PyTorch baseline. */
   noPytorch?: boolean;
@@ -174,11 +180,16 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
     };
     if (cpuSeconds !== undefined) result.cpu_s_per_step = cpuSeconds / steps;
     if (opts.profile) {
-      // CPU time ticks in 10 ms: average a few steps.
+      // Timestamps where the device has them; otherwise CPU time, which
+      // ticks in 10 ms: average a few steps either way.
       const profile: Record<string, number> = {};
       const profileSteps = opts.profileSteps ?? PROFILE_STEPS;
+      result.profile_kind = gpu.timestamps ? "timestamps" : "cpu";
       for (let i = 0; i < profileSteps; i++) {
-        const times = await graph.profileStep(batches[i % batches.length], 1e-3, clock);
+        const batch = batches[i % batches.length];
+        const times = gpu.timestamps
+          ? await graph.profileStepTimestamps(batch, 1e-3)
+          : await graph.profileStep(batch, 1e-3, clock);
         for (const [name, ms] of Object.entries(times)) {
           profile[name] = (profile[name] ?? 0) + ms / profileSteps;
         }
@@ -276,7 +287,10 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
       if (result.profile) {
         const total = Object.values(result.profile).reduce((a, b) => a + b, 0);
         console.log(
-          `profile (CPU ms per step, one submit per op; total ${total.toFixed(1)} ms):`,
+          result.profile_kind === "timestamps"
+            ? `profile (adapter ms per step, the step in one submission, timestamps between ` +
+              `ops; total ${total.toFixed(1)} ms):`
+            : `profile (CPU ms per step, one submit per op; total ${total.toFixed(1)} ms):`,
         );
         const rows = Object.entries(result.profile).sort((a, b) => b[1] - a[1]);
         for (const [name, ms] of rows) console.log(`  ${ms.toFixed(2).padStart(9)}  ${name}`);

@@ -19,6 +19,11 @@ export interface Gpu {
    * kernel-choice cache (lib/gpu/tuning.ts).
    */
   adapterKey: string;
+  /**
+   * The device has the "timestamp-query" feature (requested when the adapter
+   * offers it): compute passes can write the adapter's clock, for profiles.
+   */
+  timestamps?: boolean;
 }
 
 let shared: Promise<Gpu> | undefined;
@@ -67,7 +72,10 @@ async function acquire(): Promise<Gpu> {
     });
   }
   const l = adapter.limits;
+  // Timestamps only serve profiles (lib/model/graph.ts profileStepTimestamps).
+  const timestamps = adapter.features.has("timestamp-query");
   const device = await adapter.requestDevice({
+    requiredFeatures: timestamps ? ["timestamp-query"] : [],
     requiredLimits: {
       maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
       maxBufferSize: l.maxBufferSize,
@@ -96,6 +104,7 @@ async function acquire(): Promise<Gpu> {
     adapterDescription,
     limits: device.limits,
     isFallback: info.isFallbackAdapter ?? false,
+    timestamps,
     adapterKey: JSON.stringify({
       vendor: info.vendor,
       architecture: info.architecture,

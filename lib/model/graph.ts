@@ -404,6 +404,81 @@ export class SamOutTrainingGraph {
     return times;
   }
 
+  /**
+   * Profiling aid (it TRAINS one step): the stages of one training step in
+   * one submission, each after an empty compute pass that writes the
+   * adapter's clock, and the clock once more at the end; returns the time per
+   * stage name in milliseconds of the adapter's clock (layers summed), less
+   * the cost of the empty pass itself (measured by two markers in a row).
+   * Unlike {@link profileStep} no stage pays a submit and a wait of its own,
+   * so small stages are not inflated. Needs `gpu.timestamps`.
+   */
+  async profileStepTimestamps(batch: TokenBatch, lr: number): Promise<Record<string, number>> {
+    this.#checkUsable();
+    this.#checkOptimizer("profileStepTimestamps");
+    if (!this.#gpu.timestamps) {
+      throw new Error("profileStepTimestamps: the device has no timestamp-query feature");
+    }
+    const dims = this.#uploadBatch(batch);
+    this.#step += 1;
+    this.#lr = lr;
+    this.#slot = this.#slotsUsed;
+    const stages = [...this.#forward, this.#trainLoss, ...this.#backward, ...this.#update];
+    // Markers: 0 and 1 back to back (the empty pass's own cost), then one
+    // before each stage and one after the last.
+    const count = stages.length + 2;
+    const device = this.#gpu.device;
+    const querySet = device.createQuerySet({ type: "timestamp", count });
+    const resolved = device.createBuffer({
+      size: count * 8,
+      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+    });
+    const staging = device.createBuffer({
+      size: count * 8,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    try {
+      await device.queue.onSubmittedWorkDone();
+      this.#res.submit("samout.profileTimestamps", (enc) => {
+        const marker = (index: number) =>
+          enc.beginComputePass({
+            label: "samout.profile.marker",
+            timestampWrites: { querySet, beginningOfPassWriteIndex: index },
+          }).end();
+        enc.clearBuffer(this.#grads);
+        marker(0);
+        for (const [i, stage] of stages.entries()) {
+          marker(i + 1);
+          recordStages(enc, `samout.profile.${stage.name}`, [stage], dims);
+        }
+        marker(count - 1);
+        enc.resolveQuerySet(querySet, 0, count, resolved, 0);
+        enc.copyBufferToBuffer(resolved, 0, staging, 0, count * 8);
+      });
+      await staging.mapAsync(GPUMapMode.READ);
+      const t = new BigUint64Array(staging.getMappedRange().slice(0));
+      staging.unmap();
+      const ms = (i: number) => Number(t[i + 1] - t[i]) / 1e6;
+      const marker = ms(0);
+      const times: Record<string, number> = {};
+      for (const [i, stage] of stages.entries()) {
+        const key = stage.name.replace(/\.\d+(\.|$)/, "$1");
+        times[key] = (times[key] ?? 0) + Math.max(0, ms(i + 1) - marker);
+      }
+      this.#slotsUsed += 1;
+      if (this.#slotsUsed === TRAIN_SLOTS) {
+        const enc = device.createCommandEncoder();
+        this.#flushTrainStats(enc);
+        device.queue.submit([enc.finish()]);
+      }
+      return times;
+    } finally {
+      querySet.destroy();
+      resolved.destroy();
+      staging.destroy();
+    }
+  }
+
   /** Destroys every GPU buffer the graph created; the graph is unusable afterwards. */
   destroy(): void {
     if (this.#destroyed) return;

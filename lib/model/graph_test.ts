@@ -225,6 +225,44 @@ Deno.test("training is deterministic and resumes bit-identically from downloaded
   }
 });
 
+Deno.test("the profiles train the step trainStep does and time every op", async () => {
+  const run = async (how: "train" | "cpu" | "timestamps") => {
+    const graph = await newGraph({ clipNorm: 0.5 });
+    try {
+      graph.uploadWeights(weights);
+      let times: Record<string, number> | undefined;
+      for (const b of [batchA, batchB]) {
+        if (how === "train") graph.trainStep(b, 1e-2);
+        else if (how === "cpu") times = await graph.profileStep(b, 1e-2);
+        else times = await graph.profileStepTimestamps(b, 1e-2);
+      }
+      const stats = await graph.readTrainStats();
+      return { w: await graph.downloadWeights(), stats, times };
+    } finally {
+      graph.destroy();
+    }
+  };
+  const trained = await run("train");
+  const kinds = ["cpu", ...((await requestGpu()).timestamps ? ["timestamps"] as const : [])];
+  assert(kinds.includes("timestamps"), "the software test adapter offers timestamp queries");
+  for (const how of kinds as ("cpu" | "timestamps")[]) {
+    const profiled = await run(how);
+    for (const [name, w] of trained.w) {
+      assertEquals(profiled.w.get(name), w, `${how}: ${name} differs from trainStep's`);
+    }
+    assertEquals(profiled.stats, trained.stats, `${how}: train stats`);
+    const times = profiled.times!;
+    // Layers are summed under one name; every kind of op is there.
+    for (const op of ["embedding", "head", "head.dw", "cross_entropy", "adam", "max_state"]) {
+      assert(op in times, `${how}: no time for ${op} (${Object.keys(times).join(", ")})`);
+    }
+    assert(!Object.keys(times).some((k) => /\.\d+(\.|$)/.test(k)), `${how}: layer numbers`);
+    for (const [op, ms] of Object.entries(times)) {
+      assert(Number.isFinite(ms) && ms >= 0, `${how}: ${op} took ${ms} ms`);
+    }
+  }
+});
+
 Deno.test("readTrainStats returns every step in order past the accumulator's 256 slots", async () => {
   const graph = await SamOutTrainingGraph.create(await requestGpu(), {
     config: cfg,
