@@ -278,6 +278,25 @@ export interface GpuStep<Dims = Record<string, number>> {
   destroy(): void;
 }
 
+/**
+ * Records `step` outside a compute pass: through its `encodeCommands` when it
+ * has them, otherwise its dispatches in a pass of their own.
+ */
+export function encodeOutsidePass<Dims>(
+  step: GpuStep<Dims>,
+  enc: GPUCommandEncoder,
+  dims: Dims,
+  label?: string,
+): void {
+  if (step.encodeCommands) {
+    step.encodeCommands(enc, dims);
+    return;
+  }
+  const pass = enc.beginComputePass(label === undefined ? undefined : { label });
+  step.encode(pass, dims);
+  pass.end();
+}
+
 const pipelineCache = new WeakMap<GPUDevice, Map<string, GPUComputePipeline>>();
 
 /** Compiles a pipeline once per device and cache key, then returns the cached one. */

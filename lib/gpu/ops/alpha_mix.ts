@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { createStorageBuffer, type Gpu, type GpuStep } from "../device.ts";
+import { createStorageBuffer, encodeOutsidePass, type Gpu, type GpuStep } from "../device.ts";
 import {
   type BatchDims,
   type Binding,
@@ -234,15 +234,7 @@ export function createAlphaMixBackward(
   };
   if (parts.some((p) => p.encodeCommands)) {
     step.encodeCommands = (enc, dims) => {
-      for (const p of parts) {
-        if (p.encodeCommands) {
-          p.encodeCommands(enc, dims);
-        } else {
-          const pass = enc.beginComputePass({ label });
-          p.encode(pass, dims);
-          pass.end();
-        }
-      }
+      for (const p of parts) encodeOutsidePass(p, enc, dims, label);
     };
   }
   return step;

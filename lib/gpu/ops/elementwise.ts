@@ -26,6 +26,7 @@ import {
   type BufferSlice,
   cachedPipeline,
   createUniformBuffer,
+  encodeOutsidePass,
   type Gpu,
   type GpuStep,
   isSoftwareAdapter,
@@ -405,16 +406,7 @@ export function createVectorizedStep<Dims>(
     },
   };
   if (vec4.encodeCommands) {
-    result.encodeCommands = (enc, dims) => {
-      const chosen = pick(dims);
-      if (chosen.encodeCommands) {
-        chosen.encodeCommands(enc, dims);
-      } else {
-        const pass = enc.beginComputePass({ label: options.label });
-        chosen.encode(pass, dims);
-        pass.end();
-      }
-    };
+    result.encodeCommands = (enc, dims) => encodeOutsidePass(pick(dims), enc, dims, options.label);
   }
   return result;
 }

@@ -33,6 +33,7 @@ import {
   cachedPipeline,
   createStorageBuffer,
   createUniformBuffer,
+  encodeOutsidePass,
   type Gpu,
   type GpuStep,
   isSoftwareAdapter,
@@ -570,15 +571,7 @@ export function createStepPacks(
     packedA,
     packedB,
     encode(enc) {
-      for (const p of packs) {
-        if (p.encodeCommands) {
-          p.encodeCommands(enc, { rows: M });
-        } else {
-          const pass = enc.beginComputePass();
-          p.encode(pass, { rows: M });
-          pass.end();
-        }
-      }
+      for (const p of packs) encodeOutsidePass(p, enc, { rows: M });
     },
     destroy() {
       for (const p of packs) p.destroy();

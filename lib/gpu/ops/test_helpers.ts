@@ -9,6 +9,7 @@ import type { Random } from "../../random/mod.ts";
 import {
   type BufferSlice,
   createStorageBuffer,
+  encodeOutsidePass,
   type Gpu,
   type GpuStep,
   readBuffer,
@@ -85,15 +86,7 @@ export async function readSlice(gpu: Gpu, slice: BufferSlice): Promise<Float32Ar
 export async function recordSteps<D>(gpu: Gpu, steps: [GpuStep<D>, D][]): Promise<void> {
   gpu.device.pushErrorScope("validation");
   const encoder = gpu.device.createCommandEncoder();
-  for (const [step, dims] of steps) {
-    if (step.encodeCommands) {
-      step.encodeCommands(encoder, dims);
-    } else {
-      const pass = encoder.beginComputePass();
-      step.encode(pass, dims);
-      pass.end();
-    }
-  }
+  for (const [step, dims] of steps) encodeOutsidePass(step, encoder, dims);
   gpu.device.queue.submit([encoder.finish()]);
   const error = await gpu.device.popErrorScope();
   if (error) throw new Error(`WebGPU validation error: ${error.message}`);
