@@ -372,36 +372,23 @@ export class SamOutTrainingGraph {
    * in milliseconds of `clock` (wall time by default; bench/train.ts passes
    * process CPU time, steadier on a shared machine). Layers are summed.
    */
-  async profileStep(
+  profileStep(
     batch: TokenBatch,
     lr: number,
     clock: () => number = () => performance.now(),
   ): Promise<Record<string, number>> {
-    this.#checkUsable();
-    this.#checkOptimizer("profileStep");
-    const dims = this.#uploadBatch(batch);
-    this.#step += 1;
-    this.#lr = lr;
-    this.#slot = this.#slotsUsed;
-    const times: Record<string, number> = {};
-    const stages = [...this.#forward, this.#trainLoss, ...this.#backward, ...this.#update];
-    await this.#gpu.device.queue.onSubmittedWorkDone();
-    for (const [i, stage] of stages.entries()) {
-      const t0 = clock();
-      this.#encodeAndSubmit(`samout.profile.${stage.name}`, [stage], dims, {
-        clearGrads: i === 0,
-      });
-      await this.#gpu.device.queue.onSubmittedWorkDone();
-      const key = stage.name.replace(/\.\d+(\.|$)/, "$1");
-      times[key] = (times[key] ?? 0) + clock() - t0;
-    }
-    this.#slotsUsed += 1;
-    if (this.#slotsUsed === TRAIN_SLOTS) {
-      const enc = this.#gpu.device.createCommandEncoder();
-      this.#flushTrainStats(enc);
-      this.#gpu.device.queue.submit([enc.finish()]);
-    }
-    return times;
+    return this.#profile("profileStep", batch, lr, async (stages, dims) => {
+      const ms: number[] = [];
+      for (const [i, stage] of stages.entries()) {
+        const t0 = clock();
+        this.#encodeAndSubmit(`samout.profile.${stage.name}`, [stage], dims, {
+          clearGrads: i === 0,
+        });
+        await this.#gpu.device.queue.onSubmittedWorkDone();
+        ms.push(clock() - t0);
+      }
+      return ms;
+    });
   }
 
   /**
@@ -413,70 +400,86 @@ export class SamOutTrainingGraph {
    * Unlike {@link profileStep} no stage pays a submit and a wait of its own,
    * so small stages are not inflated. Needs `gpu.timestamps`.
    */
-  async profileStepTimestamps(batch: TokenBatch, lr: number): Promise<Record<string, number>> {
-    this.#checkUsable();
-    this.#checkOptimizer("profileStepTimestamps");
+  profileStepTimestamps(batch: TokenBatch, lr: number): Promise<Record<string, number>> {
     if (!this.#gpu.timestamps) {
       throw new Error("profileStepTimestamps: the device has no timestamp-query feature");
     }
+    return this.#profile("profileStepTimestamps", batch, lr, async (stages, dims) => {
+      // Markers: 0 and 1 back to back (the empty pass's own cost), then one
+      // before each stage and one after the last.
+      const count = stages.length + 2;
+      const device = this.#gpu.device;
+      const querySet = device.createQuerySet({ type: "timestamp", count });
+      const resolved = device.createBuffer({
+        size: count * 8,
+        usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+      });
+      const staging = device.createBuffer({
+        size: count * 8,
+        usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+      });
+      try {
+        this.#res.submit("samout.profileTimestamps", (enc) => {
+          const marker = (index: number) =>
+            enc.beginComputePass({
+              label: "samout.profile.marker",
+              timestampWrites: { querySet, beginningOfPassWriteIndex: index },
+            }).end();
+          enc.clearBuffer(this.#grads);
+          marker(0);
+          for (const [i, stage] of stages.entries()) {
+            marker(i + 1);
+            recordStages(enc, `samout.profile.${stage.name}`, [stage], dims);
+          }
+          marker(count - 1);
+          enc.resolveQuerySet(querySet, 0, count, resolved, 0);
+          enc.copyBufferToBuffer(resolved, 0, staging, 0, count * 8);
+        });
+        await staging.mapAsync(GPUMapMode.READ);
+        const t = new BigUint64Array(staging.getMappedRange().slice(0));
+        staging.unmap();
+        const interval = (i: number) => Number(t[i + 1] - t[i]) / 1e6;
+        return stages.map((_, i) => Math.max(0, interval(i + 1) - interval(0)));
+      } finally {
+        querySet.destroy();
+        resolved.destroy();
+        staging.destroy();
+      }
+    });
+  }
+
+  /**
+   * One profiled training step: `time` trains it from the graph's stages and
+   * returns each stage's milliseconds; the result sums them per stage name
+   * with the layer number taken out.
+   */
+  async #profile(
+    what: string,
+    batch: TokenBatch,
+    lr: number,
+    time: (stages: Stage[], dims: StepDims) => Promise<number[]>,
+  ): Promise<Record<string, number>> {
+    this.#checkUsable();
+    this.#checkOptimizer(what);
     const dims = this.#uploadBatch(batch);
     this.#step += 1;
     this.#lr = lr;
     this.#slot = this.#slotsUsed;
     const stages = [...this.#forward, this.#trainLoss, ...this.#backward, ...this.#update];
-    // Markers: 0 and 1 back to back (the empty pass's own cost), then one
-    // before each stage and one after the last.
-    const count = stages.length + 2;
-    const device = this.#gpu.device;
-    const querySet = device.createQuerySet({ type: "timestamp", count });
-    const resolved = device.createBuffer({
-      size: count * 8,
-      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
-    });
-    const staging = device.createBuffer({
-      size: count * 8,
-      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
-    });
-    try {
-      await device.queue.onSubmittedWorkDone();
-      this.#res.submit("samout.profileTimestamps", (enc) => {
-        const marker = (index: number) =>
-          enc.beginComputePass({
-            label: "samout.profile.marker",
-            timestampWrites: { querySet, beginningOfPassWriteIndex: index },
-          }).end();
-        enc.clearBuffer(this.#grads);
-        marker(0);
-        for (const [i, stage] of stages.entries()) {
-          marker(i + 1);
-          recordStages(enc, `samout.profile.${stage.name}`, [stage], dims);
-        }
-        marker(count - 1);
-        enc.resolveQuerySet(querySet, 0, count, resolved, 0);
-        enc.copyBufferToBuffer(resolved, 0, staging, 0, count * 8);
-      });
-      await staging.mapAsync(GPUMapMode.READ);
-      const t = new BigUint64Array(staging.getMappedRange().slice(0));
-      staging.unmap();
-      const ms = (i: number) => Number(t[i + 1] - t[i]) / 1e6;
-      const marker = ms(0);
-      const times: Record<string, number> = {};
-      for (const [i, stage] of stages.entries()) {
-        const key = stage.name.replace(/\.\d+(\.|$)/, "$1");
-        times[key] = (times[key] ?? 0) + Math.max(0, ms(i + 1) - marker);
-      }
-      this.#slotsUsed += 1;
-      if (this.#slotsUsed === TRAIN_SLOTS) {
-        const enc = device.createCommandEncoder();
-        this.#flushTrainStats(enc);
-        device.queue.submit([enc.finish()]);
-      }
-      return times;
-    } finally {
-      querySet.destroy();
-      resolved.destroy();
-      staging.destroy();
+    await this.#gpu.device.queue.onSubmittedWorkDone();
+    const ms = await time(stages, dims);
+    this.#slotsUsed += 1;
+    if (this.#slotsUsed === TRAIN_SLOTS) {
+      const enc = this.#gpu.device.createCommandEncoder();
+      this.#flushTrainStats(enc);
+      this.#gpu.device.queue.submit([enc.finish()]);
     }
+    const times: Record<string, number> = {};
+    for (const [i, stage] of stages.entries()) {
+      const key = stage.name.replace(/\.\d+(\.|$)/, "$1");
+      times[key] = (times[key] ?? 0) + ms[i];
+    }
+    return times;
   }
 
   /** Destroys every GPU buffer the graph created; the graph is unusable afterwards. */
