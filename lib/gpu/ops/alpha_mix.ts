@@ -26,6 +26,8 @@ import {
   ELEMENT_INDEX_WGSL,
   ELEMENT_WORKGROUP_SIZE,
   type ElementType,
+  entryWgsl,
+  virtualWorkgroupSumWgsl,
   workgroupSumWgsl,
 } from "./elementwise.ts";
 import { type InputMode, inputWgsl, textureInputMode } from "./texture_inputs.ts";
@@ -97,6 +99,48 @@ ${ELEMENT_ENTRY_WGSL} {
   if (lid == 0u) { partials[chunk] = total; }
 }
 `;
+
+/** Chunks (invocations) per workgroup of {@link alphaMixChunksWgsl}: one SIMD group on llvmpipe. */
+const CHUNKS_PER_WORKGROUP = 8;
+
+/**
+ * Backward, part 1 of the alpha gradient with one invocation per chunk
+ * (texture form, n % 4 == 0): the sums of {@link alphaMixBackwardWgsl} in
+ * the same order, hence the same bits. Accumulator `a{k}` holds the sums of
+ * the workgroup's "virtual invocations" 4k .. 4k+3, which read neighbouring
+ * elements, so each step reads one vec4 of dy, f and u per accumulator
+ * instead of a texel per element; the tree is the workgroup's
+ * ({@link virtualWorkgroupSumWgsl}), with no barriers. sizes = (n, chunks).
+ */
+const alphaMixChunksWgsl = (mode: InputMode) => {
+  const ks = Array.from({ length: ELEMENT_WORKGROUP_SIZE / 4 }, (_, k) => k);
+  const term = (k: number) => `a${k} += (fAt(q + ${k}u) - uAt(q + ${k}u)) * dyAt(q + ${k}u);`;
+  return /* wgsl */ `
+@group(0) @binding(0) var<uniform> sizes: vec4<u32>;
+${inputWgsl(1, "dy", "vec4<f32>", mode)} // [B, S, d]
+${inputWgsl(2, "f", "vec4<f32>", mode)} // [B, S, d]
+${inputWgsl(3, "u", "vec4<f32>", mode)} // [B, S, d]
+@group(0) @binding(4) var<storage, read_write> partials: array<f32>;  // [chunks]
+${ELEMENT_INDEX_WGSL}
+${virtualWorkgroupSumWgsl(ELEMENT_WORKGROUP_SIZE, "tree")}
+${entryWgsl(CHUNKS_PER_WORKGROUP)} {
+  let chunk = flatWorkgroup(wid, nwg) * ${CHUNKS_PER_WORKGROUP}u + lid;
+  if (chunk >= sizes.y) { return; }
+  let n4 = sizes.x / 4u;
+  ${ks.map((k) => `var a${k} = vec4<f32>(0.0);`).join(" ")}
+  for (var step = 0u; step < ${ELEMENTS_PER_INVOCATION}u; step++) {
+    let q = (chunk * ${ALPHA_MIX_CHUNK}u + step * ${ELEMENT_WORKGROUP_SIZE}u) / 4u;
+    if (q >= n4) { break; }
+    if (q + ${ks.length}u <= n4) {
+${ks.map((k) => `      ${term(k)}`).join("\n")}
+    } else {
+${ks.map((k) => `      if (q + ${k}u < n4) { ${term(k)} }`).join("\n")}
+    }
+  }
+  partials[chunk] = tree(${ks.map((k) => `a${k}`).join(", ")});
+}
+`;
+};
 
 /** Backward, part 2: one workgroup; invocation lid sums chunks lid, lid + WG, … */
 const ALPHA_MIX_REDUCE_WGSL = /* wgsl */ `
@@ -194,12 +238,14 @@ export function createAlphaMixBackward(
         code: alphaMixBackwardWgsl("storage"),
         buffers: [buffers.dy, buffers.f, buffers.u, partials],
         workgroups: chunks,
-        // Texture form: dy, f and u read from texture copies (whole texels: d % 4 == 0).
+        // Texture form: dy, f and u read from texture copies (whole texels:
+        // d % 4 == 0), one invocation per chunk.
         ...(d % 4 === 0 && {
-          textureCode: alphaMixBackwardWgsl(textureInputMode(gpu)),
+          textureCode: alphaMixChunksWgsl(textureInputMode(gpu)),
+          textureWorkgroups: (dims: BatchDims) => Math.ceil(chunks(dims) / CHUNKS_PER_WORKGROUP),
           textureInputs: [0, 1, 2].map((index) => ({
             index,
-            type: "f32" as const,
+            type: "vec4<f32>" as const,
             count: (dims: BatchDims) => dims.B * dims.S * d / 4,
             maxCount: maxRows * d / 4,
           })),

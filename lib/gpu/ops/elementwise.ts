@@ -202,6 +202,8 @@ export interface SequenceKernel<Dims> {
    */
   textureInputs?: TextureInput<Dims>[];
   textureCode?: string;
+  /** Workgroups of `textureCode`, when they differ from {@link workgroups}'. */
+  textureWorkgroups?: (dims: Dims) => number;
 }
 
 /**
@@ -281,7 +283,7 @@ export function createKernelSequence<Dims>(
         ),
       ],
     );
-    return textures && { pipeline, inputs, textures };
+    return textures && { pipeline, inputs, textures, workgroups: k.textureWorkgroups };
   });
   // Every kernel that has a texture form must be able to use it.
   if (forms.every((f) => f === undefined)) return step;
@@ -298,7 +300,7 @@ export function createKernelSequence<Dims>(
       const pass = enc.beginComputePass({ label: options.label });
       pass.setPipeline(form ? form.pipeline : k.pipeline);
       pass.setBindGroup(0, form ? form.textures.bindGroup() : k.bindGroup);
-      dispatchFlat(pass, groups[i]);
+      dispatchFlat(pass, form?.workgroups?.(dims) ?? groups[i]);
       pass.end();
     });
   };
