@@ -73,17 +73,24 @@ ${ELEMENT_ENTRY_WGSL} {
 `;
 
 /**
+ * The bindings both forms of the alpha gradient's partial sums share (sizes =
+ * (n, chunks); dy, f, u read as `type`; the partials) and the index helpers.
+ */
+const alphaSumBindingsWgsl = (type: "f32" | "vec4<f32>", mode: InputMode) => /* wgsl */ `
+@group(0) @binding(0) var<uniform> sizes: vec4<u32>;
+${inputWgsl(1, "dy", type, mode)} // [B, S, d]
+${inputWgsl(2, "f", type, mode)} // [B, S, d]
+${inputWgsl(3, "u", type, mode)} // [B, S, d]
+@group(0) @binding(4) var<storage, read_write> partials: array<f32>;  // [chunks]
+${ELEMENT_INDEX_WGSL}`;
+
+/**
  * Backward, part 1 of the alpha gradient: one workgroup per chunk; invocation
  * lid sums elements chunk * CHUNK + k * WG + lid for k = 0, 1, … in order.
  * sizes = (n, chunks).
  */
 const alphaMixBackwardWgsl = (mode: InputMode) => /* wgsl */ `
-@group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-${inputWgsl(1, "dy", "f32", mode)} // [B, S, d]
-${inputWgsl(2, "f", "f32", mode)} // [B, S, d]
-${inputWgsl(3, "u", "f32", mode)} // [B, S, d]
-@group(0) @binding(4) var<storage, read_write> partials: array<f32>;  // [chunks]
-${ELEMENT_INDEX_WGSL}
+${alphaSumBindingsWgsl("f32", mode)}
 ${workgroupSumWgsl("f32", ELEMENT_WORKGROUP_SIZE)}
 ${ELEMENT_ENTRY_WGSL} {
   let chunk = flatWorkgroup(wid, nwg);
@@ -116,12 +123,7 @@ const alphaMixChunksWgsl = (mode: InputMode) => {
   const ks = Array.from({ length: ELEMENT_WORKGROUP_SIZE / 4 }, (_, k) => k);
   const term = (k: number) => `a${k} += (fAt(q + ${k}u) - uAt(q + ${k}u)) * dyAt(q + ${k}u);`;
   return /* wgsl */ `
-@group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-${inputWgsl(1, "dy", "vec4<f32>", mode)} // [B, S, d]
-${inputWgsl(2, "f", "vec4<f32>", mode)} // [B, S, d]
-${inputWgsl(3, "u", "vec4<f32>", mode)} // [B, S, d]
-@group(0) @binding(4) var<storage, read_write> partials: array<f32>;  // [chunks]
-${ELEMENT_INDEX_WGSL}
+${alphaSumBindingsWgsl("vec4<f32>", mode)}
 ${virtualWorkgroupSumWgsl(ELEMENT_WORKGROUP_SIZE, "tree")}
 ${entryWgsl(CHUNKS_PER_WORKGROUP)} {
   let chunk = flatWorkgroup(wid, nwg) * ${CHUNKS_PER_WORKGROUP}u + lid;
