@@ -41,7 +41,7 @@ import {
 } from "./ops/matmul.ts";
 
 /** Bump when the candidates or the timing method change: old cache files are then ignored. */
-export const TUNING_VERSION = 5;
+export const TUNING_VERSION = 6;
 
 /** One of the three products. */
 export type MatmulKind = "NT" | "NN" | "TN";
@@ -77,11 +77,25 @@ const SOFTWARE: Record<MatmulKind, MatmulCandidate[]> = {
 
 /**
  * Hardware GPUs: small register blocks in 256-invocation workgroups, read
- * from storage buffers or through textures (the texture cache). Not yet
- * timed on a real GPU; correct on the software adapter (matmul_test.ts).
+ * from storage buffers or through textures (the texture cache), or from
+ * slices the workgroup copies into workgroup memory (64x64 to 128x128
+ * outputs a workgroup). Not yet timed on a real GPU; correct on the software
+ * adapter (matmul_test.ts).
  */
 const HARDWARE_CANDIDATES: MatmulCandidate[] = [
   { name: "storage 4x4 wg16x16", tile: { ...HARDWARE_TILE, texture: false } },
+  {
+    name: "workgroup 4x4 wg16x16 k16",
+    tile: { ...HARDWARE_TILE, texture: false, workgroupK: 16 },
+  },
+  {
+    name: "workgroup 8x4 wg16x16 k16",
+    tile: { ...HARDWARE_TILE, rows: 8, texture: false, workgroupK: 16 },
+  },
+  {
+    name: "workgroup 8x8 wg16x16 k8",
+    tile: { ...HARDWARE_TILE, rows: 8, cols: 8, texture: false, workgroupK: 8 },
+  },
   { name: "storage 8x4 wg16x16", tile: { ...HARDWARE_TILE, rows: 8, texture: false } },
   { name: "texture 4x4 wg16x16", tile: { ...HARDWARE_TILE, texture: true } },
   {

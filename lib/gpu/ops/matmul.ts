@@ -46,6 +46,12 @@ import {
   type TexelFetch,
 } from "./matmul_texture.ts";
 import {
+  checkWorkgroupSpec,
+  workgroupKernelKey,
+  type WorkgroupKernelSpec,
+  workgroupMatmulWgsl,
+} from "./matmul_workgroup.ts";
+import {
   createTextureInputs,
   type InputMode,
   inputWgsl,
@@ -124,6 +130,15 @@ export interface MatmulTile {
    * software adapters, "load" elsewhere.
    */
   fetch?: TexelFetch;
+  /**
+   * Run the workgroup-memory kernel (matmul_workgroup.ts): the workgroup
+   * copies slices of this many reduction steps of both operands into
+   * workgroup memory and every invocation reads them from there. For
+   * hardware GPUs; storage buffers only (not with `texture`), scalar loads
+   * (`vec4` and `interleave` do not apply: an invocation's rows and columns
+   * are spaced `wgY` and `wgX` apart). Same sums, same bits.
+   */
+  workgroupK?: number;
 }
 
 /**
@@ -482,17 +497,36 @@ export function textureFetch(gpu: Gpu, tile: MatmulTile): TexelFetch {
   return tile.fetch ?? (isSoftwareAdapter(gpu) ? "image" : "load");
 }
 
-/** The storage-buffer form of a product: operands read straight from their buffers. */
+/**
+ * The storage-buffer form of a product: operands read straight from their
+ * buffers, by the register-tiled kernel, or with {@link MatmulTile.workgroupK}
+ * the workgroup-memory one (which alone reads Y transposed, `yTransposed`).
+ */
 function createStorageProduct(
   gpu: Gpu,
   buffers: MatmulBuffers & { bias?: GPUBuffer | BufferSlice },
   x: Layout,
   label: string,
   tile: MatmulTile,
+  yTransposed = false,
 ): GpuStep<PQR> {
+  if (yTransposed && !tile.workgroupK) {
+    throw new Error(`${label}: only the workgroup-memory kernel reads Y transposed`);
+  }
   const uniform = createUniformBuffer(gpu, 16, `${label}:dims`);
   const bound = [uniform, buffers.a, buffers.b, buffers.c];
   if (buffers.bias) bound.push(buffers.bias);
+  const bias = buffers.bias !== undefined;
+  const accumulate = buffers.accumulate ?? false;
+  const workgroupK = tile.workgroupK;
+  let workgroupSpec: WorkgroupKernelSpec | undefined;
+  if (workgroupK !== undefined) {
+    if (tile.texture) {
+      throw new Error(`${label}: a workgroup-memory tile reads storage buffers only`);
+    }
+    workgroupSpec = { x, yTransposed, bias, accumulate, tile: { ...tile, workgroupK } };
+    checkWorkgroupSpec(workgroupSpec, gpu.limits);
+  }
   // The vec4 and scalar kernels, each compiled on first use. The scalar one
   // (sizes not multiples of 4) runs at most 16 x 8 blocks: its compile time
   // grows steeply with the block (16 x 16 with accumulate: seconds, cold).
@@ -501,13 +535,16 @@ function createStorageProduct(
   const variant = (vec4: boolean) => {
     let v = variants.get(vec4);
     if (!v) {
-      const spec: KernelSpec = {
-        x,
-        bias: buffers.bias !== undefined,
-        accumulate: buffers.accumulate ?? false,
-        tile: vec4 ? tile : scalarTile,
-      };
-      const pipeline = cachedPipeline(gpu, kernelKey(spec, vec4), matmulWgsl(spec, vec4), "main");
+      let pipeline: GPUComputePipeline;
+      let spec: KernelSpec | WorkgroupKernelSpec;
+      if (workgroupSpec) {
+        spec = workgroupSpec;
+        const key = workgroupKernelKey(workgroupSpec);
+        pipeline = cachedPipeline(gpu, key, workgroupMatmulWgsl(workgroupSpec), "main");
+      } else {
+        spec = { x, bias, accumulate, tile: vec4 ? tile : scalarTile };
+        pipeline = cachedPipeline(gpu, kernelKey(spec, vec4), matmulWgsl(spec, vec4), "main");
+      }
       v = { pipeline, bindGroup: bindBuffers(gpu, pipeline, bound, label), tile: spec.tile };
       variants.set(vec4, v);
     }
@@ -519,7 +556,7 @@ function createStorageProduct(
       if (P === 0 || Q === 0) return;
       dimsData.set([P, Q, R, 0]);
       gpu.device.queue.writeBuffer(uniform, 0, dimsData);
-      const v = variant(tile.vec4 && vec4Fits(x, tile, P, Q, R));
+      const v = variant(!workgroupSpec && tile.vec4 && vec4Fits(x, tile, P, Q, R));
       pass.setPipeline(v.pipeline);
       pass.setBindGroup(0, v.bindGroup);
       pass.dispatchWorkgroups(
@@ -695,12 +732,23 @@ export function createMatmulNT(
   };
 }
 
-/** The storage form of {@link createMatmulNT}: transpose the weight, then the NN-form product. */
+/**
+ * The storage form of {@link createMatmulNT}: transpose the weight, then the
+ * NN-form product; the workgroup-memory kernel reads the weight as it is
+ * stored instead (transposing it while copying it to workgroup memory).
+ */
 function createStorageNT(
   gpu: Gpu,
   buffers: MatmulBuffers & { bias?: GPUBuffer | BufferSlice },
   tile: MatmulTile,
 ): GpuStep<MatmulDims> {
+  if (tile.workgroupK) {
+    const product = createStorageProduct(gpu, buffers, "pr", "matmulNT", tile, true);
+    return {
+      encode: (pass, d) => product.encode(pass, [d.M, d.N, d.K]),
+      destroy: () => product.destroy(),
+    };
+  }
   const b = buffers.b;
   const bBytes = "buffer" in b ? b.size ?? b.buffer.size - (b.offset ?? 0) : b.size;
   const bT = createStorageBuffer(gpu, bBytes, "matmulNT:weight.T"); // [K, N]

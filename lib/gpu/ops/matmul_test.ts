@@ -562,3 +562,73 @@ Deno.test("matmulTN: blockRows gives the sums of a chain of block products, bit 
   dyBuf.destroy();
   xBuf.destroy();
 });
+
+Deno.test("matmul: the workgroup-memory kernels over several blocks and slices match the storage kernel bit for bit, and the CPU reference (M=150 N=70 K=45)", async () => {
+  const g = await gpu();
+  // Rows span 2-3 workgroup blocks, columns 1-2, the reduction 3-6 slices
+  // with a short last one; TN sums its rows in blocks of 64.
+  const dims = { M: 150, N: 70, K: 45 };
+  const { x, w, bias, dy } = randomLayer(43, dims);
+  const dx0 = randomUniform(new Random(44, "matmul_test"), dims.M * dims.K);
+  const inputs = packTensors(g, [x, w, bias, dy]);
+  const [xs, ws, bs, dys] = inputs.slices;
+  const sizes = [dims.M * dims.N, dims.M * dims.K, dims.N * dims.K];
+  const run = async (tile: MatmulTile) => {
+    const outputs = packTensors(g, [new Float32Array(sizes[0]), dx0, new Float32Array(sizes[2])]);
+    const [y, dx, dw] = outputs.slices;
+    const steps = [
+      createMatmulNT(g, { a: xs, b: ws, bias: bs, c: y }, tile),
+      createMatmulNN(g, { a: dys, b: ws, c: dx, accumulate: true }, tile),
+      createMatmulTN(g, { a: dys, b: xs, c: dw, blockRows: 64 }, tile),
+    ];
+    await runSteps<MatmulDims>(g, steps.map((s) => [s, dims]));
+    const bits = await readBits(g, outputs.slices);
+    const values = await Promise.all(outputs.slices.map((s) => readSlice(g, s)));
+    for (const s of steps) s.destroy();
+    outputs.buffer.destroy();
+    return { bits, values };
+  };
+  const reference = await run({ ...SOFTWARE_TILE, texture: false, vec4: false });
+  const bwd = linearBackward(x, w, dy, dims.M, dims.K, dims.N);
+  const expected = [
+    linearForward(x, w, bias, dims.M, dims.K, dims.N),
+    dx0.map((v, i) => v + bwd.dx[i]),
+    bwd.dw,
+  ];
+  const candidates = Object.values(allMatmulCandidates()).flat()
+    .filter((c) => c.tile.workgroupK !== undefined);
+  assert(candidates.length > 0, "no workgroup-memory candidate to test");
+  for (const { name, tile } of candidates) {
+    const got = await run(tile);
+    for (const [i, what] of ["y = xW^T + b", "dx += dy W", "dW (blocks of 64 rows)"].entries()) {
+      assertClose(got.values[i], expected[i], 1e-5, `${what}: ${name} against the CPU reference`);
+      assertEquals(
+        got.bits[i],
+        reference.bits[i],
+        `${what}: ${name} and the storage kernel differ`,
+      );
+    }
+  }
+  inputs.buffer.destroy();
+});
+
+Deno.test("matmul: a workgroup-memory tile the device cannot run, or with textures, is refused", async () => {
+  const g = await gpu();
+  const a = createStorageBufferFrom(g, new Float32Array(16), "a");
+  const b = createStorageBufferFrom(g, new Float32Array(16), "b");
+  const c = createStorageBufferFrom(g, new Float32Array(16), "c");
+  const base = { ...HARDWARE_TILE, texture: false };
+  assertThrows(
+    () => createMatmulNN(g, { a, b, c }, { ...base, rows: 32, cols: 32, workgroupK: 16 }),
+    "bytes of workgroup memory",
+  );
+  assertThrows(
+    () => createMatmulNN(g, { a, b, c }, { ...base, workgroupK: 3 }),
+    "multiples of the workgroup",
+  );
+  assertThrows(
+    () => createMatmulNN(g, { a, b, c }, { ...base, texture: true, workgroupK: 16 }),
+    "storage buffers only",
+  );
+  for (const buf of [a, b, c]) buf.destroy();
+});

@@ -1,0 +1,203 @@
+/**
+ * The workgroup-memory form of the matrix products in {@link ./matmul.ts},
+ * for hardware GPUs: a workgroup of `wgX x wgY` invocations owns a block of
+ * `rows·wgY x cols·wgX` outputs and walks the reduction axis in slices of
+ * `workgroupK` steps. For each slice the whole workgroup copies X's and Y's
+ * slices into workgroup memory (each element read from the storage buffer
+ * once per workgroup instead of once per invocation, neighbouring
+ * invocations reading neighbouring addresses), waits at a barrier, and every
+ * invocation adds its `rows x cols` products from there.
+ *
+ * The sums are those of the storage kernel: every output adds its products
+ * in reduction order 0, 1, 2, … with `fma`, starting from 0, no split, no
+ * atomics; a slice past R is cut short (the loop bound is the same for the
+ * whole workgroup), never padded with zeros, so the results are bit-identical
+ * (matmul_test.ts checks every candidate against the others). Sizes need not
+ * be multiples of the block: loads clamp to the last valid row or column and
+ * stores are guarded.
+ *
+ * Y is read as `[R, Q]`, or with `yTransposed` as `[Q, R]` (a weight stored
+ * `[out, in]` read as `[in, out]`): the forward product then needs no
+ * transposed copy of its weight. An invocation's rows are spaced `wgY`
+ * apart and its columns `wgX` apart, so neighbouring invocations read
+ * neighbouring words of workgroup memory and store neighbouring outputs.
+ * Slices stored across the copy's read order (X "pr", transposed Y) have
+ * rows one word longer than the block, so that the copy's neighbouring
+ * invocations write to different memory banks.
+ *
+ * On llvmpipe this form is slow (a barrier suspends every SIMD group of the
+ * workgroup), so the tuner offers it to hardware adapters only; the tests run
+ * it on the software adapter all the same.
+ *
+ * @module
+ */
+import type { Layout, MatmulTile } from "./matmul.ts";
+
+/** What a workgroup-memory product computes. */
+export interface WorkgroupKernelSpec {
+  x: Layout;
+  /** Y stored `[Q, R]` instead of `[R, Q]`. */
+  yTransposed: boolean;
+  bias: boolean;
+  accumulate: boolean;
+  tile: MatmulTile & { workgroupK: number };
+}
+
+/** The pipeline-cache key of a spec. */
+export function workgroupKernelKey(s: WorkgroupKernelSpec): string {
+  const t = s.tile;
+  return `matmulWg:${s.x}:${s.yTransposed ? "yT" : "y"}:b${+s.bias}:acc${+s.accumulate}:` +
+    `${t.rows}x${t.cols}:${t.wgX}x${t.wgY}:k${t.workgroupK}`;
+}
+
+/** Bytes of workgroup memory the kernel of `s` declares. */
+export function workgroupBytes(s: Pick<WorkgroupKernelSpec, "x" | "yTransposed" | "tile">): number {
+  const { xStride, yStride } = strides(s);
+  return 4 * s.tile.workgroupK * (xStride + yStride);
+}
+
+/** Words per slice row in workgroup memory: the block, plus one where the copy writes across it. */
+function strides(s: Pick<WorkgroupKernelSpec, "x" | "yTransposed" | "tile">) {
+  const BM = s.tile.rows * s.tile.wgY;
+  const BN = s.tile.cols * s.tile.wgX;
+  return { BM, BN, xStride: s.x === "pr" ? BM + 1 : BM, yStride: s.yTransposed ? BN + 1 : BN };
+}
+
+/**
+ * Throws unless `s` makes a kernel: the copy's element count a multiple of
+ * the workgroup (each invocation copies the same number), the workgroup and
+ * its memory within `limits`.
+ */
+export function checkWorkgroupSpec(
+  s: WorkgroupKernelSpec,
+  limits: Pick<
+    GPUSupportedLimits,
+    "maxComputeInvocationsPerWorkgroup" | "maxComputeWorkgroupStorageSize"
+  >,
+): void {
+  const { rows, cols, wgX, wgY, workgroupK: TK } = s.tile;
+  const WG = wgX * wgY;
+  const { BM, BN } = strides(s);
+  const where = `workgroup matmul ${rows}x${cols} wg${wgX}x${wgY} k${TK}`;
+  if (!(TK > 0 && Number.isInteger(TK)) || (TK * BM) % WG !== 0 || (TK * BN) % WG !== 0) {
+    throw new Error(`${where}: k·rows·wgY and k·cols·wgX must be multiples of the workgroup`);
+  }
+  if (WG > limits.maxComputeInvocationsPerWorkgroup) {
+    throw new Error(
+      `${where}: ${WG} invocations, the device allows ${limits.maxComputeInvocationsPerWorkgroup}`,
+    );
+  }
+  const bytes = workgroupBytes(s);
+  if (bytes > limits.maxComputeWorkgroupStorageSize) {
+    throw new Error(
+      `${where}: ${bytes} bytes of workgroup memory, the device allows ${limits.maxComputeWorkgroupStorageSize}`,
+    );
+  }
+}
+
+/**
+ * WGSL for `C[P,Q] = Σ_r X[p,r] · Y[r,q] (+ bias[Q]) (+ C)`; dims = (P, Q,
+ * R). X "pr" holds (p, r) at `p * R + r`, "rp" at `r * P + p`; Y holds (r,
+ * q) at `r * Q + q`, or transposed at `q * R + r`. All scalar f32.
+ */
+export function workgroupMatmulWgsl(s: WorkgroupKernelSpec): string {
+  const { rows: TR, cols: TC, wgX, wgY, workgroupK: TK } = s.tile;
+  const WG = wgX * wgY;
+  const { BM, BN, xStride, yStride } = strides(s);
+  const lines: string[] = [];
+  for (let i = 0; i < TR; i++) {
+    for (let j = 0; j < TC; j++) lines.push(`  var acc_${i}_${j} = 0.0;`);
+  }
+  lines.push(`  for (var r0 = 0u; r0 < R; r0 += ${TK}u) {`);
+  // The copy: element e of a slice, e = li + n·WG, walking the operand's
+  // contiguous axis fastest so that neighbouring invocations read
+  // neighbouring words.
+  for (let n = 0; n < (TK * BM) / WG; n++) {
+    const e = `li + ${n * WG}u`;
+    if (s.x === "pr") {
+      lines.push(`    { let e = ${e}; let kk = e % ${TK}u; let row = e / ${TK}u;`);
+      lines.push(
+        `      xs[kk * ${xStride}u + row] = x[min(pB + row, P - 1u) * R + min(r0 + kk, R - 1u)]; }`,
+      );
+    } else {
+      lines.push(`    { let e = ${e}; let row = e % ${BM}u; let kk = e / ${BM}u;`);
+      lines.push(
+        `      xs[kk * ${xStride}u + row] = x[min(r0 + kk, R - 1u) * P + min(pB + row, P - 1u)]; }`,
+      );
+    }
+  }
+  for (let n = 0; n < (TK * BN) / WG; n++) {
+    const e = `li + ${n * WG}u`;
+    if (s.yTransposed) {
+      lines.push(`    { let e = ${e}; let kk = e % ${TK}u; let col = e / ${TK}u;`);
+      lines.push(
+        `      ys[kk * ${yStride}u + col] = y[min(qB + col, Q - 1u) * R + min(r0 + kk, R - 1u)]; }`,
+      );
+    } else {
+      lines.push(`    { let e = ${e}; let col = e % ${BN}u; let kk = e / ${BN}u;`);
+      lines.push(
+        `      ys[kk * ${yStride}u + col] = y[min(r0 + kk, R - 1u) * Q + min(qB + col, Q - 1u)]; }`,
+      );
+    }
+  }
+  lines.push(`    workgroupBarrier();`);
+  // The slice's steps in order; the last slice stops at R (no zero padding:
+  // fma(0, 0, -0) is +0).
+  lines.push(`    let kEnd = min(${TK}u, R - r0);`);
+  lines.push(`    for (var kk = 0u; kk < kEnd; kk++) {`);
+  for (let i = 0; i < TR; i++) {
+    lines.push(`      let x${i} = xs[kk * ${xStride}u + lid.y + ${i * wgY}u];`);
+  }
+  for (let j = 0; j < TC; j++) {
+    lines.push(`      let y${j} = ys[kk * ${yStride}u + lid.x + ${j * wgX}u];`);
+  }
+  for (let i = 0; i < TR; i++) {
+    for (let j = 0; j < TC; j++) {
+      lines.push(`      acc_${i}_${j} = fma(x${i}, y${j}, acc_${i}_${j});`);
+    }
+  }
+  lines.push(`    }`);
+  lines.push(`    workgroupBarrier();`);
+  lines.push(`  }`);
+  // Epilogue, after the last barrier: guarded stores of this invocation's block.
+  for (let j = 0; j < TC; j++) {
+    lines.push(`  let q${j} = qB + lid.x + ${j * wgX}u;`);
+    if (s.bias) lines.push(`  let bias${j} = bias[min(q${j}, Q - 1u)];`);
+  }
+  for (let i = 0; i < TR; i++) {
+    lines.push(`  let p${i} = pB + lid.y + ${i * wgY}u;`);
+    for (let j = 0; j < TC; j++) {
+      let value = `acc_${i}_${j}`;
+      if (s.bias) value += ` + bias${j}`;
+      const at = `p${i} * Q + q${j}`;
+      if (s.accumulate) value = `c[${at}] + (${value})`;
+      lines.push(`  if (p${i} < P && q${j} < Q) { c[${at}] = ${value}; }`);
+    }
+  }
+  return /* wgsl */ `
+// dims.x = P (output rows), dims.y = Q (output columns), dims.z = R (reduction length)
+@group(0) @binding(0) var<uniform> dims: vec4<u32>;
+@group(0) @binding(1) var<storage, read> x: array<f32>;        // X, layout "${s.x}"
+@group(0) @binding(2) var<storage, read> y: array<f32>;        // Y ${
+    s.yTransposed ? "[Q, R]" : "[R, Q]"
+  }
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;  // C [P, Q]
+${s.bias ? `@group(0) @binding(4) var<storage, read> bias: array<f32>;  // [Q]` : ""}
+
+// One slice of the reduction: xs[kk * ${xStride} + row] = X[pB + row, r0 + kk],
+// ys[kk * ${yStride} + col] = Y[r0 + kk, qB + col].
+var<workgroup> xs: array<f32, ${TK * xStride}>;
+var<workgroup> ys: array<f32, ${TK * yStride}>;
+
+@compute @workgroup_size(${wgX}, ${wgY})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+  let P = dims.x;
+  let Q = dims.y;
+  let R = dims.z;
+  let pB = wid.y * ${BM}u;
+  let qB = wid.x * ${BN}u;
+${lines.join("\n")}
+}
+`;
+}
