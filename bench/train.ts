@@ -60,6 +60,11 @@ export interface TrainBenchResult {
   adapter: string;
   /** The matrix-product kernels that ran (timed first unless --no-tune). */
   kernels: Record<string, string>;
+  /**
+   * When the kernels were timed in this run (not read from the cache): ms
+   * of one pass over the model's products, per kind and candidate.
+   */
+  kernel_timings_ms?: Record<string, Record<string, number>>;
   /** The config that ran. */
   config: {
     vocab: number;
@@ -177,6 +182,7 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
       parameters: params,
       steps,
       kernels: kernels.names,
+      ...(kernels.timings && { kernel_timings_ms: kernels.timings }),
     };
     if (cpuSeconds !== undefined) result.cpu_s_per_step = cpuSeconds / steps;
     if (opts.profile) {
@@ -244,6 +250,10 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
           Object.entries(result.kernels).map(([k, v]) => `${k} ${v}`).join(", ")
         } (${kernels.source})`,
       );
+      for (const [kind, times] of Object.entries(result.kernel_timings_ms ?? {})) {
+        const list = Object.entries(times).map(([name, ms]) => `${name} ${ms} ms`).join(", ");
+        console.log(`  timed ${kind}     ${list}`);
+      }
       console.log(
         `config         V ${shape.vocab}, d ${shape.hidden}, H ${shape.heads}, L ${shape.layers}, batch ${shape.batch} x seq ${shape.seq}, ${params} parameters`,
       );
@@ -269,7 +279,11 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
           );
         }
       } else {
-        console.log("pytorch (cpu)  not run (no /usr/bin/python3 with torch)");
+        console.log(
+          `pytorch (cpu)  not run (${
+            opts.noPytorch ? "--no-pytorch" : "no /usr/bin/python3 with torch"
+          })`,
+        );
       }
       if (result.cpu_s_per_step !== undefined && result.cpu_ratio === undefined) {
         console.log(`cpu time       ${(result.cpu_s_per_step * 1000).toFixed(0)} ms/step webgpu`);
