@@ -51,7 +51,7 @@ export function workgroupKernelKey(s: WorkgroupKernelSpec): string {
 }
 
 /** Bytes of workgroup memory the kernel of `s` declares. */
-export function workgroupBytes(s: Pick<WorkgroupKernelSpec, "x" | "yTransposed" | "tile">): number {
+function workgroupBytes(s: Pick<WorkgroupKernelSpec, "x" | "yTransposed" | "tile">): number {
   const { xStride, yStride } = strides(s);
   return 4 * s.tile.workgroupK * (xStride + yStride);
 }
