@@ -111,35 +111,33 @@ export function workgroupMatmulWgsl(s: WorkgroupKernelSpec): string {
   lines.push(`  for (var r0 = 0u; r0 < R; r0 += ${TK}u) {`);
   // The copy: element e of a slice, e = li + n·WG, walking the operand's
   // contiguous axis fastest so that neighbouring invocations read
-  // neighbouring words.
-  for (let n = 0; n < (TK * BM) / WG; n++) {
-    const e = `li + ${n * WG}u`;
-    if (s.x === "pr") {
-      lines.push(`    { let e = ${e}; let kk = e % ${TK}u; let row = e / ${TK}u;`);
+  // neighbouring words. `kContiguous`: the operand holds (i, r) at
+  // `i * R + r` (X "pr", Y transposed), else at `r * limit + i`.
+  const copy = (
+    dst: string,
+    src: string,
+    block: number,
+    stride: number,
+    base: string,
+    limit: string,
+    kContiguous: boolean,
+  ) => {
+    const row = `min(${base} + i, ${limit} - 1u)`; // clamped, as the storage kernel's
+    const step = "min(r0 + kk, R - 1u)";
+    for (let n = 0; n < (TK * block) / WG; n++) {
+      const at = kContiguous
+        ? `let kk = e % ${TK}u; let i = e / ${TK}u;`
+        : `let i = e % ${block}u; let kk = e / ${block}u;`;
+      lines.push(`    { let e = li + ${n * WG}u; ${at}`);
       lines.push(
-        `      xs[kk * ${xStride}u + row] = x[min(pB + row, P - 1u) * R + min(r0 + kk, R - 1u)]; }`,
-      );
-    } else {
-      lines.push(`    { let e = ${e}; let row = e % ${BM}u; let kk = e / ${BM}u;`);
-      lines.push(
-        `      xs[kk * ${xStride}u + row] = x[min(r0 + kk, R - 1u) * P + min(pB + row, P - 1u)]; }`,
-      );
-    }
-  }
-  for (let n = 0; n < (TK * BN) / WG; n++) {
-    const e = `li + ${n * WG}u`;
-    if (s.yTransposed) {
-      lines.push(`    { let e = ${e}; let kk = e % ${TK}u; let col = e / ${TK}u;`);
-      lines.push(
-        `      ys[kk * ${yStride}u + col] = y[min(qB + col, Q - 1u) * R + min(r0 + kk, R - 1u)]; }`,
-      );
-    } else {
-      lines.push(`    { let e = ${e}; let col = e % ${BN}u; let kk = e / ${BN}u;`);
-      lines.push(
-        `      ys[kk * ${yStride}u + col] = y[min(r0 + kk, R - 1u) * Q + min(qB + col, Q - 1u)]; }`,
+        `      ${dst}[kk * ${stride}u + i] = ${src}[${
+          kContiguous ? `${row} * R + ${step}` : `${step} * ${limit} + ${row}`
+        }]; }`,
       );
     }
-  }
+  };
+  copy("xs", "x", BM, xStride, "pB", "P", s.x === "pr");
+  copy("ys", "y", BN, yStride, "qB", "Q", s.yTransposed);
   lines.push(`    workgroupBarrier();`);
   // The slice's steps in order; the last slice stops at R (no zero padding:
   // fma(0, 0, -0) is +0).
