@@ -21,24 +21,27 @@ import type { EmbeddingGradientPlan } from "./embedding_plan.ts";
 import { type InputMode, inputWgsl, textureInputMode } from "./texture_inputs.ts";
 
 /**
- * Forward: `out[r, c] = table[ids[r], c]`; one invocation per (row, channel).
- * sizes = (rows, d, V). An id outside [0, V) (rejected on the host by
- * planEmbeddingGradient) gives a zero row rather than a read past the table.
+ * Forward: `out[r, c] = table[ids[r], c]`; one invocation per (row, channel),
+ * or with `vec4<f32>` per 4 channels (d % 4 == 0: a quarter of the
+ * invocations, the same values). sizes = (rows, d in elements of T, V). An id
+ * outside [0, V) (rejected on the host by planEmbeddingGradient) gives a zero
+ * row rather than a read past the table; the read is not inside a branch
+ * (llvmpipe compiles a load in a branch into a loop over the lanes there).
  */
-const EMBEDDING_FORWARD_WGSL = /* wgsl */ `
+const embeddingForwardWgsl = (t: ElementType) => /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
 @group(0) @binding(1) var<storage, read_write> ids: array<i32>;    // read, [B*S]
-@group(0) @binding(2) var<storage, read_write> table: array<f32>;  // read, Em [V, d]
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;    // h [B*S, d]
+@group(0) @binding(2) var<storage, read_write> table: array<${t}>;  // read, Em [V, d]
+@group(0) @binding(3) var<storage, read_write> out: array<${t}>;    // h [B*S, d]
 ${ELEMENT_INDEX_WGSL}
 ${ELEMENT_ENTRY_WGSL} {
   let i = elementIndex(wid, nwg, lid);
   let d = sizes.y;
   if (i >= sizes.x * d) { return; }
   let id = ids[i / d];
-  var value = 0.0;
-  if (id >= 0 && u32(id) < sizes.z) { value = table[u32(id) * d + i % d]; }
-  out[i] = value;
+  let valid = id >= 0 && u32(id) < sizes.z;
+  let value = table[select(0u, u32(id), valid) * d + i % d];
+  out[i] = select(${t}(0.0), value, valid);
 }
 `;
 
@@ -154,13 +157,15 @@ export function createEmbeddingForward(
 ): GpuStep<BatchDims> {
   const label = "embedding.forward";
   const { V, d, maxRows } = buffers;
+  const t: ElementType = d % 4 === 0 ? "vec4<f32>" : "f32";
+  const width = t === "f32" ? d : d / 4; // row length in elements of t
   return createElementStep(gpu, {
     label,
-    cacheKey: label,
-    code: EMBEDDING_FORWARD_WGSL,
+    cacheKey: `${label}:${t}`,
+    code: embeddingForwardWgsl(t),
     buffers: [buffers.ids, buffers.table, buffers.out],
-    count: (dims) => checkedRows(label, dims, maxRows) * d,
-    sizes: (dims) => [dims.B * dims.S, d, V],
+    count: (dims) => checkedRows(label, dims, maxRows) * width,
+    sizes: (dims) => [dims.B * dims.S, width, V],
   });
 }
 

@@ -1,5 +1,5 @@
 import { assertClose, assertEquals, assertThrows } from "../../../tests/assert.ts";
-import { embeddingBackward, embeddingForward } from "../../model/reference.ts";
+import { embeddingBackward } from "../../model/reference.ts";
 import { Random } from "../../random/mod.ts";
 import {
   createEmbeddingBackward,
@@ -29,27 +29,37 @@ function randomIds(rng: Random, rows = B * S, heavy = 0.2): Int32Array<ArrayBuff
   return ids;
 }
 
-Deno.test("embedding forward gathers table rows for ids (slices at aligned offsets)", async () => {
-  const gpu = await testGpu();
-  const rng = new Random(2, "embedding-forward");
-  const ids = randomIds(rng);
-  const table = randomNormal(rng, V * d);
-  const p = pack(gpu, [ids, table, new Float32Array(B * S * d)], "t");
-  const step = createEmbeddingForward(gpu, {
-    ids: p.slices[0],
-    table: p.slices[1],
-    out: p.slices[2],
-    V,
-    d,
-    maxRows: B * S,
+for (const width of [20, 18]) {
+  Deno.test(`embedding forward gathers table rows for ids, zeros for ids outside the table (d = ${width}, slices at aligned offsets)`, async () => {
+    const gpu = await testGpu();
+    const rng = new Random(2, "embedding-forward");
+    const ids = randomIds(rng);
+    ids[4] = V + 5;
+    ids[9] = -2;
+    const table = randomNormal(rng, V * width);
+    const p = pack(gpu, [ids, table, new Float32Array(B * S * width)], "t");
+    const step = createEmbeddingForward(gpu, {
+      ids: p.slices[0],
+      table: p.slices[1],
+      out: p.slices[2],
+      V,
+      d: width,
+      maxRows: B * S,
+    });
+    await runSteps(gpu, [[step, { B, S }]]);
+    const r = await readPacked(gpu, p);
+    r.assertGapsIntact();
+    const expected = new Float32Array(B * S * width);
+    ids.forEach((id, row) => {
+      if (id >= 0 && id < V) {
+        expected.set(table.subarray(id * width, (id + 1) * width), row * width);
+      }
+    });
+    assertClose(r.f32(2), expected, 0, "h");
+    step.destroy();
+    p.buffer.destroy();
   });
-  await runSteps(gpu, [[step, { B, S }]]);
-  const r = await readPacked(gpu, p);
-  r.assertGapsIntact();
-  assertClose(r.f32(2), embeddingForward(ids, table, d), 0, "h");
-  step.destroy();
-  p.buffer.destroy();
-});
+}
 
 /**
  * `width` channels (d = 20: four per invocation; 18: one); `recorded`: as the
