@@ -14,7 +14,6 @@
  */
 import type { BufferSlice, GpuStep } from "../gpu/device.ts";
 import { createAlphaMixBackward } from "../gpu/ops/alpha_mix.ts";
-import { createAccumulate } from "../gpu/ops/elementwise.ts";
 import { createEmbeddingBackward } from "../gpu/ops/embedding.ts";
 import type { EmbeddingGradientPlan } from "../gpu/ops/embedding_plan.ts";
 import { createGatedBackward } from "../gpu/ops/gated.ts";
@@ -176,17 +175,13 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
           alpha: W(`${p}.alpha`),
           df,
           du,
+          // h = r + u: dOut reaches u around the mix too.
+          residual: dOut,
           dalpha: G(`${p}.alpha`),
           d,
           maxRows: N,
         }),
         batch,
-      ),
-      // h = r + u: the residual adds dOut to du.
-      res.stage(
-        `residual.${l}.backward`,
-        createAccumulate(gpu, { src: dOut, target: du, maxCount: N * d }),
-        (s) => ({ count: s.rows * d }),
       ),
       ...packDf,
       res.stage(

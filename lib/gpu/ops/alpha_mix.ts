@@ -54,13 +54,19 @@ ${ELEMENT_ENTRY_WGSL} {
 }
 `;
 
-/** Backward, the element-wise part: sizes.x = n (in elements of T). */
-const alphaMixGradWgsl = (t: ElementType, mode: InputMode) => /* wgsl */ `
+/**
+ * Backward, the element-wise part: sizes.x = n (in elements of T). With
+ * `residual`, du also takes the gradient that reaches u around the mix
+ * (`h = r + u`): `du = (1 - alpha) dy + residual`, the bits of adding it
+ * afterwards.
+ */
+const alphaMixGradWgsl = (residual: boolean) => (t: ElementType, mode: InputMode) => /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
 ${inputWgsl(1, "dy", t, mode)} // [B, S, d]
 @group(0) @binding(2) var<storage, read_write> alpha: array<f32>;  // read, [1]
 @group(0) @binding(3) var<storage, read_write> df: array<${t}>;   // [B, S, d], overwritten
 @group(0) @binding(4) var<storage, read_write> du: array<${t}>;   // [B, S, d], overwritten
+${residual ? `${inputWgsl(5, "residual", t, mode)} // [B, S, d]` : ""}
 ${ELEMENT_INDEX_WGSL}
 ${ELEMENT_ENTRY_WGSL} {
   let i = elementIndex(wid, nwg, lid);
@@ -68,7 +74,7 @@ ${ELEMENT_ENTRY_WGSL} {
   let a = alpha[0];
   let g = dyAt(i);
   df[i] = a * g;
-  du[i] = (1.0 - a) * g;
+  du[i] = (1.0 - a) * g${residual ? " + residualAt(i)" : ""};
 }
 `;
 
@@ -205,8 +211,14 @@ export interface AlphaMixBackwardBuffers {
   alpha: Binding;
   /** Gradient of f `[B, S, d]` f32, overwritten. */
   df: Binding;
-  /** Gradient of u through the mix `[B, S, d]` f32, overwritten. */
+  /** Gradient of u through the mix (plus `residual`) `[B, S, d]` f32, overwritten. */
   du: Binding;
+  /**
+   * The gradient that reaches u around the mix, added to du (the layer's
+   * `h = r + u`: the gradient of h) `[B, S, d]` f32; none: du is the mix's
+   * share alone.
+   */
+  residual?: Binding;
   /** Gradient of alpha `[1]` f32 (gradient buffer slice), ADDED to. */
   dalpha: Binding;
   /** Hidden size d (channels per row). */
@@ -216,7 +228,7 @@ export interface AlphaMixBackwardBuffers {
 }
 
 /**
- * `df = alpha dy`, `du = (1 - alpha) dy`, `dalpha += sum (f - u) dy`. Owns a
+ * `df = alpha dy`, `du = (1 - alpha) dy (+ residual)`, `dalpha += sum (f - u) dy`. Owns a
  * partials buffer of `ceil(maxRows * d / 4096)` f32.
  */
 export function createAlphaMixBackward(
@@ -262,12 +274,19 @@ export function createAlphaMixBackward(
     ],
     sizes: (dims) => [dims.B * dims.S * d, chunks(dims)],
   });
+  const residual = buffers.residual !== undefined;
   const grads = createVectorizedStep<BatchDims>(gpu, {
-    label: `${label}.grads`,
-    code: alphaMixGradWgsl,
-    buffers: [buffers.dy, buffers.alpha, buffers.df, buffers.du],
+    label: `${label}.grads${residual ? ".residual" : ""}`,
+    code: alphaMixGradWgsl(residual),
+    buffers: [
+      buffers.dy,
+      buffers.alpha,
+      buffers.df,
+      buffers.du,
+      ...(residual ? [buffers.residual!] : []),
+    ],
     count: (dims) => checkedRows(label, dims, maxRows) * d,
-    textureInputs: [0],
+    textureInputs: residual ? [0, 4] : [0],
     maxCount: maxRows * d,
   });
   const parts = [grads, inner];

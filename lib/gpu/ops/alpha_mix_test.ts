@@ -43,7 +43,7 @@ function randomCase(seed: number, B: number, S: number, d: number): Case {
  * of packed buffers. `recorded`: as the graphs record them (texture copies of
  * the inputs on the software adapter).
  */
-async function run(k: Case, recorded = false) {
+async function run(k: Case, recorded = false, residual?: Float32Array<ArrayBuffer>) {
   const gpu = await testGpu();
   const n = k.B * k.S * k.d;
   const act = pack(gpu, [
@@ -53,6 +53,7 @@ async function run(k: Case, recorded = false) {
     k.dy,
     new Float32Array(n),
     new Float32Array(n),
+    residual ?? new Float32Array(4),
   ], "act");
   const params = pack(gpu, [new Float32Array(5), new Float32Array([k.alpha])], "params");
   const grads = pack(gpu, [new Float32Array(5), new Float32Array([k.dalpha0])], "grads");
@@ -61,7 +62,17 @@ async function run(k: Case, recorded = false) {
   const dalpha = grads.slices[1];
   const common = { d: k.d, maxRows: k.B * k.S };
   const forward = createAlphaMixForward(gpu, { f, u, alpha, y, ...common });
-  const backward = createAlphaMixBackward(gpu, { dy, f, u, alpha, df, du, dalpha, ...common });
+  const backward = createAlphaMixBackward(gpu, {
+    dy,
+    f,
+    u,
+    alpha,
+    df,
+    du,
+    dalpha,
+    ...(residual && { residual: act.slices[6] }),
+    ...common,
+  });
   const dims = { B: k.B, S: k.S };
   if (recorded && !(forward.encodeCommands && backward.encodeCommands)) {
     throw new Error("expected the texture forms on the software test adapter");
@@ -119,6 +130,22 @@ Deno.test("alpha mix reading its inputs through texture copies gives the same bi
     const recorded = await run(k, true);
     for (const key of ["y", "df", "du", "dalpha"] as const) {
       assertBitIdentical(recorded[key], storage[key], `${key} (B=${k.B} S=${k.S})`);
+    }
+  }
+});
+
+Deno.test("alpha mix backward adds the residual's gradient to du with the bits of adding it afterwards", async () => {
+  // d = 50: the scalar kernel (9250 elements); d = 32: vec4, and texture copies when recorded.
+  for (const k of [randomCase(24, 5, 37, 50), randomCase(25, 7, 40, 32)]) {
+    const residual = randomNormal(new Random(26, "alpha-mix-residual"), k.B * k.S * k.d);
+    for (const recorded of [false, true]) {
+      const alone = await run(k, recorded);
+      const fused = await run(k, recorded, residual);
+      const expected = alone.du.map((v, i) => Math.fround(v + residual[i]));
+      const form = `d=${k.d}${recorded ? ", recorded" : ""}`;
+      assertBitIdentical(fused.du, expected, `du + residual (${form})`);
+      assertBitIdentical(fused.df, alone.df, `df (${form})`);
+      assertBitIdentical(fused.dalpha, alone.dalpha, `dalpha (${form})`);
     }
   }
 });
