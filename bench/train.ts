@@ -13,7 +13,9 @@
  *
  * It also prints the bound no WGSL step can pass on this adapter: the
  * adapter's register-only multiply-add rate (bench/ceiling.ts) over the FLOPs
- * of the step's matrix products alone, and that bound against PyTorch.
+ * of the step's matrix products alone (those that run at B·S rows; the
+ * position half of Down runs at S rows and is left out, so the bound is if
+ * anything high), and that bound against PyTorch.
  *
  * @module
  */

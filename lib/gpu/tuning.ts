@@ -132,7 +132,12 @@ export interface ProductShapes {
   layers: { N: number; K: number }[];
 }
 
-/** The products of a SamOut model with `hidden`, `layers` and `vocab` at `M` rows. */
+/**
+ * The products of a SamOut model with `hidden`, `layers` and `vocab` at `M`
+ * rows, as the graph runs them: Down's hidden half (`d -> d`; its position
+ * half runs once per position, at S rows, and is left out:
+ * lib/gpu/ops/position.ts), head0..2, ffn1, gate, ffn2, then the head.
+ */
 export function samoutProductShapes(
   cfg: { hidden: number; layers: number; vocabSize: number },
   M: number,
@@ -141,8 +146,7 @@ export function samoutProductShapes(
   const d = cfg.hidden;
   const layers: { N: number; K: number }[] = [];
   for (let l = 0; l < cfg.layers; l++) {
-    // down, head0..2, ffn1, gate, ffn2
-    layers.push({ N: d, K: 2 * d }, { N: d, K: d }, { N: d, K: d }, { N: d, K: d });
+    layers.push({ N: d, K: d }, { N: d, K: d }, { N: d, K: d }, { N: d, K: d });
     layers.push({ N: 2 * d, K: d }, { N: 2 * d, K: d }, { N: d, K: 2 * d });
   }
   layers.push({ N: cfg.vocabSize, K: d }); // head

@@ -30,7 +30,7 @@ import {
   type PackedOperand,
 } from "../gpu/ops/matmul.ts";
 import { createMaxStateBackward } from "../gpu/ops/max_state.ts";
-import { createPositionConcatBackward } from "../gpu/ops/position.ts";
+import { createBatchSum, createDownMerge } from "../gpu/ops/position.ts";
 import type { SamOutConfig } from "./config.ts";
 import { type Forward, resolveTiles } from "./forward.ts";
 import type { ParameterLayout } from "./layout.ts";
@@ -99,7 +99,7 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
     name: string,
     dYPack?: PackedOperand,
     xPack?: PackedOperand,
-  ) => weightGradient(res, o, tiles.TN, dY, x, name, dYPack, xPack);
+  ) => weightGradient(res, tiles.TN, dY, x, tensorSlice(o.layout, o.grads, name), dYPack, xPack);
   const { vocabSize: V, hidden: d, heads, layers: L, maxPositions: P } = o.config;
   const N = o.maxRows;
   const d2 = 2 * d;
@@ -120,7 +120,9 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
   const da = res.buffer(N * d, "grad.a"); // [N, d]
   const db = res.buffer(N * d, "grad.b"); // [N, d]
   const dc = res.buffer(N * d, "grad.c"); // [N, d]
-  const duin = res.buffer(N * d2, "grad.concat"); // [N, 2d]
+  const duSum = res.buffer(Math.min(P, N) * d, "grad.u.batch_sum"); // [S, d]
+  const dDownP = res.buffer(d * d, "grad.down.position"); // [d, d]
+  const dDownH = res.buffer(d * d, "grad.down.hidden"); // [d, d]
 
   const bwd: Stage[] = [];
   // Several kernels ADD into their gradient (em, pos, LayerNorm): the step
@@ -273,25 +275,40 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
     }
     bwd.push(
       ...packDu,
+      // u = h Down_h^T + pp[t], pp = Pos[0:S] Down_p^T (forward.ts): h's
+      // share directly, the position's through the batch's sum per position.
       res.stage(
         `down.${l}.dx`,
-        NN({ a: du, packedA: duP, b: W(`down.${l}.weight`), c: duin }),
-        mm(d, d2),
+        NN({ a: du, packedA: duP, b: x.downH, c: dIn }),
+        mm(d, d),
       ),
       res.stage(
         `down.${l}.dw`,
-        WG(du, x.uin, `down.${l}.weight`, duP, xp.uin),
-        mm(d, d2),
+        weightGradient(res, tiles.TN, du, h[l], dDownH, duP, xp.h),
+        mm(d, d),
       ),
       res.stage(
-        `concat.${l}.backward`,
-        createPositionConcatBackward(gpu, {
-          dcat: duin,
-          dh: dIn,
-          dPos: G("pos.weight"),
+        `position.batch_sum.${l}`,
+        createBatchSum(gpu, { g: du, sum: duSum, d, P, maxRows: N }),
+        batch,
+      ),
+      res.stage(
+        `down.position.${l}.dx`,
+        NN({ a: duSum, b: x.downP, c: G("pos.weight"), accumulate: true }),
+        (s) => ({ M: s.S, N: d, K: d }),
+      ),
+      res.stage(
+        `down.position.${l}.dw`,
+        createMatmulTN(gpu, { a: duSum, b: W("pos.weight"), c: dDownP }, tiles.TN),
+        (s) => ({ M: s.S, N: d, K: d }),
+      ),
+      res.stage(
+        `down_merge.${l}`,
+        createDownMerge(gpu, {
+          position: dDownP,
+          hidden: dDownH,
+          grad: G(`down.${l}.weight`),
           d,
-          P,
-          maxRows: N,
         }),
         batch,
       ),
@@ -318,11 +335,10 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
  */
 function weightGradient(
   res: GraphResources,
-  o: BackwardOptions,
   tile: MatmulTile,
   dY: GPUBuffer,
   x: GPUBuffer,
-  name: string,
+  dW: BufferSlice | GPUBuffer,
   // dY and X as packed for the other products (texture form).
   dYPack?: PackedOperand,
   xPack?: PackedOperand,
@@ -330,7 +346,7 @@ function weightGradient(
   return createMatmulTN(res.gpu, {
     a: dY, // [rows, n]
     b: x, // [rows, k]
-    c: tensorSlice(o.layout, o.grads, name),
+    c: dW, // [n, k]
     packedA: dYPack,
     packedB: xPack,
     blockRows: WEIGHT_GRAD_ROWS,

@@ -1,7 +1,9 @@
 /**
  * The SamOut forward pass on the GPU, as SAMOUT.md writes it: embedding, then
- * per layer position concat → Down → MaxState (three projections, running
- * maximum) → gated FFN → alpha mix → LayerNorm → residual, then the head.
+ * per layer Down (of concat(position, h), its position half computed once
+ * per position: lib/gpu/ops/position.ts) → MaxState (three projections,
+ * running maximum) → gated FFN → alpha mix → LayerNorm → residual, then the
+ * head.
  *
  * One builder, {@link buildForward}, serves the inference model
  * (`inference.ts`) and the training graph (`graph.ts`): the training graph
@@ -23,15 +25,17 @@ import {
   type PackedOperand,
 } from "../gpu/ops/matmul.ts";
 import { createMaxStateForward } from "../gpu/ops/max_state.ts";
-import { createPositionConcat } from "../gpu/ops/position.ts";
+import { createDownHalves, createPositionBroadcast } from "../gpu/ops/position.ts";
 import { createAlphaMixForward } from "../gpu/ops/alpha_mix.ts";
 import type { SamOutConfig } from "./config.ts";
 import type { GraphResources, Stage, StepDims } from "./resources.ts";
 
 /** Activations of one layer that the backward pass reads. */
 export interface LayerActivations {
-  /** `[N, 2d]` concat(p, h). */
-  uin: GPUBuffer;
+  /** `[d, d]` Down's columns that read the position (Down_p), copied from the weight. */
+  downP: GPUBuffer;
+  /** `[d, d]` Down's columns that read h (Down_h), copied from the weight. */
+  downH: GPUBuffer;
   /** `[N, d]` Down output. */
   u: GPUBuffer;
   /** `[N, d]` u W2^T. */
@@ -74,8 +78,8 @@ export interface Forward {
 
 /** A layer's packed linear-layer inputs (see {@link Forward.packs}). */
 export interface LayerPacks {
-  /** concat(pos, h) `[N, 2d]`: input of Down. */
-  uin?: PackedOperand;
+  /** h `[N, d]`: input of Down_h. */
+  h?: PackedOperand;
   /** u `[N, d]`: input of head0..2. */
   u?: PackedOperand;
   /** s `[N, d]`: input of ffn1 and gate. */
@@ -132,7 +136,8 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
 
   const h = Array.from({ length: L + 1 }, (_, l) => res.buffer(N * d, `h.${l}`));
   const layers: LayerActivations[] = Array.from({ length: L }, (_, l) => ({
-    uin: res.buffer(N * d2, `l${l}.concat`),
+    downP: res.buffer(d * d, `l${l}.down.position`),
+    downH: res.buffer(d * d, `l${l}.down.hidden`),
     u: res.buffer(N * d, `l${l}.u`),
     c: res.buffer(N * d, `l${l}.c`),
     m: res.buffer(N * d, `l${l}.m`),
@@ -147,6 +152,7 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
     rstd: res.buffer(N, `l${l}.ln.rstd`),
   }));
   // Scratch shared by all layers.
+  const pp = res.buffer(Math.min(P, N) * d, "scratch.position"); // [S, d] Pos[0:S] Down_p^T
   const aBuf = res.buffer(N * d, "scratch.a"); // [N, d] u W0^T
   const bBuf = res.buffer(N * d, "scratch.b"); // [N, d] u W1^T
   const rBuf = res.buffer(N * d, "scratch.ln"); // [N, d] LayerNorm output
@@ -162,23 +168,38 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
   for (let l = 0; l < L; l++) {
     const x = layers[l];
     const p = `decoder_layers.${l}`;
-    const [packUin, uin] = pack(`concat.${l}`, x.uin, d2);
+    const [packH, hIn] = pack(`h.${l}`, h[l], d);
     const [packU, u] = pack(`u.${l}`, x.u, d);
     const [packS, sIn] = pack(`s.${l}`, x.s, d);
     const [packY, y] = pack(`gated.${l}`, x.y, d2);
-    layerPacks.push({ uin, u, s: sIn, y });
+    layerPacks.push({ h: hIn, u, s: sIn, y });
     stages.push(
-      // u = concat(p, h) @ Down^T
+      // u = concat(p, h) @ Down^T = h @ Down_h^T + pp[t], pp = Pos[0:S] @ Down_p^T
       res.stage(
-        `concat.${l}`,
-        createPositionConcat(gpu, { pos: W("pos.weight"), h: h[l], out: x.uin, d, P, maxRows: N }),
+        `down_halves.${l}`,
+        createDownHalves(gpu, {
+          weight: W(`down.${l}.weight`),
+          position: x.downP,
+          hidden: x.downH,
+          d,
+        }),
+        () => undefined,
+      ),
+      res.stage(
+        `down.position.${l}`,
+        NT({ a: W("pos.weight"), b: x.downP, c: pp }),
+        (s) => ({ M: s.S, N: d, K: d }),
+      ),
+      res.stage(
+        `position.broadcast.${l}`,
+        createPositionBroadcast(gpu, { pp, out: x.u, d, P, maxRows: N }),
         batch,
       ),
-      ...packUin,
+      ...packH,
       res.stage(
         `down.${l}`,
-        NT({ a: x.uin, packedA: uin, b: W(`down.${l}.weight`), c: x.u }),
-        mm(d, d2),
+        NT({ a: h[l], packedA: hIn, b: x.downH, c: x.u, accumulate: true }),
+        mm(d, d),
       ),
       ...packU,
       // MaxState: a, b, c; z = (a + b) / sqrt(hs); m = running max of z; s = (m + c) m + b

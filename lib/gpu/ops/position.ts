@@ -1,7 +1,25 @@
 /**
- * The input of each layer's Down projection, `concat(p, h)`: the position
- * embedding `Pos[t]` first, then the hidden vector `h[b, t]`; forward and
- * backward.
+ * The position half of each layer's Down projection. SAMOUT.md writes
+ * `u = concat(p, h) Down^T` with `p[b, t] = Pos[t]`; with `Down = [Down_p |
+ * Down_h]` (its first d input columns read the position, the last d the
+ * hidden vector) that is
+ *
+ *     u[b, t] = h[b, t] Down_h^T + pp[t],   pp = Pos[0:S] Down_p^T  [S, d]
+ *
+ * The position term is the same for every batch row, so the graph computes
+ * it once per position and broadcasts it ({@link createPositionBroadcast}),
+ * and the backward pass sums the batch's gradient per position
+ * ({@link createBatchSum}) before the position's two products:
+ * `dPos[0:S] += (Σ_b du[b]) Down_p`, `dDown_p = (Σ_b du[b])^T Pos[0:S]`. The
+ * Down products then reduce over d instead of 2d (half their multiply-adds)
+ * and no `[B·S, 2d]` concat is written or read. The same function, summed
+ * in a different (fixed) order than the concat's product: the parity tests
+ * compare with the CPU reference, which concatenates.
+ *
+ * `Down` is stored `[d, 2d]` (PyTorch's Linear, checkpoints unchanged): the
+ * graph copies its halves into two `[d, d]` matrices before the products
+ * ({@link createDownHalves}) and writes the halves' gradients back into the
+ * `[d, 2d]` gradient ({@link createDownMerge}).
  *
  * @module
  */
@@ -18,80 +36,125 @@ import {
 } from "./elementwise.ts";
 import { type InputMode, inputWgsl, textureInputMode } from "./texture_inputs.ts";
 
-/**
- * Forward: `cat[b, t, c] = Pos[t, c]` for c < d, `h[b, t, c - d]` for
- * d <= c < 2d; one invocation per element of `cat` (of type T: with
- * `vec4<f32>`, 4 channels, and sizes.z = d / 4). sizes = (B, S, d).
- */
-const concatForwardWgsl = (t: ElementType, mode: InputMode = "storage") => /* wgsl */ `
-@group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-${inputWgsl(1, "pos", t, mode)} // Pos [P, d]
-${inputWgsl(2, "h", t, mode)} // [B, S, d]
-@group(0) @binding(3) var<storage, read_write> cat: array<${t}>;  // [B, S, 2d]
-${ELEMENT_INDEX_WGSL}
-${ELEMENT_ENTRY_WGSL} {
-  let i = elementIndex(wid, nwg, lid);
-  let S = sizes.y;
-  let d = sizes.z;
-  let width = 2u * d;
-  if (i >= sizes.x * S * width) { return; }
-  let row = i / width;
-  let c = i % width;
-  if (c < d) {
-    cat[i] = posAt((row % S) * d + c);
-  } else {
-    cat[i] = hAt(row * d + c - d);
-  }
-}
-`;
-
-/**
- * Backward, one dispatch of B*S*d + S*d invocations: the first B*S*d write
- * `dh[b, t, c] = dcat[b, t, d + c]`; the next S*d add
- * `sum over b = 0..B-1 (in order) of dcat[b, t, c]` into `dPos[t, c]`.
- * sizes = (B, S, d).
- */
-const concatBackwardWgsl = (t: ElementType, mode: InputMode = "storage") => /* wgsl */ `
-@group(0) @binding(0) var<uniform> sizes: vec4<u32>;
-${inputWgsl(1, "dcat", t, mode)} // [B, S, 2d]
-@group(0) @binding(2) var<storage, read_write> dh: array<${t}>;    // [B, S, d]
-@group(0) @binding(3) var<storage, read_write> dPos: array<${t}>;  // [P, d], rows < S accumulated
-${ELEMENT_INDEX_WGSL}
-${ELEMENT_ENTRY_WGSL} {
-  let i = elementIndex(wid, nwg, lid);
-  let B = sizes.x;
-  let S = sizes.y;
-  let d = sizes.z;
-  let width = 2u * d;
-  let hCount = B * S * d;
-  if (i < hCount) {
-    dh[i] = dcatAt((i / d) * width + d + i % d);
-    return;
-  }
-  let j = i - hCount;
-  if (j >= S * d) { return; }
-  let t = j / d;
-  let c = j % d;
-  var sum = ${t}(0.0);
-  for (var b = 0u; b < B; b++) {
-    sum += dcatAt((b * S + t) * width + c);
-  }
-  dPos[j] = dPos[j] + sum;
-}
-`;
-
 /** The element type for rows of `d` channels, and the elements per row: vec4s when d % 4 == 0. */
 function channelGroups(d: number): [ElementType, number] {
   return d % 4 === 0 ? ["vec4<f32>", d / 4] : ["f32", d];
 }
 
-/** Buffers and sizes of {@link createPositionConcat}. */
-export interface PositionConcatBuffers {
-  /** `pos.weight` `[P, d]` f32 (a slice of the parameter buffer). */
-  pos: Binding;
-  /** Hidden state `h` `[B, S, d]` f32. */
-  h: Binding;
-  /** `concat(p, h)` `[B, S, 2d]` f32. */
+/**
+ * One invocation per element (of type T) of a `[d, d]` half: `split` copies
+ * `whole [d, 2d]` into `left` (columns 0..d-1) and `right` (d..2d-1);
+ * otherwise the reverse. sizes = (d rows, w elements of T per half row).
+ */
+const halvesWgsl = (t: ElementType, split: boolean) => /* wgsl */ `
+@group(0) @binding(0) var<uniform> sizes: vec4<u32>;
+@group(0) @binding(1) var<storage, read_write> whole: array<${t}>;  // [d, 2d]${
+  split ? ", read" : ", overwritten"
+}
+@group(0) @binding(2) var<storage, read_write> left: array<${t}>;   // [d, d]${
+  split ? ", overwritten" : ", read"
+}
+@group(0) @binding(3) var<storage, read_write> right: array<${t}>;  // [d, d]${
+  split ? ", overwritten" : ", read"
+}
+${ELEMENT_INDEX_WGSL}
+${ELEMENT_ENTRY_WGSL} {
+  let i = elementIndex(wid, nwg, lid);
+  let w = sizes.y;
+  if (i >= sizes.x * w) { return; }
+  let at = (i / w) * 2u * w + i % w;
+  ${
+  split
+    ? "left[i] = whole[at];\n  right[i] = whole[at + w];"
+    : "whole[at] = left[i];\n  whole[at + w] = right[i];"
+}
+}
+`;
+
+function createHalves(
+  gpu: Gpu,
+  label: string,
+  split: boolean,
+  buffers: { whole: Binding; left: Binding; right: Binding; d: number },
+): GpuStep<unknown> {
+  const [t, w] = channelGroups(buffers.d);
+  return createElementStep<unknown>(gpu, {
+    label,
+    cacheKey: `${label}:${t}`,
+    code: halvesWgsl(t, split),
+    buffers: [buffers.whole, buffers.left, buffers.right],
+    count: () => buffers.d * w,
+    sizes: () => [buffers.d, w],
+  });
+}
+
+/** Buffers of {@link createDownHalves}. */
+export interface DownHalvesBuffers {
+  /** `down.l.weight` `[d, 2d]` f32 (a slice of the parameter buffer). */
+  weight: Binding;
+  /** `Down_p` `[d, d]`: the columns that read the position, overwritten. */
+  position: Binding;
+  /** `Down_h` `[d, d]`: the columns that read the hidden vector, overwritten. */
+  hidden: Binding;
+  /** Hidden size d. */
+  d: number;
+}
+
+/** Copies `Down [d, 2d]` into its halves `Down_p` and `Down_h` (`[d, d]` each). */
+export function createDownHalves(gpu: Gpu, buffers: DownHalvesBuffers): GpuStep<unknown> {
+  return createHalves(gpu, "position.down_halves", true, {
+    whole: buffers.weight,
+    left: buffers.position,
+    right: buffers.hidden,
+    d: buffers.d,
+  });
+}
+
+/** Buffers of {@link createDownMerge}. */
+export interface DownMergeBuffers {
+  /** `dDown_p` `[d, d]`. */
+  position: Binding;
+  /** `dDown_h` `[d, d]`. */
+  hidden: Binding;
+  /** `d down.l.weight` `[d, 2d]` (a slice of the gradient buffer), overwritten. */
+  grad: Binding;
+  /** Hidden size d. */
+  d: number;
+}
+
+/** Writes the halves' gradients into `dDown [d, 2d] = [dDown_p | dDown_h]`. */
+export function createDownMerge(gpu: Gpu, buffers: DownMergeBuffers): GpuStep<unknown> {
+  return createHalves(gpu, "position.down_merge", false, {
+    whole: buffers.grad,
+    left: buffers.position,
+    right: buffers.hidden,
+    d: buffers.d,
+  });
+}
+
+/**
+ * `out[b, t, :] = pp[t, :]`, one invocation per element of `out` (of type T).
+ * sizes = (B, S, w elements of T per row).
+ */
+const broadcastWgsl = (t: ElementType, mode: InputMode = "storage") => /* wgsl */ `
+@group(0) @binding(0) var<uniform> sizes: vec4<u32>;
+${inputWgsl(1, "pp", t, mode)} // [S, d]
+@group(0) @binding(2) var<storage, read_write> out: array<${t}>;  // [B, S, d], overwritten
+${ELEMENT_INDEX_WGSL}
+${ELEMENT_ENTRY_WGSL} {
+  let i = elementIndex(wid, nwg, lid);
+  let S = sizes.y;
+  let w = sizes.z;
+  if (i >= sizes.x * S * w) { return; }
+  out[i] = ppAt(((i / w) % S) * w + i % w);
+}
+`;
+
+/** Buffers and sizes of {@link createPositionBroadcast}. */
+export interface PositionBroadcastBuffers {
+  /** `pp = Pos[0:S] Down_p^T` `[S, d]` f32. */
+  pp: Binding;
+  /** `[B, S, d]` f32, overwritten: row (b, t) gets `pp[t]`. */
   out: Binding;
   /** Hidden size d (channels per row). */
   d: number;
@@ -101,51 +164,63 @@ export interface PositionConcatBuffers {
   maxRows: number;
 }
 
-/** `out[b, t, :] = [Pos[t, :], h[b, t, :]]`. */
-export function createPositionConcat(
+/** `out[b, t, :] = pp[t, :]` for every batch row b. */
+export function createPositionBroadcast(
   gpu: Gpu,
-  buffers: PositionConcatBuffers,
+  buffers: PositionBroadcastBuffers,
 ): GpuStep<BatchDims> {
-  const label = "position.concat";
+  const label = "position.broadcast";
   const { d, P, maxRows } = buffers;
-  // Four channels per invocation where d allows (the same copies).
   const [t, w] = channelGroups(d);
   return createElementStep(gpu, {
     label,
     cacheKey: `${label}:${t}`,
-    code: concatForwardWgsl(t),
-    buffers: [buffers.pos, buffers.h, buffers.out],
+    code: broadcastWgsl(t),
+    buffers: [buffers.pp, buffers.out],
     count: (dims) => {
       checkSize(label, "S", dims.S, P);
-      return checkedRows(label, dims, maxRows) * 2 * w;
+      return checkedRows(label, dims, maxRows) * w;
     },
     sizes: (dims) => [dims.B, dims.S, w],
     ...(t === "vec4<f32>" && {
-      textureCode: concatForwardWgsl(t, textureInputMode(gpu)),
-      textureInputs: [
-        { index: 0, type: t, count: (dims: BatchDims) => dims.S * w, maxCount: P * w },
-        {
-          index: 1,
-          type: t,
-          count: (dims: BatchDims) => dims.B * dims.S * w,
-          maxCount: maxRows * w,
-        },
-      ],
+      textureCode: broadcastWgsl(t, textureInputMode(gpu)),
+      textureInputs: [{
+        index: 0,
+        type: t,
+        count: (dims: BatchDims) => dims.S * w,
+        maxCount: Math.min(P, maxRows) * w,
+      }],
     }),
   });
 }
 
-/** Buffers and sizes of {@link createPositionConcatBackward}. */
-export interface PositionConcatBackwardBuffers {
-  /** Gradient of `concat(p, h)` `[B, S, 2d]` f32. */
-  dcat: Binding;
-  /** Gradient of `h` `[B, S, d]` f32, overwritten. */
-  dh: Binding;
-  /**
-   * `d pos.weight` `[P, d]` f32 (a slice of the gradient buffer): rows t < S
-   * are ADDED to (every layer contributes), rows t >= S are not touched.
-   */
-  dPos: Binding;
+/**
+ * `sum[t, :] = Σ_{b = 0..B-1, in order} g[b, t, :]`, one invocation per
+ * element of `sum` (of type T). sizes = (B, S, w elements of T per row).
+ */
+const batchSumWgsl = (t: ElementType, mode: InputMode = "storage") => /* wgsl */ `
+@group(0) @binding(0) var<uniform> sizes: vec4<u32>;
+${inputWgsl(1, "g", t, mode)} // [B, S, d]
+@group(0) @binding(2) var<storage, read_write> sum: array<${t}>;  // [S, d], overwritten
+${ELEMENT_INDEX_WGSL}
+${ELEMENT_ENTRY_WGSL} {
+  let j = elementIndex(wid, nwg, lid);
+  let B = sizes.x;
+  let S = sizes.y;
+  let w = sizes.z;
+  if (j >= S * w) { return; }
+  var total = ${t}(0.0);
+  for (var b = 0u; b < B; b++) { total += gAt(b * S * w + j); }
+  sum[j] = total;
+}
+`;
+
+/** Buffers and sizes of {@link createBatchSum}. */
+export interface BatchSumBuffers {
+  /** `[B, S, d]` f32. */
+  g: Binding;
+  /** `[S, d]` f32, overwritten. */
+  sum: Binding;
   /** Hidden size d (channels per row). */
   d: number;
   /** Maximum positions: S must not exceed it. */
@@ -154,33 +229,28 @@ export interface PositionConcatBackwardBuffers {
   maxRows: number;
 }
 
-/** `dh = dcat[..., d:]`, `dPos[t] += sum_b dcat[b, t, :d]`. */
-export function createPositionConcatBackward(
-  gpu: Gpu,
-  buffers: PositionConcatBackwardBuffers,
-): GpuStep<BatchDims> {
-  const label = "position.concat.backward";
+/** `sum[t, :] = Σ_b g[b, t, :]`, each element summed over b = 0, 1, … in order. */
+export function createBatchSum(gpu: Gpu, buffers: BatchSumBuffers): GpuStep<BatchDims> {
+  const label = "position.batch_sum";
   const { d, P, maxRows } = buffers;
-  // Four channels per invocation where d allows (the same sums per channel, in the same order).
   const [t, w] = channelGroups(d);
   return createElementStep(gpu, {
     label,
     cacheKey: `${label}:${t}`,
-    code: concatBackwardWgsl(t),
-    buffers: [buffers.dcat, buffers.dh, buffers.dPos],
+    code: batchSumWgsl(t),
+    buffers: [buffers.g, buffers.sum],
     count: (dims) => {
       checkSize(label, "S", dims.S, P);
-      const rows = checkedRows(label, dims, maxRows);
-      return rows === 0 ? 0 : (rows + dims.S) * w;
+      return checkedRows(label, dims, maxRows) === 0 ? 0 : dims.S * w;
     },
     sizes: (dims) => [dims.B, dims.S, w],
     ...(t === "vec4<f32>" && {
-      textureCode: concatBackwardWgsl(t, textureInputMode(gpu)),
+      textureCode: batchSumWgsl(t, textureInputMode(gpu)),
       textureInputs: [{
         index: 0,
         type: t,
-        count: (dims: BatchDims) => dims.B * dims.S * 2 * w,
-        maxCount: maxRows * 2 * w,
+        count: (dims: BatchDims) => dims.B * dims.S * w,
+        maxCount: maxRows * w,
       }],
     }),
   });

@@ -1,7 +1,11 @@
 import { assertClose, assertEquals, assertThrows } from "../../../tests/assert.ts";
-import { concatPositionHidden, concatPositionHiddenBackward } from "../../model/reference.ts";
 import { Random } from "../../random/mod.ts";
-import { createPositionConcat, createPositionConcatBackward } from "./position.ts";
+import {
+  createBatchSum,
+  createDownHalves,
+  createDownMerge,
+  createPositionBroadcast,
+} from "./position.ts";
 import {
   assertBitIdentical,
   pack,
@@ -15,20 +19,47 @@ import {
 const B = 3, S = 13, P = 17;
 /** d = 20: the vec4 kernels (4 channels per invocation); 18: the scalar ones. */
 const D = [20, 18];
-const d = D[0];
+
+for (const d of D) {
+  Deno.test(`Down's halves: the split copies columns 0..d-1 and d..2d-1, the merge writes them back (d ${d})`, async () => {
+    const gpu = await testGpu();
+    const rng = new Random(5, "position-halves");
+    const weight = randomNormal(rng, d * 2 * d);
+    const p = pack(gpu, [
+      weight,
+      new Float32Array(d * d),
+      new Float32Array(d * d),
+      new Float32Array(d * 2 * d).fill(7),
+    ], "t");
+    const [w, left, right, merged] = p.slices;
+    const split = createDownHalves(gpu, { weight: w, position: left, hidden: right, d });
+    const merge = createDownMerge(gpu, { position: left, hidden: right, grad: merged, d });
+    await runSteps(gpu, [[split, undefined], [merge, undefined]]);
+    const r = await readPacked(gpu, p);
+    r.assertGapsIntact();
+    const expectLeft = new Float32Array(d * d), expectRight = new Float32Array(d * d);
+    for (let j = 0; j < d; j++) {
+      expectLeft.set(weight.subarray(j * 2 * d, j * 2 * d + d), j * d);
+      expectRight.set(weight.subarray(j * 2 * d + d, (j + 1) * 2 * d), j * d);
+    }
+    assertBitIdentical(r.f32(1), expectLeft, "Down_p");
+    assertBitIdentical(r.f32(2), expectRight, "Down_h");
+    assertBitIdentical(r.f32(3), weight, "merged [d, 2d]");
+    split.destroy();
+    merge.destroy();
+    p.buffer.destroy();
+  });
+}
 
 // "recorded": as the graphs record them (the vec4 kernels read texture copies of their inputs).
 for (const [d, recorded] of [[D[0], false], [D[1], false], [D[0], true]] as const) {
-  Deno.test(`position concat puts Pos[t] first, then h[b, t] (d ${d}${recorded ? ", recorded" : ""})`, async () => {
+  Deno.test(`position broadcast gives every batch row its position's row (d ${d}${recorded ? ", recorded" : ""})`, async () => {
     const gpu = await testGpu();
-    const rng = new Random(5, "position-forward");
-    const pos = randomNormal(rng, P * d);
-    const h = randomNormal(rng, B * S * d);
-    const p = pack(gpu, [pos, h, new Float32Array(B * S * 2 * d)], "t");
-    const step = createPositionConcat(gpu, {
-      pos: p.slices[0],
-      h: p.slices[1],
-      out: p.slices[2],
+    const pp = randomNormal(new Random(6, "position-broadcast"), S * d);
+    const p = pack(gpu, [pp, new Float32Array(B * S * d).fill(7)], "t");
+    const step = createPositionBroadcast(gpu, {
+      pp: p.slices[0],
+      out: p.slices[1],
       d,
       P,
       maxRows: B * S,
@@ -37,88 +68,63 @@ for (const [d, recorded] of [[D[0], false], [D[1], false], [D[0], true]] as cons
     await (recorded ? recordSteps : runSteps)(gpu, [[step, { B, S }]]);
     const r = await readPacked(gpu, p);
     r.assertGapsIntact();
-    assertClose(r.f32(2), concatPositionHidden(pos, h, B, S, d), 0, "concat(p, h)");
+    const expected = new Float32Array(B * S * d);
+    for (let b = 0; b < B; b++) expected.set(pp, b * S * d);
+    assertBitIdentical(r.f32(1), expected, "out");
+    step.destroy();
+    p.buffer.destroy();
+  });
+
+  Deno.test(`batch sum adds each position's rows over b = 0, 1, … in order (d ${d}${recorded ? ", recorded" : ""})`, async () => {
+    const gpu = await testGpu();
+    const g = randomNormal(new Random(7, "position-batch-sum"), B * S * d);
+    const p = pack(gpu, [g, new Float32Array(P * d).fill(7)], "t");
+    const step = createBatchSum(gpu, { g: p.slices[0], sum: p.slices[1], d, P, maxRows: B * S });
+    if (recorded) assertEquals(step.encodeCommands !== undefined, true, "texture form");
+    await (recorded ? recordSteps : runSteps)(gpu, [[step, { B, S }]]);
+    const r = await readPacked(gpu, p);
+    r.assertGapsIntact();
+    const expected = new Float32Array(P * d).fill(7);
+    for (let j = 0; j < S * d; j++) {
+      let total = 0;
+      for (let b = 0; b < B; b++) total = Math.fround(total + g[b * S * d + j]);
+      expected[j] = total;
+    }
+    assertBitIdentical(r.f32(1), expected, "sum (rows t >= S untouched)");
     step.destroy();
     p.buffer.destroy();
   });
 }
 
-async function runBackward(
-  dcat: Float32Array<ArrayBuffer>,
-  dPos0: Float32Array<ArrayBuffer>,
-  d = D[0],
-  recorded = false,
-) {
+Deno.test("position broadcast and batch sum reject a sequence longer than P", async () => {
   const gpu = await testGpu();
-  const p = pack(gpu, [dcat, new Float32Array(B * S * d), dPos0], "t");
-  const step = createPositionConcatBackward(gpu, {
-    dcat: p.slices[0],
-    dh: p.slices[1],
-    dPos: p.slices[2],
-    d,
-    P,
-    maxRows: B * S,
-  });
-  if (recorded) assertEquals(step.encodeCommands !== undefined, true, "texture form");
-  await (recorded ? recordSteps : runSteps)(gpu, [[step, { B, S }]]);
-  const r = await readPacked(gpu, p);
-  r.assertGapsIntact();
-  const out = { dh: r.f32(1).slice(), dPos: r.f32(2).slice() };
-  step.destroy();
-  p.buffer.destroy();
-  return out;
-}
-
-for (const d of D) {
-  Deno.test(`position concat backward splits dh and adds sum_b into dPos rows t < S only (d ${d})`, async () => {
-    const rng = new Random(6, "position-backward");
-    const dcat = randomNormal(rng, B * S * 2 * d);
-    const dPos0 = randomNormal(rng, P * d);
-    const { dh, dPos } = await runBackward(dcat, dPos0, d);
-    const ref = concatPositionHiddenBackward(dcat, B, S, d);
-    assertClose(dh, ref.dh, 0, "dh");
-    const expected = new Float64Array(S * d);
-    for (let i = 0; i < S * d; i++) expected[i] = dPos0[i] + ref.dpos[i];
-    assertClose(dPos.subarray(0, S * d), expected, 1e-6, "dPos rows t < S");
-    assertEquals(
-      Array.from(dPos.subarray(S * d)),
-      Array.from(dPos0.subarray(S * d)),
-      "dPos rows t >= S must be untouched",
-    );
-  });
-}
-
-Deno.test("position concat backward is bit-identical across runs", async () => {
-  const rng = new Random(7, "position-determinism");
-  const dcat = randomNormal(rng, B * S * 2 * d, 2);
-  const a = await runBackward(dcat, new Float32Array(P * d));
-  const b = await runBackward(dcat, new Float32Array(P * d));
-  assertBitIdentical(a.dPos, b.dPos, "dPos");
-  // Recorded as the graphs record it: dcat read through a texture copy, the same sums.
-  const c = await runBackward(dcat, new Float32Array(P * d), d, true);
-  assertBitIdentical(c.dPos, a.dPos, "dPos (texture input)");
-  assertBitIdentical(c.dh, a.dh, "dh (texture input)");
-});
-
-Deno.test("position concat rejects a sequence longer than P", async () => {
-  const gpu = await testGpu();
-  const p = pack(gpu, [new Float32Array(P * d), new Float32Array(S * d), new Float32Array(1)], "t");
-  const step = createPositionConcat(gpu, {
-    pos: p.slices[0],
-    h: p.slices[1],
-    out: p.slices[2],
-    d,
-    P,
-    maxRows: 100,
-  });
+  const d = D[0];
+  const p = pack(gpu, [new Float32Array(P * d), new Float32Array(100 * d)], "t");
+  const steps = [
+    createPositionBroadcast(gpu, { pp: p.slices[0], out: p.slices[1], d, P, maxRows: 100 }),
+    createBatchSum(gpu, { g: p.slices[1], sum: p.slices[0], d, P, maxRows: 100 }),
+  ];
   const encoder = gpu.device.createCommandEncoder();
   const pass = encoder.beginComputePass();
-  assertThrows(
-    () => step.encode(pass, { B: 1, S: P + 1 }),
-    `S = ${P + 1}, expected an integer in [0, ${P}]`,
-  );
+  for (const step of steps) {
+    assertThrows(
+      () => step.encode(pass, { B: 1, S: P + 1 }),
+      `S = ${P + 1}, expected an integer in [0, ${P}]`,
+    );
+  }
   pass.end();
-  encoder.finish();
+  for (const step of steps) step.destroy();
+  p.buffer.destroy();
+});
+
+Deno.test("batch sum of an empty batch writes nothing", async () => {
+  const gpu = await testGpu();
+  const d = D[0];
+  const p = pack(gpu, [new Float32Array(B * S * d), new Float32Array(P * d).fill(7)], "t");
+  const step = createBatchSum(gpu, { g: p.slices[0], sum: p.slices[1], d, P, maxRows: B * S });
+  await runSteps(gpu, [[step, { B: 0, S }]]);
+  const r = await readPacked(gpu, p);
+  assertClose(r.f32(1), new Float32Array(P * d).fill(7), 0, "sum");
   step.destroy();
   p.buffer.destroy();
 });
