@@ -8,11 +8,13 @@ import {
 import type { TokenBatch } from "../data/types.ts";
 import { UserError } from "../errors/mod.ts";
 import { type Gpu, requestGpu } from "../gpu/device.ts";
+import type { MatmulTile } from "../gpu/ops/matmul.ts";
 import { Random } from "../random/mod.ts";
 import type { SamOutConfig } from "./config.ts";
 import { type OptimizerSettings, SamOutTrainingGraph } from "./graph.ts";
 import { initParameters } from "./params.ts";
 import { adamStep, samoutForward, samoutLossAndGrads } from "./reference.ts";
+import { allMatmulCandidates } from "../gpu/tuning.ts";
 
 // Awkward sizes: nothing is a multiple of a tile or workgroup.
 const cfg: SamOutConfig = { vocabSize: 37, hidden: 24, heads: 4, layers: 2, maxPositions: 20 };
@@ -131,6 +133,43 @@ Deno.test("weight gradients summed over several row blocks match the reference",
     }
   } finally {
     graph.destroy();
+  }
+});
+
+Deno.test("the hardware GPUs' product kernels give the graph the same loss and gradients, bit for bit", async () => {
+  // Every candidate sums in the same order (matmul_test.ts checks the
+  // products); here the whole graph, Down's position half included, runs on
+  // them: the workgroup-memory kernels and a register-tiled storage one.
+  const gpu = await requestGpu();
+  const build = (tile?: MatmulTile) =>
+    SamOutTrainingGraph.create(gpu, {
+      config: cfg,
+      maxBatch: MAX_BATCH,
+      maxLength: MAX_LENGTH,
+      optimizer: ADAM,
+      ...(tile && { tiles: { NT: tile, NN: tile, TN: tile } }),
+    });
+  const run = async (tile?: MatmulTile) => {
+    const graph = await build(tile);
+    try {
+      graph.uploadWeights(weights);
+      return await graph.lossAndGrads(batchA);
+    } finally {
+      graph.destroy();
+    }
+  };
+  const base = await run();
+  const candidates = allMatmulCandidates().NT.filter((c) =>
+    c.tile.workgroupK !== undefined || c.name === "storage 4x4 wg16x16"
+  );
+  assert(candidates.length >= 2, "expected the hardware candidates");
+  for (const { name, tile } of candidates) {
+    const got = await run(tile);
+    assertEquals(got.loss, base.loss, `${name}: loss`);
+    for (const [tensor, g] of base.grads) {
+      const bits = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);
+      assertEquals(bits(got.grads.get(tensor)!), bits(g), `${name}: ${tensor} gradient bits`);
+    }
   }
 });
 
