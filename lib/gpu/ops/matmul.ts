@@ -55,7 +55,6 @@ import {
   createTextureInputs,
   type InputMode,
   inputWgsl,
-  TEXTURE_INPUT_WIDTH,
   textureInputMode,
 } from "./texture_inputs.ts";
 
@@ -616,14 +615,17 @@ export function createStepPacks(
   };
 }
 
+/** The narrowest linear pack: 256 texels a row (4 KB, a multiple of the 256 bytes a copy's rows need). */
+const LINEAR_PACK_MIN_WIDTH = 256;
+
 /**
- * The width of a linear pack of `texels` texels: 256 (the texture inputs'
- * rows), doubled until its rows fit in the device's textures (dLogits of
- * 4096 rows x 4100 tokens need 8192), at most the device's limit.
+ * The width of a linear pack of `texels` texels: {@link LINEAR_PACK_MIN_WIDTH},
+ * doubled until its rows fit in the device's textures (dLogits of 4096 rows x
+ * 4100 tokens need 512 on llvmpipe's 16384 rows), at most the device's limit.
  */
 export function linearPackWidth(gpu: Gpu, texels: number): number {
   const max = gpu.limits.maxTextureDimension2D;
-  let width = TEXTURE_INPUT_WIDTH;
+  let width = LINEAR_PACK_MIN_WIDTH;
   while (width * 2 <= max && Math.ceil(texels / width) > max) width *= 2;
   return width;
 }

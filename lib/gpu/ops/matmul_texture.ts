@@ -41,7 +41,7 @@ import {
   type GpuStep,
 } from "../device.ts";
 import type { Layout } from "./matmul.ts";
-import { encodeInputCopy, TEXTURE_INPUT_WIDTH } from "./texture_inputs.ts";
+import { encodeInputCopy } from "./texture_inputs.ts";
 
 /**
  * How a texture product reads a texel: `textureLoad` of a sampled texture
@@ -449,8 +449,9 @@ export function createPack(
 ): PackedOperand {
   const linear = linearWidth > 0;
   if (linear && transposed) throw new Error(`${label}: a linear pack cannot be transposed`);
-  if (linear && linearWidth % TEXTURE_INPUT_WIDTH !== 0) {
-    throw new Error(`${label}: a linear pack's width must be a multiple of ${TEXTURE_INPUT_WIDTH}`);
+  if (linear && linearWidth % 16 !== 0) {
+    // A copy's rows are multiples of 256 bytes.
+    throw new Error(`${label}: a linear pack's width must be a multiple of 16 texels`);
   }
   const uniform = createUniformBuffer(gpu, 16, `${label}:dims`);
   const dimsData = new Uint32Array(4);

@@ -10,7 +10,7 @@
  *
  * Layout: the buffer's vec4 element `i` is the texel
  * `(i % TEXTURE_INPUT_WIDTH, i / TEXTURE_INPUT_WIDTH)`, so the copy is one
- * rectangle of whole 4 KB rows and one partial row; texels are exact copies,
+ * rectangle of whole rows and one partial row; texels are exact copies,
  * so a kernel reads the same values either way and gives the same bits.
  *
  * The textures are scratch: each kernel's inputs are copied in just before its
@@ -22,8 +22,14 @@
 import type { Gpu } from "../device.ts";
 import type { Binding } from "./elementwise.ts";
 
-/** Texels per row of an input texture (4 KB rows: a copy needs 256-byte multiples). */
-export const TEXTURE_INPUT_WIDTH = 256;
+/**
+ * Texels per row of an input texture (16 KB rows: a copy needs 256-byte
+ * multiples). With llvmpipe's 16384 rows a texture holds 16.8M texels, the
+ * large bench configuration's `[4096, 4100]` logits included (with 256-texel
+ * rows they did not fit, and cross-entropy read them from storage, about 3x
+ * slower a value).
+ */
+export const TEXTURE_INPUT_WIDTH = 1024;
 
 /**
  * How a kernel reads a read-only input: from its storage buffer, or by
