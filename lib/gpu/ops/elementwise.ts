@@ -346,6 +346,14 @@ export function createElementStep<Dims>(
 export type ElementType = "f32" | "vec4<f32>";
 
 /**
+ * The element type for rows of `d` channels, and the elements per row:
+ * vec4s (four channels per invocation) when d % 4 == 0, else single floats.
+ */
+export function channelGroups(d: number): [ElementType, number] {
+  return d % 4 === 0 ? ["vec4<f32>", d / 4] : ["f32", d];
+}
+
+/**
  * A one-thread-per-element step over f32 arrays whose WGSL is written for an
  * element type `T` (`code(T)`): when the element count is a multiple of 4
  * the `vec4<f32>` kernel runs over count / 4 elements (the same operations

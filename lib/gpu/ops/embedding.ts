@@ -8,6 +8,7 @@ import { createStorageBuffer, type Gpu, type GpuStep } from "../device.ts";
 import {
   type BatchDims,
   type Binding,
+  channelGroups,
   checkedRows,
   checkSize,
   createElementStep,
@@ -157,8 +158,7 @@ export function createEmbeddingForward(
 ): GpuStep<BatchDims> {
   const label = "embedding.forward";
   const { V, d, maxRows } = buffers;
-  const t: ElementType = d % 4 === 0 ? "vec4<f32>" : "f32";
-  const width = t === "f32" ? d : d / 4; // row length in elements of t
+  const [t, width] = channelGroups(d); // width: the row's length in elements of t
   return createElementStep(gpu, {
     label,
     cacheKey: `${label}:${t}`,
@@ -218,7 +218,7 @@ export function createEmbeddingBackward(
     partials: createStorageBuffer(gpu, maxSegments * d * 4, `${label}:partials`),
   };
   // Four channels per invocation where d allows: the same sums per channel, in the same order.
-  const [t, w]: [ElementType, number] = d % 4 === 0 ? ["vec4<f32>", d / 4] : ["f32", d];
+  const [t, w] = channelGroups(d);
   // Sizes of the plan being encoded, set by `check`.
   let current = { n: 0, segments: 0, rows: 0 };
   const inner = createKernelSequence<EmbeddingBackwardDims>(gpu, {

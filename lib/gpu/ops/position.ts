@@ -27,6 +27,7 @@ import type { Gpu, GpuStep } from "../device.ts";
 import {
   type BatchDims,
   type Binding,
+  channelGroups,
   checkedRows,
   checkSize,
   createElementStep,
@@ -35,11 +36,6 @@ import {
   type ElementType,
 } from "./elementwise.ts";
 import { type InputMode, inputWgsl, textureInputMode } from "./texture_inputs.ts";
-
-/** The element type for rows of `d` channels, and the elements per row: vec4s when d % 4 == 0. */
-function channelGroups(d: number): [ElementType, number] {
-  return d % 4 === 0 ? ["vec4<f32>", d / 4] : ["f32", d];
-}
 
 /**
  * One invocation per element (of type T) of a `[d, d]` half: `split` copies
