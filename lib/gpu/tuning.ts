@@ -41,7 +41,7 @@ import {
 } from "./ops/matmul.ts";
 
 /** Bump when the candidates or the timing method change: old cache files are then ignored. */
-export const TUNING_VERSION = 6;
+export const TUNING_VERSION = 7;
 
 /** One of the three products. */
 export type MatmulKind = "NT" | "NN" | "TN";
@@ -104,10 +104,39 @@ const HARDWARE_CANDIDATES: MatmulCandidate[] = [
   },
 ];
 
+/**
+ * Weight gradients on hardware GPUs also run their row blocks in parallel
+ * (matmul.ts `blockParallel`): a `[512, 512]` gradient is 64 workgroups of
+ * 64x64 outputs, too few for a large GPU, where eight blocks of rows at once
+ * are 512.
+ */
+const HARDWARE_TN: MatmulCandidate[] = [
+  ...HARDWARE_CANDIDATES,
+  {
+    name: "storage 4x4 wg16x16 parallel blocks",
+    tile: { ...HARDWARE_TILE, texture: false, blockParallel: true },
+  },
+  {
+    name: "workgroup 4x4 wg16x16 k16 parallel blocks",
+    tile: { ...HARDWARE_TILE, texture: false, workgroupK: 16, blockParallel: true },
+  },
+  {
+    name: "workgroup 8x8 wg16x16 k8 parallel blocks",
+    tile: {
+      ...HARDWARE_TILE,
+      rows: 8,
+      cols: 8,
+      texture: false,
+      workgroupK: 8,
+      blockParallel: true,
+    },
+  },
+];
+
 const HARDWARE: Record<MatmulKind, MatmulCandidate[]> = {
   NT: HARDWARE_CANDIDATES,
   NN: HARDWARE_CANDIDATES,
-  TN: HARDWARE_CANDIDATES,
+  TN: HARDWARE_TN,
 };
 
 /** The candidates for `gpu`'s adapter; the first of each kind is the untuned default. */

@@ -8,7 +8,7 @@ import {
 import type { TokenBatch } from "../data/types.ts";
 import { UserError } from "../errors/mod.ts";
 import { type Gpu, requestGpu } from "../gpu/device.ts";
-import type { MatmulTile } from "../gpu/ops/matmul.ts";
+import { defaultTile, type MatmulTiles } from "../gpu/ops/matmul.ts";
 import { Random } from "../random/mod.ts";
 import type { SamOutConfig } from "./config.ts";
 import { type OptimizerSettings, SamOutTrainingGraph } from "./graph.ts";
@@ -139,18 +139,19 @@ Deno.test("weight gradients summed over several row blocks match the reference",
 Deno.test("the hardware GPUs' product kernels give the graph the same loss and gradients, bit for bit", async () => {
   // Every candidate sums in the same order (matmul_test.ts checks the
   // products); here the whole graph, Down's position half included, runs on
-  // them: the workgroup-memory kernels and a register-tiled storage one.
+  // them: the workgroup-memory kernels and a register-tiled storage one, and
+  // the weight gradients' parallel row blocks.
   const gpu = await requestGpu();
-  const build = (tile?: MatmulTile) =>
+  const build = (tiles?: MatmulTiles) =>
     SamOutTrainingGraph.create(gpu, {
       config: cfg,
       maxBatch: MAX_BATCH,
       maxLength: MAX_LENGTH,
       optimizer: ADAM,
-      ...(tile && { tiles: { NT: tile, NN: tile, TN: tile } }),
+      ...(tiles && { tiles }),
     });
-  const run = async (tile?: MatmulTile) => {
-    const graph = await build(tile);
+  const run = async (tiles?: MatmulTiles) => {
+    const graph = await build(tiles);
     try {
       graph.uploadWeights(weights);
       return await graph.lossAndGrads(batchA);
@@ -159,12 +160,22 @@ Deno.test("the hardware GPUs' product kernels give the graph the same loss and g
     }
   };
   const base = await run();
-  const candidates = allMatmulCandidates().NT.filter((c) =>
-    c.tile.workgroupK !== undefined || c.name === "storage 4x4 wg16x16"
+  const all = allMatmulCandidates();
+  const defaultTiles = (["NT", "NN", "TN"] as const).reduce(
+    (t, kind) => ({ ...t, [kind]: defaultTile(gpu, kind) }),
+    {} as MatmulTiles,
   );
-  assert(candidates.length >= 2, "expected the hardware candidates");
-  for (const { name, tile } of candidates) {
-    const got = await run(tile);
+  const candidates: [string, MatmulTiles][] = [
+    ...all.NT.filter((c) => c.tile.workgroupK !== undefined || c.name === "storage 4x4 wg16x16")
+      .map(({ name, tile }): [string, MatmulTiles] => [name, { NT: tile, NN: tile, TN: tile }]),
+    ...all.TN.filter((c) => c.tile.blockParallel).map(({ name, tile }): [string, MatmulTiles] => [
+      `TN ${name}`,
+      { ...defaultTiles, TN: tile },
+    ]),
+  ];
+  assert(candidates.length >= 5, "expected the hardware candidates");
+  for (const [name, tiles] of candidates) {
+    const got = await run(tiles);
     assertEquals(got.loss, base.loss, `${name}: loss`);
     for (const [tensor, g] of base.grads) {
       const bits = (a: Float32Array) => new Uint32Array(a.buffer, a.byteOffset, a.length);

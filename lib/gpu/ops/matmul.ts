@@ -95,8 +95,9 @@ export interface MatmulBuffers {
    * from zero and added to the running total in block order, `((b0 + b1) +
    * b2) + …`: the sums of a chain of TN products over the row blocks, the
    * first overwriting `c` and the others adding to it. The texture form runs
-   * it as one dispatch, the storage form as that chain. Not with
-   * `accumulate` or `packedRowOffset`.
+   * it as one dispatch, the storage form as that chain, or with
+   * {@link MatmulTile.blockParallel} as one dispatch of all blocks and their
+   * sum. Not with `accumulate` or `packedRowOffset`.
    */
   blockRows?: number;
 }
@@ -138,6 +139,16 @@ export interface MatmulTile {
    * are spaced `wgY` and `wgX` apart). Same sums, same bits.
    */
   workgroupK?: number;
+  /**
+   * TN with {@link MatmulBuffers.blockRows}, storage forms: every row block
+   * in one dispatch (its third dimension), each block's sum written to a
+   * partial buffer of its own, then the partials added in block order,
+   * `((b0 + b1) + b2) + …`: the chain's sums and bits, with the blocks'
+   * workgroups running at once instead of one block after another (a GPU
+   * with more cores than one block's output tiles fills them). The texture
+   * form runs its blocks in one dispatch already and ignores it.
+   */
+  blockParallel?: boolean;
 }
 
 /**
@@ -227,12 +238,34 @@ interface KernelSpec {
   bias: boolean;
   accumulate: boolean;
   tile: MatmulTile;
+  /**
+   * X "rp" only: workgroup z sums reduction rows `[z·w, min((z+1)·w, R))`,
+   * w = dims.w, into C's z-th `[P, Q]` (see {@link MatmulTile.blockParallel}).
+   */
+  blocked?: boolean;
 }
 
 function kernelKey(s: KernelSpec, vec4: boolean): string {
   const t = s.tile;
   return `matmul:${s.x}:b${+s.bias}:acc${+s.accumulate}:` +
-    `${t.rows}x${t.cols}:${t.wgX}x${t.wgY}:${t.interleave ? "i" : "c"}:${vec4 ? "v4" : "s"}`;
+    `${t.rows}x${t.cols}:${t.wgX}x${t.wgY}:${t.interleave ? "i" : "c"}:${vec4 ? "v4" : "s"}` +
+    (s.blocked ? ":blocks" : "");
+}
+
+/**
+ * WGSL lines that start a blocked kernel's `main` (X "rp", Y `[R, Q]`): the
+ * block `z`'s reduction length `R` and the offsets of its first row in X
+ * (`xo`) and Y (`yo`) and of its output in C (`co`), in elements of `unit`
+ * floats.
+ */
+export function blockPrologue(unit: 1 | 4): string {
+  const u = unit === 4 ? " / 4u" : "";
+  return `  let z = wid.z;
+  let rb = z * dims.w;
+  let R = min(dims.w, dims.z - rb);
+  let xo = rb * (P${u});
+  let yo = rb * (Q${u});
+  let co = z * P * (Q${u});`;
 }
 
 /**
@@ -252,6 +285,9 @@ function kernelKey(s: KernelSpec, vec4: boolean): string {
  */
 function matmulWgsl(s: KernelSpec, vec4: boolean): string {
   const { rows: TR, cols: TC, wgX, wgY, interleave } = s.tile;
+  if (s.blocked && s.x !== "rp") throw new Error('matmul: blocks need X laid out "rp"');
+  // A blocked kernel's offsets (blockPrologue), empty otherwise.
+  const [xo, yo, co] = s.blocked ? ["xo + ", "yo + ", "co + "] : ["", "", ""];
   const lines: string[] = [];
   // Column j of this invocation, relative to q0.
   const colOffset = (j: number) => !interleave ? j : vec4 ? (j >> 2) * wgX * 4 + (j & 3) : j * wgX;
@@ -266,9 +302,9 @@ function matmulWgsl(s: KernelSpec, vec4: boolean): string {
     }
     for (let j = 0; j < TC; j++) lines.push(`  let yb${j} = min(q0 + ${colOffset(j)}u, Q - 1u);`);
     lines.push(`  for (var r = 0u; r < R; r++) {`);
-    for (let j = 0; j < TC; j++) lines.push(`    let y${j} = y[r * Q + yb${j}];`);
+    for (let j = 0; j < TC; j++) lines.push(`    let y${j} = y[${yo}r * Q + yb${j}];`);
     for (let i = 0; i < TR; i++) {
-      lines.push(`    let x${i} = x[${s.x === "pr" ? `xb${i} + r` : `r * P + xb${i}`}];`);
+      lines.push(`    let x${i} = x[${s.x === "pr" ? `xb${i} + r` : `${xo}r * P + xb${i}`}];`);
       for (let j = 0; j < TC; j++) {
         lines.push(`    acc_${i}_${j} = fma(x${i}, y${j}, acc_${i}_${j});`);
       }
@@ -308,8 +344,8 @@ function matmulWgsl(s: KernelSpec, vec4: boolean): string {
         }
       }
     } else {
-      for (let g = 0; g < TR / 4; g++) lines.push(`    let xg${g} = x[r * P4 + xb${g}];`);
-      for (let g = 0; g < TC / 4; g++) lines.push(`    let yg${g} = y[r * Q4 + yb${g}];`);
+      for (let g = 0; g < TR / 4; g++) lines.push(`    let xg${g} = x[${xo}r * P4 + xb${g}];`);
+      for (let g = 0; g < TC / 4; g++) lines.push(`    let yg${g} = y[${yo}r * Q4 + yb${g}];`);
       for (let i = 0; i < TR; i++) {
         for (let j = 0; j < TC; j++) {
           lines.push(
@@ -341,7 +377,7 @@ function matmulWgsl(s: KernelSpec, vec4: boolean): string {
         ? `vec4<f32>(${[0, 1, 2, 3].map((k) => `acc_${i}_${j + k}`).join(", ")})`
         : `acc_${i}_${j}`;
       if (s.bias) value += ` + bias${j}`;
-      const at = (col: string) => vec4 ? `(row${i} + ${col}) / 4u` : `row${i} + ${col}`;
+      const at = (col: string) => vec4 ? `${co}(row${i} + ${col}) / 4u` : `${co}row${i} + ${col}`;
       if (s.accumulate) {
         lines.push(`  let old_${i}_${j} = c[${at(`min(col${j}, Q - 1u)`)}];`);
         value = `old_${i}_${j} + (${value})`;
@@ -354,7 +390,9 @@ function matmulWgsl(s: KernelSpec, vec4: boolean): string {
     : `wid.x * ${wgX * TC}u + lid.x${vec4 ? " * 4u" : ""}`;
   const elem = vec4 ? "vec4<f32>" : "f32";
   return /* wgsl */ `
-// dims.x = P (output rows), dims.y = Q (output columns), dims.z = R (reduction length)
+// dims.x = P (output rows), dims.y = Q (output columns), dims.z = R (reduction length)${
+    s.blocked ? ", dims.w = rows per block" : ""
+  }
 @group(0) @binding(0) var<uniform> dims: vec4<u32>;
 @group(0) @binding(1) var<storage, read> x: array<${elem}>;        // X, layout "${s.x}"
 @group(0) @binding(2) var<storage, read> y: array<${elem}>;        // Y [R, Q]
@@ -365,7 +403,7 @@ ${s.bias ? `@group(0) @binding(4) var<storage, read> bias: array<${elem}>;  // [
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
   let P = dims.x;
   let Q = dims.y;
-  let R = dims.z;
+${s.blocked ? blockPrologue(vec4 ? 4 : 1) : "  let R = dims.z;"}
   let Q4 = Q / 4u;
   let p0 = (wid.y * ${wgY}u + lid.y) * ${TR}u;
   let q0 = ${colStart};
@@ -508,7 +546,10 @@ function createStorageProduct(
   label: string,
   tile: MatmulTile,
   yTransposed = false,
+  /** Blocks of this many reduction rows, one per workgroup z ({@link KernelSpec.blocked}). */
+  blockRows?: number,
 ): GpuStep<PQR> {
+  const blocked = blockRows !== undefined;
   if (yTransposed && !tile.workgroupK) {
     throw new Error(`${label}: only the workgroup-memory kernel reads Y transposed`);
   }
@@ -523,7 +564,7 @@ function createStorageProduct(
     if (tile.texture) {
       throw new Error(`${label}: a workgroup-memory tile reads storage buffers only`);
     }
-    workgroupSpec = { x, yTransposed, bias, accumulate, tile: { ...tile, workgroupK } };
+    workgroupSpec = { x, yTransposed, bias, accumulate, tile: { ...tile, workgroupK }, blocked };
     checkWorkgroupSpec(workgroupSpec, gpu.limits);
   }
   // The vec4 and scalar kernels, each compiled on first use. The scalar one
@@ -541,7 +582,7 @@ function createStorageProduct(
         const key = workgroupKernelKey(workgroupSpec);
         pipeline = cachedPipeline(gpu, key, workgroupMatmulWgsl(workgroupSpec), "main");
       } else {
-        spec = { x, bias, accumulate, tile: vec4 ? tile : scalarTile };
+        spec = { x, bias, accumulate, tile: vec4 ? tile : scalarTile, blocked };
         pipeline = cachedPipeline(gpu, kernelKey(spec, vec4), matmulWgsl(spec, vec4), "main");
       }
       v = { pipeline, bindGroup: bindBuffers(gpu, pipeline, bound, label), tile: spec.tile };
@@ -553,7 +594,7 @@ function createStorageProduct(
   return {
     encode(pass, [P, Q, R]) {
       if (P === 0 || Q === 0) return;
-      dimsData.set([P, Q, R, 0]);
+      dimsData.set([P, Q, R, blockRows ?? 0]);
       gpu.device.queue.writeBuffer(uniform, 0, dimsData);
       const v = variant(!workgroupSpec && tile.vec4 && vec4Fits(x, tile, P, Q, R));
       pass.setPipeline(v.pipeline);
@@ -561,6 +602,7 @@ function createStorageProduct(
       pass.dispatchWorkgroups(
         Math.ceil(Q / colsPerWorkgroup(v.tile)),
         Math.ceil(P / rowsPerWorkgroup(v.tile)),
+        blocked ? Math.ceil(R / blockRows) : 1,
       );
     },
     destroy() {
@@ -864,6 +906,9 @@ function createBlockedTN(
   const texture = tile.texture
     ? createPackedProduct(gpu, buffers, "rp", false, label, tile)
     : undefined;
+  const parallel = tile.blockParallel && !tile.texture
+    ? createParallelBlocks(gpu, buffers, blockRows, label, tile)
+    : undefined;
   // The storage form: one product per block over slices of the rows, made
   // when first needed (the batch decides how many blocks run).
   const chain: GpuStep<PQR>[] = [];
@@ -897,13 +942,161 @@ function createBlockedTN(
         texture.encode(pass, [N, K, M]);
         return;
       }
+      if (parallel?.fits([N, K, M])) {
+        parallel.encode(pass, [N, K, M]);
+        return;
+      }
       for (let b = 0; b * blockRows < M; b++) {
         block(b, N, K).encode(pass, [N, K, Math.min(blockRows, M - b * blockRows)]);
       }
     },
     destroy() {
       texture?.destroy();
+      parallel?.destroy();
       for (const step of chain) step?.destroy();
+    },
+  };
+}
+
+/**
+ * {@link MatmulTile.blockParallel}: `C[P,Q] = Σ_r X[r,p] · Y[r,q]` (X "rp")
+ * as one dispatch whose workgroup z sums the rows of block z into the z-th
+ * `[P, Q]` of a partial buffer this step owns, then {@link blockSumWgsl}
+ * adds the partials into C in block order. Fits while the partials fit one
+ * storage binding (else the caller runs the chain).
+ */
+function createParallelBlocks(
+  gpu: Gpu,
+  buffers: MatmulBuffers,
+  blockRows: number,
+  label: string,
+  tile: MatmulTile,
+): GpuStep<PQR> & { fits(pqr: PQR): boolean } {
+  const partialBytes = (P: number, Q: number, blocks: number) => blocks * P * Q * 4;
+  // Grown to the most blocks any encode needs (a power of two); a grown-out
+  // buffer may still be read by commands recorded earlier, so it is kept
+  // until destroy.
+  let current: { bytes: number; product: GpuStep<PQR>; sum: GpuStep<BlockSumDims> } | undefined;
+  const owned: { destroy(): void }[] = [];
+  const grow = (P: number, Q: number, blocks: number) => {
+    let size = 1;
+    while (size < blocks) size *= 2;
+    if (partialBytes(P, Q, size) > gpu.limits.maxStorageBufferBindingSize) size = blocks;
+    const bytes = partialBytes(P, Q, size);
+    const partials = createStorageBuffer(gpu, bytes, `${label}:partials`);
+    const product = createStorageProduct(
+      gpu,
+      { a: buffers.a, b: buffers.b, c: partials },
+      "rp",
+      `${label}:blocks`,
+      tile,
+      false,
+      blockRows,
+    );
+    const sum = createBlockSum(gpu, partials, buffers.c, `${label}:blockSum`);
+    owned.push(product, sum, partials);
+    current = { bytes, product, sum };
+    return current;
+  };
+  return {
+    fits([P, Q, R]) {
+      return R > 0 &&
+        partialBytes(P, Q, Math.ceil(R / blockRows)) <= gpu.limits.maxStorageBufferBindingSize;
+    },
+    encode(pass, [P, Q, R]) {
+      if (P === 0 || Q === 0) return;
+      const blocks = Math.ceil(R / blockRows);
+      // The partials hold [blocks, P, Q].
+      const step = current && partialBytes(P, Q, blocks) <= current.bytes
+        ? current
+        : grow(P, Q, blocks);
+      step.product.encode(pass, [P, Q, R]);
+      step.sum.encode(pass, { n: P * Q, blocks });
+    },
+    destroy() {
+      for (const o of owned) o.destroy();
+      owned.length = 0;
+      current = undefined;
+    },
+  };
+}
+
+/** Sizes of a {@link createBlockSum} encode: `n` floats per block, `blocks` blocks. */
+interface BlockSumDims {
+  n: number;
+  blocks: number;
+}
+
+const BLOCK_SUM_WG = 64;
+
+/**
+ * WGSL for `c[i] = ((p[i] + p[n + i]) + p[2n + i]) + …` over `blocks`
+ * partials of `n` elements: the running total of a chain of block products
+ * whose first overwrites C and the others add to it, the same additions in
+ * the same order. With `vec4`, four neighbouring elements per invocation
+ * (the same scalar additions).
+ */
+function blockSumWgsl(vec4: boolean): string {
+  const t = vec4 ? "vec4<f32>" : "f32";
+  return /* wgsl */ `
+// dims.x = n (elements of one block, in ${t}s), dims.y = blocks
+@group(0) @binding(0) var<uniform> dims: vec4<u32>;
+@group(0) @binding(1) var<storage, read> p: array<${t}>;        // [blocks, n]
+@group(0) @binding(2) var<storage, read_write> c: array<${t}>;  // [n]
+
+@compute @workgroup_size(${BLOCK_SUM_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>,
+        @builtin(num_workgroups) groups: vec3<u32>) {
+  let n = dims.x;
+  let i = gid.y * groups.x * ${BLOCK_SUM_WG}u + gid.x;
+  if (i >= n) { return; }
+  var t = p[i];
+  for (var b = 1u; b < dims.y; b++) { t = t + p[b * n + i]; }
+  c[i] = t;
+}
+`;
+}
+
+/** The block sum of `partials` into `c` (see {@link blockSumWgsl}). */
+function createBlockSum(
+  gpu: Gpu,
+  partials: GPUBuffer,
+  c: GPUBuffer | BufferSlice,
+  label: string,
+): GpuStep<BlockSumDims> {
+  const uniform = createUniformBuffer(gpu, 16, `${label}:dims`);
+  const pipelines = new Map<boolean, { pipeline: GPUComputePipeline; bindGroup: GPUBindGroup }>();
+  const variant = (vec4: boolean) => {
+    let v = pipelines.get(vec4);
+    if (!v) {
+      const pipeline = cachedPipeline(
+        gpu,
+        `blockSum:${vec4 ? "v4" : "s"}`,
+        blockSumWgsl(vec4),
+        "main",
+      );
+      v = { pipeline, bindGroup: bindBuffers(gpu, pipeline, [uniform, partials, c], label) };
+      pipelines.set(vec4, v);
+    }
+    return v;
+  };
+  const dimsData = new Uint32Array(4);
+  return {
+    encode(pass, { n, blocks }) {
+      if (n === 0 || blocks === 0) return;
+      const vec4 = n % 4 === 0;
+      const elements = vec4 ? n / 4 : n;
+      dimsData.set([elements, blocks, 0, 0]);
+      gpu.device.queue.writeBuffer(uniform, 0, dimsData);
+      const v = variant(vec4);
+      pass.setPipeline(v.pipeline);
+      pass.setBindGroup(0, v.bindGroup);
+      const groups = Math.ceil(elements / BLOCK_SUM_WG);
+      const x = Math.min(groups, gpu.limits.maxComputeWorkgroupsPerDimension);
+      pass.dispatchWorkgroups(x, Math.ceil(groups / x));
+    },
+    destroy() {
+      uniform.destroy();
     },
   };
 }

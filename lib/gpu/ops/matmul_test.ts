@@ -517,51 +517,84 @@ Deno.test("matmul: products read a 512-texel-wide linear pack as the storage ker
   inputs.buffer.destroy();
 });
 
-Deno.test("matmulTN: blockRows gives the sums of a chain of block products, bit for bit, in one texture dispatch or a storage chain (M=150 in blocks of 64, N=45 K=29)", async () => {
-  const g = await gpu();
-  const [M, N, K, B] = [150, 45, 29, 64];
-  const rng = new Random(41, "matmul_test");
-  const [dy, x] = [M * N, M * K].map((n) => randomUniform(rng, n));
-  const dyBuf = createStorageBufferFrom(g, dy, "dy");
-  const xBuf = createStorageBufferFrom(g, x, "x");
-  const rows = (buffer: GPUBuffer, row: number, cols: number) => ({
-    buffer,
-    offset: row * cols * 4,
-  });
-  const results: Uint32Array[] = [];
-  // The reference: one product per block, the first overwriting, the others adding.
-  for (const form of ["chain", "storage", "texture"] as const) {
-    const out = createStorageBufferFrom(g, new Float32Array(N * K).fill(7), "dW");
-    const tile = { ...SOFTWARE_TILE_TN, texture: form === "texture" };
-    const steps: [GpuStep<MatmulDims>, MatmulDims][] = form === "chain"
-      ? [0, 1, 2].map((b) => [
+for (const [N, K] of [[45, 29], [44, 28]]) {
+  Deno.test(`matmulTN: blockRows gives the sums of a chain of block products, bit for bit, in one texture dispatch, a storage chain or parallel blocks (M=150 in blocks of 64, N=${N} K=${K})`, async () => {
+    const g = await gpu();
+    const [M, B] = [150, 64];
+    const rng = new Random(41, "matmul_test");
+    const [dy, x] = [M * N, M * K].map((n) => randomUniform(rng, n));
+    const dyBuf = createStorageBufferFrom(g, dy, "dy");
+    const xBuf = createStorageBufferFrom(g, x, "x");
+    const rows = (buffer: GPUBuffer, row: number, cols: number) => ({
+      buffer,
+      offset: row * cols * 4,
+    });
+    // Partials that do not fit one binding: the parallel tile runs the chain.
+    const limits: Record<string, unknown> = {};
+    for (const key in g.limits) limits[key] = g.limits[key as keyof GPUSupportedLimits];
+    const cramped: Gpu = {
+      ...g,
+      limits: { ...limits, maxStorageBufferBindingSize: 2 * N * K * 4 } as GPUSupportedLimits,
+    };
+    const storage = { ...SOFTWARE_TILE_TN, texture: false };
+    const forms: [string, MatmulTile, Gpu][] = [
+      ["storage chain", storage, g],
+      ["texture", { ...SOFTWARE_TILE_TN, texture: true }, g],
+      ["parallel storage", { ...storage, blockParallel: true }, g],
+      ["parallel storage, 4x4 wg16x16", { ...HARDWARE_TILE, blockParallel: true }, g],
+      [
+        "parallel storage, partials over the binding limit",
+        { ...storage, blockParallel: true },
+        cramped,
+      ],
+      ...Object.values(allMatmulCandidates()).flat()
+        .filter((c) => c.tile.blockParallel)
+        .map((c): [string, MatmulTile, Gpu] => [c.name, c.tile, g]),
+    ];
+    assert(forms.some(([, t]) => t.workgroupK && t.blockParallel), "no parallel workgroup tile");
+    // The reference: one product per block, the first overwriting, the others adding.
+    const chain = async () => {
+      const out = createStorageBufferFrom(g, new Float32Array(N * K).fill(7), "dW");
+      const steps: [GpuStep<MatmulDims>, MatmulDims][] = [0, 1, 2].map((b) => [
         createMatmulTN(
           g,
           { a: rows(dyBuf, b * B, N), b: rows(xBuf, b * B, K), c: out, accumulate: b > 0 },
-          { ...SOFTWARE_TILE_TN, texture: false },
+          storage,
         ),
         { M: Math.min(B, M - b * B), N, K },
-      ])
-      : [[createMatmulTN(g, { a: dyBuf, b: xBuf, c: out, blockRows: B }, tile), { M, N, K }]];
-    await runSteps<MatmulDims>(g, steps);
-    const [bits] = await readBits(g, [{ buffer: out, offset: 0, size: out.size }]);
-    results.push(bits);
-    for (const [s] of steps) s.destroy();
-    out.destroy();
-  }
-  assertEquals(results[1], results[0], "storage blocks and the chain of products differ");
-  assertEquals(results[2], results[0], "texture blocks and the chain of products differ");
-  assertThrows(
-    () => createMatmulTN(g, { a: dyBuf, b: xBuf, c: dyBuf, blockRows: 100 }),
-    "not a positive multiple of 64",
-  );
-  assertThrows(
-    () => createMatmulTN(g, { a: dyBuf, b: xBuf, c: dyBuf, blockRows: 64, accumulate: true }),
-    "does not combine with accumulate",
-  );
-  dyBuf.destroy();
-  xBuf.destroy();
-});
+      ]);
+      await runSteps<MatmulDims>(g, steps);
+      const [bits] = await readBits(g, [{ buffer: out, offset: 0, size: out.size }]);
+      for (const [s] of steps) s.destroy();
+      out.destroy();
+      return bits;
+    };
+    const reference = await chain();
+    for (const [name, tile, device] of forms) {
+      const out = createStorageBufferFrom(g, new Float32Array(N * K).fill(7), "dW");
+      const step = createMatmulTN(device, { a: dyBuf, b: xBuf, c: out, blockRows: B }, tile);
+      // Twice, the second with fewer rows (two blocks; then three again): the
+      // partials are reused, and only the blocks in use are summed.
+      for (const m of [M, 2 * B - 5, M]) {
+        await runSteps<MatmulDims>(g, [[step, { M: m, N, K }]]);
+      }
+      const [bits] = await readBits(g, [{ buffer: out, offset: 0, size: out.size }]);
+      assertEquals(bits, reference, `${name} and the chain of products differ`);
+      step.destroy();
+      out.destroy();
+    }
+    assertThrows(
+      () => createMatmulTN(g, { a: dyBuf, b: xBuf, c: dyBuf, blockRows: 100 }),
+      "not a positive multiple of 64",
+    );
+    assertThrows(
+      () => createMatmulTN(g, { a: dyBuf, b: xBuf, c: dyBuf, blockRows: 64, accumulate: true }),
+      "does not combine with accumulate",
+    );
+    dyBuf.destroy();
+    xBuf.destroy();
+  });
+}
 
 Deno.test("matmul: the workgroup-memory kernels over several blocks and slices match the storage kernel bit for bit, and the CPU reference (M=150 N=70 K=45)", async () => {
   const g = await gpu();

@@ -31,7 +31,7 @@
  *
  * @module
  */
-import type { Layout, MatmulTile } from "./matmul.ts";
+import { blockPrologue, type Layout, type MatmulTile } from "./matmul.ts";
 
 /** What a workgroup-memory product computes. */
 export interface WorkgroupKernelSpec {
@@ -41,13 +41,19 @@ export interface WorkgroupKernelSpec {
   bias: boolean;
   accumulate: boolean;
   tile: MatmulTile & { workgroupK: number };
+  /**
+   * X "rp", Y `[R, Q]` only: workgroup z sums reduction rows
+   * `[z·w, min((z+1)·w, R))`, w = dims.w, into C's z-th `[P, Q]`
+   * (matmul.ts's `blockParallel`).
+   */
+  blocked?: boolean;
 }
 
 /** The pipeline-cache key of a spec. */
 export function workgroupKernelKey(s: WorkgroupKernelSpec): string {
   const t = s.tile;
   return `matmulWg:${s.x}:${s.yTransposed ? "yT" : "y"}:b${+s.bias}:acc${+s.accumulate}:` +
-    `${t.rows}x${t.cols}:${t.wgX}x${t.wgY}:k${t.workgroupK}`;
+    `${t.rows}x${t.cols}:${t.wgX}x${t.wgY}:k${t.workgroupK}` + (s.blocked ? ":blocks" : "");
 }
 
 /** Bytes of workgroup memory the kernel of `s` declares. */
@@ -104,6 +110,11 @@ export function workgroupMatmulWgsl(s: WorkgroupKernelSpec): string {
   const { rows: TR, cols: TC, wgX, wgY, workgroupK: TK } = s.tile;
   const WG = wgX * wgY;
   const { BM, BN, xStride, yStride } = strides(s);
+  if (s.blocked && (s.x !== "rp" || s.yTransposed)) {
+    throw new Error('workgroup matmul: blocks need X laid out "rp" and Y [R, Q]');
+  }
+  // A blocked kernel's offsets (blockPrologue), empty otherwise.
+  const [xo, yo, co] = s.blocked ? ["xo + ", "yo + ", "co + "] : ["", "", ""];
   const lines: string[] = [];
   for (let i = 0; i < TR; i++) {
     for (let j = 0; j < TC; j++) lines.push(`  var acc_${i}_${j} = 0.0;`);
@@ -121,6 +132,7 @@ export function workgroupMatmulWgsl(s: WorkgroupKernelSpec): string {
     base: string,
     limit: string,
     kContiguous: boolean,
+    offset: string,
   ) => {
     const row = `min(${base} + i, ${limit} - 1u)`; // clamped, as the storage kernel's
     const step = "min(r0 + kk, R - 1u)";
@@ -131,13 +143,13 @@ export function workgroupMatmulWgsl(s: WorkgroupKernelSpec): string {
       lines.push(`    { let e = li + ${n * WG}u; ${at}`);
       lines.push(
         `      ${dst}[kk * ${stride}u + i] = ${src}[${
-          kContiguous ? `${row} * R + ${step}` : `${step} * ${limit} + ${row}`
+          kContiguous ? `${row} * R + ${step}` : `${offset}${step} * ${limit} + ${row}`
         }]; }`,
       );
     }
   };
-  copy("xs", "x", BM, xStride, "pB", "P", s.x === "pr");
-  copy("ys", "y", BN, yStride, "qB", "Q", s.yTransposed);
+  copy("xs", "x", BM, xStride, "pB", "P", s.x === "pr", xo);
+  copy("ys", "y", BN, yStride, "qB", "Q", s.yTransposed, yo);
   lines.push(`    workgroupBarrier();`);
   // The slice's steps in order; the last slice stops at R (no zero padding:
   // fma(0, 0, -0) is +0).
@@ -167,13 +179,15 @@ export function workgroupMatmulWgsl(s: WorkgroupKernelSpec): string {
     for (let j = 0; j < TC; j++) {
       let value = `acc_${i}_${j}`;
       if (s.bias) value += ` + bias${j}`;
-      const at = `p${i} * Q + q${j}`;
+      const at = `${co}p${i} * Q + q${j}`;
       if (s.accumulate) value = `c[${at}] + (${value})`;
       lines.push(`  if (p${i} < P && q${j} < Q) { c[${at}] = ${value}; }`);
     }
   }
   return /* wgsl */ `
-// dims.x = P (output rows), dims.y = Q (output columns), dims.z = R (reduction length)
+// dims.x = P (output rows), dims.y = Q (output columns), dims.z = R (reduction length)${
+    s.blocked ? ", dims.w = rows per block" : ""
+  }
 @group(0) @binding(0) var<uniform> dims: vec4<u32>;
 @group(0) @binding(1) var<storage, read> x: array<f32>;        // X, layout "${s.x}"
 @group(0) @binding(2) var<storage, read> y: array<f32>;        // Y ${
@@ -192,7 +206,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         @builtin(local_invocation_index) li: u32) {
   let P = dims.x;
   let Q = dims.y;
-  let R = dims.z;
+${s.blocked ? blockPrologue(1) : "  let R = dims.z;"}
   let pB = wid.y * ${BM}u;
   let qB = wid.x * ${BN}u;
 ${lines.join("\n")}
