@@ -8,7 +8,10 @@
  *    so a silent fallback never produces "GPU" figures;
  * 2. the train benchmark at the seed configuration (hidden 512, 8 heads,
  *    8 layers, batch 32), with its effective FLOP/s as a share of the GPU's
- *    FP32 peak (`--peak-tflops`, default 67: an H200 without tensor cores);
+ *    FP32 peak (`--peak-tflops`, default 67: an H200 without tensor cores),
+ *    the time of every op of a step (`profile`: the adapter's clock between
+ *    ops) and every product candidate's timing, so that the first run on a
+ *    GPU says where its step goes;
  * 3. the matmul benchmark; 4. the generate benchmark;
  * 5. the GPU tests (`lib/gpu`, `lib/model`, `lib/generate`, the PyTorch
  *    parity fixtures) on this adapter.
@@ -39,7 +42,7 @@ export async function benchGpu(opts: { allowSoftware: boolean; peakTflops: numbe
     Deno.exit(1);
   }
   const { benchTrain } = await import("./train.ts");
-  const train = await benchTrain({ json: true, seedConfig: true });
+  const train = await benchTrain({ json: true, seedConfig: true, profile: true, profileSteps: 3 });
   const peakShare = train.gflops / (opts.peakTflops * 1000);
   console.error(
     `train at the seed configuration: ${Math.round(train.tokens_per_s)} tokens/s, ` +
