@@ -1132,10 +1132,36 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
   let n = gid.x;
   if (n >= N) { return; }
   var sum = ${t}(0.0);
-  for (var m = 0u; m < M; m++) { sum += dyAt(m * N + n); }
+  var m = 0u;
+${mode === "storage" ? storageRowChunks(t) : ""}
+  for (; m < M; m++) { sum += dyAt(m * N + n); }
   db[n] = ${accumulate ? "db[n] + sum" : "sum"};
 }
 `;
+}
+
+/**
+ * Rows a storage-form column sum loads ahead (see {@link storageRowChunks}).
+ */
+const COLUMN_SUM_CHUNK = 16;
+
+/**
+ * WGSL for the storage form's rows in chunks of {@link COLUMN_SUM_CHUNK}:
+ * all of a chunk's loads first, then their additions in row order, the same
+ * additions as one row at a time and so the same bits. A column's sum is a
+ * chain as long as the batch's rows (4096 at the seed configuration) over
+ * few invocations (N / 4 of them); on a GPU a load waits hundreds of cycles,
+ * and a chunk's independent loads wait together. The texture form (software
+ * adapters) keeps one row at a time.
+ */
+function storageRowChunks(t: string): string {
+  const C = COLUMN_SUM_CHUNK;
+  const loads = Array.from(
+    { length: C },
+    (_, k) => `    let v${k}: ${t} = dyAt((m + ${k}u) * N + n);`,
+  );
+  const adds = Array.from({ length: C }, (_, k) => `    sum += v${k};`);
+  return `  for (; m + ${C}u <= M; m += ${C}u) {\n${loads.join("\n")}\n${adds.join("\n")}\n  }`;
 }
 
 /**
