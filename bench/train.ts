@@ -19,6 +19,7 @@
  *
  * @module
  */
+import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import { requestGpu } from "../lib/gpu/device.ts";
 import type { SamOutConfig } from "../lib/model/config.ts";
 import { parameterCount } from "../lib/model/params.ts";
@@ -407,19 +408,53 @@ async function runPytorch(
   }
 }
 
+/** A positive integer option value, or a usage error naming the option. */
+function positiveInt(option: string) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1) {
+      throw new InvalidArgumentError(`${option} takes a positive integer, not "${value}"`);
+    }
+    return n;
+  };
+}
+
 if (import.meta.main) {
-  const args = Deno.args;
-  const stepsArg = args.find((a) => a.startsWith("--steps="));
-  const profileArg = args.find((a) => a.startsWith("--profile="));
-  await benchTrain({
-    steps: stepsArg ? Number(stepsArg.slice("--steps=".length)) : undefined,
-    json: args.includes("--json"),
-    seedConfig: args.includes("--seed-config"),
-    large: args.includes("--large"),
-    noTune: args.includes("--no-tune"),
-    profile: args.includes("--profile") || profileArg !== undefined,
-    profileSteps: profileArg ? Number(profileArg.slice("--profile=".length)) : undefined,
-    noPytorch: args.includes("--no-pytorch"),
-    noBound: args.includes("--no-bound"),
-  });
+  // Standalone: `deno run -A bench/train.ts [options]` (`--help` lists them).
+  const program = new Command()
+    .name("bench/train.ts")
+    .description("the training benchmark at one configuration, beside PyTorch on the CPU")
+    .option(
+      "--steps <n>",
+      "timed steps (default 10; 4 at the large and seed configurations)",
+      positiveInt("--steps"),
+    )
+    .option(
+      "--large",
+      "the larger CPU configuration: d 256, 8 heads, 4 layers, V 4100, batch 16 x seq 256",
+    )
+    .option("--seed-config", "the seed's reference size, d 512, 8 layers, batch 32 (GPU machines)")
+    .option("--no-tune", "keep the default matrix-product kernels (no timing first)")
+    .option(
+      "--profile [steps]",
+      "also the time of every op, averaged over this many steps (default 5)",
+      positiveInt("--profile"),
+    )
+    .option("--no-pytorch", "skip the PyTorch baseline")
+    .option("--no-bound", "skip the adapter's multiply-add ceiling and the bound it gives")
+    .option("--json", "print one JSON object instead of lines")
+    .action(async (o) => {
+      await benchTrain({
+        steps: o.steps,
+        json: o.json ?? false,
+        seedConfig: o.seedConfig ?? false,
+        large: o.large ?? false,
+        noTune: o.tune === false,
+        profile: o.profile !== undefined,
+        profileSteps: typeof o.profile === "number" ? o.profile : undefined,
+        noPytorch: o.pytorch === false,
+        noBound: o.bound === false,
+      });
+    });
+  await program.parseAsync(Deno.args, { from: "user" });
 }
