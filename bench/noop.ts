@@ -14,7 +14,9 @@
  *
  * @module
  */
+import { Command } from "@commander-js/extra-typings";
 import { join } from "node:path";
+import { positiveInt } from "./cli.ts";
 import { fileURLToPath } from "node:url";
 
 const REPO_ROOT = fileURLToPath(new URL("../", import.meta.url));
@@ -173,18 +175,27 @@ export async function benchNoop(opts: NoopBenchOptions = {}): Promise<NoopBenchR
 }
 
 if (import.meta.main) {
-  const a = Deno.args;
-  const get = (flag: string) => {
-    const i = a.indexOf(flag);
-    return i >= 0 ? a[i + 1] : undefined;
-  };
-  const overrides = a.flatMap((v, i) => (a[i - 1] === "--set" ? [v] : []));
-  const runs = get("--runs");
-  await benchNoop({
-    pipeline: get("--pipeline"),
-    jobsDir: get("--jobs-dir"),
-    store: get("--store"),
-    runs: runs === undefined ? undefined : Number(runs),
-    overrides,
-  });
+  const program = new Command()
+    .name("bench/noop.ts")
+    .description("wall-clock of a fully cached pipeline re-run, each in a fresh deno process")
+    .option("--pipeline <file>", "pipeline file (default: the test fixture pipeline)")
+    .option("--jobs-dir <dir>", "jobs folder (default: the fixture jobs, or jobs/ for a pipeline)")
+    .option("--store <dir>", "store (default: a fresh temporary store, removed afterwards)")
+    .option("--runs <n>", "timed cached re-runs (default 5)", positiveInt("--runs"))
+    .option(
+      "--set <step.param=value>",
+      "override passed to every run (repeatable)",
+      (v: string, prev: string[]) => [...prev, v],
+      [] as string[],
+    )
+    .action(async (o) => {
+      await benchNoop({
+        pipeline: o.pipeline,
+        jobsDir: o.jobsDir,
+        store: o.store,
+        runs: o.runs,
+        overrides: o.set,
+      });
+    });
+  await program.parseAsync(Deno.args, { from: "user" });
 }

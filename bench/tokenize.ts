@@ -19,7 +19,9 @@
  *
  * @module
  */
+import { Command } from "@commander-js/extra-typings";
 import { join } from "node:path";
+import { positiveInt, positiveNumber } from "./cli.ts";
 import { SYNTH_CATEGORIES, synthesizeClip } from "../jobs/synth.ts";
 import { job as tokenizeJob, TokenizeParams } from "../jobs/tokenize.ts";
 import { encodeWav } from "../lib/audio/wav.ts";
@@ -91,6 +93,8 @@ async function generateScannedSet(dir: string, seconds: number): Promise<Artifac
       sample_rate: rate,
       channels: 1,
       duration_s: samples.length / rate,
+      // The scan job's default sides, 70/15/15: the codebook is fit on the training files.
+      split: i % 20 < 14 ? "train" : i % 20 < 17 ? "val" : "test",
       sha256: Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join(""),
     });
     counts[category] = (counts[category] ?? 0) + 1;
@@ -268,9 +272,13 @@ export async function benchTokenize(seconds = 60, runs = 5): Promise<TokenizeBen
 }
 
 if (import.meta.main) {
-  const i = Deno.args.indexOf("--seconds");
-  const seconds = i >= 0 ? Number(Deno.args[i + 1]) : 60;
-  const j = Deno.args.indexOf("--runs");
-  const runs = j >= 0 ? Number(Deno.args[j + 1]) : 5;
-  console.log(JSON.stringify(await benchTokenize(seconds, runs), null, 2));
+  const program = new Command()
+    .name("bench/tokenize.ts")
+    .description("tokenize throughput: seconds of audio turned into tokens per wall-clock second")
+    .option("--seconds <n>", "seconds of audio (default 60)", positiveNumber("--seconds"), 60)
+    .option("--runs <n>", "runs, of which the median is kept (default 5)", positiveInt("--runs"), 5)
+    .action(async (o) => {
+      console.log(JSON.stringify(await benchTokenize(o.seconds, o.runs), null, 2));
+    });
+  await program.parseAsync(Deno.args, { from: "user" });
 }

@@ -19,7 +19,8 @@
  *
  * @module
  */
-import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
+import { Command } from "@commander-js/extra-typings";
+import { positiveInt } from "./cli.ts";
 import { requestGpu } from "../lib/gpu/device.ts";
 import type { SamOutConfig } from "../lib/model/config.ts";
 import { parameterCount } from "../lib/model/params.ts";
@@ -406,17 +407,6 @@ async function runPytorch(
   } catch {
     return undefined;
   }
-}
-
-/** A positive integer option value, or a usage error naming the option. */
-function positiveInt(option: string) {
-  return (value: string): number => {
-    const n = Number(value);
-    if (!Number.isInteger(n) || n < 1) {
-      throw new InvalidArgumentError(`${option} takes a positive integer, not "${value}"`);
-    }
-    return n;
-  };
 }
 
 if (import.meta.main) {

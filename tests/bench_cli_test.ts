@@ -1,11 +1,15 @@
 import { assert, assertEquals } from "./assert.ts";
 
-// `deno run -A bench/train.ts` alone (the README's profile command): a
-// mistyped or malformed option is refused before anything runs, instead of
-// being ignored by a benchmark that then takes minutes.
-const script = new URL("../bench/train.ts", import.meta.url).pathname;
+// The benchmarks run alone (`deno run -A bench/X.ts`, the README's profile
+// command among them): a mistyped or malformed option is refused before
+// anything runs, instead of being ignored by a benchmark that then takes
+// minutes.
+const bench = (name: string) => new URL(`../bench/${name}.ts`, import.meta.url).pathname;
 
-async function run(args: string[]): Promise<{ code: number; stderr: string; stdout: string }> {
+async function run(
+  args: string[],
+  script = bench("train"),
+): Promise<{ code: number; stderr: string; stdout: string }> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", script, ...args],
     stdout: "piped",
@@ -35,4 +39,24 @@ Deno.test("bench/train.ts: an unknown option or a bad step count is refused, nam
   const profile = await run(["--profile=two"]);
   assertEquals(profile.code, 1);
   assert(profile.stderr.includes('--profile takes a positive integer, not "two"'), profile.stderr);
+});
+
+Deno.test("bench/noop.ts and bench/tokenize.ts: bad counts are refused, naming the option", async () => {
+  const runs = await run(["--runs", "-1"], bench("noop"));
+  assertEquals(runs.code, 1);
+  assert(runs.stderr.includes('--runs takes a positive integer, not "-1"'), runs.stderr);
+  const seconds = await run(["--seconds", "abc"], bench("tokenize"));
+  assertEquals(seconds.code, 1);
+  assert(seconds.stderr.includes('--seconds takes a positive number, not "abc"'), seconds.stderr);
+  const help = await run(["--help"], bench("noop"));
+  assertEquals(help.code, 0);
+  assert(help.stdout.includes("--set"), help.stdout);
+});
+
+Deno.test("bench tokenize runs: its synthetic scan output is one the tokenize job accepts", async () => {
+  // It broke unnoticed once, when the scan output gained each file's split.
+  const { benchTokenize } = await import("../bench/tokenize.ts");
+  const result = await benchTokenize(5, 1);
+  assert(result.seconds_audio >= 5, `seconds of audio: ${result.seconds_audio}`);
+  assert(result.seconds_audio_per_second > 0, JSON.stringify(result));
 });

@@ -1,0 +1,31 @@
+/**
+ * What the benchmarks' standalone entry points (`deno run -A bench/X.ts`)
+ * share for their options: commander parses them, so `--help` lists them
+ * and a mistyped option or a malformed value is refused before anything
+ * runs.
+ *
+ * @module
+ */
+import { InvalidArgumentError } from "@commander-js/extra-typings";
+
+/** A parser of a positive integer option value; a usage error names the option. */
+export function positiveInt(option: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1) {
+      throw new InvalidArgumentError(`${option} takes a positive integer, not "${value}"`);
+    }
+    return n;
+  };
+}
+
+/** A parser of a positive number option value (seconds, say); a usage error names the option. */
+export function positiveNumber(option: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n <= 0) {
+      throw new InvalidArgumentError(`${option} takes a positive number, not "${value}"`);
+    }
+    return n;
+  };
+}
