@@ -49,8 +49,26 @@ export interface TrainBenchResult {
    * installed (`apt-get install libopenblas0-pthread`), a ~7x difference here.
    */
   pytorch_runs?: { blas: string; tokens_per_s: number; ratio: number }[];
-  /** tokens_per_s / pytorch_tokens_per_s. */
+  /**
+   * tokens_per_s / pytorch_tokens_per_s: the median of the paired rounds'
+   * ratios ({@link TrainBenchResult.rounds}) when PyTorch ran.
+   */
   ratio?: number;
+  /**
+   * Paired rounds, one after another: WebGPU's timed steps, then PyTorch
+   * with the fastest BLAS (the first round's PyTorch is the fastest of
+   * {@link TrainBenchResult.pytorch_runs}). A machine whose load drifts
+   * skews a single pair; the median of the pairs' ratios much less.
+   * `tokens_per_s`, `pytorch_tokens_per_s` and the CPU times are the
+   * medians of the rounds'.
+   */
+  rounds?: {
+    tokens_per_s: number;
+    pytorch_tokens_per_s: number;
+    ratio: number;
+    cpu_s_per_step?: number;
+    pytorch_cpu_s_per_step?: number;
+  }[];
   /** CPU seconds per step of this process (Linux; llvmpipe's threads included). */
   cpu_s_per_step?: number;
   /** PyTorch's CPU seconds per step. */
@@ -122,9 +140,18 @@ export interface TrainBenchOptions {
   noPytorch?: boolean;
   /** Skip the adapter's multiply-add ceiling (bench/ceiling.ts) and the bound it gives. */
   noBound?: boolean;
+  /** Paired WebGPU / PyTorch rounds whose median ratio is reported (default 3; 1 at the seed configuration). */
+  rounds?: number;
 }
 
 const WARMUP_STEPS = 2;
+const DEFAULT_ROUNDS = 3;
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
 const PROFILE_STEPS = 5;
 
 /** Runs the training benchmark and prints the figures (lines, or one JSON object). */
@@ -167,17 +194,24 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
     for (let i = 0; i < WARMUP_STEPS; i++) graph.trainStep(batches[i % batches.length], 1e-3);
     await graph.readTrainStats();
     const clock = cpuClock();
-    const c0 = clock?.();
-    const t0 = performance.now();
-    for (let i = 0; i < steps; i++) graph.trainStep(batches[i % batches.length], 1e-3);
-    const stats = await graph.readTrainStats();
-    const seconds = (performance.now() - t0) / 1000;
-    const cpuSeconds = clock ? (clock() - c0!) / 1000 : undefined;
-    if (stats.length !== steps || !stats.every((s) => Number.isFinite(s.loss))) {
-      throw new Error(`the benchmark's training steps gave bad stats: ${JSON.stringify(stats)}`);
-    }
+    // `steps` timed steps: tokens/s, and CPU seconds per step where the clock exists.
+    const timeSteps = async () => {
+      const c0 = clock?.();
+      const t0 = performance.now();
+      for (let i = 0; i < steps; i++) graph.trainStep(batches[i % batches.length], 1e-3);
+      const stats = await graph.readTrainStats();
+      const seconds = (performance.now() - t0) / 1000;
+      if (stats.length !== steps || !stats.every((s) => Number.isFinite(s.loss))) {
+        throw new Error(`the benchmark's training steps gave bad stats: ${JSON.stringify(stats)}`);
+      }
+      return {
+        tokensPerS: steps * shape.batch * shape.seq / seconds,
+        cpuPerStep: clock ? (clock() - c0!) / 1000 / steps : undefined,
+      };
+    };
+    const first = await timeSteps();
     const params = parameterCount(cfg);
-    const tokensPerS = steps * shape.batch * shape.seq / seconds;
+    let tokensPerS = first.tokensPerS;
     const result: TrainBenchResult = {
       tokens_per_s: tokensPerS,
       gflops: 6 * params * tokensPerS / 1e9,
@@ -188,7 +222,7 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
       kernels: kernels.names,
       ...(kernels.timings && { kernel_timings_ms: kernels.timings }),
     };
-    if (cpuSeconds !== undefined) result.cpu_s_per_step = cpuSeconds / steps;
+    if (first.cpuPerStep !== undefined) result.cpu_s_per_step = first.cpuPerStep;
     if (opts.profile) {
       // Timestamps where the device has them; otherwise CPU time, which
       // ticks in 10 ms: average a few steps either way.
@@ -223,11 +257,40 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
       }
       const torch = runs[0]?.run;
       if (torch !== undefined) {
-        result.pytorch_tokens_per_s = torch.tokens_per_s;
-        result.ratio = tokensPerS / torch.tokens_per_s;
-        if (typeof torch.cpu_s_per_step === "number" && result.cpu_s_per_step) {
-          result.pytorch_cpu_s_per_step = torch.cpu_s_per_step;
-          result.cpu_ratio = torch.cpu_s_per_step / result.cpu_s_per_step;
+        const fastest = blasVariants().find((b) => b.name === runs[0].blas);
+        const rounds: NonNullable<TrainBenchResult["rounds"]> = [];
+        const pair = (w: typeof first, t: typeof torch) =>
+          rounds.push({
+            tokens_per_s: w.tokensPerS,
+            pytorch_tokens_per_s: t.tokens_per_s,
+            ratio: w.tokensPerS / t.tokens_per_s,
+            ...(w.cpuPerStep !== undefined && { cpu_s_per_step: w.cpuPerStep }),
+            ...(typeof t.cpu_s_per_step === "number" && {
+              pytorch_cpu_s_per_step: t.cpu_s_per_step,
+            }),
+          });
+        pair(first, torch);
+        const wanted = opts.rounds ?? (opts.seedConfig ? 1 : DEFAULT_ROUNDS);
+        while (rounds.length < wanted) {
+          const w = await timeSteps();
+          const t = await runPytorch(shape, torchSteps, fastest?.libraryPath);
+          if (!t) break;
+          pair(w, t);
+        }
+        const cpus = rounds.flatMap((r) => r.cpu_s_per_step ?? []);
+        const torchCpus = rounds.flatMap((r) => r.pytorch_cpu_s_per_step ?? []);
+        tokensPerS = median(rounds.map((r) => r.tokens_per_s));
+        result.tokens_per_s = tokensPerS;
+        result.gflops = 6 * params * tokensPerS / 1e9;
+        result.pytorch_tokens_per_s = median(rounds.map((r) => r.pytorch_tokens_per_s));
+        result.ratio = median(rounds.map((r) => r.ratio));
+        result.rounds = rounds;
+        if (cpus.length === rounds.length) result.cpu_s_per_step = median(cpus);
+        if (torchCpus.length === rounds.length && result.cpu_s_per_step) {
+          result.pytorch_cpu_s_per_step = median(torchCpus);
+          result.cpu_ratio = median(
+            rounds.map((r) => r.pytorch_cpu_s_per_step! / r.cpu_s_per_step!),
+          );
         }
       }
     }
@@ -271,10 +334,18 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
           console.log(
             `pytorch (cpu)  ${r.tokens_per_s.toFixed(0)} tokens/s with ${r.blas}: ratio ${
               r.ratio.toFixed(2)
-            }x`,
+            }x${(result.rounds?.length ?? 0) > 1 ? " (first round)" : ""}`,
           );
         }
-        console.log(`ratio          ${result.ratio!.toFixed(2)}x (against the fastest PyTorch)`);
+        const rounds = result.rounds ?? [];
+        console.log(
+          `ratio          ${result.ratio!.toFixed(2)}x (against the fastest PyTorch` +
+            (rounds.length > 1
+              ? `; the median of ${rounds.length} paired rounds: ${
+                rounds.map((r) => r.ratio.toFixed(2)).join(", ")
+              })`
+              : ")"),
+        );
         if (result.cpu_ratio !== undefined) {
           console.log(
             `cpu time       ${(result.cpu_s_per_step! * 1000).toFixed(0)} ms/step webgpu, ${
@@ -432,6 +503,11 @@ if (import.meta.main) {
     )
     .option("--no-pytorch", "skip the PyTorch baseline")
     .option("--no-bound", "skip the adapter's multiply-add ceiling and the bound it gives")
+    .option(
+      "--rounds <n>",
+      "paired WebGPU / PyTorch rounds whose median ratio is reported (default 3)",
+      positiveInt("--rounds"),
+    )
     .option("--json", "print one JSON object instead of lines")
     .action(async (o) => {
       await benchTrain({
@@ -444,6 +520,7 @@ if (import.meta.main) {
         profileSteps: typeof o.profile === "number" ? o.profile : undefined,
         noPytorch: o.pytorch === false,
         noBound: o.bound === false,
+        rounds: o.rounds,
       });
     });
   await program.parseAsync(Deno.args, { from: "user" });
