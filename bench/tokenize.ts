@@ -21,7 +21,7 @@
  */
 import { Command } from "@commander-js/extra-typings";
 import { join } from "node:path";
-import { positiveInt, positiveNumber } from "./cli.ts";
+import { median, positiveInt, positiveNumber } from "./common.ts";
 import { SYNTH_CATEGORIES, synthesizeClip } from "../jobs/synth.ts";
 import { job as tokenizeJob, TokenizeParams } from "../jobs/tokenize.ts";
 import { encodeWav } from "../lib/audio/wav.ts";
@@ -125,12 +125,6 @@ async function generateScannedSet(dir: string, seconds: number): Promise<Artifac
       environment: {},
     },
   };
-}
-
-function median(values: number[]): number {
-  const v = [...values].sort((x, y) => x - y);
-  const m = Math.floor(v.length / 2);
-  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
 }
 
 /**

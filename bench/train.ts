@@ -20,7 +20,7 @@
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
-import { positiveInt } from "./cli.ts";
+import { median, positiveInt } from "./common.ts";
 import { requestGpu } from "../lib/gpu/device.ts";
 import type { SamOutConfig } from "../lib/model/config.ts";
 import { parameterCount } from "../lib/model/params.ts";
@@ -147,11 +147,6 @@ export interface TrainBenchOptions {
 const WARMUP_STEPS = 2;
 const DEFAULT_ROUNDS = 3;
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
 const PROFILE_STEPS = 5;
 
 /** Runs the training benchmark and prints the figures (lines, or one JSON object). */
@@ -242,10 +237,14 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
     }
     if (!opts.noPytorch) {
       const torchSteps = opts.seedConfig ? 1 : Math.max(3, Math.min(steps, 5));
-      const runs: { blas: string; run: { tokens_per_s: number; cpu_s_per_step?: number } }[] = [];
+      const runs: {
+        blas: string;
+        libraryPath?: string;
+        run: { tokens_per_s: number; cpu_s_per_step?: number };
+      }[] = [];
       for (const blas of blasVariants()) {
         const run = await runPytorch(shape, torchSteps, blas.libraryPath);
-        if (run) runs.push({ blas: blas.name, run });
+        if (run) runs.push({ blas: blas.name, libraryPath: blas.libraryPath, run });
       }
       runs.sort((a, b) => b.run.tokens_per_s - a.run.tokens_per_s);
       if (runs.length > 0) {
@@ -257,7 +256,6 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
       }
       const torch = runs[0]?.run;
       if (torch !== undefined) {
-        const fastest = blasVariants().find((b) => b.name === runs[0].blas);
         const rounds: NonNullable<TrainBenchResult["rounds"]> = [];
         const pair = (w: typeof first, t: typeof torch) =>
           rounds.push({
@@ -273,7 +271,7 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
         const wanted = opts.rounds ?? (opts.seedConfig ? 1 : DEFAULT_ROUNDS);
         while (rounds.length < wanted) {
           const w = await timeSteps();
-          const t = await runPytorch(shape, torchSteps, fastest?.libraryPath);
+          const t = await runPytorch(shape, torchSteps, runs[0].libraryPath);
           if (!t) break;
           pair(w, t);
         }

@@ -1,8 +1,8 @@
 /**
- * What the benchmarks' standalone entry points (`deno run -A bench/X.ts`)
- * share for their options: commander parses them, so `--help` lists them
- * and a mistyped option or a malformed value is refused before anything
- * runs.
+ * What the benchmarks share: the option parsers of their standalone entry
+ * points (`deno run -A bench/X.ts`; commander parses the options, so
+ * `--help` lists them and a mistyped option or a malformed value is refused
+ * before anything runs), and the median their repeated runs report.
  *
  * @module
  */
@@ -28,4 +28,11 @@ export function positiveNumber(option: string): (value: string) => number {
     }
     return n;
   };
+}
+
+/** The median of `xs` (the mean of the middle two for an even count). */
+export function median(xs: number[]): number {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
