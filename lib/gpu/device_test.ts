@@ -1,0 +1,49 @@
+import { assert, assertEquals } from "../../tests/assert.ts";
+import { vulkanDriverInstalled, webgpuBackend } from "./device.ts";
+
+const envOf = (vars: Record<string, string>) => (name: string) => vars[name];
+
+Deno.test("WebGPU runs on Vulkan alone on Linux where a Vulkan driver is installed", () => {
+  const yes = () => true, no = () => false;
+  assertEquals(webgpuBackend("linux", envOf({}), yes), "vulkan");
+  // No Vulkan driver: wgpu's default (its OpenGL fallback) stays.
+  assertEquals(webgpuBackend("linux", envOf({}), no), undefined);
+  // The user's choice stands.
+  assertEquals(webgpuBackend("linux", envOf({ DENO_WEBGPU_BACKEND: "gl" }), yes), undefined);
+  // Elsewhere the platform's own backend (Metal, DX12) is wgpu's business.
+  assertEquals(webgpuBackend("darwin", envOf({}), yes), undefined);
+  assertEquals(webgpuBackend("windows", envOf({}), yes), undefined);
+});
+
+Deno.test("a Vulkan driver is found where the Vulkan loader would find one", () => {
+  const dir = Deno.makeTempDirSync();
+  try {
+    const empty = { HOME: `${dir}/home`, XDG_CONFIG_DIRS: `${dir}/none`, XDG_DATA_DIRS: dir };
+    // /etc/vulkan/icd.d is searched too: only meaningful where this machine has none there.
+    let etc = false;
+    try {
+      etc = [...Deno.readDirSync("/etc/vulkan/icd.d")].some((e) => e.name.endsWith(".json"));
+    } catch { /* none */ }
+    if (!etc) assertEquals(vulkanDriverInstalled(envOf(empty)), false);
+    Deno.mkdirSync(`${dir}/vulkan/icd.d`, { recursive: true });
+    Deno.writeTextFileSync(`${dir}/vulkan/icd.d/README.txt`, "not a manifest");
+    if (!etc) assertEquals(vulkanDriverInstalled(envOf(empty)), false);
+    Deno.writeTextFileSync(`${dir}/vulkan/icd.d/lvp_icd.x86_64.json`, "{}");
+    assert(vulkanDriverInstalled(envOf(empty)));
+    // In the user's data folder, and named by the loader's variables.
+    const home = { ...empty, XDG_DATA_DIRS: `${dir}/none`, XDG_DATA_HOME: dir };
+    assert(vulkanDriverInstalled(envOf(home)));
+    assert(
+      vulkanDriverInstalled(
+        envOf({ ...empty, XDG_DATA_DIRS: "/nowhere", VK_DRIVER_FILES: "/x.json" }),
+      ),
+    );
+    assert(
+      vulkanDriverInstalled(
+        envOf({ ...empty, XDG_DATA_DIRS: "/nowhere", VK_ICD_FILENAMES: "/x.json" }),
+      ),
+    );
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
