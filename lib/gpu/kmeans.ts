@@ -19,8 +19,15 @@
  *   kernels, so the iterations already encoded do nothing. The host encodes
  *   {@link ITERATIONS_PER_SUBMIT} iterations per submit and reads the state,
  *   codebook and assignment back after each: a GPU round trip costs >= 10 ms
- *   on llvmpipe, more than an iteration's kernels (at K = 256, N = 4887, D =
- *   40: ~5 ms scan, < 1 ms the rest, on 2 idle cores).
+ *   on llvmpipe, about an iteration's kernels (at K = 256, N = 4369, D = 40
+ *   on the 2-core Zen 3 development machine: ~6 ms the scan, ~4.5 ms the
+ *   centroid update, ~2 ms the rest).
+ * - On software adapters the scan reads frames and centroids as images
+ *   (texture copies, as the training graph's inputs are): llvmpipe turns
+ *   each storage-buffer load into a loop over the SIMD lanes, which made the
+ *   scan ~42 ms there. The frames are written into their texture once, the
+ *   codebook copied into its texture before each scan; the values read are
+ *   the same, so the bytes are ({@link ScanReads}).
  * - No float atomics anywhere and every sum in a fixed order, so the same
  *   input and seed give the same bytes.
  *
@@ -37,6 +44,12 @@ import {
   type Gpu,
 } from "./device.ts";
 import { isSoftwareAdapter } from "./device.ts";
+import {
+  encodeInputCopy,
+  inputWgsl,
+  TEXTURE_INPUT_WIDTH,
+  textureInputFits,
+} from "./ops/texture_inputs.ts";
 
 /** Options of {@link fitKMeans}. */
 export interface KMeansOptions {
@@ -57,6 +70,30 @@ export interface KMeansOptions {
    * submit, which saves a GPU round trip over a later {@link assignNearest}.
    */
   assignAlso?: Float32Array;
+  /**
+   * How the nearest-centroid scan reads frames and centroids (default
+   * {@link defaultScanReads}); the same values either way, so the same bytes.
+   */
+  reads?: ScanReads;
+}
+
+/**
+ * How the nearest-centroid scan reads its frames and centroids: from their
+ * storage buffers, or from texture copies read as images ("image", as the
+ * training graph's inputs are on software adapters: lib/gpu/ops/texture_inputs.ts).
+ * The values read are the same, so the result is the same bytes.
+ */
+export type ScanReads = "storage" | "image";
+
+/**
+ * "image" on software adapters, where llvmpipe (Mesa 22.3) runs every
+ * storage-buffer load as a loop over the SIMD lanes and a texel fetch as a
+ * straight-line gather: on the 2-core Zen 3 development machine a scan at K
+ * = 256, D = 40 over 4,887 frames took ~42 ms from storage and ~5 ms from
+ * images. "storage" on GPUs (not timed there yet).
+ */
+export function defaultScanReads(gpu: Gpu): ScanReads {
+  return isSoftwareAdapter(gpu) ? "image" : "storage";
 }
 
 /** The result of {@link fitKMeans}. */
@@ -71,6 +108,8 @@ export interface KMeansResult {
   inertia: number;
   /** Lloyd iterations run. */
   iterations: number;
+  /** How the scan read its operands (images unless one of them did not fit a texture). */
+  reads: ScanReads;
 }
 
 /**
@@ -100,10 +139,12 @@ interface ScanTile {
  * cores at K = 256, D = 40: ~1.1 ms per 1000 frames scanned (~9 G distance
  * terms/s; the earlier one-frame-per-invocation kernel with the codebook
  * staged in workgroup memory did ~0.5 G/s) on top of ~11 ms per GPU round
- * trip. 16 x 8, 8 x 16 and 16 x 16 blocks were no faster and took 0.4-0.7 s
- * to compile instead of 0.05 s; the FMA-only matrix form (`x·c` against
- * precomputed norms) was no faster either (the kernel is load-bound), so the
- * exact difference form stays.
+ * trip, on an earlier development host; on the Zen 3 one, ~9.6 ms from
+ * storage buffers and ~1.3 ms from images. 16 x 8, 8 x 16 and 16 x 16 blocks
+ * were no faster and took 0.4-0.7 s to compile instead of 0.05 s (with
+ * images, 4 x 8, 8 x 4, 16 x 8 and 8 x 16 were within the noise of 8 x 8);
+ * the FMA-only matrix form (`x·c` against precomputed norms) was no faster
+ * either, so the exact difference form stays.
  */
 const SOFTWARE_SCAN_TILE: ScanTile = { rows: 8, cols: 8, workgroup: 8 };
 /** Hardware GPUs: small blocks, 64-invocation workgroups (not tuned: no GPU on the test machines). */
@@ -129,8 +170,10 @@ function framesPerWorkgroup(t: ScanTile): number {
  * codebook [k, D4] vec4f
  * out      [m] vec2u   (nearest index, bits of its squared distance f32)
  */
-function scanWgsl(t: ScanTile): string {
+function scanWgsl(t: ScanTile, reads: ScanReads): string {
   const R = t.rows, C = t.cols;
+  const frame = (i: string) => reads === "image" ? `framesAt(${i})` : `frames[${i}]`;
+  const centroid = (i: string) => reads === "image" ? `codebookAt(${i})` : `codebook[${i}]`;
   const L: string[] = [];
   for (let i = 0; i < R; i++) {
     L.push(`  let xb${i} = min(j0 + ${i}u, M - 1u) * D4;`);
@@ -142,9 +185,9 @@ function scanWgsl(t: ScanTile): string {
     for (let j = 0; j < C; j++) L.push(`    var a_${i}_${j} = 0.0;`);
   }
   L.push(`    for (var q = 0u; q < D4; q++) {`);
-  for (let j = 0; j < C; j++) L.push(`      let c${j} = codebook[cb${j} + q];`);
+  for (let j = 0; j < C; j++) L.push(`      let c${j} = ${centroid(`cb${j} + q`)};`);
   for (let i = 0; i < R; i++) {
-    L.push(`      let x${i} = frames[xb${i} + q];`);
+    L.push(`      let x${i} = ${frame(`xb${i} + q`)};`);
     for (let j = 0; j < C; j++) {
       L.push(`      let e_${i}_${j} = x${i} - c${j};`);
       L.push(`      a_${i}_${j} += dot(e_${i}_${j}, e_${i}_${j});`);
@@ -171,8 +214,13 @@ function scanWgsl(t: ScanTile): string {
   return /* wgsl */ `
 const BIG: f32 = 3.0e38;
 @group(0) @binding(0) var<uniform> dims: Dims;
-@group(0) @binding(1) var<storage, read> frames: array<vec4f>;
-@group(0) @binding(2) var<storage, read> codebook: array<vec4f>;
+${
+    reads === "image"
+      ? `${inputWgsl(1, "frames", "vec4<f32>", "image")}
+${inputWgsl(2, "codebook", "vec4<f32>", "image")}`
+      : `@group(0) @binding(1) var<storage, read> frames: array<vec4f>;
+@group(0) @binding(2) var<storage, read> codebook: array<vec4f>;`
+  }
 @group(0) @binding(3) var<storage, read_write> out: array<vec2u>;
 
 @compute @workgroup_size(${t.workgroup})
@@ -393,13 +441,69 @@ function scanTile(gpu: Gpu): ScanTile {
   return isSoftwareAdapter(gpu) ? SOFTWARE_SCAN_TILE : HARDWARE_SCAN_TILE;
 }
 
-function scanPipeline(gpu: Gpu, t: ScanTile): GPUComputePipeline {
+function scanPipeline(gpu: Gpu, t: ScanTile, reads: ScanReads): GPUComputePipeline {
   return cachedPipeline(
     gpu,
-    `kmeans.scan_nearest.${t.rows}x${t.cols}x${t.workgroup}`,
-    DIMS_WGSL + scanWgsl(t),
+    `kmeans.scan_nearest.${t.rows}x${t.cols}x${t.workgroup}.${reads}`,
+    DIMS_WGSL + scanWgsl(t, reads),
     "scan_nearest",
   );
+}
+
+/**
+ * A scan operand read as an image: a `rgba32float` texture holding `texels`
+ * vec4s, texel `i` at `(i % TEXTURE_INPUT_WIDTH, i / TEXTURE_INPUT_WIDTH)`
+ * (texture_inputs.ts's layout), filled from the host or copied from a buffer.
+ */
+function createScanTexture(gpu: Gpu, texels: number, label: string): GPUTexture {
+  return gpu.device.createTexture({
+    label,
+    size: [TEXTURE_INPUT_WIDTH, Math.max(1, Math.ceil(texels / TEXTURE_INPUT_WIDTH))],
+    format: "rgba32float",
+    usage: GPUTextureUsage.COPY_DST | GPUTextureUsage.STORAGE_BINDING,
+  });
+}
+
+/** Writes `data` (whole vec4s) into `texture` from texel 0 on, in its linear layout. */
+function writeScanTexture(gpu: Gpu, texture: GPUTexture, data: Float32Array<ArrayBuffer>): void {
+  const texels = data.length / 4;
+  const rowFloats = TEXTURE_INPUT_WIDTH * 4;
+  const full = Math.floor(texels / TEXTURE_INPUT_WIDTH);
+  const rest = texels % TEXTURE_INPUT_WIDTH;
+  const q = gpu.device.queue;
+  if (full > 0) {
+    q.writeTexture({ texture }, data, { bytesPerRow: rowFloats * 4 }, [TEXTURE_INPUT_WIDTH, full]);
+  }
+  if (rest > 0) {
+    q.writeTexture({ texture, origin: [0, full] }, data, { offset: full * rowFloats * 4 }, [
+      rest,
+      1,
+    ]);
+  }
+}
+
+/** The scan's bind group: dims, frames and codebook (buffers or textures), out. */
+function bindScan(
+  gpu: Gpu,
+  pipeline: GPUComputePipeline,
+  dims: { buffer: GPUBuffer; offset: number; size: number },
+  frames: GPUBuffer | GPUTexture,
+  codebook: GPUBuffer | GPUTexture,
+  out: GPUBuffer,
+  label: string,
+): GPUBindGroup {
+  const resource = (r: GPUBuffer | GPUTexture) =>
+    r instanceof GPUTexture ? r.createView() : { buffer: r };
+  return gpu.device.createBindGroup({
+    label,
+    layout: pipeline.getBindGroupLayout(0),
+    entries: [
+      { binding: 0, resource: dims },
+      { binding: 1, resource: resource(frames) },
+      { binding: 2, resource: resource(codebook) },
+      { binding: 3, resource: { buffer: out } },
+    ],
+  });
 }
 
 /** Largest storage binding in bytes. */
@@ -424,12 +528,20 @@ function checkCodebookFits(gpu: Gpu, k: number, d: number): void {
   }
 }
 
+/** Options of {@link assignNearest}. */
+export interface AssignOptions {
+  /** Frames per chunk at most (default: as many as one storage binding holds); for tests. */
+  chunkRows?: number;
+  /** How the scan reads (default {@link defaultScanReads}). */
+  reads?: ScanReads;
+}
+
 /**
  * Nearest codebook entry of every frame, computed on the GPU: `[N]` u32 for
  * `frames` `[N, D]` f32 and `codebook` `[K, D]` f32 (squared Euclidean
  * distance, ties to the lowest index). One GPU round trip (>= 10 ms): batch
  * many files' frames into one call. Frames go up in chunks of at most one
- * storage binding (or `chunkRows` frames, for tests of the chunking).
+ * storage binding (and one texture, when read as images).
  */
 export async function assignNearest(
   gpu: Gpu,
@@ -437,7 +549,7 @@ export async function assignNearest(
   codebook: Float32Array,
   D: number,
   K: number,
-  chunkRows?: number,
+  options: AssignOptions = {},
 ): Promise<Uint32Array> {
   checkShapes(frames, D, K, "assignNearest");
   if (codebook.length !== K * D) {
@@ -449,18 +561,30 @@ export async function assignNearest(
   if (n === 0) return result;
   const d4 = Math.ceil(D / 4);
   const t = scanTile(gpu);
+  // A codebook too large for one texture is read from its buffer.
+  const reads = textureInputFits(gpu, K * d4) ? options.reads ?? defaultScanReads(gpu) : "storage";
   const rowsPerChunk = Math.min(
     Math.floor(maxBinding(gpu) / (d4 * 16)),
+    reads === "image"
+      ? Math.floor(gpu.limits.maxTextureDimension2D * TEXTURE_INPUT_WIDTH / d4)
+      : Infinity,
     gpu.limits.maxComputeWorkgroupsPerDimension * framesPerWorkgroup(t),
-    chunkRows ?? Infinity,
+    options.chunkRows ?? Infinity,
   );
   const chunks = Math.ceil(n / rowsPerChunk);
   const q = gpu.device.queue;
-  const owned: GPUBuffer[] = [];
-  const track = (b: GPUBuffer) => (owned.push(b), b);
+  const owned: (GPUBuffer | GPUTexture)[] = [];
+  const track = <T extends GPUBuffer | GPUTexture>(b: T) => (owned.push(b), b);
   try {
-    const pipeline = scanPipeline(gpu, t);
-    const cb = track(createStorageBufferFrom(gpu, padRows(codebook, D, d4), "kmeans codebook"));
+    const pipeline = scanPipeline(gpu, t, reads);
+    const padded = padRows(codebook, D, d4);
+    let cb: GPUBuffer | GPUTexture;
+    if (reads === "image") {
+      cb = track(createScanTexture(gpu, K * d4, "kmeans codebook"));
+      writeScanTexture(gpu, cb, padded);
+    } else {
+      cb = track(createStorageBufferFrom(gpu, padded, "kmeans codebook"));
+    }
     const dims = track(createUniformBuffer(gpu, 256 * chunks, "kmeans dims"));
     const staging = track(gpu.device.createBuffer({
       label: "kmeans assign readback",
@@ -474,18 +598,17 @@ export async function assignNearest(
     for (let c = 0; c < chunks; c++) {
       const start = c * rowsPerChunk, rows = Math.min(rowsPerChunk, n - start);
       const slice = padRows(frames.subarray(start * D, (start + rows) * D), D, d4);
-      const fb = track(createStorageBufferFrom(gpu, slice, "kmeans frames"));
+      let fb: GPUBuffer | GPUTexture;
+      if (reads === "image") {
+        fb = track(createScanTexture(gpu, rows * d4, "kmeans frames"));
+        writeScanTexture(gpu, fb, slice);
+      } else {
+        fb = track(createStorageBufferFrom(gpu, slice, "kmeans frames"));
+      }
       const out = track(createStorageBuffer(gpu, rows * 8, "kmeans nearest"));
       q.writeBuffer(dims, c * 256, dimsBytes(rows, K, d4));
-      pass.setBindGroup(
-        0,
-        bindBuffers(
-          gpu,
-          pipeline,
-          [{ buffer: dims, offset: c * 256, size: 32 }, fb, cb, out],
-          "kmeans assign",
-        ),
-      );
+      const slot = { buffer: dims, offset: c * 256, size: 32 };
+      pass.setBindGroup(0, bindScan(gpu, pipeline, slot, fb, cb, out, "kmeans assign"));
       pass.dispatchWorkgroups(Math.ceil(rows / framesPerWorkgroup(t)));
       outs.push({ out, start, rows });
     }
@@ -647,9 +770,16 @@ export async function fitKMeans(
     const sample = seededSubsample(n, Math.max(4096, 4 * K), rng);
     initial = kmeansPlusPlus(frames, sample, D, K, rng);
   }
+  const extra = options.assignAlso ?? new Float32Array(0);
+  checkShapes(extra, D, K, "fitKMeans assignAlso");
+  const m = extra.length / D;
+  // Images when every scan operand fits a texture; the buffers stay (the other kernels read them).
+  const reads = [n, K, m].every((rows) => textureInputFits(gpu, rows * d4))
+    ? options.reads ?? defaultScanReads(gpu)
+    : "storage";
   const device = gpu.device;
-  const owned: GPUBuffer[] = [];
-  const track = (b: GPUBuffer) => (owned.push(b), b);
+  const owned: (GPUBuffer | GPUTexture)[] = [];
+  const track = <T extends GPUBuffer | GPUTexture>(b: T) => (owned.push(b), b);
   try {
     const dims = track(createUniformBuffer(gpu, 32, "kmeans dims"));
     device.queue.writeBuffer(
@@ -657,7 +787,8 @@ export async function fitKMeans(
       0,
       dimsBytes(n, K, d4, options.iterations, options.tolerance),
     );
-    const framesBuf = track(createStorageBufferFrom(gpu, padRows(frames, D, d4), "kmeans frames"));
+    const paddedFrames = padRows(frames, D, d4);
+    const framesBuf = track(createStorageBufferFrom(gpu, paddedFrames, "kmeans frames"));
     const codebook = track(
       createStorageBufferFrom(gpu, padRows(initial, D, d4), "kmeans codebook"),
     );
@@ -679,17 +810,32 @@ export async function fitKMeans(
       new Uint32Array([1, 1, 1, 1, 1, 1, scanGroups, 1, 1]),
     );
     // Extra frames ride along in the fit's submits when they fit one binding.
-    const extra = options.assignAlso ?? new Float32Array(0);
-    checkShapes(extra, D, K, "fitKMeans assignAlso");
-    const m = extra.length / D;
     const extraGroups = Math.ceil(m / framesPerWorkgroup(t));
     const extraInline = m > 0 && m * d4 * 16 <= maxBinding(gpu) &&
       extraGroups <= gpu.limits.maxComputeWorkgroupsPerDimension;
     const extraDims = track(createUniformBuffer(gpu, 32, "kmeans extra dims"));
     device.queue.writeBuffer(extraDims, 0, dimsBytes(m, K, d4));
-    const extraFrames = extraInline
-      ? track(createStorageBufferFrom(gpu, padRows(extra, D, d4), "kmeans extra frames"))
-      : undefined;
+    // The scan's operands: the buffers, or textures the frames are written
+    // into once and the codebook is copied into before each scan.
+    let framesIn: GPUBuffer | GPUTexture = framesBuf;
+    let codebookIn: GPUBuffer | GPUTexture = codebook;
+    let codebookTexture: GPUTexture | undefined;
+    if (reads === "image") {
+      const texture = track(createScanTexture(gpu, n * d4, "kmeans frames"));
+      writeScanTexture(gpu, texture, paddedFrames);
+      framesIn = texture;
+      codebookIn = codebookTexture = track(createScanTexture(gpu, K * d4, "kmeans codebook"));
+    }
+    let extraFrames: GPUBuffer | GPUTexture | undefined;
+    if (extraInline) {
+      const padded = padRows(extra, D, d4);
+      if (reads === "image") {
+        extraFrames = track(createScanTexture(gpu, m * d4, "kmeans extra frames"));
+        writeScanTexture(gpu, extraFrames, padded);
+      } else {
+        extraFrames = track(createStorageBufferFrom(gpu, padded, "kmeans extra frames"));
+      }
+    }
     const extraOut = extraInline
       ? track(createStorageBuffer(gpu, m * 8, "kmeans extra nearest"))
       : undefined;
@@ -701,12 +847,12 @@ export async function fitKMeans(
       usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ,
     }));
 
-    const scan = scanPipeline(gpu, t);
+    const scan = scanPipeline(gpu, t, reads);
     const update = cachedPipeline(gpu, "kmeans.update_centroids", UPDATE_WGSL, "update_centroids");
     const reseed = cachedPipeline(gpu, "kmeans.reseed_empty", RESEED_WGSL, "reseed_empty");
     const step = cachedPipeline(gpu, "kmeans.lloyd_step", STEP_WGSL, "lloyd_step");
     const dimsSlice = { buffer: dims, offset: 0, size: 32 };
-    const scanGroup = bindBuffers(gpu, scan, [dimsSlice, framesBuf, codebook, out], "kmeans scan");
+    const scanGroup = bindScan(gpu, scan, dimsSlice, framesIn, codebookIn, out, "kmeans scan");
     const updateGroup = bindBuffers(
       gpu,
       update,
@@ -721,10 +867,13 @@ export async function fitKMeans(
     );
     const stepGroup = bindBuffers(gpu, step, [dimsSlice, out, assign, state, args], "kmeans step");
     const extraGroup = extraFrames && extraOut
-      ? bindBuffers(
+      ? bindScan(
         gpu,
         scan,
-        [{ buffer: extraDims, offset: 0, size: 32 }, extraFrames, codebook, extraOut],
+        { buffer: extraDims, offset: 0, size: 32 },
+        extraFrames,
+        codebookIn,
+        extraOut,
         "kmeans extra scan",
       )
       : undefined;
@@ -737,38 +886,51 @@ export async function fitKMeans(
     let extraAssignment: Uint32Array = new Uint32Array(m);
     while (!done) {
       const enc = device.createCommandEncoder({ label: "kmeans lloyd" });
-      const pass = enc.beginComputePass();
+      let open: GPUComputePassEncoder | undefined;
+      const pass = () => open ??= enc.beginComputePass();
+      /** The scan, after the codebook's copy into its texture (a copy runs outside passes). */
+      const scanPass = () => {
+        if (codebookTexture) {
+          open?.end();
+          open = undefined;
+          encodeInputCopy(enc, codebook, codebookTexture, K * d4);
+        }
+        const p = pass();
+        p.setPipeline(scan);
+        return p;
+      };
       if (encoded === 0) {
-        pass.setPipeline(scan);
-        pass.setBindGroup(0, scanGroup);
-        pass.dispatchWorkgroups(scanGroups);
-        pass.setPipeline(step);
-        pass.setBindGroup(0, stepGroup);
-        pass.dispatchWorkgroups(1);
+        const p = scanPass();
+        p.setBindGroup(0, scanGroup);
+        p.dispatchWorkgroups(scanGroups);
+        p.setPipeline(step);
+        p.setBindGroup(0, stepGroup);
+        p.dispatchWorkgroups(1);
       }
       const batch = Math.min(ITERATIONS_PER_SUBMIT, options.iterations - encoded);
       for (let it = 0; it < batch; it++) {
-        pass.setPipeline(update);
-        pass.setBindGroup(0, updateGroup);
-        pass.dispatchWorkgroupsIndirect(args, 0);
-        pass.setPipeline(reseed);
-        pass.setBindGroup(0, reseedGroup);
-        pass.dispatchWorkgroupsIndirect(args, 12);
-        pass.setPipeline(scan);
-        pass.setBindGroup(0, scanGroup);
-        pass.dispatchWorkgroupsIndirect(args, 24);
-        pass.setPipeline(step);
-        pass.setBindGroup(0, stepGroup);
-        pass.dispatchWorkgroups(1);
+        const p = pass();
+        p.setPipeline(update);
+        p.setBindGroup(0, updateGroup);
+        p.dispatchWorkgroupsIndirect(args, 0);
+        p.setPipeline(reseed);
+        p.setBindGroup(0, reseedGroup);
+        p.dispatchWorkgroupsIndirect(args, 12);
+        const q = scanPass();
+        q.setBindGroup(0, scanGroup);
+        q.dispatchWorkgroupsIndirect(args, 24);
+        q.setPipeline(step);
+        q.setBindGroup(0, stepGroup);
+        q.dispatchWorkgroups(1);
       }
       encoded += Math.max(0, batch);
       if (extraGroup) {
         // Against the codebook as it stands: the final one in the last submit.
-        pass.setPipeline(scan);
-        pass.setBindGroup(0, extraGroup);
-        pass.dispatchWorkgroups(extraGroups);
+        const p = scanPass();
+        p.setBindGroup(0, extraGroup);
+        p.dispatchWorkgroups(extraGroups);
       }
-      pass.end();
+      open?.end();
       enc.copyBufferToBuffer(state, 0, staging, 0, STATE_BYTES);
       enc.copyBufferToBuffer(codebook, 0, staging, STATE_BYTES, K * d4 * 16);
       enc.copyBufferToBuffer(assign, 0, staging, STATE_BYTES + K * d4 * 16, n * 4);
@@ -801,6 +963,7 @@ export async function fitKMeans(
       extraAssignment,
       inertia: inertiaOf(frames, assignment, fitted, D),
       iterations,
+      reads,
     };
   } finally {
     for (const b of owned) b.destroy();

@@ -1,7 +1,7 @@
 import { assert, assertEquals, assertRejects } from "../../tests/assert.ts";
 import { UserError } from "../errors/mod.ts";
 import { Random } from "../random/mod.ts";
-import { requestGpu } from "./device.ts";
+import { type Gpu, requestGpu } from "./device.ts";
 import { assignNearest, fitKMeans, ITERATIONS_PER_SUBMIT } from "./kmeans.ts";
 
 /** `[n, d]` f32: `clusters` Gaussian blobs (std 0.3) around centres drawn in [-5, 5]^d. */
@@ -67,7 +67,7 @@ Deno.test("assignNearest matches the CPU reference on awkward sizes, chunked and
   const c = Float32Array.from({ length: k * d }, () => r.range(-5, 5));
   const whole = await assignNearest(gpu, x, c, d, k);
   assertNearestAgree(x, c, d, k, whole);
-  const chunked = await assignNearest(gpu, x, c, d, k, 130);
+  const chunked = await assignNearest(gpu, x, c, d, k, { chunkRows: 130 });
   assertEquals(chunked, whole, "chunking must not change the assignment");
 });
 
@@ -261,4 +261,56 @@ Deno.test("fitKMeans with fewer frames than K is a UserError", async () => {
     "at least as many frames",
   );
   assert(e instanceof UserError);
+});
+
+/** `g` with a smaller `maxTextureDimension2D` (its other limits as they are). */
+function withTextureRows(g: Gpu, rows: number): Gpu {
+  const limits = new Proxy(g.limits, {
+    get: (t, p) => p === "maxTextureDimension2D" ? rows : t[p as keyof GPUSupportedLimits],
+  });
+  return { ...g, limits };
+}
+
+Deno.test("the scan gives the same bytes reading images as reading storage buffers", async () => {
+  const gpu = await requestGpu();
+  // d = 9: rows padded to 3 vec4s; 811 frames are 2,433 texels (two full texture rows and a part).
+  const d = 9, k = 23, n = 811;
+  const x = blobs(n, d, 7, 31);
+  const extra = blobs(333, d, 7, 32);
+  const opts = { seed: 3, iterations: ITERATIONS_PER_SUBMIT + 4, tolerance: 0, assignAlso: extra };
+  const image = await fitKMeans(gpu, x, d, k, { ...opts, reads: "image" });
+  const storage = await fitKMeans(gpu, x, d, k, { ...opts, reads: "storage" });
+  assertEquals(image.reads, "image");
+  assertEquals(storage.reads, "storage");
+  assert(image.iterations > 1, `${image.iterations} iterations`);
+  assertEquals(image.iterations, storage.iterations);
+  assertEquals(new Uint8Array(image.codebook.buffer), new Uint8Array(storage.codebook.buffer));
+  assertEquals(image.assignment, storage.assignment);
+  assertEquals(image.extraAssignment, storage.extraAssignment);
+  // Exactly two full texture rows (d = 4: 2,048 texels), chunked and not.
+  const y = blobs(2048, 4, 5, 33);
+  const c = blobs(40, 4, 5, 34);
+  for (const chunkRows of [undefined, 700]) {
+    const fromImage = await assignNearest(gpu, y, c, 4, 40, { chunkRows, reads: "image" });
+    const fromStorage = await assignNearest(gpu, y, c, 4, 40, { chunkRows, reads: "storage" });
+    assertEquals(fromImage, fromStorage);
+    assertNearestAgree(y, c, 4, 40, fromImage);
+  }
+  assertEquals(
+    await assignNearest(gpu, x, image.codebook, d, k, { reads: "image" }),
+    image.assignment,
+  );
+});
+
+Deno.test("frames too many for one texture are read from storage, with the same result", async () => {
+  const gpu = await requestGpu();
+  const d = 9, k = 23, n = 811; // 2,433 texels: three rows of 1,024
+  const x = blobs(n, d, 7, 41);
+  const opts = { seed: 3, iterations: 10, tolerance: 0 };
+  const cramped = await fitKMeans(withTextureRows(gpu, 2), x, d, k, opts);
+  const roomy = await fitKMeans(withTextureRows(gpu, 3), x, d, k, opts);
+  assertEquals(cramped.reads, "storage");
+  assertEquals(roomy.reads, "image");
+  assertEquals(new Uint8Array(cramped.codebook.buffer), new Uint8Array(roomy.codebook.buffer));
+  assertEquals(cramped.assignment, roomy.assignment);
 });
