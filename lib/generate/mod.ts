@@ -74,6 +74,7 @@ export async function generateOnGpu(gpu: Gpu, req: GenerateRequest): Promise<Gen
     maxLen,
     endId: req.endId,
     settings: req.settings,
+    maxRows: R,
   });
   const invalid = await device.popErrorScope();
   if (invalid) {
@@ -89,11 +90,20 @@ export async function generateOnGpu(gpu: Gpu, req: GenerateRequest): Promise<Gen
     let produced = 0;
     for (let pos = 0; pos < maxLen; pos++) {
       const enc = device.createCommandEncoder({ label: "generate" });
-      const pass = enc.beginComputePass({ label: "generate" });
-      sample.encode(pass, { R, pos, step: pos });
+      // The row form where the step has one (software adapters: a copy, then its own pass).
+      let pass: GPUComputePassEncoder | undefined;
+      if (sample.encodeCommands) {
+        sample.encodeCommands(enc, { R, pos, step: pos });
+      } else {
+        pass = enc.beginComputePass({ label: "generate" });
+        sample.encode(pass, { R, pos, step: pos });
+      }
       // The sampled token is the next step's input (no step after the last token).
-      if (pos + 1 < maxLen && stepper.position < req.config.maxPositions) stepper.encodeStep(pass);
-      pass.end();
+      if (pos + 1 < maxLen && stepper.position < req.config.maxPositions) {
+        pass ??= enc.beginComputePass({ label: "generate" });
+        stepper.encodeStep(pass);
+      }
+      pass?.end();
       device.queue.submit([enc.finish()]);
       produced = pos + 1;
       if (stepper.position >= req.config.maxPositions) break;

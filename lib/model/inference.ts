@@ -540,7 +540,8 @@ export class SamOutStepper {
     const W = (name: string) => tensorSlice(layout, params, name);
     this.#ids = res.buffer(R, "step.ids");
     this.#state = Array.from({ length: L }, (_, l) => res.buffer(R * d, `step.state.${l}`));
-    this.#logits = res.buffer(R * V, "step.logits");
+    // Whole texels (4 floats): the sampler's row form copies the logits into a texture.
+    this.#logits = res.buffer(Math.ceil(R * V / 4) * 4, "step.logits");
     const h = [res.buffer(R * d, "step.h.0"), res.buffer(R * d, "step.h.1")]; // ping-pong [R, d]
     const uin = res.buffer(R * d2, "step.concat");
     const u = res.buffer(R * d, "step.u");
