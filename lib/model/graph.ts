@@ -581,7 +581,8 @@ export class SamOutTrainingGraph {
     this.#grads = this.#res.buffer(total, "grads");
     this.#ids = this.#res.buffer(N, "ids");
     this.#targets = this.#res.buffer(N, "targets");
-    this.#logits = this.#res.buffer(N * V, "logits");
+    // Whole texels (4 floats): cross-entropy reads the logits through a texture copy.
+    this.#logits = this.#res.buffer(Math.ceil(N * V / 4) * 4, "logits");
     this.#trainStats = this.#res.buffer(TRAIN_SLOTS * STATS_FIELDS, "stats.train");
     this.#evalStats = this.#res.buffer(STATS_FIELDS, "stats.eval");
     this.#probeStats = this.#res.buffer(STATS_FIELDS, "stats.probe");

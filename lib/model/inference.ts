@@ -349,7 +349,8 @@ export class SamOutInference {
     this.#params = res.buffer(this.layout.totalFloats, "params");
     this.#ids = res.buffer(N, "ids");
     this.#targets = res.buffer(N, "targets");
-    this.#logits = res.buffer(N * V, "logits");
+    // Whole texels (4 floats): cross-entropy reads the logits through a texture copy.
+    this.#logits = res.buffer(Math.ceil(N * V / 4) * 4, "logits");
     this.#rowStats = res.buffer(N * 2, "rowStats");
     this.#stats = res.buffer(STATS_FIELDS, "stats");
     this.#pickIndex = res.buffer(this.maxPicks, "picks.index");

@@ -136,7 +136,8 @@ export interface CrossEntropyOptions {
   vec4?: boolean;
   /**
    * One invocation per row ({@link rowsPerInvocationWgsl}) instead of one
-   * workgroup; default on software adapters when V % 4 == 0 (and vec4).
+   * workgroup; default on software adapters (four logits per load when
+   * V % 4 == 0 and vec4, else one).
    */
   rowPerInvocation?: boolean;
   /**
@@ -361,6 +362,81 @@ ${
 `;
 }
 
+/**
+ * {@link rowsPerInvocationWgsl} for any V: one logit per load (a texel's
+ * component in texture mode), so rows need not start on a whole vec4. The
+ * Σ exp of the ROW_WG virtual invocations (each summing v, v + ROW_WG, … in
+ * order) is held in ROW_WG / 4 vec4 accumulators, ids past V adding +0
+ * (which changes no sum of non-negative terms that starts at +0), and added in
+ * the workgroup's tree: the bits of {@link rowsWgsl}`(train, ROW_WG, false)`.
+ */
+function rowsPerInvocationScalarWgsl(train: boolean, ROW_WG: number, mode: InputMode): string {
+  const ks = Array.from({ length: ROW_WG / 4 }, (_, k) => k);
+  return /* wgsl */ `${UNIFORMS}
+@group(0) @binding(1) var<storage, read_write> logits: array<f32>;     // [N, V] -> dlogits in train mode
+@group(0) @binding(2) var<storage, read> targets: array<i32>;          // [N]
+@group(0) @binding(3) var<storage, read_write> rowStats: array<f32>;   // [N, 2]: loss, correct
+${
+    mode !== "storage"
+      ? inputWgsl(4, "logitsIn", "f32", mode)
+      : "fn logitsInAt(i: u32) -> f32 { return logits[i]; }"
+  }
+${virtualWorkgroupSumWgsl(ROW_WG, "rowSum")}
+
+// exp(logit v of the row - rowMax) for v < V, +0 past the row's end.
+fn expAt(base: u32, v: u32, V: u32, rowMax: f32) -> f32 {
+  return select(0.0, exp(logitsInAt(base + min(v, V - 1u)) - rowMax), v < V);
+}
+
+@compute @workgroup_size(${ROWS_PER_WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let row = (wid.y * nwg.x + wid.x) * ${ROWS_PER_WG}u + lid;
+  if (row >= u.N) { return; }
+  let V = u.V;
+  let base = row * V;
+  let tgt = targets[row];
+  let valid = tgt > 0 && u32(tgt) < V;
+  let targetLogit = select(0.0, logitsInAt(base + min(u32(max(tgt, 0)), V - 1u)), valid);
+
+  var best = -3.4028235e38;
+  var bestIndex = 0xffffffffu;
+  for (var v = 0u; v < V; v++) {
+    let x = logitsInAt(base + v);
+    if (x > best || bestIndex == 0xffffffffu) { best = x; bestIndex = v; }
+  }
+  let rowMax = best;
+  let argmax = bestIndex;
+
+  ${ks.map((k) => `var a${k} = vec4<f32>(0.0);`).join(" ")}
+  for (var v = 0u; v < V; v += ${ROW_WG}u) {
+${
+    ks.map((k) =>
+      `    a${k} += vec4<f32>(${
+        [0, 1, 2, 3].map((c) => `expAt(base, v + ${4 * k + c}u, V, rowMax)`).join(", ")
+      });`
+    ).join("\n")
+  }
+  }
+  let sumExp = rowSum(${ks.map((k) => `a${k}`).join(", ")});
+
+  rowStats[row * 2u] = select(0.0, rowMax + log(sumExp) - targetLogit, valid);
+  rowStats[row * 2u + 1u] = select(0.0, 1.0, valid && argmax == u32(tgt));
+${
+    train
+      ? `
+  // dL/dlogits = (softmax - onehot) / count; padding rows get 0.
+  let inv = 1.0 / sumExp;
+  for (var v = 0u; v < V; v++) {
+    let p = exp(logitsInAt(base + v) - rowMax) * inv;
+    logits[base + v] = select(0.0, (p - select(0.0, 1.0, i32(v) == tgt)) * u.scale, valid);
+  }`
+      : ""
+  }
+}
+`;
+}
+
 /** One workgroup adds Σ loss, Σ correct and the non-padding count to the stats slot, in row order. */
 const REDUCE_WGSL = /* wgsl */ `${UNIFORMS}
 @group(0) @binding(1) var<storage, read> targets: array<i32>;        // [N]
@@ -407,11 +483,16 @@ export function createCrossEntropy(
   const train = options.mode === "train";
   const rowWg = options.rowWorkgroupSize ?? rowWorkgroupSize(gpu);
   const vec4 = (options.vec4 ?? true) && options.V % 4 === 0;
-  const perRow = vec4 && rowWg >= 4 && (options.rowPerInvocation ?? isSoftwareAdapter(gpu));
+  const perRow = rowWg >= 4 && (options.rowPerInvocation ?? isSoftwareAdapter(gpu));
+  /** The row form's WGSL: four logits per load where V allows, else one. */
+  const rowForm = (mode: InputMode) =>
+    vec4
+      ? rowsPerInvocationWgsl(train, rowWg, mode)
+      : rowsPerInvocationScalarWgsl(train, rowWg, mode);
   const rowsPipeline = cachedPipeline(
     gpu,
-    `crossEntropy:rows:${options.mode}:${rowWg}:${perRow ? "rows" : vec4 ? "v4" : "s"}`,
-    perRow ? rowsPerInvocationWgsl(train, rowWg, "storage") : rowsWgsl(train, rowWg, vec4),
+    `crossEntropy:rows:${options.mode}:${rowWg}:${perRow ? "rows" : ""}${vec4 ? "v4" : "s"}`,
+    perRow ? rowForm("storage") : rowsWgsl(train, rowWg, vec4),
     "main",
   );
   const reducePipeline = cachedPipeline(gpu, "crossEntropy:reduce", REDUCE_WGSL, "main");
@@ -458,12 +539,17 @@ export function createCrossEntropy(
   };
   // The per-row kernel reading a texture copy of the logits (texture_inputs.ts),
   // for recorders holding the command encoder.
-  const elements = (N: number) => N * options.V / 4;
-  const texturePipeline = perRow && (options.textureReads ?? true)
+  // Whole texels: a row of odd V ends inside one, so the buffer must reach the last texel's end.
+  const elements = (N: number) => Math.ceil(N * options.V / 4);
+  const logitsBytes = "buffer" in options.logits
+    ? options.logits.size ?? options.logits.buffer.size - (options.logits.offset ?? 0)
+    : options.logits.size;
+  const texturePipeline = perRow && (options.textureReads ?? true) &&
+      logitsBytes >= elements(options.maxRows) * 16
     ? cachedPipeline(
       gpu,
-      `crossEntropy:rows:${options.mode}:${rowWg}:rows:texture`,
-      rowsPerInvocationWgsl(train, rowWg, textureInputMode(gpu)),
+      `crossEntropy:rows:${options.mode}:${rowWg}:rows${vec4 ? "v4" : "s"}:texture`,
+      rowForm(textureInputMode(gpu)),
       "main",
     )
     : undefined;
