@@ -287,3 +287,25 @@ for (const mode of ["train", "eval"] as const) {
     }
   });
 }
+
+Deno.test("crossEntropy: logits that end inside a texel are read from storage, not through a texture copy", async () => {
+  const g = await requestGpu();
+  const N = 7, V = 267; // 1869 floats: the last texel would run past the buffer
+  const b = batch(6, N, V);
+  const bufs = setup(g, b.logits, b.targets);
+  const stats = createStatsBuffer(g, 1);
+  const step = createCrossEntropy(g, {
+    logits: bufs.logits,
+    targets: bufs.targets,
+    stats,
+    V,
+    maxRows: N,
+    mode: "train",
+    rowPerInvocation: true,
+  });
+  assertEquals(step.encodeCommands, undefined);
+  step.destroy();
+  stats.destroy();
+  bufs.logitsBuf.buffer.destroy();
+  bufs.targetsBuf.buffer.destroy();
+});
