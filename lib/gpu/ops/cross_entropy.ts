@@ -286,107 +286,88 @@ ${
 const ROWS_PER_WG = 64;
 
 /**
- * The same per-row work with one invocation per row, four logits per load
- * and no barrier (software adapters, V % 4 == 0), giving the bits of
- * {@link rowsWgsl}`(train, ROW_WG)`: the Σ exp of ROW_WG "virtual
- * invocations" (each summing v, v + ROW_WG, … in order) is held in ROW_WG / 4
- * vec4 accumulators and added in the workgroup's tree
+ * The same per-row work with one invocation per row and no barrier (software
+ * adapters), giving the bits of {@link rowsWgsl}`(train, ROW_WG)`: the Σ exp
+ * of ROW_WG "virtual invocations" (each summing v, v + ROW_WG, … in order) is
+ * held in ROW_WG / 4 vec4 accumulators and added in the workgroup's tree
  * ({@link virtualWorkgroupSumWgsl}); a scan of the whole row in increasing
  * order with a strict '>' gives the tree's max and lowest-index argmax.
+ *
+ * With `vec4` (V % 4 == 0) four logits per load; otherwise one (a texel's
+ * component in texture mode), so rows need not start on a whole vec4, ids
+ * past V adding +0 to the sums (which changes no sum of non-negative terms
+ * that starts at +0).
  */
-function rowsPerInvocationWgsl(train: boolean, ROW_WG: number, mode: InputMode): string {
+function rowsPerInvocationWgsl(
+  train: boolean,
+  ROW_WG: number,
+  mode: InputMode,
+  vec4 = true,
+): string {
   const ks = Array.from({ length: ROW_WG / 4 }, (_, k) => k);
-  // Texture mode reads a copy of the logits (binding 4) and writes the gradient to binding 1.
-  return /* wgsl */ `${UNIFORMS}
-@group(0) @binding(1) var<storage, read_write> logits: array<vec4<f32>>; // [N, V] -> dlogits in train mode
-@group(0) @binding(2) var<storage, read> targets: array<i32>;          // [N]
-@group(0) @binding(3) var<storage, read_write> rowStats: array<f32>;   // [N, 2]: loss, correct
-${
-    mode !== "storage"
-      ? inputWgsl(4, "logitsIn", "vec4<f32>", mode)
-      : "fn logitsInAt(i: u32) -> vec4<f32> { return logits[i]; }"
-  }
-${virtualWorkgroupSumWgsl(ROW_WG, "rowSum")}
-
-@compute @workgroup_size(${ROWS_PER_WG})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
-        @builtin(local_invocation_index) lid: u32) {
-  let row = (wid.y * nwg.x + wid.x) * ${ROWS_PER_WG}u + lid;
-  if (row >= u.N) { return; }
-  let V = u.V;
-  let V4 = V / 4u;
+  const type = vec4 ? "vec4<f32>" : "f32";
+  const form = vec4
+    ? {
+      helpers: "",
+      row: `let V4 = V / 4u;
   let base4 = row * V4;
   let tgt = targets[row];
   let valid = tgt > 0 && u32(tgt) < V;
   let ti = u32(max(tgt, 0));
-  let targetLogit = select(0.0, logitsInAt(base4 + (ti >> 2u))[ti & 3u], valid);
-
-  var best = -3.4028235e38;
-  var bestIndex = 0xffffffffu;
-  for (var q = 0u; q < V4; q++) {
+  let targetLogit = select(0.0, logitsInAt(base4 + (ti >> 2u))[ti & 3u], valid);`,
+      maxScan: `for (var q = 0u; q < V4; q++) {
     let x4 = logitsInAt(base4 + q);
     for (var c = 0u; c < 4u; c++) {
       let x = x4[c];
       if (x > best || bestIndex == 0xffffffffu) { best = x; bestIndex = q * 4u + c; }
     }
-  }
-  let rowMax = best;
-  let argmax = bestIndex;
-
-  ${ks.map((k) => `var a${k} = vec4<f32>(0.0);`).join(" ")}
-  for (var v = 0u; v < V; v += ${ROW_WG}u) {
-${
-    ks.map((k) => {
-      const add = `a${k} += exp(logitsInAt(base4 + (v + ${4 * k}u) / 4u) - vec4<f32>(rowMax));`;
-      return k === 0 ? `    ${add}` : `    if (v + ${4 * k}u < V) { ${add} }`;
-    }).join("\n")
-  }
-  }
-  let sumExp = rowSum(${ks.map((k) => `a${k}`).join(", ")});
-
-  rowStats[row * 2u] = select(0.0, rowMax + log(sumExp) - targetLogit, valid);
-  rowStats[row * 2u + 1u] = select(0.0, 1.0, valid && argmax == u32(tgt));
-${
-    train
-      ? `
-  // dL/dlogits = (softmax - onehot) / count; padding rows get 0.
-  let inv = 1.0 / sumExp;
-  for (var q = 0u; q < V4; q++) {
+  }`,
+      sums: ks.map((k) => {
+        const add = `a${k} += exp(logitsInAt(base4 + (v + ${4 * k}u) / 4u) - vec4<f32>(rowMax));`;
+        return k === 0 ? `    ${add}` : `    if (v + ${4 * k}u < V) { ${add} }`;
+      }).join("\n"),
+      gradient: `for (var q = 0u; q < V4; q++) {
     let p = exp(logitsInAt(base4 + q) - vec4<f32>(rowMax)) * inv;
     let hit = vec4<i32>(i32(q * 4u)) + vec4<i32>(0, 1, 2, 3) == vec4<i32>(tgt);
     logits[base4 + q] = select(vec4<f32>(0.0), (p - select(vec4<f32>(0.0), vec4<f32>(1.0), hit)) * u.scale, valid);
-  }`
-      : ""
-  }
-}
-`;
-}
-
-/**
- * {@link rowsPerInvocationWgsl} for any V: one logit per load (a texel's
- * component in texture mode), so rows need not start on a whole vec4. The
- * Σ exp of the ROW_WG virtual invocations (each summing v, v + ROW_WG, … in
- * order) is held in ROW_WG / 4 vec4 accumulators, ids past V adding +0
- * (which changes no sum of non-negative terms that starts at +0), and added in
- * the workgroup's tree: the bits of {@link rowsWgsl}`(train, ROW_WG, false)`.
- */
-function rowsPerInvocationScalarWgsl(train: boolean, ROW_WG: number, mode: InputMode): string {
-  const ks = Array.from({ length: ROW_WG / 4 }, (_, k) => k);
+  }`,
+    }
+    : {
+      helpers: `
+// exp(logit v of the row - rowMax) for v < V, +0 past the row's end.
+fn expAt(base: u32, v: u32, V: u32, rowMax: f32) -> f32 {
+  return select(0.0, exp(logitsInAt(base + min(v, V - 1u)) - rowMax), v < V);
+}`,
+      row: `let base = row * V;
+  let tgt = targets[row];
+  let valid = tgt > 0 && u32(tgt) < V;
+  let targetLogit = select(0.0, logitsInAt(base + min(u32(max(tgt, 0)), V - 1u)), valid);`,
+      maxScan: `for (var v = 0u; v < V; v++) {
+    let x = logitsInAt(base + v);
+    if (x > best || bestIndex == 0xffffffffu) { best = x; bestIndex = v; }
+  }`,
+      sums: ks.map((k) =>
+        `    a${k} += vec4<f32>(${
+          [0, 1, 2, 3].map((c) => `expAt(base, v + ${4 * k + c}u, V, rowMax)`).join(", ")
+        });`
+      ).join("\n"),
+      gradient: `for (var v = 0u; v < V; v++) {
+    let p = exp(logitsInAt(base + v) - rowMax) * inv;
+    logits[base + v] = select(0.0, (p - select(0.0, 1.0, i32(v) == tgt)) * u.scale, valid);
+  }`,
+    };
+  // Texture mode reads a copy of the logits (binding 4) and writes the gradient to binding 1.
   return /* wgsl */ `${UNIFORMS}
-@group(0) @binding(1) var<storage, read_write> logits: array<f32>;     // [N, V] -> dlogits in train mode
+@group(0) @binding(1) var<storage, read_write> logits: array<${type}>; // [N, V] -> dlogits in train mode
 @group(0) @binding(2) var<storage, read> targets: array<i32>;          // [N]
 @group(0) @binding(3) var<storage, read_write> rowStats: array<f32>;   // [N, 2]: loss, correct
 ${
     mode !== "storage"
-      ? inputWgsl(4, "logitsIn", "f32", mode)
-      : "fn logitsInAt(i: u32) -> f32 { return logits[i]; }"
+      ? inputWgsl(4, "logitsIn", type, mode)
+      : `fn logitsInAt(i: u32) -> ${type} { return logits[i]; }`
   }
 ${virtualWorkgroupSumWgsl(ROW_WG, "rowSum")}
-
-// exp(logit v of the row - rowMax) for v < V, +0 past the row's end.
-fn expAt(base: u32, v: u32, V: u32, rowMax: f32) -> f32 {
-  return select(0.0, exp(logitsInAt(base + min(v, V - 1u)) - rowMax), v < V);
-}
+${form.helpers}
 
 @compute @workgroup_size(${ROWS_PER_WG})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -394,29 +375,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let row = (wid.y * nwg.x + wid.x) * ${ROWS_PER_WG}u + lid;
   if (row >= u.N) { return; }
   let V = u.V;
-  let base = row * V;
-  let tgt = targets[row];
-  let valid = tgt > 0 && u32(tgt) < V;
-  let targetLogit = select(0.0, logitsInAt(base + min(u32(max(tgt, 0)), V - 1u)), valid);
+  ${form.row}
 
   var best = -3.4028235e38;
   var bestIndex = 0xffffffffu;
-  for (var v = 0u; v < V; v++) {
-    let x = logitsInAt(base + v);
-    if (x > best || bestIndex == 0xffffffffu) { best = x; bestIndex = v; }
-  }
+  ${form.maxScan}
   let rowMax = best;
   let argmax = bestIndex;
 
   ${ks.map((k) => `var a${k} = vec4<f32>(0.0);`).join(" ")}
   for (var v = 0u; v < V; v += ${ROW_WG}u) {
-${
-    ks.map((k) =>
-      `    a${k} += vec4<f32>(${
-        [0, 1, 2, 3].map((c) => `expAt(base, v + ${4 * k + c}u, V, rowMax)`).join(", ")
-      });`
-    ).join("\n")
-  }
+${form.sums}
   }
   let sumExp = rowSum(${ks.map((k) => `a${k}`).join(", ")});
 
@@ -427,10 +396,7 @@ ${
       ? `
   // dL/dlogits = (softmax - onehot) / count; padding rows get 0.
   let inv = 1.0 / sumExp;
-  for (var v = 0u; v < V; v++) {
-    let p = exp(logitsInAt(base + v) - rowMax) * inv;
-    logits[base + v] = select(0.0, (p - select(0.0, 1.0, i32(v) == tgt)) * u.scale, valid);
-  }`
+  ${form.gradient}`
       : ""
   }
 }
@@ -485,10 +451,7 @@ export function createCrossEntropy(
   const vec4 = (options.vec4 ?? true) && options.V % 4 === 0;
   const perRow = rowWg >= 4 && (options.rowPerInvocation ?? isSoftwareAdapter(gpu));
   /** The row form's WGSL: four logits per load where V allows, else one. */
-  const rowForm = (mode: InputMode) =>
-    vec4
-      ? rowsPerInvocationWgsl(train, rowWg, mode)
-      : rowsPerInvocationScalarWgsl(train, rowWg, mode);
+  const rowForm = (mode: InputMode) => rowsPerInvocationWgsl(train, rowWg, mode, vec4);
   const rowsPipeline = cachedPipeline(
     gpu,
     `crossEntropy:rows:${options.mode}:${rowWg}:${perRow ? "rows" : ""}${vec4 ? "v4" : "s"}`,

@@ -83,6 +83,38 @@ fn uniformOf(seed: u32, row: u32, step: u32) -> f32 {
 }
 `;
 
+/**
+ * WGSL of both forms (each defines `u`, `NEG` and `logitAt`): `valueOf`, the
+ * value sampling compares (the logit over the temperature; never ids 0 and 1),
+ * and `pickToken`, the sampled id: the first kept id in id order where the
+ * running sum of the kept `exp(x - rowMax)` passes `goal`, else the last kept id.
+ */
+const SHARED_WGSL = /* wgsl */ `
+fn valueOf(base: u32, v: u32) -> f32 {
+  if (v < 2u) { return NEG; }  // padding and <|im_start|> are never sampled
+  let x = logitAt(base + v);
+  if (u.temperature > 0.0) { return x / u.temperature; }
+  return x;
+}
+
+fn pickToken(base: u32, rowMax: f32, kThreshold: f32, pThreshold: f32, goal: f32, argmax: u32) -> u32 {
+  var acc = 0.0;
+  var pick = argmax;
+  var last = argmax;
+  var found = false;
+  for (var v = 2u; v < u.V; v++) {
+    let x = valueOf(base, v);
+    let e = exp(x - rowMax);
+    if (x >= kThreshold && e >= pThreshold) {
+      last = v;
+      acc += e;
+      if (!found && acc > goal) { pick = v; found = true; }
+    }
+  }
+  return select(last, pick, found);
+}
+`;
+
 /** The same generator on the host (tests and the CPU backend): a uniform in [0, 1). */
 export function uniformOf(seed: number, row: number, step: number): number {
   const pcg = (x: number) => {
@@ -126,13 +158,8 @@ var<workgroup> chosen: u32;
 
 const NEG = -3.4028235e38;
 
-fn valueOf(base: u32, v: u32) -> f32 {
-  if (v < 2u) { return NEG; }  // padding and <|im_start|> are never sampled
-  let x = logits[base + v];
-  if (u.temperature > 0.0) { return x / u.temperature; }
-  return x;
-}
-
+fn logitAt(i: u32) -> f32 { return logits[i]; }
+${SHARED_WGSL}
 fn sumAll(t: u32, value: f32) -> f32 {
   redF[t] = value;
   workgroupBarrier();
@@ -259,20 +286,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     figures = vec4<f32>(rowMax, kMass, pThreshold, kept);
     if (t == 0u) {
       let goal = uniformOf(u.seed, row, u.step) * kept;
-      var acc = 0.0;
-      var pick = argmax;
-      var last = argmax;
-      var found = false;
-      for (var v = 2u; v < V; v++) {
-        let x = valueOf(base, v);
-        let e = exp(x - rowMax);
-        if (x >= kThreshold && e >= pThreshold) {
-          last = v;
-          acc += e;
-          if (!found && acc > goal) { pick = v; found = true; }
-        }
-      }
-      chosen = select(last, pick, found);
+      chosen = pickToken(base, rowMax, kThreshold, pThreshold, goal, argmax);
     }
   }
   workgroupBarrier();
@@ -337,13 +351,8 @@ ${virtualWorkgroupSumWgsl(WG, "rowSum")}
 
 const NEG = -3.4028235e38;
 
-fn valueOf(base: u32, v: u32) -> f32 {
-  if (v < 2u) { return NEG; }  // padding and <|im_start|> are never sampled
-  let x = logitsInAt(base + v);
-  if (u.temperature > 0.0) { return x / u.temperature; }
-  return x;
-}
-
+fn logitAt(i: u32) -> f32 { return logitsInAt(i); }
+${SHARED_WGSL}
 // exp(x - rowMax) of id v when it is kept (v in [2, V), x >= kThreshold and
 // exp >= pThreshold), else +0. Ids past V read the last one (and count +0).
 fn keptExp(base: u32, v: u32, rowMax: f32, kThreshold: f32, pThreshold: f32) -> f32 {
@@ -431,20 +440,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let pThreshold = select(0.0, lo, bisect);
     figures = vec4<f32>(rowMax, kMass, pThreshold, kept);
     let goal = uniformOf(u.seed, row, u.step) * kept;
-    var acc = 0.0;
-    var pick = argmax;
-    var last = argmax;
-    var found = false;
-    for (var v = 2u; v < V; v++) {
-      let x = valueOf(base, v);
-      let e = exp(x - rowMax);
-      if (x >= kThreshold && e >= pThreshold) {
-        last = v;
-        acc += e;
-        if (!found && acc > goal) { pick = v; found = true; }
-      }
-    }
-    chosen = select(last, pick, found);
+    chosen = pickToken(base, rowMax, kThreshold, pThreshold, goal, argmax);
   }
   var token = chosen;
   if (isDone) { token = 0u; }
