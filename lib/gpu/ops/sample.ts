@@ -83,13 +83,41 @@ fn uniformOf(seed: u32, row: u32, step: u32) -> f32 {
 }
 `;
 
+/** The uniforms of both forms (48 bytes; the workgroup form does not read `R`). */
+const UNIFORMS_WGSL = /* wgsl */ `
+struct Uniforms {
+  V: u32,
+  pos: u32,
+  step: u32,
+  seed: u32,
+  temperature: f32,  // 0: greedy
+  topK: u32,         // 0: off
+  topP: f32,         // >= 1: off
+  maxLen: u32,       // columns of out
+  endId: u32,
+  R: u32,            // rows (the row form's dispatch covers whole workgroups)
+}
+@group(0) @binding(0) var<uniform> u: Uniforms;`;
+
 /**
- * WGSL of both forms (each defines `u`, `NEG` and `logitAt`): `valueOf`, the
- * value sampling compares (the logit over the temperature; never ids 0 and 1),
- * and `pickToken`, the sampled id: the first kept id in id order where the
- * running sum of the kept `exp(x - rowMax)` passes `goal`, else the last kept id.
+ * WGSL of both forms (each defines `u`, `NEG`, `logitAt` and the outTokens,
+ * nextIds and done bindings): `emit`, which writes a row's token; `valueOf`,
+ * the value sampling compares (the logit over the temperature; never ids 0
+ * and 1); and `pickToken`, the sampled id: the first kept id in id order where
+ * the running sum of the kept `exp(x - rowMax)` passes `goal`, else the last
+ * kept id.
  */
 const SHARED_WGSL = /* wgsl */ `
+// The row's token (0 once it is done) into out and the next step's input;
+// <|im_end|> marks the row done.
+fn emit(row: u32, chosen: u32, isDone: bool) {
+  var token = chosen;
+  if (isDone) { token = 0u; }
+  outTokens[row * u.maxLen + u.pos] = token;
+  nextIds[row] = i32(token);
+  if (token == u.endId) { done[row] = 1u; }
+}
+
 fn valueOf(base: u32, v: u32) -> f32 {
   if (v < 2u) { return NEG; }  // padding and <|im_start|> are never sampled
   let x = logitAt(base + v);
@@ -132,18 +160,7 @@ export function uniformOf(seed: number, row: number, step: number): number {
  */
 function sampleWgsl(figures: boolean): string {
   return /* wgsl */ `
-struct Uniforms {
-  V: u32,
-  pos: u32,
-  step: u32,
-  seed: u32,
-  temperature: f32,  // 0: greedy
-  topK: u32,         // 0: off
-  topP: f32,         // >= 1: off
-  maxLen: u32,       // columns of out
-  endId: u32,
-}
-@group(0) @binding(0) var<uniform> u: Uniforms;
+${UNIFORMS_WGSL}
 @group(0) @binding(1) var<storage, read_write> logits: array<f32>;  // read, [R, V]
 @group(0) @binding(2) var<storage, read_write> outTokens: array<u32>;  // [R, maxLen]
 @group(0) @binding(3) var<storage, read_write> nextIds: array<i32>;    // [R]
@@ -291,11 +308,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   }
   workgroupBarrier();
   if (t == 0u) {
-    var token = chosen;
-    if (isDone) { token = 0u; }
-    outTokens[row * u.maxLen + u.pos] = token;
-    nextIds[row] = i32(token);
-    if (token == u.endId) { done[row] = 1u; }
+    emit(row, chosen, isDone);
     ${figures ? "figuresOut[row] = figures;" : ""}
   }
 }
@@ -326,19 +339,7 @@ const ROW_FORM_WG = 8;
  */
 function sampleRowsWgsl(figures: boolean): string {
   return /* wgsl */ `
-struct Uniforms {
-  V: u32,
-  pos: u32,
-  step: u32,
-  seed: u32,
-  temperature: f32,  // 0: greedy
-  topK: u32,         // 0: off
-  topP: f32,         // >= 1: off
-  maxLen: u32,       // columns of out
-  endId: u32,
-  R: u32,            // rows
-}
-@group(0) @binding(0) var<uniform> u: Uniforms;
+${UNIFORMS_WGSL}
 @group(0) @binding(2) var<storage, read_write> outTokens: array<u32>;  // [R, maxLen]
 @group(0) @binding(3) var<storage, read_write> nextIds: array<i32>;    // [R]
 @group(0) @binding(4) var<storage, read_write> done: array<u32>;       // [R]
@@ -442,11 +443,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     let goal = uniformOf(u.seed, row, u.step) * kept;
     chosen = pickToken(base, rowMax, kThreshold, pThreshold, goal, argmax);
   }
-  var token = chosen;
-  if (isDone) { token = 0u; }
-  outTokens[row * u.maxLen + u.pos] = token;
-  nextIds[row] = i32(token);
-  if (token == u.endId) { done[row] = 1u; }
+  emit(row, chosen, isDone);
   ${figures ? "figuresOut[row] = figures;" : ""}
 }
 `;
