@@ -45,10 +45,12 @@ import {
 } from "./device.ts";
 import { isSoftwareAdapter } from "./device.ts";
 import {
+  createInputTexture,
   encodeInputCopy,
   inputWgsl,
   TEXTURE_INPUT_WIDTH,
   textureInputFits,
+  writeInputTexture,
 } from "./ops/texture_inputs.ts";
 
 /** Options of {@link fitKMeans}. */
@@ -450,38 +452,6 @@ function scanPipeline(gpu: Gpu, t: ScanTile, reads: ScanReads): GPUComputePipeli
   );
 }
 
-/**
- * A scan operand read as an image: a `rgba32float` texture holding `texels`
- * vec4s, texel `i` at `(i % TEXTURE_INPUT_WIDTH, i / TEXTURE_INPUT_WIDTH)`
- * (texture_inputs.ts's layout), filled from the host or copied from a buffer.
- */
-function createScanTexture(gpu: Gpu, texels: number, label: string): GPUTexture {
-  return gpu.device.createTexture({
-    label,
-    size: [TEXTURE_INPUT_WIDTH, Math.max(1, Math.ceil(texels / TEXTURE_INPUT_WIDTH))],
-    format: "rgba32float",
-    usage: GPUTextureUsage.COPY_DST | GPUTextureUsage.STORAGE_BINDING,
-  });
-}
-
-/** Writes `data` (whole vec4s) into `texture` from texel 0 on, in its linear layout. */
-function writeScanTexture(gpu: Gpu, texture: GPUTexture, data: Float32Array<ArrayBuffer>): void {
-  const texels = data.length / 4;
-  const rowFloats = TEXTURE_INPUT_WIDTH * 4;
-  const full = Math.floor(texels / TEXTURE_INPUT_WIDTH);
-  const rest = texels % TEXTURE_INPUT_WIDTH;
-  const q = gpu.device.queue;
-  if (full > 0) {
-    q.writeTexture({ texture }, data, { bytesPerRow: rowFloats * 4 }, [TEXTURE_INPUT_WIDTH, full]);
-  }
-  if (rest > 0) {
-    q.writeTexture({ texture, origin: [0, full] }, data, { offset: full * rowFloats * 4 }, [
-      rest,
-      1,
-    ]);
-  }
-}
-
 /** The scan's bind group: dims, frames and codebook (buffers or textures), out. */
 function bindScan(
   gpu: Gpu,
@@ -580,8 +550,8 @@ export async function assignNearest(
     const padded = padRows(codebook, D, d4);
     let cb: GPUBuffer | GPUTexture;
     if (reads === "image") {
-      cb = track(createScanTexture(gpu, K * d4, "kmeans codebook"));
-      writeScanTexture(gpu, cb, padded);
+      cb = track(createInputTexture(gpu, K * d4, "kmeans codebook"));
+      writeInputTexture(gpu, cb, padded);
     } else {
       cb = track(createStorageBufferFrom(gpu, padded, "kmeans codebook"));
     }
@@ -600,8 +570,8 @@ export async function assignNearest(
       const slice = padRows(frames.subarray(start * D, (start + rows) * D), D, d4);
       let fb: GPUBuffer | GPUTexture;
       if (reads === "image") {
-        fb = track(createScanTexture(gpu, rows * d4, "kmeans frames"));
-        writeScanTexture(gpu, fb, slice);
+        fb = track(createInputTexture(gpu, rows * d4, "kmeans frames"));
+        writeInputTexture(gpu, fb, slice);
       } else {
         fb = track(createStorageBufferFrom(gpu, slice, "kmeans frames"));
       }
@@ -821,17 +791,17 @@ export async function fitKMeans(
     let codebookIn: GPUBuffer | GPUTexture = codebook;
     let codebookTexture: GPUTexture | undefined;
     if (reads === "image") {
-      const texture = track(createScanTexture(gpu, n * d4, "kmeans frames"));
-      writeScanTexture(gpu, texture, paddedFrames);
+      const texture = track(createInputTexture(gpu, n * d4, "kmeans frames"));
+      writeInputTexture(gpu, texture, paddedFrames);
       framesIn = texture;
-      codebookIn = codebookTexture = track(createScanTexture(gpu, K * d4, "kmeans codebook"));
+      codebookIn = codebookTexture = track(createInputTexture(gpu, K * d4, "kmeans codebook"));
     }
     let extraFrames: GPUBuffer | GPUTexture | undefined;
     if (extraInline) {
       const padded = padRows(extra, D, d4);
       if (reads === "image") {
-        extraFrames = track(createScanTexture(gpu, m * d4, "kmeans extra frames"));
-        writeScanTexture(gpu, extraFrames, padded);
+        extraFrames = track(createInputTexture(gpu, m * d4, "kmeans extra frames"));
+        writeInputTexture(gpu, extraFrames, padded);
       } else {
         extraFrames = track(createStorageBufferFrom(gpu, padded, "kmeans extra frames"));
       }

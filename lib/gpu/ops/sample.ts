@@ -39,9 +39,9 @@ import {
 } from "../device.ts";
 import { virtualWorkgroupSumWgsl } from "./elementwise.ts";
 import {
+  createInputTexture,
   encodeInputCopy,
   inputWgsl,
-  TEXTURE_INPUT_WIDTH,
   textureInputFits,
 } from "./texture_inputs.ts";
 
@@ -534,12 +534,7 @@ export function createSampleStep(
       sampleRowsWgsl(fig),
       "main",
     );
-    texture = gpu.device.createTexture({
-      label: "sample:logits",
-      size: [TEXTURE_INPUT_WIDTH, Math.ceil(texels / TEXTURE_INPUT_WIDTH)],
-      format: "rgba32float",
-      usage: GPUTextureUsage.COPY_DST | GPUTextureUsage.STORAGE_BINDING,
-    });
+    texture = createInputTexture(gpu, texels, "sample:logits");
     rowsGroup = gpu.device.createBindGroup({
       label: "sample.rows",
       layout: rowsPipeline.getBindGroupLayout(0),

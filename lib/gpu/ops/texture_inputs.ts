@@ -112,6 +112,45 @@ function rowsFor(elements: number): number {
   return Math.max(1, Math.ceil(elements / TEXTURE_INPUT_WIDTH));
 }
 
+/**
+ * A texture of this module's layout (`rgba32float`, or `rgba32uint`) holding
+ * `elements` vec4s, owned by the caller: for an input that lives longer than
+ * one dispatch (the k-means frames) or that one step owns (the sampler's
+ * logits), where the shared scratch textures would be overwritten.
+ */
+export function createInputTexture(
+  gpu: Gpu,
+  elements: number,
+  label: string,
+  type: InputType = "vec4<f32>",
+): GPUTexture {
+  return gpu.device.createTexture({
+    label,
+    size: [TEXTURE_INPUT_WIDTH, rowsFor(elements)],
+    format: type === "vec4<u32>" ? "rgba32uint" : "rgba32float",
+    usage: GPUTextureUsage.COPY_DST | GPUTextureUsage.STORAGE_BINDING,
+  });
+}
+
+/** Writes `data` (whole vec4s) into `texture` from element 0 on, from the host. */
+export function writeInputTexture(
+  gpu: Gpu,
+  texture: GPUTexture,
+  data: Float32Array<ArrayBuffer>,
+): void {
+  const elements = data.length / 4;
+  const rowBytes = TEXTURE_INPUT_WIDTH * 16;
+  const full = Math.floor(elements / TEXTURE_INPUT_WIDTH);
+  const rest = elements % TEXTURE_INPUT_WIDTH;
+  const q = gpu.device.queue;
+  if (full > 0) {
+    q.writeTexture({ texture }, data, { bytesPerRow: rowBytes }, [TEXTURE_INPUT_WIDTH, full]);
+  }
+  if (rest > 0) {
+    q.writeTexture({ texture, origin: [0, full] }, data, { offset: full * rowBytes }, [rest, 1]);
+  }
+}
+
 /** Whether `elements` vec4s fit in one input texture of this device. */
 export function textureInputFits(gpu: Gpu, elements: number): boolean {
   return rowsFor(elements) <= gpu.limits.maxTextureDimension2D;
@@ -142,12 +181,7 @@ export function sharedInputTexture(
         if (texture && texture.height >= rows) return;
         // A texture still used by submitted work is freed once that work is done.
         texture?.destroy();
-        texture = gpu.device.createTexture({
-          label: `textureInput:${key}`,
-          size: [TEXTURE_INPUT_WIDTH, rows],
-          format,
-          usage: GPUTextureUsage.COPY_DST | GPUTextureUsage.STORAGE_BINDING,
-        });
+        texture = createInputTexture(gpu, rows * TEXTURE_INPUT_WIDTH, `textureInput:${key}`, type);
         generation++;
       },
     };
