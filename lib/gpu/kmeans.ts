@@ -91,7 +91,7 @@ export type ScanReads = "storage" | "image";
  * "image" on software adapters, where llvmpipe (Mesa 22.3) runs every
  * storage-buffer load as a loop over the SIMD lanes and a texel fetch as a
  * straight-line gather: on the 2-core Zen 3 development machine a scan at K
- * = 256, D = 40 over 4,887 frames took ~42 ms from storage and ~5 ms from
+ * = 256, D = 40 over 4,369 frames took ~42 ms from storage and ~6 ms from
  * images. "storage" on GPUs (not timed there yet).
  */
 export function defaultScanReads(gpu: Gpu): ScanReads {
@@ -452,6 +452,19 @@ function scanPipeline(gpu: Gpu, t: ScanTile, reads: ScanReads): GPUComputePipeli
   );
 }
 
+/** `data` (whole vec4s) as the scan reads it: a texture written from the host, or a storage buffer. */
+function scanOperand(
+  gpu: Gpu,
+  reads: ScanReads,
+  data: Float32Array<ArrayBuffer>,
+  label: string,
+): GPUBuffer | GPUTexture {
+  if (reads === "storage") return createStorageBufferFrom(gpu, data, label);
+  const texture = createInputTexture(gpu, data.length / 4, label);
+  writeInputTexture(gpu, texture, data);
+  return texture;
+}
+
 /** The scan's bind group: dims, frames and codebook (buffers or textures), out. */
 function bindScan(
   gpu: Gpu,
@@ -547,14 +560,7 @@ export async function assignNearest(
   const track = <T extends GPUBuffer | GPUTexture>(b: T) => (owned.push(b), b);
   try {
     const pipeline = scanPipeline(gpu, t, reads);
-    const padded = padRows(codebook, D, d4);
-    let cb: GPUBuffer | GPUTexture;
-    if (reads === "image") {
-      cb = track(createInputTexture(gpu, K * d4, "kmeans codebook"));
-      writeInputTexture(gpu, cb, padded);
-    } else {
-      cb = track(createStorageBufferFrom(gpu, padded, "kmeans codebook"));
-    }
+    const cb = track(scanOperand(gpu, reads, padRows(codebook, D, d4), "kmeans codebook"));
     const dims = track(createUniformBuffer(gpu, 256 * chunks, "kmeans dims"));
     const staging = track(gpu.device.createBuffer({
       label: "kmeans assign readback",
@@ -568,13 +574,7 @@ export async function assignNearest(
     for (let c = 0; c < chunks; c++) {
       const start = c * rowsPerChunk, rows = Math.min(rowsPerChunk, n - start);
       const slice = padRows(frames.subarray(start * D, (start + rows) * D), D, d4);
-      let fb: GPUBuffer | GPUTexture;
-      if (reads === "image") {
-        fb = track(createInputTexture(gpu, rows * d4, "kmeans frames"));
-        writeInputTexture(gpu, fb, slice);
-      } else {
-        fb = track(createStorageBufferFrom(gpu, slice, "kmeans frames"));
-      }
+      const fb = track(scanOperand(gpu, reads, slice, "kmeans frames"));
       const out = track(createStorageBuffer(gpu, rows * 8, "kmeans nearest"));
       q.writeBuffer(dims, c * 256, dimsBytes(rows, K, d4));
       const slot = { buffer: dims, offset: c * 256, size: 32 };
@@ -791,21 +791,12 @@ export async function fitKMeans(
     let codebookIn: GPUBuffer | GPUTexture = codebook;
     let codebookTexture: GPUTexture | undefined;
     if (reads === "image") {
-      const texture = track(createInputTexture(gpu, n * d4, "kmeans frames"));
-      writeInputTexture(gpu, texture, paddedFrames);
-      framesIn = texture;
+      framesIn = track(scanOperand(gpu, reads, paddedFrames, "kmeans frames"));
       codebookIn = codebookTexture = track(createInputTexture(gpu, K * d4, "kmeans codebook"));
     }
-    let extraFrames: GPUBuffer | GPUTexture | undefined;
-    if (extraInline) {
-      const padded = padRows(extra, D, d4);
-      if (reads === "image") {
-        extraFrames = track(createInputTexture(gpu, m * d4, "kmeans extra frames"));
-        writeInputTexture(gpu, extraFrames, padded);
-      } else {
-        extraFrames = track(createStorageBufferFrom(gpu, padded, "kmeans extra frames"));
-      }
-    }
+    const extraFrames = extraInline
+      ? track(scanOperand(gpu, reads, padRows(extra, D, d4), "kmeans extra frames"))
+      : undefined;
     const extraOut = extraInline
       ? track(createStorageBuffer(gpu, m * 8, "kmeans extra nearest"))
       : undefined;
