@@ -8,8 +8,9 @@
  * - seed layout (category after the audio): the model cannot be told the
  *   category up front; it generates audio and then names the category
  *   itself. When categories are asked for, samples are drawn in rounds (each
- *   round's seed is `seed + round`) and kept when the model names the
- *   category asked for ("named" in the output), up to {@link MAX_ROUNDS}.
+ *   round's seed is `seed + round`, each round {@link roundRows} rows) and kept when
+ *   the model names the category asked for ("named" in the output), up to
+ *   {@link MAX_ROUNDS}.
  *
  * @module
  */
@@ -27,6 +28,22 @@ import {
 
 /** Rounds of generate-and-keep for a seed-layout model asked for categories. */
 export const MAX_ROUNDS = 8;
+
+/** Most rows a seed-layout round draws at once. */
+export const MAX_ROUND_ROWS = 512;
+
+/**
+ * Rows each seed-layout round draws for a request: twice the largest count
+ * asked for one category times the number of categories the model can
+ * name (a model that names every category equally often would then fill the
+ * request in about half a round), at least 8, at most {@link MAX_ROUND_ROWS}.
+ * Asking for one category of many draws as many rows as asking for all of
+ * them the same number of times.
+ */
+export function roundRows(need: Iterable<number>, categories: number): number {
+  const most = Math.max(0, ...need);
+  return Math.min(MAX_ROUND_ROWS, Math.max(8, 2 * most * categories));
+}
 
 /** One generated sample. */
 export interface GeneratedSample {
@@ -123,7 +140,7 @@ export async function generateSamples(req: SampleRequest): Promise<GeneratedSamp
   const need = new Map<string, number>();
   for (const c of wanted) need.set(c, (need.get(c) ?? 0) + 1);
   const kept: GeneratedSample[] = [];
-  const rows = Math.max(8, 2 * count);
+  const rows = roundRows(need.values(), vocab.categories.length);
   for (let round = 0; round < MAX_ROUNDS && [...need.values()].some((n) => n > 0); round++) {
     const seed = (req.settings.seed + round) >>> 0;
     const out = await run(Array.from({ length: rows }, () => prompt), seed);
