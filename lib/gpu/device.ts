@@ -24,6 +24,23 @@ export interface Gpu {
    * offers it): compute passes can write the adapter's clock, for profiles.
    */
   timestamps?: boolean;
+  /**
+   * The device has the "subgroups" feature and the adapter's subgroups are
+   * always this many invocations (llvmpipe: 8, its SIMD width); undefined
+   * otherwise. Kernels that assume the size check it.
+   */
+  subgroupSize?: number;
+}
+
+/**
+ * The adapter's subgroup size when it has only one (`subgroupMinSize ==
+ * subgroupMaxSize`, which Deno reports in `adapter.info`), else undefined.
+ */
+export function fixedSubgroupSize(
+  info: { subgroupMinSize?: number; subgroupMaxSize?: number },
+): number | undefined {
+  const { subgroupMinSize: min, subgroupMaxSize: max } = info;
+  return min !== undefined && min > 0 && min === max ? min : undefined;
 }
 
 let shared: Promise<Gpu> | undefined;
@@ -136,23 +153,40 @@ async function acquire(): Promise<Gpu> {
   const l = adapter.limits;
   // Timestamps only serve profiles (lib/model/graph.ts profileStepTimestamps).
   const timestamps = adapter.features.has("timestamp-query");
-  const device = await adapter.requestDevice({
-    requiredFeatures: timestamps ? ["timestamp-query"] : [],
-    requiredLimits: {
-      maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
-      maxBufferSize: l.maxBufferSize,
-      maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
-      // Kernels read their inputs as read-only storage textures on software adapters.
-      maxStorageTexturesPerShaderStage: l.maxStorageTexturesPerShaderStage,
-      maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
-      maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
-      maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
-      maxComputeWorkgroupSizeY: l.maxComputeWorkgroupSizeY,
-      maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
-      // Texture-form matrix products pack operands of up to this many rows.
-      maxTextureDimension2D: l.maxTextureDimension2D,
-    },
-  });
+  const features: GPUFeatureName[] = timestamps ? ["timestamp-query"] : [];
+  // Subgroups serve the software adapter's matrix products (matmul.ts
+  // MatmulTile.subgroupX), whose kernels assume a fixed subgroup size. Deno
+  // 2.9 does not list the feature in `adapter.features` even where the
+  // device gets it (llvmpipe), so it is asked for and dropped if refused.
+  const requiredLimits: Record<string, number> = {
+    maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
+    maxBufferSize: l.maxBufferSize,
+    maxStorageBuffersPerShaderStage: l.maxStorageBuffersPerShaderStage,
+    // Kernels read their inputs as read-only storage textures on software adapters.
+    maxStorageTexturesPerShaderStage: l.maxStorageTexturesPerShaderStage,
+    maxComputeWorkgroupStorageSize: l.maxComputeWorkgroupStorageSize,
+    maxComputeInvocationsPerWorkgroup: l.maxComputeInvocationsPerWorkgroup,
+    maxComputeWorkgroupSizeX: l.maxComputeWorkgroupSizeX,
+    maxComputeWorkgroupSizeY: l.maxComputeWorkgroupSizeY,
+    maxComputeWorkgroupsPerDimension: l.maxComputeWorkgroupsPerDimension,
+    // Texture-form matrix products pack operands of up to this many rows.
+    maxTextureDimension2D: l.maxTextureDimension2D,
+  };
+  const size = fixedSubgroupSize(adapter.info);
+  const request = (subgroups: boolean) =>
+    adapter.requestDevice({
+      requiredFeatures: subgroups ? [...features, "subgroups" as GPUFeatureName] : features,
+      requiredLimits,
+    });
+  let device: GPUDevice;
+  let subgroupSize: number | undefined;
+  try {
+    device = await request(size !== undefined);
+    subgroupSize = size !== undefined && device.features.has("subgroups") ? size : undefined;
+  } catch (e) {
+    if (size === undefined) throw e;
+    device = await request(false);
+  }
   // Tear the device down before the isolate goes away: letting a worker's
   // isolate drop a live device while other threads still drive the same
   // software adapter has crashed the process at exit (heap corruption).
@@ -167,6 +201,7 @@ async function acquire(): Promise<Gpu> {
     limits: device.limits,
     isFallback: info.isFallbackAdapter ?? false,
     timestamps,
+    subgroupSize,
     adapterKey: JSON.stringify({
       vendor: info.vendor,
       architecture: info.architecture,

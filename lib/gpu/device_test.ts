@@ -1,5 +1,5 @@
 import { assert, assertEquals } from "../../tests/assert.ts";
-import { vulkanDriverInstalled, webgpuBackend } from "./device.ts";
+import { fixedSubgroupSize, requestGpu, vulkanDriverInstalled, webgpuBackend } from "./device.ts";
 
 const envOf = (vars: Record<string, string>) => (name: string) => vars[name];
 
@@ -46,4 +46,22 @@ Deno.test("a Vulkan driver is found where the Vulkan loader would find one", () 
   } finally {
     Deno.removeSync(dir, { recursive: true });
   }
+});
+
+Deno.test("a subgroup size is fixed only where the adapter has one size", () => {
+  assertEquals(fixedSubgroupSize({ subgroupMinSize: 8, subgroupMaxSize: 8 }), 8);
+  assertEquals(fixedSubgroupSize({ subgroupMinSize: 32, subgroupMaxSize: 32 }), 32);
+  // A GPU that picks 16 to 64 per pipeline: kernels cannot assume one.
+  assertEquals(fixedSubgroupSize({ subgroupMinSize: 16, subgroupMaxSize: 64 }), undefined);
+  // Not reported, or reported as 0.
+  assertEquals(fixedSubgroupSize({}), undefined);
+  assertEquals(fixedSubgroupSize({ subgroupMinSize: 0, subgroupMaxSize: 0 }), undefined);
+});
+
+Deno.test("on llvmpipe the device has the subgroups of its SIMD width", async () => {
+  const gpu = await requestGpu();
+  if (!gpu.adapterDescription.startsWith("llvmpipe")) return;
+  // 8 lanes at 256 bits (the bench's software adapter on these machines).
+  if (gpu.adapterDescription.includes("256 bits")) assertEquals(gpu.subgroupSize, 8);
+  assert(gpu.device.features.has("subgroups"));
 });

@@ -160,3 +160,26 @@ Deno.test("tuning: a cache folder that cannot be written costs the timing, never
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("tuning: software candidates broadcast X through subgroups only where the device has 8-wide ones", async () => {
+  const gpu = await requestGpu();
+  const software = { ...gpu, isFallback: true, adapterDescription: "llvmpipe (test)" };
+  const withSubgroups = matmulCandidates({ ...software, subgroupSize: 8 });
+  const without = matmulCandidates({ ...software, subgroupSize: undefined });
+  const wide = matmulCandidates({ ...software, subgroupSize: 32 });
+  for (const kind of ["NT", "NN", "TN"] as const) {
+    assertEquals(without[kind].filter((c) => c.tile.subgroupX).length, 0);
+    assertEquals(wide[kind], without[kind]);
+    // The same tilings, each texture one with subgroupX and " sg" in its name.
+    assertEquals(withSubgroups[kind].length, without[kind].length);
+    for (const [i, c] of withSubgroups[kind].entries()) {
+      const plain = without[kind][i];
+      if (!plain.tile.texture) {
+        assertEquals(c, plain);
+        continue;
+      }
+      assertEquals(c.name, `${plain.name} sg`);
+      assertEquals(c.tile, { ...plain.tile, subgroupX: true });
+    }
+  }
+});

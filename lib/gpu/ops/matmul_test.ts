@@ -21,9 +21,10 @@ import {
   type MatmulTile,
   SOFTWARE_TILE,
   SOFTWARE_TILE_TN,
+  subgroupXRuns,
   textureFetch,
 } from "./matmul.ts";
-import { createPack } from "./matmul_texture.ts";
+import { createPack, textureMatmulWgsl } from "./matmul_texture.ts";
 import { allMatmulCandidates } from "../tuning.ts";
 import { recordStages, type Stage } from "../../model/resources.ts";
 import { packTensors, randomUniform, readSlice, recordSteps, runSteps } from "./test_helpers.ts";
@@ -249,24 +250,31 @@ Deno.test("matmul: the texture kernels' edges and epilogues, loaded or read as i
     randomUniform(rng, n)
   );
   const results: Uint32Array[][] = [];
-  // Storage, then texture read by textureLoad (hardware GPUs), then as images (llvmpipe).
+  // Storage, then texture read by textureLoad (hardware GPUs), then as images (llvmpipe),
+  // then with X broadcast through subgroups, and the same on a device without 8-wide
+  // subgroups (where the tile runs as if subgroupX were unset).
+  const noSubgroups: Gpu = { ...g, subgroupSize: undefined };
   const forms = [
     { texture: false },
     { texture: true, fetch: "load" as const },
     { texture: true, fetch: "image" as const },
+    { texture: true, fetch: "image" as const, subgroupX: true },
+    { texture: true, fetch: "image" as const, subgroupX: true, device: noSubgroups },
   ];
   assertEquals(textureFetch(g, SOFTWARE_TILE), "image", "llvmpipe's default");
-  for (const form of forms) {
+  assert(!subgroupXRuns(noSubgroups));
+  for (const { device, ...form } of forms) {
+    const h = device ?? g;
     const tile = { ...SOFTWARE_TILE, ...form };
     const outputs = packTensors(g, [...start, ...start]);
     const [y, dx, dw, yAcc, dxAcc, dwAcc] = outputs.slices;
     const steps = [
-      createMatmulNT(g, { a: xs, b: ws, bias: bs, c: y }, tile),
-      createMatmulNN(g, { a: dys, b: ws, c: dx }, tile),
-      createMatmulTN(g, { a: dys, b: xs, c: dw }, tile),
-      createMatmulNT(g, { a: xs, b: ws, bias: bs, c: yAcc, accumulate: true }, tile),
-      createMatmulNN(g, { a: dys, b: ws, c: dxAcc, accumulate: true }, tile),
-      createMatmulTN(g, { a: dys, b: xs, c: dwAcc, accumulate: true }, tile),
+      createMatmulNT(h, { a: xs, b: ws, bias: bs, c: y }, tile),
+      createMatmulNN(h, { a: dys, b: ws, c: dx }, tile),
+      createMatmulTN(h, { a: dys, b: xs, c: dw }, tile),
+      createMatmulNT(h, { a: xs, b: ws, bias: bs, c: yAcc, accumulate: true }, tile),
+      createMatmulNN(h, { a: dys, b: ws, c: dxAcc, accumulate: true }, tile),
+      createMatmulTN(h, { a: dys, b: xs, c: dwAcc, accumulate: true }, tile),
     ];
     await runSteps<MatmulDims>(g, steps.map((s) => [s, dims]));
     results.push(await readBits(g, outputs.slices));
@@ -276,6 +284,8 @@ Deno.test("matmul: the texture kernels' edges and epilogues, loaded or read as i
   for (const [i, what] of ["y", "dx", "dW", "y+=", "dx+=", "dW+="].entries()) {
     assertEquals(results[1][i], results[0][i], `${what}: texture (load) and storage bits differ`);
     assertEquals(results[2][i], results[0][i], `${what}: texture (image) and storage bits differ`);
+    assertEquals(results[3][i], results[0][i], `${what}: subgroupX and storage bits differ`);
+    assertEquals(results[4][i], results[0][i], `${what}: subgroupX unrun and storage bits differ`);
   }
   inputs.buffer.destroy();
 });
@@ -664,4 +674,21 @@ Deno.test("matmul: a workgroup-memory tile the device cannot run, or with textur
     "storage buffers only",
   );
   for (const buf of [a, b, c]) buf.destroy();
+});
+
+Deno.test("matmul: subgroupX needs one 8x1 workgroup per subgroup and rows a multiple of 8", () => {
+  const spec = { x: "pr" as const, bias: false, accumulate: false, vec4Out: true };
+  const tile = { ...SOFTWARE_TILE, subgroupX: true };
+  assert(textureMatmulWgsl({ ...spec, tile }).includes("subgroupBroadcast"));
+  assert(!textureMatmulWgsl({ ...spec, tile: SOFTWARE_TILE }).includes("subgroupBroadcast"));
+  // Two rows of 4 lanes would broadcast another row's X; 12 rows leave a partial lane load.
+  assertThrows(
+    () => textureMatmulWgsl({ ...spec, tile: { ...tile, wgX: 4, wgY: 2 } }),
+    "8x1",
+  );
+  assertThrows(() => textureMatmulWgsl({ ...spec, tile: { ...tile, rows: 12 } }), "8x1");
+  assertThrows(
+    () => textureMatmulWgsl({ ...spec, x: "rp", tile: { ...tile, rows: 4 } }),
+    "multiple of 8",
+  );
 });

@@ -55,6 +55,13 @@ import { encodeInputCopy } from "./texture_inputs.ts";
  */
 export type TexelFetch = "load" | "image";
 
+/**
+ * Invocations per subgroup that {@link TextureTile.subgroupX} assumes (llvmpipe's
+ * 256-bit SIMD group), and so the width of its workgroups.
+ */
+export const SUBGROUP_X_SIZE = 8;
+const SUBGROUP = SUBGROUP_X_SIZE;
+
 /** The register tiling of the texture kernel (the fields matmul.ts's MatmulTile shares). */
 export interface TextureTile {
   rows: number;
@@ -63,6 +70,8 @@ export interface TextureTile {
   wgY: number;
   /** See matmul.ts's MatmulTile.fetch. */
   fetch?: TexelFetch;
+  /** See matmul.ts's MatmulTile.subgroupX. */
+  subgroupX?: boolean;
 }
 
 /** What a texture product computes, besides the tile. */
@@ -92,7 +101,7 @@ function kernelKey(s: TextureKernelSpec): string {
   }:` +
     `${t.fetch && t.fetch !== "load" ? `${t.fetch}:` : ""}b${+s.bias}:acc${+s.accumulate}:` +
     `${s.vec4Out ? "v4" : "s"}:${t.rows}x${t.cols}:${t.wgX}x${t.wgY}` +
-    (s.blockRows ? `:blocks${s.blockRows}` : "");
+    (s.blockRows ? `:blocks${s.blockRows}` : "") + (t.subgroupX ? ":sgx" : "");
 }
 
 /** The texel of a linear pack `width` texels wide holding its element `index` (an u32 expression). */
@@ -137,12 +146,23 @@ function loadMatmulWgsl(s: TextureKernelSpec): string {
   for (let g = 0; g < TC / 4; g++) {
     lines.push(`  let yb${g} = i32(min((q0 + ${groupOffset(g)}u) / 4u, QT - 1u));`);
   }
+  const sg = !!s.tile.subgroupX;
+  if (sg && (wgX !== SUBGROUP || wgY !== 1 || TR % SUBGROUP !== 0)) {
+    // One subgroup per workgroup, all on the same rows.
+    throw new Error(
+      `texture matmul: subgroupX needs ${SUBGROUP}x1 workgroups and rows a multiple of ${SUBGROUP}`,
+    );
+  }
   if (s.x === "pr") {
-    for (let i = 0; i < TR; i++) {
+    // With subgroupX, lane l reads row p0 + 8b + l for block b, and every lane takes row i's
+    // texel from lane i % 8 (the rows are the same for all lanes: wgY = 1).
+    const xRows = sg ? TR / SUBGROUP : TR;
+    for (let i = 0; i < xRows; i++) {
+      const row = sg ? `p0 + ${i * SUBGROUP}u + lane` : `p0 + ${i}u`;
       lines.push(
         s.xLinear
-          ? `  let xr${i} = min(p0 + ${i}u, P - 1u) * u32(RT);` // first texel of the row
-          : `  let xr${i} = i32(min(p0 + ${i}u, P - 1u));`,
+          ? `  let xr${i} = min(${row}, P - 1u) * u32(RT);` // first texel of the row
+          : `  let xr${i} = i32(min(${row}, P - 1u));`,
       );
     }
     lines.push(`  for (var r4 = 0; r4 < RT; r4++) {`);
@@ -160,9 +180,19 @@ function loadMatmulWgsl(s: TextureKernelSpec): string {
         lines.push(`    let yg${g}_${k} = ${texel};`);
       }
     }
+    if (sg) {
+      for (let b = 0; b < TR / SUBGROUP; b++) {
+        const texel = operandTexel("tx", s.xLinear, `xr${b} + u32(r4)`, "r4", `xr${b}`);
+        lines.push(`    let xl${b} = ${texel};`);
+      }
+    }
     for (let i = 0; i < TR; i++) {
-      const texel = operandTexel("tx", s.xLinear, `xr${i} + u32(r4)`, "r4", `xr${i}`);
-      lines.push(`    let xv${i} = ${texel};`);
+      if (sg) {
+        lines.push(`    let xv${i} = subgroupBroadcast(xl${i >> 3}, ${i & 7}u);`);
+      } else {
+        const texel = operandTexel("tx", s.xLinear, `xr${i} + u32(r4)`, "r4", `xr${i}`);
+        lines.push(`    let xv${i} = ${texel};`);
+      }
       // The 4 steps as one expression, fma(x3, y3, fma(x2, y2, ...acc)): the
       // same sums in the same order, one store to the accumulator per
       // iteration (llvmpipe blends every store inside a loop with the
@@ -182,12 +212,39 @@ function loadMatmulWgsl(s: TextureKernelSpec): string {
     // Steps of 4 chained into one store per accumulator (as for "pr"), then
     // the last R % 4 one at a time: the same sums in the same order. With
     // blocks, each block sums into blk_* from zero, then joins acc_*.
-    const step = (k: number) => {
+    // With subgroupX, X's TR texels of 4 steps (group g, step k: combination c = 4g + k) are
+    // read 8 at a time, lane l reading combination 8s + l in slot s, and broadcast.
+    if (sg) {
+      for (let slot = 0; slot < TR / SUBGROUP; slot++) {
+        const c = `(${slot * SUBGROUP}u + lane)`;
+        lines.push(`  let sgStep${slot} = i32(${c} & 3u);`);
+        lines.push(`  let sgXb${slot} = i32(min(p0 / 4u + (${c} >> 2u), PT - 1u));`);
+      }
+    }
+    const sgLoads = () => {
+      for (let slot = 0; slot < TR / SUBGROUP; slot++) {
+        const row = `r + sgStep${slot}`;
+        const texel = operandTexel(
+          "tx",
+          s.xLinear,
+          `u32(${row}) * PT + u32(sgXb${slot})`,
+          `sgXb${slot}`,
+          row,
+        );
+        lines.push(`    let xl${slot} = ${texel};`);
+      }
+      for (let c = 0; c < TR; c++) {
+        lines.push(
+          `    let xg${c >> 2}_${c & 3} = subgroupBroadcast(xl${c >> 3}, ${c & 7}u);`,
+        );
+      }
+    };
+    const step = (k: number, withX = true) => {
       const row = k === 0 ? "r" : `r + ${k}`;
       // X's texel (p/4, r) holds X[p..p+3, r]; Y's (q/4, r) holds Y[r, q..q+3].
       for (
         const [t, name, linear, width, groups] of [
-          ["tx", "xg", s.xLinear, "PT", TR / 4],
+          ["tx", "xg", s.xLinear, "PT", withX ? TR / 4 : 0],
           ["ty", "yg", s.yLinear, "QT", TC / 4],
         ] as const
       ) {
@@ -231,7 +288,8 @@ function loadMatmulWgsl(s: TextureKernelSpec): string {
       lines.push(`  var r = r0;`);
     }
     lines.push(`  for (; r + 4 <= ${end}; r += 4) {`);
-    for (let k = 0; k < 4; k++) step(k);
+    if (sg) sgLoads();
+    for (let k = 0; k < 4; k++) step(k, !sg);
     accumulate(4);
     lines.push(`  }`);
     lines.push(`  for (; r < ${end}; r++) {`);
@@ -300,7 +358,9 @@ function loadMatmulWgsl(s: TextureKernelSpec): string {
 ${s.bias ? `@group(0) @binding(4) var<storage, read> bias: array<${elem}>;  // [Q]` : ""}
 
 @compute @workgroup_size(${wgX}, ${wgY})
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>${
+    sg ? ",\n        @builtin(subgroup_invocation_id) lane: u32" : ""
+  }) {
   let P = dims.x;
   let Q = dims.y;
   let R = dims.z;
@@ -309,7 +369,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let RT = i32((R + 3u) / 4u);
   let p0 = (wid.y * ${wgY}u + lid.y) * ${TR}u;
   let q0 = wid.x * ${wgX * TC}u + lid.x * 4u;
-  if (p0 >= P || q0 >= Q) { return; }
+  // With subgroupX every lane stays to the end (its loads are clamped, its stores guarded):
+  // a lane that returned would have nothing to broadcast.
+  if (p0 >= P${sg ? "" : " || q0 >= Q"}) { return; }
 ${lines.join("\n")}
 }
 `;
