@@ -66,7 +66,9 @@ export type TrainParams = z.output<typeof TrainParams>;
 /** The train job (see the module doc). */
 export const job = defineJob({
   name: "train",
-  version: "1",
+  // 2: curves.jsonl no longer holds the measured tokens/s (metrics.json does), so a re-run
+  // reproduces it byte for byte.
+  version: "2",
   description: "train SamOut on bucketed token batches with the WebGPU training graph",
   params: TrainParams,
   inputs: () => ["data"],
@@ -82,6 +84,7 @@ export const job = defineJob({
     "evaluations",
     "parameters",
     "train_seconds",
+    "tokens_per_s",
   ],
   async run(ctx) {
     const { trainSamOut } = await import("../lib/train/mod.ts");

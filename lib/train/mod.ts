@@ -271,7 +271,6 @@ async function runLoop(
         lr: learningRate(p, step, plannedSteps),
         grad_norm: s.gradNorm,
         tokens: s.tokens,
-        tokens_per_s: Math.round(tokensPerS),
       });
     }
     pendingTokens = 0;
@@ -412,7 +411,11 @@ async function publish(
   };
   await Deno.writeTextFile(join(req.outDir, "config.json"), JSON.stringify(config, null, 2) + "\n");
   const uniformLoss = Math.log(cfg.vocabSize);
-  const bestEval = await lastEvalRecord(join(req.workDir, "curves.jsonl"), state.bestStep);
+  const curvesPath = join(req.workDir, "curves.jsonl");
+  const bestEval = await lastEvalRecord(curvesPath, state.bestStep);
+  // Throughput is a timing: it goes in metrics.json (which a re-run may change), never in the
+  // curves, whose bytes a re-run must reproduce.
+  const tokens = await trainedTokens(curvesPath);
   const accuracy = bestEval?.val_token_accuracy;
   req.log(
     `best validation loss ${state.bestValLoss?.toFixed(4)} at step ${state.bestStep} ` +
@@ -432,6 +435,7 @@ async function publish(
       evaluations: state.evaluations,
       parameters: parameterCount(cfg),
       train_seconds: Math.round(state.elapsedS * 10) / 10,
+      tokens_per_s: state.elapsedS > 0 ? Math.round(tokens / state.elapsedS) : 0,
     },
     environment,
   };
@@ -449,6 +453,17 @@ async function lastEvalRecord(
     if (rec.kind === "eval" && rec.step === step) found = rec;
   }
   return found;
+}
+
+/** Target tokens of every training step in the curves (resumed runs included). */
+async function trainedTokens(curvesPath: string): Promise<number> {
+  let total = 0;
+  for (const line of (await Deno.readTextFile(curvesPath)).split("\n")) {
+    if (!line) continue;
+    const rec = JSON.parse(line);
+    if (rec.kind === "train") total += rec.tokens;
+  }
+  return total;
 }
 
 function describeStop(stopped: LoopState["stopped"]): string {

@@ -292,10 +292,6 @@ async function main() {
         }
         trainLossAtBest = l / t;
       }
-      // tokens/s: median of the logged windows
-      const tps = curves.filter((c) => c.kind === "train").map((c) => c.tokens_per_s as number)
-        .sort((a, b) => a - b);
-      (trainMetrics as Record<string, unknown>).median_tokens_per_s = tps[tps.length >> 1];
     } catch { /* no curves */ }
   }
 
@@ -323,7 +319,7 @@ async function main() {
     best_step: trainMetrics.best_step,
     stopped: trainMetrics.stopped,
     train_seconds: trainMetrics.train_seconds,
-    median_tokens_per_s: trainMetrics.median_tokens_per_s,
+    tokens_per_s: trainMetrics.tokens_per_s,
     parameters: trainMetrics.parameters,
     reconstruction_lsd_db: tokMetrics.reconstruction_lsd_db,
     code_perplexity: tokMetrics.code_perplexity,
