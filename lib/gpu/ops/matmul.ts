@@ -484,7 +484,7 @@ function createProduct(
   const texture = tile.texture
     ? createPackedProduct(gpu, buffers, x, false, label, tile)
     : undefined;
-  return {
+  const step: GpuStep<MatmulDims> = {
     encode(pass, dims) {
       const pqr = toPQR(dims);
       if (texture?.fits(pqr)) texture.encode(pass, pqr);
@@ -495,6 +495,17 @@ function createProduct(
       texture?.destroy();
     },
   };
+  if (texture?.encodeCommands) {
+    const commands = texture.encodeCommands.bind(texture);
+    step.encodeCommands = (enc, dims) => {
+      const pqr = toPQR(dims);
+      if (texture.fits(pqr)) return commands(enc, pqr);
+      const pass = enc.beginComputePass({ label });
+      storage.encode(pass, pqr);
+      pass.end();
+    };
+  }
+  return step;
 }
 
 type PQR = [number, number, number];
@@ -514,6 +525,7 @@ function createPackedProduct(
 ): GpuStep<PQR> & { fits(pqr: PQR): boolean } {
   const packX = buffers.packedA ?? createPack(gpu, buffers.a, false, `${label}:x`);
   const packY = buffers.packedB ?? createPack(gpu, buffers.b, yTransposed, `${label}:y`);
+  const packOld = x === "pr" ? createOldPack(gpu, buffers, tile, label) : undefined;
   const product = createTextureProduct(
     gpu,
     {
@@ -524,6 +536,7 @@ function createPackedProduct(
       accumulate: buffers.accumulate ?? false,
       rowOffset: buffers.packedRowOffset ?? 0,
       blockRows: buffers.blockRows,
+      old: packOld,
     },
     x,
     {
@@ -534,27 +547,63 @@ function createPackedProduct(
     label,
   );
   const padR = (R: number) => x === "pr" ? Math.ceil(R / 4) * 4 : R;
-  return {
+  const encodePass = (pass: GPUComputePassEncoder, [P, Q, R]: PQR, readOld: boolean) => {
+    if (P === 0 || Q === 0) return;
+    if (!buffers.packedA) {
+      if (x === "pr") packX.encode(pass, { rows: P, cols: R });
+      else packX.encode(pass, { rows: R, cols: P });
+    }
+    if (!buffers.packedB) packY.encode(pass, { rows: R, cols: Q, padRows: padR(R) });
+    product.encode(pass, { P, Q, R, readOld });
+  };
+  const step: GpuStep<PQR> & { fits(pqr: PQR): boolean } = {
     fits([P, Q, R]) {
       // A linear Y has no zero rows past R, which a "pr" reduction reads when R % 4 != 0.
       if (packY.linearWidth() && padR(R) !== R) return false;
       return packX.fits(x === "pr" ? P : R, x === "pr" ? R : P) && packY.fits(padR(R), Q);
     },
-    encode(pass, [P, Q, R]) {
-      if (P === 0 || Q === 0) return;
-      if (!buffers.packedA) {
-        if (x === "pr") packX.encode(pass, { rows: P, cols: R });
-        else packX.encode(pass, { rows: R, cols: P });
-      }
-      if (!buffers.packedB) packY.encode(pass, { rows: R, cols: Q, padRows: padR(R) });
-      product.encode(pass, { P, Q, R });
+    encode(pass, pqr) {
+      encodePass(pass, pqr, false);
     },
     destroy() {
       product.destroy();
+      packOld?.destroy();
       if (!buffers.packedA) packX.destroy();
       if (!buffers.packedB) packY.destroy();
     },
   };
+  if (packOld) {
+    // Recorded outside a pass: C copied into its linear texture first, then the pass.
+    step.encodeCommands = (enc, pqr) => {
+      const [P, Q] = pqr;
+      const old = Q % 4 === 0 && packOld.fits(P, Q);
+      if (old) packOld.encodeCopy(enc, { rows: P, cols: Q });
+      const pass = enc.beginComputePass({ label });
+      encodePass(pass, pqr, old);
+      pass.end();
+    };
+  }
+  return step;
+}
+
+/**
+ * A linear pack of C for a software adapter's accumulating texture product
+ * (matmul_texture.ts TextureKernelSpec.oldLinear), or undefined where C is
+ * read as it is: other adapters, products that overwrite C, a C not at a
+ * 16-byte offset.
+ */
+function createOldPack(
+  gpu: Gpu,
+  buffers: MatmulBuffers,
+  tile: MatmulTile,
+  label: string,
+): PackedOperand | undefined {
+  if (!buffers.accumulate || textureFetch(gpu, tile) !== "image") return undefined;
+  const c = buffers.c;
+  const bytes = "buffer" in c ? c.size ?? c.buffer.size - (c.offset ?? 0) : c.size;
+  // Any row length of whole texels copies into a linear pack (Q % 4 is checked per encode).
+  if (!packCopyable(c, 4, true)) return undefined;
+  return createPack(gpu, c, false, `${label}:c`, linearPackWidth(gpu, Math.ceil(bytes / 16)));
 }
 
 /** How the texture form fetches texels on `gpu` (see {@link MatmulTile.fetch}). */
@@ -792,7 +841,7 @@ export function createMatmulNT(
     : undefined;
   let storage: GpuStep<MatmulDims> | undefined;
   const storageNT = () => storage ??= createStorageNT(gpu, buffers, tile);
-  return {
+  const step: GpuStep<MatmulDims> = {
     encode(pass, dims) {
       if (packed?.fits(toPQR(dims))) packed.encode(pass, toPQR(dims));
       else storageNT().encode(pass, dims);
@@ -802,6 +851,16 @@ export function createMatmulNT(
       storage?.destroy();
     },
   };
+  if (packed?.encodeCommands) {
+    const commands = packed.encodeCommands.bind(packed);
+    step.encodeCommands = (enc, dims) => {
+      if (packed.fits(toPQR(dims))) return commands(enc, toPQR(dims));
+      const pass = enc.beginComputePass({ label: "matmulNT" });
+      storageNT().encode(pass, dims);
+      pass.end();
+    };
+  }
+  return step;
 }
 
 /**

@@ -6,6 +6,7 @@ import {
   createStorageBufferFrom,
   type Gpu,
   type GpuStep,
+  isSoftwareAdapter,
   readFloat32,
   requestGpu,
 } from "../device.ts";
@@ -15,6 +16,7 @@ import {
   createMatmulNT,
   createMatmulTN,
   createOperandPack,
+  defaultTile,
   HARDWARE_TILE,
   linearPackWidth,
   type MatmulDims,
@@ -691,4 +693,39 @@ Deno.test("matmul: subgroupX needs one 8x1 workgroup per subgroup and rows a mul
     () => textureMatmulWgsl({ ...spec, x: "rp", tile: { ...tile, rows: 4 } }),
     "multiple of 8",
   );
+});
+
+Deno.test("matmul: accumulating products recorded outside a pass read C's old values from a texture copy, the same bits", async () => {
+  const g = await gpu();
+  for (const dims of [{ M: 37, N: 44, K: 28 }, { M: 37, N: 45, K: 29 }]) {
+    const { x, w, bias, dy } = randomLayer(13, dims);
+    const inputs = packTensors(g, [x, w, bias, dy]);
+    const [xs, ws, bs, dys] = inputs.slices;
+    const rng = new Random(14, "matmul_test");
+    const start = [dims.M * dims.N, dims.M * dims.K].map((n) => randomUniform(rng, n));
+    const results: Uint32Array[][] = [];
+    for (const record of [false, true]) {
+      const outputs = packTensors(g, start);
+      const [y, dx] = outputs.slices;
+      const tile = defaultTile(g, "NT");
+      const steps = [
+        createMatmulNT(g, { a: xs, b: ws, bias: bs, c: y, accumulate: true }, tile),
+        createMatmulNN(g, { a: dys, b: ws, c: dx, accumulate: true }, tile),
+      ];
+      // Where C's rows are whole texels the recorded form copies C first (on a software
+      // adapter); elsewhere it reads C as the pass form does.
+      if (isSoftwareAdapter(g)) {
+        for (const s of steps) assertEquals(s.encodeCommands !== undefined, true);
+      }
+      const pairs = steps.map((s) => [s, dims] as [GpuStep<MatmulDims>, MatmulDims]);
+      if (record) await recordSteps(g, pairs);
+      else await runSteps(g, pairs);
+      results.push(await readBits(g, outputs.slices));
+      for (const s of steps) s.destroy();
+      outputs.buffer.destroy();
+    }
+    assertEquals(results[1][0], results[0][0], `y += x W^T + b (${JSON.stringify(dims)})`);
+    assertEquals(results[1][1], results[0][1], `dx += dy W (${JSON.stringify(dims)})`);
+    inputs.buffer.destroy();
+  }
 });

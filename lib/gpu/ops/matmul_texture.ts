@@ -87,6 +87,13 @@ export interface TextureKernelSpec {
   /** Y likewise (no zero rows past R: only for "rp" or R % 4 == 0). */
   yLinear?: number;
   /**
+   * With `accumulate` and `vec4Out`: C's old values are read from `tc`, a copy
+   * of C packed linearly this many texels wide (the texel `(p * Q + q) / 4`),
+   * instead of from C itself (on llvmpipe an image gather costs about 40
+   * cycles a SIMD group, a storage read about 860). The same values.
+   */
+  oldLinear?: number;
+  /**
    * "rp" only: the reduction in blocks of this many rows, each summed from
    * zero and added to the running total in block order (see matmul.ts's
    * MatmulBuffers.blockRows).
@@ -101,7 +108,8 @@ function kernelKey(s: TextureKernelSpec): string {
   }:` +
     `${t.fetch && t.fetch !== "load" ? `${t.fetch}:` : ""}b${+s.bias}:acc${+s.accumulate}:` +
     `${s.vec4Out ? "v4" : "s"}:${t.rows}x${t.cols}:${t.wgX}x${t.wgY}` +
-    (s.blockRows ? `:blocks${s.blockRows}` : "") + (t.subgroupX ? ":sgx" : "");
+    (s.blockRows ? `:blocks${s.blockRows}` : "") + (t.subgroupX ? ":sgx" : "") +
+    (s.oldLinear ? `:oldlinear${s.oldLinear}` : "");
 }
 
 /** The texel of a linear pack `width` texels wide holding its element `index` (an u32 expression). */
@@ -325,7 +333,11 @@ function loadMatmulWgsl(s: TextureKernelSpec): string {
       if (s.vec4Out) {
         let value = `vec4<f32>(${[0, 1, 2, 3].map((k) => `acc_${i}_${4 * g + k}`).join(", ")})`;
         if (s.bias) value += ` + bias${g}`;
-        if (s.accumulate) {
+        if (s.accumulate && s.oldLinear) {
+          const at = linearTexel(`(row${i} + min(col${g}, Q - 1u)) / 4u`, s.oldLinear);
+          lines.push(`  let old_${i}_${g} = textureLoad(tc, ${at}, 0);`);
+          value = `old_${i}_${g} + (${value})`;
+        } else if (s.accumulate) {
           lines.push(`  let old_${i}_${g} = c[(row${i} + min(col${g}, Q - 1u)) / 4u];`);
           value = `old_${i}_${g} + (${value})`;
         }
@@ -356,6 +368,11 @@ function loadMatmulWgsl(s: TextureKernelSpec): string {
 @group(0) @binding(2) var ty: texture_2d<f32>;                     // Y [R, Q], packed
 @group(0) @binding(3) var<storage, read_write> c: array<${elem}>;  // C [P, Q]
 ${s.bias ? `@group(0) @binding(4) var<storage, read> bias: array<${elem}>;  // [Q]` : ""}
+${
+    s.oldLinear
+      ? `@group(0) @binding(5) var tc: texture_2d<f32>;                     // C's old values`
+      : ""
+  }
 
 @compute @workgroup_size(${wgX}, ${wgY})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>${
@@ -387,7 +404,7 @@ export function textureMatmulWgsl(s: TextureKernelSpec): string {
   if (s.tile.fetch !== "image") return code;
   return code
     .replaceAll("texture_2d<f32>;", "texture_storage_2d<rgba32float, read>;")
-    .replace(/textureLoad\((t[xy]), ([^;]*), 0\);/g, "textureLoad($1, $2);");
+    .replace(/textureLoad\((t[xyc]), ([^;]*), 0\);/g, "textureLoad($1, $2);");
 }
 
 /** Invocations per workgroup of the pack. */
@@ -631,6 +648,12 @@ export interface TextureProductBuffers {
   rowOffset: number;
   /** "rp": the reduction in blocks of this many rows (see {@link TextureKernelSpec.blockRows}). */
   blockRows?: number;
+  /**
+   * A linear pack of C that the caller has filled with C's values before the
+   * product (see {@link TextureKernelSpec.oldLinear}); encodes with `readOld`
+   * then add to those instead of reading C. Needs `accumulate` and Q % 4 == 0.
+   */
+  old?: PackedOperand;
 }
 
 /**
@@ -643,14 +666,18 @@ export function createTextureProduct(
   x: Layout,
   tile: TextureTile,
   label: string,
-): GpuStep<{ P: number; Q: number; R: number }> {
+): GpuStep<{ P: number; Q: number; R: number; readOld?: boolean }> {
   const uniform = createUniformBuffer(gpu, 16, `${label}:dims`);
   const dimsData = new Uint32Array(4);
   // Bind groups per (vec4 output, operand generations).
   let cached: { key: string; pipeline: GPUComputePipeline; bindGroup: GPUBindGroup } | undefined;
   return {
-    encode(pass, { P, Q, R }) {
+    encode(pass, { P, Q, R, readOld }) {
       if (P === 0 || Q === 0) return;
+      const old = readOld ? buffers.old : undefined;
+      if (old && (!buffers.accumulate || Q % 4 !== 0)) {
+        throw new Error(`${label}: C's old values are read from a texture only for vec4 sums`);
+      }
       const spec: TextureKernelSpec = {
         x,
         bias: buffers.bias !== undefined,
@@ -660,8 +687,10 @@ export function createTextureProduct(
         xLinear: buffers.x.linearWidth(),
         yLinear: buffers.y.linearWidth(),
         blockRows: x === "rp" ? buffers.blockRows : undefined,
+        oldLinear: old?.linearWidth(),
       };
-      const key = `${kernelKey(spec)}@${buffers.x.generation()}:${buffers.y.generation()}`;
+      const key = `${kernelKey(spec)}@${buffers.x.generation()}:${buffers.y.generation()}` +
+        (old ? `:${old.generation()}` : "");
       if (cached?.key !== key) {
         const pipeline = cachedPipeline(gpu, kernelKey(spec), textureMatmulWgsl(spec), "main");
         const entries: GPUBindGroupEntry[] = [
@@ -671,6 +700,7 @@ export function createTextureProduct(
           { binding: 3, resource: bufferBinding(buffers.c) },
         ];
         if (buffers.bias) entries.push({ binding: 4, resource: bufferBinding(buffers.bias) });
+        if (old) entries.push({ binding: 5, resource: old.view() });
         const bindGroup = gpu.device.createBindGroup({
           label,
           layout: pipeline.getBindGroupLayout(0),
