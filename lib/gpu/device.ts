@@ -154,10 +154,6 @@ async function acquire(): Promise<Gpu> {
   // Timestamps only serve profiles (lib/model/graph.ts profileStepTimestamps).
   const timestamps = adapter.features.has("timestamp-query");
   const features: GPUFeatureName[] = timestamps ? ["timestamp-query"] : [];
-  // Subgroups serve the software adapter's matrix products (matmul.ts
-  // MatmulTile.subgroupX), whose kernels assume a fixed subgroup size. Deno
-  // 2.9 does not list the feature in `adapter.features` even where the
-  // device gets it (llvmpipe), so it is asked for and dropped if refused.
   const requiredLimits: Record<string, number> = {
     maxStorageBufferBindingSize: l.maxStorageBufferBindingSize,
     maxBufferSize: l.maxBufferSize,
@@ -172,6 +168,10 @@ async function acquire(): Promise<Gpu> {
     // Texture-form matrix products pack operands of up to this many rows.
     maxTextureDimension2D: l.maxTextureDimension2D,
   };
+  // Subgroups serve the software adapter's matrix products (matmul.ts
+  // MatmulTile.subgroupX), whose kernels assume a fixed subgroup size. Deno
+  // 2.9 does not list the feature in `adapter.features` even where the
+  // device gets it (llvmpipe), so it is asked for and dropped if refused.
   const size = fixedSubgroupSize(adapter.info);
   const request = (subgroups: boolean) =>
     adapter.requestDevice({

@@ -495,16 +495,33 @@ function createProduct(
       texture?.destroy();
     },
   };
-  if (texture?.encodeCommands) {
-    const commands = texture.encodeCommands.bind(texture);
-    step.encodeCommands = (enc, dims) => {
-      const pqr = toPQR(dims);
-      if (texture.fits(pqr)) return commands(enc, pqr);
-      const pass = enc.beginComputePass({ label });
-      storage.encode(pass, pqr);
-      pass.end();
-    };
-  }
+  return withPackedCommands(
+    step,
+    texture,
+    toPQR,
+    (pass, dims) => storage.encode(pass, toPQR(dims)),
+  );
+}
+
+/**
+ * `step`, given `encodeCommands` where its texture form `packed` has them (an
+ * accumulating product's copy of C): `packed`'s where the shapes fit it, else
+ * `fallback` in a pass of its own.
+ */
+function withPackedCommands(
+  step: GpuStep<MatmulDims>,
+  packed: (GpuStep<PQR> & { fits(pqr: PQR): boolean }) | undefined,
+  toPQR: (d: MatmulDims) => PQR,
+  fallback: (pass: GPUComputePassEncoder, dims: MatmulDims) => void,
+): GpuStep<MatmulDims> {
+  const commands = packed?.encodeCommands?.bind(packed);
+  if (!packed || !commands) return step;
+  step.encodeCommands = (enc, dims) => {
+    if (packed.fits(toPQR(dims))) return commands(enc, toPQR(dims));
+    const pass = enc.beginComputePass();
+    fallback(pass, dims);
+    pass.end();
+  };
   return step;
 }
 
@@ -851,16 +868,7 @@ export function createMatmulNT(
       storage?.destroy();
     },
   };
-  if (packed?.encodeCommands) {
-    const commands = packed.encodeCommands.bind(packed);
-    step.encodeCommands = (enc, dims) => {
-      if (packed.fits(toPQR(dims))) return commands(enc, toPQR(dims));
-      const pass = enc.beginComputePass({ label: "matmulNT" });
-      storageNT().encode(pass, dims);
-      pass.end();
-    };
-  }
-  return step;
+  return withPackedCommands(step, packed, toPQR, (pass, dims) => storageNT().encode(pass, dims));
 }
 
 /**
