@@ -40,6 +40,7 @@ import {
   type StepPacks,
   subgroupXRuns,
 } from "./ops/matmul.ts";
+import { subgroupXFits } from "./ops/matmul_texture.ts";
 
 /** Bump when the candidates or the timing method change: old cache files are then ignored. */
 export const TUNING_VERSION = 9;
@@ -97,7 +98,7 @@ const SOFTWARE_SUBGROUPS = Object.fromEntries(
   KINDS.map((kind) => [
     kind,
     SOFTWARE[kind].map((c) =>
-      c.tile.texture && c.tile.rows % 8 === 0
+      c.tile.texture && subgroupXFits(c.tile)
         ? { name: `${c.name} sg`, tile: { ...c.tile, subgroupX: true } }
         : c
     ),

@@ -411,11 +411,11 @@ async function publish(
   };
   await Deno.writeTextFile(join(req.outDir, "config.json"), JSON.stringify(config, null, 2) + "\n");
   const uniformLoss = Math.log(cfg.vocabSize);
-  const curvesPath = join(req.workDir, "curves.jsonl");
-  const bestEval = await lastEvalRecord(curvesPath, state.bestStep);
+  const curves = await readCurves(join(req.workDir, "curves.jsonl"));
+  const bestEval = curves.findLast((r) => r.kind === "eval" && r.step === state.bestStep);
   // Throughput is a timing: it goes in metrics.json (which a re-run may change), never in the
   // curves, whose bytes a re-run must reproduce.
-  const tokens = await trainedTokens(curvesPath);
+  const tokens = curves.reduce((n, r) => r.kind === "train" ? n + (r.tokens ?? 0) : n, 0);
   const accuracy = bestEval?.val_token_accuracy;
   req.log(
     `best validation loss ${state.bestValLoss?.toFixed(4)} at step ${state.bestStep} ` +
@@ -441,29 +441,19 @@ async function publish(
   };
 }
 
-async function lastEvalRecord(
-  curvesPath: string,
-  step: number,
-): Promise<Record<string, number> | undefined> {
-  const text = await Deno.readTextFile(curvesPath);
-  let found: Record<string, number> | undefined;
-  for (const line of text.split("\n")) {
-    if (!line) continue;
-    const rec = JSON.parse(line);
-    if (rec.kind === "eval" && rec.step === step) found = rec;
-  }
-  return found;
+/** A record of curves.jsonl: a train step's figures or an evaluation's (the fields read here). */
+interface CurveRecord {
+  kind: "train" | "eval";
+  step: number;
+  /** Train records: target tokens of the step. */
+  tokens?: number;
+  /** Eval records. */
+  val_token_accuracy?: number;
 }
 
-/** Target tokens of every training step in the curves (resumed runs included). */
-async function trainedTokens(curvesPath: string): Promise<number> {
-  let total = 0;
-  for (const line of (await Deno.readTextFile(curvesPath)).split("\n")) {
-    if (!line) continue;
-    const rec = JSON.parse(line);
-    if (rec.kind === "train") total += rec.tokens;
-  }
-  return total;
+/** The records of curves.jsonl, in order. */
+async function readCurves(path: string): Promise<CurveRecord[]> {
+  return (await Deno.readTextFile(path)).split("\n").filter(Boolean).map((l) => JSON.parse(l));
 }
 
 function describeStop(stopped: LoopState["stopped"]): string {

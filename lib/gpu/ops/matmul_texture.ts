@@ -62,6 +62,15 @@ export type TexelFetch = "load" | "image";
 export const SUBGROUP_X_SIZE = 8;
 const SUBGROUP = SUBGROUP_X_SIZE;
 
+/**
+ * Whether a tile's shape allows {@link TextureTile.subgroupX}: one 8x1
+ * workgroup per subgroup (all its lanes on the same rows) and rows a multiple
+ * of 8 (every lane's load is used).
+ */
+export function subgroupXFits(tile: { rows: number; wgX: number; wgY: number }): boolean {
+  return tile.wgX === SUBGROUP && tile.wgY === 1 && tile.rows % SUBGROUP === 0;
+}
+
 /** The register tiling of the texture kernel (the fields matmul.ts's MatmulTile shares). */
 export interface TextureTile {
   rows: number;
@@ -155,8 +164,7 @@ function loadMatmulWgsl(s: TextureKernelSpec): string {
     lines.push(`  let yb${g} = i32(min((q0 + ${groupOffset(g)}u) / 4u, QT - 1u));`);
   }
   const sg = !!s.tile.subgroupX;
-  if (sg && (wgX !== SUBGROUP || wgY !== 1 || TR % SUBGROUP !== 0)) {
-    // One subgroup per workgroup, all on the same rows.
+  if (sg && !subgroupXFits(s.tile)) {
     throw new Error(
       `texture matmul: subgroupX needs ${SUBGROUP}x1 workgroups and rows a multiple of ${SUBGROUP}`,
     );
