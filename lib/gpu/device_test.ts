@@ -1,5 +1,11 @@
 import { assert, assertEquals } from "../../tests/assert.ts";
-import { fixedSubgroupSize, requestGpu, vulkanDriverInstalled, webgpuBackend } from "./device.ts";
+import {
+  fixedSubgroupSize,
+  llvmpipeThreads,
+  requestGpu,
+  vulkanDriverInstalled,
+  webgpuBackend,
+} from "./device.ts";
 
 const envOf = (vars: Record<string, string>) => (name: string) => vars[name];
 
@@ -64,4 +70,12 @@ Deno.test("on llvmpipe the device has the subgroups of its SIMD width", async ()
   // 8 lanes at 256 bits (the bench's software adapter on these machines).
   if (gpu.adapterDescription.includes("256 bits")) assertEquals(gpu.subgroupSize, 8);
   assert(gpu.device.features.has("subgroups"));
+});
+
+Deno.test("llvmpipe gets three worker threads a core, capped at its 32, unless the user chose", () => {
+  assertEquals(llvmpipeThreads(envOf({}), 2), "6");
+  assertEquals(llvmpipeThreads(envOf({}), 1), "3");
+  assertEquals(llvmpipeThreads(envOf({}), 0), "3");
+  assertEquals(llvmpipeThreads(envOf({}), 64), "32");
+  assertEquals(llvmpipeThreads(envOf({ LP_NUM_THREADS: "2" }), 2), undefined);
 });
