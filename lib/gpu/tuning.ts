@@ -43,7 +43,7 @@ import {
 import { subgroupXFits } from "./ops/matmul_texture.ts";
 
 /** Bump when the candidates or the timing method change: old cache files are then ignored. */
-export const TUNING_VERSION = 9;
+export const TUNING_VERSION = 10;
 
 /** One of the three products. */
 export type MatmulKind = "NT" | "NN" | "TN";
@@ -299,16 +299,15 @@ export async function chooseMatmulTiles(
   const names = {} as Record<MatmulKind, string>;
   const tiles = {} as MatmulTiles;
   for (const kind of KINDS) {
+    const ms = await timeCandidates(gpu, kind, candidates[kind], shapes);
     timings[kind] = {};
-    let best: MatmulCandidate | undefined;
-    let bestMs = Infinity; // unrounded; the record keeps 0.01 ms
-    for (const c of candidates[kind]) {
-      const ms = await timeProducts(gpu, kind, c.tile, shapes, bestMs);
-      timings[kind][c.name] = Math.round(ms * 100) / 100;
-      if (!best || ms < bestMs) [best, bestMs] = [c, ms];
-    }
-    names[kind] = best!.name;
-    tiles[kind] = best!.tile;
+    let best = 0;
+    candidates[kind].forEach((c, i) => {
+      timings[kind][c.name] = Math.round(ms[i] * 100) / 100; // the choice uses the unrounded
+      if (ms[i] < ms[best]) best = i;
+    });
+    names[kind] = candidates[kind][best].name;
+    tiles[kind] = candidates[kind][best].tile;
   }
   if (file) {
     const entry: z.infer<typeof CacheFile> = {
@@ -382,17 +381,51 @@ async function writeAtomic(path: string, text: string): Promise<void> {
 }
 
 /**
- * Milliseconds of one pass of `kind` products over `shapes` with `tile`: the
- * lesser of two timed passes after an untimed one at a few rows (which
- * compiles); one pass when the first is already 1.5x `bestSoFar`.
+ * Milliseconds of one pass of `kind` products over `shapes` for each of
+ * `candidates` ({@link timeInterleaved}), after an untimed pass of each at a
+ * few rows (which compiles).
  */
-async function timeProducts(
+async function timeCandidates(
   gpu: Gpu,
   kind: MatmulKind,
-  tile: MatmulTile,
+  candidates: MatmulCandidate[],
   shapes: ProductShapes,
-  bestSoFar: number,
-): Promise<number> {
+): Promise<number[]> {
+  const bench = createProductBench(gpu, kind, shapes);
+  try {
+    const runs = candidates.map((c) => bench.candidate(c.tile));
+    for (const run of runs) await run.pass(Math.min(shapes.M, 16));
+    return await timeInterleaved(runs.map((run) => () => run.pass()));
+  } finally {
+    bench.destroy();
+  }
+}
+
+/**
+ * The time of each of `passes` (a function that runs one and returns its
+ * milliseconds): the mean of two passes, the first round in the given order
+ * and the second in reverse, so that a machine whose speed drifts steadily
+ * during the timing (shared hosts drift by 20% within minutes) favours none of
+ * them (timed one after another, the first would run on the fastest machine
+ * of all). A candidate 1.5x behind the best after the first round is not timed
+ * again (its first time is returned).
+ */
+export async function timeInterleaved(passes: (() => Promise<number>)[]): Promise<number[]> {
+  const first: number[] = [];
+  for (const pass of passes) first.push(await pass());
+  const best = Math.min(...first);
+  const ms = [...first];
+  for (let i = passes.length - 1; i >= 0; i--) {
+    if (first[i] <= 1.5 * best) ms[i] = (first[i] + await passes[i]()) / 2;
+  }
+  return ms;
+}
+
+/**
+ * The scratch operands of {@link timeCandidates} and the packs of them, shared
+ * by every candidate: each candidate's products on them, one pass at a time.
+ */
+function createProductBench(gpu: Gpu, kind: MatmulKind, shapes: ProductShapes) {
   const maxN = Math.max(...shapes.layers.map((l) => l.N));
   const maxK = Math.max(...shapes.layers.map((l) => l.K));
   const M = shapes.M;
@@ -404,47 +437,57 @@ async function timeProducts(
   const a = createStorageBuffer(gpu, M * Math.max(maxN, maxK) * 4, "tune:a");
   const b = createStorageBuffer(gpu, Math.max(maxN * maxK, M * maxK) * 4, "tune:b");
   const c = createStorageBuffer(gpu, Math.max(M * maxN, M * maxK, maxN * maxK) * 4, "tune:c");
-  // The operands the graph packs once per step are packed beforehand, as
-  // the graph does: a candidate is timed on what its products cost in a step.
-  // Layers of the same shape share their packs (the same buffers, the same rows).
+  // The operands the graph packs once per step are packed beforehand, as the
+  // graph does: a candidate is timed on what its products cost in a step.
+  // Shapes share their packs (the same buffers, the same rows), and so do
+  // candidates: a pack depends only on whether the tile reads textures.
   const packs = new Map<string, StepPacks>();
-  const steps: [GpuStep<MatmulDims>, MatmulDims][] = [];
-  for (const l of shapes.layers) {
-    const dims = { M, N: l.N, K: l.K };
-    const shape = `${l.N}x${l.K}`;
-    const p = packs.get(shape) ?? createStepPacks(gpu, kind, { a, b }, dims, tile);
-    packs.set(shape, p);
-    const buffers = { a, b, c, packedA: p.packedA, packedB: p.packedB };
-    const step = kind === "NT"
-      ? createMatmulNT(gpu, buffers, tile)
-      : kind === "NN"
-      ? createMatmulNN(gpu, buffers, tile)
-      : createMatmulTN(gpu, { ...buffers, blockRows }, tile);
-    steps.push([step, dims]);
-  }
-  const fill = gpu.device.createCommandEncoder();
-  for (const p of packs.values()) p.encode(fill);
-  gpu.device.queue.submit([fill.finish()]);
-  const pass = async (rows?: number) => {
-    const enc = gpu.device.createCommandEncoder();
-    const p = enc.beginComputePass();
-    for (const [step, dims] of steps) step.encode(p, rows ? { ...dims, M: rows } : dims);
-    p.end();
-    const t0 = performance.now();
-    gpu.device.queue.submit([enc.finish()]);
-    await gpu.device.queue.onSubmittedWorkDone();
-    return performance.now() - t0;
+  const packsFor = (dims: MatmulDims, tile: MatmulTile) => {
+    const key = `${dims.N}x${dims.K}:${tile.texture ? "texture" : "storage"}`;
+    let p = packs.get(key);
+    if (!p) {
+      p = createStepPacks(gpu, kind, { a, b }, dims, tile);
+      packs.set(key, p);
+      const fill = gpu.device.createCommandEncoder();
+      p.encode(fill);
+      gpu.device.queue.submit([fill.finish()]);
+    }
+    return p;
   };
-  try {
-    // Compile (and size the textures) at the full shapes, but cheaply at first.
-    await pass(Math.min(M, 16));
-    const first = await pass();
-    // A candidate already far behind the best so far is not timed again.
-    if (first > 1.5 * bestSoFar) return first;
-    return Math.min(first, await pass());
-  } finally {
-    for (const [step] of steps) step.destroy();
-    for (const p of packs.values()) p.destroy();
-    for (const buf of [a, b, c]) buf.destroy();
-  }
+  const created: GpuStep<MatmulDims>[] = [];
+  return {
+    /** One candidate's products over the shapes; `pass` times one run of them (ms). */
+    candidate(tile: MatmulTile) {
+      const steps: [GpuStep<MatmulDims>, MatmulDims][] = [];
+      for (const l of shapes.layers) {
+        const dims = { M, N: l.N, K: l.K };
+        const p = packsFor(dims, tile);
+        const buffers = { a, b, c, packedA: p.packedA, packedB: p.packedB };
+        const step = kind === "NT"
+          ? createMatmulNT(gpu, buffers, tile)
+          : kind === "NN"
+          ? createMatmulNN(gpu, buffers, tile)
+          : createMatmulTN(gpu, { ...buffers, blockRows }, tile);
+        created.push(step);
+        steps.push([step, dims]);
+      }
+      return {
+        async pass(rows?: number): Promise<number> {
+          const enc = gpu.device.createCommandEncoder();
+          const p = enc.beginComputePass();
+          for (const [step, dims] of steps) step.encode(p, rows ? { ...dims, M: rows } : dims);
+          p.end();
+          const t0 = performance.now();
+          gpu.device.queue.submit([enc.finish()]);
+          await gpu.device.queue.onSubmittedWorkDone();
+          return performance.now() - t0;
+        },
+      };
+    },
+    destroy() {
+      for (const step of created) step.destroy();
+      for (const p of packs.values()) p.destroy();
+      for (const buf of [a, b, c]) buf.destroy();
+    },
+  };
 }

@@ -1,4 +1,4 @@
-import { assert, assertEquals } from "../../tests/assert.ts";
+import { assert, assertAlmostEquals, assertEquals } from "../../tests/assert.ts";
 import { join } from "node:path";
 import { requestGpu } from "./device.ts";
 import { SOFTWARE_TILE } from "./ops/matmul.ts";
@@ -10,6 +10,7 @@ import {
   type MatmulKind,
   type ProductShapes,
   samoutProductShapes,
+  timeInterleaved,
 } from "./tuning.ts";
 
 /** Two small tiles: cheap to compile, so the test is about the choosing and the cache. */
@@ -182,4 +183,21 @@ Deno.test("tuning: software candidates broadcast X through subgroups only where 
       assertEquals(c.tile, { ...plain.tile, subgroupX: true });
     }
   }
+});
+
+Deno.test("tuning: candidates timed on a machine that slows down steadily are still ranked right", async () => {
+  // Candidate 1 is 5% faster, but every pass runs 10% slower than the one before.
+  const truth = [1.05, 1.0, 1.6];
+  let calls = 0;
+  const passes = truth.map((t) => () => Promise.resolve(t * (1 + 0.1 * calls++)));
+  const ms = await timeInterleaved(passes);
+  assert(ms[1] < ms[0], `the faster candidate must win: ${ms}`);
+  // Forward, then backward: candidate 0 at calls 0 and 4, candidate 1 at 1 and 3 (both
+  // centred on call 2). Timed one after another, each the lesser of two passes,
+  // candidate 0 would have won: 1.05 against 1.0 x 1.2.
+  assertAlmostEquals(ms[0], (1.05 + 1.05 * 1.4) / 2);
+  assertAlmostEquals(ms[1], (1.0 * 1.1 + 1.0 * 1.3) / 2);
+  // 1.6 x 1.2 is more than 1.5x the best first time (1.05): timed once.
+  assertAlmostEquals(ms[2], 1.6 * 1.2);
+  assertEquals(calls, 5);
 });
