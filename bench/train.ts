@@ -21,7 +21,7 @@
  */
 import { Command } from "@commander-js/extra-typings";
 import { median, positiveInt } from "./common.ts";
-import { requestGpu } from "../lib/gpu/device.ts";
+import { preferTrainingThreads, requestGpu } from "../lib/gpu/device.ts";
 import type { SamOutConfig } from "../lib/model/config.ts";
 import { parameterCount } from "../lib/model/params.ts";
 import { initParameters } from "../lib/model/params.ts";
@@ -164,6 +164,7 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
     layers: shape.layers,
     maxPositions: 1024,
   };
+  preferTrainingThreads();
   const gpu = await requestGpu();
   const kernels = opts.noTune ? defaultChoice(gpu, "--no-tune") : await chooseMatmulTiles(
     gpu,

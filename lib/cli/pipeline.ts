@@ -9,6 +9,7 @@
  * @module
  */
 import { UserError } from "../errors/mod.ts";
+import { preferTrainingThreads } from "../gpu/device.ts";
 import { rerunFromRecord, runPipeline, type RunSummary } from "../pipeline/runner.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
 import { join, resolve } from "node:path";
@@ -259,6 +260,8 @@ export async function main(args: string[]): Promise<number> {
       found: "no arguments",
     });
   }
+  // Pipelines train: llvmpipe's worker threads for training (no device exists yet).
+  preferTrainingThreads();
   const gates = opts.failIf.map(parseGate);
   if (opts.name !== undefined) checkRunName(opts.name);
   if (opts.sweep.length) return await runSweep(opts, gates);

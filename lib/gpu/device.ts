@@ -105,13 +105,13 @@ const LLVMPIPE_MAX_THREADS = 32;
  * thread, handed out once (no stealing). A thread that loses its core for a
  * moment (to the JavaScript thread, to the Vulkan queue thread copying a
  * texture, to another process) then finishes last while the other cores wait
- * at the dispatch's end: the bench step kept 2 cores 80% busy. With
+ * at the dispatch's end: the bench step kept 2 cores 82% busy. With
  * {@link LLVMPIPE_THREADS_PER_CORE} threads a core the runs are a third as
- * long and the OS interleaves them: on 2 cores (`bench/train.ts`, 10
- * alternating pairs of runs) 6 threads ran the step faster than 2 in 9 pairs,
- * by 4% in the median (-0.4% to 18%), at the same CPU time a step. Results do not
- * change: a workgroup computes the same values on whichever thread runs it.
- * The variable means nothing to other drivers.
+ * long and the OS interleaves them (87% busy): on 2 cores (`bench/train.ts`,
+ * 10 alternating pairs of runs) 6 threads ran the step faster than 2 in 9
+ * pairs, by 4% in the median (-0.4% to 18%), at the same CPU time a step.
+ * Results do not change: a workgroup computes the same values on whichever
+ * thread runs it. The variable means nothing to other drivers.
  */
 export function llvmpipeThreads(
   env: (name: string) => string | undefined,
@@ -119,6 +119,25 @@ export function llvmpipeThreads(
 ): string | undefined {
   if (env("LP_NUM_THREADS")) return undefined;
   return String(Math.min(LLVMPIPE_THREADS_PER_CORE * Math.max(1, cores), LLVMPIPE_MAX_THREADS));
+}
+
+/**
+ * For processes that train (the pipeline command, `bench train`): asks
+ * llvmpipe for {@link llvmpipeThreads} when the process's device is created.
+ * Only for them: generation's dispatches are small (a few rows a token), and
+ * waking more threads for each costs more than it balances (`bench generate`
+ * with 6 threads: 717-785 tokens/s, with 2: 858-913), so the other commands
+ * keep Mesa's default. Call before the process's first {@link requestGpu};
+ * after it, it changes nothing.
+ */
+export function preferTrainingThreads(): void {
+  if (shared) return;
+  try {
+    const threads = llvmpipeThreads((name) => Deno.env.get(name), navigator.hardwareConcurrency);
+    if (threads) Deno.env.set("LP_NUM_THREADS", threads);
+  } catch {
+    // Without env permission llvmpipe keeps its default.
+  }
 }
 
 /**
@@ -161,8 +180,6 @@ async function acquire(): Promise<Gpu> {
     );
     // Read by Deno when it creates its WebGPU instance, at the first requestAdapter.
     if (backend) Deno.env.set("DENO_WEBGPU_BACKEND", backend);
-    const threads = llvmpipeThreads((name) => Deno.env.get(name), navigator.hardwareConcurrency);
-    if (threads) Deno.env.set("LP_NUM_THREADS", threads);
   } catch {
     // Without env or read permission wgpu keeps its default backends.
     backend = undefined;
