@@ -148,8 +148,9 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
     y: res.buffer(N * d2, `l${l}.gated`),
     f: res.buffer(N * d, `l${l}.ffn2`),
     rin: res.buffer(N * d, `l${l}.mix`),
-    mean: res.buffer(N, `l${l}.ln.mean`),
-    rstd: res.buffer(N, `l${l}.ln.rstd`),
+    // Whole texels of 4 rows: the LayerNorm backward reads them through texture copies.
+    mean: res.buffer(Math.ceil(N / 4) * 4, `l${l}.ln.mean`),
+    rstd: res.buffer(Math.ceil(N / 4) * 4, `l${l}.ln.rstd`),
   }));
   // Scratch shared by all layers.
   const pp = res.buffer(Math.min(P, N) * d, "scratch.position"); // [S, d] Pos[0:S] Down_p^T

@@ -163,8 +163,8 @@ const layerNormForwardRowsWgsl = (wg: number, mode: InputMode = "storage") => {
   return /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
 ${inputWgsl(1, "x", "vec4<f32>", mode)} // [R, d]
-@group(0) @binding(2) var<storage, read_write> gamma: array<vec4<f32>>;  // read, [d]
-@group(0) @binding(3) var<storage, read_write> beta: array<vec4<f32>>;   // read, [d]
+${inputWgsl(2, "gamma", "vec4<f32>", mode)} // [d]
+${inputWgsl(3, "beta", "vec4<f32>", mode)} // [d]
 @group(0) @binding(4) var<storage, read_write> y: array<vec4<f32>>;      // [R, d]
 @group(0) @binding(5) var<storage, read_write> mean: array<f32>;         // [R]
 @group(0) @binding(6) var<storage, read_write> rstd: array<f32>;         // [R]
@@ -184,7 +184,7 @@ ${
   }
   let rs = 1.0 / sqrt(tree(${accs}) / f32(d) + bitcast<f32>(sizes.w));
   for (var q = 0u; q < d / 4u; q++) {
-    y[base + q] = (xAt(base + q) - vec4<f32>(mu)) * rs * gamma[q] + beta[q];
+    y[base + q] = (xAt(base + q) - vec4<f32>(mu)) * rs * gammaAt(q) + betaAt(q);
   }
   mean[row] = mu;
   rstd[row] = rs;
@@ -203,7 +203,7 @@ const layerNormBackwardDxRowsWgsl = (wg: number, mode: InputMode = "storage") =>
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
 ${inputWgsl(1, "dy", "vec4<f32>", mode)} // [R, d]
 ${inputWgsl(2, "x", "vec4<f32>", mode)} // [R, d]
-@group(0) @binding(3) var<storage, read_write> gamma: array<vec4<f32>>;  // read, [d]
+${inputWgsl(3, "gamma", "vec4<f32>", mode)} // [d]
 @group(0) @binding(4) var<storage, read_write> mean: array<f32>;         // read, [R]
 @group(0) @binding(5) var<storage, read_write> rstd: array<f32>;         // read, [R]
 @group(0) @binding(6) var<storage, read_write> dx: array<vec4<f32>>;     // [R, d], overwritten
@@ -214,9 +214,9 @@ ${rowEntryWgsl(wg)}
   for (var c = 0u; c < d; c += ${wg}u) {
 ${
     each((k) =>
-      `let q${k} = base + (c + ${4 * k}u) / 4u; let e${k} = dyAt(q${k}) * gamma[(c + ${
+      `let q${k} = base + (c + ${4 * k}u) / 4u; let e${k} = dyAt(q${k}) * gammaAt((c + ${
         4 * k
-      }u) / 4u]; g${k} += e${k}; h${k} += e${k} * (xAt(q${k}) - vec4<f32>(mu)) * rs;`
+      }u) / 4u); g${k} += e${k}; h${k} += e${k} * (xAt(q${k}) - vec4<f32>(mu)) * rs;`
     )
   }
   }
@@ -225,7 +225,7 @@ ${
   })) / f32(d);
   for (var q = 0u; q < d / 4u; q++) {
     let xhat = (xAt(base + q) - vec4<f32>(mu)) * rs;
-    dx[base + q] = rs * (dyAt(base + q) * gamma[q] - vec4<f32>(means.x) - xhat * means.y);
+    dx[base + q] = rs * (dyAt(base + q) * gammaAt(q) - vec4<f32>(means.x) - xhat * means.y);
   }
 }
 `;
@@ -243,8 +243,8 @@ const layerNormPartialsWgsl = (vec4: boolean, mode: InputMode = "storage") => {
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
 ${inputWgsl(1, "dy", t, mode)} // [R, d]
 ${inputWgsl(2, "x", t, mode)} // [R, d]
-@group(0) @binding(3) var<storage, read_write> mean: array<f32>;       // read, [R]
-@group(0) @binding(4) var<storage, read_write> rstd: array<f32>;       // read, [R]
+${inputWgsl(3, "mean", "f32", mode)} // [R]
+${inputWgsl(4, "rstd", "f32", mode)} // [R]
 @group(0) @binding(5) var<storage, read_write> partials: array<${t}>;  // [blocks, 2, d]
 ${ELEMENT_INDEX_WGSL}
 ${entryWgsl(ELEMENT_WORKGROUP_SIZE)} {
@@ -260,7 +260,7 @@ ${entryWgsl(ELEMENT_WORKGROUP_SIZE)} {
   var dbeta = ${t}(0.0);
   for (var r = first; r < last; r++) {
     let g = dyAt(r * d + c);
-    dgamma += g * (xAt(r * d + c) - mean[r]) * rstd[r];
+    dgamma += g * (xAt(r * d + c) - meanAt(r)) * rstdAt(r);
     dbeta += g;
   }
   partials[(block * 2u) * d + c] = dgamma;
@@ -351,6 +351,30 @@ function rowsInput(index: number, d: number, maxRows: number): TextureInput<Batc
   };
 }
 
+/**
+ * A `[d]` parameter (d % 4 == 0) read through a texture copy: every invocation
+ * reads the same element in the same step, which llvmpipe serves from a
+ * storage buffer one lane at a time (about 800 cycles a SIMD group, against
+ * about 40 for a texel gather of the copy).
+ */
+function vectorInput(index: number, d: number): TextureInput<BatchDims> {
+  return { index, type: "vec4<f32>", count: () => d / 4, maxCount: d / 4 };
+}
+
+/**
+ * A `[R]` row statistic (mean, rstd) read through a texture copy, four rows a
+ * texel: its buffer must hold a multiple of 4 floats (see
+ * {@link LayerNormBackwardBuffers.mean}).
+ */
+function rowStatInput(index: number, maxRows: number): TextureInput<BatchDims> {
+  return {
+    index,
+    type: "f32",
+    count: (dims) => Math.ceil(dims.B * dims.S / 4),
+    maxCount: Math.ceil(maxRows / 4),
+  };
+}
+
 /** LayerNorm forward over rows of `x` (see the module doc). */
 export function createLayerNormForward(
   gpu: Gpu,
@@ -369,7 +393,7 @@ export function createLayerNormForward(
       buffers: [buffers.x, buffers.gamma, buffers.beta, buffers.y, buffers.mean, buffers.rstd],
       ...(perRow && {
         textureCode: layerNormForwardRowsWgsl(wg, textureInputMode(gpu)),
-        textureInputs: [rowsInput(0, d, maxRows)],
+        textureInputs: [rowsInput(0, d, maxRows), vectorInput(1, d), vectorInput(2, d)],
       }),
       workgroups: (dims) => {
         const rows = checkedRows(label, dims, maxRows);
@@ -389,9 +413,12 @@ export interface LayerNormBackwardBuffers {
   x: Binding;
   /** Scale `[d]` f32. */
   gamma: Binding;
-  /** The forward's `mean [B*S]` f32. */
+  /**
+   * The forward's `mean [B*S]` f32, in a buffer of a multiple of 4 floats (at
+   * least `maxRows`): the texture form copies whole texels of 4 rows.
+   */
   mean: Binding;
-  /** The forward's `rstd [B*S]` f32. */
+  /** The forward's `rstd [B*S]` f32, sized like `mean`. */
   rstd: Binding;
   /** Gradient of x `[B*S, d]` f32, overwritten. */
   dx: Binding;
@@ -435,7 +462,7 @@ export function createLayerNormBackward(
         buffers: [buffers.dy, buffers.x, buffers.gamma, buffers.mean, buffers.rstd, buffers.dx],
         ...(perRow && {
           textureCode: layerNormBackwardDxRowsWgsl(wg, textureInputMode(gpu)),
-          textureInputs: [rowsInput(0, d, maxRows), rowsInput(1, d, maxRows)],
+          textureInputs: [rowsInput(0, d, maxRows), rowsInput(1, d, maxRows), vectorInput(2, d)],
         }),
         workgroups: (dims) =>
           perRow ? Math.ceil(dims.B * dims.S / ROW_INVOCATIONS_WG) : dims.B * dims.S,
@@ -446,7 +473,12 @@ export function createLayerNormBackward(
         buffers: [buffers.dy, buffers.x, buffers.mean, buffers.rstd, partials],
         ...(vec4 && {
           textureCode: layerNormPartialsWgsl(vec4, textureInputMode(gpu)),
-          textureInputs: [rowsInput(0, d, maxRows), rowsInput(1, d, maxRows)],
+          textureInputs: [
+            rowsInput(0, d, maxRows),
+            rowsInput(1, d, maxRows),
+            rowStatInput(2, maxRows),
+            rowStatInput(3, maxRows),
+          ],
         }),
         workgroups: (dims) => Math.ceil(blocks(dims) * (vec4 ? d / 4 : d) / ELEMENT_WORKGROUP_SIZE),
       },
