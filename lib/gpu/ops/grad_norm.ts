@@ -27,6 +27,7 @@ import {
   isSoftwareAdapter,
 } from "../device.ts";
 import { STATS, STATS_FIELDS } from "./cross_entropy.ts";
+import { virtualWorkgroupSumWgsl } from "./elementwise.ts";
 import {
   createTextureInputs,
   type InputMode,
@@ -110,6 +111,49 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   if (t == 0u) { partials[u.partialBase + wid.x] = red[0]; }
 }
 `;
+
+/** Invocations per workgroup of {@link chunksWgsl}. */
+const CHUNKS_WG = 8;
+
+/**
+ * Pass 1 on software adapters, from a texture copy of the gradient (whole
+ * texels): one invocation per chunk does the work of {@link partialsWgsl}'s
+ * workgroup, four of its invocations at a time (virtual invocation 4k + m is
+ * component m of `a{k}`; elements past the end add `fma(0, 0, acc) = acc`),
+ * then the same tree ({@link virtualWorkgroupSumWgsl}): the same bits, with no
+ * barriers (llvmpipe switches all of a workgroup's SIMD groups at each) and
+ * four floats a texel gather instead of one.
+ */
+const chunksWgsl = (mode: InputMode) => {
+  const ks = Array.from({ length: WG / 4 }, (_, k) => k);
+  return /* wgsl */ `
+struct Uniforms { count: u32, partialBase: u32, _a: u32, _b: u32 }
+@group(0) @binding(0) var<uniform> u: Uniforms;
+${inputWgsl(1, "grad", "vec4<f32>", mode)} // [count / 4] one segment
+@group(0) @binding(2) var<storage, read_write> partials: array<f32>;  // [chunks of all segments]
+${virtualWorkgroupSumWgsl(WG, "tree")}
+
+@compute @workgroup_size(${CHUNKS_WG})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let chunk = gid.x;
+  if (chunk >= (u.count + ${NORM_CHUNK - 1}u) / ${NORM_CHUNK}u) { return; }
+  let start = chunk * ${NORM_CHUNK}u;
+  let end = vec4<u32>(min(start + ${NORM_CHUNK}u, u.count));
+  ${ks.map((k) => `var a${k} = vec4<f32>(0.0);`).join(" ")}
+  for (var i = start; i < start + ${NORM_CHUNK}u; i += ${WG}u) {
+${
+    ks.map((k) =>
+      `    let g${k} = select(vec4<f32>(0.0), gradAt(i / 4u + ${k}u), ` +
+      `vec4<u32>(i + ${
+        4 * k
+      }u) + vec4<u32>(0u, 1u, 2u, 3u) < end); a${k} = fma(g${k}, g${k}, a${k});`
+    ).join("\n")
+  }
+  }
+  partials[u.partialBase + chunk] = tree(${ks.map((k) => `a${k}`).join(", ")});
+}
+`;
+};
 
 /** Pass 2: one workgroup sums the partials and writes [norm, clipScale]. */
 const FINISH_WGSL = /* wgsl */ `
@@ -253,8 +297,8 @@ export function createGradNorm(gpu: Gpu, options: GradNormOptions): GradNormStep
   }
   const texturePipeline = cachedPipeline(
     gpu,
-    "gradNorm:partials:texture",
-    partialsWgsl(textureInputMode(gpu)),
+    "gradNorm:chunks:texture",
+    chunksWgsl(textureInputMode(gpu)),
     "main",
   );
   const segmentUniform = createUniformBuffer(gpu, 16, "gradNorm:segment:texture");
@@ -264,7 +308,7 @@ export function createGradNorm(gpu: Gpu, options: GradNormOptions): GradNormStep
     gpu,
     texturePipeline,
     "gradNorm:partials",
-    [{ source: options.grad, binding: 1, type: "f32", maxTexels: texels }],
+    [{ source: options.grad, binding: 1, type: "vec4<f32>", maxTexels: texels }],
     [
       { binding: 0, resource: { buffer: segmentUniform } },
       { binding: 2, resource: { buffer: partials } },
@@ -278,7 +322,7 @@ export function createGradNorm(gpu: Gpu, options: GradNormOptions): GradNormStep
     const pass = enc.beginComputePass({ label: "gradNorm" });
     pass.setPipeline(texturePipeline);
     pass.setBindGroup(0, textures.bindGroup());
-    pass.dispatchWorkgroups(passes[0].workgroups);
+    pass.dispatchWorkgroups(Math.ceil(passes[0].workgroups / CHUNKS_WG));
     finish(pass);
     pass.end();
   };
