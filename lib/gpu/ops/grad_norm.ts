@@ -82,12 +82,13 @@ const WG = 256;
 
 /**
  * Pass 1: partials[partialBase + chunk] = Σ g² over the chunk, in a fixed
- * order; `texture`: the gradient read from a texture copy (texture_inputs.ts).
+ * order, one workgroup per chunk (software adapters record {@link chunksWgsl}
+ * instead, the same sums).
  */
-const partialsWgsl = (mode: InputMode) => /* wgsl */ `
+const PARTIALS_WGSL = /* wgsl */ `
 struct Uniforms { count: u32, partialBase: u32, _a: u32, _b: u32 }
 @group(0) @binding(0) var<uniform> u: Uniforms;
-${inputWgsl(1, "grad", "f32", mode)} // [count] one segment
+@group(0) @binding(1) var<storage, read> grad: array<f32>;  // [count] one segment
 @group(0) @binding(2) var<storage, read_write> partials: array<f32>;  // [chunks of all segments]
 
 var<workgroup> red: array<f32, ${WG}>;
@@ -99,7 +100,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let end = min(start + ${NORM_CHUNK}u, u.count);
   var acc = 0.0;
   for (var i = start + t; i < end; i += ${WG}u) {
-    let g = gradAt(i);
+    let g = grad[i];
     acc = fma(g, g, acc);
   }
   red[t] = acc;
@@ -117,7 +118,7 @@ const CHUNKS_WG = 8;
 
 /**
  * Pass 1 on software adapters, from a texture copy of the gradient (whole
- * texels): one invocation per chunk does the work of {@link partialsWgsl}'s
+ * texels): one invocation per chunk does the work of {@link PARTIALS_WGSL}'s
  * workgroup, four of its invocations at a time (virtual invocation 4k + m is
  * component m of `a{k}`; elements past the end add `fma(0, 0, acc) = acc`),
  * then the same tree ({@link virtualWorkgroupSumWgsl}): the same bits, with no
@@ -231,7 +232,7 @@ export function createGradNorm(gpu: Gpu, options: GradNormOptions): GradNormStep
   const partialsPipeline = cachedPipeline(
     gpu,
     "gradNorm:partials",
-    partialsWgsl("storage"),
+    PARTIALS_WGSL,
     "main",
   );
   const finishPipeline = cachedPipeline(gpu, "gradNorm:finish", FINISH_WGSL, "main");
