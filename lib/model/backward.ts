@@ -117,9 +117,7 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
   const df1 = res.buffer(N * d2, "grad.ffn1"); // [N, 2d]
   const dg = res.buffer(N * d2, "grad.gate"); // [N, 2d]
   const ds = res.buffer(N * d, "grad.s"); // [N, d]
-  const da = res.buffer(N * d, "grad.a"); // [N, d]
-  const db = res.buffer(N * d, "grad.b"); // [N, d]
-  const dc = res.buffer(N * d, "grad.c"); // [N, d]
+  const dabc = res.buffer(N * 3 * d, "grad.abc"); // [N, 3d]: rows [da | db | dc]
   const duSum = res.buffer(Math.min(P, N) * d, "grad.u.batch_sum"); // [S, d]
   const dDownP = res.buffer(d * d, "grad.down.position"); // [d, d]
   const dDownH = res.buffer(d * d, "grad.down.hidden"); // [d, d]
@@ -245,9 +243,7 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
           m: x.m,
           c: x.c,
           argmax: x.argmax,
-          da,
-          db,
-          dc,
+          grad: dabc,
           d,
           heads,
           maxRows: N,
@@ -255,24 +251,26 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
         batch,
       ),
     );
-    const heads3: [string, GPUBuffer][] = [["head0", da], ["head1", db], ["head2", dc]];
-    for (const [name, grad] of heads3) {
-      const w = `${p}.self_attention.${name}.weight`;
-      const [packGrad, gradP] = pack(grad, d, `grad.${name}`);
-      bwd.push(
-        ...packGrad,
-        res.stage(
-          `${name}.${l}.dx`,
-          NN({ a: grad, packedA: gradP, b: W(w), c: du, accumulate: true }),
-          mm(d, d),
-        ),
-        res.stage(
-          `${name}.${l}.dw`,
-          WG(grad, x.u, w, gradP, xp.u),
-          mm(d, d),
-        ),
-      );
-    }
+    // head0..2 together: [da | db | dc] [N, 3d] times their weights stacked
+    // [3d, d] (one product of reduction 3d adds all three to du, one store of
+    // du instead of three), and their weight gradients as one [3d, d] product.
+    const stacked = stackedHeads(res, o, l);
+    const [packAbc, abcP] = pack(dabc, 3 * d, "grad.abc");
+    bwd.push(
+      ...stacked.before,
+      ...packAbc,
+      res.stage(
+        `heads.${l}.dx`,
+        NN({ a: dabc, packedA: abcP, b: stacked.weights, c: du, accumulate: true }),
+        mm(3 * d, d),
+      ),
+      res.stage(
+        `heads.${l}.dw`,
+        weightGradient(res, tiles.TN, dabc, x.u, stacked.grads, abcP, xp.u),
+        mm(3 * d, d),
+      ),
+      ...stacked.after,
+    );
     bwd.push(
       ...packDu,
       // u = h Down_h^T + pp[t], pp = Pos[0:S] Down_p^T (forward.ts): h's
@@ -321,6 +319,59 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
   ));
   return bwd;
 }
+
+/**
+ * Layer `l`'s head0..2 weights and gradients as `[3d, d]` matrices: slices of
+ * the flat buffers where the three tensors lie back to back (their layout
+ * offsets are 256-byte aligned, so whenever `d` is a multiple of 8), else
+ * scratch copies: the weights copied in before the products, the gradient
+ * (which the weight-gradient product overwrites) copied out after them.
+ */
+function stackedHeads(
+  res: GraphResources,
+  o: BackwardOptions,
+  l: number,
+): { weights: BufferSlice; grads: BufferSlice; before: Stage[]; after: Stage[] } {
+  const d = o.config.hidden;
+  const bytes = d * d * F32_BYTES;
+  const names = [0, 1, 2].map((i) => `decoder_layers.${l}.self_attention.head${i}.weight`);
+  const w = names.map(o.weight);
+  const g = names.map(o.grad);
+  const adjacent = (s: BufferSlice[]) =>
+    s.every((x, i) =>
+      x.buffer === s[0].buffer && (x.offset ?? 0) === (s[0].offset ?? 0) + i * bytes
+    );
+  if (adjacent(w) && adjacent(g)) {
+    return {
+      weights: { ...w[0], size: 3 * bytes },
+      grads: { ...g[0], size: 3 * bytes },
+      before: [],
+      after: [],
+    };
+  }
+  const weights = res.buffer(3 * d * d, `l${l}.heads.weights`);
+  const grads = res.buffer(3 * d * d, `l${l}.heads.grads`);
+  const copies = (name: string, run: (enc: GPUCommandEncoder, i: number) => void): Stage => ({
+    name,
+    encode: () => {
+      throw new Error(`${name}: buffer copies, recorded with the command encoder only`);
+    },
+    commands: (enc) => [0, 1, 2].forEach((i) => run(enc, i)),
+  });
+  const stack = copies(`heads.${l}.stack`, (enc, i) => {
+    enc.copyBufferToBuffer(w[i].buffer, w[i].offset ?? 0, weights, i * bytes, bytes);
+  });
+  return {
+    weights: { buffer: weights },
+    grads: { buffer: grads },
+    before: [stack],
+    after: [copies(`heads.${l}.unstack`, (enc, i) => {
+      enc.copyBufferToBuffer(grads, i * bytes, g[i].buffer, g[i].offset ?? 0, bytes);
+    })],
+  };
+}
+
+const F32_BYTES = 4;
 
 /**
  * `dW[n, k] = dY[rows, n]^T X[rows, k]` summed over blocks of

@@ -136,6 +136,45 @@ Deno.test("weight gradients summed over several row blocks match the reference",
   }
 });
 
+Deno.test("head0..2 not adjacent in the layout (d = 12): the stacked products' scratch copies match the reference", async () => {
+  // With d = 12 a head weight is 576 bytes, padded to 768 in the layout, so
+  // the backward copies the three into a [3d, d] scratch and the gradient
+  // back out (backward.ts stackedHeads). Twice in a row, with the default
+  // kernels and with the storage weight gradient (a chain of row blocks:
+  // 40 x 14 rows are two), each step overwriting the scratch gradient.
+  const small: SamOutConfig = { vocabSize: 23, hidden: 12, heads: 3, layers: 2, maxPositions: 20 };
+  const w = initParameters(small, 5);
+  const rng = new Random(9, "graph_test/d12");
+  const rows = 40;
+  const tokens = Int32Array.from(
+    { length: rows * 14 },
+    (_, i) => (i % 14 < 14 - (Math.floor(i / 14) % 9) ? 1 + rng.int(22) : 0),
+  );
+  const batch: TokenBatch = { rows, length: 14, tokens };
+  const ref = samoutLossAndGrads(w, small, batch.tokens, batch.rows, batch.length);
+  const gpu = await requestGpu();
+  const storageTN = allMatmulCandidates().TN.find((c) => !c.tile.texture)!;
+  for (const tiles of [undefined, { TN: storageTN.tile }]) {
+    const graph = await SamOutTrainingGraph.create(gpu, {
+      config: small,
+      maxBatch: rows,
+      maxLength: 14,
+      optimizer: ADAM,
+      ...(tiles && { tiles }),
+    });
+    try {
+      graph.uploadWeights(w);
+      for (let i = 0; i < 2; i++) {
+        const got = await graph.lossAndGrads(batch);
+        assertAlmostEquals(got.loss, ref.loss, 1e-4 * ref.loss);
+        assertClose(got.grads, ref.grads, 1e-4, `${tiles ? "storage TN" : "default"} call ${i}`);
+      }
+    } finally {
+      graph.destroy();
+    }
+  }
+});
+
 Deno.test("the hardware GPUs' product kernels give the graph the same loss and gradients, bit for bit", async () => {
   // Every candidate sums in the same order (matmul_test.ts checks the
   // products); here the whole graph, Down's position half included, runs on

@@ -9,7 +9,11 @@
  * - backward: `ds, m, c, argmax` →
  *   `dm = ds (2m + c)`, `dc = ds m`,
  *   `dz` = running-max gradient of dm (running_max.ts's backward scan),
- *   `da = dz / sqrt(hs)`, `db = ds + dz / sqrt(hs)`; writes da, db, dc.
+ *   `da = dz / sqrt(hs)`, `db = ds + dz / sqrt(hs)`; writes da, db, dc side
+ *   by side, each row `[da | db | dc]` of a `[B, S, 3d]` gradient, so that
+ *   the backward pass runs the three projections' input gradient as one
+ *   product of reduction 3d and their weight gradients as one `[3d, d]`
+ *   product (lib/model/backward.ts).
  *
  * `a, b, c` are the outputs of the projections `u @ W0^T`, `u @ W1^T`,
  * `u @ W2^T`; `da, db, dc` are the gradients that flow back into them. `hs` is
@@ -75,17 +79,15 @@ ${inputWgsl(1, "dsIn", f, mode)} // [B, S, d]
 ${inputWgsl(2, "mIn", f, mode)} // forward's m [B, S, d]
 ${inputWgsl(3, "cIn", f, mode)} // forward's c [B, S, d]
 ${inputWgsl(4, "argmaxIn", u, mode)} // forward's [B, S, d]
-@group(0) @binding(5) var<storage, read_write> daOut: array<${f}>;   // [B, S, d]
-@group(0) @binding(6) var<storage, read_write> dbOut: array<${f}>;   // [B, S, d]
-@group(0) @binding(7) var<storage, read_write> dcOut: array<${f}>;   // [B, S, d]
+@group(0) @binding(5) var<storage, read_write> gradOut: array<${f}>; // [B, S, 3d]: da | db | dc
 ${
     columnScanEntryWgsl(`
   let sqrtHs = bitcast<f32>(sizes.w);
 ${
       runningMaxGradientScanWgsl(
         "let ds = dsInAt(i); let mValue = mInAt(i); let dm = ds * (2.0 * mValue + cInAt(i));",
-        "let dzScaled = dz / sqrtHs; daOut[i] = dzScaled; dbOut[i] = ds + dzScaled; " +
-          "dcOut[i] = ds * mValue;",
+        "let dzScaled = dz / sqrtHs; let o = (b * S + t) * 3u * d + j; gradOut[o] = dzScaled; " +
+          "gradOut[o + d] = ds + dzScaled; gradOut[o + 2u * d] = ds * mValue;",
         vec4,
         "argmaxInAt(i)",
       )
@@ -160,12 +162,11 @@ export interface MaxStateBackwardBuffers {
   c: Binding;
   /** The forward's argmax `[B, S, d]` u32. */
   argmax: Binding;
-  /** Gradient of a `[B, S, d]` f32, overwritten. */
-  da: Binding;
-  /** Gradient of b (through s and through z) `[B, S, d]` f32, overwritten. */
-  db: Binding;
-  /** Gradient of c `[B, S, d]` f32, overwritten. */
-  dc: Binding;
+  /**
+   * The gradients of a, b (through s and through z) and c side by side,
+   * `[B, S, 3d]` f32 (row `[da | db | dc]`), overwritten.
+   */
+  grad: Binding;
   /** Hidden size d (channels per row). */
   d: number;
   /** Heads H: the scale is `sqrt(d / H)`. */
@@ -195,9 +196,7 @@ export function createMaxStateBackward(
       buffers.m,
       buffers.c,
       buffers.argmax,
-      buffers.da,
-      buffers.db,
-      buffers.dc,
+      buffers.grad,
     ],
     count: (dims) => checkedRows(label, dims, maxRows) === 0 ? 0 : dims.B * w,
     sizes: (dims) => [dims.B, dims.S, w, scaleBits],

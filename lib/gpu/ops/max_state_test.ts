@@ -60,14 +60,12 @@ async function runFused(k: Case, textures = false) {
     new Uint32Array(n),
     zeros(),
     k.ds,
-    zeros(),
-    zeros(),
-    zeros(),
+    new Float32Array(3 * n),
   ], "t");
-  const [a, b, c, m, argmax, s, ds, da, db, dc] = p.slices;
+  const [a, b, c, m, argmax, s, ds, grad] = p.slices;
   const common = { d: k.d, heads: k.heads, maxRows: k.B * k.S };
   const forward = createMaxStateForward(gpu, { a, b, c, m, argmax, s, ...common });
-  const backward = createMaxStateBackward(gpu, { ds, m, c, argmax, da, db, dc, ...common });
+  const backward = createMaxStateBackward(gpu, { ds, m, c, argmax, grad, ...common });
   const dims = { B: k.B, S: k.S };
   if (textures) {
     assertEquals(forward.encodeCommands !== undefined, k.d % 4 === 0, "texture form (vec4 only)");
@@ -78,13 +76,20 @@ async function runFused(k: Case, textures = false) {
   }
   const r = await readPacked(gpu, p);
   r.assertGapsIntact();
+  // Each row of the gradient is [da | db | dc].
+  const g = r.f32(7);
+  const part = (which: number) =>
+    Float32Array.from(
+      { length: n },
+      (_, i) => g[Math.floor(i / k.d) * 3 * k.d + which * k.d + i % k.d],
+    );
   const out = {
     m: r.f32(3).slice(),
     argmax: r.u32(4).slice(),
     s: r.f32(5).slice(),
-    da: r.f32(7).slice(),
-    db: r.f32(8).slice(),
-    dc: r.f32(9).slice(),
+    da: part(0),
+    db: part(1),
+    dc: part(2),
   };
   forward.destroy();
   backward.destroy();
