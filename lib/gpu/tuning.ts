@@ -190,15 +190,22 @@ export interface ProductShapes {
   M: number;
   /** Rows per block of a weight-gradient product (lib/model/backward.ts WEIGHT_GRAD_ROWS). */
   tnRows: number;
-  /** (N, K) of every linear layer use, in forward order. */
+  /** (N, K) of every linear layer use, in forward order: the NT products. */
   layers: { N: number; K: number }[];
+  /**
+   * (N, K) of the input- and weight-gradient products (NN and TN), where
+   * they differ from `layers` (products that the backward pass joins);
+   * default `layers`.
+   */
+  backward?: { N: number; K: number }[];
 }
 
 /**
  * The products of a SamOut model with `hidden`, `layers` and `vocab` at `M`
  * rows, as the graph runs them: Down's hidden half (`d -> d`; its position
  * half runs once per position, at S rows, and is left out:
- * lib/gpu/ops/position.ts), head0..2, ffn1, gate, ffn2, then the head.
+ * lib/gpu/ops/position.ts), head0..2, ffn1, gate, ffn2, then the head; in
+ * the backward head0..2 are one product of reduction 3d.
  */
 export function samoutProductShapes(
   cfg: { hidden: number; layers: number; vocabSize: number },
@@ -207,12 +214,19 @@ export function samoutProductShapes(
 ): ProductShapes {
   const d = cfg.hidden;
   const layers: { N: number; K: number }[] = [];
+  const backward: { N: number; K: number }[] = [];
   for (let l = 0; l < cfg.layers; l++) {
     layers.push({ N: d, K: d }, { N: d, K: d }, { N: d, K: d }, { N: d, K: d });
-    layers.push({ N: 2 * d, K: d }, { N: 2 * d, K: d }, { N: d, K: 2 * d });
+    // The backward joins head0..2 into one product of 3d (lib/model/backward.ts).
+    backward.push({ N: d, K: d }, { N: 3 * d, K: d });
+    for (const use of [{ N: 2 * d, K: d }, { N: 2 * d, K: d }, { N: d, K: 2 * d }]) {
+      layers.push(use);
+      backward.push(use);
+    }
   }
   layers.push({ N: cfg.vocabSize, K: d }); // head
-  return { M, tnRows: Math.min(tnRows, M), layers };
+  backward.push({ N: cfg.vocabSize, K: d });
+  return { M, tnRows: Math.min(tnRows, M), layers, backward };
 }
 
 /** What {@link chooseMatmulTiles} chose, and how. */
@@ -426,8 +440,9 @@ export async function timeInterleaved(passes: (() => Promise<number>)[]): Promis
  * by every candidate: each candidate's products on them, one pass at a time.
  */
 function createProductBench(gpu: Gpu, kind: MatmulKind, shapes: ProductShapes) {
-  const maxN = Math.max(...shapes.layers.map((l) => l.N));
-  const maxK = Math.max(...shapes.layers.map((l) => l.K));
+  const uses = kind === "NT" ? shapes.layers : shapes.backward ?? shapes.layers;
+  const maxN = Math.max(...uses.map((l) => l.N));
+  const maxK = Math.max(...uses.map((l) => l.K));
   const M = shapes.M;
   // The graph sums a weight gradient's rows in blocks (matmul.ts blockRows).
   const blockRows = kind === "TN" && shapes.tnRows < M && shapes.tnRows % 64 === 0
@@ -459,7 +474,7 @@ function createProductBench(gpu: Gpu, kind: MatmulKind, shapes: ProductShapes) {
     /** One candidate's products over the shapes; `pass` times one run of them (ms). */
     candidate(tile: MatmulTile) {
       const steps: [GpuStep<MatmulDims>, MatmulDims][] = [];
-      for (const l of shapes.layers) {
+      for (const l of uses) {
         const dims = { M, N: l.N, K: l.K };
         const p = packsFor(dims, tile);
         const buffers = { a, b, c, packedA: p.packedA, packedB: p.packedB };
