@@ -114,8 +114,7 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
   const du = res.buffer(N * d, "grad.u"); // [N, d]
   const df = res.buffer(N * d, "grad.ffn2"); // [N, d]
   const dy = res.buffer(N * d2, "grad.gated"); // [N, 2d]
-  const df1 = res.buffer(N * d2, "grad.ffn1"); // [N, 2d]
-  const dg = res.buffer(N * d2, "grad.gate"); // [N, 2d]
+  const dfg = res.buffer(N * 2 * d2, "grad.ffn1_gate"); // [N, 4d]: rows [df1 | dg]
   const ds = res.buffer(N * d, "grad.s"); // [N, d]
   const dabc = res.buffer(N * 3 * d, "grad.abc"); // [N, 3d]: rows [da | db | dc]
   const duSum = res.buffer(Math.min(P, N) * d, "grad.u.batch_sum"); // [S, d]
@@ -146,8 +145,23 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
     const dIn = dh[l % 2]; // gradient of h[l]
     const xp = fwd.layers[l];
     const [packDf, dfP] = pack(df, d, "grad.ffn2");
-    const [packDf1, df1P] = pack(df1, d2, "grad.ffn1");
-    const [packDg, dgP] = pack(dg, d2, "grad.gate");
+    const [packDfg, dfgP] = pack(dfg, 2 * d2, "grad.ffn1_gate");
+    const ffn = [`${p}.ffn.ffn1`, `${p}.ffn.gate`];
+    const ffnWeights = stackedTensors(
+      res,
+      o,
+      ffn.map((n) => `${n}.weight`),
+      d2 * d,
+      `ffn1_gate.${l}`,
+    );
+    const ffnBiases = stackedTensors(
+      res,
+      o,
+      ffn.map((n) => `${n}.bias`),
+      d2,
+      `ffn1_gate.${l}.bias`,
+      false,
+    );
     const [packDu, duP] = pack(du, d, "grad.u");
     bwd.push(
       res.stage(
@@ -201,41 +215,31 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
       ),
       res.stage(
         `gated.${l}.backward`,
-        createGatedBackward(gpu, { dy, f1: x.f1, g: x.g, df1, dg, width: d2, maxRows: N }),
+        createGatedBackward(gpu, { dy, f1: x.f1, g: x.g, grad: dfg, width: d2, maxRows: N }),
         batch,
       ),
-      ...packDf1,
-      ...packDg,
+      // Ffn1 and Gate together: [df1 | dg] [N, 4d] times their weights
+      // stacked [4d, d] (one product adds both to ds), their weight and bias
+      // gradients as one [4d, d] product and one column sum.
+      ...packDfg,
+      ...ffnWeights.before,
       res.stage(
-        `ffn1.${l}.dx`,
-        NN({ a: df1, packedA: df1P, b: W(`${p}.ffn.ffn1.weight`), c: ds }),
-        mm(d2, d),
+        `ffn1_gate.${l}.dx`,
+        NN({ a: dfg, packedA: dfgP, b: ffnWeights.weights, c: ds }),
+        mm(2 * d2, d),
       ),
       res.stage(
-        `gate.${l}.dx`,
-        NN({ a: dg, packedA: dgP, b: W(`${p}.ffn.gate.weight`), c: ds, accumulate: true }),
-        mm(d2, d),
+        `ffn1_gate.${l}.dw`,
+        weightGradient(res, tiles.TN, dfg, x.s, ffnWeights.grads, dfgP, xp.s),
+        mm(2 * d2, d),
       ),
       res.stage(
-        `ffn1.${l}.dw`,
-        WG(df1, x.s, `${p}.ffn.ffn1.weight`, df1P, xp.s),
-        mm(d2, d),
+        `ffn1_gate.${l}.db`,
+        createColumnSum(gpu, { dy: dfg, db: ffnBiases.grads, maxCount: N * 2 * d2 }),
+        mm(2 * d2, d),
       ),
-      res.stage(
-        `ffn1.${l}.db`,
-        createColumnSum(gpu, { dy: df1, db: G(`${p}.ffn.ffn1.bias`), maxCount: N * d2 }),
-        mm(d2, d),
-      ),
-      res.stage(
-        `gate.${l}.dw`,
-        WG(dg, x.s, `${p}.ffn.gate.weight`, dgP, xp.s),
-        mm(d2, d),
-      ),
-      res.stage(
-        `gate.${l}.db`,
-        createColumnSum(gpu, { dy: dg, db: G(`${p}.ffn.gate.bias`), maxCount: N * d2 }),
-        mm(d2, d),
-      ),
+      ...ffnWeights.after,
+      ...ffnBiases.after,
       res.stage(
         `max_state.${l}.backward`,
         createMaxStateBackward(gpu, {
@@ -254,7 +258,13 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
     // head0..2 together: [da | db | dc] [N, 3d] times their weights stacked
     // [3d, d] (one product of reduction 3d adds all three to du, one store of
     // du instead of three), and their weight gradients as one [3d, d] product.
-    const stacked = stackedHeads(res, o, l);
+    const stacked = stackedTensors(
+      res,
+      o,
+      [0, 1, 2].map((i) => `${p}.self_attention.head${i}.weight`),
+      d * d,
+      `heads.${l}`,
+    );
     const [packAbc, abcP] = pack(dabc, 3 * d, "grad.abc");
     bwd.push(
       ...stacked.before,
@@ -321,20 +331,22 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
 }
 
 /**
- * Layer `l`'s head0..2 weights and gradients as `[3d, d]` matrices: slices of
- * the flat buffers where the three tensors lie back to back (their layout
- * offsets are 256-byte aligned, so whenever `d` is a multiple of 8), else
- * scratch copies: the weights copied in before the products, the gradient
- * (which the weight-gradient product overwrites) copied out after them.
+ * The tensors `names` (`floats` each, in that order) as one matrix of their
+ * rows stacked: slices of the flat parameter and gradient buffers where they
+ * lie back to back (head0..2: their layout offsets are 256-byte aligned, so
+ * whenever `d` is a multiple of 8), else scratch copies: the weights copied
+ * in before the products (unless `withWeights` is false: gradients only),
+ * the gradient (which the products overwrite) copied out after them.
  */
-function stackedHeads(
+function stackedTensors(
   res: GraphResources,
   o: BackwardOptions,
-  l: number,
+  names: string[],
+  floats: number,
+  label: string,
+  withWeights = true,
 ): { weights: BufferSlice; grads: BufferSlice; before: Stage[]; after: Stage[] } {
-  const d = o.config.hidden;
-  const bytes = d * d * F32_BYTES;
-  const names = [0, 1, 2].map((i) => `decoder_layers.${l}.self_attention.head${i}.weight`);
+  const bytes = floats * F32_BYTES;
   const w = names.map(o.weight);
   const g = names.map(o.grad);
   const adjacent = (s: BufferSlice[]) =>
@@ -342,30 +354,27 @@ function stackedHeads(
       x.buffer === s[0].buffer && (x.offset ?? 0) === (s[0].offset ?? 0) + i * bytes
     );
   if (adjacent(w) && adjacent(g)) {
-    return {
-      weights: { ...w[0], size: 3 * bytes },
-      grads: { ...g[0], size: 3 * bytes },
-      before: [],
-      after: [],
-    };
+    const size = names.length * bytes;
+    return { weights: { ...w[0], size }, grads: { ...g[0], size }, before: [], after: [] };
   }
-  const weights = res.buffer(3 * d * d, `l${l}.heads.weights`);
-  const grads = res.buffer(3 * d * d, `l${l}.heads.grads`);
+  const weights = res.buffer(withWeights ? names.length * floats : 0, `${label}.weights`);
+  const grads = res.buffer(names.length * floats, `${label}.grads`);
   const copies = (name: string, run: (enc: GPUCommandEncoder, i: number) => void): Stage => ({
     name,
     encode: () => {
       throw new Error(`${name}: buffer copies, recorded with the command encoder only`);
     },
-    commands: (enc) => [0, 1, 2].forEach((i) => run(enc, i)),
-  });
-  const stack = copies(`heads.${l}.stack`, (enc, i) => {
-    enc.copyBufferToBuffer(w[i].buffer, w[i].offset ?? 0, weights, i * bytes, bytes);
+    commands: (enc) => names.forEach((_, i) => run(enc, i)),
   });
   return {
     weights: { buffer: weights },
     grads: { buffer: grads },
-    before: [stack],
-    after: [copies(`heads.${l}.unstack`, (enc, i) => {
+    before: withWeights
+      ? [copies(`${label}.stack`, (enc, i) => {
+        enc.copyBufferToBuffer(w[i].buffer, w[i].offset ?? 0, weights, i * bytes, bytes);
+      })]
+      : [],
+    after: [copies(`${label}.unstack`, (enc, i) => {
       enc.copyBufferToBuffer(grads, i * bytes, g[i].buffer, g[i].offset ?? 0, bytes);
     })],
   };

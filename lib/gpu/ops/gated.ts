@@ -1,8 +1,12 @@
 /**
  * The gate of the feed-forward block, `y = f1 * relu(g)` with
  * `f1 = Ffn1(s)` and `g = Gate(s)` (both `[B, S, 2d]`), forward and backward.
- * relu'(0) is taken as 0 (PyTorch). On software adapters the inputs are read
- * through texture copies (texture_inputs.ts), the same values.
+ * relu'(0) is taken as 0 (PyTorch). The backward writes df1 and dg side by
+ * side, each row `[df1 | dg]` of a `[B, S, 2 width]` gradient, so that the
+ * backward pass runs Ffn1's and Gate's input gradient as one product of
+ * reduction 2 width and their weight and bias gradients as one each
+ * (lib/model/backward.ts). On software adapters the inputs are read through
+ * texture copies (texture_inputs.ts), the same values.
  *
  * @module
  */
@@ -10,13 +14,15 @@ import type { Gpu, GpuStep } from "../device.ts";
 import {
   type BatchDims,
   type Binding,
+  channelGroups,
   checkedRows,
+  createElementStep,
   createVectorizedStep,
   ELEMENT_ENTRY_WGSL,
   ELEMENT_INDEX_WGSL,
   type ElementType,
 } from "./elementwise.ts";
-import { type InputMode, inputWgsl } from "./texture_inputs.ts";
+import { type InputMode, inputWgsl, textureInputMode } from "./texture_inputs.ts";
 
 /** Forward: `y = f1 * relu(g)`; sizes.x = n = B*S*width (in elements of T). */
 const gatedForwardWgsl = (t: ElementType, mode: InputMode) => /* wgsl */ `
@@ -33,23 +39,27 @@ ${ELEMENT_ENTRY_WGSL} {
 }
 `;
 
-/** Backward: `df1 = dy relu(g)`, `dg = dy f1 [g > 0]`; sizes.x = n. */
-const gatedBackwardWgsl = (t: ElementType, mode: InputMode) => /* wgsl */ `
+/**
+ * Backward: `df1 = dy relu(g)`, `dg = dy f1 [g > 0]`; sizes.x = n (elements of
+ * T), `w` the row's width in elements of T (a constant: the row of element i
+ * is a multiply and a shift away, not a division).
+ */
+const gatedBackwardWgsl = (t: ElementType, mode: InputMode, w: number) => /* wgsl */ `
 @group(0) @binding(0) var<uniform> sizes: vec4<u32>;
 ${inputWgsl(1, "dy", t, mode)} // [B, S, width]
 ${inputWgsl(2, "f1", t, mode)} // [B, S, width]
 ${inputWgsl(3, "g", t, mode)} // [B, S, width]
-@group(0) @binding(4) var<storage, read_write> df1: array<${t}>;  // [B, S, width]
-@group(0) @binding(5) var<storage, read_write> dg: array<${t}>;   // [B, S, width]
+@group(0) @binding(4) var<storage, read_write> grad: array<${t}>;  // [B, S, 2 width]: [df1 | dg]
 ${ELEMENT_INDEX_WGSL}
 ${ELEMENT_ENTRY_WGSL} {
   let i = elementIndex(wid, nwg, lid);
   if (i >= sizes.x) { return; }
   let gate = gAt(i);
   let open = gate > ${t}(0.0);
-  let grad = dyAt(i);
-  df1[i] = select(${t}(0.0), grad * gate, open);
-  dg[i] = select(${t}(0.0), grad * f1At(i), open);
+  let dyValue = dyAt(i);
+  let o = i + (i / ${w}u) * ${w}u;
+  grad[o] = select(${t}(0.0), dyValue * gate, open);
+  grad[o + ${w}u] = select(${t}(0.0), dyValue * f1At(i), open);
 }
 `;
 
@@ -89,26 +99,37 @@ export interface GatedBackwardBuffers {
   f1: Binding;
   /** The forward's g `[B, S, width]` f32. */
   g: Binding;
-  /** Gradient of f1 `[B, S, width]` f32, overwritten. */
-  df1: Binding;
-  /** Gradient of g `[B, S, width]` f32, overwritten. */
-  dg: Binding;
+  /** The gradients of f1 and g side by side, `[B, S, 2 width]` (row `[df1 | dg]`), overwritten. */
+  grad: Binding;
   /** Channels per row (2d in SamOut). */
   width: number;
   /** Largest B*S this step will be encoded with. */
   maxRows: number;
 }
 
-/** `df1 = dy relu(g)`, `dg = dy f1 [g > 0]`. */
+/** `df1 = dy relu(g)`, `dg = dy f1 [g > 0]`, written as `[df1 | dg]` rows. */
 export function createGatedBackward(gpu: Gpu, buffers: GatedBackwardBuffers): GpuStep<BatchDims> {
   const label = "gated.backward";
   const { width, maxRows } = buffers;
-  return createVectorizedStep(gpu, {
+  // Four channels an invocation when a row is whole vec4s (then a vec4 never straddles two rows).
+  const [t, w] = channelGroups(width);
+  const vec4 = t === "vec4<f32>";
+  const count = (dims: BatchDims) => checkedRows(label, dims, maxRows) * w;
+  return createElementStep(gpu, {
     label,
-    code: gatedBackwardWgsl,
-    buffers: [buffers.dy, buffers.f1, buffers.g, buffers.df1, buffers.dg],
-    count: (dims) => checkedRows(label, dims, maxRows) * width,
-    textureInputs: [0, 1, 2],
-    maxCount: maxRows * width,
+    cacheKey: `${label}:${t}:w${w}`,
+    code: gatedBackwardWgsl(t, "storage", w),
+    buffers: [buffers.dy, buffers.f1, buffers.g, buffers.grad],
+    count,
+    sizes: (dims) => [count(dims)],
+    ...(vec4 && {
+      textureCode: gatedBackwardWgsl(t, textureInputMode(gpu), w),
+      textureInputs: [0, 1, 2].map((index) => ({
+        index,
+        type: t,
+        count,
+        maxCount: maxRows * w,
+      })),
+    }),
   });
 }

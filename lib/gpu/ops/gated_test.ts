@@ -11,12 +11,18 @@ import {
   testGpu,
 } from "./model_ops_testing.ts";
 
-// width 40: the vec4 kernels; 7 (B*S*width odd): the scalar ones; "recorded" as the graphs
-// record them (the vec4 kernels then read texture copies of their inputs).
-for (const [width, recorded] of [[40, false], [7, false], [40, true], [7, true]] as const) {
+// width 40: the vec4 kernels; 7 and 6: the scalar ones (with width 6 the batch holds a multiple
+// of 4 floats, but a vec4 would straddle two rows of the [df1 | dg] gradient); "recorded" as
+// the graphs record them (the vec4 kernels then read texture copies of their inputs).
+for (
+  const [width, recorded] of [[40, false], [7, false], [6, false], [40, true], [7, true], [
+    6,
+    true,
+  ]] as const
+) {
   Deno.test(`gated forward and backward match the reference, zero gate included (width ${width}${recorded ? ", recorded" : ""})`, async () => {
     const gpu = await testGpu();
-    const B = 3, S = 13;
+    const B = 3, S = width === 6 ? 14 : 13;
     const n = B * S * width;
     const rng = new Random(15, "gated");
     const f1 = randomNormal(rng, n);
@@ -24,16 +30,15 @@ for (const [width, recorded] of [[40, false], [7, false], [40, true], [7, true]]
     for (let i = 0; i < n; i += 17) g[i] = 0; // relu'(0) = 0
     const dy = randomNormal(rng, n);
     const zeros = () => new Float32Array(n);
-    const p = pack(gpu, [f1, g, zeros(), dy, zeros(), zeros()], "t");
-    const [sf1, sg, sy, sdy, sdf1, sdg] = p.slices;
+    const p = pack(gpu, [f1, g, zeros(), dy, new Float32Array(2 * n)], "t");
+    const [sf1, sg, sy, sdy, sgrad] = p.slices;
     const maxRows = B * S + 3;
     const forward = createGatedForward(gpu, { f1: sf1, g: sg, y: sy, width, maxRows });
     const backward = createGatedBackward(gpu, {
       dy: sdy,
       f1: sf1,
       g: sg,
-      df1: sdf1,
-      dg: sdg,
+      grad: sgrad,
       width,
       maxRows,
     });
@@ -42,8 +47,15 @@ for (const [width, recorded] of [[40, false], [7, false], [40, true], [7, true]]
     r.assertGapsIntact();
     assertClose(r.f32(2), gatedForward(f1, g), 1e-7, "y");
     const ref = gatedBackward(dy, f1, g);
-    assertClose(r.f32(4), ref.df1, 1e-7, "df1");
-    assertClose(r.f32(5), ref.dg, 1e-7, "dg");
+    // Each row of the gradient is [df1 | dg].
+    const grad = r.f32(4);
+    const part = (which: number) =>
+      Float32Array.from(
+        { length: n },
+        (_, i) => grad[Math.floor(i / width) * 2 * width + which * width + i % width],
+      );
+    assertClose(part(0), ref.df1, 1e-7, "df1");
+    assertClose(part(1), ref.dg, 1e-7, "dg");
     forward.destroy();
     backward.destroy();
     p.buffer.destroy();
