@@ -210,7 +210,12 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
       ),
       res.stage(
         `ffn2.${l}.db`,
-        createColumnSum(gpu, { dy: df, db: G(`${p}.ffn.ffn2.bias`), maxCount: N * d }),
+        createColumnSum(gpu, {
+          dy: df,
+          db: G(`${p}.ffn.ffn2.bias`),
+          maxCount: N * d,
+          packed: dfP,
+        }),
         mm(d, d2),
       ),
       res.stage(
@@ -235,7 +240,12 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
       ),
       res.stage(
         `ffn1_gate.${l}.db`,
-        createColumnSum(gpu, { dy: dfg, db: ffnBiases.grads, maxCount: N * 2 * d2 }),
+        createColumnSum(gpu, {
+          dy: dfg,
+          db: ffnBiases.grads,
+          maxCount: N * 2 * d2,
+          packed: dfgP,
+        }),
         mm(2 * d2, d),
       ),
       ...ffnWeights.after,

@@ -1259,10 +1259,39 @@ function storageRowChunks(t: string): string {
 }
 
 /**
+ * WGSL of the column sum reading dy from a product's pack of it
+ * ({@link PackedOperand}): texel (n, m), or in a linear pack `linear` texels
+ * wide its texel `m * N / 4 + n`. The values of dy, summed in the same order.
+ */
+function packedColumnSumWgsl(accumulate: boolean, wg: number, linear: number): string {
+  const texel = linear
+    ? `vec2<i32>(i32((m * N + n) % ${linear}u), i32((m * N + n) / ${linear}u))`
+    : "vec2<i32>(i32(n), i32(m))";
+  return /* wgsl */ `
+// dims.x = M (rows), dims.y = N (columns, a multiple of 4)
+@group(0) @binding(0) var<uniform> dims: vec4<u32>;
+@group(0) @binding(1) var dy: texture_storage_2d<rgba32float, read>; // dy's pack
+@group(0) @binding(2) var<storage, read_write> db: array<vec4<f32>>;  // [N]
+
+@compute @workgroup_size(${wg})
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+  let M = dims.x;
+  let N = dims.y / 4u;
+  let n = gid.x;
+  if (n >= N) { return; }
+  var sum = vec4<f32>(0.0);
+  for (var m = 0u; m < M; m++) { sum += textureLoad(dy, ${texel}); }
+  db[n] = ${accumulate ? "db[n] + sum" : "sum"};
+}
+`;
+}
+
+/**
  * Bias gradient of a linear layer: `db[N] = Σ_m dy[m,N] (+ db)`, each column
  * summed in row order 0..M-1. Uses `dims.M` and `dims.N` (K is ignored).
  * On software adapters, recorded with the command encoder, the vec4 kernel
- * reads a texture copy of dy (texture_inputs.ts); the same sums.
+ * reads a texture copy of dy (texture_inputs.ts), or with `packed` the pack
+ * of dy that the step's products read (no copy of its own); the same sums.
  */
 export function createColumnSum(
   gpu: Gpu,
@@ -1273,6 +1302,11 @@ export function createColumnSum(
     /** Most dy elements (M * N) of any encode: with it, the texture form exists. */
     maxCount?: number;
     textureReads?: boolean;
+    /**
+     * dy as packed for the step's products, encoded before this step after
+     * dy was written: the texture form reads it instead of copying dy.
+     */
+    packed?: PackedOperand;
   },
 ): GpuStep<Pick<MatmulDims, "M" | "N">> {
   const accumulate = buffers.accumulate ?? false;
@@ -1314,6 +1348,45 @@ export function createColumnSum(
   };
   const maxTexels = buffers.maxCount === undefined ? 0 : Math.ceil(buffers.maxCount / 4);
   if (maxTexels === 0 || !(buffers.textureReads ?? isSoftwareAdapter(gpu))) return step;
+  const packed = buffers.packed;
+  if (packed) {
+    const linear = packed.linearWidth();
+    const pipeline = cachedPipeline(
+      gpu,
+      `columnSum:acc${+accumulate}:wg${wg}:packed${linear}`,
+      packedColumnSumWgsl(accumulate, wg, linear),
+      "main",
+    );
+    let bound: { generation: number; bindGroup: GPUBindGroup } | undefined;
+    step.encodeCommands = (enc, dims) => {
+      if (dims.N === 0) return;
+      const p = enc.beginComputePass({ label: "columnSum" });
+      if (dims.N % 4 !== 0 || !packed.fits(dims.M, dims.N)) {
+        step.encode(p, dims);
+      } else {
+        prepare(dims);
+        if (bound?.generation !== packed.generation()) {
+          bound = {
+            generation: packed.generation(),
+            bindGroup: gpu.device.createBindGroup({
+              label: "columnSum:packed",
+              layout: pipeline.getBindGroupLayout(0),
+              entries: [
+                { binding: 0, resource: { buffer: uniform } },
+                { binding: 1, resource: packed.view() },
+                { binding: 2, resource: bufferBinding(buffers.db) },
+              ],
+            }),
+          };
+        }
+        p.setPipeline(pipeline);
+        p.setBindGroup(0, bound.bindGroup);
+        p.dispatchWorkgroups(groups(dims));
+      }
+      p.end();
+    };
+    return step;
+  }
   const texturePipeline = cachedPipeline(
     gpu,
     `columnSum:acc${+accumulate}:v4:wg${wg}:texture`,

@@ -459,30 +459,40 @@ Deno.test("matmul: row-major operands of whole texels at a 16-byte offset are co
   buffer.destroy();
 });
 
-Deno.test("columnSum: reading dy through a texture copy gives the same bits", async () => {
+Deno.test("columnSum: reading dy through a texture copy, or through the products' pack of it, gives the same bits", async () => {
   const g = await gpu();
+  // N = 44: a linear pack; 128: a 2-D pack (rows of 256-byte multiples); 45: no texture form.
   for (const [M, N, accumulate] of [[37, 44, false], [300, 128, true], [37, 45, true]] as const) {
     const rng = new Random(31, "matmul_test");
     const dy = randomUniform(rng, M * N);
     const start = randomUniform(rng, N);
     const bits: Uint32Array[] = [];
-    for (const recorded of [false, true]) {
+    for (const form of ["storage", "copy", "pack"] as const) {
       const inputs = packTensors(g, [dy]);
       const out = packTensors(g, [start]);
+      const pack = form === "pack"
+        ? createOperandPack(g, inputs.slices[0], N, "columnSum:pack", M)
+        : undefined;
+      if (form === "pack") assert(pack !== undefined, `a pack of [${M}, ${N}]`);
       const step = createColumnSum(g, {
         dy: inputs.slices[0],
         db: out.slices[0],
         accumulate,
         maxCount: M * N,
+        packed: pack?.operand,
       });
       assert(step.encodeCommands !== undefined, "the texture form exists on the software adapter");
-      await (recorded ? recordSteps : runSteps)(g, [[step, { M, N }]]);
+      // The pack first, as the graph records it after dy is written.
+      if (pack) await recordSteps(g, [[pack, { rows: M }]]);
+      await (form === "storage" ? runSteps : recordSteps)(g, [[step, { M, N }]]);
       bits.push((await readBits(g, out.slices))[0]);
       step.destroy();
+      pack?.destroy();
       inputs.buffer.destroy();
       out.buffer.destroy();
     }
-    assertEquals(bits[1], bits[0], `db (M=${M} N=${N} accumulate=${accumulate})`);
+    assertEquals(bits[1], bits[0], `db through a copy (M=${M} N=${N} accumulate=${accumulate})`);
+    assertEquals(bits[2], bits[0], `db through the pack (M=${M} N=${N} accumulate=${accumulate})`);
   }
 });
 
