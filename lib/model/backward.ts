@@ -10,6 +10,13 @@
  * The input is dL/dlogits `[N, V]` (the fused cross-entropy writes it in
  * place of the logits).
  *
+ * Products that share an input and add into one gradient run joined: head0..2
+ * as one input-gradient product of reduction 3d over `[da | db | dc]` rows and
+ * their three weights stacked `[3d, d]`, Ffn1 and Gate as one of reduction 4d
+ * over `[df1 | dg]` rows (the widest activation buffer, `[N, 4d]`), each with
+ * one weight-gradient product (and one bias column sum) for the stack
+ * ({@link stackedTensors}). The same sums in another fixed order.
+ *
  * @module
  */
 import type { BufferSlice, GpuStep } from "../gpu/device.ts";

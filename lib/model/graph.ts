@@ -698,15 +698,17 @@ function checkOptions(options: TrainingGraphOptions): void {
 
 /**
  * Refuses sizes whose buffers the adapter cannot hold: every activation
- * (largest: the logits `[B*S, V]`) must fit one storage binding, and the flat
- * parameter buffer one buffer. The error names the limit and what would fit.
+ * (largest: the logits `[B*S, V]`, or the backward's joined Ffn1 and Gate
+ * gradient `[B*S, 4d]`) must fit one storage binding, and the flat parameter
+ * buffer one buffer. The error names the limit and what would fit.
  */
 function checkLimits(gpu: Gpu, options: TrainingGraphOptions): void {
   const { config: cfg, maxBatch, maxLength } = options;
   const limits = gpu.limits;
   const binding = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
   const S = maxLength - 1;
-  const widest = Math.max(cfg.vocabSize, 2 * cfg.hidden);
+  // lib/model/backward.ts: the gate's backward writes [df1 | dg] rows of 4d.
+  const widest = Math.max(cfg.vocabSize, 4 * cfg.hidden);
   const rowBytes = widest * F32;
   const bytes = maxBatch * S * rowBytes;
   if (bytes > binding) {
@@ -718,7 +720,7 @@ function checkLimits(gpu: Gpu, options: TrainingGraphOptions): void {
     const lengthFit = Math.floor(rowsFit / maxBatch) + 1;
     const what = widest === cfg.vocabSize
       ? `logits [B*S, V=${cfg.vocabSize}]`
-      : `activations [B*S, 2d=${2 * cfg.hidden}]`;
+      : `activation gradients [B*S, 4d=${4 * cfg.hidden}]`;
     throw new UserError(
       `the training graph's ${what} need ${bytes} bytes for batch ${maxBatch} x length ${maxLength}, over the adapter's ${limitName} of ${binding} bytes`,
       {

@@ -440,4 +440,15 @@ Deno.test("sizes over the adapter's binding limit are refused, naming the limit 
   assert(e instanceof UserError);
   // 65536 / 4400 bytes per row = 14 rows: 1 sequence of 13 positions.
   assert(e.expected?.includes("at most 1 sequences"), e.expected);
+  // A small vocabulary: the widest buffer is the backward's [df1 | dg] gradient, 4d floats a
+  // row (d = 160: 2,560 bytes, 25 rows fit; [B*S, 2d] alone would have fitted 51).
+  const wide = await assertRejects(() =>
+    SamOutTrainingGraph.create(small, {
+      config: { ...cfg, hidden: 160, heads: 4 },
+      maxBatch: 3,
+      maxLength: 14,
+      optimizer: ADAM,
+    }), "[B*S, 4d=640]");
+  assert(wide instanceof UserError);
+  assert(wide.expected?.includes("at most 1 sequences"), wide.expected);
 });
