@@ -12,8 +12,7 @@
  *
  * @module
  */
-import { type BufferSlice, type Gpu, type GpuStep, isSoftwareAdapter } from "../gpu/device.ts";
-import { createInputMirror } from "../gpu/ops/texture_inputs.ts";
+import type { BufferSlice, Gpu } from "../gpu/device.ts";
 import { createAdd } from "../gpu/ops/elementwise.ts";
 import { createEmbeddingForward } from "../gpu/ops/embedding.ts";
 import { createGatedForward } from "../gpu/ops/gated.ts";
@@ -131,28 +130,6 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
   const { vocabSize: V, hidden: d, heads, layers: L, maxPositions: P } = o.config;
   const N = o.maxRows;
   const d2 = 2 * d;
-  // On software adapters the element-wise and per-row kernels read their
-  // inputs through texture copies (texture_inputs.ts). The activations that
-  // several of them read, in this pass and again in the backward one (u, c,
-  // f1, g, f, rin), get a texture mirror each, copied once right after the
-  // stage that writes the buffer; their readers bind it instead of copying
-  // the buffer again (a bench step copied 18 MB less). Created before the
-  // layer's stages, so that every reader sees it.
-  const mirroring = isSoftwareAdapter(gpu) && d % 4 === 0;
-  const mirror = (buf: GPUBuffer, width: number, name: string): Stage[] => {
-    const m = mirroring
-      ? createInputMirror(gpu, buf, (N * width) / 4, `mirror.${name}`)
-      : undefined;
-    if (!m) return [];
-    const step: GpuStep<{ texels: number }> = {
-      encode() {
-        throw new Error(`mirror.${name}: a buffer copy, recorded with the command encoder only`);
-      },
-      encodeCommands: (enc, dims) => m.encode(enc, dims.texels),
-      destroy: () => m.destroy(),
-    };
-    return [res.stage(`mirror.${name}`, step, (s) => ({ texels: (s.rows * width) / 4 }))];
-  };
   const W = o.weight;
   const batch = (s: StepDims) => ({ B: s.B, S: s.S });
   const mm = (n: number, k: number) => (s: StepDims) => ({ M: s.rows, N: n, K: k });
@@ -197,14 +174,6 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
     const [packS, sIn] = pack(`s.${l}`, x.s, d);
     const [packY, y] = pack(`gated.${l}`, x.y, d2);
     layerPacks.push({ h: hIn, u, s: sIn, y });
-    const [mirrorU, mirrorC, mirrorF1, mirrorG, mirrorF, mirrorRin] = [
-      mirror(x.u, d, `u.${l}`),
-      mirror(x.c, d, `c.${l}`),
-      mirror(x.f1, d2, `ffn1.${l}`),
-      mirror(x.g, d2, `gate.${l}`),
-      mirror(x.f, d, `ffn2.${l}`),
-      mirror(x.rin, d, `mix.${l}`),
-    ];
     stages.push(
       // u = concat(p, h) @ Down^T = h @ Down_h^T + pp[t], pp = Pos[0:S] @ Down_p^T
       res.stage(
@@ -233,7 +202,6 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
         NT({ a: h[l], packedA: hIn, b: x.downH, c: x.u, accumulate: true }),
         mm(d, d),
       ),
-      ...mirrorU,
       ...packU,
       // MaxState: a, b, c; z = (a + b) / sqrt(hs); m = running max of z; s = (m + c) m + b
       res.stage(
@@ -251,7 +219,6 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
         NT({ a: x.u, packedA: u, b: W(`${p}.self_attention.head2.weight`), c: x.c }),
         mm(d, d),
       ),
-      ...mirrorC,
       res.stage(
         `max_state.${l}`,
         createMaxStateForward(gpu, {
@@ -280,7 +247,6 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
         }),
         mm(d2, d),
       ),
-      ...mirrorF1,
       res.stage(
         `gate.${l}`,
         NT({
@@ -292,7 +258,6 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
         }),
         mm(d2, d),
       ),
-      ...mirrorG,
       res.stage(
         `gated.${l}`,
         createGatedForward(gpu, { f1: x.f1, g: x.g, y: x.y, width: d2, maxRows: N }),
@@ -310,7 +275,6 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
         }),
         mm(d, d2),
       ),
-      ...mirrorF,
       // r = LayerNorm(alpha f + (1 - alpha) u); h = r + u
       res.stage(
         `alpha_mix.${l}`,
@@ -324,7 +288,6 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
         }),
         batch,
       ),
-      ...mirrorRin,
       res.stage(
         `layer_norm.${l}`,
         createLayerNormForward(gpu, {

@@ -223,57 +223,6 @@ export function encodeInputCopy(
   }
 }
 
-/**
- * A texture copy of a whole buffer, kept by the buffer's owner (the training
- * graph, for activations that several kernels read: lib/model/forward.ts).
- * Kernels created after it that read the buffer through texture inputs bind
- * it instead of copying the buffer into a shared scratch texture, so the
- * buffer is copied once per write instead of once per reader. The owner
- * records {@link encode} right after every stage that writes the buffer, before
- * any reader: a reader in between would read the previous contents.
- */
-export interface InputMirror {
-  texture: GPUTexture;
-  /** Records the copy of the buffer's first `texels` vec4s (outside any pass). */
-  encode(enc: GPUCommandEncoder, texels: number): void;
-  destroy(): void;
-}
-
-const mirrors = new WeakMap<GPUBuffer, { texture: GPUTexture; maxTexels: number }>();
-
-/**
- * The {@link InputMirror} of `buffer` (its first `maxTexels` vec4s), or
- * `undefined` when that does not fit in a texture of this device.
- */
-export function createInputMirror(
-  gpu: Gpu,
-  buffer: GPUBuffer,
-  maxTexels: number,
-  label: string,
-): InputMirror | undefined {
-  if (!textureInputFits(gpu, maxTexels)) return undefined;
-  const texture = createInputTexture(gpu, maxTexels, label);
-  mirrors.set(buffer, { texture, maxTexels });
-  return {
-    texture,
-    encode(enc, texels) {
-      encodeInputCopy(enc, buffer, texture, texels);
-    },
-    destroy() {
-      if (mirrors.get(buffer)?.texture === texture) mirrors.delete(buffer);
-      texture.destroy();
-    },
-  };
-}
-
-/** The mirror of `source` that an input of `type` reading `maxTexels` vec4s can bind. */
-function mirrorFor(source: Binding, type: InputType, maxTexels: number) {
-  if (type === "vec4<u32>") return undefined;
-  const whole = "buffer" in source ? (source.offset ?? 0) === 0 ? source.buffer : undefined : source;
-  const mirror = whole && mirrors.get(whole);
-  return mirror && mirror.maxTexels >= maxTexels ? mirror.texture : undefined;
-}
-
 /** One input of a {@link createTextureInputs} set. */
 export interface TextureInputBinding {
   /** The buffer (or slice) the texture copies. */
@@ -310,22 +259,11 @@ export function createTextureInputs(
   others: GPUBindGroupEntry[],
 ): TextureInputs | undefined {
   if (!inputs.every((t) => textureInputFits(gpu, t.maxTexels))) return undefined;
-  // An input whose buffer has a mirror reads it and needs no copy; the others
-  // get the shared scratch texture of their slot.
-  const shared: SharedTexture[] = inputs.map((t, slot) => {
-    const mirror = mirrorFor(t.source, t.type, t.maxTexels);
-    return mirror
-      ? { texture: () => mirror, generation: () => 0, mirrored: true }
-      : sharedInputTexture(gpu, t.type, slot, t.maxTexels);
-  });
+  const shared = inputs.map((t, slot) => sharedInputTexture(gpu, t.type, slot, t.maxTexels));
   let bound: { generations: string; group: GPUBindGroup } | undefined;
   return {
     copy(enc, texels) {
-      inputs.forEach((t, k) => {
-        if (!("mirrored" in shared[k])) {
-          encodeInputCopy(enc, t.source, shared[k].texture(), texels[k]);
-        }
-      });
+      inputs.forEach((t, k) => encodeInputCopy(enc, t.source, shared[k].texture(), texels[k]));
     },
     bindGroup() {
       const generations = shared.map((t) => t.generation()).join(",");

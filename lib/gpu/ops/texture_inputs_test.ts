@@ -1,14 +1,6 @@
 import { assert, assertEquals } from "../../../tests/assert.ts";
+import { type Gpu, readFloat32, requestGpu } from "../device.ts";
 import {
-  createStorageBufferFrom,
-  type Gpu,
-  isSoftwareAdapter,
-  readFloat32,
-  requestGpu,
-} from "../device.ts";
-import { createAdd } from "./elementwise.ts";
-import {
-  createInputMirror,
   encodeInputCopy,
   inputWgsl,
   sharedInputTexture,
@@ -16,7 +8,7 @@ import {
   textureInputFits,
   textureInputMode,
 } from "./texture_inputs.ts";
-import { packTensors, recordSteps } from "./test_helpers.ts";
+import { packTensors } from "./test_helpers.ts";
 
 /**
  * Copies `n` floats of a slice into a scratch texture and reads them back
@@ -102,33 +94,4 @@ Deno.test("texture inputs: fit while the rows stay within the device's 2-D limit
   const max = g.limits.maxTextureDimension2D * TEXTURE_INPUT_WIDTH;
   assert(textureInputFits(g, max));
   assert(!textureInputFits(g, max + 1));
-});
-
-Deno.test("a kernel created after a buffer's mirror reads the mirror, not a copy of the buffer", async () => {
-  const g = await requestGpu();
-  if (!isSoftwareAdapter(g)) return; // texture inputs (and so mirrors) are read on software adapters
-  const n = 4096;
-  const a = createStorageBufferFrom(g, Float32Array.from({ length: n }, (_, i) => i), "a");
-  const b = createStorageBufferFrom(g, new Float32Array(n).fill(0.5), "b");
-  const out = [0, 1].map(() => createStorageBufferFrom(g, new Float32Array(n), "out"));
-  const before = createAdd(g, { a, b, out: out[0], maxCount: n });
-  const mirror = createInputMirror(g, a, n / 4, "mirror.a");
-  assert(mirror !== undefined, "a mirror of 1024 texels fits");
-  const after = createAdd(g, { a, b, out: out[1], maxCount: n });
-  // The mirror holds a's first contents; then a changes and the mirror is not refreshed.
-  const enc = g.device.createCommandEncoder();
-  mirror.encode(enc, n / 4);
-  g.device.queue.submit([enc.finish()]);
-  g.device.queue.writeBuffer(a, 0, new Float32Array(n).fill(100));
-  await recordSteps(g, [[before, { count: n }], [after, { count: n }]]);
-  const [copied, mirrored] = await Promise.all(out.map((o) => readFloat32(g, o, n)));
-  assertEquals(copied[7], 100.5, "created before the mirror: copies a as it is now");
-  assertEquals(mirrored[7], 7.5, "created after: reads the mirror's contents");
-  // A destroyed mirror is forgotten: kernels created later copy the buffer again.
-  mirror.destroy();
-  const later = createAdd(g, { a, b, out: out[1], maxCount: n });
-  await recordSteps(g, [[later, { count: n }]]);
-  assertEquals((await readFloat32(g, out[1], n))[7], 100.5, "after destroy");
-  for (const s of [before, after, later]) s.destroy();
-  for (const buf of [a, b, ...out]) buf.destroy();
 });
