@@ -73,6 +73,10 @@ export interface BackwardOptions {
 /** Builds the backward pass into `res` (see the module doc). */
 export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] {
   const gpu = res.gpu;
+  // Scratch buffers of stackedTensors by size, shared by the layers.
+  const scratch = new Map<string, GPUBuffer>();
+  const stack = (names: string[], floats: number, label: string, withWeights = true) =>
+    stackedTensors(res, o, scratch, names, floats, label, withWeights);
   const tiles = resolveTiles(gpu, o.tiles);
   const NN = (b: Parameters<typeof createMatmulNN>[1]) => createMatmulNN(gpu, b, tiles.NN);
   // With texture-form products, each output gradient is packed once, after
@@ -154,21 +158,8 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
     const [packDf, dfP] = pack(df, d, "grad.ffn2");
     const [packDfg, dfgP] = pack(dfg, 2 * d2, "grad.ffn1_gate");
     const ffn = [`${p}.ffn.ffn1`, `${p}.ffn.gate`];
-    const ffnWeights = stackedTensors(
-      res,
-      o,
-      ffn.map((n) => `${n}.weight`),
-      d2 * d,
-      `ffn1_gate.${l}`,
-    );
-    const ffnBiases = stackedTensors(
-      res,
-      o,
-      ffn.map((n) => `${n}.bias`),
-      d2,
-      `ffn1_gate.${l}.bias`,
-      false,
-    );
+    const ffnWeights = stack(ffn.map((n) => `${n}.weight`), d2 * d, `ffn1_gate.${l}`);
+    const ffnBiases = stack(ffn.map((n) => `${n}.bias`), d2, `ffn1_gate.${l}.bias`, false);
     const [packDu, duP] = pack(du, d, "grad.u");
     bwd.push(
       res.stage(
@@ -275,9 +266,7 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
     // head0..2 together: [da | db | dc] [N, 3d] times their weights stacked
     // [3d, d] (one product of reduction 3d adds all three to du, one store of
     // du instead of three), and their weight gradients as one [3d, d] product.
-    const stacked = stackedTensors(
-      res,
-      o,
+    const stacked = stack(
       [0, 1, 2].map((i) => `${p}.self_attention.head${i}.weight`),
       d * d,
       `heads.${l}`,
@@ -351,13 +340,16 @@ export function buildBackward(res: GraphResources, o: BackwardOptions): Stage[] 
  * The tensors `names` (`floats` each, in that order) as one matrix of their
  * rows stacked: slices of the flat parameter and gradient buffers where they
  * lie back to back (head0..2: their layout offsets are 256-byte aligned, so
- * whenever `d` is a multiple of 8), else scratch copies: the weights copied
- * in before the products (unless `withWeights` is false: gradients only),
- * the gradient (which the products overwrite) copied out after them.
+ * whenever `d` is a multiple of 8), else scratch copies (one buffer per size
+ * in `shared`, for every layer: the stages run one after another): the
+ * weights copied in before the products (unless `withWeights` is false:
+ * gradients only), the gradient (which the products overwrite) copied out
+ * after them.
  */
 function stackedTensors(
   res: GraphResources,
   o: BackwardOptions,
+  shared: Map<string, GPUBuffer>,
   names: string[],
   floats: number,
   label: string,
@@ -374,8 +366,18 @@ function stackedTensors(
     const size = names.length * bytes;
     return { weights: { ...w[0], size }, grads: { ...g[0], size }, before: [], after: [] };
   }
-  const weights = res.buffer(withWeights ? names.length * floats : 0, `${label}.weights`);
-  const grads = res.buffer(names.length * floats, `${label}.grads`);
+  // Scratch shared by every layer's stack of this size: stages run one after another.
+  const scratch = (floats: number, what: string) => {
+    const key = `${what}:${floats}`;
+    let buffer = shared.get(key);
+    if (!buffer) {
+      buffer = res.buffer(floats, `stacked.${what}.${floats}`);
+      shared.set(key, buffer);
+    }
+    return buffer;
+  };
+  const weights = scratch(withWeights ? names.length * floats : 0, "weights");
+  const grads = scratch(names.length * floats, "grads");
   const copies = (name: string, run: (enc: GPUCommandEncoder, i: number) => void): Stage => ({
     name,
     encode: () => {
