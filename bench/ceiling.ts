@@ -34,12 +34,31 @@ export interface FmaForm {
    * then multiply-adds alone, as in a product's inner loop.
    */
   hoisted?: boolean;
+  /**
+   * With `hoisted`: the multiplicands are variables scaled by
+   * {@link VARYING_FACTOR} at the end of every loop iteration, so the
+   * multiplies stay inside the loop (with loop-invariant multiplicands the
+   * compiler may move them out of it, and the form times the adds alone).
+   */
+  varying?: boolean;
+  /**
+   * Multiply-adds chained into one expression per accumulator store (default
+   * 1): `a = fma(y1, c, fma(y0, c, a))` for 2, the same sums in the same
+   * order. The products chain 4 (lib/gpu/ops/matmul_texture.ts), and
+   * llvmpipe blends every store inside a loop with the loop's lane mask.
+   */
+  perStore?: number;
 }
+
+/** What a {@link FmaForm.varying} form's multiplicands are multiplied by after each iteration. */
+export const VARYING_FACTOR = 0.999;
 
 /**
  * The forms timed. On llvmpipe (2 Zen 3 cores) 2-6 vec4 chains unrolled 8-16
  * times ran at 50-60 GFLOP/s, 16-24 f32 chains at ~40, one f32 chain at 5;
- * with hoisted multiplicands 2-4 vec4 chains ran at 66-86.
+ * with hoisted multiplicands 2-4 vec4 chains ran at 66-86. On 2 Zen 4
+ * cores the hoisted forms ran at 105-130, and the varying forms with 4
+ * multiply-adds a store (the products' shape) at 119-150.
  */
 export const FMA_FORMS: FmaForm[] = [
   { chains: 16, vec4: false, unroll: 8 },
@@ -48,6 +67,8 @@ export const FMA_FORMS: FmaForm[] = [
   { chains: 8, vec4: true, unroll: 8 },
   { chains: 2, vec4: true, unroll: 16, hoisted: true },
   { chains: 4, vec4: true, unroll: 16, hoisted: true },
+  { chains: 16, vec4: true, unroll: 8, hoisted: true, varying: true, perStore: 4 },
+  { chains: 32, vec4: true, unroll: 4, hoisted: true, varying: true, perStore: 4 },
 ];
 
 const WORKGROUP = 64;
@@ -63,8 +84,9 @@ export function fmaCount(form: FmaForm, steps: number): number {
  * WGSL of one form: invocation `i` sets `x = i * 1e-6`, then for step
  * `s = 0 … steps-1` (steps a multiple of `unroll`) does
  * `a_j = fma(x + s * 1e-7, 0.5 + j / 100, a_j)` (`hoisted`: `x + (s % unroll)
- * * 1e-7`) with `a_j` starting at `j`, and writes `Σ_j a_j` (per lane for
- * vec4) to `out[i]`.
+ * * 1e-7`; `varying`: that times {@link VARYING_FACTOR} to the power
+ * `floor(s / unroll)`) with `a_j` starting at `j`, `perStore` steps chained
+ * per store, and writes `Σ_j a_j` (per lane for vec4) to `out[i]`.
  */
 export function fmaCeilingWgsl(form: FmaForm, steps: number): string {
   if (steps % form.unroll !== 0) {
@@ -77,17 +99,34 @@ export function fmaCeilingWgsl(form: FmaForm, steps: number): string {
     `fn main(@builtin(global_invocation_id) gid: vec3<u32>) {`,
     `  let x = ${t}(f32(gid.x) * 1e-6);`,
   ];
+  const perStore = form.perStore ?? 1;
+  if (form.unroll % perStore !== 0 || (perStore > 1 && !form.hoisted)) {
+    throw new Error(`fma ceiling: ${perStore} per store needs hoisted steps dividing unroll`);
+  }
+  if (form.varying && !form.hoisted) throw new Error("fma ceiling: varying needs hoisted");
   for (let j = 0; j < form.chains; j++) lines.push(`  var a${j} = ${t}(${j}.0);`);
   if (form.hoisted) {
-    for (let u = 0; u < form.unroll; u++) lines.push(`  let y${u} = x + ${t}(${u}.0 * 1e-7);`);
+    const decl = form.varying ? "var" : "let";
+    for (let u = 0; u < form.unroll; u++) {
+      lines.push(`  ${decl} y${u} = x + ${t}(${u}.0 * 1e-7);`);
+    }
   }
   lines.push(`  for (var s = 0; s < ${steps / form.unroll}; s++) {`);
-  for (let u = 0; u < form.unroll; u++) {
+  for (let u = 0; u < form.unroll; u += perStore) {
     if (!form.hoisted) {
       lines.push(`    let y${u} = x + ${t}(f32(s * ${form.unroll} + ${u}) * 1e-7);`);
     }
     for (let j = 0; j < form.chains; j++) {
-      lines.push(`    a${j} = fma(y${u}, ${t}(${(0.5 + j / 100).toFixed(2)}), a${j});`);
+      let sum = `a${j}`;
+      for (let k = 0; k < perStore; k++) {
+        sum = `fma(y${u + k}, ${t}(${(0.5 + j / 100).toFixed(2)}), ${sum})`;
+      }
+      lines.push(`    a${j} = ${sum};`);
+    }
+  }
+  if (form.varying) {
+    for (let u = 0; u < form.unroll; u++) {
+      lines.push(`    y${u} = y${u} * ${t}(${VARYING_FACTOR});`);
     }
   }
   lines.push(`  }`);
@@ -158,7 +197,9 @@ export interface FmaCeiling {
 }
 
 function formName(f: FmaForm): string {
-  return `${f.chains} ${f.vec4 ? "vec4" : "f32"} chains x${f.unroll}${f.hoisted ? " hoisted" : ""}`;
+  return `${f.chains} ${f.vec4 ? "vec4" : "f32"} chains x${f.unroll}${
+    f.varying ? " varying" : f.hoisted ? " hoisted" : ""
+  }${f.perStore && f.perStore > 1 ? ` ${f.perStore}/store` : ""}`;
 }
 
 const ceilings = new Map<Gpu, Promise<FmaCeiling>>();

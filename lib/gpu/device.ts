@@ -279,7 +279,12 @@ function isFallbackOrSoftware(info: GPUAdapterInfo, description: string): boolea
 }
 
 /** The host CPU's model and core count (Linux /proc/cpuinfo), or what Deno knows elsewhere. */
-function hostCpu(): string {
+/**
+ * The host CPU as "model name (family F model M), N threads": what a
+ * software adapter's speed depends on (bench/train.ts prints it beside the
+ * adapter, and it keys the kernel-choice cache of a software adapter).
+ */
+export function hostCpu(): string {
   const cores = navigator.hardwareConcurrency;
   try {
     const text = Deno.readTextFileSync("/proc/cpuinfo");
