@@ -89,7 +89,7 @@ export interface TrainBenchResult {
    * A software adapter's host CPU ("model name (family F model M), N
    * threads"): its speed, and so the ratio, is the CPU's (on two Zen 3
    * cores the large configuration ran at 0.51x PyTorch, on two Zen 4 cores
-   * at 0.81x, with the same code).
+   * at 0.76-0.86x, with the same code).
    */
   host?: string;
   /** The matrix-product kernels that ran (timed first unless --no-tune). */

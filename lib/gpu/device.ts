@@ -278,9 +278,9 @@ function isFallbackOrSoftware(info: GPUAdapterInfo, description: string): boolea
   return (info.isFallbackAdapter ?? false) || /llvmpipe|swiftshader/i.test(description);
 }
 
-/** The host CPU's model and core count (Linux /proc/cpuinfo), or what Deno knows elsewhere. */
 /**
- * The host CPU as "model name (family F model M), N threads": what a
+ * The host CPU as "model name (family F model M), N threads" (Linux
+ * /proc/cpuinfo; elsewhere the architecture and thread count): what a
  * software adapter's speed depends on (bench/train.ts prints it beside the
  * adapter, and it keys the kernel-choice cache of a software adapter).
  */
