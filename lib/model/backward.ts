@@ -21,12 +21,12 @@
  */
 import type { BufferSlice, GpuStep } from "../gpu/device.ts";
 import { createAlphaMixBackward } from "../gpu/ops/alpha_mix.ts";
+import { createColumnSum } from "../gpu/ops/column_sum.ts";
 import { createEmbeddingBackward } from "../gpu/ops/embedding.ts";
 import type { EmbeddingGradientPlan } from "../gpu/ops/embedding_plan.ts";
 import { createGatedBackward } from "../gpu/ops/gated.ts";
 import { createLayerNormBackward } from "../gpu/ops/layer_norm.ts";
 import {
-  createColumnSum,
   createMatmulNN,
   createMatmulTN,
   createOperandPack,

@@ -11,7 +11,6 @@ import {
   requestGpu,
 } from "../device.ts";
 import {
-  createColumnSum,
   createMatmulNN,
   createMatmulNT,
   createMatmulTN,
@@ -26,6 +25,7 @@ import {
   subgroupXRuns,
   textureFetch,
 } from "./matmul.ts";
+import { createColumnSum } from "./column_sum.ts";
 import { createPack, textureMatmulWgsl } from "./matmul_texture.ts";
 import { allMatmulCandidates } from "../tuning.ts";
 import { recordStages, type Stage } from "../../model/resources.ts";
@@ -457,43 +457,6 @@ Deno.test("matmul: row-major operands of whole texels at a 16-byte offset are co
   fits.destroy();
   for (const p of [transposed, rows]) p.destroy();
   buffer.destroy();
-});
-
-Deno.test("columnSum: reading dy through a texture copy, or through the products' pack of it, gives the same bits", async () => {
-  const g = await gpu();
-  // N = 44: a linear pack; 128: a 2-D pack (rows of 256-byte multiples); 45: no texture form.
-  for (const [M, N, accumulate] of [[37, 44, false], [300, 128, true], [37, 45, true]] as const) {
-    const rng = new Random(31, "matmul_test");
-    const dy = randomUniform(rng, M * N);
-    const start = randomUniform(rng, N);
-    const bits: Uint32Array[] = [];
-    for (const form of ["storage", "copy", "pack"] as const) {
-      const inputs = packTensors(g, [dy]);
-      const out = packTensors(g, [start]);
-      const pack = form === "pack"
-        ? createOperandPack(g, inputs.slices[0], N, "columnSum:pack", M)
-        : undefined;
-      if (form === "pack") assert(pack !== undefined, `a pack of [${M}, ${N}]`);
-      const step = createColumnSum(g, {
-        dy: inputs.slices[0],
-        db: out.slices[0],
-        accumulate,
-        maxCount: M * N,
-        packed: pack?.operand,
-      });
-      assert(step.encodeCommands !== undefined, "the texture form exists on the software adapter");
-      // The pack first, as the graph records it after dy is written.
-      if (pack) await recordSteps(g, [[pack, { rows: M }]]);
-      await (form === "storage" ? runSteps : recordSteps)(g, [[step, { M, N }]]);
-      bits.push((await readBits(g, out.slices))[0]);
-      step.destroy();
-      pack?.destroy();
-      inputs.buffer.destroy();
-      out.buffer.destroy();
-    }
-    assertEquals(bits[1], bits[0], `db through a copy (M=${M} N=${N} accumulate=${accumulate})`);
-    assertEquals(bits[2], bits[0], `db through the pack (M=${M} N=${N} accumulate=${accumulate})`);
-  }
 });
 
 Deno.test("matmul: a linear pack widens until its rows fit in the device's textures", async () => {

@@ -31,7 +31,24 @@
  *
  * @module
  */
-import { blockPrologue, type Layout, type MatmulTile } from "./matmul.ts";
+import type { Layout, MatmulTile } from "./matmul.ts";
+
+/**
+ * WGSL lines that start a blocked kernel's `main` (this one's and the
+ * register-tiled storage kernel's, matmul_storage.ts) (X "rp", Y `[R, Q]`): the
+ * block `z`'s reduction length `R` and the offsets of its first row in X
+ * (`xo`) and Y (`yo`) and of its output in C (`co`), in elements of `unit`
+ * floats.
+ */
+export function blockPrologue(unit: 1 | 4): string {
+  const u = unit === 4 ? " / 4u" : "";
+  return `  let z = wid.z;
+  let rb = z * dims.w;
+  let R = min(dims.w, dims.z - rb);
+  let xo = rb * (P${u});
+  let yo = rb * (Q${u});
+  let co = z * P * (Q${u});`;
+}
 
 /** What a workgroup-memory product computes. */
 export interface WorkgroupKernelSpec {
