@@ -180,7 +180,7 @@ export interface MatmulTile {
  * Zen 3 host, where a storage load costs far more than on the machines the
  * figures above came from, the 1024³ product went from 2.3 to 9.8-15.6
  * GFLOP/s, and to 23-24 read as images ({@link MatmulTile.fetch}) with
- * accumulators chained over 4 steps (README, Benchmarks). Tiles 16x8 to
+ * accumulators chained over 4 steps (docs/PERFORMANCE.md). Tiles 16x8 to
  * 32x16 gave training steps within the noise of each other there; 32x32
  * ran the d 256 bench step 11% faster and the d 128 one 1.4x slower; the
  * tuner picks per model.
