@@ -110,6 +110,12 @@ export interface ForwardOptions {
   logits: GPUBuffer | null;
   /** The matrix-product kernels to run (default: the adapter's defaults, {@link defaultTile}). */
   tiles?: Partial<MatmulTiles>;
+  /**
+   * Packs of the weights that the caller keeps fresh (inference,
+   * weight_packs.ts): the forward products read a weight's pack instead of
+   * packing it on every call. Training leaves it out.
+   */
+  weightPacks?: { get(name: string): PackedOperand | undefined };
 }
 
 /** Builds the forward pass into `res` (see the module doc). */
@@ -131,6 +137,8 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
   const N = o.maxRows;
   const d2 = 2 * d;
   const W = o.weight;
+  // A forward product's weight operand, with its pack where the caller keeps one.
+  const weight = (name: string) => ({ b: W(name), packedB: o.weightPacks?.get(name) });
   const batch = (s: StepDims) => ({ B: s.B, S: s.S });
   const mm = (n: number, k: number) => (s: StepDims) => ({ M: s.rows, N: n, K: k });
 
@@ -206,17 +214,17 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
       // MaxState: a, b, c; z = (a + b) / sqrt(hs); m = running max of z; s = (m + c) m + b
       res.stage(
         `head0.${l}`,
-        NT({ a: x.u, packedA: u, b: W(`${p}.self_attention.head0.weight`), c: aBuf }),
+        NT({ a: x.u, packedA: u, ...weight(`${p}.self_attention.head0.weight`), c: aBuf }),
         mm(d, d),
       ),
       res.stage(
         `head1.${l}`,
-        NT({ a: x.u, packedA: u, b: W(`${p}.self_attention.head1.weight`), c: bBuf }),
+        NT({ a: x.u, packedA: u, ...weight(`${p}.self_attention.head1.weight`), c: bBuf }),
         mm(d, d),
       ),
       res.stage(
         `head2.${l}`,
-        NT({ a: x.u, packedA: u, b: W(`${p}.self_attention.head2.weight`), c: x.c }),
+        NT({ a: x.u, packedA: u, ...weight(`${p}.self_attention.head2.weight`), c: x.c }),
         mm(d, d),
       ),
       res.stage(
@@ -241,7 +249,7 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
         NT({
           a: x.s,
           packedA: sIn,
-          b: W(`${p}.ffn.ffn1.weight`),
+          ...weight(`${p}.ffn.ffn1.weight`),
           bias: W(`${p}.ffn.ffn1.bias`),
           c: x.f1,
         }),
@@ -252,7 +260,7 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
         NT({
           a: x.s,
           packedA: sIn,
-          b: W(`${p}.ffn.gate.weight`),
+          ...weight(`${p}.ffn.gate.weight`),
           bias: W(`${p}.ffn.gate.bias`),
           c: x.g,
         }),
@@ -269,7 +277,7 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
         NT({
           a: x.y,
           packedA: y,
-          b: W(`${p}.ffn.ffn2.weight`),
+          ...weight(`${p}.ffn.ffn2.weight`),
           bias: W(`${p}.ffn.ffn2.bias`),
           c: x.f,
         }),
@@ -318,7 +326,7 @@ export function buildForward(res: GraphResources, o: ForwardOptions): Forward {
       ...packH,
       res.stage(
         "head",
-        NT({ a: h[L], packedA: hL, b: W("head.weight"), c: o.logits }),
+        NT({ a: h[L], packedA: hL, ...weight("head.weight"), c: o.logits }),
         mm(V, d),
       ),
     );

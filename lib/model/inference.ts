@@ -37,6 +37,7 @@ import {
 } from "../gpu/ops/step.ts";
 import { type SamOutConfig, validateConfig } from "./config.ts";
 import { buildForward } from "./forward.ts";
+import { forwardWeightNames, WeightPacks } from "./weight_packs.ts";
 import { packFlat, type ParameterLayout, parameterLayout, unpackFlat } from "./layout.ts";
 import {
   buildInErrorScopes,
@@ -186,6 +187,7 @@ export class SamOutInference {
   #loss!: Stage;
   #gather!: GpuStep<{ n: number }>;
   #pickHead!: GpuStep<{ M: number; N: number; K: number }>;
+  #weights!: WeightPacks;
   #count = 0;
 
   private constructor(gpu: Gpu, options: InferenceOptions) {
@@ -239,6 +241,7 @@ export class SamOutInference {
   uploadWeights(weights: Map<string, Float32Array>): void {
     this.#checkUsable();
     this.#gpu.device.queue.writeBuffer(this.#params, 0, packFlat(this.layout, weights, "weights"));
+    this.#weights.invalidate();
   }
 
   /** Reads every parameter back, by name. */
@@ -255,7 +258,11 @@ export class SamOutInference {
     q.writeBuffer(this.#targets, 0, tf.targets);
     q.writeBuffer(this.#stats, 0, new Float32Array(STATS_FIELDS));
     this.#count = tf.count;
-    this.#submit("samout.score", [...this.#forward, this.#head, this.#loss], tf.dims);
+    this.#submit(
+      "samout.score",
+      [this.#weights.stage, ...this.#forward, this.#head, this.#loss],
+      tf.dims,
+    );
     const [rowStats, stats] = await Promise.all([
       this.#read(this.#rowStats, tf.dims.rows * 2),
       this.#read(this.#stats, STATS_FIELDS),
@@ -306,14 +313,24 @@ export class SamOutInference {
       name: "head.picks",
       encode: (pass) => this.#pickHead.encode(pass, { M: n, N: V, K: d }),
     };
-    this.#submit("samout.logitsAt", [...this.#forward, gather, head], { B, S, rows: B * S });
+    this.#submit("samout.logitsAt", [this.#weights.stage, ...this.#forward, gather, head], {
+      B,
+      S,
+      rows: B * S,
+    });
     return await this.#read(this.#pickLogits, n * V);
   }
 
   /** A step-form runner for `rows` sequences sharing this model's weights. */
   async createStepper(rows: number): Promise<SamOutStepper> {
     this.#checkUsable();
-    return await SamOutStepper.create(this.#gpu, this.config, this.layout, this.#params, rows);
+    return await SamOutStepper.create(
+      this.#gpu,
+      this.config,
+      this.layout,
+      { params: this.#params, packs: this.#weights },
+      rows,
+    );
   }
 
   /** Destroys every GPU buffer the model created. */
@@ -357,17 +374,30 @@ export class SamOutInference {
     this.#pickHidden = res.buffer(this.maxPicks * d, "picks.h");
     this.#pickLogits = res.buffer(this.maxPicks * V, "picks.logits");
     const W = (name: string) => tensorSlice(this.layout, this.#params, name);
+    this.#weights = new WeightPacks(
+      gpu,
+      this.layout,
+      this.#params,
+      forwardWeightNames(this.config),
+    );
+    res.own(this.#weights);
     const forward = buildForward(res, {
       config: this.config,
       maxRows: N,
       weight: W,
       ids: this.#ids,
       logits: null,
+      weightPacks: this.#weights,
     });
     this.#forward = forward.stages;
     this.#head = res.stage(
       "head",
-      createMatmulNT(gpu, { a: forward.h[L], b: W("head.weight"), c: this.#logits }),
+      createMatmulNT(gpu, {
+        a: forward.h[L],
+        b: W("head.weight"),
+        packedB: this.#weights.get("head.weight"),
+        c: this.#logits,
+      }),
       (s) => ({ M: s.rows, N: V, K: d }),
     );
     this.#loss = res.stage(
@@ -393,6 +423,7 @@ export class SamOutInference {
     this.#pickHead = res.own(createMatmulNT(gpu, {
       a: this.#pickHidden,
       b: W("head.weight"),
+      packedB: this.#weights.get("head.weight"),
       c: this.#pickLogits,
     }));
   }
@@ -408,6 +439,7 @@ export class SamOutStepper {
   readonly rows: number;
   readonly #gpu: Gpu;
   readonly #res: GraphResources;
+  #weights!: WeightPacks;
   #ids!: GPUBuffer;
   /** Per layer `[rows, d]` running maximum. */
   #state: GPUBuffer[] = [];
@@ -422,12 +454,15 @@ export class SamOutStepper {
     this.rows = rows;
   }
 
-  /** Builds a stepper over the weights in `params` (laid out by `layout`). */
+  /**
+   * Builds a stepper over the weights in `weights.params` (laid out by
+   * `layout`), reading the packs its model keeps of them.
+   */
   static async create(
     gpu: Gpu,
     config: SamOutConfig,
     layout: ParameterLayout,
-    params: GPUBuffer,
+    weights: { params: GPUBuffer; packs: WeightPacks },
     rows: number,
   ): Promise<SamOutStepper> {
     if (!Number.isInteger(rows) || rows < 1 || rows > 1 << 16) {
@@ -436,7 +471,8 @@ export class SamOutStepper {
     const stepper = new SamOutStepper(gpu, config, rows);
     gpu.device.pushErrorScope("validation");
     try {
-      stepper.#build(layout, params);
+      stepper.#weights = weights.packs;
+      stepper.#build(layout, weights.params);
     } catch (e) {
       stepper.destroy();
       await gpu.device.popErrorScope();
@@ -496,6 +532,7 @@ export class SamOutStepper {
       );
     }
     const dims = { B: this.rows, t: this.#position };
+    this.#weights.encode(pass);
     for (const s of this.#stages) s.encode(pass, dims);
     this.#position += 1;
   }
@@ -539,6 +576,8 @@ export class SamOutStepper {
     const R = this.rows;
     const d2 = 2 * d;
     const W = (name: string) => tensorSlice(layout, params, name);
+    // A product's weight operand, with the pack its model keeps of it.
+    const weight = (name: string) => ({ b: W(name), packedB: this.#weights.get(name) });
     this.#ids = res.buffer(R, "step.ids");
     this.#state = Array.from({ length: L }, (_, l) => res.buffer(R * d, `step.state.${l}`));
     // Whole texels (4 floats): the sampler's row form copies the logits into a texture.
@@ -586,20 +625,24 @@ export class SamOutStepper {
         createPositionConcatStep(gpu, { pos: W("pos.weight"), h: hIn, out: uin, d, P, maxRows: R }),
         (x) => x,
       );
-      add(`down.${l}`, createMatmulNT(gpu, { a: uin, b: W(`down.${l}.weight`), c: u }), mm(d, d2));
+      add(
+        `down.${l}`,
+        createMatmulNT(gpu, { a: uin, ...weight(`down.${l}.weight`), c: u }),
+        mm(d, d2),
+      );
       add(
         `head0.${l}`,
-        createMatmulNT(gpu, { a: u, b: W(`${p}.self_attention.head0.weight`), c: a }),
+        createMatmulNT(gpu, { a: u, ...weight(`${p}.self_attention.head0.weight`), c: a }),
         mm(d, d),
       );
       add(
         `head1.${l}`,
-        createMatmulNT(gpu, { a: u, b: W(`${p}.self_attention.head1.weight`), c: b }),
+        createMatmulNT(gpu, { a: u, ...weight(`${p}.self_attention.head1.weight`), c: b }),
         mm(d, d),
       );
       add(
         `head2.${l}`,
-        createMatmulNT(gpu, { a: u, b: W(`${p}.self_attention.head2.weight`), c }),
+        createMatmulNT(gpu, { a: u, ...weight(`${p}.self_attention.head2.weight`), c }),
         mm(d, d),
       );
       add(
@@ -611,7 +654,7 @@ export class SamOutStepper {
         `ffn1.${l}`,
         createMatmulNT(gpu, {
           a: s,
-          b: W(`${p}.ffn.ffn1.weight`),
+          ...weight(`${p}.ffn.ffn1.weight`),
           bias: W(`${p}.ffn.ffn1.bias`),
           c: f1,
         }),
@@ -621,7 +664,7 @@ export class SamOutStepper {
         `gate.${l}`,
         createMatmulNT(gpu, {
           a: s,
-          b: W(`${p}.ffn.gate.weight`),
+          ...weight(`${p}.ffn.gate.weight`),
           bias: W(`${p}.ffn.gate.bias`),
           c: g,
         }),
@@ -632,7 +675,7 @@ export class SamOutStepper {
         `ffn2.${l}`,
         createMatmulNT(gpu, {
           a: y,
-          b: W(`${p}.ffn.ffn2.weight`),
+          ...weight(`${p}.ffn.ffn2.weight`),
           bias: W(`${p}.ffn.ffn2.bias`),
           c: f,
         }),
@@ -665,7 +708,7 @@ export class SamOutStepper {
     }
     add(
       "head",
-      createMatmulNT(gpu, { a: h[L % 2], b: W("head.weight"), c: this.#logits }),
+      createMatmulNT(gpu, { a: h[L % 2], ...weight("head.weight"), c: this.#logits }),
       mm(V, d),
     );
   }
