@@ -27,7 +27,7 @@ import { createAdd } from "../gpu/ops/elementwise.ts";
 import { createEmbeddingForward } from "../gpu/ops/embedding.ts";
 import { createGatedForward } from "../gpu/ops/gated.ts";
 import { createLayerNormForward } from "../gpu/ops/layer_norm.ts";
-import { createMatmulNT } from "../gpu/ops/matmul.ts";
+import { createMatmulNT, createOperandPack, defaultTile } from "../gpu/ops/matmul.ts";
 import { createAlphaMixForward } from "../gpu/ops/alpha_mix.ts";
 import {
   createGatherRows,
@@ -604,6 +604,15 @@ export class SamOutStepper {
     };
     const rows = (x: StepFormDims) => ({ B: x.B, S: 1 });
     const mm = (n: number, k: number) => (x: StepFormDims) => ({ M: x.B, N: n, K: k });
+    // u (head0..2's input) and s (Ffn1's and Gate's) packed once for the
+    // products that read them, as the full forward does (texture-form
+    // products only): fewer dispatches a step, the same texels.
+    const texture = defaultTile(gpu, "NT").texture;
+    const shared = (name: string, buffer: GPUBuffer, cols: number) => {
+      const pack = texture ? createOperandPack(gpu, buffer, cols, name, R) : undefined;
+      if (pack) add(name, pack, (x) => ({ rows: x.B }));
+      return pack?.operand;
+    };
     add(
       "embedding",
       createEmbeddingForward(gpu, {
@@ -630,19 +639,35 @@ export class SamOutStepper {
         createMatmulNT(gpu, { a: uin, ...weight(`down.${l}.weight`), c: u }),
         mm(d, d2),
       );
+      const uIn = shared(`pack.u.${l}`, u, d);
       add(
         `head0.${l}`,
-        createMatmulNT(gpu, { a: u, ...weight(`${p}.self_attention.head0.weight`), c: a }),
+        createMatmulNT(gpu, {
+          a: u,
+          packedA: uIn,
+          ...weight(`${p}.self_attention.head0.weight`),
+          c: a,
+        }),
         mm(d, d),
       );
       add(
         `head1.${l}`,
-        createMatmulNT(gpu, { a: u, ...weight(`${p}.self_attention.head1.weight`), c: b }),
+        createMatmulNT(gpu, {
+          a: u,
+          packedA: uIn,
+          ...weight(`${p}.self_attention.head1.weight`),
+          c: b,
+        }),
         mm(d, d),
       );
       add(
         `head2.${l}`,
-        createMatmulNT(gpu, { a: u, ...weight(`${p}.self_attention.head2.weight`), c }),
+        createMatmulNT(gpu, {
+          a: u,
+          packedA: uIn,
+          ...weight(`${p}.self_attention.head2.weight`),
+          c,
+        }),
         mm(d, d),
       );
       add(
@@ -650,10 +675,12 @@ export class SamOutStepper {
         createMaxStateStep(gpu, { a, b, c, state, s, d, heads, maxRows: R }),
         (x) => x,
       );
+      const sIn = shared(`pack.s.${l}`, s, d);
       add(
         `ffn1.${l}`,
         createMatmulNT(gpu, {
           a: s,
+          packedA: sIn,
           ...weight(`${p}.ffn.ffn1.weight`),
           bias: W(`${p}.ffn.ffn1.bias`),
           c: f1,
@@ -664,6 +691,7 @@ export class SamOutStepper {
         `gate.${l}`,
         createMatmulNT(gpu, {
           a: s,
+          packedA: sIn,
           ...weight(`${p}.ffn.gate.weight`),
           bias: W(`${p}.ffn.gate.bias`),
           c: g,
