@@ -1,7 +1,9 @@
 /**
  * `deno task bench gpu`: everything worth measuring on a machine with a real
- * GPU, in one command that needs no network (see ../shared/GPU.md for
- * carrying Deno, node_modules and the Vulkan loader there):
+ * GPU, in one command that needs no network once the machine has Deno, this
+ * project's `node_modules` (`deno install`), the Vulkan loader (`libvulkan1`)
+ * and the GPU driver's Vulkan ICD (`VK_DRIVER_FILES` may point at its JSON
+ * file):
  *
  * 1. the adapter (vendor, architecture, device, driver description, limits);
  *    it refuses to go on with a software adapter unless `--allow-software`,
@@ -36,7 +38,8 @@ export async function benchGpu(opts: { allowSoftware: boolean; peakTflops: numbe
   if (adapter.software && !opts.allowSoftware) {
     console.error(
       "error: bench gpu: the adapter is a software fallback, not a GPU. Check that the Vulkan " +
-        "loader and the driver's ICD are visible (VK_DRIVER_FILES, ../shared/GPU.md), or pass " +
+        "loader (libvulkan1) and the GPU driver's Vulkan ICD are installed and visible (set " +
+        "VK_DRIVER_FILES to the ICD's JSON file if it is not found), or pass " +
         "--allow-software to run it anyway",
     );
     Deno.exit(1);

@@ -1,4 +1,5 @@
 import { assert, assertEquals } from "./assert.ts";
+import { requestGpu } from "../lib/gpu/device.ts";
 
 // The benchmarks run alone (`deno run -A bench/X.ts`, the README's profile
 // command among them): a mistyped or malformed option is refused before
@@ -59,4 +60,23 @@ Deno.test("bench tokenize runs: its synthetic scan output is one the tokenize jo
   const result = await benchTokenize(5, 1);
   assert(result.seconds_audio >= 5, `seconds of audio: ${result.seconds_audio}`);
   assert(result.seconds_audio_per_second > 0, JSON.stringify(result));
+});
+
+// On a software adapter (CI's) `bench gpu` must refuse before it runs anything: its figures would
+// pass for a GPU's. On a real GPU it would run for minutes, so the test runs only on software.
+const software = (await requestGpu()).isFallback;
+
+Deno.test({
+  name: "bench gpu refuses a software adapter, saying what to check and how to go on",
+  ignore: !software,
+  fn: async () => {
+    const r = await run(["gpu"], bench("main"));
+    assertEquals(r.code, 1, r.stderr);
+    for (
+      const expected of ["software fallback, not a GPU", "VK_DRIVER_FILES", "--allow-software"]
+    ) {
+      assert(r.stderr.includes(expected), `no "${expected}" in:\n${r.stderr}`);
+    }
+    assert(!r.stderr.includes("tokens/s"), `it ran the benchmark:\n${r.stderr}`);
+  },
 });
