@@ -37,7 +37,6 @@ import {
 } from "../gpu/ops/step.ts";
 import { type SamOutConfig, validateConfig } from "./config.ts";
 import { buildForward } from "./forward.ts";
-import { forwardWeightNames, WeightPacks } from "./weight_packs.ts";
 import { packFlat, type ParameterLayout, parameterLayout, unpackFlat } from "./layout.ts";
 import {
   buildInErrorScopes,
@@ -48,6 +47,7 @@ import {
   type StepDims,
   tensorSlice,
 } from "./resources.ts";
+import { forwardWeightNames, WeightPacks } from "./weight_packs.ts";
 
 /** What the inference model is built for. */
 export interface InferenceOptions {
