@@ -297,95 +297,175 @@ export async function runPipeline(options: RunOptions): Promise<RunSummary> {
   }
 }
 
-/** {@link runPipeline} once the store lock is held (or not needed). */
+/**
+ * {@link runPipeline} once the store lock is held (or not needed): plan, decide
+ * per step, then a dry run's table, the up-to-date answer, or the run itself.
+ */
 async function runLocked(options: RunOptions): Promise<RunSummary> {
-  const out = options.output ?? consoleOutput();
-  const signal = options.signal ?? new AbortController().signal;
-  const fileArg = options.text === undefined
-    ? await resolvePipelineFile(options.file)
-    : options.file;
-  const file = displayPath(fileArg);
-  let text: string;
-  if (options.text !== undefined) text = options.text;
-  else {
-    try {
-      text = Deno.readTextFileSync(fileArg);
-    } catch (e) {
-      throw new UserError(`cannot read the pipeline file`, { file, found: String(e) });
-    }
-  }
-  const store = typeof options.store === "object"
-    ? options.store
-    : new LocalArtifactStore(resolve(options.store ?? defaultStoreDir()));
-  const storeRoot = store.localDir;
-  checkStorePath(storeRoot);
-  /** A store fault (full disk, read-only, …) as a UserError; anything else as it is. */
-  const fault = (e: unknown, doing: string): unknown => storeFaultError(e, storeRoot, doing) ?? e;
-  const registry = new JobRegistry(options.jobsDir ?? DEFAULT_JOBS_DIR);
-  setFullSourceHashing(options.verify ?? false);
-  let plan: Plan;
-  try {
-    plan = await planPipelineText(text, file, options.overrides ?? [], registry, store);
-  } finally {
-    setFullSourceHashing(false);
-  }
-  const spec = plan.spec;
+  const run = await PipelineRun.plan(options);
+  await run.decide();
+  if (options.dryRun) return run.dryRun();
+  if (!run.toRun.length) return run.upToDate();
+  await run.writeStartRecord();
+  await run.execute();
+  return run.finish();
+}
 
-  for (const f of options.force ?? []) checkStepName(plan, f, "--force");
-  if (options.only) checkStepName(plan, options.only, "--only");
-  if (options.until) checkStepName(plan, options.until, "--until");
-  if (options.only && options.until) {
-    throw new UserError(`--only and --until cannot be combined`, { file, expected: "one of them" });
+/** A step's summary and the entry the run record keeps of it. */
+type StepEntry = StepSummary & { record: StepRecord };
+
+/** One run of a planned pipeline, phase by phase (see {@link runLocked}). */
+class PipelineRun {
+  readonly options: RunOptions;
+  readonly out: Output;
+  readonly signal: AbortSignal;
+  /** The pipeline file as shown to the user. */
+  readonly file: string;
+  readonly text: string;
+  readonly store: ArtifactStore;
+  readonly registry: JobRegistry;
+  readonly plan: Plan;
+  /** Steps given to `--force`. */
+  readonly forced: Set<string>;
+  /** Steps this run may run: all active ones, or `--only`'s, or `--until`'s and its ancestors. */
+  readonly selected: Set<string>;
+  readonly warnings: string[] = [];
+  /** The published artifact of every step that ran or was cached, by step. */
+  readonly refs = new Map<string, ArtifactRef>();
+  /** Every step's summary and record entry, in plan order. */
+  readonly steps = new Map<string, StepEntry>();
+  /** The steps to run, in plan order. */
+  readonly toRun: PlannedStep[] = [];
+  readonly runsDir: string;
+  #startedAt = new Date();
+  #record?: RunRecord;
+  #firstError: unknown;
+  #failedStep?: string;
+
+  private constructor(
+    options: RunOptions,
+    fields: {
+      file: string;
+      text: string;
+      store: ArtifactStore;
+      registry: JobRegistry;
+      plan: Plan;
+      selected: Set<string>;
+    },
+  ) {
+    this.options = options;
+    this.out = options.output ?? consoleOutput();
+    this.signal = options.signal ?? new AbortController().signal;
+    this.file = fields.file;
+    this.text = fields.text;
+    this.store = fields.store;
+    this.registry = fields.registry;
+    this.plan = fields.plan;
+    this.selected = fields.selected;
+    this.forced = new Set(options.force ?? []);
+    this.runsDir = join(fields.store.localDir, "runs");
   }
-  const forced = new Set(options.force ?? []);
-  const selected: Set<string> = options.only
-    ? new Set([options.only])
-    : options.until
-    ? ancestors(plan, options.until)
-    : new Set(plan.order.filter((n) => plan.steps.get(n)!.active));
-  if (options.gates?.length) {
-    const info = new Map<string, GateStepInfo>();
-    for (const name of plan.order) {
-      const st = plan.steps.get(name)!;
-      const gated = options.gates.some((g) => g.step === name);
-      const { job } = gated
-        ? await registry.load(st.jobName, { file, step: name })
-        : { job: undefined };
-      info.set(name, {
-        job: st.jobName,
-        metrics: job?.metrics,
-        inRun: st.active && selected.has(name),
+
+  /**
+   * Reads and plans the pipeline, and checks the step flags and gates against
+   * the plan before anything runs.
+   */
+  static async plan(options: RunOptions): Promise<PipelineRun> {
+    const fileArg = options.text === undefined
+      ? await resolvePipelineFile(options.file)
+      : options.file;
+    const file = displayPath(fileArg);
+    let text: string;
+    if (options.text !== undefined) text = options.text;
+    else {
+      try {
+        text = Deno.readTextFileSync(fileArg);
+      } catch (e) {
+        throw new UserError(`cannot read the pipeline file`, { file, found: String(e) });
+      }
+    }
+    const store = typeof options.store === "object"
+      ? options.store
+      : new LocalArtifactStore(resolve(options.store ?? defaultStoreDir()));
+    checkStorePath(store.localDir);
+    const registry = new JobRegistry(options.jobsDir ?? DEFAULT_JOBS_DIR);
+    setFullSourceHashing(options.verify ?? false);
+    let plan: Plan;
+    try {
+      plan = await planPipelineText(text, file, options.overrides ?? [], registry, store);
+    } finally {
+      setFullSourceHashing(false);
+    }
+
+    for (const f of options.force ?? []) checkStepName(plan, f, "--force");
+    if (options.only) checkStepName(plan, options.only, "--only");
+    if (options.until) checkStepName(plan, options.until, "--until");
+    if (options.only && options.until) {
+      throw new UserError(`--only and --until cannot be combined`, {
+        file,
+        expected: "one of them",
       });
     }
-    checkGates(options.gates, info, file);
+    const selected: Set<string> = options.only
+      ? new Set([options.only])
+      : options.until
+      ? ancestors(plan, options.until)
+      : new Set(plan.order.filter((n) => plan.steps.get(n)!.active));
+    if (options.gates?.length) {
+      const info = new Map<string, GateStepInfo>();
+      for (const name of plan.order) {
+        const st = plan.steps.get(name)!;
+        const gated = options.gates.some((g) => g.step === name);
+        const { job } = gated
+          ? await registry.load(st.jobName, { file, step: name })
+          : { job: undefined };
+        info.set(name, {
+          job: st.jobName,
+          metrics: job?.metrics,
+          inRun: st.active && selected.has(name),
+        });
+      }
+      checkGates(options.gates, info, file);
+    }
+    const run = new PipelineRun(options, { file, text, store, registry, plan, selected });
+    if (options.rerunOf) {
+      await warnCodeDiffers(plan, registry, options.rerunOf, (m) => run.warn(m));
+    }
+    return run;
   }
-  const warnings: string[] = [];
-  const warn = (message: string) => {
-    warnings.push(message);
-    out.err(`warning: ${message}\n`);
-  };
-  if (options.rerunOf) await warnCodeDiffers(plan, registry, options.rerunOf, warn);
+
+  /** Records a warning and tells the user now. */
+  warn(message: string): void {
+    this.warnings.push(message);
+    this.out.err(`warning: ${message}\n`);
+  }
+
+  /** A store fault (full disk, read-only, …) as a UserError; anything else as it is. */
+  #fault(e: unknown, doing: string): unknown {
+    return storeFaultError(e, this.store.localDir, doing) ?? e;
+  }
 
   /**
    * A published artifact that may be trusted: its files are all there with
    * their manifest sizes (and hashes with `verify`). A damaged one is moved
    * to quarantine, the user is told where, and undefined is returned.
    */
-  const trusted = async (
-    step: string,
-    key: string,
-  ): Promise<{ ref?: ArtifactRef; damage?: string }> => {
-    const ref = await store.get(key);
+  async #trusted(step: string, key: string): Promise<{ ref?: ArtifactRef; damage?: string }> {
+    const ref = await this.store.get(key);
     if (!ref) return {};
-    const problems = await store.check(ref, options.verify ? "hashes" : "sizes");
+    const problems = await this.store.check(ref, this.options.verify ? "hashes" : "sizes");
     if (!problems.length) return { ref };
     const what = describeProblems(problems);
-    if (options.dryRun) return { damage: `output damaged (${what})` };
+    if (this.options.dryRun) return { damage: `output damaged (${what})` };
     let aside: string | undefined;
     try {
-      aside = await store.quarantine(key, problems);
+      aside = await this.store.quarantine(key, problems);
     } catch (e) {
-      const f = storeFaultError(e, storeRoot, `setting aside the damaged artifact ${short(key)}`);
+      const f = storeFaultError(
+        e,
+        this.store.localDir,
+        `setting aside the damaged artifact ${short(key)}`,
+      );
       if (!f) throw e;
       throw new UserError(
         `the artifact of step "${step}" (${
@@ -394,151 +474,128 @@ async function runLocked(options: RunOptions): Promise<RunSummary> {
         { file: ref.dir, step, found: what, hint: f.hint },
       );
     }
-    warn(
+    this.warn(
       `the artifact of step "${step}" (${short(key)}) does not match its manifest (${what}); ` +
         (aside ? `moved to ${displayPath(aside)}; ` : "") + `it will be built again`,
     );
     return { damage: `output damaged, set aside (${what})` };
-  };
-
-  const runsDir = join(store.localDir, "runs");
-  const history = new RunHistory(runsDir, spec.name);
-  const refs = new Map<string, ArtifactRef>();
-  const steps = new Map<string, StepSummary & { record: StepRecord }>();
-  const toRun: PlannedStep[] = [];
-  for (const name of plan.order) {
-    const st = plan.steps.get(name)!;
-    const entry = (status: StepStatus, reason: string) => {
-      const s = { step: name, job: st.jobName, status, reason, key: st.key };
-      steps.set(name, {
-        ...s,
-        record: { job: st.jobName, status, reason, key: st.key, identity: st.identity },
-      });
-    };
-    if (!st.active) {
-      entry("pruned", "pruned: no remaining step uses its output");
-      continue;
-    }
-    if (!selected.has(name)) {
-      entry(
-        "not-run",
-        `not selected (${options.only ? `--only ${options.only}` : `--until ${options.until}`})`,
-      );
-      continue;
-    }
-    const { ref, damage } = forced.has(name) ? {} : await trusted(name, st.key!);
-    if (ref) {
-      refs.set(name, ref);
-      entry("cached", "cached");
-      continue;
-    }
-    let reason: string;
-    if (forced.has(name)) reason = "forced (--force)";
-    else if (damage) reason = damage;
-    else {
-      const prev = await history.last(name);
-      if (!prev?.identity) reason = "new (never run)";
-      else if (prev.key === st.key) {
-        reason = prev.status === "failed" ? "last run failed" : "output missing";
-      } else {
-        // Explain against the earlier run that differs least (a cached input re-used from an
-        // older run is not "input changed" when only this step's parameters moved).
-        const near = await history.closest(name, (s) => changeCount(s.identity!, st.identity!));
-        reason = describeChange((near ?? prev).identity!, st.identity!);
-      }
-    }
-    entry("not-run", reason);
-    toRun.push(st);
   }
-  if (options.only) {
-    const st = plan.steps.get(options.only)!;
-    for (const [slot, dep] of Object.entries(st.inputs)) {
-      const { ref, damage } = await trusted(dep, plan.steps.get(dep)!.key!);
-      if (!ref) {
-        throw new UserError(
-          `--only ${options.only}: input "${slot}" (step "${dep}") is not in the store${
-            damage ? ` (${damage})` : ""
-          }`,
-          {
-            file,
-            step: options.only,
-            expected: `a published artifact for step "${dep}" (key ${
-              short(plan.steps.get(dep)!.key)
-            })`,
-            found: "none",
-            hint: `run with --until ${options.only} to build its inputs too`,
-          },
+
+  /**
+   * Decides every step: pruned, not selected, cached, or to run with the
+   * reason why; with `--only`, finds its inputs in the store.
+   */
+  async decide(): Promise<void> {
+    const { plan, options } = this;
+    const history = new RunHistory(this.runsDir, plan.spec.name);
+    for (const name of plan.order) {
+      const st = plan.steps.get(name)!;
+      const entry = (status: StepStatus, reason: string) => {
+        const s = { step: name, job: st.jobName, status, reason, key: st.key };
+        this.steps.set(name, {
+          ...s,
+          record: { job: st.jobName, status, reason, key: st.key, identity: st.identity },
+        });
+      };
+      if (!st.active) {
+        entry("pruned", "pruned: no remaining step uses its output");
+        continue;
+      }
+      if (!this.selected.has(name)) {
+        entry(
+          "not-run",
+          `not selected (${options.only ? `--only ${options.only}` : `--until ${options.until}`})`,
         );
+        continue;
       }
-      refs.set(dep, ref);
+      const { ref, damage } = this.forced.has(name) ? {} : await this.#trusted(name, st.key!);
+      if (ref) {
+        this.refs.set(name, ref);
+        entry("cached", "cached");
+        continue;
+      }
+      let reason: string;
+      if (this.forced.has(name)) reason = "forced (--force)";
+      else if (damage) reason = damage;
+      else {
+        const prev = await history.last(name);
+        if (!prev?.identity) reason = "new (never run)";
+        else if (prev.key === st.key) {
+          reason = prev.status === "failed" ? "last run failed" : "output missing";
+        } else {
+          // Explain against the earlier run that differs least (a cached input re-used from an
+          // older run is not "input changed" when only this step's parameters moved).
+          const near = await history.closest(name, (s) => changeCount(s.identity!, st.identity!));
+          reason = describeChange((near ?? prev).identity!, st.identity!);
+        }
+      }
+      entry("not-run", reason);
+      this.toRun.push(st);
     }
+    if (options.only) {
+      const st = plan.steps.get(options.only)!;
+      for (const [slot, dep] of Object.entries(st.inputs)) {
+        const { ref, damage } = await this.#trusted(dep, plan.steps.get(dep)!.key!);
+        if (!ref) {
+          throw new UserError(
+            `--only ${options.only}: input "${slot}" (step "${dep}") is not in the store${
+              damage ? ` (${damage})` : ""
+            }`,
+            {
+              file: this.file,
+              step: options.only,
+              expected: `a published artifact for step "${dep}" (key ${
+                short(plan.steps.get(dep)!.key)
+              })`,
+              found: "none",
+              hint: `run with --until ${options.only} to build its inputs too`,
+            },
+          );
+        }
+        this.refs.set(dep, ref);
+      }
+    }
+    this.#startedAt = new Date();
   }
 
-  if (options.dryRun) {
-    const print = options.json ? out.err : out.out;
+  /** Prints what would run and why; runs nothing. */
+  dryRun(): RunSummary {
+    const { plan, steps, toRun } = this;
+    const spec = plan.spec;
+    const print = this.options.json ? this.out.err : this.out.out;
     const rows = [["step", "job", "action", "key", "reason"]];
     for (const name of plan.order) {
       const s = steps.get(name)!;
       const willRun = toRun.some((t) => t.name === name);
       rows.push([name, s.job, willRun ? "would run" : s.status, short(s.key), s.reason]);
     }
-    print(`dry run of ${file} (${spec.name}, seed ${spec.seed}):\n` + table(rows));
+    print(`dry run of ${this.file} (${spec.name}, seed ${spec.seed}):\n` + table(rows));
     return {
       pipeline: spec.name,
-      file,
+      file: this.file,
       status: "dry-run",
       steps: [...steps.values()].map(({ record: _r, ...s }) => ({
         ...s,
         status: toRun.some((t) => t.name === s.step) ? "not-run" as const : s.status,
       })),
-      warnings,
+      warnings: this.warnings,
     };
   }
 
-  const startedAt = new Date();
-  const rows = () => {
-    const r = [["step", "job", "status", "time", "key", "reason"]];
-    for (const name of plan.order) {
-      const s = steps.get(name)!;
-      r.push([
-        name,
-        s.job,
-        s.status,
-        s.duration_s !== undefined ? formatDuration(s.duration_s) : "",
-        short(s.key),
-        s.reason === "cached" ? "" : s.reason,
-      ]);
-    }
-    return table(r);
-  };
-
-  /** Reads each finished step's flat metrics into its summary and record entry. */
-  const collectMetrics = () => {
-    for (const [name, s] of steps) {
-      const ref = refs.get(name);
-      if (!ref || (s.status !== "ran" && s.status !== "cached")) continue;
-      s.metrics = readFlatMetrics(ref.dir);
-      s.record.metrics = s.metrics;
-    }
-  };
-  const applyGates = () =>
-    options.gates?.length
-      ? evaluateGates(
-        options.gates,
-        Object.fromEntries([...steps].map(([n, s]) => [n, s.metrics])),
-      )
-      : undefined;
-
-  if (!toRun.length) {
-    // Nothing to do: the record of this run would repeat one already written, so none is
-    // written (no clutter, and a read-only store serves cached runs); it names the earlier one.
+  /**
+   * Nothing to do: the record of this run would repeat one already written,
+   * so none is written (no clutter, and a read-only store serves cached runs);
+   * it names the earlier one.
+   */
+  upToDate(): RunSummary {
+    const spec = this.plan.spec;
     const keys: Record<string, string> = {};
-    for (const [name, s] of steps) if (s.status === "cached") keys[name] = s.key!;
-    const sameAs = findRecordWithKeys(runsDir, spec.name, keys);
-    if (options.gates?.length || options.collectMetrics) collectMetrics();
-    const duration = (Date.now() - startedAt.getTime()) / 1000;
-    out.err(
-      rows() +
+    for (const [name, s] of this.steps) if (s.status === "cached") keys[name] = s.key!;
+    const sameAs = findRecordWithKeys(this.runsDir, spec.name, keys);
+    if (this.options.gates?.length || this.options.collectMetrics) this.#collectMetrics();
+    const duration = (Date.now() - this.#startedAt.getTime()) / 1000;
+    this.out.err(
+      this.#table() +
         `succeeded in ${formatDuration(duration)}: ` +
         `every step cached, no record written${
           sameAs ? `; these artifacts were built by ${displayPath(sameAs)}` : ""
@@ -546,62 +603,109 @@ async function runLocked(options: RunOptions): Promise<RunSummary> {
     );
     return {
       pipeline: spec.name,
-      file,
+      file: this.file,
       status: "succeeded",
-      steps: [...steps.values()].map(({ record: _r, ...s }) => s),
+      steps: [...this.steps.values()].map(({ record: _r, ...s }) => s),
       same_as: sameAs,
-      warnings,
-      name: options.name,
+      warnings: this.warnings,
+      name: this.options.name,
       seed: spec.seed,
-      started_at: startedAt.toISOString(),
+      started_at: this.#startedAt.toISOString(),
       duration_s: Math.round(duration * 1000) / 1000,
-      gates: applyGates(),
+      gates: this.#applyGates(),
     };
   }
 
-  const code: Record<string, Record<string, string>> = {};
-  for (const st of plan.steps.values()) {
-    if (st.active && !(st.jobName in code)) {
-      code[st.jobName] = await codeFiles(st.jobFile, dirname(registry.dir));
+  /** Writes the run record before any step runs, so that a killed run leaves a trace. */
+  async writeStartRecord(): Promise<void> {
+    const { plan, options, registry } = this;
+    const spec = plan.spec;
+    const code: Record<string, Record<string, string>> = {};
+    for (const st of plan.steps.values()) {
+      if (st.active && !(st.jobName in code)) {
+        code[st.jobName] = await codeFiles(st.jobFile, dirname(registry.dir));
+      }
+    }
+    const record: RunRecord = {
+      format: 1,
+      id: newRunId(spec.name, this.#startedAt),
+      name: options.name,
+      pipeline: {
+        name: spec.name,
+        file: this.file,
+        sha256: await sha256Hex(this.text),
+        text: this.text,
+      },
+      overrides: spec.overrides,
+      seed: spec.seed,
+      jobs_dir: displayPath(registry.dir),
+      options: {
+        force: options.force,
+        only: options.only,
+        until: options.until,
+        verify: options.verify || undefined,
+      },
+      started_at: this.#startedAt.toISOString(),
+      status: "running",
+      steps: Object.fromEntries([...this.steps].map(([n, s]) => [n, s.record])),
+      code,
+      rerun_of: options.rerunOf ? displayPath(options.rerunOf.path) : undefined,
+      warnings: this.warnings.length ? this.warnings : undefined,
+    };
+    this.#record = record;
+    try {
+      await this.store.cleanStaleStaging();
+      writeRunRecord(this.runsDir, record);
+    } catch (e) {
+      throw this.#fault(e, "writing the run record");
     }
   }
-  const record: RunRecord = {
-    format: 1,
-    id: newRunId(spec.name, startedAt),
-    name: options.name,
-    pipeline: { name: spec.name, file, sha256: await sha256Hex(text), text },
-    overrides: spec.overrides,
-    seed: spec.seed,
-    jobs_dir: displayPath(registry.dir),
-    options: {
-      force: options.force,
-      only: options.only,
-      until: options.until,
-      verify: options.verify || undefined,
-    },
-    started_at: startedAt.toISOString(),
-    status: "running",
-    steps: Object.fromEntries([...steps].map(([n, s]) => [n, s.record])),
-    code,
-    rerun_of: options.rerunOf ? displayPath(options.rerunOf.path) : undefined,
-    warnings: warnings.length ? warnings : undefined,
-  };
-  try {
-    await store.cleanStaleStaging();
-    // Written now so a killed run leaves a trace.
-    writeRunRecord(runsDir, record);
-  } catch (e) {
-    throw fault(e, "writing the run record");
+
+  /**
+   * Runs the steps, each as soon as its inputs are published, until all have
+   * run, one has failed (the running ones finish), or the run is interrupted.
+   */
+  async execute(): Promise<void> {
+    const renderer = new ProgressRenderer(this.out);
+    const running = new Map<string, Promise<void>>();
+    const pending = new Set(this.toRun.map((s) => s.name));
+    try {
+      while (true) {
+        if (this.#firstError === undefined && !this.signal.aborted) {
+          for (const name of [...pending]) {
+            const st = this.plan.steps.get(name)!;
+            if (Object.values(st.inputs).every((d) => this.refs.has(d))) {
+              pending.delete(name);
+              running.set(name, this.#runStep(st, renderer).finally(() => running.delete(name)));
+            }
+          }
+        }
+        if (running.size === 0) break;
+        await Promise.race(running.values());
+      }
+    } finally {
+      renderer.close();
+    }
+    for (const name of pending) {
+      const s = this.steps.get(name)!;
+      s.reason = this.signal.aborted
+        ? "not run: interrupted"
+        : this.#firstError !== undefined
+        ? "not run: an earlier step failed"
+        : `not run: ${s.reason}`;
+      s.record.reason = s.reason;
+    }
   }
 
-  const renderer = new ProgressRenderer(out);
-  let firstError: unknown;
-  let failedStep: string | undefined;
-  const running = new Map<string, Promise<void>>();
-  const pending = new Set(toRun.map((s) => s.name));
-
-  const runStep = async (st: PlannedStep): Promise<void> => {
-    const s = steps.get(st.name)!;
+  /**
+   * Runs one step under its key's lock: publishes its artifact, or finds that
+   * a concurrent run did; a failure is kept for {@link finish} (the first one
+   * stops new steps from starting).
+   */
+  async #runStep(st: PlannedStep, renderer: ProgressRenderer): Promise<void> {
+    const { store, signal } = this;
+    const file = this.file;
+    const s = this.steps.get(st.name)!;
     const t0 = performance.now();
     s.record.started_at = new Date().toISOString();
     const key = st.key!;
@@ -613,9 +717,9 @@ async function runLocked(options: RunOptions): Promise<RunSummary> {
       );
       const release = await store.lock(key).finally(() => clearTimeout(waitNote));
       try {
-        const meanwhile = forced.has(st.name) ? undefined : await store.get(key);
+        const meanwhile = this.forced.has(st.name) ? undefined : await store.get(key);
         if (meanwhile && !(await store.check(meanwhile, "sizes")).length) {
-          refs.set(st.name, meanwhile);
+          this.refs.set(st.name, meanwhile);
           s.status = "cached";
           s.reason = "published by a concurrent run";
           return;
@@ -624,15 +728,15 @@ async function runLocked(options: RunOptions): Promise<RunSummary> {
         const ui = renderer.begin(st.name);
         try {
           const inputs: Record<string, ArtifactRef> = {};
-          for (const [slot, dep] of Object.entries(st.inputs)) inputs[slot] = refs.get(dep)!;
+          for (const [slot, dep] of Object.entries(st.inputs)) inputs[slot] = this.refs.get(dep)!;
           const started = new Date();
-          const { job } = await registry.load(st.jobName, { file, step: st.name });
+          const { job } = await this.registry.load(st.jobName, { file, step: st.name });
           const result = await job.run({
             step: st.name,
             pipelineFile: file,
             params: st.params,
             inputs,
-            seed: spec.seed,
+            seed: this.plan.spec.seed,
             outDir: staging.dir,
             workDir: await store.workDir(key),
             cacheDir: join(store.localDir, "cache"),
@@ -663,7 +767,7 @@ async function runLocked(options: RunOptions): Promise<RunSummary> {
             },
             result?.metrics ?? {},
           );
-          refs.set(st.name, ref);
+          this.refs.set(st.name, ref);
           s.status = "ran";
           if (ref.outcome === "reproduced") {
             s.reason += `; reproduced bit-identically, the published artifact is kept${
@@ -675,7 +779,7 @@ async function runLocked(options: RunOptions): Promise<RunSummary> {
             }`;
           }
           if (ref.quarantined) {
-            warn(
+            this.warn(
               `a damaged artifact under ${short(key)} (step "${st.name}") was moved to ${
                 displayPath(ref.quarantined)
               } before publishing the new one`,
@@ -692,15 +796,15 @@ async function runLocked(options: RunOptions): Promise<RunSummary> {
       }
     } catch (e) {
       s.status = "failed";
-      let err = signal.aborted ? e : fault(e, `running step "${st.name}"`);
+      let err = signal.aborted ? e : this.#fault(e, `running step "${st.name}"`);
       if (signal.aborted) s.reason = "interrupted";
       else if (err instanceof UserError) {
         err = err.withLocation({ step: st.name, file });
         s.reason = `failed: ${(err as UserError).message}`;
       } else s.reason = `failed: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`;
-      if (firstError === undefined) {
-        firstError = err;
-        failedStep = st.name;
+      if (this.#firstError === undefined) {
+        this.#firstError = err;
+        this.#failedStep = st.name;
       }
     } finally {
       const secs = (performance.now() - t0) / 1000;
@@ -716,79 +820,93 @@ async function runLocked(options: RunOptions): Promise<RunSummary> {
         }`,
       );
     }
-  };
-
-  try {
-    while (true) {
-      if (firstError === undefined && !signal.aborted) {
-        for (const name of [...pending]) {
-          const st = plan.steps.get(name)!;
-          if (Object.values(st.inputs).every((d) => refs.has(d))) {
-            pending.delete(name);
-            running.set(name, runStep(st).finally(() => running.delete(name)));
-          }
-        }
-      }
-      if (running.size === 0) break;
-      await Promise.race(running.values());
-    }
-  } finally {
-    renderer.close();
   }
-  for (const name of pending) {
-    const s = steps.get(name)!;
-    s.reason = signal.aborted
-      ? "not run: interrupted"
+
+  /** Completes the run record (status, metrics, gates, error) and prints the summary table. */
+  finish(): RunSummary {
+    const record = this.#record!;
+    const spec = this.plan.spec;
+    const firstError = this.#firstError;
+    const status: RunRecord["status"] = this.signal.aborted
+      ? "interrupted"
       : firstError !== undefined
-      ? "not run: an earlier step failed"
-      : `not run: ${s.reason}`;
-    s.record.reason = s.reason;
+      ? "failed"
+      : "succeeded";
+    record.status = status;
+    record.finished_at = new Date().toISOString();
+    this.#collectMetrics();
+    const gates = status === "succeeded" ? this.#applyGates() : undefined;
+    if (gates) {
+      record.gates = gates.map(({ text, value, passed }) => ({ gate: text, value, passed }));
+    }
+    if (firstError !== undefined) {
+      record.error = firstError instanceof UserError
+        ? firstError.format()
+        : firstError instanceof Error
+        ? String(firstError.stack ?? firstError.message)
+        : String(firstError);
+    }
+    record.steps = Object.fromEntries([...this.steps].map(([n, s]) => [n, s.record]));
+    record.warnings = this.warnings.length ? this.warnings : undefined;
+    const written = finishRunRecord(this.runsDir, record);
+    if (written.problem) this.warn(written.problem);
+
+    const duration = (Date.now() - this.#startedAt.getTime()) / 1000;
+    this.out.err(
+      this.#table() +
+        `${status} in ${formatDuration(duration)}; record ${displayPath(written.path)}\n`,
+    );
+    return {
+      pipeline: spec.name,
+      file: this.file,
+      status,
+      record: written.path,
+      steps: [...this.steps.values()].map(({ record: _r, ...s }) => s),
+      error: firstError,
+      failed_step: this.#failedStep,
+      warnings: this.warnings,
+      name: this.options.name,
+      seed: spec.seed,
+      started_at: this.#startedAt.toISOString(),
+      duration_s: Math.round(duration * 1000) / 1000,
+      gates,
+    };
   }
 
-  const status: RunRecord["status"] = signal.aborted
-    ? "interrupted"
-    : firstError !== undefined
-    ? "failed"
-    : "succeeded";
-  record.status = status;
-  record.finished_at = new Date().toISOString();
-  collectMetrics();
-  const gates = status === "succeeded" ? applyGates() : undefined;
-  if (gates) {
-    record.gates = gates.map(({ text, value, passed }) => ({ gate: text, value, passed }));
+  /** The steps' table: status, time, key and reason. */
+  #table(): string {
+    const r = [["step", "job", "status", "time", "key", "reason"]];
+    for (const name of this.plan.order) {
+      const s = this.steps.get(name)!;
+      r.push([
+        name,
+        s.job,
+        s.status,
+        s.duration_s !== undefined ? formatDuration(s.duration_s) : "",
+        short(s.key),
+        s.reason === "cached" ? "" : s.reason,
+      ]);
+    }
+    return table(r);
   }
-  if (firstError !== undefined) {
-    record.error = firstError instanceof UserError
-      ? firstError.format()
-      : firstError instanceof Error
-      ? String(firstError.stack ?? firstError.message)
-      : String(firstError);
-  }
-  record.steps = Object.fromEntries([...steps].map(([n, s]) => [n, s.record]));
-  record.warnings = warnings.length ? warnings : undefined;
-  const written = finishRunRecord(runsDir, record);
-  if (written.problem) warn(written.problem);
 
-  const duration = (Date.now() - startedAt.getTime()) / 1000;
-  out.err(
-    rows() +
-      `${status} in ${formatDuration(duration)}; record ${displayPath(written.path)}\n`,
-  );
-  return {
-    pipeline: spec.name,
-    file,
-    status,
-    record: written.path,
-    steps: [...steps.values()].map(({ record: _r, ...s }) => s),
-    error: firstError,
-    failed_step: failedStep,
-    warnings,
-    name: options.name,
-    seed: spec.seed,
-    started_at: startedAt.toISOString(),
-    duration_s: Math.round(duration * 1000) / 1000,
-    gates,
-  };
+  /** Reads each finished step's flat metrics into its summary and record entry. */
+  #collectMetrics(): void {
+    for (const [name, s] of this.steps) {
+      const ref = this.refs.get(name);
+      if (!ref || (s.status !== "ran" && s.status !== "cached")) continue;
+      s.metrics = readFlatMetrics(ref.dir);
+      s.record.metrics = s.metrics;
+    }
+  }
+
+  /** The `--fail-if` gates applied to the steps' metrics (undefined without gates). */
+  #applyGates(): GateResult[] | undefined {
+    const gates = this.options.gates;
+    return gates?.length
+      ? evaluateGates(gates, Object.fromEntries([...this.steps].map(([n, s]) => [n, s.metrics])))
+      : undefined;
+  }
 }
 
 /**
