@@ -364,86 +364,11 @@ async function tokenize(ctx: JobContext<TokenizeParams>): Promise<JobResult> {
       codes = perFile.map((e) => e.codes!);
       environment.onnx_backend = "onnxruntime-web wasm";
     } else {
-      const { requestGpu } = await import("../lib/gpu/device.ts");
-      const { fitKMeans, seededSubsample } = await import("../lib/gpu/kmeans.ts");
-      const gpu = await requestGpu();
-      environment.webgpu_adapter = gpu.adapterDescription;
-      const d = p.mel.n_mels;
-      const frameCount = (i: number) => perFile[i].logMel!.length / d;
-      /** `[Σ frames, d]`: the log-mel frames of files `idx`, in that order. */
-      const concat = (idx: number[]) => {
-        const out = new Float32Array(idx.reduce((n, i) => n + perFile[i].logMel!.length, 0));
-        let o = 0;
-        for (const i of idx) {
-          out.set(perFile[i].logMel!, o);
-          o += perFile[i].logMel!.length;
-        }
-        return out;
-      };
-      const trainIdx = perFile.map((_, i) => i).filter((i) => splits[i] === "train");
-      const valIdx = perFile.map((_, i) => i).filter((i) => splits[i] !== "train");
-      // The fit sees train frames only, at most kmeans_max_frames of them.
-      const trainFrames = trainIdx.reduce((n, i) => n + frameCount(i), 0);
-      const pick = seededSubsample(
-        trainFrames,
-        p.kmeans_max_frames,
-        new Random(ctx.seed, "tokenize/kmeans-frames"),
-      );
-      const allTrain = pick.length === trainFrames;
-      let fitFrames = concat(trainIdx);
-      if (!allTrain) {
-        const all = fitFrames;
-        fitFrames = new Float32Array(pick.length * d);
-        for (let j = 0; j < pick.length; j++) {
-          fitFrames.set(all.subarray(pick[j] * d, (pick[j] + 1) * d), j * d);
-        }
-      }
-      // Every frame the fit does not assign is assigned in the fit's last GPU submit.
-      const otherIdx = allTrain ? valIdx : perFile.map((_, i) => i);
-      ctx.log(
-        `k-means: K=${p.codebook_size} on ${pick.length} of ${trainFrames} train frames ` +
-          `(${d} mels), up to ${p.kmeans_iterations} iterations on ${gpu.adapterDescription}`,
-      );
-      const t2 = performance.now();
-      let fit;
-      try {
-        fit = await fitKMeans(gpu, fitFrames, d, p.codebook_size, {
-          seed: ctx.seed,
-          iterations: p.kmeans_iterations,
-          tolerance: p.kmeans_tolerance,
-          assignAlso: concat(otherIdx),
-        });
-      } catch (e) {
-        throw e instanceof UserError
-          ? e.withLocation({
-            file: ctx.pipelineFile,
-            step: ctx.step,
-            field: `steps.${ctx.step}.params.codebook_size`,
-          })
-          : e;
-      }
-      codebook = fit.codebook;
-      const t3 = performance.now();
-      timing.kmeans = t3 - t2;
-      ctx.log(`k-means: ${fit.iterations} iterations, inertia ${fit.inertia.toExponential(4)}`);
-      codes = new Array(perFile.length);
-      const take = (idx: number[], assigned: Uint32Array) => {
-        let o = 0;
-        for (const i of idx) {
-          codes[i] = assigned.subarray(o, o + frameCount(i));
-          o += frameCount(i);
-        }
-      };
-      if (allTrain) take(trainIdx, fit.assignment);
-      take(otherIdx, fit.extraAssignment);
-      timing.assign = performance.now() - t3;
-      kmeansInfo = {
-        kmeans_inertia: fit.inertia,
-        kmeans_inertia_per_frame: fit.inertia / Math.max(1, pick.length),
-        kmeans_iterations: fit.iterations,
-        kmeans_frames: pick.length,
-        train_frames: trainFrames,
-      };
+      const fit = await fitCodebook(ctx, perFile, splits);
+      ({ codes, codebook, kmeansInfo } = fit);
+      timing.kmeans = fit.kmeansMs;
+      timing.assign = fit.assignMs;
+      environment.webgpu_adapter = fit.adapter;
     }
     const secondsToTokens = (performance.now() - started) / 1000;
 
@@ -469,30 +394,14 @@ async function tokenize(ctx: JobContext<TokenizeParams>): Promise<JobResult> {
 
     await writeArtifact(ctx, vocab, sequences, tokens, codebook);
 
-    // Round-trip quality on a few validation files.
-    const lsd: { path: string; lsd_db: number }[] = [];
-    if (reconstructIdx.size > 0) {
-      const t4 = performance.now();
-      const inverse = await import("../lib/audio/inverse.ts");
-      for (const i of reconstructIdx) {
-        const x = perFile[i].samples!.subarray(0, RECONSTRUCTION_SECONDS * rate);
-        if (x.length === 0) continue;
-        let db: number;
-        if (codec) {
-          if (!codec.canDecode) break;
-          const rebuilt = await codec.decode(await codec.encode(x));
-          const s = { ...p.mel, sample_rate: rate, f_max: Math.min(p.mel.f_max, rate / 2) };
-          db = inverse.logSpectralDistanceDb(x, rebuilt, s);
-        } else {
-          db = inverse.reconstructionErrorDb(x, codebook!, p.mel, { seed: ctx.seed });
-        }
-        lsd.push({ path: scan.files[i].path, lsd_db: db });
-      }
-      ctx.log(
-        `reconstruction: ${lsd.length} validation files in ` +
-          `${((performance.now() - t4) / 1000).toFixed(1)} s`,
-      );
-    }
+    const lsd = await reconstructionErrors(ctx, {
+      files: reconstructIdx,
+      perFile,
+      paths: scan.files.map((f) => f.path),
+      rate,
+      codec,
+      codebook,
+    });
 
     const usage = codeUsage(codes, codebookSize);
     const frames = codes.reduce((n, c) => n + c.length, 0);
@@ -523,6 +432,152 @@ async function tokenize(ctx: JobContext<TokenizeParams>): Promise<JobResult> {
   } finally {
     await codec?.close();
   }
+}
+
+/**
+ * Round-trip quality on the chosen validation files: each file's first
+ * {@link RECONSTRUCTION_SECONDS} encoded and rebuilt (by the codec's decoder,
+ * or from the codebook's log-mel frames), and the log-spectral distance in dB.
+ */
+async function reconstructionErrors(
+  ctx: JobContext<TokenizeParams>,
+  o: {
+    files: Set<number>;
+    perFile: FileAudio[];
+    paths: string[];
+    rate: number;
+    codec?: import("../lib/tokenizers/onnx_codec.ts").OnnxCodecTokenizer;
+    codebook?: Float32Array;
+  },
+): Promise<{ path: string; lsd_db: number }[]> {
+  const p = ctx.params;
+  const { rate, codec } = o;
+  const lsd: { path: string; lsd_db: number }[] = [];
+  if (o.files.size === 0) return lsd;
+  const t4 = performance.now();
+  const inverse = await import("../lib/audio/inverse.ts");
+  for (const i of o.files) {
+    const x = o.perFile[i].samples!.subarray(0, RECONSTRUCTION_SECONDS * rate);
+    if (x.length === 0) continue;
+    let db: number;
+    if (codec) {
+      if (!codec.canDecode) break;
+      const rebuilt = await codec.decode(await codec.encode(x));
+      const s = { ...p.mel, sample_rate: rate, f_max: Math.min(p.mel.f_max, rate / 2) };
+      db = inverse.logSpectralDistanceDb(x, rebuilt, s);
+    } else {
+      db = inverse.reconstructionErrorDb(x, o.codebook!, p.mel, { seed: ctx.seed });
+    }
+    lsd.push({ path: o.paths[i], lsd_db: db });
+  }
+  ctx.log(
+    `reconstruction: ${lsd.length} validation files in ` +
+      `${((performance.now() - t4) / 1000).toFixed(1)} s`,
+  );
+  return lsd;
+}
+
+/**
+ * The mel-vq codebook: k-means on the GPU over (a seeded subsample of) the
+ * train files' log-mel frames, and every file's frames assigned to it.
+ */
+async function fitCodebook(
+  ctx: JobContext<TokenizeParams>,
+  perFile: FileAudio[],
+  splits: string[],
+): Promise<{
+  codes: Uint32Array[];
+  codebook: Float32Array;
+  kmeansInfo: Record<string, number>;
+  adapter: string;
+  kmeansMs: number;
+  assignMs: number;
+}> {
+  const p = ctx.params;
+  const { requestGpu } = await import("../lib/gpu/device.ts");
+  const { fitKMeans, seededSubsample } = await import("../lib/gpu/kmeans.ts");
+  const gpu = await requestGpu();
+  const d = p.mel.n_mels;
+  const frameCount = (i: number) => perFile[i].logMel!.length / d;
+  /** `[Σ frames, d]`: the log-mel frames of files `idx`, in that order. */
+  const concat = (idx: number[]) => {
+    const out = new Float32Array(idx.reduce((n, i) => n + perFile[i].logMel!.length, 0));
+    let o = 0;
+    for (const i of idx) {
+      out.set(perFile[i].logMel!, o);
+      o += perFile[i].logMel!.length;
+    }
+    return out;
+  };
+  const trainIdx = perFile.map((_, i) => i).filter((i) => splits[i] === "train");
+  const valIdx = perFile.map((_, i) => i).filter((i) => splits[i] !== "train");
+  // The fit sees train frames only, at most kmeans_max_frames of them.
+  const trainFrames = trainIdx.reduce((n, i) => n + frameCount(i), 0);
+  const pick = seededSubsample(
+    trainFrames,
+    p.kmeans_max_frames,
+    new Random(ctx.seed, "tokenize/kmeans-frames"),
+  );
+  const allTrain = pick.length === trainFrames;
+  let fitFrames = concat(trainIdx);
+  if (!allTrain) {
+    const all = fitFrames;
+    fitFrames = new Float32Array(pick.length * d);
+    for (let j = 0; j < pick.length; j++) {
+      fitFrames.set(all.subarray(pick[j] * d, (pick[j] + 1) * d), j * d);
+    }
+  }
+  // Every frame the fit does not assign is assigned in the fit's last GPU submit.
+  const otherIdx = allTrain ? valIdx : perFile.map((_, i) => i);
+  ctx.log(
+    `k-means: K=${p.codebook_size} on ${pick.length} of ${trainFrames} train frames ` +
+      `(${d} mels), up to ${p.kmeans_iterations} iterations on ${gpu.adapterDescription}`,
+  );
+  const t2 = performance.now();
+  let fit;
+  try {
+    fit = await fitKMeans(gpu, fitFrames, d, p.codebook_size, {
+      seed: ctx.seed,
+      iterations: p.kmeans_iterations,
+      tolerance: p.kmeans_tolerance,
+      assignAlso: concat(otherIdx),
+    });
+  } catch (e) {
+    throw e instanceof UserError
+      ? e.withLocation({
+        file: ctx.pipelineFile,
+        step: ctx.step,
+        field: `steps.${ctx.step}.params.codebook_size`,
+      })
+      : e;
+  }
+  const t3 = performance.now();
+  ctx.log(`k-means: ${fit.iterations} iterations, inertia ${fit.inertia.toExponential(4)}`);
+  const codes: Uint32Array[] = new Array(perFile.length);
+  const take = (idx: number[], assigned: Uint32Array) => {
+    let o = 0;
+    for (const i of idx) {
+      codes[i] = assigned.subarray(o, o + frameCount(i));
+      o += frameCount(i);
+    }
+  };
+  if (allTrain) take(trainIdx, fit.assignment);
+  take(otherIdx, fit.extraAssignment);
+  const kmeansInfo = {
+    kmeans_inertia: fit.inertia,
+    kmeans_inertia_per_frame: fit.inertia / Math.max(1, pick.length),
+    kmeans_iterations: fit.iterations,
+    kmeans_frames: pick.length,
+    train_frames: trainFrames,
+  };
+  return {
+    codes,
+    codebook: fit.codebook,
+    kmeansInfo,
+    adapter: gpu.adapterDescription,
+    kmeansMs: t3 - t2,
+    assignMs: performance.now() - t3,
+  };
 }
 
 async function writeArtifact(
