@@ -67,6 +67,15 @@ async function collect(args: string[]): Promise<Input[]> {
   return inputs;
 }
 
+/** Probabilities from scores (higher: likelier), in float64. */
+function softmax(x: ArrayLike<number>): number[] {
+  const v = Array.from(x);
+  const m = Math.max(...v);
+  const e = v.map((s) => Math.exp(s - m));
+  const z = e.reduce((a, b) => a + b, 0);
+  return e.map((s) => s / z);
+}
+
 /** Runs `classify`; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const out = consoleOutput();
@@ -94,7 +103,6 @@ export async function main(args: string[]): Promise<number> {
     file: model.weightsFile,
   });
   const { vocab, tokenizer } = await openTokenizerDir(tokensDir);
-  const C = vocab.categories.length;
   const framing = vocab.layout === "seed" ? 3 : 4; // <|im_start|> … <category> <|im_end|> / + <|wav|>
   const maxCodes = cfg.maxPositions - framing;
   const gpu = await requestGpu();
@@ -135,60 +143,11 @@ export async function main(args: string[]): Promise<number> {
         results.push({ ...input, reason: `${failure}: ${(e as Error).message}` });
       }
     }
-    const softmax = (x: number[]) => {
-      const m = Math.max(...x);
-      const e = x.map((v) => Math.exp(v - m));
-      const z = e.reduce((a, b) => a + b, 0);
-      return e.map((v) => v / z);
-    };
-    for (let i = 0; i < coded.length; i += BATCH) {
-      const chunk = coded.slice(i, i + BATCH);
-      const rows = chunk.map((c) => {
-        const audio = Array.from(c.codes, (k) => vocab.code_offset + k);
-        return vocab.layout === "seed" ? [vocab.im_start_id, ...audio] : audio;
-      });
-      if (vocab.layout === "seed") {
-        const length = Math.max(...rows.map((r) => r.length));
-        const tokens = new Int32Array(rows.length * length);
-        rows.forEach((r, j) => tokens.set(r, j * length));
-        const logits = await net.logitsAt(
-          { rows: rows.length, length, tokens },
-          rows.map((r, row) => ({ row, position: r.length - 1 })),
-        );
-        const V = cfg.vocabSize;
-        chunk.forEach((c, j) => {
-          const z = Array.from(
-            logits.subarray(j * V + vocab.category_offset, j * V + vocab.category_offset + C),
-          );
-          results.push({ ...c.input, probabilities: softmax(z), truncated: c.truncated });
-        });
-      } else {
-        const scores = chunk.map(() => new Array<number>(C).fill(0));
-        for (let cat = 0; cat < C; cat++) {
-          const seqs = rows.map((
-            r,
-          ) => [
-            vocab.im_start_id,
-            vocab.category_offset + cat,
-            vocab.wav_id,
-            ...r,
-            vocab.im_end_id,
-          ]);
-          const length = Math.max(...seqs.map((r) => r.length));
-          const tokens = new Int32Array(seqs.length * length);
-          seqs.forEach((r, j) => tokens.set(r, j * length));
-          const s = await net.score({ rows: seqs.length, length, tokens });
-          seqs.forEach((r, j) => {
-            let sum = 0;
-            for (let t = 2; t < r.length - 1; t++) sum += s.nll[j * (length - 1) + t];
-            scores[j][cat] = -sum;
-          });
-        }
-        chunk.forEach((c, j) =>
-          results.push({ ...c.input, probabilities: softmax(scores[j]), truncated: c.truncated })
-        );
-      }
-    }
+    const { categoryScores } = await import("../evaluate/categories.ts");
+    const scores = await categoryScores(net, vocab, coded.map((c) => c.codes));
+    coded.forEach((c, i) =>
+      results.push({ ...c.input, probabilities: softmax(scores[i]), truncated: c.truncated })
+    );
   } finally {
     net.destroy();
     await tokenizer.close();

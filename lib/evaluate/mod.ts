@@ -17,6 +17,7 @@ import { readBucketedData } from "../data/bucket.ts";
 import { UserError } from "../errors/mod.ts";
 import { requestGpu } from "../gpu/device.ts";
 import { SamOutInference } from "../model/inference.ts";
+import { categoryMethod, categoryScores } from "./categories.ts";
 import { samoutFromSafetensors } from "../model/safetensors.ts";
 import type { SamOutConfig } from "../model/config.ts";
 import {
@@ -166,9 +167,7 @@ export async function evaluateModel(req: EvaluateRequest): Promise<Evaluation> {
       config: cfg,
       vocab,
       adapter: gpu.adapterDescription,
-      category_method: vocab.layout === "seed"
-        ? "argmax over the category tokens at the position before the category token"
-        : "likelihood: the category whose prompt gives the clip's audio tokens the lowest loss",
+      category_method: categoryMethod(vocab),
       splits: {},
     };
     for (const split of req.splits) {
@@ -191,7 +190,7 @@ export async function evaluateModel(req: EvaluateRequest): Promise<Evaluation> {
           });
         }
         const batchRows = rows.slice(first, first + batch.rows);
-        rankings.push(...await rankCategories(model, vocab, batch, batchRows));
+        rankings.push(...await rankCategories(model, vocab, batchRows));
       }
       const baselines: Record<string, SplitTokenFigures> = {};
       for (const [name, predict] of Object.entries(predictors)) {
@@ -238,37 +237,14 @@ export async function evaluateModel(req: EvaluateRequest): Promise<Evaluation> {
   }
 }
 
-/** Each row's categories, best first (see {@link Evaluation.category_method}). */
+/** Each row's categories, best first (categories.ts; {@link Evaluation.category_method}). */
 async function rankCategories(
   model: SamOutInference,
   vocab: Vocabulary,
-  batch: TokenBatch,
   rows: readonly Row[],
 ): Promise<number[][]> {
-  const C = vocab.categories.length;
-  const V = model.config.vocabSize;
-  if (vocab.layout === "seed") {
-    const picks = rows.map((r, row) => ({ row, position: categoryPosition(vocab, r.tokens) - 1 }));
-    const logits = await model.logitsAt(batch, picks);
-    return rows.map((_, i) =>
-      rankByScore(logits.subarray(i * V + vocab.category_offset, i * V + vocab.category_offset + C))
-    );
-  }
-  // label-first: score the clip under each category's prompt.
-  const lossUnder = rows.map(() => new Float64Array(C));
-  const S = batch.length - 1;
-  for (let c = 0; c < C; c++) {
-    const tokens = batch.tokens.slice();
-    rows.forEach((r, i) =>
-      tokens[i * batch.length + categoryPosition(vocab, r.tokens)] = vocab.category_offset + c
-    );
-    const s = await model.score({ ...batch, tokens });
-    rows.forEach((r, i) => {
-      const pos = categoryPosition(vocab, r.tokens);
-      let sum = 0;
-      for (let t = pos; t < r.tokens.length - 1; t++) sum += s.nll[i * S + t];
-      lossUnder[i][c] = -sum;
-    });
-  }
-  return lossUnder.map((scores) => rankByScore(scores));
+  const codes = rows.map((r) =>
+    Array.from(r.tokens).filter((id) => id >= vocab.code_offset).map((id) => id - vocab.code_offset)
+  );
+  return (await categoryScores(model, vocab, codes)).map((scores) => rankByScore(scores));
 }
