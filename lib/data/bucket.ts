@@ -81,6 +81,14 @@ export interface BucketIndex {
   test?: BatchEntry[];
 }
 
+/** Rows of token ids as one batch, each padded with 0 (the padding id) to the longest row. */
+export function padBatch(rows: readonly ArrayLike<number>[]): TokenBatch {
+  const length = Math.max(...rows.map((r) => r.length));
+  const tokens = new Int32Array(rows.length * length);
+  rows.forEach((r, i) => tokens.set(r, i * length));
+  return { rows: rows.length, length, tokens };
+}
+
 /** The smallest `maxLength` that keeps at least one audio code in a layout. */
 export function minimumMaxLength(layout: Vocabulary["layout"]): number {
   const { head, tail } = layoutFraming(layout);
@@ -249,12 +257,7 @@ export function bucketTokenizedData(data: TokenizedData, opts: BucketOptions): B
       unsorted.push(lengths.slice(i, i + opts.batchSize).map((_, j) => i + j));
     }
     const members = local.map((b) => b.map((j) => idx[j]));
-    const batches = members.map((rows): TokenBatch => {
-      const length = Math.max(...rows.map((i) => sequences[i].length));
-      const out = new Int32Array(rows.length * length);
-      rows.forEach((i, r) => out.set(tokens[i], r * length));
-      return { rows: rows.length, length, tokens: out };
-    });
+    const batches = members.map((rows) => padBatch(rows.map((i) => tokens[i])));
     return {
       batches,
       members,

@@ -18,6 +18,7 @@
  *
  * @module
  */
+import { padBatch } from "../data/bucket.ts";
 import type { Vocabulary } from "../data/types.ts";
 import { encodeSequence } from "../data/vocab.ts";
 import type { SamOutInference } from "../model/inference.ts";
@@ -52,7 +53,7 @@ export async function categoryScores(
         return full.slice(0, full.length - 2);
       });
       const logits = await model.logitsAt(
-        padded(rows),
+        padBatch(rows),
         rows.map((r, row) => ({ row, position: r.length - 1 })),
       );
       rows.forEach((_, i) => {
@@ -63,7 +64,7 @@ export async function categoryScores(
     }
     for (let c = 0; c < C; c++) {
       const rows = codes.map((codes) => encodeSequence(vocab, vocab.categories[c], codes));
-      const batch = padded(rows);
+      const batch = padBatch(rows);
       const s = await model.score(batch);
       const S = batch.length - 1;
       rows.forEach((r, i) => {
@@ -75,12 +76,4 @@ export async function categoryScores(
     }
   }
   return scores;
-}
-
-/** Rows of token ids as one batch, padded with 0 to the longest. */
-function padded(rows: readonly number[][]): { rows: number; length: number; tokens: Int32Array } {
-  const length = Math.max(...rows.map((r) => r.length));
-  const tokens = new Int32Array(rows.length * length);
-  rows.forEach((r, i) => tokens.set(r, i * length));
-  return { rows: rows.length, length, tokens };
 }

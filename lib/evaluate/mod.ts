@@ -13,7 +13,7 @@
  */
 import { join } from "node:path";
 import type { TokenBatch, Vocabulary } from "../data/types.ts";
-import { readBucketedData } from "../data/bucket.ts";
+import { padBatch, readBucketedData } from "../data/bucket.ts";
 import { UserError } from "../errors/mod.ts";
 import { requestGpu } from "../gpu/device.ts";
 import { SamOutInference } from "../model/inference.ts";
@@ -97,11 +97,7 @@ function rowsOf(batches: readonly TokenBatch[], vocab: Vocabulary): Row[] {
 function batchesOf(rows: readonly Row[], maxRows: number): TokenBatch[] {
   const out: TokenBatch[] = [];
   for (let i = 0; i < rows.length; i += maxRows) {
-    const chunk = rows.slice(i, i + maxRows);
-    const length = Math.max(...chunk.map((r) => r.tokens.length));
-    const tokens = new Int32Array(chunk.length * length);
-    chunk.forEach((r, j) => tokens.set(r.tokens, j * length));
-    out.push({ rows: chunk.length, length, tokens });
+    out.push(padBatch(rows.slice(i, i + maxRows).map((r) => r.tokens)));
   }
   return out;
 }
