@@ -207,103 +207,9 @@ export async function checkExportedModels(opts: ExportCheckOptions): Promise<Exp
   log(`onnxruntime-web wasm: both models match the WGSL forward (tolerance ${tolerance})`);
 
   // onnxruntime-web, WebGPU backend
-  let webgpu: WebGpuReport = { ran: false, reason: "skipped (webgpu: skip)" };
-  if (opts.webgpu !== "skip") {
-    // A fresh folder: the work directory survives a killed run, and stale results must not be read.
-    const dir = await Deno.makeTempDir({ dir: opts.workDir, prefix: "webgpu-" });
-    const fullPath = join(dir, "model.onnx");
-    const stepPath = join(dir, "model.step.onnx");
-    await Deno.writeFile(fullPath, opts.fullOnnx);
-    await Deno.writeFile(stepPath, opts.stepOnnx);
-    const run = await runOnWebGpu({
-      fullPath,
-      stepPath,
-      sizes,
-      batches: batches.map((b) => ({
-        ...b,
-        stepPositions: b.step ? Math.min(b.length, WEBGPU_STEP_POSITIONS) : 0,
-      })),
-      workDir: dir,
-    });
-    for (const session of run.sessions) {
-      const off = nodesOffWebGpu(session);
-      if (off.length > 0) {
-        throw new UserError(
-          `the exported ${session.model} does not run entirely on onnxruntime-web's WebGPU backend`,
-          {
-            file: session.model,
-            expected: `every node placed on ${WEBGPU_PROVIDER}`,
-            found: off.map((p) => `${p.count} on ${p.provider}: ${p.nodes.join(", ")}`).join("; "),
-            hint: "an operator the WebGPU provider lacks falls back to the CPU; " +
-              "build that step from supported operators in lib/export/samout_onnx.ts",
-          },
-        );
-      }
-    }
-    if (!run.ok) {
-      const reason = `${run.stage}: ${run.error}`;
-      if (opts.webgpu === "require") {
-        throw new UserError("onnxruntime-web's WebGPU backend could not run the exported models", {
-          field: "webgpu",
-          expected: "a WebGPU session for model.onnx and model.step.onnx",
-          found: `${reason}\n${run.logTail}`,
-          hint: "set webgpu: auto to accept a machine where it cannot start",
-        });
-      }
-      log(`onnxruntime-web WebGPU did not run (${reason}); the wasm check stands`);
-      webgpu = { ran: false, reason };
-    } else {
-      for (const b of batches) {
-        const got = run.logits.get(b.name)!;
-        const label = batchLabel(b);
-        const expected = reference.get(b.name)!;
-        compare(
-          { backend: "webgpu", model: "model.onnx", batch: label, against: "WGSL forward" },
-          got.full,
-          expected,
-        );
-        if (!b.step) continue;
-        const n = Math.min(b.length, WEBGPU_STEP_POSITIONS);
-        const stepLabel = n < b.length ? `${label}, first ${n} positions` : label;
-        const lead = (x: Float32Array) =>
-          leadingPositions(x, b.rows, b.length, n, config.vocabSize);
-        compare(
-          { backend: "webgpu", model: "model.step.onnx", batch: stepLabel, against: "model.onnx" },
-          got.step!,
-          lead(got.full),
-        );
-        compare(
-          {
-            backend: "webgpu",
-            model: "model.step.onnx",
-            batch: stepLabel,
-            against: "WGSL forward",
-          },
-          got.step!,
-          lead(expected),
-        );
-      }
-      const sessions = run.sessions.map((s) => ({
-        model: s.model,
-        nodes_on_webgpu: s.placements.find((p) => p.provider === WEBGPU_PROVIDER)?.count ?? 0,
-        programs: s.programs,
-      }));
-      if (sessions.length !== 2 || sessions.some((s) => s.nodes_on_webgpu === 0)) {
-        throw new UserError("onnxruntime-web's WebGPU log did not show the node placement", {
-          expected: "a placement list for model.onnx and model.step.onnx (log severity verbose)",
-          found: JSON.stringify(sessions.map((s) => [s.model, s.nodes_on_webgpu])),
-          hint:
-            "a different onnxruntime-web version may log differently (lib/export/webgpu_check.ts)",
-        });
-      }
-      log(
-        `onnxruntime-web WebGPU: every node on the GPU (${
-          sessions.map((s) => `${s.model} ${s.nodes_on_webgpu}`).join(", ")
-        }), both models match`,
-      );
-      webgpu = { ran: true, sessions };
-    }
-  }
+  const webgpu: WebGpuReport = opts.webgpu === "skip"
+    ? { ran: false, reason: "skipped (webgpu: skip)" }
+    : await checkOnWebGpu(opts, sizes, reference, compare, log);
   const report: ExportCheckReport = {
     tolerance,
     adapter: opts.gpu.adapterDescription,
@@ -313,4 +219,118 @@ export async function checkExportedModels(opts: ExportCheckOptions): Promise<Exp
     webgpu,
   };
   return { report, onnxLogits };
+}
+
+/**
+ * The exported models on onnxruntime-web's WebGPU backend (in a subprocess,
+ * webgpu_check.ts): every node must be placed on the GPU, and their logits
+ * must match model.onnx's and the WGSL forward's (`compare` throws past the
+ * tolerance). A backend that cannot start is an error with `webgpu: require`,
+ * a report line otherwise.
+ */
+async function checkOnWebGpu(
+  opts: ExportCheckOptions,
+  sizes: { vocabSize: number; hidden: number; layers: number },
+  reference: Map<string, Float32Array>,
+  compare: (
+    c: Omit<Comparison, "relative_error">,
+    actual: Float32Array,
+    expected: Float32Array,
+  ) => void,
+  log: (line: string) => void,
+): Promise<WebGpuReport> {
+  const { config, batches } = opts;
+  // A fresh folder: the work directory survives a killed run, and stale results must not be read.
+  const dir = await Deno.makeTempDir({ dir: opts.workDir, prefix: "webgpu-" });
+  const fullPath = join(dir, "model.onnx");
+  const stepPath = join(dir, "model.step.onnx");
+  await Deno.writeFile(fullPath, opts.fullOnnx);
+  await Deno.writeFile(stepPath, opts.stepOnnx);
+  const run = await runOnWebGpu({
+    fullPath,
+    stepPath,
+    sizes,
+    batches: batches.map((b) => ({
+      ...b,
+      stepPositions: b.step ? Math.min(b.length, WEBGPU_STEP_POSITIONS) : 0,
+    })),
+    workDir: dir,
+  });
+  for (const session of run.sessions) {
+    const off = nodesOffWebGpu(session);
+    if (off.length > 0) {
+      throw new UserError(
+        `the exported ${session.model} does not run entirely on onnxruntime-web's WebGPU backend`,
+        {
+          file: session.model,
+          expected: `every node placed on ${WEBGPU_PROVIDER}`,
+          found: off.map((p) => `${p.count} on ${p.provider}: ${p.nodes.join(", ")}`).join("; "),
+          hint: "an operator the WebGPU provider lacks falls back to the CPU; " +
+            "build that step from supported operators in lib/export/samout_onnx.ts",
+        },
+      );
+    }
+  }
+  if (!run.ok) {
+    const reason = `${run.stage}: ${run.error}`;
+    if (opts.webgpu === "require") {
+      throw new UserError("onnxruntime-web's WebGPU backend could not run the exported models", {
+        field: "webgpu",
+        expected: "a WebGPU session for model.onnx and model.step.onnx",
+        found: `${reason}\n${run.logTail}`,
+        hint: "set webgpu: auto to accept a machine where it cannot start",
+      });
+    }
+    log(`onnxruntime-web WebGPU did not run (${reason}); the wasm check stands`);
+    return { ran: false, reason };
+  } else {
+    for (const b of batches) {
+      const got = run.logits.get(b.name)!;
+      const label = batchLabel(b);
+      const expected = reference.get(b.name)!;
+      compare(
+        { backend: "webgpu", model: "model.onnx", batch: label, against: "WGSL forward" },
+        got.full,
+        expected,
+      );
+      if (!b.step) continue;
+      const n = Math.min(b.length, WEBGPU_STEP_POSITIONS);
+      const stepLabel = n < b.length ? `${label}, first ${n} positions` : label;
+      const lead = (x: Float32Array) => leadingPositions(x, b.rows, b.length, n, config.vocabSize);
+      compare(
+        { backend: "webgpu", model: "model.step.onnx", batch: stepLabel, against: "model.onnx" },
+        got.step!,
+        lead(got.full),
+      );
+      compare(
+        {
+          backend: "webgpu",
+          model: "model.step.onnx",
+          batch: stepLabel,
+          against: "WGSL forward",
+        },
+        got.step!,
+        lead(expected),
+      );
+    }
+    const sessions = run.sessions.map((s) => ({
+      model: s.model,
+      nodes_on_webgpu: s.placements.find((p) => p.provider === WEBGPU_PROVIDER)?.count ?? 0,
+      programs: s.programs,
+    }));
+    if (sessions.length !== 2 || sessions.some((s) => s.nodes_on_webgpu === 0)) {
+      throw new UserError("onnxruntime-web's WebGPU log did not show the node placement", {
+        expected: "a placement list for model.onnx and model.step.onnx (log severity verbose)",
+        found: JSON.stringify(sessions.map((s) => [s.model, s.nodes_on_webgpu])),
+        hint:
+          "a different onnxruntime-web version may log differently (lib/export/webgpu_check.ts)",
+      });
+    }
+    log(
+      `onnxruntime-web WebGPU: every node on the GPU (${
+        sessions.map((s) => `${s.model} ${s.nodes_on_webgpu}`).join(", ")
+      }), both models match`,
+    );
+    return { ran: true, sessions };
+  }
 }
