@@ -18,7 +18,8 @@
  * 5. the GPU tests (`lib/gpu`, `lib/model`, `lib/generate`, the PyTorch
  *    parity fixtures) on this adapter.
  *
- * Prints one JSON object on stdout at the end (human lines on stderr).
+ * Human lines go to stderr; with `--json`, `deno task bench gpu --json` also
+ * prints one JSON object with every figure on stdout at the end.
  *
  * @module
  */
