@@ -394,8 +394,7 @@ export class SamOutInference {
       "head",
       createMatmulNT(gpu, {
         a: forward.h[L],
-        b: W("head.weight"),
-        packedB: this.#weights.get("head.weight"),
+        ...this.#weights.operand("head.weight"),
         c: this.#logits,
       }),
       (s) => ({ M: s.rows, N: V, K: d }),
@@ -422,8 +421,7 @@ export class SamOutInference {
     }));
     this.#pickHead = res.own(createMatmulNT(gpu, {
       a: this.#pickHidden,
-      b: W("head.weight"),
-      packedB: this.#weights.get("head.weight"),
+      ...this.#weights.operand("head.weight"),
       c: this.#pickLogits,
     }));
   }
@@ -576,8 +574,7 @@ export class SamOutStepper {
     const R = this.rows;
     const d2 = 2 * d;
     const W = (name: string) => tensorSlice(layout, params, name);
-    // A product's weight operand, with the pack its model keeps of it.
-    const weight = (name: string) => ({ b: W(name), packedB: this.#weights.get(name) });
+    const weight = (name: string) => this.#weights.operand(name);
     this.#ids = res.buffer(R, "step.ids");
     this.#state = Array.from({ length: L }, (_, l) => res.buffer(R * d, `step.state.${l}`));
     // Whole texels (4 floats): the sampler's row form copies the logits into a texture.

@@ -15,7 +15,7 @@
  *
  * @module
  */
-import type { Gpu } from "../gpu/device.ts";
+import type { BufferSlice, Gpu } from "../gpu/device.ts";
 import { defaultTile, type PackedOperand } from "../gpu/ops/matmul.ts";
 import { createPack } from "../gpu/ops/matmul_texture.ts";
 import type { SamOutConfig } from "./config.ts";
@@ -51,6 +51,8 @@ interface WeightPack {
 /** The weights of a model packed once per upload (see the module doc). */
 export class WeightPacks {
   readonly #packs = new Map<string, WeightPack>();
+  readonly #layout: ParameterLayout;
+  readonly #params: GPUBuffer;
   #stale = true;
   /** Packs the weights if they changed since the last pack; first in a submission. */
   readonly stage: Stage;
@@ -61,6 +63,8 @@ export class WeightPacks {
    * weight fits in one; none elsewhere.
    */
   constructor(gpu: Gpu, layout: ParameterLayout, params: GPUBuffer, names: readonly string[]) {
+    this.#layout = layout;
+    this.#params = params;
     this.stage = { name: "pack.weights", encode: (pass) => this.encode(pass) };
     const matrices = names.map((name) => {
       const entry = layout.byName.get(name);
@@ -84,6 +88,14 @@ export class WeightPacks {
   /** The pack of weight `name`, for a forward product's `packedB`; undefined where it has none. */
   get(name: string): PackedOperand | undefined {
     return this.#packs.get(name)?.operand;
+  }
+
+  /**
+   * Weight `name` as a forward product's second operand: its slice of the
+   * parameters, and its pack where it has one.
+   */
+  operand(name: string): { b: BufferSlice; packedB?: PackedOperand } {
+    return { b: tensorSlice(this.#layout, this.#params, name), packedB: this.get(name) };
   }
 
   /** The weights changed (an upload): the next {@link encode} packs them again. */
