@@ -5,7 +5,8 @@
  * the operands the graph packs once per step packed beforehand), the
  * adapter's register-only FMA rate (bench/ceiling.ts), and, where
  * `/usr/bin/python3` has numpy, numpy's float32 `A @ B.T` at 1024³ in the
- * same command as the CPU ceiling.
+ * same command as the CPU ceiling, with the OpenBLAS kernels that probe fastest
+ * on this CPU (bench/blas.ts).
  *
  * Timing: one warm-up, then three runs of `reps` dispatches (one compute pass
  * each) in one submission and one readback at the end to wait for the queue;
@@ -28,6 +29,7 @@ import {
 } from "../lib/gpu/ops/matmul.ts";
 import { Random } from "../lib/random/mod.ts";
 import { measureFmaCeiling } from "./ceiling.ts";
+import { describeOpenBlas, fastestOpenBlas, numpyMatmul, referenceEnv } from "./blas.ts";
 
 /** One timed shape. */
 export interface MatmulShapeResult {
@@ -51,6 +53,8 @@ export interface MatmulBenchResult {
   numpy_gflops?: number;
   /** The BLAS library numpy used (OpenBLAS, or Debian's reference BLAS). */
   numpy_blas?: string;
+  /** OpenBLAS's kernels, chosen as the fastest of those this CPU runs (bench/blas.ts). */
+  numpy_openblas?: string;
   /** gflops / numpy_gflops. */
   ratio?: number;
   /** The adapter's register-only multiply-add rate (bench/ceiling.ts), GFLOP/s. */
@@ -134,23 +138,6 @@ export async function timeMatmul(
   }
 }
 
-/** numpy's GFLOP/s at n³, or undefined when python3 or numpy is missing. */
-async function numpyGflops(n: number): Promise<{ gflops: number; blas: string } | undefined> {
-  const script = new URL("./numpy_matmul.py", import.meta.url).pathname;
-  try {
-    const out = await new Deno.Command("/usr/bin/python3", {
-      args: [script, String(n)],
-      stdout: "piped",
-      stderr: "null",
-    }).output();
-    if (!out.success) return undefined;
-    const parsed = JSON.parse(new TextDecoder().decode(out.stdout));
-    return { gflops: parsed.gflops, blas: (parsed.blas ?? []).join(", ") || "unknown" };
-  } catch {
-    return undefined;
-  }
-}
-
 /** Runs the benchmark (a few seconds on llvmpipe) and prints a summary to stderr. */
 export async function benchMatmul(): Promise<MatmulBenchResult> {
   const gpu = await requestGpu();
@@ -164,7 +151,8 @@ export async function benchMatmul(): Promise<MatmulBenchResult> {
       shapes.push(await timeMatmul(gpu, kernel, { M, N, K }, 2e9, undefined, blocks));
     }
   }
-  const numpy = await numpyGflops(1024);
+  const openblas = await fastestOpenBlas();
+  const numpy = await numpyMatmul(1024, referenceEnv({ coreType: openblas?.coreType }));
   const ceiling = await measureFmaCeiling(gpu);
   const result: MatmulBenchResult = {
     adapter: gpu.adapterDescription,
@@ -174,6 +162,7 @@ export async function benchMatmul(): Promise<MatmulBenchResult> {
     ...(numpy && {
       numpy_gflops: numpy.gflops,
       numpy_blas: numpy.blas,
+      ...(openblas && { numpy_openblas: describeOpenBlas(openblas) }),
       ratio: big.gflops / numpy.gflops,
     }),
   };
@@ -187,7 +176,9 @@ export async function benchMatmul(): Promise<MatmulBenchResult> {
   console.error(
     numpy
       ? `WGSL NT 1024^3: ${big.gflops.toFixed(2)} GFLOP/s; numpy ${numpy.gflops.toFixed(2)} ` +
-        `GFLOP/s (${numpy.blas}); ratio ${result.ratio!.toFixed(2)}`
+        `GFLOP/s (${numpy.blas}${openblas ? `; ${describeOpenBlas(openblas)}` : ""}); ratio ${
+          result.ratio!.toFixed(2)
+        }`
       : `WGSL NT 1024^3: ${big.gflops.toFixed(2)} GFLOP/s (numpy not available)`,
   );
   console.error(

@@ -1,9 +1,12 @@
 """CPU ceiling for bench/matmul.ts: numpy's float32 C = A @ B.T at n x n x n.
 
 Prints one JSON line: {"n": n, "gflops": ..., "ms": ..., "numpy": version,
-"blas": [the BLAS libraries mapped into the process]}, so a reader can tell
-OpenBLAS from Debian's single-threaded reference BLAS.
+"blas": [the BLAS libraries mapped into the process], "openblas_core": the
+kernels OpenBLAS chose (its openblas_get_corename) or null}, so a reader can
+tell OpenBLAS from Debian's single-threaded reference BLAS, and bench/blas.ts
+which OPENBLAS_CORETYPE runs fastest.
 """
+import ctypes
 import json
 import sys
 import time
@@ -30,5 +33,14 @@ try:
                 blas.add(path)
 except OSError:
     pass
+core = None
+for path in sorted(blas):
+    try:
+        corename = ctypes.CDLL(path).openblas_get_corename
+    except (OSError, AttributeError):
+        continue
+    corename.restype = ctypes.c_char_p
+    core = corename().decode()
+    break
 print(json.dumps({"n": n, "gflops": 2 * n**3 / elapsed / 1e9, "ms": elapsed * 1e3,
-                  "numpy": np.__version__, "blas": sorted(blas)}))
+                  "numpy": np.__version__, "blas": sorted(blas), "openblas_core": core}))

@@ -36,6 +36,7 @@ import { chooseMatmulTiles, defaultChoice, samoutProductShapes } from "../lib/gp
 import type { TokenBatch } from "../lib/data/types.ts";
 import { Random } from "../lib/random/mod.ts";
 import { measureFmaCeiling } from "./ceiling.ts";
+import { type BlasVariant, blasVariants, referenceEnv } from "./blas.ts";
 
 /** What {@link benchTrain} measured. */
 export interface TrainBenchResult {
@@ -51,7 +52,9 @@ export interface TrainBenchResult {
   /**
    * One PyTorch run per BLAS library found: Debian's torch calls the system
    * `libblas.so.3`, which is the slow reference BLAS unless OpenBLAS is
-   * installed (`apt-get install libopenblas0-pthread`), a ~7x difference here.
+   * installed (`apt-get install libopenblas0-pthread`), a ~7x difference here;
+   * OpenBLAS runs with the kernels that probed fastest on this CPU
+   * (bench/blas.ts), which its name says.
    */
   pytorch_runs?: { blas: string; tokens_per_s: number; ratio: number }[];
   /**
@@ -252,18 +255,17 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
     if (!opts.noPytorch) {
       const torchSteps = opts.seedConfig ? 1 : Math.max(3, Math.min(steps, 5));
       const runs: {
-        blas: string;
-        libraryPath?: string;
+        blas: BlasVariant;
         run: { tokens_per_s: number; cpu_s_per_step?: number };
       }[] = [];
-      for (const blas of blasVariants()) {
-        const run = await runPytorch(shape, torchSteps, blas.libraryPath);
-        if (run) runs.push({ blas: blas.name, libraryPath: blas.libraryPath, run });
+      for (const blas of await blasVariants()) {
+        const run = await runPytorch(shape, torchSteps, blas);
+        if (run) runs.push({ blas, run });
       }
       runs.sort((a, b) => b.run.tokens_per_s - a.run.tokens_per_s);
       if (runs.length > 0) {
         result.pytorch_runs = runs.map((r) => ({
-          blas: r.blas,
+          blas: r.blas.name,
           tokens_per_s: r.run.tokens_per_s,
           ratio: tokensPerS / r.run.tokens_per_s,
         }));
@@ -285,7 +287,7 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
         const wanted = opts.rounds ?? (opts.seedConfig ? 1 : DEFAULT_ROUNDS);
         while (rounds.length < wanted) {
           const w = await timeSteps();
-          const t = await runPytorch(shape, torchSteps, runs[0].libraryPath);
+          const t = await runPytorch(shape, torchSteps, runs[0].blas);
           if (!t) break;
           pair(w, t);
         }
@@ -421,51 +423,11 @@ function cpuClock(): (() => number) | undefined {
   };
 }
 
-/**
- * The BLAS libraries Debian's torch can run with: the system's `libblas.so.3`
- * (whatever the alternatives system points at), and the reference BLAS forced
- * through LD_LIBRARY_PATH when the system one is something else (OpenBLAS).
- */
-function blasVariants(): { name: string; libraryPath?: string }[] {
-  const lib = "/usr/lib/x86_64-linux-gnu";
-  let system = "system BLAS";
-  try {
-    system = Deno.realPathSync(`${lib}/libblas.so.3`).includes("openblas")
-      ? "OpenBLAS"
-      : "reference BLAS";
-  } catch {
-    return [{ name: system }];
-  }
-  const variants: { name: string; libraryPath?: string }[] = [{ name: system }];
-  if (system === "OpenBLAS") {
-    try {
-      Deno.statSync(`${lib}/blas/libblas.so.3`);
-      variants.push({ name: "reference BLAS", libraryPath: `${lib}/blas:${lib}/lapack` });
-    } catch {
-      // Only OpenBLAS is installed.
-    }
-  }
-  return variants;
-}
-
-/**
- * The PyTorch child's environment: this one without `OPENBLAS_CORETYPE` and
- * `OPENBLAS_L2_SIZE` (some machines set them, and they slow OpenBLAS down;
- * the reference runs at its best), plus the BLAS library path if any.
- */
-function referenceEnv(libraryPath?: string): Record<string, string> {
-  const env = Deno.env.toObject();
-  delete env.OPENBLAS_CORETYPE;
-  delete env.OPENBLAS_L2_SIZE;
-  if (libraryPath) env.LD_LIBRARY_PATH = libraryPath;
-  return env;
-}
-
 /** Runs bench/pytorch_train.py; undefined when python3 or torch is missing. */
 async function runPytorch(
   shape: TrainBenchResult["config"],
   steps: number,
-  libraryPath?: string,
+  blas: BlasVariant,
 ): Promise<{ tokens_per_s: number; cpu_s_per_step?: number } | undefined> {
   const script = new URL("./pytorch_train.py", import.meta.url).pathname;
   try {
@@ -480,7 +442,7 @@ async function runPytorch(
         `--seq=${shape.seq}`,
         `--steps=${steps}`,
       ],
-      env: referenceEnv(libraryPath),
+      env: referenceEnv(blas),
       clearEnv: true,
       stdout: "piped",
       stderr: "piped",
