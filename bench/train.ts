@@ -92,7 +92,8 @@ export interface TrainBenchResult {
    * A software adapter's host CPU ("model name (family F model M), N
    * threads"): its speed, and so the ratio, is the CPU's (on two Zen 3
    * cores the large configuration ran at 0.51x PyTorch, on two Zen 4 cores
-   * at 0.76-0.86x, with the same code).
+   * at 0.72-0.86x, on two Xeon cores, family 6 model 207, at 0.51x, with
+   * the same code).
    */
   host?: string;
   /** The matrix-product kernels that ran (timed first unless --no-tune). */
@@ -164,13 +165,36 @@ const DEFAULT_ROUNDS = 3;
 
 const PROFILE_STEPS = 5;
 
-/** Runs the training benchmark and prints the figures (lines, or one JSON object). */
-export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBenchResult> {
-  const shape = opts.seedConfig
+/** The benchmark's model and batch for `opts` (bench, large or seed configuration). */
+function benchShape(opts: TrainBenchOptions): TrainBenchResult["config"] {
+  return opts.seedConfig
     ? { vocab: 4100, hidden: 512, heads: 8, layers: 8, batch: 32, seq: 128 }
     : opts.large
     ? { vocab: 4100, hidden: 256, heads: 8, layers: 4, batch: 16, seq: 256 }
     : { vocab: 1100, hidden: 128, heads: 8, layers: 2, batch: 16, seq: 128 };
+}
+
+/** Four batches of random tokens (never padding) at the benchmark's shape, seeded. */
+function randomBatches(shape: TrainBenchResult["config"]): TokenBatch[] {
+  const rng = new Random(7, "bench/train");
+  const batches: TokenBatch[] = [];
+  for (let i = 0; i < 4; i++) {
+    const tokens = new Int32Array(shape.batch * (shape.seq + 1));
+    for (let j = 0; j < tokens.length; j++) tokens[j] = 1 + rng.int(shape.vocab - 1);
+    batches.push({ rows: shape.batch, length: shape.seq + 1, tokens });
+  }
+  return batches;
+}
+
+/** One timing of the WebGPU steps: tokens/s, and CPU seconds per step where the clock exists. */
+interface StepTiming {
+  tokensPerS: number;
+  cpuPerStep?: number;
+}
+
+/** Runs the training benchmark and prints the figures (lines, or one JSON object). */
+export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBenchResult> {
+  const shape = benchShape(opts);
   const steps = opts.steps ?? (opts.seedConfig || opts.large ? 4 : 10);
   const cfg: SamOutConfig = {
     vocabSize: shape.vocab,
@@ -195,18 +219,11 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
   });
   try {
     graph.uploadWeights(initParameters(cfg, 1));
-    const rng = new Random(7, "bench/train");
-    const batches: TokenBatch[] = [];
-    for (let i = 0; i < 4; i++) {
-      const tokens = new Int32Array(shape.batch * (shape.seq + 1));
-      for (let j = 0; j < tokens.length; j++) tokens[j] = 1 + rng.int(shape.vocab - 1);
-      batches.push({ rows: shape.batch, length: shape.seq + 1, tokens });
-    }
+    const batches = randomBatches(shape);
     for (let i = 0; i < WARMUP_STEPS; i++) graph.trainStep(batches[i % batches.length], 1e-3);
     await graph.readTrainStats();
     const clock = cpuClock();
-    // `steps` timed steps: tokens/s, and CPU seconds per step where the clock exists.
-    const timeSteps = async () => {
+    const timeSteps = async (): Promise<StepTiming> => {
       const c0 = clock?.();
       const t0 = performance.now();
       for (let i = 0; i < steps; i++) graph.trainStep(batches[i % batches.length], 1e-3);
@@ -222,10 +239,9 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
     };
     const first = await timeSteps();
     const params = parameterCount(cfg);
-    let tokensPerS = first.tokensPerS;
     const result: TrainBenchResult = {
-      tokens_per_s: tokensPerS,
-      gflops: 6 * params * tokensPerS / 1e9,
+      tokens_per_s: first.tokensPerS,
+      gflops: 6 * params * first.tokensPerS / 1e9,
       adapter: gpu.adapterDescription,
       ...(isSoftwareAdapter(gpu) && { host: hostCpu() }),
       config: shape,
@@ -236,77 +252,16 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
     };
     if (first.cpuPerStep !== undefined) result.cpu_s_per_step = first.cpuPerStep;
     if (opts.profile) {
-      // Timestamps where the device has them; otherwise CPU time, which
-      // ticks in 10 ms: average a few steps either way.
-      const profile: Record<string, number> = {};
-      const profileSteps = opts.profileSteps ?? PROFILE_STEPS;
       result.profile_kind = gpu.timestamps ? "timestamps" : "cpu";
-      for (let i = 0; i < profileSteps; i++) {
-        const batch = batches[i % batches.length];
-        const times = gpu.timestamps
-          ? await graph.profileStepTimestamps(batch, 1e-3)
-          : await graph.profileStep(batch, 1e-3, clock);
-        for (const [name, ms] of Object.entries(times)) {
-          profile[name] = (profile[name] ?? 0) + ms / profileSteps;
-        }
-      }
-      result.profile = profile;
+      result.profile = await profileOps(graph, batches, opts.profileSteps ?? PROFILE_STEPS, {
+        timestamps: !!gpu.timestamps,
+        clock,
+      });
     }
     if (!opts.noPytorch) {
       const torchSteps = opts.seedConfig ? 1 : Math.max(3, Math.min(steps, 5));
-      const runs: {
-        blas: BlasVariant;
-        run: { tokens_per_s: number; cpu_s_per_step?: number };
-      }[] = [];
-      for (const blas of await blasVariants()) {
-        const run = await runPytorch(shape, torchSteps, blas);
-        if (run) runs.push({ blas, run });
-      }
-      runs.sort((a, b) => b.run.tokens_per_s - a.run.tokens_per_s);
-      if (runs.length > 0) {
-        result.pytorch_runs = runs.map((r) => ({
-          blas: r.blas.name,
-          tokens_per_s: r.run.tokens_per_s,
-          ratio: tokensPerS / r.run.tokens_per_s,
-        }));
-      }
-      const torch = runs[0]?.run;
-      if (torch !== undefined) {
-        const rounds: NonNullable<TrainBenchResult["rounds"]> = [];
-        const pair = (w: typeof first, t: typeof torch) =>
-          rounds.push({
-            tokens_per_s: w.tokensPerS,
-            pytorch_tokens_per_s: t.tokens_per_s,
-            ratio: w.tokensPerS / t.tokens_per_s,
-            ...(w.cpuPerStep !== undefined && { cpu_s_per_step: w.cpuPerStep }),
-            ...(typeof t.cpu_s_per_step === "number" && {
-              pytorch_cpu_s_per_step: t.cpu_s_per_step,
-            }),
-          });
-        pair(first, torch);
-        const wanted = opts.rounds ?? (opts.seedConfig ? 1 : DEFAULT_ROUNDS);
-        while (rounds.length < wanted) {
-          const w = await timeSteps();
-          const t = await runPytorch(shape, torchSteps, runs[0].blas);
-          if (!t) break;
-          pair(w, t);
-        }
-        const cpus = rounds.flatMap((r) => r.cpu_s_per_step ?? []);
-        const torchCpus = rounds.flatMap((r) => r.pytorch_cpu_s_per_step ?? []);
-        tokensPerS = median(rounds.map((r) => r.tokens_per_s));
-        result.tokens_per_s = tokensPerS;
-        result.gflops = 6 * params * tokensPerS / 1e9;
-        result.pytorch_tokens_per_s = median(rounds.map((r) => r.pytorch_tokens_per_s));
-        result.ratio = median(rounds.map((r) => r.ratio));
-        result.rounds = rounds;
-        if (cpus.length === rounds.length) result.cpu_s_per_step = median(cpus);
-        if (torchCpus.length === rounds.length && result.cpu_s_per_step) {
-          result.pytorch_cpu_s_per_step = median(torchCpus);
-          result.cpu_ratio = median(
-            rounds.map((r) => r.pytorch_cpu_s_per_step! / r.cpu_s_per_step!),
-          );
-        }
-      }
+      const rounds = opts.rounds ?? (opts.seedConfig ? 1 : DEFAULT_ROUNDS);
+      await compareWithPytorch(result, first, timeSteps, torchSteps, rounds);
     }
     if (!opts.noBound) {
       const ceiling = await measureFmaCeiling(gpu);
@@ -322,90 +277,174 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
         }),
       };
     }
-    if (opts.json) {
-      console.log(JSON.stringify(result));
-    } else {
-      console.log(`adapter        ${result.adapter}`);
-      if (result.host) console.log(`host           ${result.host}`);
-      console.log(
-        `kernels        ${
-          Object.entries(result.kernels).map(([k, v]) => `${k} ${v}`).join(", ")
-        } (${kernels.source})`,
-      );
-      for (const [kind, times] of Object.entries(result.kernel_timings_ms ?? {})) {
-        const list = Object.entries(times).map(([name, ms]) => `${name} ${ms} ms`).join(", ");
-        console.log(`  timed ${kind}     ${list}`);
-      }
-      console.log(
-        `config         V ${shape.vocab}, d ${shape.hidden}, H ${shape.heads}, L ${shape.layers}, batch ${shape.batch} x seq ${shape.seq}, ${params} parameters`,
-      );
-      console.log(
-        `webgpu         ${tokensPerS.toFixed(0)} tokens/s, ${
-          result.gflops.toFixed(2)
-        } GFLOP/s effective`,
-      );
-      if (result.pytorch_tokens_per_s !== undefined) {
-        for (const r of result.pytorch_runs ?? []) {
-          console.log(
-            `pytorch (cpu)  ${r.tokens_per_s.toFixed(0)} tokens/s with ${r.blas}: ratio ${
-              r.ratio.toFixed(2)
-            }x${(result.rounds?.length ?? 0) > 1 ? " (first round)" : ""}`,
-          );
-        }
-        const rounds = result.rounds ?? [];
-        console.log(
-          `ratio          ${result.ratio!.toFixed(2)}x (against the fastest PyTorch` +
-            (rounds.length > 1
-              ? `; the median of ${rounds.length} paired rounds: ${
-                rounds.map((r) => r.ratio.toFixed(2)).join(", ")
-              })`
-              : ")"),
-        );
-        if (result.cpu_ratio !== undefined) {
-          console.log(
-            `cpu time       ${(result.cpu_s_per_step! * 1000).toFixed(0)} ms/step webgpu, ${
-              (result.pytorch_cpu_s_per_step! * 1000).toFixed(0)
-            } ms/step pytorch: ${result.cpu_ratio.toFixed(2)}x`,
-          );
-        }
-      } else {
-        console.log(
-          `pytorch (cpu)  not run (${
-            opts.noPytorch ? "--no-pytorch" : "no /usr/bin/python3 with torch"
-          })`,
-        );
-      }
-      if (result.cpu_s_per_step !== undefined && result.cpu_ratio === undefined) {
-        console.log(`cpu time       ${(result.cpu_s_per_step * 1000).toFixed(0)} ms/step webgpu`);
-      }
-      if (result.bound) {
-        const b = result.bound;
-        console.log(
-          `bound          ${b.tokens_per_s.toFixed(0)} tokens/s${
-            b.ratio !== undefined ? ` = ${b.ratio.toFixed(2)}x PyTorch` : ""
-          }: the products alone (${b.product_mflop_per_token.toFixed(1)} MFLOP/token) at this ` +
-            `adapter's register-only FMA rate, ${b.adapter_fma_gflops.toFixed(1)} GFLOP/s ` +
-            `(bench/ceiling.ts), which a WGSL step is not expected to pass here`,
-        );
-      }
-      if (result.profile) {
-        const total = Object.values(result.profile).reduce((a, b) => a + b, 0);
-        console.log(
-          result.profile_kind === "timestamps"
-            ? `profile (adapter ms per step, the step in one submission, timestamps between ` +
-              `ops; total ${total.toFixed(1)} ms):`
-            : `profile (CPU ms per step, one submit per op; total ${total.toFixed(1)} ms):`,
-        );
-        const rows = Object.entries(result.profile).sort((a, b) => b[1] - a[1]);
-        for (const [name, ms] of rows) console.log(`  ${ms.toFixed(2).padStart(9)}  ${name}`);
-      }
-    }
+    if (opts.json) console.log(JSON.stringify(result));
+    else printTrainResult(result, kernels.source, opts.noPytorch);
     return result;
   } finally {
     graph.destroy();
   }
 }
 
+/**
+ * The time of every op of a step, averaged over `steps` steps: the adapter's
+ * clock between ops with the step in one submission where the device has
+ * timestamps, else CPU time with each op in its own submit (it ticks in
+ * 10 ms: average a few steps either way).
+ */
+async function profileOps(
+  graph: SamOutTrainingGraph,
+  batches: TokenBatch[],
+  steps: number,
+  how: { timestamps: boolean; clock?: () => number },
+): Promise<Record<string, number>> {
+  const profile: Record<string, number> = {};
+  for (let i = 0; i < steps; i++) {
+    const batch = batches[i % batches.length];
+    const times = how.timestamps
+      ? await graph.profileStepTimestamps(batch, 1e-3)
+      : await graph.profileStep(batch, 1e-3, how.clock);
+    for (const [name, ms] of Object.entries(times)) {
+      profile[name] = (profile[name] ?? 0) + ms / steps;
+    }
+  }
+  return profile;
+}
+
+/**
+ * PyTorch beside the WebGPU step: one run per BLAS library (the fastest
+ * first), then paired rounds of WebGPU's steps (`first` is the first round's)
+ * and PyTorch with the fastest BLAS until `wanted` rounds; fills `result`'s
+ * PyTorch fields with the rounds' medians. Leaves them unset when PyTorch
+ * does not run here.
+ */
+async function compareWithPytorch(
+  result: TrainBenchResult,
+  first: StepTiming,
+  timeSteps: () => Promise<StepTiming>,
+  torchSteps: number,
+  wanted: number,
+): Promise<void> {
+  const shape = result.config;
+  const runs: { blas: BlasVariant; run: PytorchRun }[] = [];
+  for (const blas of await blasVariants()) {
+    const run = await runPytorch(shape, torchSteps, blas);
+    if (run) runs.push({ blas, run });
+  }
+  runs.sort((a, b) => b.run.tokens_per_s - a.run.tokens_per_s);
+  if (runs.length === 0) return;
+  result.pytorch_runs = runs.map((r) => ({
+    blas: r.blas.name,
+    tokens_per_s: r.run.tokens_per_s,
+    ratio: first.tokensPerS / r.run.tokens_per_s,
+  }));
+  const rounds: NonNullable<TrainBenchResult["rounds"]> = [];
+  const pair = (w: StepTiming, t: PytorchRun) =>
+    rounds.push({
+      tokens_per_s: w.tokensPerS,
+      pytorch_tokens_per_s: t.tokens_per_s,
+      ratio: w.tokensPerS / t.tokens_per_s,
+      ...(w.cpuPerStep !== undefined && { cpu_s_per_step: w.cpuPerStep }),
+      ...(typeof t.cpu_s_per_step === "number" && {
+        pytorch_cpu_s_per_step: t.cpu_s_per_step,
+      }),
+    });
+  pair(first, runs[0].run);
+  while (rounds.length < wanted) {
+    const w = await timeSteps();
+    const t = await runPytorch(shape, torchSteps, runs[0].blas);
+    if (!t) break;
+    pair(w, t);
+  }
+  const cpus = rounds.flatMap((r) => r.cpu_s_per_step ?? []);
+  const torchCpus = rounds.flatMap((r) => r.pytorch_cpu_s_per_step ?? []);
+  result.tokens_per_s = median(rounds.map((r) => r.tokens_per_s));
+  result.gflops = 6 * result.parameters * result.tokens_per_s / 1e9;
+  result.pytorch_tokens_per_s = median(rounds.map((r) => r.pytorch_tokens_per_s));
+  result.ratio = median(rounds.map((r) => r.ratio));
+  result.rounds = rounds;
+  if (cpus.length === rounds.length) result.cpu_s_per_step = median(cpus);
+  if (torchCpus.length === rounds.length && result.cpu_s_per_step) {
+    result.pytorch_cpu_s_per_step = median(torchCpus);
+    result.cpu_ratio = median(rounds.map((r) => r.pytorch_cpu_s_per_step! / r.cpu_s_per_step!));
+  }
+}
+
+/** Prints the result as aligned lines (`kernelSource`: tuned, cached or defaults). */
+function printTrainResult(result: TrainBenchResult, kernelSource: string, noPytorch?: boolean) {
+  const shape = result.config;
+  console.log(`adapter        ${result.adapter}`);
+  if (result.host) console.log(`host           ${result.host}`);
+  console.log(
+    `kernels        ${
+      Object.entries(result.kernels).map(([k, v]) => `${k} ${v}`).join(", ")
+    } (${kernelSource})`,
+  );
+  for (const [kind, times] of Object.entries(result.kernel_timings_ms ?? {})) {
+    const list = Object.entries(times).map(([name, ms]) => `${name} ${ms} ms`).join(", ");
+    console.log(`  timed ${kind}     ${list}`);
+  }
+  console.log(
+    `config         V ${shape.vocab}, d ${shape.hidden}, H ${shape.heads}, L ${shape.layers}, batch ${shape.batch} x seq ${shape.seq}, ${result.parameters} parameters`,
+  );
+  console.log(
+    `webgpu         ${result.tokens_per_s.toFixed(0)} tokens/s, ${
+      result.gflops.toFixed(2)
+    } GFLOP/s effective`,
+  );
+  if (result.pytorch_tokens_per_s !== undefined) {
+    for (const r of result.pytorch_runs ?? []) {
+      console.log(
+        `pytorch (cpu)  ${r.tokens_per_s.toFixed(0)} tokens/s with ${r.blas}: ratio ${
+          r.ratio.toFixed(2)
+        }x${(result.rounds?.length ?? 0) > 1 ? " (first round)" : ""}`,
+      );
+    }
+    const rounds = result.rounds ?? [];
+    console.log(
+      `ratio          ${result.ratio!.toFixed(2)}x (against the fastest PyTorch` +
+        (rounds.length > 1
+          ? `; the median of ${rounds.length} paired rounds: ${
+            rounds.map((r) => r.ratio.toFixed(2)).join(", ")
+          })`
+          : ")"),
+    );
+    if (result.cpu_ratio !== undefined) {
+      console.log(
+        `cpu time       ${(result.cpu_s_per_step! * 1000).toFixed(0)} ms/step webgpu, ${
+          (result.pytorch_cpu_s_per_step! * 1000).toFixed(0)
+        } ms/step pytorch: ${result.cpu_ratio.toFixed(2)}x`,
+      );
+    }
+  } else {
+    console.log(
+      `pytorch (cpu)  not run (${noPytorch ? "--no-pytorch" : "no /usr/bin/python3 with torch"})`,
+    );
+  }
+  if (result.cpu_s_per_step !== undefined && result.cpu_ratio === undefined) {
+    console.log(`cpu time       ${(result.cpu_s_per_step * 1000).toFixed(0)} ms/step webgpu`);
+  }
+  if (result.bound) {
+    const b = result.bound;
+    console.log(
+      `bound          ${b.tokens_per_s.toFixed(0)} tokens/s${
+        b.ratio !== undefined ? ` = ${b.ratio.toFixed(2)}x PyTorch` : ""
+      }: the products alone (${b.product_mflop_per_token.toFixed(1)} MFLOP/token) at this ` +
+        `adapter's register-only FMA rate, ${b.adapter_fma_gflops.toFixed(1)} GFLOP/s ` +
+        `(bench/ceiling.ts), which a WGSL step is not expected to pass here`,
+    );
+  }
+  if (result.profile) {
+    const total = Object.values(result.profile).reduce((a, b) => a + b, 0);
+    console.log(
+      result.profile_kind === "timestamps"
+        ? `profile (adapter ms per step, the step in one submission, timestamps between ` +
+          `ops; total ${total.toFixed(1)} ms):`
+        : `profile (CPU ms per step, one submit per op; total ${total.toFixed(1)} ms):`,
+    );
+    const rows = Object.entries(result.profile).sort((a, b) => b[1] - a[1]);
+    for (const [name, ms] of rows) console.log(`  ${ms.toFixed(2).padStart(9)}  ${name}`);
+  }
+}
 /**
  * Milliseconds of CPU time of this process (llvmpipe's threads included),
  * steadier than wall time on a shared machine; undefined off Linux.
@@ -423,12 +462,18 @@ function cpuClock(): (() => number) | undefined {
   };
 }
 
+/** What bench/pytorch_train.py measured (its last line, JSON). */
+interface PytorchRun {
+  tokens_per_s: number;
+  cpu_s_per_step?: number;
+}
+
 /** Runs bench/pytorch_train.py; undefined when python3 or torch is missing. */
 async function runPytorch(
   shape: TrainBenchResult["config"],
   steps: number,
   blas: BlasVariant,
-): Promise<{ tokens_per_s: number; cpu_s_per_step?: number } | undefined> {
+): Promise<PytorchRun | undefined> {
   const script = new URL("./pytorch_train.py", import.meta.url).pathname;
   try {
     const out = await new Deno.Command("/usr/bin/python3", {
