@@ -707,6 +707,43 @@ export async function fitKMeans(
   K: number,
   options: KMeansOptions,
 ): Promise<KMeansResult> {
+  const n = checkFitInputs(gpu, frames, D, K);
+  const initial = initialCodebook(frames, n, D, K, options);
+  const extra = options.assignAlso ?? new Float32Array(0);
+  checkShapes(extra, D, K, "fitKMeans assignAlso");
+  const fit = new LloydFit(gpu, frames, initial, extra, D, K, options);
+  try {
+    let encoded = 0;
+    let read: LloydRead;
+    do {
+      const batch = Math.min(ITERATIONS_PER_SUBMIT, options.iterations - encoded);
+      const first = encoded === 0;
+      encoded += Math.max(0, batch);
+      read = await fit.submit(first, batch, encoded >= options.iterations);
+    } while (!read.final);
+    const { codebook, assignment } = read.final;
+    const extraAssignment = extra.length > 0 && !fit.extraInline
+      ? await assignNearest(gpu, extra, codebook, D, K)
+      : read.final.extraAssignment;
+    return {
+      codebook,
+      assignment,
+      extraAssignment,
+      inertia: inertiaOf(frames, assignment, codebook, D),
+      iterations: read.iterations,
+      reads: fit.reads,
+    };
+  } finally {
+    fit.destroy();
+  }
+}
+
+/**
+ * The frame count of a fit's input, after the checks: at least `K` frames,
+ * a codebook and frames that each fit one storage binding (`UserError`s that
+ * say what to change), and dispatches within the adapter's limits.
+ */
+function checkFitInputs(gpu: Gpu, frames: Float32Array, D: number, K: number): number {
   checkShapes(frames, D, K, "fitKMeans");
   const n = frames.length / D;
   if (n < K) {
@@ -718,8 +755,7 @@ export async function fitKMeans(
   }
   checkCodebookFits(gpu, K, D);
   const d4 = Math.ceil(D / 4);
-  const t = scanTile(gpu);
-  const scanGroups = Math.ceil(n / framesPerWorkgroup(t));
+  const scanGroups = Math.ceil(n / framesPerWorkgroup(scanTile(gpu)));
   if (n * d4 * 16 > maxBinding(gpu) || scanGroups > gpu.limits.maxComputeWorkgroupsPerDimension) {
     throw new UserError("k-means: the frames to fit do not fit one GPU storage binding", {
       expected: `N * ceil(D / 4) * 16 <= ${maxBinding(gpu)} bytes`,
@@ -727,206 +763,283 @@ export async function fitKMeans(
       hint: "fit on fewer frames (the tokenize step's kmeans_max_frames)",
     });
   }
-  let initial: Float32Array;
+  return n;
+}
+
+/** The starting codebook: the options' warm start, or seeded k-means++ over a subsample. */
+function initialCodebook(
+  frames: Float32Array,
+  n: number,
+  D: number,
+  K: number,
+  options: KMeansOptions,
+): Float32Array {
   if (options.initialCodebook) {
     if (options.initialCodebook.length !== K * D) {
       throw new RangeError(
         `fitKMeans: initialCodebook has ${options.initialCodebook.length} floats`,
       );
     }
-    initial = options.initialCodebook;
-  } else {
-    const rng = new Random(options.seed, "kmeans++");
-    const sample = seededSubsample(n, Math.max(4096, 4 * K), rng);
-    initial = kmeansPlusPlus(frames, sample, D, K, rng);
+    return options.initialCodebook;
   }
-  const extra = options.assignAlso ?? new Float32Array(0);
-  checkShapes(extra, D, K, "fitKMeans assignAlso");
-  const m = extra.length / D;
-  // Images when every scan operand fits a texture; the buffers stay (the other kernels read them).
-  const reads = [n, K, m].every((rows) => textureInputFits(gpu, rows * d4))
-    ? options.reads ?? defaultScanReads(gpu)
-    : "storage";
-  const device = gpu.device;
-  const owned: (GPUBuffer | GPUTexture)[] = [];
-  const track = <T extends GPUBuffer | GPUTexture>(b: T) => (owned.push(b), b);
-  try {
-    const dims = track(createUniformBuffer(gpu, 32, "kmeans dims"));
-    device.queue.writeBuffer(
-      dims,
-      0,
-      dimsBytes(n, K, d4, options.iterations, options.tolerance),
-    );
-    const paddedFrames = padRows(frames, D, d4);
-    const framesBuf = track(createStorageBufferFrom(gpu, paddedFrames, "kmeans frames"));
-    const codebook = track(
-      createStorageBufferFrom(gpu, padRows(initial, D, d4), "kmeans codebook"),
-    );
-    const out = track(createStorageBuffer(gpu, n * 8, "kmeans nearest"));
-    // 0xffffffff: no frame starts "unchanged".
-    const assign = track(
-      createStorageBufferFrom(gpu, new Uint32Array(n).fill(0xffffffff), "kmeans assign"),
-    );
-    const counts = track(createStorageBuffer(gpu, K * 4, "kmeans counts"));
-    const state = track(createStorageBuffer(gpu, STATE_BYTES, "kmeans state"));
-    const args = track(device.createBuffer({
-      label: "kmeans dispatch sizes",
-      size: 36,
-      usage: GPUBufferUsage.INDIRECT | GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-    }));
-    device.queue.writeBuffer(
-      args,
-      0,
-      new Uint32Array([1, 1, 1, 1, 1, 1, scanGroups, 1, 1]),
-    );
-    // Extra frames ride along in the fit's submits when they fit one binding.
-    const extraGroups = Math.ceil(m / framesPerWorkgroup(t));
-    const extraInline = m > 0 && m * d4 * 16 <= maxBinding(gpu) &&
-      extraGroups <= gpu.limits.maxComputeWorkgroupsPerDimension;
-    const extraDims = track(createUniformBuffer(gpu, 32, "kmeans extra dims"));
-    device.queue.writeBuffer(extraDims, 0, dimsBytes(m, K, d4));
-    // The scan's operands: the buffers, or textures the frames are written
-    // into once and the codebook is copied into before each scan.
-    let framesIn: GPUBuffer | GPUTexture = framesBuf;
-    let codebookIn: GPUBuffer | GPUTexture = codebook;
-    let codebookTexture: GPUTexture | undefined;
-    if (reads === "image") {
-      framesIn = track(scanOperand(gpu, reads, paddedFrames, "kmeans frames"));
-      codebookIn = codebookTexture = track(createInputTexture(gpu, K * d4, "kmeans codebook"));
-    }
-    const extraFrames = extraInline
-      ? track(scanOperand(gpu, reads, padRows(extra, D, d4), "kmeans extra frames"))
-      : undefined;
-    const extraOut = extraInline
-      ? track(createStorageBuffer(gpu, m * 8, "kmeans extra nearest"))
-      : undefined;
-    const extraAt = STATE_BYTES + K * d4 * 16 + n * 4;
-    const readSize = extraAt + (extraInline ? m * 8 : 0);
-    const staging = track(device.createBuffer({
-      label: "kmeans readback",
-      size: readSize,
-      usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ,
-    }));
+  const rng = new Random(options.seed, "kmeans++");
+  const sample = seededSubsample(n, Math.max(4096, 4 * K), rng);
+  return kmeansPlusPlus(frames, sample, D, K, rng);
+}
 
-    const scan = scanPipeline(gpu, t, reads);
-    const update = cachedPipeline(gpu, "kmeans.update_centroids", UPDATE_WGSL, "update_centroids");
-    const reseed = cachedPipeline(gpu, "kmeans.reseed_empty", RESEED_WGSL, "reseed_empty");
-    const step = cachedPipeline(gpu, "kmeans.lloyd_step", STEP_WGSL, "lloyd_step");
-    const dimsSlice = { buffer: dims, offset: 0, size: 32 };
-    const scanGroup = bindScan(gpu, scan, dimsSlice, framesIn, codebookIn, out, "kmeans scan");
-    const updateGroup = bindBuffers(
-      gpu,
-      update,
-      [dimsSlice, framesBuf, assign, codebook, counts],
-      "kmeans update",
-    );
-    const reseedGroup = bindBuffers(
-      gpu,
-      reseed,
-      [dimsSlice, framesBuf, counts, codebook, out],
-      "kmeans reseed",
-    );
-    const stepGroup = bindBuffers(gpu, step, [dimsSlice, out, assign, state, args], "kmeans step");
-    const extraGroup = extraFrames && extraOut
-      ? bindScan(
+/** What one submission of a fit read back. */
+interface LloydRead {
+  /** Lloyd iterations the GPU has run so far. */
+  iterations: number;
+  /** When the fit is over (the GPU stopped it, or no iterations are left): its outcome. */
+  final?: { codebook: Float32Array; assignment: Uint32Array; extraAssignment: Uint32Array };
+}
+
+/**
+ * One fit's GPU side: its buffers, pipelines and bind groups, and the
+ * submissions of Lloyd iterations, each followed by a readback of the state
+ * (and the codebook and assignment with it).
+ */
+class LloydFit {
+  /** How the scan reads its operands. */
+  readonly reads: ScanReads;
+  /** The extra frames are scanned in the fit's submissions (they fit one binding). */
+  readonly extraInline: boolean;
+  readonly #gpu: Gpu;
+  readonly #n: number;
+  readonly #m: number;
+  readonly #D: number;
+  readonly #K: number;
+  readonly #d4: number;
+  readonly #scanGroups: number;
+  readonly #extraGroups: number;
+  readonly #extraAt: number;
+  readonly #owned: (GPUBuffer | GPUTexture)[] = [];
+  readonly #buffers: Record<
+    "codebook" | "assign" | "state" | "args" | "staging",
+    GPUBuffer
+  >;
+  readonly #extraOut?: GPUBuffer;
+  readonly #codebookTexture?: GPUTexture;
+  readonly #pipelines: Record<"scan" | "update" | "reseed" | "step", GPUComputePipeline>;
+  readonly #groups: Record<"scan" | "update" | "reseed" | "step", GPUBindGroup>;
+  readonly #extraGroup?: GPUBindGroup;
+
+  constructor(
+    gpu: Gpu,
+    frames: Float32Array,
+    initial: Float32Array,
+    extra: Float32Array,
+    D: number,
+    K: number,
+    options: KMeansOptions,
+  ) {
+    this.#gpu = gpu;
+    const n = this.#n = frames.length / D;
+    const m = this.#m = extra.length / D;
+    this.#D = D;
+    this.#K = K;
+    const d4 = this.#d4 = Math.ceil(D / 4);
+    const t = scanTile(gpu);
+    this.#scanGroups = Math.ceil(n / framesPerWorkgroup(t));
+    // Images when every scan operand fits a texture; the buffers stay (the other kernels read them).
+    const reads = this.reads = [n, K, m].every((rows) => textureInputFits(gpu, rows * d4))
+      ? options.reads ?? defaultScanReads(gpu)
+      : "storage";
+    const device = gpu.device;
+    const track = <T extends GPUBuffer | GPUTexture>(b: T) => (this.#owned.push(b), b);
+    try {
+      const dims = track(createUniformBuffer(gpu, 32, "kmeans dims"));
+      device.queue.writeBuffer(
+        dims,
+        0,
+        dimsBytes(n, K, d4, options.iterations, options.tolerance),
+      );
+      const paddedFrames = padRows(frames, D, d4);
+      const framesBuf = track(createStorageBufferFrom(gpu, paddedFrames, "kmeans frames"));
+      const codebook = track(
+        createStorageBufferFrom(gpu, padRows(initial, D, d4), "kmeans codebook"),
+      );
+      const out = track(createStorageBuffer(gpu, n * 8, "kmeans nearest"));
+      // 0xffffffff: no frame starts "unchanged".
+      const assign = track(
+        createStorageBufferFrom(gpu, new Uint32Array(n).fill(0xffffffff), "kmeans assign"),
+      );
+      const counts = track(createStorageBuffer(gpu, K * 4, "kmeans counts"));
+      const state = track(createStorageBuffer(gpu, STATE_BYTES, "kmeans state"));
+      const args = track(device.createBuffer({
+        label: "kmeans dispatch sizes",
+        size: 36,
+        usage: GPUBufferUsage.INDIRECT | GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+      }));
+      device.queue.writeBuffer(
+        args,
+        0,
+        new Uint32Array([1, 1, 1, 1, 1, 1, this.#scanGroups, 1, 1]),
+      );
+      // Extra frames ride along in the fit's submits when they fit one binding.
+      this.#extraGroups = Math.ceil(m / framesPerWorkgroup(t));
+      this.extraInline = m > 0 && m * d4 * 16 <= maxBinding(gpu) &&
+        this.#extraGroups <= gpu.limits.maxComputeWorkgroupsPerDimension;
+      const extraDims = track(createUniformBuffer(gpu, 32, "kmeans extra dims"));
+      device.queue.writeBuffer(extraDims, 0, dimsBytes(m, K, d4));
+      // The scan's operands: the buffers, or textures the frames are written
+      // into once and the codebook is copied into before each scan.
+      let framesIn: GPUBuffer | GPUTexture = framesBuf;
+      let codebookIn: GPUBuffer | GPUTexture = codebook;
+      if (reads === "image") {
+        framesIn = track(scanOperand(gpu, reads, paddedFrames, "kmeans frames"));
+        codebookIn = this.#codebookTexture = track(
+          createInputTexture(gpu, K * d4, "kmeans codebook"),
+        );
+      }
+      const extraFrames = this.extraInline
+        ? track(scanOperand(gpu, reads, padRows(extra, D, d4), "kmeans extra frames"))
+        : undefined;
+      this.#extraOut = this.extraInline
+        ? track(createStorageBuffer(gpu, m * 8, "kmeans extra nearest"))
+        : undefined;
+      this.#extraAt = STATE_BYTES + K * d4 * 16 + n * 4;
+      const staging = track(device.createBuffer({
+        label: "kmeans readback",
+        size: this.#extraAt + (this.extraInline ? m * 8 : 0),
+        usage: GPUBufferUsage.COPY_DST | GPUBufferUsage.MAP_READ,
+      }));
+      this.#buffers = { codebook, assign, state, args, staging };
+
+      const scan = scanPipeline(gpu, t, reads);
+      const update = cachedPipeline(
         gpu,
-        scan,
-        { buffer: extraDims, offset: 0, size: 32 },
-        extraFrames,
-        codebookIn,
-        extraOut,
-        "kmeans extra scan",
-      )
-      : undefined;
-
-    let encoded = 0;
-    let done = false;
-    let iterations = 0;
-    const fitted = new Float32Array(K * D);
-    const assignment = new Uint32Array(n);
-    let extraAssignment: Uint32Array = new Uint32Array(m);
-    while (!done) {
-      const enc = device.createCommandEncoder({ label: "kmeans lloyd" });
-      let open: GPUComputePassEncoder | undefined;
-      const pass = () => open ??= enc.beginComputePass();
-      /** The scan, after the codebook's copy into its texture (a copy runs outside passes). */
-      const scanPass = () => {
-        if (codebookTexture) {
-          open?.end();
-          open = undefined;
-          encodeInputCopy(enc, codebook, codebookTexture, K * d4);
-        }
-        const p = pass();
-        p.setPipeline(scan);
-        return p;
+        "kmeans.update_centroids",
+        UPDATE_WGSL,
+        "update_centroids",
+      );
+      const reseed = cachedPipeline(gpu, "kmeans.reseed_empty", RESEED_WGSL, "reseed_empty");
+      const step = cachedPipeline(gpu, "kmeans.lloyd_step", STEP_WGSL, "lloyd_step");
+      this.#pipelines = { scan, update, reseed, step };
+      const dimsSlice = { buffer: dims, offset: 0, size: 32 };
+      this.#groups = {
+        scan: bindScan(gpu, scan, dimsSlice, framesIn, codebookIn, out, "kmeans scan"),
+        update: bindBuffers(
+          gpu,
+          update,
+          [dimsSlice, framesBuf, assign, codebook, counts],
+          "kmeans update",
+        ),
+        reseed: bindBuffers(
+          gpu,
+          reseed,
+          [dimsSlice, framesBuf, counts, codebook, out],
+          "kmeans reseed",
+        ),
+        step: bindBuffers(gpu, step, [dimsSlice, out, assign, state, args], "kmeans step"),
       };
-      if (encoded === 0) {
-        const p = scanPass();
-        p.setBindGroup(0, scanGroup);
-        p.dispatchWorkgroups(scanGroups);
-        p.setPipeline(step);
-        p.setBindGroup(0, stepGroup);
-        p.dispatchWorkgroups(1);
+      this.#extraGroup = extraFrames && this.#extraOut
+        ? bindScan(
+          gpu,
+          scan,
+          { buffer: extraDims, offset: 0, size: 32 },
+          extraFrames,
+          codebookIn,
+          this.#extraOut,
+          "kmeans extra scan",
+        )
+        : undefined;
+    } catch (e) {
+      this.destroy();
+      throw e;
+    }
+  }
+
+  /**
+   * Encodes the first full scan (with `first`), then `batch` iterations, then
+   * (with extra frames inline) their scan against the codebook as it stands,
+   * submits them and reads the state back; with the codebook and the
+   * assignments once the GPU has stopped or `last` says no iterations are
+   * left.
+   */
+  async submit(first: boolean, batch: number, last: boolean): Promise<LloydRead> {
+    const { codebook, assign, state, args, staging } = this.#buffers;
+    const { scan, update, reseed, step } = this.#pipelines;
+    const groups = this.#groups;
+    const K = this.#K, D = this.#D, d4 = this.#d4, n = this.#n, m = this.#m;
+    const enc = this.#gpu.device.createCommandEncoder({ label: "kmeans lloyd" });
+    let open: GPUComputePassEncoder | undefined;
+    const pass = () => open ??= enc.beginComputePass();
+    /** The scan, after the codebook's copy into its texture (a copy runs outside passes). */
+    const scanPass = () => {
+      if (this.#codebookTexture) {
+        open?.end();
+        open = undefined;
+        encodeInputCopy(enc, codebook, this.#codebookTexture, K * d4);
       }
-      const batch = Math.min(ITERATIONS_PER_SUBMIT, options.iterations - encoded);
-      for (let it = 0; it < batch; it++) {
-        const p = pass();
-        p.setPipeline(update);
-        p.setBindGroup(0, updateGroup);
-        p.dispatchWorkgroupsIndirect(args, 0);
-        p.setPipeline(reseed);
-        p.setBindGroup(0, reseedGroup);
-        p.dispatchWorkgroupsIndirect(args, 12);
-        const q = scanPass();
-        q.setBindGroup(0, scanGroup);
-        q.dispatchWorkgroupsIndirect(args, 24);
-        q.setPipeline(step);
-        q.setBindGroup(0, stepGroup);
-        q.dispatchWorkgroups(1);
-      }
-      encoded += Math.max(0, batch);
-      if (extraGroup) {
-        // Against the codebook as it stands: the final one in the last submit.
-        const p = scanPass();
-        p.setBindGroup(0, extraGroup);
-        p.dispatchWorkgroups(extraGroups);
-      }
-      open?.end();
-      enc.copyBufferToBuffer(state, 0, staging, 0, STATE_BYTES);
-      enc.copyBufferToBuffer(codebook, 0, staging, STATE_BYTES, K * d4 * 16);
-      enc.copyBufferToBuffer(assign, 0, staging, STATE_BYTES + K * d4 * 16, n * 4);
-      if (extraOut) enc.copyBufferToBuffer(extraOut, 0, staging, extraAt, m * 8);
-      device.queue.submit([enc.finish()]);
-      await staging.mapAsync(GPUMapMode.READ);
+      const p = pass();
+      p.setPipeline(scan);
+      return p;
+    };
+    if (first) {
+      const p = scanPass();
+      p.setBindGroup(0, groups.scan);
+      p.dispatchWorkgroups(this.#scanGroups);
+      p.setPipeline(step);
+      p.setBindGroup(0, groups.step);
+      p.dispatchWorkgroups(1);
+    }
+    for (let it = 0; it < batch; it++) {
+      const p = pass();
+      p.setPipeline(update);
+      p.setBindGroup(0, groups.update);
+      p.dispatchWorkgroupsIndirect(args, 0);
+      p.setPipeline(reseed);
+      p.setBindGroup(0, groups.reseed);
+      p.dispatchWorkgroupsIndirect(args, 12);
+      const q = scanPass();
+      q.setBindGroup(0, groups.scan);
+      q.dispatchWorkgroupsIndirect(args, 24);
+      q.setPipeline(step);
+      q.setBindGroup(0, groups.step);
+      q.dispatchWorkgroups(1);
+    }
+    if (this.#extraGroup) {
+      // Against the codebook as it stands: the final one in the last submit.
+      const p = scanPass();
+      p.setBindGroup(0, this.#extraGroup);
+      p.dispatchWorkgroups(this.#extraGroups);
+    }
+    open?.end();
+    enc.copyBufferToBuffer(state, 0, staging, 0, STATE_BYTES);
+    enc.copyBufferToBuffer(codebook, 0, staging, STATE_BYTES, K * d4 * 16);
+    enc.copyBufferToBuffer(assign, 0, staging, STATE_BYTES + K * d4 * 16, n * 4);
+    if (this.#extraOut) enc.copyBufferToBuffer(this.#extraOut, 0, staging, this.#extraAt, m * 8);
+    this.#gpu.device.queue.submit([enc.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    try {
       const raw = staging.getMappedRange();
       const s = new Uint32Array(raw, 0, STATE_BYTES / 4);
-      iterations = s[2];
-      done = s[1] !== 0 || encoded >= options.iterations;
-      if (done) {
+      const read: LloydRead = { iterations: s[2] };
+      if (s[1] !== 0 || last) {
         const cb = new Float32Array(raw, STATE_BYTES, K * d4 * 4);
-        for (let k = 0; k < K; k++) {
-          fitted.set(cb.subarray(k * d4 * 4, k * d4 * 4 + D), k * D);
-        }
-        assignment.set(new Uint32Array(raw, STATE_BYTES + K * d4 * 16, n));
-        if (extraInline) {
-          const u = new Uint32Array(raw, extraAt, 2 * m);
+        const fitted = new Float32Array(K * D);
+        for (let k = 0; k < K; k++) fitted.set(cb.subarray(k * d4 * 4, k * d4 * 4 + D), k * D);
+        const extraAssignment = new Uint32Array(m);
+        if (this.extraInline) {
+          const u = new Uint32Array(raw, this.#extraAt, 2 * m);
           for (let i = 0; i < m; i++) extraAssignment[i] = u[2 * i];
         }
+        read.final = {
+          codebook: fitted,
+          assignment: new Uint32Array(raw, STATE_BYTES + K * d4 * 16, n).slice(),
+          extraAssignment,
+        };
       }
+      return read;
+    } finally {
       staging.unmap();
     }
-    if (m > 0 && !extraInline) {
-      extraAssignment = await assignNearest(gpu, extra, fitted, D, K);
-    }
-    return {
-      codebook: fitted,
-      assignment,
-      extraAssignment,
-      inertia: inertiaOf(frames, assignment, fitted, D),
-      iterations,
-      reads,
-    };
-  } finally {
-    for (const b of owned) b.destroy();
+  }
+
+  destroy(): void {
+    for (const b of this.#owned) b.destroy();
+    this.#owned.length = 0;
   }
 }
