@@ -307,6 +307,9 @@ async function profileOps(
       profile[name] = (profile[name] ?? 0) + ms / steps;
     }
   }
+  // The profiled steps trained too: their stats are read here, so that the
+  // timed steps of the PyTorch rounds that follow read only their own.
+  await graph.readTrainStats();
   return profile;
 }
 
