@@ -12,7 +12,8 @@
  * is first probed (numpy's 1024³ product, a second or so per core type) with
  * OpenBLAS's own choice and with each core type this CPU's instruction set
  * can run, and then runs with the fastest: the peer a user who tuned it would
- * have. `OPENBLAS_L2_SIZE`, which slows it, is never passed on.
+ * have. `OPENBLAS_L2_SIZE`, which slows it, is never passed on. Alone,
+ * `deno run -A bench/blas.ts` prints every probe and the choice.
  *
  * @module
  */
@@ -197,4 +198,22 @@ export async function blasVariants(): Promise<BlasVariant[]> {
     // Only OpenBLAS is installed.
   }
   return variants;
+}
+
+if (import.meta.main) {
+  // Alone: `deno run -A bench/blas.ts` prints every probe and the choice.
+  const choice = await fastestOpenBlas();
+  if (!choice) {
+    console.log(
+      "numpy does not run on OpenBLAS here (/usr/bin/python3, python3-numpy, libopenblas0-pthread)",
+    );
+  } else {
+    for (const p of choice.tried) {
+      const asked = p.coreType ? `OPENBLAS_CORETYPE=${p.coreType}` : "its own choice";
+      console.log(
+        `${asked.padEnd(29)} ${p.core.padEnd(12)} ${p.gflops.toFixed(1)} GFLOP/s at 1024³`,
+      );
+    }
+    console.log(`chosen: ${describeOpenBlas(choice)}`);
+  }
 }

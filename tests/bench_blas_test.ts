@@ -93,3 +93,20 @@ Deno.test({
   }
   assert(choice.tried.some((p) => p.core === choice.core));
 });
+
+Deno.test("bench/blas.ts alone prints every probe and the choice, or why there is none", async () => {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL("../bench/blas.ts", import.meta.url).pathname],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+  if (numpyOnOpenBlas) {
+    assert(/^its own choice +\S+ +[\d.]+ GFLOP\/s/m.test(text), text);
+    assert(/^chosen: \S+ kernels/m.test(text), text);
+  } else {
+    assert(text.includes("numpy does not run on OpenBLAS here"), text);
+  }
+});
