@@ -66,7 +66,7 @@ const BENCHES: Record<string, { what: string; run: Bench }> = {
   },
   train: {
     what:
-      "SamOut training tokens/s (d128 H8 L2 V1100 B16 S128, then d256 H8 L4 V4100 B16 S256) vs PyTorch on the CPU",
+      "SamOut training tokens/s (d128 H8 L2 V1100 B16 S128, then d256 H8 L4 V4100 B16 S256) vs PyTorch on the CPU (goal >= 1.0x)",
     run: async (o) => {
       const { benchTrain } = await import("./train.ts");
       const common = { json: o.json, noTune: o.noTune };

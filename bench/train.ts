@@ -411,6 +411,12 @@ function printTrainResult(result: TrainBenchResult, kernelSource: string, noPyto
           })`
           : ")"),
     );
+    const verdict = (x: number) => (result.ratio! >= x ? "met" : "not met");
+    console.log(
+      `goal           1.0x PyTorch with its fastest BLAS: ${verdict(1)}; 1.5x (stretch): ${
+        verdict(1.5)
+      }`,
+    );
     if (result.cpu_ratio !== undefined) {
       console.log(
         `cpu time       ${(result.cpu_s_per_step! * 1000).toFixed(0)} ms/step webgpu, ${
