@@ -5,7 +5,7 @@
  * Debian's torch and numpy call the system `libblas.so.3`: OpenBLAS where
  * `libopenblas0-pthread` is installed, else the slow reference BLAS. OpenBLAS
  * picks its kernels for the CPU it finds, and a release older than the CPU
- * does not know it: Debian 12's OpenBLAS 0.3.21 takes a 2023 Xeon (family 6
+ * does not know it: Debian 12's OpenBLAS 0.3.21 takes a recent Xeon (family 6
  * model 207) for a "Prescott" and runs SSE3 kernels there, 45 GFLOP/s at
  * 2048³ where its SkylakeX kernels reach 226. `OPENBLAS_CORETYPE` overrides
  * the choice (and some machines set it, to a slower one), so the reference
