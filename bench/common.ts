@@ -36,3 +36,20 @@ export function median(xs: number[]): number {
   const mid = sorted.length >> 1;
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
+
+/**
+ * Runs `body` with `console.log` sent to stderr when `json` is set, and
+ * restores it afterwards (also when `body` throws): a `--json` command's
+ * stdout then holds its one JSON object and nothing else, whatever the
+ * benchmarks it runs print as they go.
+ */
+export async function linesToStderr<T>(json: boolean, body: () => Promise<T>): Promise<T> {
+  if (!json) return await body();
+  const log = console.log;
+  console.log = console.error;
+  try {
+    return await body();
+  } finally {
+    console.log = log;
+  }
+}

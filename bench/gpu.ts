@@ -18,8 +18,9 @@
  * 5. the GPU tests (`lib/gpu`, `lib/model`, `lib/generate`, the PyTorch
  *    parity fixtures) on this adapter.
  *
- * Human lines go to stderr; with `--json`, `deno task bench gpu --json` also
- * prints one JSON object with every figure on stdout at the end.
+ * Human lines (the train benchmark's and the test runner's among them) go to
+ * stderr; with `--json`, `deno task bench gpu --json` prints one JSON object
+ * with every figure on stdout at the end, and nothing else there.
  *
  * @module
  */
@@ -46,7 +47,12 @@ export async function benchGpu(opts: { allowSoftware: boolean; peakTflops: numbe
     Deno.exit(1);
   }
   const { benchTrain } = await import("./train.ts");
-  const train = await benchTrain({ json: true, seedConfig: true, profile: true, profileSteps: 3 });
+  const train = await benchTrain({
+    seedConfig: true,
+    profile: true,
+    profileSteps: 3,
+    log: (line) => console.error(line),
+  });
   const peakShare = train.gflops / (opts.peakTflops * 1000);
   console.error(
     `train at the seed configuration: ${Math.round(train.tokens_per_s)} tokens/s, ` +
@@ -68,9 +74,13 @@ export async function benchGpu(opts: { allowSoftware: boolean; peakTflops: numbe
       "tests/parity_gpu_test.ts",
       "tests/gradcheck_test.ts",
     ],
-    stdout: "inherit",
+    stdout: "piped",
     stderr: "inherit",
-  }).output();
+  }).spawn();
+  // The test runner's report goes to stderr with the other human lines: stdout
+  // holds only the JSON summary that `--json` asks for.
+  await tests.stdout.pipeTo(Deno.stderr.writable, { preventClose: true });
+  const testStatus = await tests.status;
   return {
     adapter,
     train,
@@ -78,6 +88,6 @@ export async function benchGpu(opts: { allowSoftware: boolean; peakTflops: numbe
     peak_tflops: opts.peakTflops,
     matmul,
     generate,
-    tests_passed: tests.success,
+    tests_passed: testStatus.success,
   };
 }

@@ -11,6 +11,7 @@
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
+import { linesToStderr } from "./common.ts";
 
 type Bench = (
   opts: {
@@ -69,7 +70,7 @@ const BENCHES: Record<string, { what: string; run: Bench }> = {
       "SamOut training tokens/s (d128 H8 L2 V1100 B16 S128, then d256 H8 L4 V4100 B16 S256) vs PyTorch on the CPU (goal >= 1.0x)",
     run: async (o) => {
       const { benchTrain } = await import("./train.ts");
-      const common = { json: o.json, noTune: o.noTune };
+      const common = { noTune: o.noTune };
       if (o.seedConfig) return await benchTrain({ ...common, seedConfig: true });
       const small = await benchTrain(common);
       console.error("");
@@ -101,13 +102,15 @@ const program = new Command()
     const results: Record<string, unknown> = {};
     for (const name of chosen) {
       console.error(`\n== bench ${name}: ${BENCHES[name].what}`);
-      results[name] = await BENCHES[name].run({
-        json: options.json ?? false,
-        seedConfig: options.seedConfig ?? false,
-        noTune: options.tune === false,
-        allowSoftware: options.allowSoftware ?? false,
-        peakTflops: Number(options.peakTflops),
-      });
+      // With --json every benchmark's lines go to stderr: stdout holds the one JSON object.
+      results[name] = await linesToStderr(options.json ?? false, () =>
+        BENCHES[name].run({
+          json: options.json ?? false,
+          seedConfig: options.seedConfig ?? false,
+          noTune: options.tune === false,
+          allowSoftware: options.allowSoftware ?? false,
+          peakTflops: Number(options.peakTflops),
+        }));
     }
     if (options.json) {
       console.log(JSON.stringify(chosen.length === 1 ? results[chosen[0]] : results));

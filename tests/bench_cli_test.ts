@@ -80,3 +80,36 @@ Deno.test({
     assert(!r.stderr.includes("tokens/s"), `it ran the benchmark:\n${r.stderr}`);
   },
 });
+
+Deno.test("bench --json: the benchmarks' lines go to stderr, and console.log comes back", async () => {
+  const { linesToStderr } = await import("../bench/common.ts");
+  const log = console.log;
+  const error = console.error;
+  const seen: string[] = [];
+  console.error = (...a: unknown[]) => seen.push(`stderr ${a.join(" ")}`);
+  try {
+    const r = await linesToStderr(true, () => {
+      console.log("a benchmark's line");
+      return Promise.resolve(7);
+    });
+    assertEquals(r, 7);
+    assertEquals(seen, ["stderr a benchmark's line"]);
+    assert(console.log === log, "console.log was not restored");
+    // Restored when the benchmark throws, too.
+    let thrown = false;
+    try {
+      await linesToStderr(true, () => Promise.reject(new Error("boom")));
+    } catch {
+      thrown = true;
+    }
+    assert(thrown && console.log === log, "console.log was not restored after a throw");
+    // Without --json nothing is redirected.
+    await linesToStderr(false, () => {
+      assert(console.log === log, "console.log was redirected without --json");
+      return Promise.resolve();
+    });
+  } finally {
+    console.log = log;
+    console.error = error;
+  }
+});
