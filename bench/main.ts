@@ -15,7 +15,6 @@ import { linesToStderr } from "./common.ts";
 
 type Bench = (
   opts: {
-    json: boolean;
     seedConfig: boolean;
     noTune: boolean;
     allowSoftware: boolean;
@@ -105,7 +104,6 @@ const program = new Command()
       // With --json every benchmark's lines go to stderr: stdout holds the one JSON object.
       results[name] = await linesToStderr(options.json ?? false, () =>
         BENCHES[name].run({
-          json: options.json ?? false,
           seedConfig: options.seedConfig ?? false,
           noTune: options.tune === false,
           allowSoftware: options.allowSoftware ?? false,
