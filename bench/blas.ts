@@ -35,15 +35,18 @@ export interface OpenBlasProbe {
   /** The kernels OpenBLAS reports it runs (openblas_get_corename). */
   core: string;
   gflops: number;
+  /** The BLAS libraries numpy mapped, comma separated (see {@link NumpyMatmul}). */
+  blas?: string;
 }
 
 /** OpenBLAS's kernels for this machine: the fastest probe and all of them. */
 export interface OpenBlasChoice {
   /** OPENBLAS_CORETYPE to set; undefined when OpenBLAS's own choice is the fastest. */
   coreType?: string;
-  /** The chosen kernels' name and rate. */
+  /** The chosen kernels' name and rate (numpy's 1024³ product), and numpy's libraries. */
   core: string;
   gflops: number;
+  blas?: string;
   /** OpenBLAS's own choice, as probed. */
   own: OpenBlasProbe;
   tried: OpenBlasProbe[];
@@ -95,7 +98,14 @@ export function pickFastest(own: OpenBlasProbe, others: OpenBlasProbe[]): OpenBl
   const tried = [own, ...others];
   const best = tried.reduce((a, b) => (b.gflops > a.gflops ? b : a));
   const coreType = best.core === own.core ? undefined : best.coreType;
-  return { ...(coreType && { coreType }), core: best.core, gflops: best.gflops, own, tried };
+  return {
+    ...(coreType && { coreType }),
+    core: best.core,
+    gflops: best.gflops,
+    ...(best.blas && { blas: best.blas }),
+    own,
+    tried,
+  };
 }
 
 /**
@@ -148,7 +158,7 @@ export function fastestOpenBlas(): Promise<OpenBlasChoice | undefined> {
     const probe = async (coreType?: string): Promise<OpenBlasProbe | undefined> => {
       const r = await numpyMatmul(1024, referenceEnv({ coreType }));
       return r?.openblasCore
-        ? { ...(coreType && { coreType }), core: r.openblasCore, gflops: r.gflops }
+        ? { ...(coreType && { coreType }), core: r.openblasCore, gflops: r.gflops, blas: r.blas }
         : undefined;
     };
     const own = await probe();
