@@ -10,8 +10,9 @@
  *
  * @module
  */
-import { Command } from "@commander-js/extra-typings";
+import { Command, InvalidArgumentError } from "@commander-js/extra-typings";
 import { linesToStderr } from "./common.ts";
+import { type GpuPart, parseGpuParts } from "./gpu.ts";
 
 type Bench = (
   opts: {
@@ -19,6 +20,7 @@ type Bench = (
     noTune: boolean;
     allowSoftware: boolean;
     peakTflops: number;
+    gpuParts?: GpuPart[];
   },
 ) => Promise<unknown>;
 
@@ -58,6 +60,7 @@ const BENCHES: Record<string, { what: string; run: Bench }> = {
       (await import("./gpu.ts")).benchGpu({
         allowSoftware: o.allowSoftware,
         peakTflops: o.peakTflops,
+        parts: o.gpuParts,
       }),
   },
   generate: {
@@ -87,6 +90,18 @@ const program = new Command()
   .option("--allow-software", "gpu bench: run on a software adapter too")
   .option("--no-tune", "train bench: keep the default matrix-product kernels (no timing first)")
   .option("--peak-tflops <n>", "gpu bench: the GPU's FP32 peak (H200: 67)", "67")
+  .option(
+    "--parts <list>",
+    "gpu bench: the parts to run, comma-separated, in order (train, matmul, generate, tests; " +
+      "default all)",
+    (value) => {
+      try {
+        return parseGpuParts(value);
+      } catch (e) {
+        throw new InvalidArgumentError((e as Error).message);
+      }
+    },
+  )
   .action(async (names, options) => {
     // `gpu` runs the others at GPU sizes: only when asked for.
     const chosen = names.length > 0 ? names : Object.keys(BENCHES).filter((n) => n !== "gpu");
@@ -108,6 +123,7 @@ const program = new Command()
           noTune: options.tune === false,
           allowSoftware: options.allowSoftware ?? false,
           peakTflops: Number(options.peakTflops),
+          gpuParts: options.parts,
         }));
     }
     if (options.json) {

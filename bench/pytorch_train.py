@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PyTorch CPU baseline for bench/train.ts: SamOut training steps per second.
+"""PyTorch baseline for bench/train.ts and bench/gpu.ts: SamOut training steps per second.
 
 The same model tree as docs/SAMOUT.md (and tools/make_fixtures.py):
 embedding, position embedding, per layer concat(pos, h) -> Down -> MaxState
@@ -7,15 +7,21 @@ embedding, position embedding, per layer concat(pos, h) -> Down -> MaxState
 then the head; cross-entropy with ignore_index=0, Adam (lr 1e-3).
 
 Usage: python3 bench/pytorch_train.py [--vocab 1100 --hidden 128 --heads 8
-  --layers 2 --batch 16 --seq 128 --warmup 2 --steps 5 --threads N]
+  --layers 2 --batch 16 --seq 128 --warmup 2 --steps 5 --threads N --device cpu|cuda]
 Prints one JSON object: {"tokens_per_s": ..., "step_s": ..., "cpu_s_per_step": ...,
-"threads": ...} (CPU seconds of all threads: steadier than wall time on a shared machine).
-Tokens per step = batch * seq (input positions, as in bench/train.ts).
+"threads": ..., "device": ...} (CPU seconds of all threads: steadier than wall time on a
+shared machine). Tokens per step = batch * seq (input positions, as in bench/train.ts).
+
+--device cuda is the peer on an NVIDIA machine (bench/gpu.ts): the same steps in plain FP32,
+TF32 turned off (a WGSL step multiplies in FP32), each step ending in loss.item() as on the CPU,
+so the timing covers the GPU's work; it adds "gpu" (the device's name) to the JSON. Without a
+CUDA device it exits with status 2 and says so on stderr.
 """
 import argparse
 import json
 import math
 import os
+import sys
 import time
 
 import torch
@@ -74,7 +80,7 @@ class SamOut(nn.Module):
 
     def forward(self, x):
         h = self.em(x)
-        p = self.pos(torch.arange(x.shape[1])).unsqueeze(0).expand_as(h)
+        p = self.pos(torch.arange(x.shape[1], device=x.device)).unsqueeze(0).expand_as(h)
         for down, layer in zip(self.down, self.decoder_layers):
             h = layer(down(torch.cat([p, h], dim=-1)))
         return self.head(h)
@@ -91,14 +97,25 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = ap.parse_args()
 
+    if args.device == "cuda":
+        if not torch.cuda.is_available():
+            print(f"pytorch_train.py: --device cuda, but torch {torch.__version__} sees no CUDA "
+                  "device", file=sys.stderr)
+            sys.exit(2)
+        # FP32 as the WGSL graph computes it: no TF32 in matrix products or convolutions.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+    device = torch.device(args.device)
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     model = SamOut(args.vocab, args.hidden, args.heads, args.layers, max(1024, args.seq))
+    model = model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     loss_fn = nn.CrossEntropyLoss(ignore_index=0)
-    seq = torch.randint(1, args.vocab, (args.batch, args.seq + 1))
+    seq = torch.randint(1, args.vocab, (args.batch, args.seq + 1)).to(device)
     x, y = seq[:, :-1], seq[:, 1:]
 
     def step():
@@ -118,13 +135,17 @@ def main():
     elapsed = time.perf_counter() - t0
     cpu = time.process_time() - c0
     tokens = args.steps * args.batch * args.seq
-    print(json.dumps({
+    result = {
         "tokens_per_s": tokens / elapsed,
         "step_s": elapsed / args.steps,
         "cpu_s_per_step": cpu / args.steps,
         "threads": args.threads,
         "torch": torch.__version__,
-    }))
+        "device": args.device,
+    }
+    if args.device == "cuda":
+        result["gpu"] = torch.cuda.get_device_name(device)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":
