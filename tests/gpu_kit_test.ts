@@ -136,6 +136,21 @@ Deno.test("tools/gpu/run.sh stops at once, saying why, without OUT or without th
     const log = await Deno.readTextFile(`${dir}/out/kit.log`);
     assert(log.includes("STOP: no .gpu folder: run tools/gpu/pack.sh"), log);
     assert(!log.includes("bench gpu --parts"), `it went on to the bench:\n${log}`);
+
+    // A mistyped part is refused before anything else runs (not after the bench's minutes).
+    const typo = await new Deno.Command("bash", {
+      args: [script],
+      env: { OUT: `${dir}/out2`, GPU_KIT_PARTS: "train,pipline" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assertEquals(typo.code, 1);
+    const typoLog = await Deno.readTextFile(`${dir}/out2/kit.log`);
+    assert(
+      typoLog.includes('STOP: unknown part "pipline" in GPU_KIT_PARTS; known: train'),
+      typoLog,
+    );
+    assert(!typoLog.includes("machine:"), `it went on:\n${typoLog}`);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
@@ -187,6 +202,23 @@ Deno.test("tools/gpu/report.ts: the figures of the parts that finished, and whic
     );
     await Deno.writeTextFile(`${dir}/tests.json`, JSON.stringify({ tests_passed: false }));
     await Deno.writeTextFile(`${dir}/matmul.json`, ""); // timed out: the shell made it, empty
+    await Deno.writeTextFile(
+      `${dir}/pipeline.json`,
+      JSON.stringify({
+        pipeline: "seed",
+        status: "ok",
+        duration_s: 97.25,
+        steps: [
+          { step: "train", status: "ran", duration_s: 40 },
+          {
+            step: "evaluate",
+            status: "ran",
+            duration_s: 20.5,
+            metrics: { test_loss: 2.5, category_accuracy: 0.75, note: "text" },
+          },
+        ],
+      }),
+    );
     const report = await gpuReport(dir);
     for (
       const expected of [
@@ -200,6 +232,9 @@ Deno.test("tools/gpu/report.ts: the figures of the parts that finished, and whic
         "**matmul**: no figures",
         "**generate**: no figures",
         "matmul: TIMED OUT after 60s",
+        "**pipeline** (seed, shortened: see kit.log for the overrides): ok in 97.3 s: " +
+        "train ran 40 s, evaluate ran 20.5 s",
+        "  - evaluate: test_loss 2.5, category_accuracy 0.75",
       ]
     ) {
       assert(report.includes(expected), `no "${expected}" in:\n${report}`);

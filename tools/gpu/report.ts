@@ -2,8 +2,9 @@
  * `deno run -A tools/gpu/report.ts DIR`: what a run of tools/gpu/run.sh
  * measured, as Markdown to paste into the README and the issue's note. DIR
  * holds the files the run wrote under $OUT (the device tool copies them back:
- * its reply's `files_at`): kit.log, adapter.json and one PART.json per part
- * of `bench gpu`. A part that timed out or failed left no JSON (or an empty
+ * its reply's `files_at`): kit.log, adapter.json, one PART.json per part
+ * of `bench gpu`, and pipeline.json (the shortened seed pipeline's run
+ * summary; its pipeline.md is Markdown already). A part that timed out or failed left no JSON (or an empty
  * one): the report says so and points at kit.log instead of inventing figures.
  *
  * @module
@@ -112,6 +113,31 @@ export async function gpuReport(dir: string): Promise<string> {
         fixed(g.ratio, 1)
       }x the prefix re-run`,
     );
+  }
+  const pipeline = await readPart(dir, "pipeline");
+  if (!pipeline) missing("pipeline");
+  else {
+    const steps = (pipeline.steps ?? []) as { step: string; status: string; duration_s?: number }[];
+    lines.push(
+      `- **pipeline** (${pipeline.pipeline}, shortened: see kit.log for the overrides): ` +
+        `${pipeline.status} in ${fixed(pipeline.duration_s, 1)} s: ` +
+        steps.map((st) => `${st.step} ${st.status} ${fixed(st.duration_s, 1)} s`).join(", ") +
+        (pipeline.error ? `; error: ${pipeline.error}` : ""),
+    );
+    for (const st of steps) {
+      const m = (st as { metrics?: Record<string, unknown> }).metrics;
+      if (st.step !== "evaluate" || !m) continue;
+      const picked = [
+        "test_loss",
+        "bigram_test_loss",
+        "test_loss_vs_bigram",
+        "test_token_accuracy",
+        "category_accuracy",
+      ]
+        .filter((k) => typeof m[k] === "number")
+        .map((k) => `${k} ${fixed(m[k], 3)}`);
+      if (picked.length) lines.push(`  - evaluate: ${picked.join(", ")}`);
+    }
   }
   const summary = log.slice(log.lastIndexOf("summary:"));
   if (summary.startsWith("summary:")) {

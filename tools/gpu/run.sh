@@ -16,18 +16,27 @@
 #  3. Deno and node_modules from .gpu (xz, or Python's lzma where xz is missing);
 #  4. the adapter (tools/gpu/adapter.ts -> $OUT/adapter.json); a software
 #     fallback stops the run there, since its figures would pass for a GPU's;
-#  5. `bench gpu`, one part per process, most important first (train, with
-#     PyTorch on CUDA beside it where the machine has it; tests; matmul;
-#     generate), each under a time limit and skipped when the budget left is
-#     too short: one that hangs costs only its own figures. Each part's JSON
-#     goes to $OUT/PART.json; at most 8 files come back, and this writes 6.
+#  5. the parts, one process each, most important first, each under a time
+#     limit and skipped when the budget left is too short: one that hangs
+#     costs only its own figures. `train`, `tests`, `generate`, `matmul` are
+#     `bench gpu --parts PART` (train with PyTorch on CUDA beside it where the
+#     machine has it), each writing $OUT/PART.json; `pipeline` runs
+#     pipelines/seed.yaml (the seed's model: hidden 512, 8 heads, 8 layers,
+#     batch 32) end to end on the GPU, shortened (fewer clips, a step cap,
+#     fewer generations), writing $OUT/pipeline.json (its run summary) and
+#     $OUT/pipeline.md. At most 8 files come back; this writes 8 at most.
 #
 # Settings (environment; the defaults are for the H200 machine):
-#   GPU_KIT_BUDGET_S     seconds for the whole script (420: it must end inside
-#                        the run's timeout_s, with the start-up on top)
-#   GPU_KIT_PARTS        bench gpu parts, in order (train,tests,matmul,generate)
+#   GPU_KIT_BUDGET_S     seconds for the whole script (360: it must end inside
+#                        the run's timeout_s, with the machine's start on top,
+#                        and leave the 15 minutes room for a second run)
+#   GPU_KIT_PARTS        the parts, in order (train,tests,pipeline,generate,matmul)
 #   GPU_KIT_PART_MAX_S   the most one part may take (default per part:
-#                        train 240, tests 150, matmul 60, generate 60)
+#                        train 200, tests 120, pipeline 150, the others 45)
+#   GPU_KIT_PIPELINE     the pipeline file (seed.yaml)
+#   GPU_KIT_PIPELINE_SET its overrides, space-separated STEP.PARAM=VALUE
+#                        (synth.clips_per_category=60 train.max_steps=150
+#                        evaluate.generate.per_category=4)
 #   GPU_KIT_ALLOW_SOFTWARE=1  go on with a software adapter (rehearsals)
 #   GPU_KIT_ICD          the Vulkan ICD's JSON file (default: NVIDIA's, found)
 #   GPU_KIT_LOADER_ROOT  where the loader packages go (default /, as root)
@@ -38,8 +47,10 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo" || exit 1
 out=${OUT:?OUT is not set: the device tool sets it; here: OUT=/tmp/gpu-out bash tools/gpu/run.sh}
 mkdir -p "$out"
-budget=${GPU_KIT_BUDGET_S:-420}
-parts=${GPU_KIT_PARTS:-train,tests,matmul,generate}
+budget=${GPU_KIT_BUDGET_S:-360}
+parts=${GPU_KIT_PARTS:-train,tests,pipeline,generate,matmul}
+pipeline=${GPU_KIT_PIPELINE:-seed.yaml}
+pipeline_set=${GPU_KIT_PIPELINE_SET-synth.clips_per_category=60 train.max_steps=150 evaluate.generate.per_category=4}
 work=${GPU_KIT_WORK:-/tmp/gpu-kit}
 loader_root=${GPU_KIT_LOADER_ROOT:-/}
 allow=()
@@ -54,6 +65,13 @@ say() { printf '[%4ds] %s\n' $((SECONDS - start)) "$*"; }
 fail() { say "STOP: $*"; exit 1; }
 
 say "tools/gpu/run.sh in $repo, budget ${budget}s, parts $parts"
+IFS=, read -r -a wanted <<<"$parts"
+for part in "${wanted[@]}"; do
+  case $part in
+    train | tests | pipeline | generate | matmul) ;;
+    *) fail "unknown part \"$part\" in GPU_KIT_PARTS; known: train, tests, pipeline, generate, matmul" ;;
+  esac
+done
 git -C "$repo" log -1 --format='commit %H %s' 2>/dev/null || true
 
 # 1. The machine.
@@ -122,10 +140,23 @@ head -c 400 "$out/adapter.json"; echo
 # 5. The bench, part by part.
 part_cap() {
   if [ -n "${GPU_KIT_PART_MAX_S:-}" ]; then echo "$GPU_KIT_PART_MAX_S"; return; fi
-  case $1 in train) echo 240 ;; tests) echo 150 ;; *) echo 60 ;; esac
+  case $1 in train) echo 200 ;; tests) echo 120 ;; pipeline) echo 150 ;; *) echo 45 ;; esac
+}
+run_part() { # run_part PART LIMIT: one part under `timeout`; its exit status
+  local part=$1 limit=$2
+  if [ "$part" = pipeline ]; then
+    local sets=()
+    for kv in $pipeline_set; do sets+=(--set "$kv"); done
+    say "pipeline $pipeline ${sets[*]} (at most ${limit}s)"
+    timeout -k 5 "$limit" "$deno" run --cached-only -A main.ts pipeline "$pipeline" \
+      --store "$work/store" "${sets[@]}" --json --summary-md "$out/pipeline.md" >"$out/pipeline.json"
+  else
+    say "bench gpu --parts $part (at most ${limit}s)"
+    timeout -k 5 "$limit" "$deno" run --cached-only -A bench/main.ts gpu --parts "$part" --json \
+      "${allow[@]}" >"$out/$part.json"
+  fi
 }
 summary=()
-IFS=, read -r -a wanted <<<"$parts"
 for part in "${wanted[@]}"; do
   left=$((budget - (SECONDS - start)))
   cap=$(part_cap "$part")
@@ -135,10 +166,8 @@ for part in "${wanted[@]}"; do
     say "skipping $part: ${left}s left"
     continue
   fi
-  say "bench gpu --parts $part (at most ${limit}s)"
   t0=$SECONDS
-  timeout -k 5 "$limit" "$deno" run --cached-only -A bench/main.ts gpu --parts "$part" --json \
-    "${allow[@]}" >"$out/$part.json"
+  run_part "$part" "$limit"
   status=$?
   case $status in
     0) summary+=("$part: ok in $((SECONDS - t0))s") ;;
