@@ -115,6 +115,7 @@ async function trainPart(opts: GpuBenchOptions): Promise<Record<string, unknown>
     profile: true,
     profileSteps: 3,
     log: (line) => console.error(line),
+    progress: (line) => console.error(line),
   });
   const peakShare = train.gflops / (opts.peakTflops * 1000);
   console.error(

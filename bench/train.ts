@@ -147,6 +147,13 @@ export interface TrainBenchOptions {
    * them to stderr, so that its stdout holds only its own JSON summary.
    */
   log?: (line: string) => void;
+  /**
+   * Where to say what the benchmark is doing as it goes (tuning, building,
+   * warming up, timing, profiling, the references), with the seconds since
+   * it started: `bench gpu` passes stderr, so that a run stopped by a time
+   * limit on a lent machine still shows how far it got. Default: silent.
+   */
+  progress?: (line: string) => void;
   /** The seed's reference size (d 512, 8 heads, 8 layers, V 4100, batch 32): for real GPUs. */
   seedConfig?: boolean;
   /** The larger CPU configuration: d 256, 8 heads, 4 layers, V 4100, batch 16 x seq 256. */
@@ -208,12 +215,20 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
     layers: shape.layers,
     maxPositions: 1024,
   };
+  const started = performance.now();
+  const progress = (what: string) =>
+    opts.progress?.(`  [${((performance.now() - started) / 1000).toFixed(1)}s] ${what}`);
   preferTrainingThreads();
   const gpu = await requestGpu();
+  progress(opts.noTune ? "default kernels (--no-tune)" : "timing the product kernels");
   const kernels = opts.noTune ? defaultChoice(gpu, "--no-tune") : await chooseMatmulTiles(
     gpu,
     samoutProductShapes(cfg, shape.batch * shape.seq, WEIGHT_GRAD_ROWS),
     { minWork: 0 },
+  );
+  progress(
+    `kernels: ${Object.entries(kernels.names).map(([k, v]) => `${k} ${v}`).join(", ")}; ` +
+      "building the graph",
   );
   const graph = await SamOutTrainingGraph.create(gpu, {
     tiles: kernels.tiles,
@@ -225,8 +240,10 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
   try {
     graph.uploadWeights(initParameters(cfg, 1));
     const batches = randomBatches(shape);
+    progress(`${WARMUP_STEPS} warm-up steps`);
     for (let i = 0; i < WARMUP_STEPS; i++) graph.trainStep(batches[i % batches.length], 1e-3);
     await graph.readTrainStats();
+    progress(`${steps} timed steps`);
     const clock = cpuClock();
     const timeSteps = async (): Promise<StepTiming> => {
       const c0 = clock?.();
@@ -256,7 +273,9 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
       ...(kernels.timings && { kernel_timings_ms: kernels.timings }),
     };
     if (first.cpuPerStep !== undefined) result.cpu_s_per_step = first.cpuPerStep;
+    progress(`${first.tokensPerS.toFixed(0)} tokens/s`);
     if (opts.profile) {
+      progress(`profiling ${opts.profileSteps ?? PROFILE_STEPS} steps`);
       result.profile_kind = gpu.timestamps ? "timestamps" : "cpu";
       result.profile = await profileOps(graph, batches, opts.profileSteps ?? PROFILE_STEPS, {
         timestamps: !!gpu.timestamps,
@@ -264,11 +283,13 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
       });
     }
     if (!opts.noPytorch) {
+      progress("PyTorch on the CPU");
       const torchSteps = opts.seedConfig ? 1 : Math.max(3, Math.min(steps, 5));
       const rounds = opts.rounds ?? (opts.seedConfig ? 1 : DEFAULT_ROUNDS);
       await compareWithPytorch(result, first, timeSteps, torchSteps, rounds);
     }
     if (!opts.noBound) {
+      progress("the adapter's register-only multiply-add rate");
       const ceiling = await measureFmaCeiling(gpu);
       const productFlops = 6 *
         samoutProductShapes(cfg, 1, 1).layers.reduce((sum, p) => sum + p.N * p.K, 0);

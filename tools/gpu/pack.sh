@@ -4,8 +4,8 @@
 # ignores (.git/info/exclude) and the device tool carries (`carry: [".gpu"]`):
 #
 #   .gpu/deno.xz        the Deno binary that runs here (2.9.6, as .ci/run pins it)
-#   .gpu/nm.tar.xz      node_modules as `deno install` laid it out, less the
-#                       onnxruntime-web .wasm builds nothing on that machine reads
+#   .gpu/nm.tar.xz      node_modules as `deno install` laid it out, less
+#                       onnxruntime-web's JSPI build and the source maps
 #   .gpu/debs/*.deb     the Vulkan and EGL loaders (Debian amd64), for a machine
 #                       without them (../shared/GPU.md, the device README)
 #
@@ -39,13 +39,16 @@ mkdir -p .gpu/debs
 echo "packing $deno_bin (Deno $have)" >&2
 xz -T0 -6 -c "$deno_bin" >.gpu/deno.xz
 
-# The GPU bench and tests import onnxruntime-web nowhere; its WebGPU build
-# (.jsep.wasm) stays, the other three builds (~58 MB) do not travel.
+# onnxruntime-web's wasm build (the export step's self-check), its WebGPU
+# builds (.asyncify.wasm, which 1.30's `onnxruntime-web/webgpu` loads, and
+# .jsep.wasm) travel; its JSPI build (17 MB), which nothing here imports, and
+# the source maps (37 MB, which nothing runs) do not. Rehearsals found the
+# export step failing without the wasm build, and its WebGPU check skipped
+# without the asyncify one.
 echo "packing node_modules" >&2
 tar cf - \
-  --exclude='ort-wasm-simd-threaded.asyncify.wasm' \
   --exclude='ort-wasm-simd-threaded.jspi.wasm' \
-  --exclude='ort-wasm-simd-threaded.wasm' \
+  --exclude='*.map' \
   node_modules | xz -T0 -6 >.gpu/nm.tar.xz
 
 echo "downloading the Vulkan and EGL loaders (Debian, amd64)" >&2

@@ -9,8 +9,11 @@
 # offline, and each part starts, runs and writes its JSON.
 #
 # Usage: tools/gpu/pack.sh; tools/gpu/rehearse.sh [PARTS]
-#   PARTS: bench gpu parts (default generate,tests: a few minutes here; the
-#   train part runs the seed configuration, about 10 minutes on llvmpipe)
+#   PARTS: run.sh's parts (default generate,tests,pipeline: a few minutes
+#   here; the train part runs the seed configuration, about 10 minutes on
+#   llvmpipe). The pipeline part runs ci.yaml here with train.max_steps=20
+#   (GPU_KIT_PIPELINE and GPU_KIT_PIPELINE_SET change that): the seed's model
+#   takes minutes a step on a software adapter.
 # The run's files land in the folder it prints at the end.
 set -euo pipefail
 
@@ -37,7 +40,9 @@ fi
 status=0
 env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$stage/home" OUT="$stage/out" \
   GPU_KIT_ALLOW_SOFTWARE=1 GPU_KIT_ICD="$icd" GPU_KIT_LOADER_ROOT="$stage/loaders" \
-  GPU_KIT_WORK="$stage/work" GPU_KIT_PARTS="${1:-generate,tests}" \
+  GPU_KIT_WORK="$stage/work" GPU_KIT_PARTS="${1:-generate,tests,pipeline}" \
+  GPU_KIT_PIPELINE="${GPU_KIT_PIPELINE:-ci.yaml}" \
+  GPU_KIT_PIPELINE_SET="${GPU_KIT_PIPELINE_SET-train.max_steps=20}" \
   GPU_KIT_BUDGET_S="${GPU_KIT_BUDGET_S:-1500}" GPU_KIT_PART_MAX_S="${GPU_KIT_PART_MAX_S:-900}" \
   "${isolate[@]}" bash "$stage/repo/tools/gpu/run.sh" || status=$?
 echo "rehearsal: exit $status; files in $stage/out:"

@@ -43,143 +43,150 @@
 #   GPU_KIT_WORK         scratch folder (default /tmp/gpu-kit)
 set -uo pipefail
 
-repo=$(cd "$(dirname "$0")/../.." && pwd)
-cd "$repo" || exit 1
-out=${OUT:?OUT is not set: the device tool sets it; here: OUT=/tmp/gpu-out bash tools/gpu/run.sh}
-mkdir -p "$out"
-budget=${GPU_KIT_BUDGET_S:-360}
-parts=${GPU_KIT_PARTS:-train,tests,pipeline,generate,matmul}
-pipeline=${GPU_KIT_PIPELINE:-seed.yaml}
-pipeline_set=${GPU_KIT_PIPELINE_SET-synth.clips_per_category=60 train.max_steps=150 evaluate.generate.per_category=4}
-work=${GPU_KIT_WORK:-/tmp/gpu-kit}
-loader_root=${GPU_KIT_LOADER_ROOT:-/}
-allow=()
-[ -z "${GPU_KIT_ALLOW_SOFTWARE:-}" ] || allow=(--allow-software)
-start=$SECONDS
-exec > >(tee -a "$out/kit.log") 2>&1
-tee_pid=$!
-# At exit, let tee write the last lines before the device tool collects $OUT.
-trap 'exec >&- 2>&-; wait "$tee_pid" 2>/dev/null' EXIT
+# The whole script is one function, read completely before it runs: bash reads
+# a script as it goes, and this one runs for minutes (while its file may be
+# edited, or its position shared with the process substitution's child).
+main() {
+  repo=$(cd "$(dirname "$0")/../.." && pwd)
+  cd "$repo" || exit 1
+  out=${OUT:?OUT is not set: the device tool sets it; here: OUT=/tmp/gpu-out bash tools/gpu/run.sh}
+  mkdir -p "$out"
+  budget=${GPU_KIT_BUDGET_S:-360}
+  parts=${GPU_KIT_PARTS:-train,tests,pipeline,generate,matmul}
+  pipeline=${GPU_KIT_PIPELINE:-seed.yaml}
+  pipeline_set=${GPU_KIT_PIPELINE_SET-synth.clips_per_category=60 train.max_steps=150 evaluate.generate.per_category=4}
+  work=${GPU_KIT_WORK:-/tmp/gpu-kit}
+  loader_root=${GPU_KIT_LOADER_ROOT:-/}
+  allow=()
+  [ -z "${GPU_KIT_ALLOW_SOFTWARE:-}" ] || allow=(--allow-software)
+  start=$SECONDS
+  exec > >(tee -a "$out/kit.log") 2>&1
+  tee_pid=$!
+  # At exit, let tee write the last lines before the device tool collects $OUT.
+  trap 'exec >&- 2>&-; wait "$tee_pid" 2>/dev/null' EXIT
 
-say() { printf '[%4ds] %s\n' $((SECONDS - start)) "$*"; }
-fail() { say "STOP: $*"; exit 1; }
+  say() { printf '[%4ds] %s\n' $((SECONDS - start)) "$*"; }
+  fail() { say "STOP: $*"; exit 1; }
 
-say "tools/gpu/run.sh in $repo, budget ${budget}s, parts $parts"
-IFS=, read -r -a wanted <<<"$parts"
-for part in "${wanted[@]}"; do
-  case $part in
-    train | tests | pipeline | generate | matmul) ;;
-    *) fail "unknown part \"$part\" in GPU_KIT_PARTS; known: train, tests, pipeline, generate, matmul" ;;
-  esac
-done
-git -C "$repo" log -1 --format='commit %H %s' 2>/dev/null || true
-
-# 1. The machine.
-say "machine: $(uname -srm), $(nproc) CPUs"
-if command -v nvidia-smi >/dev/null; then
-  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.sm,power.limit \
-    --format=csv || true
-else
-  say "no nvidia-smi here"
-fi
-[ -d .gpu ] || fail "no .gpu folder: run tools/gpu/pack.sh on the development machine and carry .gpu"
-
-# 2. The loaders and the ICD.
-debs=(.gpu/debs/*.deb)
-if [ "$loader_root" = / ]; then
-  if command -v dpkg >/dev/null && [ "$(id -u)" = 0 ]; then
-    for f in "${debs[@]}"; do dpkg -x "$f" / || say "could not unpack $f"; done
-    ldconfig || true
-  else
-    say "not root or no dpkg: the loaders stay as the machine has them"
-  fi
-else
-  mkdir -p "$loader_root"
-  for f in "${debs[@]}"; do dpkg -x "$f" "$loader_root" || say "could not unpack $f"; done
-  export LD_LIBRARY_PATH="$loader_root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-fi
-say "Vulkan loader: $(ldconfig -p 2>/dev/null | grep -m1 -o 'libvulkan.so.1 .*' || echo 'not in the ld cache')${LD_LIBRARY_PATH:+ (LD_LIBRARY_PATH $LD_LIBRARY_PATH)}"
-icd=${GPU_KIT_ICD:-}
-if [ -z "$icd" ] && [ -z "${VK_DRIVER_FILES:-}" ]; then
-  for d in /usr/local/nvidia/share/vulkan/icd.d /usr/share/vulkan/icd.d /etc/vulkan/icd.d; do
-    [ -f "$d/nvidia_icd.json" ] && { icd=$d/nvidia_icd.json; break; }
+  say "tools/gpu/run.sh in $repo, budget ${budget}s, parts $parts"
+  IFS=, read -r -a wanted <<<"$parts"
+  for part in "${wanted[@]}"; do
+    case $part in
+      train | tests | pipeline | generate | matmul) ;;
+      *) fail "unknown part \"$part\" in GPU_KIT_PARTS; known: train, tests, pipeline, generate, matmul" ;;
+    esac
   done
-fi
-[ -z "$icd" ] || export VK_DRIVER_FILES=$icd
-for f in /usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json /usr/share/glvnd/egl_vendor.d/10_nvidia.json; do
-  [ -f "$f" ] && { export __EGL_VENDOR_LIBRARY_FILENAMES=$f; break; }
-done
-say "VK_DRIVER_FILES=${VK_DRIVER_FILES:-unset}"
+  git -C "$repo" log -1 --format='commit %H %s' 2>/dev/null || true
 
-# 3. Deno and node_modules.
-mkdir -p "$work/deno-dir" "$work/xdg"
-chmod 700 "$work/xdg"
-unxz_to() { # unxz_to FILE.xz DEST
-  if command -v xz >/dev/null; then xz -dc "$1" >"$2"; else
-    python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"
-  fi
-}
-unxz_to .gpu/deno.xz "$work/deno" && chmod +x "$work/deno" || fail "could not unpack .gpu/deno.xz"
-deno=$work/deno
-if [ ! -d node_modules/.deno ]; then
-  if command -v xz >/dev/null; then tar xJf .gpu/nm.tar.xz; else
-    python3 -c 'import sys, tarfile
-t = tarfile.open(sys.argv[1])
-t.extractall(".", **({"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}))' .gpu/nm.tar.xz
-  fi || fail "could not unpack .gpu/nm.tar.xz"
-fi
-export DENO_DIR=$work/deno-dir XDG_RUNTIME_DIR=$work/xdg DENO_NO_UPDATE_CHECK=1 NO_COLOR=1
-say "$("$deno" --version | head -1)"
-
-# 4. The adapter.
-"$deno" run --cached-only -A tools/gpu/adapter.ts "${allow[@]}" >"$out/adapter.json"
-status=$?
-head -c 400 "$out/adapter.json"; echo
-[ $status = 0 ] || fail "the adapter check failed (exit $status): no GPU figures would be a GPU's"
-
-# 5. The bench, part by part.
-part_cap() {
-  if [ -n "${GPU_KIT_PART_MAX_S:-}" ]; then echo "$GPU_KIT_PART_MAX_S"; return; fi
-  case $1 in train) echo 200 ;; tests) echo 120 ;; pipeline) echo 150 ;; *) echo 45 ;; esac
-}
-run_part() { # run_part PART LIMIT: one part under `timeout`; its exit status
-  local part=$1 limit=$2
-  if [ "$part" = pipeline ]; then
-    local sets=()
-    for kv in $pipeline_set; do sets+=(--set "$kv"); done
-    say "pipeline $pipeline ${sets[*]} (at most ${limit}s)"
-    timeout -k 5 "$limit" "$deno" run --cached-only -A main.ts pipeline "$pipeline" \
-      --store "$work/store" "${sets[@]}" --json --summary-md "$out/pipeline.md" >"$out/pipeline.json"
+  # 1. The machine.
+  say "machine: $(uname -srm), $(nproc) CPUs"
+  if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.sm,power.limit \
+      --format=csv || true
   else
-    say "bench gpu --parts $part (at most ${limit}s)"
-    timeout -k 5 "$limit" "$deno" run --cached-only -A bench/main.ts gpu --parts "$part" --json \
-      "${allow[@]}" >"$out/$part.json"
+    say "no nvidia-smi here"
   fi
-}
-summary=()
-for part in "${wanted[@]}"; do
-  left=$((budget - (SECONDS - start)))
-  cap=$(part_cap "$part")
-  limit=$((left < cap ? left : cap))
-  if [ "$limit" -lt 20 ]; then
-    summary+=("$part: skipped, ${left}s of the budget left")
-    say "skipping $part: ${left}s left"
-    continue
-  fi
-  t0=$SECONDS
-  run_part "$part" "$limit"
-  status=$?
-  case $status in
-    0) summary+=("$part: ok in $((SECONDS - t0))s") ;;
-    124 | 137) summary+=("$part: TIMED OUT after ${limit}s (its lines above; no JSON)") ;;
-    *) summary+=("$part: FAILED with exit $status after $((SECONDS - t0))s") ;;
-  esac
-  say "${summary[-1]}"
-done
+  [ -d .gpu ] || fail "no .gpu folder: run tools/gpu/pack.sh on the development machine and carry .gpu"
 
-if command -v nvidia-smi >/dev/null; then
-  nvidia-smi --query-gpu=name,clocks.sm,temperature.gpu,power.draw --format=csv || true
-fi
-say "summary:"
-for line in "${summary[@]}"; do echo "  $line"; done
-case "${summary[*]}" in *FAILED* | *"TIMED OUT"* | *skipped*) exit 1 ;; esac
+  # 2. The loaders and the ICD.
+  debs=(.gpu/debs/*.deb)
+  if [ "$loader_root" = / ]; then
+    if command -v dpkg >/dev/null && [ "$(id -u)" = 0 ]; then
+      for f in "${debs[@]}"; do dpkg -x "$f" / || say "could not unpack $f"; done
+      ldconfig || true
+    else
+      say "not root or no dpkg: the loaders stay as the machine has them"
+    fi
+  else
+    mkdir -p "$loader_root"
+    for f in "${debs[@]}"; do dpkg -x "$f" "$loader_root" || say "could not unpack $f"; done
+    export LD_LIBRARY_PATH="$loader_root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  fi
+  ld_cache=$(ldconfig -p 2>/dev/null)
+  say "Vulkan loader: $(grep -m1 -o 'libvulkan.so.1 .*' <<<"$ld_cache" || echo 'not in the ld cache')${LD_LIBRARY_PATH:+ (LD_LIBRARY_PATH $LD_LIBRARY_PATH)}"
+  icd=${GPU_KIT_ICD:-}
+  if [ -z "$icd" ] && [ -z "${VK_DRIVER_FILES:-}" ]; then
+    for d in /usr/local/nvidia/share/vulkan/icd.d /usr/share/vulkan/icd.d /etc/vulkan/icd.d; do
+      [ -f "$d/nvidia_icd.json" ] && { icd=$d/nvidia_icd.json; break; }
+    done
+  fi
+  [ -z "$icd" ] || export VK_DRIVER_FILES=$icd
+  for f in /usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json /usr/share/glvnd/egl_vendor.d/10_nvidia.json; do
+    [ -f "$f" ] && { export __EGL_VENDOR_LIBRARY_FILENAMES=$f; break; }
+  done
+  say "VK_DRIVER_FILES=${VK_DRIVER_FILES:-unset}"
+
+  # 3. Deno and node_modules.
+  mkdir -p "$work/deno-dir" "$work/xdg"
+  chmod 700 "$work/xdg"
+  unxz_to() { # unxz_to FILE.xz DEST
+    if command -v xz >/dev/null; then xz -dc "$1" >"$2"; else
+      python3 -c 'import lzma, shutil, sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2], "wb"))' "$1" "$2"
+    fi
+  }
+  unxz_to .gpu/deno.xz "$work/deno" && chmod +x "$work/deno" || fail "could not unpack .gpu/deno.xz"
+  deno=$work/deno
+  if [ ! -d node_modules/.deno ]; then
+    if command -v xz >/dev/null; then tar xJf .gpu/nm.tar.xz; else
+      python3 -c 'import sys, tarfile; t = tarfile.open(sys.argv[1]); t.extractall(".", **({"filter": "fully_trusted"} if hasattr(tarfile, "fully_trusted_filter") else {}))' .gpu/nm.tar.xz
+    fi || fail "could not unpack .gpu/nm.tar.xz"
+  fi
+  export DENO_DIR=$work/deno-dir XDG_RUNTIME_DIR=$work/xdg DENO_NO_UPDATE_CHECK=1 NO_COLOR=1
+  say "$("$deno" --version | head -1)"
+
+  # 4. The adapter.
+  "$deno" run --cached-only -A tools/gpu/adapter.ts "${allow[@]}" >"$out/adapter.json"
+  status=$?
+  head -c 400 "$out/adapter.json"; echo
+  [ $status = 0 ] || fail "the adapter check failed (exit $status): no GPU figures would be a GPU's"
+
+  # 5. The bench, part by part.
+  part_cap() {
+    if [ -n "${GPU_KIT_PART_MAX_S:-}" ]; then echo "$GPU_KIT_PART_MAX_S"; return; fi
+    case $1 in train) echo 200 ;; tests) echo 120 ;; pipeline) echo 150 ;; *) echo 45 ;; esac
+  }
+  run_part() { # run_part PART LIMIT: one part under `timeout`; its exit status
+    local part=$1 limit=$2
+    if [ "$part" = pipeline ]; then
+      local sets=()
+      for kv in $pipeline_set; do sets+=(--set "$kv"); done
+      say "pipeline $pipeline ${sets[*]} (at most ${limit}s)"
+      timeout -k 5 "$limit" "$deno" run --cached-only -A main.ts pipeline "$pipeline" \
+        --store "$work/store" "${sets[@]}" --json --summary-md "$out/pipeline.md" >"$out/pipeline.json"
+    else
+      say "bench gpu --parts $part (at most ${limit}s)"
+      timeout -k 5 "$limit" "$deno" run --cached-only -A bench/main.ts gpu --parts "$part" --json \
+        "${allow[@]}" >"$out/$part.json"
+    fi
+  }
+  summary=()
+  for part in "${wanted[@]}"; do
+    left=$((budget - (SECONDS - start)))
+    cap=$(part_cap "$part")
+    limit=$((left < cap ? left : cap))
+    if [ "$limit" -lt 20 ]; then
+      summary+=("$part: skipped, ${left}s of the budget left")
+      say "skipping $part: ${left}s left"
+      continue
+    fi
+    t0=$SECONDS
+    run_part "$part" "$limit"
+    status=$?
+    case $status in
+      0) summary+=("$part: ok in $((SECONDS - t0))s") ;;
+      124 | 137) summary+=("$part: TIMED OUT after ${limit}s (its lines above; no JSON)") ;;
+      *) summary+=("$part: FAILED with exit $status after $((SECONDS - t0))s") ;;
+    esac
+    say "${summary[-1]}"
+  done
+
+  if command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=name,clocks.sm,temperature.gpu,power.draw --format=csv || true
+  fi
+  say "summary:"
+  for line in "${summary[@]}"; do echo "  $line"; done
+  case "${summary[*]}" in *FAILED* | *"TIMED OUT"* | *skipped*) exit 1 ;; esac
+}
+
+main "$@"
+exit $?
