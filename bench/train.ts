@@ -103,6 +103,12 @@ export interface TrainBenchResult {
    * of one pass over the model's products, per kind and candidate.
    */
   kernel_timings_ms?: Record<string, Record<string, number>>;
+  /**
+   * Candidates the tuner left out before timing, per kind, with the reason
+   * (a WebGPU error, or products that differ from the host's:
+   * lib/gpu/tuning.ts).
+   */
+  kernel_rejected?: Record<string, Record<string, string>>;
   /** The config that ran. */
   config: {
     vocab: number;
@@ -271,6 +277,7 @@ export async function benchTrain(opts: TrainBenchOptions = {}): Promise<TrainBen
       steps,
       kernels: kernels.names,
       ...(kernels.timings && { kernel_timings_ms: kernels.timings }),
+      ...(kernels.rejected && { kernel_rejected: kernels.rejected }),
     };
     if (first.cpuPerStep !== undefined) result.cpu_s_per_step = first.cpuPerStep;
     progress(`${first.tokensPerS.toFixed(0)} tokens/s`);
@@ -416,6 +423,9 @@ function printTrainResult(
   for (const [kind, times] of Object.entries(result.kernel_timings_ms ?? {})) {
     const list = Object.entries(times).map(([name, ms]) => `${name} ${ms} ms`).join(", ");
     log(`  timed ${kind}     ${list}`);
+  }
+  for (const [kind, reasons] of Object.entries(result.kernel_rejected ?? {})) {
+    for (const [name, why] of Object.entries(reasons)) log(`  left out ${kind}  ${name}: ${why}`);
   }
   log(
     `config         V ${shape.vocab}, d ${shape.hidden}, H ${shape.heads}, L ${shape.layers}, batch ${shape.batch} x seq ${shape.seq}, ${result.parameters} parameters`,

@@ -14,6 +14,17 @@
  * changes speed only, never results; the train job still records it in the
  * manifest.
  *
+ * Before a candidate is timed it must build and compute right on this
+ * adapter: its pipelines are created inside WebGPU error scopes, and one of
+ * its products (the model's smallest, at an awkward row count, over two
+ * row blocks for a weight gradient) on seeded random operands is compared
+ * with a float64 product on the host. A candidate that fails either is left
+ * out with its reason ({@link MatmulChoice.rejected}), so that a kernel
+ * that only a real GPU breaks (a driver's miscompile, a race that the
+ * software adapter's scheduling hides) is never timed as the fastest, which
+ * a pass that did nothing would be; when every candidate of a product
+ * fails, the choice fails, naming them.
+ *
  * A cache file that does not parse, or names a kernel that no longer
  * exists, is never trusted: the kernels are timed again and the file
  * rewritten (atomically). A cache that cannot be read or written costs the
@@ -25,7 +36,14 @@
 import { z } from "zod";
 import { dirname, join } from "node:path";
 import { sha256Hex } from "../artifacts/hash.ts";
-import { createStorageBuffer, type Gpu, type GpuStep, isSoftwareAdapter } from "./device.ts";
+import {
+  createStorageBuffer,
+  type Gpu,
+  type GpuStep,
+  isSoftwareAdapter,
+  readFloat32,
+} from "./device.ts";
+import { Random } from "../random/mod.ts";
 import {
   createMatmulNN,
   createMatmulNT,
@@ -43,7 +61,7 @@ import {
 import { subgroupXFits } from "./ops/matmul_texture.ts";
 
 /** Bump when the candidates or the timing method change: old cache files are then ignored. */
-export const TUNING_VERSION = 10;
+export const TUNING_VERSION = 11;
 
 /** One of the three products. */
 export type MatmulKind = "NT" | "NN" | "TN";
@@ -240,6 +258,12 @@ export interface MatmulChoice {
   timings?: Record<MatmulKind, Record<string, number>>;
   /** Why no timing ran (source "default"). */
   reason?: string;
+  /**
+   * Candidates left out before timing, per kind, with the reason: a WebGPU
+   * error while building or running them, or products that differ from the
+   * host's (when timed now, or read from a cache that recorded them).
+   */
+  rejected?: Partial<Record<MatmulKind, Record<string, string>>>;
 }
 
 /** Options of {@link chooseMatmulTiles}. */
@@ -266,6 +290,7 @@ const CacheFile = z.object({
   shapes: z.unknown(),
   choice: z.object({ NT: z.string(), NN: z.string(), TN: z.string() }),
   timings_ms: z.record(z.string(), z.record(z.string(), z.number())),
+  rejected: z.record(z.string(), z.record(z.string(), z.string())).optional(),
   tuned_at: z.string(),
 });
 
@@ -312,17 +337,31 @@ export async function chooseMatmulTiles(
   const timings = {} as Record<MatmulKind, Record<string, number>>;
   const names = {} as Record<MatmulKind, string>;
   const tiles = {} as MatmulTiles;
+  const rejected: NonNullable<MatmulChoice["rejected"]> = {};
   for (const kind of KINDS) {
-    const ms = await timeCandidates(gpu, kind, candidates[kind], shapes);
+    const { ms, failures } = await timeCandidates(gpu, kind, candidates[kind], shapes);
     timings[kind] = {};
-    let best = 0;
+    let best = -1;
     candidates[kind].forEach((c, i) => {
+      if (failures[i] !== undefined) {
+        (rejected[kind] ??= {})[c.name] = failures[i];
+        opts.log?.(`${kind} kernel "${c.name}" left out: ${failures[i]}`);
+        return;
+      }
       timings[kind][c.name] = Math.round(ms[i] * 100) / 100; // the choice uses the unrounded
-      if (ms[i] < ms[best]) best = i;
+      if (best < 0 || ms[i] < ms[best]) best = i;
     });
+    if (best < 0) {
+      throw new Error(
+        `no ${kind} matrix-product kernel builds and computes right on this adapter ` +
+          `(${gpu.adapterDescription}): ` +
+          Object.entries(rejected[kind] ?? {}).map(([n, why]) => `${n}: ${why}`).join("; "),
+      );
+    }
     names[kind] = candidates[kind][best].name;
     tiles[kind] = candidates[kind][best].tile;
   }
+  const anyRejected = Object.keys(rejected).length > 0;
   if (file) {
     const entry: z.infer<typeof CacheFile> = {
       version: TUNING_VERSION,
@@ -330,6 +369,7 @@ export async function chooseMatmulTiles(
       shapes,
       choice: names,
       timings_ms: timings,
+      ...(anyRejected && { rejected }),
       tuned_at: new Date().toISOString(),
     };
     try {
@@ -341,13 +381,21 @@ export async function chooseMatmulTiles(
       );
     }
   }
-  return { tiles, names, source: "tuned", timings };
+  return { tiles, names, source: "tuned", timings, ...(anyRejected && { rejected }) };
 }
 
-/** One line for manifests and logs: "NT texture 32x8, NN …, TN … (tuned)". */
+/**
+ * One line for manifests and logs: "NT texture 32x8, NN …, TN … (tuned)",
+ * naming any candidate left out as broken on this adapter.
+ */
 export function describeChoice(choice: MatmulChoice): string {
   const kinds = KINDS.map((k) => `${k} ${choice.names[k]}`).join(", ");
-  return `${kinds} (${choice.source}${choice.reason ? `: ${choice.reason}` : ""})`;
+  const left = KINDS.flatMap((k) =>
+    Object.keys(choice.rejected?.[k] ?? {}).map((n) => `${k} ${n}`)
+  );
+  return `${kinds} (${choice.source}${choice.reason ? `: ${choice.reason}` : ""}${
+    left.length ? `; left out as broken here: ${left.join(", ")}` : ""
+  })`;
 }
 
 async function readCache(
@@ -380,7 +428,12 @@ async function readCache(
     }
     tiles[kind] = found.tile;
   }
-  return { tiles, names: parsed.choice, source: "cache" };
+  return {
+    tiles,
+    names: parsed.choice,
+    source: "cache",
+    ...(parsed.rejected && { rejected: parsed.rejected }),
+  };
 }
 
 function errorText(e: unknown): string {
@@ -397,22 +450,143 @@ async function writeAtomic(path: string, text: string): Promise<void> {
 /**
  * Milliseconds of one pass of `kind` products over `shapes` for each of
  * `candidates` ({@link timeInterleaved}), after an untimed pass of each at a
- * few rows (which compiles).
+ * few rows (which compiles) and a check of its results: `failures[i]` says
+ * why candidate i was left out (its `ms` is then Infinity).
  */
 async function timeCandidates(
   gpu: Gpu,
   kind: MatmulKind,
   candidates: MatmulCandidate[],
   shapes: ProductShapes,
-): Promise<number[]> {
+): Promise<{ ms: number[]; failures: (string | undefined)[] }> {
   const bench = createProductBench(gpu, kind, shapes);
   try {
-    const runs = candidates.map((c) => bench.candidate(c.tile));
-    for (const run of runs) await run.pass(Math.min(shapes.M, 16));
-    return await timeInterleaved(runs.map((run) => () => run.pass()));
+    const failures: (string | undefined)[] = [];
+    const runs: (ProductRun | undefined)[] = [];
+    for (const c of candidates) {
+      const { run, failure } = await tryCandidate(gpu, () => bench.candidate(c.tile), shapes.M);
+      runs.push(run);
+      failures.push(failure);
+    }
+    const timed = runs.flatMap((run) => run ? [run] : []);
+    const ms = await timeInterleaved(timed.map((run) => () => run.pass()));
+    let next = 0;
+    return { ms: runs.map((run) => (run ? ms[next++] : Infinity)), failures };
   } finally {
     bench.destroy();
   }
+}
+
+/** One candidate's products in a {@link createProductBench}. */
+interface ProductRun {
+  /** Runs the products over the shapes (at `rows` rows if given); resolves to its milliseconds. */
+  pass(rows?: number): Promise<number>;
+  /** Runs the check product; resolves to why its result is wrong, or undefined. */
+  check(): Promise<string | undefined>;
+}
+
+/**
+ * Builds one candidate, runs it once at a few rows (which compiles it) and
+ * checks its results, all inside WebGPU error scopes: a candidate that
+ * throws, raises a WebGPU error or computes wrong is a `failure`.
+ */
+async function tryCandidate(
+  gpu: Gpu,
+  build: () => ProductRun,
+  M: number,
+): Promise<{ run?: ProductRun; failure?: string }> {
+  const device = gpu.device;
+  const scopes: GPUErrorFilter[] = ["out-of-memory", "internal", "validation"];
+  for (const scope of scopes) device.pushErrorScope(scope);
+  let run: ProductRun | undefined;
+  let failure: string | undefined;
+  try {
+    run = build();
+    await run.pass(Math.min(M, 16));
+    failure = await run.check();
+  } catch (e) {
+    failure = `it threw: ${e instanceof Error ? e.message : String(e)}`;
+  }
+  // A WebGPU error is the cause of whatever else went wrong: it comes first.
+  let gpuError: string | undefined;
+  for (const scope of [...scopes].reverse()) {
+    const error = await device.popErrorScope();
+    if (error && gpuError === undefined) gpuError = `WebGPU ${scope} error: ${error.message}`;
+  }
+  failure = gpuError ?? failure;
+  return failure === undefined ? { run } : { failure };
+}
+
+/** The float64 product of a check and, per output, the sum of its terms' magnitudes. */
+export interface ProductReference {
+  dims: MatmulDims;
+  kind: MatmulKind;
+  exact: Float64Array;
+  size: Float64Array;
+}
+
+/**
+ * The float64 product `kind` of `a` and `b` at `dims`: NT a [M,K], b [N,K]
+ * -> [M,N]; NN a [M,N], b [N,K] -> [M,K]; TN a [M,N], b [M,K] -> [N,K].
+ */
+export function productReference(
+  kind: MatmulKind,
+  dims: MatmulDims,
+  a: Float32Array,
+  b: Float32Array,
+): ProductReference {
+  const { M, N, K } = dims;
+  // Output (r, c) sums a[r*xr + t*xt] * b[c*yc + t*yt] over t < depth.
+  const [rows, cols, depth, xr, xt, yc, yt] = kind === "NT"
+    ? [M, N, K, K, 1, K, 1]
+    : kind === "NN"
+    ? [M, K, N, N, 1, 1, K]
+    : [N, K, M, 1, N, 1, K];
+  const exact = new Float64Array(rows * cols);
+  const size = new Float64Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    for (let c = 0; c < cols; c++) {
+      let sum = 0, magnitude = 0;
+      for (let t = 0, x = r * xr, y = c * yc; t < depth; t++, x += xt, y += yt) {
+        const term = a[x] * b[y];
+        sum += term;
+        magnitude += Math.abs(term);
+      }
+      exact[r * cols + c] = sum;
+      size[r * cols + c] = magnitude;
+    }
+  }
+  return { dims, kind, exact, size };
+}
+
+/**
+ * Why `got` is not the reference product, or undefined when every output is
+ * within float32 rounding of it: |got - exact| <= 1e-4 x the sum of the
+ * magnitudes of its terms (float32 sums of up to thousands of terms stay far
+ * inside that; a wrong index, a missed block or a race does not).
+ */
+export function referenceMismatch(ref: ProductReference, got: Float32Array): string | undefined {
+  let worst = { excess: 1, index: -1 };
+  for (let i = 0; i < ref.exact.length; i++) {
+    const error = Math.abs(got[i] - ref.exact[i]);
+    const excess = Number.isNaN(error) ? Infinity : error / (1e-4 * ref.size[i] + 1e-30);
+    if (excess > worst.excess) worst = { excess, index: i };
+  }
+  if (worst.index < 0) return undefined;
+  const { M, N, K } = ref.dims;
+  return `its ${ref.kind} product ${M}x${N}x${K} differs from the host's at output ` +
+    `${worst.index} (${got[worst.index]} against ${ref.exact[worst.index].toPrecision(7)})`;
+}
+
+/** {@link referenceMismatch} of `got` against {@link productReference} of `a` and `b`. */
+export function productMismatch(
+  kind: MatmulKind,
+  dims: MatmulDims,
+  a: Float32Array,
+  b: Float32Array,
+  got: Float32Array,
+): string | undefined {
+  return referenceMismatch(productReference(kind, dims, a, b), got);
 }
 
 /**
@@ -448,10 +622,34 @@ function createProductBench(gpu: Gpu, kind: MatmulKind, shapes: ProductShapes) {
   const blockRows = kind === "TN" && shapes.tnRows < M && shapes.tnRows % 64 === 0
     ? shapes.tnRows
     : undefined;
-  // Inputs hold small values so nothing overflows; their contents do not change the time.
   const a = createStorageBuffer(gpu, M * Math.max(maxN, maxK) * 4, "tune:a");
   const b = createStorageBuffer(gpu, Math.max(maxN * maxK, M * maxK) * 4, "tune:b");
   const c = createStorageBuffer(gpu, Math.max(M * maxN, M * maxK, maxN * maxK) * 4, "tune:c");
+  // The check: the smallest product at an awkward row count (for a weight
+  // gradient in blocks, one block and part of the next), on seeded values in
+  // [-1, 1) at the start of a and b; the rest stays zero (contents do not
+  // change the time).
+  const smallest = uses.reduce((s, l) => (l.N * l.K < s.N * s.K ? l : s));
+  const checkDims = {
+    M: Math.min(M, blockRows ? blockRows + 67 : 67),
+    N: smallest.N,
+    K: smallest.K,
+  };
+  const [aCount, bCount] = kind === "NT"
+    ? [checkDims.M * checkDims.K, checkDims.N * checkDims.K]
+    : kind === "NN"
+    ? [checkDims.M * checkDims.N, checkDims.N * checkDims.K]
+    : [checkDims.M * checkDims.N, checkDims.M * checkDims.K];
+  const rng = new Random(11, "tuning:check");
+  const hostA = Float32Array.from({ length: aCount }, () => rng.range(-1, 1));
+  const hostB = Float32Array.from({ length: bCount }, () => rng.range(-1, 1));
+  gpu.device.queue.writeBuffer(a, 0, hostA);
+  gpu.device.queue.writeBuffer(b, 0, hostB);
+  const outCount = kind === "NT"
+    ? checkDims.M * checkDims.N
+    : kind === "NN"
+    ? checkDims.M * checkDims.K
+    : checkDims.N * checkDims.K;
   // The operands the graph packs once per step are packed beforehand, as the
   // graph does: a candidate is timed on what its products cost in a step.
   // Shapes share their packs (the same buffers, the same rows), and so do
@@ -470,10 +668,12 @@ function createProductBench(gpu: Gpu, kind: MatmulKind, shapes: ProductShapes) {
     return p;
   };
   const created: GpuStep<MatmulDims>[] = [];
+  let reference: ProductReference | undefined; // computed at the first check, shared by all
   return {
     /** One candidate's products over the shapes; `pass` times one run of them (ms). */
-    candidate(tile: MatmulTile) {
+    candidate(tile: MatmulTile): ProductRun {
       const steps: [GpuStep<MatmulDims>, MatmulDims][] = [];
+      let checkStep: GpuStep<MatmulDims> | undefined;
       for (const l of uses) {
         const dims = { M, N: l.N, K: l.K };
         const p = packsFor(dims, tile);
@@ -485,8 +685,20 @@ function createProductBench(gpu: Gpu, kind: MatmulKind, shapes: ProductShapes) {
           : createMatmulTN(gpu, { ...buffers, blockRows }, tile);
         created.push(step);
         steps.push([step, dims]);
+        if (l === smallest) checkStep = step;
       }
       return {
+        async check(): Promise<string | undefined> {
+          const enc = gpu.device.createCommandEncoder();
+          enc.clearBuffer(c);
+          const p = enc.beginComputePass();
+          checkStep!.encode(p, checkDims);
+          p.end();
+          gpu.device.queue.submit([enc.finish()]);
+          const got = await readFloat32(gpu, c, outCount);
+          reference ??= productReference(kind, checkDims, hostA, hostB);
+          return referenceMismatch(reference, got);
+        },
         async pass(rows?: number): Promise<number> {
           const enc = gpu.device.createCommandEncoder();
           const p = enc.beginComputePass();

@@ -1,13 +1,15 @@
-import { assert, assertAlmostEquals, assertEquals } from "../../tests/assert.ts";
+import { assert, assertAlmostEquals, assertEquals, assertRejects } from "../../tests/assert.ts";
 import { join } from "node:path";
 import { requestGpu } from "./device.ts";
-import { SOFTWARE_TILE } from "./ops/matmul.ts";
+import { HARDWARE_TILE, SOFTWARE_TILE } from "./ops/matmul.ts";
+import { Random } from "../random/mod.ts";
 import {
   chooseMatmulTiles,
   describeChoice,
   type MatmulCandidate,
   matmulCandidates,
   type MatmulKind,
+  productMismatch,
   type ProductShapes,
   samoutProductShapes,
   timeInterleaved,
@@ -200,4 +202,86 @@ Deno.test("tuning: candidates timed on a machine that slows down steadily are st
   // 1.6 x 1.2 is more than 1.5x the best first time (1.05): timed once.
   assertAlmostEquals(ms[2], 1.6 * 1.2);
   assertEquals(calls, 5);
+});
+
+Deno.test("tuning: the results check passes float32 rounding and catches a wrong, missing or NaN output", () => {
+  const rng = new Random(3, "tuning_test");
+  const dims = { M: 5, N: 7, K: 9 };
+  for (const kind of ["NT", "NN", "TN"] as const) {
+    // NT: a [M,K], b [N,K] -> [M,N]; NN: a [M,N], b [N,K] -> [M,K]; TN: a [M,N], b [M,K] -> [N,K].
+    const [aShape, bShape, rows, cols, depth] = kind === "NT"
+      ? [[5, 9], [7, 9], 5, 7, 9]
+      : kind === "NN"
+      ? [[5, 7], [7, 9], 5, 9, 7]
+      : [[5, 7], [5, 9], 7, 9, 5];
+    const a = Float32Array.from({ length: aShape[0] * aShape[1] }, () => rng.range(-1, 1));
+    const b = Float32Array.from({ length: bShape[0] * bShape[1] }, () => rng.range(-1, 1));
+    const ref = new Float32Array(rows * cols);
+    for (let r = 0; r < rows; r++) {
+      for (let c = 0; c < cols; c++) {
+        let sum = 0;
+        for (let t = 0; t < depth; t++) {
+          const x = kind === "NT" ? a[r * 9 + t] : kind === "NN" ? a[r * 7 + t] : a[t * 7 + r];
+          const y = kind === "NT" ? b[c * 9 + t] : b[t * 9 + c];
+          sum = Math.fround(sum + Math.fround(x * y)); // float32, in another order than float64
+        }
+        ref[r * cols + c] = sum;
+      }
+    }
+    assertEquals(productMismatch(kind, dims, a, b, ref), undefined, `${kind}: float32 sums pass`);
+    const wrong = ref.slice();
+    wrong[rows * cols - 2] += 0.01;
+    const why = productMismatch(kind, dims, a, b, wrong);
+    assert(
+      why?.includes(`${kind} product 5x7x9 differs from the host's at output ${rows * cols - 2}`),
+      why,
+    );
+    const missing = ref.slice(0, rows * cols - cols); // the last row never written: zeros
+    const padded = new Float32Array(rows * cols);
+    padded.set(missing);
+    assert(productMismatch(kind, dims, a, b, padded) !== undefined, `${kind}: a missing row`);
+    const nan = ref.slice();
+    nan[0] = NaN;
+    assert(productMismatch(kind, dims, a, b, nan)?.includes("at output 0"), `${kind}: NaN`);
+  }
+});
+
+Deno.test("tuning: a candidate that fails to build is left out with its reason; all failing is an error", async () => {
+  const gpu = await requestGpu();
+  // 64 x 64 invocations a workgroup: over every adapter's maxComputeInvocationsPerWorkgroup.
+  const broken = {
+    name: "storage 4x4 wg64x64",
+    tile: { ...HARDWARE_TILE, wgX: 64, wgY: 64, texture: false },
+  };
+  const logs: string[] = [];
+  const withBroken = { NT: [broken, ...CANDIDATES.NT], NN: CANDIDATES.NN, TN: CANDIDATES.TN };
+  const choice = await chooseMatmulTiles(gpu, SHAPES, {
+    minWork: 0,
+    candidates: withBroken,
+    log: (m) => logs.push(m),
+  });
+  assert(choice.names.NT !== broken.name, "the broken candidate was chosen");
+  const why = choice.rejected?.NT?.[broken.name];
+  assert(why?.startsWith("WebGPU validation error"), JSON.stringify(choice.rejected));
+  assert(!(broken.name in choice.timings!.NT), "the broken candidate was timed");
+  assertEquals(Object.keys(choice.rejected ?? {}), ["NT"], "only the broken one is left out");
+  assert(
+    logs.some((m) => m.includes(`NT kernel "${broken.name}" left out: ${why}`)),
+    logs.join("\n"),
+  );
+  // The manifest's line names it too.
+  assert(
+    describeChoice(choice).endsWith(`; left out as broken here: NT ${broken.name})`),
+    describeChoice(choice),
+  );
+
+  const onlyBroken = { NT: [broken], NN: CANDIDATES.NN, TN: CANDIDATES.TN };
+  const error = await assertRejects(() =>
+    chooseMatmulTiles(gpu, SHAPES, { minWork: 0, candidates: onlyBroken })
+  );
+  assert(
+    error.message.includes("no NT matrix-product kernel builds and computes right"),
+    error.message,
+  );
+  assert(error.message.includes(broken.name), error.message);
 });

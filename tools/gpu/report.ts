@@ -76,6 +76,11 @@ export async function gpuReport(dir: string): Promise<string> {
     lines.push(
       `- **kernels**: ${Object.entries(t.kernels).map(([k, v]) => `${k} ${v}`).join(", ")}`,
     );
+    for (const [kind, reasons] of Object.entries(t.kernel_rejected ?? {})) {
+      for (const [name, why] of Object.entries(reasons)) {
+        lines.push(`  - left out as broken on this GPU: ${kind} ${name}: ${why}`);
+      }
+    }
     if (t.profile) {
       const total = Object.values(t.profile).reduce((a, b) => a + b, 0);
       const top = Object.entries(t.profile).sort((a, b) => b[1] - a[1]).slice(0, 8);
