@@ -149,25 +149,14 @@ export async function pytorchCuda(
   train: Pick<TrainBenchResult, "config" | "tokens_per_s">,
   pythons = ["python3", "/usr/bin/python3"],
 ): Promise<CudaPeer> {
-  const script = new URL("./pytorch_train.py", import.meta.url).pathname;
-  const c = train.config;
+  const { pytorchTrainArgs } = await import("./train.ts");
+  const args = pytorchTrainArgs(train.config, ["--warmup=3", "--steps=10", "--device=cuda"]);
   const reasons: string[] = [];
   for (const python of pythons) {
     let out: Deno.CommandOutput;
     try {
       out = await new Deno.Command(python, {
-        args: [
-          script,
-          `--vocab=${c.vocab}`,
-          `--hidden=${c.hidden}`,
-          `--heads=${c.heads}`,
-          `--layers=${c.layers}`,
-          `--batch=${c.batch}`,
-          `--seq=${c.seq}`,
-          "--warmup=3",
-          "--steps=10",
-          "--device=cuda",
-        ],
+        args,
         stdout: "piped",
         stderr: "piped",
       }).output();

@@ -523,25 +523,29 @@ interface PytorchRun {
   cpu_s_per_step?: number;
 }
 
+/** bench/pytorch_train.py and its arguments for this model and batch, then `extra`. */
+export function pytorchTrainArgs(shape: TrainBenchResult["config"], extra: string[]): string[] {
+  return [
+    new URL("./pytorch_train.py", import.meta.url).pathname,
+    `--vocab=${shape.vocab}`,
+    `--hidden=${shape.hidden}`,
+    `--heads=${shape.heads}`,
+    `--layers=${shape.layers}`,
+    `--batch=${shape.batch}`,
+    `--seq=${shape.seq}`,
+    ...extra,
+  ];
+}
+
 /** Runs bench/pytorch_train.py; undefined when python3 or torch is missing. */
 async function runPytorch(
   shape: TrainBenchResult["config"],
   steps: number,
   blas: BlasVariant,
 ): Promise<PytorchRun | undefined> {
-  const script = new URL("./pytorch_train.py", import.meta.url).pathname;
   try {
     const out = await new Deno.Command("/usr/bin/python3", {
-      args: [
-        script,
-        `--vocab=${shape.vocab}`,
-        `--hidden=${shape.hidden}`,
-        `--heads=${shape.heads}`,
-        `--layers=${shape.layers}`,
-        `--batch=${shape.batch}`,
-        `--seq=${shape.seq}`,
-        `--steps=${steps}`,
-      ],
+      args: pytorchTrainArgs(shape, [`--steps=${steps}`]),
       env: referenceEnv(blas),
       clearEnv: true,
       stdout: "piped",
