@@ -5,7 +5,7 @@
 # On this machine, once:  tools/gpu/pack.sh   (builds .gpu/: Deno, node_modules, loaders)
 # Then one device run (a fresh machine takes a minute or more to start, and a
 # task's device time is 15 minutes in all, so this is meant to be the only one):
-#   run(command="bash tools/gpu/run.sh", carry=[".gpu"], timeout_s=540)
+#   run(command="bash tools/gpu/run.sh", carry=[".gpu"], timeout_s=420)
 # Rehearse it here first, offline, on the software adapter: tools/gpu/rehearse.sh
 #
 # What it does, logging everything to $OUT/kit.log as it goes:
