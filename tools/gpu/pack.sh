@@ -61,11 +61,11 @@ apt-get "${o[@]}" -qq update
 (cd .gpu/debs && apt-get "${o[@]}" -qq download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2)
 rm -rf "$lists"
 
-tree=$(git ls-files -z | xargs -0 du -cb 2>/dev/null | tail -1 | cut -f1)
+tree=$(git ls-files -z --cached --others --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
 bundle=$(du -cb .gpu | tail -1 | cut -f1)
 limit=$((64 * 1024 * 1024))
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
-echo ".gpu: $(mib "$bundle"); tracked files: $(mib "$tree"); the device tool's limit: 64 MiB" >&2
+echo ".gpu: $(mib "$bundle"); the rest of the work tree: $(mib "$tree"); the device tool's limit: 64 MiB" >&2
 [ $((bundle + tree)) -lt $((limit - 4 * 1024 * 1024)) ] ||
   die "the bundle and the working tree come to $(mib $((bundle + tree))), too close to the 64 MiB the device tool carries"
 ls -l .gpu .gpu/debs >&2
