@@ -36,6 +36,7 @@
 import { z } from "zod";
 import { dirname, join } from "node:path";
 import { sha256Hex } from "../artifacts/hash.ts";
+import { UserError } from "../errors/mod.ts";
 import {
   createStorageBuffer,
   type Gpu,
@@ -352,10 +353,16 @@ export async function chooseMatmulTiles(
       if (best < 0 || ms[i] < ms[best]) best = i;
     });
     if (best < 0) {
-      throw new Error(
+      throw new UserError(
         `no ${kind} matrix-product kernel builds and computes right on this adapter ` +
-          `(${gpu.adapterDescription}): ` +
-          Object.entries(rejected[kind] ?? {}).map(([n, why]) => `${n}: ${why}`).join("; "),
+          `(${gpu.adapterDescription})`,
+        {
+          expected: "at least one candidate whose products match the host's",
+          found: Object.entries(rejected[kind] ?? {}).map(([n, why]) => `${n}: ${why}`)
+            .join("; "),
+          hint: "the adapter's driver or its WebGPU layer may be at fault: update the driver, " +
+            "or try another adapter (DENO_WEBGPU_BACKEND=gl, or Mesa's llvmpipe)",
+        },
       );
     }
     names[kind] = candidates[kind][best].name;

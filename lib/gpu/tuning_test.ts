@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { requestGpu } from "./device.ts";
 import { HARDWARE_TILE, SOFTWARE_TILE } from "./ops/matmul.ts";
 import { Random } from "../random/mod.ts";
+import { UserError } from "../errors/mod.ts";
 import {
   chooseMatmulTiles,
   describeChoice,
@@ -283,5 +284,7 @@ Deno.test("tuning: a candidate that fails to build is left out with its reason; 
     error.message.includes("no NT matrix-product kernel builds and computes right"),
     error.message,
   );
-  assert(error.message.includes(broken.name), error.message);
+  assert(error instanceof UserError, String(error));
+  assert(error.found?.includes(`${broken.name}: WebGPU validation error`), error.found);
+  assert(error.hint?.includes("driver"), error.hint);
 });
