@@ -95,12 +95,22 @@ export async function benchGpu(opts: GpuBenchOptions) {
   const results: Record<string, unknown> = { adapter, peak_tflops: opts.peakTflops };
   for (const part of opts.parts ?? GPU_PARTS) {
     console.error(`\n-- bench gpu: ${part}`);
-    Object.assign(results, await PART_RUNNERS[part](opts));
+    Object.assign(results, await PART_RUNNERS[part](opts, adapter.software));
   }
   return results;
 }
 
-const PART_RUNNERS: Record<GpuPart, (opts: GpuBenchOptions) => Promise<Record<string, unknown>>> = {
+/** A part's runner (`software`: the adapter is a software one, allowed by `--allow-software`). */
+type PartRunner = (opts: GpuBenchOptions, software: boolean) => Promise<Record<string, unknown>>;
+
+/**
+ * Timed training steps at the seed configuration on a GPU: a step there takes
+ * tens of milliseconds, so the 4 that suit a software adapter (seconds a
+ * step) would time a fraction of a second.
+ */
+const GPU_TRAIN_STEPS = 20;
+
+const PART_RUNNERS: Record<GpuPart, PartRunner> = {
   train: trainPart,
   matmul: async () => ({ matmul: await (await import("./matmul.ts")).benchMatmul() }),
   generate: async () => ({ generate: await (await import("./generate.ts")).benchGenerate() }),
@@ -108,10 +118,14 @@ const PART_RUNNERS: Record<GpuPart, (opts: GpuBenchOptions) => Promise<Record<st
 };
 
 /** The seed configuration's step, its share of the FP32 peak, and PyTorch with CUDA beside it. */
-async function trainPart(opts: GpuBenchOptions): Promise<Record<string, unknown>> {
+async function trainPart(
+  opts: GpuBenchOptions,
+  software: boolean,
+): Promise<Record<string, unknown>> {
   const { benchTrain } = await import("./train.ts");
   const train = await benchTrain({
     seedConfig: true,
+    ...(!software && { steps: GPU_TRAIN_STEPS }),
     profile: true,
     profileSteps: 3,
     log: (line) => console.error(line),
