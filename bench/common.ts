@@ -19,6 +19,17 @@ export function positiveInt(option: string): (value: string) => number {
   };
 }
 
+/** A parser of an integer option value from 1 to `max`; a usage error names the option. */
+export function positiveIntAtMost(option: string, max: number): (value: string) => number {
+  return (value) => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1 || n > max) {
+      throw new InvalidArgumentError(`${option} takes an integer from 1 to ${max}, not "${value}"`);
+    }
+    return n;
+  };
+}
+
 /** A parser of a positive number option value (seconds, say); a usage error names the option. */
 export function positiveNumber(option: string): (value: string) => number {
   return (value) => {

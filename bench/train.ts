@@ -5,7 +5,7 @@
  * has torch.
  *
  * Run: `deno run -A bench/train.ts [--steps=N] [--json] [--large | --seed-config] [--profile[=STEPS]]
- * [--no-tune] [--no-pytorch] [--no-bound]`.
+ * [--no-tune] [--no-pytorch] [--no-bound] [--batch=B] [--seq=S]`.
  *
  * The matrix-product kernels are first timed on this adapter at the model's
  * shapes (lib/gpu/tuning.ts, not cached here: `--no-tune` keeps the
@@ -20,7 +20,7 @@
  * @module
  */
 import { Command } from "@commander-js/extra-typings";
-import { median, positiveInt } from "./common.ts";
+import { median, positiveInt, positiveIntAtMost } from "./common.ts";
 import {
   hostCpu,
   isSoftwareAdapter,
@@ -176,6 +176,10 @@ export interface TrainBenchOptions {
   noBound?: boolean;
   /** Paired WebGPU / PyTorch rounds whose median ratio is reported (default 3; 1 at the seed configuration). */
   rounds?: number;
+  /** Sequences a batch, instead of the configuration's (16, or 32 at the seed configuration). */
+  batch?: number;
+  /** Tokens a sequence, instead of the configuration's (128, or 256 at the large one). */
+  seq?: number;
 }
 
 const WARMUP_STEPS = 2;
@@ -185,11 +189,12 @@ const PROFILE_STEPS = 5;
 
 /** The benchmark's model and batch for `opts` (bench, large or seed configuration). */
 function benchShape(opts: TrainBenchOptions): TrainBenchResult["config"] {
-  return opts.seedConfig
+  const shape = opts.seedConfig
     ? { vocab: 4100, hidden: 512, heads: 8, layers: 8, batch: 32, seq: 128 }
     : opts.large
     ? { vocab: 4100, hidden: 256, heads: 8, layers: 4, batch: 16, seq: 256 }
     : { vocab: 1100, hidden: 128, heads: 8, layers: 2, batch: 16, seq: 128 };
+  return { ...shape, batch: opts.batch ?? shape.batch, seq: opts.seq ?? shape.seq };
 }
 
 /** Four batches of random tokens (never padding) at the benchmark's shape, seeded. */
@@ -580,6 +585,16 @@ if (import.meta.main) {
       "also the time of every op, averaged over this many steps (default 5)",
       positiveInt("--profile"),
     )
+    .option(
+      "--batch <n>",
+      "sequences a batch (default the configuration's)",
+      positiveInt("--batch"),
+    )
+    .option(
+      "--seq <n>",
+      "tokens a sequence, at most 1023 (default the configuration's)",
+      positiveIntAtMost("--seq", 1023),
+    )
     .option("--no-pytorch", "skip the PyTorch baseline")
     .option("--no-bound", "skip the adapter's multiply-add ceiling and the bound it gives")
     .option(
@@ -600,6 +615,8 @@ if (import.meta.main) {
         noPytorch: o.pytorch === false,
         noBound: o.bound === false,
         rounds: o.rounds,
+        batch: o.batch,
+        seq: o.seq,
       });
     });
   await program.parseAsync(Deno.args, { from: "user" });

@@ -113,3 +113,26 @@ Deno.test("bench --json: the benchmarks' lines go to stderr, and console.log com
     console.error = error;
   }
 });
+
+Deno.test("bench/train.ts: --batch and --seq set the batch's shape; out-of-range values are refused", async () => {
+  const long = await run(["--seq", "1024"]);
+  assertEquals(long.code, 1);
+  assert(long.stderr.includes('--seq takes an integer from 1 to 1023, not "1024"'), long.stderr);
+  const zero = await run(["--batch", "0"]);
+  assertEquals(zero.code, 1);
+  assert(zero.stderr.includes('--batch takes a positive integer, not "0"'), zero.stderr);
+  const small = await run([
+    "--batch=2",
+    "--seq=16",
+    "--steps=1",
+    "--no-tune",
+    "--no-pytorch",
+    "--no-bound",
+    "--json",
+  ]);
+  assertEquals(small.code, 0, small.stderr);
+  const result = JSON.parse(small.stdout);
+  assertEquals([result.config.batch, result.config.seq], [2, 16]);
+  assertEquals(result.config.hidden, 128, "the rest of the bench configuration stays");
+  assert(result.tokens_per_s > 0, small.stdout);
+});

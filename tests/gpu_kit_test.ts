@@ -151,6 +151,18 @@ Deno.test("tools/gpu/run.sh stops at once, saying why, without OUT or without th
       typoLog,
     );
     assert(!typoLog.includes("machine:"), `it went on:\n${typoLog}`);
+
+    // The deno part without its command line is refused before anything runs, too.
+    const bare = await new Deno.Command("bash", {
+      args: [script],
+      env: { OUT: `${dir}/out3`, GPU_KIT_PARTS: "deno", GPU_KIT_DENO: "" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    assertEquals(bare.code, 1);
+    const bareLog = await Deno.readTextFile(`${dir}/out3/kit.log`);
+    assert(bareLog.includes("STOP: the deno part needs GPU_KIT_DENO"), bareLog);
+    assert(!bareLog.includes("machine:"), `it went on:\n${bareLog}`);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

@@ -41,7 +41,7 @@ status=0
 env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME="$stage/home" OUT="$stage/out" \
   GPU_KIT_ALLOW_SOFTWARE=1 GPU_KIT_ICD="$icd" GPU_KIT_LOADER_ROOT="$stage/loaders" \
   GPU_KIT_WORK="$stage/work" GPU_KIT_PARTS="${1:-generate,tests,pipeline}" \
-  GPU_KIT_PIPELINE="${GPU_KIT_PIPELINE:-ci.yaml}" \
+  GPU_KIT_PIPELINE="${GPU_KIT_PIPELINE:-ci.yaml}" GPU_KIT_DENO="${GPU_KIT_DENO:-}" \
   GPU_KIT_PIPELINE_SET="${GPU_KIT_PIPELINE_SET-train.max_steps=20}" \
   GPU_KIT_BUDGET_S="${GPU_KIT_BUDGET_S:-1500}" GPU_KIT_PART_MAX_S="${GPU_KIT_PART_MAX_S:-900}" \
   "${isolate[@]}" bash "$stage/repo/tools/gpu/run.sh" || status=$?

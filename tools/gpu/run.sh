@@ -24,7 +24,11 @@
 #     pipelines/seed.yaml (the seed's model: hidden 512, 8 heads, 8 layers,
 #     batch 32) end to end on the GPU, shortened (fewer clips, a step cap,
 #     fewer generations), writing $OUT/pipeline.json (its run summary) and
-#     $OUT/pipeline.md. At most 8 files come back; this writes 8 at most.
+#     $OUT/pipeline.md; `deno` runs the Deno command line in GPU_KIT_DENO
+#     (for a second run, e.g. "run -A bench/train.ts --seed-config --seq 512
+#     --no-pytorch"; `run` and `test` get --cached-only), its stdout to
+#     $OUT/deno.out. At most 8 files come back:
+#     a run of every part but `deno` writes 8, so name `deno` with fewer.
 #
 # Settings (environment; the defaults are for the H200 machine):
 #   GPU_KIT_BUDGET_S     seconds for the whole script (360: it must end inside
@@ -32,7 +36,9 @@
 #                        and leave the 15 minutes room for a second run)
 #   GPU_KIT_PARTS        the parts, in order (train,tests,pipeline,generate,matmul)
 #   GPU_KIT_PART_MAX_S   the most one part may take (default per part:
-#                        train 200, tests 120, pipeline 150, the others 45)
+#                        train 200, tests 120, pipeline 150, deno 240,
+#                        the others 45)
+#   GPU_KIT_DENO         the `deno` part's arguments, split at spaces
 #   GPU_KIT_PIPELINE     the pipeline file (seed.yaml)
 #   GPU_KIT_PIPELINE_SET its overrides, space-separated STEP.PARAM=VALUE
 #                        (synth.clips_per_category=60 train.max_steps=150
@@ -73,7 +79,8 @@ main() {
   for part in "${wanted[@]}"; do
     case $part in
       train | tests | pipeline | generate | matmul) ;;
-      *) fail "unknown part \"$part\" in GPU_KIT_PARTS; known: train, tests, pipeline, generate, matmul" ;;
+      deno) [ -n "${GPU_KIT_DENO:-}" ] || fail "the deno part needs GPU_KIT_DENO (its arguments)" ;;
+      *) fail "unknown part \"$part\" in GPU_KIT_PARTS; known: train, tests, pipeline, generate, matmul, deno" ;;
     esac
   done
   git -C "$repo" log -1 --format='commit %H %s' 2>/dev/null || true
@@ -143,11 +150,18 @@ main() {
   # 5. The bench, part by part.
   part_cap() {
     if [ -n "${GPU_KIT_PART_MAX_S:-}" ]; then echo "$GPU_KIT_PART_MAX_S"; return; fi
-    case $1 in train) echo 200 ;; tests) echo 120 ;; pipeline) echo 150 ;; *) echo 45 ;; esac
+    case $1 in train) echo 200 ;; tests) echo 120 ;; pipeline) echo 150 ;; deno) echo 240 ;; *) echo 45 ;; esac
   }
   run_part() { # run_part PART LIMIT: one part under `timeout`; its exit status
     local part=$1 limit=$2
-    if [ "$part" = pipeline ]; then
+    if [ "$part" = deno ]; then
+      local args
+      read -r -a args <<<"$GPU_KIT_DENO"
+      # Offline, `run` and `test` must not look anything up: node_modules holds it all.
+      case ${args[0]} in run | test) args=("${args[0]}" --cached-only "${args[@]:1}") ;; esac
+      say "deno ${args[*]} (at most ${limit}s)"
+      timeout -k 5 "$limit" "$deno" "${args[@]}" >"$out/deno.out"
+    elif [ "$part" = pipeline ]; then
       local sets=()
       for kv in $pipeline_set; do sets+=(--set "$kv"); done
       say "pipeline $pipeline ${sets[*]} (at most ${limit}s)"
