@@ -207,6 +207,11 @@ Deno.test("tools/gpu/report.ts: the figures of the parts that finished, and whic
           kernel_rejected: { TN: { "texture 8x8 wg16x8": "WebGPU validation error: boom" } },
           profile: { head: 3.5, "ffn1_gate.dw": 2.25, adam: 0.5 },
           profile_kind: "timestamps",
+          bound: {
+            adapter_fma_gflops: 50000,
+            product_mflop_per_token: 150,
+            tokens_per_s: 333333,
+          },
         },
         train_peak_share: 0.3,
         peak_tflops: 67,
@@ -239,6 +244,8 @@ Deno.test("tools/gpu/report.ts: the figures of the parts that finished, and whic
         "**adapter**: NVIDIA H200, subgroups 32, Deno 2.9.6, backend vulkan",
         "batch 32 x seq 128): 123,456 tokens/s, 20,100 GFLOP/s = **30%** of 67 TFLOP/s",
         "**PyTorch with CUDA**: not run (python3: not found)",
+        "**register-only FMA rate** (bench/ceiling.ts, measured): 50,000 GFLOP/s; the step's " +
+        "products alone at that rate: 333,333 tokens/s (the step reaches 37% of it)",
         "**kernels**: NT workgroup 8x8 wg16x16 k8, NN storage 4x4 wg16x16",
         "  - left out as broken on this GPU: TN texture 8x8 wg16x8: WebGPU validation error: boom",
         "(timestamps, 6.3 ms a step): head 3.5, ffn1_gate.dw 2.25, adam 0.5",

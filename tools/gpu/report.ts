@@ -67,6 +67,14 @@ export async function gpuReport(dir: string): Promise<string> {
           fixed(100 * (trainPart.train_peak_share as number), 1)
         }%** of ${trainPart.peak_tflops} TFLOP/s FP32 peak (goal 20%)`,
     );
+    if (t.bound) {
+      lines.push(
+        `- **register-only FMA rate** (bench/ceiling.ts, measured): ` +
+          `${fixed(t.bound.adapter_fma_gflops)} GFLOP/s; the step's products alone at that rate: ` +
+          `${fixed(t.bound.tokens_per_s)} tokens/s (the step reaches ` +
+          `${fixed(100 * t.tokens_per_s / t.bound.tokens_per_s, 1)}% of it)`,
+      );
+    }
     lines.push(
       "tokens_per_s" in peer
         ? `- **PyTorch with CUDA** (${peer.torch}, FP32 without TF32) on ${peer.gpu}: ` +
