@@ -117,52 +117,41 @@ Deno.test("tools/gpu/run.sh stops at once, saying why, without OUT or without th
     await Deno.mkdir(`${dir}/repo/tools/gpu`, { recursive: true });
     await Deno.copyFile(`${repo}tools/gpu/run.sh`, `${dir}/repo/tools/gpu/run.sh`);
     const script = `${dir}/repo/tools/gpu/run.sh`;
-    const noOut = await new Deno.Command("bash", {
-      args: [script],
-      env: { OUT: "" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assert(noOut.code !== 0);
-    assert(text(noOut.stderr).includes("OUT is not set"), text(noOut.stderr));
+    /** Runs the copy with `env`; its exit code, stderr, and kit.log when OUT was set. */
+    const runKit = async (env: Record<string, string>) => {
+      const out = await new Deno.Command("bash", {
+        args: [script],
+        env,
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const log = env.OUT ? await Deno.readTextFile(`${env.OUT}/kit.log`) : "";
+      return { code: out.code, stderr: text(out.stderr), log };
+    };
 
-    const out = await new Deno.Command("bash", {
-      args: [script],
-      env: { OUT: `${dir}/out`, PATH: "/usr/sbin:/usr/bin:/sbin:/bin" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
-    assertEquals(out.code, 1);
-    const log = await Deno.readTextFile(`${dir}/out/kit.log`);
-    assert(log.includes("STOP: no .gpu folder: run tools/gpu/pack.sh"), log);
-    assert(!log.includes("bench gpu --parts"), `it went on to the bench:\n${log}`);
+    const noOut = await runKit({ OUT: "" });
+    assert(noOut.code !== 0);
+    assert(noOut.stderr.includes("OUT is not set"), noOut.stderr);
+
+    const noBundle = await runKit({ OUT: `${dir}/out`, PATH: "/usr/sbin:/usr/bin:/sbin:/bin" });
+    assertEquals(noBundle.code, 1);
+    assert(noBundle.log.includes("STOP: no .gpu folder: run tools/gpu/pack.sh"), noBundle.log);
+    assert(!noBundle.log.includes("bench gpu --parts"), `it went on:\n${noBundle.log}`);
 
     // A mistyped part is refused before anything else runs (not after the bench's minutes).
-    const typo = await new Deno.Command("bash", {
-      args: [script],
-      env: { OUT: `${dir}/out2`, GPU_KIT_PARTS: "train,pipline" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
+    const typo = await runKit({ OUT: `${dir}/out2`, GPU_KIT_PARTS: "train,pipline" });
     assertEquals(typo.code, 1);
-    const typoLog = await Deno.readTextFile(`${dir}/out2/kit.log`);
     assert(
-      typoLog.includes('STOP: unknown part "pipline" in GPU_KIT_PARTS; known: train'),
-      typoLog,
+      typo.log.includes('STOP: unknown part "pipline" in GPU_KIT_PARTS; known: train'),
+      typo.log,
     );
-    assert(!typoLog.includes("machine:"), `it went on:\n${typoLog}`);
+    assert(!typo.log.includes("machine:"), `it went on:\n${typo.log}`);
 
     // The deno part without its command line is refused before anything runs, too.
-    const bare = await new Deno.Command("bash", {
-      args: [script],
-      env: { OUT: `${dir}/out3`, GPU_KIT_PARTS: "deno", GPU_KIT_DENO: "" },
-      stdout: "piped",
-      stderr: "piped",
-    }).output();
+    const bare = await runKit({ OUT: `${dir}/out3`, GPU_KIT_PARTS: "deno", GPU_KIT_DENO: "" });
     assertEquals(bare.code, 1);
-    const bareLog = await Deno.readTextFile(`${dir}/out3/kit.log`);
-    assert(bareLog.includes("STOP: the deno part needs GPU_KIT_DENO"), bareLog);
-    assert(!bareLog.includes("machine:"), `it went on:\n${bareLog}`);
+    assert(bare.log.includes("STOP: the deno part needs GPU_KIT_DENO"), bare.log);
+    assert(!bare.log.includes("machine:"), `it went on:\n${bare.log}`);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
