@@ -144,3 +144,17 @@ Deno.test("an aborted re-publish leaves the published artifact as it was", async
   assertEquals((await store.get(KEY))?.manifest, ref.manifest);
   assertEquals(await store.verify(), { checked: 1, problems: [] });
 });
+
+Deno.test("commit over a same-size corrupted artifact quarantines it and publishes the new output", async () => {
+  await using dir = await tempDir();
+  const store = new LocalArtifactStore(dir.path);
+  const ref = await publish(store);
+  await Deno.writeTextFile(join(ref.dir, "sub", "a.txt"), "jello"); // one byte flipped, same size
+  const again = await publish(store);
+  assertEquals(again.outcome, "published", "not 'reproduced': the bytes on disk did not match");
+  assert(again.quarantined, "the corrupted copy is set aside");
+  assertEquals(await Deno.readTextFile(join(ref.dir, "sub", "a.txt")), "hello");
+  assertEquals(await store.verify(), { checked: 1, problems: [] });
+  const note = JSON.parse(await Deno.readTextFile(join(again.quarantined, "QUARANTINE.json")));
+  assertMatch(note.problems[0].problem, /sha256 .* does not match the manifest/);
+});

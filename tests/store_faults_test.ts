@@ -324,6 +324,26 @@ const ARTIFACT_CASES: FaultCase[] = [
     },
   },
   {
+    name: "--force over a flipped byte (same size) sets the damaged copy aside and publishes anew",
+    async setup(box) {
+      await run(box.basic);
+      await Deno.writeTextFile(join(box.artifact("both"), "out.txt"), "hello+worle");
+      return [...box.basic, "--force", "both"];
+    },
+    code: 0,
+    says: ["was moved to", "quarantine/", "before publishing the new one"],
+    async after(box, r) {
+      assert(!r.out.includes("reproduced bit-identically"), `not a reproduction:\n${r.out}`);
+      assertEquals(await Deno.readTextFile(join(box.artifact("both"), "out.txt")), "hello+world");
+      const aside = quarantined(box.store);
+      assertEquals(aside.length, 1, "the damaged copy is set aside");
+      assertEquals(
+        await Deno.readTextFile(join(box.store, "quarantine", aside[0], "out.txt")),
+        "hello+worle",
+      );
+    },
+  },
+  {
     name:
       "--force with different output fails, keeps the published artifact, sets the new one aside",
     async setup(box) {

@@ -18,9 +18,11 @@
  * `objects/` without a readable manifest naming its key is treated as missing.
  *
  * Published artifacts never change. Publishing a key that is already there
- * keeps the published bytes: a new output with the same files is a
- * reproduction; one that differs is refused (an error naming the files), and
- * the new output is set aside in `quarantine/` for comparison. Before an
+ * keeps the published bytes when they still match their manifest (re-hashed):
+ * a new output with the same files is a reproduction; one that differs is
+ * refused (an error naming the files), and the new output is set aside in
+ * `quarantine/` for comparison. A published copy that no longer matches its
+ * manifest is quarantined and replaced by the new output. Before an
  * artifact is trusted, {@link LocalArtifactStore.check} compares its files
  * with the manifest (sizes on every use, SHA-256 on request); a damaged one is
  * moved to `quarantine/` so the step can be built again.
@@ -92,9 +94,11 @@ export interface ArtifactStore {
   /**
    * Publishes the staging directory: writes `metrics.json` and `manifest.json`
    * (every file with size and SHA-256), fsyncs, and renames it into place.
-   * An intact artifact already published under the key is never replaced:
-   * the result is `reproduced` when the files are equal, and a `UserError`
-   * naming the differing files when not (the new output is set aside).
+   * An intact artifact already published under the key (every file matching
+   * its manifest's SHA-256) is never replaced: the result is `reproduced`
+   * when the files are equal, and a `UserError` naming the differing files
+   * when not (the new output is set aside). A damaged one is quarantined and
+   * the new output published in its place.
    */
   commit(
     staging: Staging,
@@ -296,8 +300,10 @@ export class LocalArtifactStore implements ArtifactStore {
     let quarantined: string | undefined;
     if (await exists(target)) {
       const existing = this.getSync(key);
+      // Hashes, not sizes: "reproduced" must mean the bytes on disk equal the new output, and a
+      // same-size corruption of the published copy would otherwise be kept as if reproduced.
       const damage = existing
-        ? this.checkSync(existing)
+        ? await this.check(existing, "hashes")
         : [{ key, path: "manifest.json", problem: "manifest missing or unreadable" }];
       if (existing && damage.length === 0) {
         const differences = compareFiles(existing.manifest.files, files);
