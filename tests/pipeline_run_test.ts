@@ -22,6 +22,14 @@ import {
   writePipeline,
 } from "./fixtures/pipeline_helpers.ts";
 
+function runFilesIn(store: string): string[] {
+  try {
+    return [...Deno.readDirSync(join(store, "runs"))].map((e) => e.name);
+  } catch {
+    return [];
+  }
+}
+
 async function readOut(store: string, key: string | undefined, name = "out.txt"): Promise<string> {
   return await Deno.readTextFile(join(store, "objects", key!, name));
 }
@@ -140,6 +148,19 @@ Deno.test("unknown step names in --force/--only/--until are errors", async () =>
   const err = await assertRejects(() => runQuiet({ file, store: `${dir.path}/s`, until: "nope" }));
   assert(err instanceof UserError);
   assertStringIncludes(err.message, "--until nope: no such step");
+});
+
+Deno.test("--force of a step outside --until/--only is an error naming the step and the selection", async () => {
+  await using dir = await tempDir();
+  const file = await writePipeline(dir.path, BASIC_YAML);
+  const store = `${dir.path}/s`;
+  for (const sel of [{ until: "both" }, { only: "hello" }]) {
+    const err = await assertRejects(() => runQuiet({ file, store, ...sel, force: ["upper"] }));
+    assert(err instanceof UserError, String(err));
+    const flag = "until" in sel ? `--until ${sel.until}` : `--only ${sel.only}`;
+    assertStringIncludes(err.message, `--force upper: the step is outside the selection (${flag})`);
+  }
+  assertEquals(runFilesIn(store), [], "nothing ran");
 });
 
 Deno.test("setting read_source.root drops its input slot and prunes the unused upstream steps", async () => {

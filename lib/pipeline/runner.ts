@@ -411,6 +411,20 @@ class PipelineRun {
       : options.until
       ? ancestors(plan, options.until)
       : new Set(plan.order.filter((n) => plan.steps.get(n)!.active));
+    for (const f of options.force ?? []) {
+      if (selected.has(f)) continue;
+      const selection = options.only ? `--only ${options.only}` : `--until ${options.until}`;
+      throw new UserError(`--force ${f}: the step is outside the selection (${selection})`, {
+        file,
+        step: f,
+        expected: `one of the selected steps ${
+          plan.order.filter((n) => selected.has(n)).join(", ")
+        }`,
+        found: f,
+        hint: `drop --force ${f}, or widen the selection to include it ` +
+          `(--until ${f} or a step that depends on it, or neither --only nor --until)`,
+      });
+    }
     if (options.gates?.length) {
       const info = new Map<string, GateStepInfo>();
       for (const name of plan.order) {
