@@ -59,7 +59,7 @@ export async function main(args: string[]): Promise<number> {
   const program = new Command("artifacts")
     .description("Inspect and verify the artifact store.")
     .exitOverride()
-    .configureOutput({ writeOut: (s) => out.err(s), writeErr: (s) => out.err(s) });
+    .configureOutput({ writeOut: (s) => out.out(s), writeErr: (s) => out.err(s) });
   program.command("list").description("list published artifacts").option(...storeOpt)
     .option("--json", "JSON on stdout")
     .action(async (o) => {

@@ -16,9 +16,12 @@ export function newProgram(name: string, description: string): Command {
 }
 
 /**
- * Parses `args` and runs the chosen action. Returns 0 on success, 1 for a
- * `UserError` (printed as `error: …` with its location), 2 for a usage
- * problem commander has already printed; anything else is a bug and rethrown.
+ * Parses `args` and runs the chosen action. Returns 0 on success and after
+ * `--help`; 1 for a `UserError` (printed as `error: …` with its location) and
+ * for a usage problem commander has already printed (a missing argument, an
+ * unknown option or sub-command, or no sub-command, which prints the help),
+ * as the README's exit codes say (1 bad input, 2 a bug). Anything else is a
+ * bug and rethrown.
  */
 export async function runProgram(
   program: { parseAsync(argv: string[], opts: { from: "user" }): Promise<unknown> },
@@ -33,7 +36,7 @@ export async function runProgram(
       return 1;
     }
     if (e instanceof Error && "exitCode" in e && typeof e.exitCode === "number") {
-      return e.exitCode === 0 ? 0 : 2;
+      return e.exitCode === 0 ? 0 : 1;
     }
     throw e;
   }

@@ -256,7 +256,7 @@ function positiveInt(value: string): number {
   return n;
 }
 
-/** Runs `model <sub-command> …`; returns the exit code (0 ok, 1 user error, 2 usage). */
+/** Runs `model <sub-command> …`; returns the exit code (0 ok or help, 1 bad input or usage). */
 export async function main(args: string[]): Promise<number> {
   const program = newProgram("model", "inspect a SamOut checkpoint or score a batch with it");
   program.command("info")

@@ -11,6 +11,7 @@ import { join, resolve } from "node:path";
 import { Command } from "@commander-js/extra-typings";
 import { UserError } from "../errors/mod.ts";
 import { defaultStoreDir, displayPath } from "../pipeline/paths.ts";
+import { consoleOutput } from "../pipeline/progress.ts";
 import { listRunFiles, type RunRecord } from "../pipeline/records.ts";
 
 /** A resolved model: a train artifact (and what it was trained from) or an export bundle. */
@@ -222,8 +223,9 @@ export function parseCommandLine(
 }
 
 /**
- * A command that takes a model: `--model NAME` (required) and `--store DIR`,
- * errors through `err` and no process exit (see {@link parseCommandLine}).
+ * A command that takes a model: `--model NAME` (required) and `--store DIR`;
+ * `--help` on stdout, usage errors through `err`, and no process exit (see
+ * {@link parseCommandLine}).
  */
 export function modelCommand(name: string, description: string, err: (text: string) => void) {
   return new Command(name)
@@ -234,5 +236,5 @@ export function modelCommand(name: string, description: string, err: (text: stri
     )
     .option("--store <dir>", "artifact store (default $SAMOUT_STORE or artifacts/)")
     .exitOverride()
-    .configureOutput({ writeOut: err, writeErr: err });
+    .configureOutput({ writeOut: (text) => consoleOutput().out(text), writeErr: err });
 }

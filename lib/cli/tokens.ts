@@ -226,7 +226,7 @@ function nonNegativeInt(option: string) {
   };
 }
 
-/** Runs `tokens <sub-command> …`; returns the exit code (0 ok, 1 user error, 2 usage). */
+/** Runs `tokens <sub-command> …`; returns the exit code (0 ok or help, 1 bad input or usage). */
 export async function main(args: string[]): Promise<number> {
   const program = newProgram(
     "tokens",
