@@ -189,12 +189,7 @@ export async function resolveSteps(spec: PipelineSpec, registry: JobRegistry): P
         file,
         step: name,
         prefix: ["steps", name, "params"],
-        noteFor: (field) => {
-          for (const [p, note] of spec.overridden) {
-            if (field === p || field.startsWith(p + ".") || field.startsWith(p + "[")) return note;
-          }
-          return undefined;
-        },
+        noteFor: (field) => overrideNote(spec.overridden, field),
         knownKeys: (path) => {
           let schema: unknown = job.params;
           for (const k of path) {
@@ -261,6 +256,26 @@ export async function resolveSteps(spec: PipelineSpec, registry: JobRegistry): P
   return { spec, steps, order };
 }
 
+/** The dotted path of the first string parameter equal to `value` (`root`, `onnx.encoder`). */
+function paramPathOf(params: unknown, value: string, prefix = ""): string | undefined {
+  if (params === value) return prefix || undefined;
+  if (params === null || typeof params !== "object") return undefined;
+  for (const [k, v] of Object.entries(params as Record<string, unknown>)) {
+    const sub = Array.isArray(params) ? `${prefix}[${k}]` : prefix ? `${prefix}.${k}` : k;
+    const found = paramPathOf(v, value, sub);
+    if (found !== undefined) return found;
+  }
+  return undefined;
+}
+
+/** The note ("set by --set x=1") of the override that set `field` or a mapping above it. */
+function overrideNote(overridden: Map<string, string>, field: string): string | undefined {
+  for (const [p, note] of overridden) {
+    if (field === p || field.startsWith(p + ".") || field.startsWith(p + "[")) return note;
+  }
+  return undefined;
+}
+
 /** Hashes sources and code and computes every active step's key, in dependency order. */
 export async function computeKeys(
   plan: Plan,
@@ -279,9 +294,13 @@ export async function computeKeys(
         sources[path] = await hasher.hash(path);
       } catch (e) {
         if (e instanceof Deno.errors.NotFound) {
-          throw new UserError(`source path does not exist`, {
+          const param = paramPathOf(st.params, path);
+          const field = param === undefined ? undefined : `steps.${n}.params.${param}`;
+          const note = field === undefined ? undefined : overrideNote(spec.overridden, field);
+          throw new UserError(`source path does not exist${note ? ` (${note})` : ""}`, {
             file,
             step: n,
+            field,
             expected: "an existing file or folder",
             found: path,
           });
@@ -384,7 +403,7 @@ export async function planPipelineText(
           file,
           text,
           overrides,
-          overridden: new Map(),
+          overridden: doc.overridden,
         },
         steps: new Map(c.planned.map((p) => [p.name, { ...p }])),
         order: c.order,

@@ -1,7 +1,8 @@
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "../../tests/assert.ts";
 import { UserError } from "../errors/mod.ts";
 import { parsePipelineText } from "./file.ts";
-import { type Plan, resolveSteps } from "./plan.ts";
+import { type Plan, planPipelineText, resolveSteps } from "./plan.ts";
+import { LocalArtifactStore } from "../artifacts/store.ts";
 import { JobRegistry } from "./registry.ts";
 
 /** The real jobs in jobs/. */
@@ -116,4 +117,28 @@ Deno.test("plan: the pipelines in pipelines/ wire every slot to the right kind",
     n++;
   }
   assert(n >= 2, `${n} pipelines`);
+});
+
+Deno.test("plan: a missing source path names its field and the --set that set it (cached plan too)", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "samout-plan-test-" });
+  try {
+    const store = new LocalArtifactStore(dir);
+    const text = `name: t\nseed: 1\nsteps:\n${CHAIN}`;
+    // Twice: the second plan comes from the plan cache the first one wrote.
+    for (const attempt of ["first", "cached"]) {
+      const e = await assertRejects(() =>
+        planPipelineText(text, "p.yaml", ["scan.root=/nonexistent/sounds"], registry, store)
+      );
+      assert(e instanceof UserError, `${attempt}: expected a UserError, got ${e}`);
+      assertEquals(
+        e.message,
+        "source path does not exist (set by --set scan.root=/nonexistent/sounds)",
+        attempt,
+      );
+      assertEquals([e.location.step, e.location.field], ["scan", "steps.scan.params.root"]);
+      assertEquals(e.found, "/nonexistent/sounds");
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
