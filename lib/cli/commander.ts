@@ -41,3 +41,12 @@ export async function runProgram(
     throw e;
   }
 }
+
+/**
+ * `text` as a number when it is written as one in decimal (`12`, `-0.5`,
+ * `1e-3`), else NaN: `Number` reads a blank option value as 0 and takes
+ * `0x10` or `Infinity`, so every numeric option is parsed by this instead.
+ */
+export function decimalNumber(text: string): number {
+  return /^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$/.test(text) ? Number(text) : NaN;
+}

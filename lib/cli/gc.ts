@@ -7,7 +7,7 @@
  *
  * @module
  */
-import { newProgram, runProgram } from "./commander.ts";
+import { decimalNumber, newProgram, runProgram } from "./commander.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
 import { displayPath } from "../pipeline/paths.ts";
 import { storeDirOf } from "../experiments/runs.ts";
@@ -39,7 +39,7 @@ export async function main(args: string[]): Promise<number> {
     .option("--json", "the report as JSON on stdout")
     .option("--store <dir>", "artifact store (default $SAMOUT_STORE or artifacts/)")
     .action(async (o) => {
-      const keepLast = Number(o.keepLast);
+      const keepLast = decimalNumber(o.keepLast);
       if (!Number.isInteger(keepLast) || keepLast < 0) {
         throw new UserError(`bad --keep-last`, {
           field: "--keep-last",

@@ -15,11 +15,12 @@ import { Option } from "@commander-js/extra-typings";
 import { UserError } from "../errors/mod.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
 import { displayPath } from "../pipeline/paths.ts";
+import { decimalNumber } from "./commander.ts";
 import { modelCommand, parseCommandLine, resolveModel, tokenizerDirOf } from "./resolve.ts";
 
 function number(name: string, min: number, max: number, integer = false) {
   return (value: string): number => {
-    const x = Number(value);
+    const x = decimalNumber(value);
     if (!Number.isFinite(x) || x < min || x > max || (integer && !Number.isInteger(x))) {
       throw new UserError(`invalid ${name} "${value}"`, {
         field: name,

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { newProgram, runProgram } from "./commander.ts";
+import { decimalNumber, newProgram, runProgram } from "./commander.ts";
 import { dirname, join, resolve } from "node:path";
 import { UserError } from "../errors/mod.ts";
 import type { TokenBatch } from "../data/types.ts";
@@ -245,7 +245,7 @@ export async function modelLoss(
 }
 
 function positiveInt(value: string): number {
-  const n = Number(value);
+  const n = decimalNumber(value);
   if (!Number.isInteger(n) || n < 1) {
     throw new UserError("--heads must be a positive integer", {
       field: "--heads",

@@ -7,7 +7,8 @@
  *
  * @module
  */
-import { newProgram, runProgram } from "./commander.ts";
+import { decimalNumber, newProgram, runProgram } from "./commander.ts";
+import { UserError } from "../errors/mod.ts";
 import { consoleOutput, formatDuration } from "../pipeline/progress.ts";
 import {
   cacheHits,
@@ -29,7 +30,15 @@ export async function main(args: string[]): Promise<number> {
     .option("--json", "JSON on stdout")
     .action(async (o) => {
       const storeDir = storeDirOf(o.store);
-      const runs = (await loadRuns(storeDir)).slice(0, Math.max(0, Number(o.limit) || 50));
+      const limit = decimalNumber(o.limit);
+      if (!Number.isInteger(limit) || limit < 1) {
+        throw new UserError(`invalid --limit "${o.limit}"`, {
+          field: "--limit",
+          expected: "a whole number >= 1",
+          found: o.limit,
+        });
+      }
+      const runs = (await loadRuns(storeDir)).slice(0, limit);
       const rows = runs.map(({ file, record: r }) => {
         const h = headline(r, runMetrics(r, storeDir));
         const hits = cacheHits(r);

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { newProgram, runProgram } from "./commander.ts";
+import { decimalNumber, newProgram, runProgram } from "./commander.ts";
 import { UserError } from "../errors/mod.ts";
 import { decodeSequence, encodeSequence, vocabularySize } from "../data/vocab.ts";
 import type { Vocabulary } from "../data/types.ts";
@@ -214,7 +214,7 @@ export async function encodeAudio(opts: EncodeAudioOptions): Promise<number[]> {
 
 function nonNegativeInt(option: string) {
   return (value: string): number => {
-    const n = Number(value);
+    const n = decimalNumber(value);
     if (!Number.isInteger(n) || n < 0) {
       throw new UserError(`${option} must be a non-negative integer`, {
         field: option,
