@@ -36,6 +36,7 @@ import type { Vocabulary } from "../lib/data/types.ts";
 import { buildVocabulary, encodeSequence } from "../lib/data/vocab.ts";
 import { UserError } from "../lib/errors/mod.ts";
 import { defineJob, type JobContext, type JobResult } from "../lib/pipeline/job.ts";
+import { MEL_VQ_CONVENTIONS } from "../lib/audio/mel.ts";
 import { Random } from "../lib/random/mod.ts";
 import { OnnxCodecSettings } from "../lib/tokenizers/onnx_codec.ts";
 
@@ -617,6 +618,7 @@ async function writeArtifact(
         fitted_on: "train split",
       },
       codebook: "codebook.f32",
+      conventions: MEL_VQ_CONVENTIONS,
     };
     await Deno.writeFile(join(out, "codebook.f32"), littleEndianBytes(codebook!));
   }

@@ -104,6 +104,8 @@ Deno.test("exportBundle: a checked, self-contained bundle with a model card", as
     assertEquals(examples.picks[0].logits.length, TINY.vocabSize);
 
     const card = await Deno.readTextFile(join(copy, "README.md"));
+    const checked = JSON.parse(await Deno.readTextFile(join(copy, "check.json")));
+    assert(/^\d+\.\d+\.\d+/.test(checked.onnxruntime_web), checked.onnxruntime_web);
     for (
       const text of [
         "vocabulary V = 37, hidden d = 24, heads H = 4 (head size 6), layers L = 2, maximum positions P = 20",
@@ -114,7 +116,10 @@ Deno.test("exportBundle: a checked, self-contained bundle with a model card", as
         "WebGPU backend: every node of both models ran on the GPU",
         "samout.SamOut.from_bundle",
         'ort.InferenceSession("model.onnx")',
-        'import * as ort from "onnxruntime-web/webgpu"',
+        'import * as ort from "onnxruntime-web";',
+        'InferenceSession.create(await readFile("model.onnx")',
+        `"npm:onnxruntime-web@${checked.onnxruntime_web}/webgpu"`,
+        "stopped early (no validation improvement for `patience` evaluations)",
         "deno task tokens to-audio --tokenizer .",
         "deno task generate --model . --category coin --count 4",
         "4 Pad, Slice and Max".replace("4 ", "") +

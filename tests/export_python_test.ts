@@ -75,6 +75,7 @@ Deno.test({
       assertEquals(report.load_state_dict, { tensors: 29, missing: [], unexpected: [] });
       assert(report.checks.pytorch_vs_onnx_recorded < 1e-5, JSON.stringify(report.checks));
       assert(report.checks.pytorch_step_vs_full < 1e-5, JSON.stringify(report.checks));
+      assertEquals(report.checks.load_safetensors_big_endian_path, "swaps each value's bytes");
       for (const model of ["model.onnx", "model.step.onnx"]) {
         assertEquals(report.checks[`${model}_checker_full_check`], "passed");
         assertEquals(report.checks[`${model}_initializers_equal_safetensors`], true);

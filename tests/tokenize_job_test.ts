@@ -171,3 +171,50 @@ Deno.test("tokenize: parameter errors name the field", () => {
     assert(where.some((w) => w.includes(field)), `${JSON.stringify(params)}: issues at ${where}`);
   }
 });
+
+const PYTHON = "/usr/bin/python3";
+const pythonHasNumpy = (() => {
+  try {
+    const args = ["-c", "import numpy"];
+    return new Deno.Command(PYTHON, { args, stdout: "null", stderr: "null" }).outputSync().success;
+  } catch {
+    return false;
+  }
+})();
+
+Deno.test({
+  name: "tokenize: tokenizer.json's conventions, followed with numpy alone, give the job's codes",
+  ignore: !pythonHasNumpy, // CI installs no Python; Debian's python3-numpy runs it
+  async fn() {
+    await withTempDir(async (dir) => {
+      const scan = await makeScannedFolder(dir, CLIPS);
+      const out = join(dir, "out");
+      await runJob(job, testContext("tokenize", TokenizeParams.parse(SMALL), { scan }, out, 7));
+      const data = await readTokenizedData(out);
+      // The reader leaves resampling to its caller: the clips already at 16 kHz.
+      const files: { path: string; sample_rate: number }[] =
+        JSON.parse(await Deno.readTextFile(join(scan.dir, "files.json"))).files;
+      const at16k = new Set(files.filter((f) => f.sample_rate === 16000).map((f) => f.path));
+      const picked = data.sequences.map((s, i) => ({ s, i })).filter(({ s }) => at16k.has(s.path));
+      assert(picked.length >= 6, `${picked.length} clips at 16 kHz`);
+      const paths = picked.map(({ s }) => join(dir, "audio", s.path));
+      const tool = new URL("../tools/tokenize_by_conventions.py", import.meta.url).pathname;
+      const run = await new Deno.Command(PYTHON, { args: [tool, out, ...paths] }).output();
+      const stderr = new TextDecoder().decode(run.stderr);
+      assertEquals(run.code, 0, stderr);
+      const byPath: Record<string, number[]> = JSON.parse(new TextDecoder().decode(run.stdout));
+      let mismatched = 0, total = 0;
+      for (const { s, i } of picked) {
+        const job = decodeSequence(data.vocab, sequenceTokens(data, i)).codes;
+        const numpy = byPath[join(dir, "audio", s.path)];
+        assertEquals(numpy.length, job.length, s.path);
+        numpy.forEach((c, t) => {
+          total++;
+          if (c !== job[t]) mismatched++;
+        });
+      }
+      // float64 against the job's f32 nearest-centroid search: equal except at near-ties.
+      assert(mismatched <= total / 100, `${mismatched} of ${total} codes differ`);
+    });
+  },
+});

@@ -22,7 +22,9 @@ import json
 import math
 import os
 import sys
+import types
 
+import numpy
 import torch
 
 TOLERANCE = 1e-4
@@ -45,6 +47,23 @@ def load_module(bundle):
     return module
 
 
+def big_endian_path(samout, bundle, plain):
+    """load_safetensors as a big-endian host runs it (sys.byteorder faked): each F32 value's bytes reversed."""
+    real_sys = samout.sys
+    samout.sys = types.SimpleNamespace(byteorder="big")
+    try:
+        swapped = samout.load_safetensors(os.path.join(bundle, "model.safetensors"))
+    except Exception as e:  # the check reports what a big-endian user would see
+        return f"raises {type(e).__name__}: {e}"
+    finally:
+        samout.sys = real_sys
+    for name, values in plain.items():
+        expected = values.numpy().view(numpy.uint32).byteswap()
+        if not numpy.array_equal(swapped[name].numpy().view(numpy.uint32), expected):
+            return f"{name}: the bytes are not reversed per value"
+    return "swaps each value's bytes"
+
+
 def main(bundle):
     report = {"bundle": os.path.abspath(bundle), "tolerance": TOLERANCE, "checks": {}}
     failures = []
@@ -64,6 +83,10 @@ def main(bundle):
     report["load_state_dict"] = {"tensors": len(weights), "missing": missing, "unexpected": unexpected}
     if any(not torch.equal(weights[k], plain[k]) for k in weights):
         failures.append("samout.load_safetensors reads other values than load_weights")
+    report["checks"]["load_safetensors_big_endian_path"] = big_endian_path(samout, bundle, plain)
+    if report["checks"]["load_safetensors_big_endian_path"] != "swaps each value's bytes":
+        failures.append("samout.load_safetensors on a big-endian host: "
+                        + report["checks"]["load_safetensors_big_endian_path"])
 
     with open(os.path.join(bundle, "check.json")) as f:
         examples = json.load(f)["examples"]

@@ -55,6 +55,31 @@ export const DEFAULT_MEL: MelSettings = Object.freeze({
 /** Floor applied to mel power before the log (so silence gives ln(1e-10) ≈ -23.03). */
 export const LOG_MEL_FLOOR = 1e-10;
 
+/**
+ * How mel-vq turns audio into codes, in words a reader can implement without
+ * this project; the tokenize job writes it into `tokenizer.json`
+ * (`conventions`), which the export bundle carries. The module doc above and
+ * `lib/audio/features.ts` are the code it describes;
+ * `tools/tokenize_by_conventions.py` follows it with numpy, and a test checks
+ * that it gives the tokenize job's codes.
+ */
+export const MEL_VQ_CONVENTIONS = Object.freeze({
+  audio:
+    "decode; mix the channels to one by their mean; resample to sample_rate (libsamplerate, SRC_SINC_MEDIUM_QUALITY); samples as floats in [-1, 1)",
+  frames:
+    "centred: reflect-pad the signal by n_fft / 2 samples on both sides; frame t is padded samples [t * hop_length, t * hop_length + n_fft); 1 + floor(samples / hop_length) frames",
+  window:
+    "periodic Hann window of win_length samples (0.5 - 0.5 cos(2 pi n / win_length)), zero-padded on both sides to n_fft",
+  spectrum: "power: |rfft(frame * window)|^2, n_fft / 2 + 1 bins from 0 Hz to sample_rate / 2",
+  mel:
+    "HTK scale mel = 2595 log10(1 + hz / 700); n_mels triangular filters with peak 1 (no area normalisation), their n_mels + 2 edges evenly spaced in mel from f_min to f_max",
+  log: `natural log of max(mel power, ${LOG_MEL_FLOOR})`,
+  code:
+    "the index of the codebook row (codebook.f32, [codebook_size, n_mels] little-endian float32) nearest in Euclidean distance; token id = vocab.json's code_offset + code",
+  torchaudio:
+    "log(clamp(torchaudio.transforms.MelSpectrogram(sample_rate, n_fft, win_length, hop_length, f_min, f_max, n_mels=n_mels, power=2.0, mel_scale='htk', norm=None, center=True, pad_mode='reflect')(x), min=1e-10))",
+});
+
 /** Hz → HTK mel. */
 export function hzToMel(hz: number): number {
   return 2595 * Math.log10(1 + hz / 700);

@@ -77,8 +77,9 @@ export interface SplittableFile {
 }
 
 /**
- * Splits files stratified by category: every file gets {@link splitOf}, and
- * then each category is guaranteed at least one file on each side (train,
+ * Splits files: every file gets {@link splitOf} (so each side's share of a
+ * category is only about its fraction: not stratified), and then each
+ * category is guaranteed at least one file on each side (train,
  * validation, and test when its share is above 0). When a side is empty, the
  * file whose score is closest to that side's interval crosses over from a
  * side that keeps at least one file (ties broken by hash, then position).

@@ -72,6 +72,8 @@ export type WebGpuReport =
 
 /** The check's findings (written to the bundle's `check.json`). */
 export interface ExportCheckReport {
+  /** The onnxruntime-web release that ran the checks (`ort.env.versions.web`). */
+  onnxruntime_web: string;
   tolerance: number;
   /** The WebGPU adapter the WGSL reference ran on. */
   adapter: string;
@@ -211,6 +213,7 @@ export async function checkExportedModels(opts: ExportCheckOptions): Promise<Exp
     ? { ran: false, reason: "skipped (webgpu: skip)" }
     : await checkOnWebGpu(opts, sizes, reference, compare, log);
   const report: ExportCheckReport = {
+    onnxruntime_web: ortWebVersion(wasm),
     tolerance,
     adapter: opts.gpu.adapterDescription,
     batches: batches.map(({ name, rows, length, step }) => ({ name, rows, length, step })),
@@ -219,6 +222,12 @@ export async function checkExportedModels(opts: ExportCheckOptions): Promise<Exp
     webgpu,
   };
   return { report, onnxLogits };
+}
+
+/** The onnxruntime-web release a module reports, or "unknown". */
+function ortWebVersion(module: unknown): string {
+  const v = (module as { env?: { versions?: { web?: unknown } } }).env?.versions?.web;
+  return typeof v === "string" ? v : "unknown";
 }
 
 /**

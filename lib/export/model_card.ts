@@ -110,7 +110,24 @@ function tokenizerLines(t: Record<string, unknown>, vocab: Vocabulary): string[]
     `samples = ${num(t.frame_rate_hz, 0)} tokens/s) each replaced by the nearest of ` +
     `${vocab.codebook_size} k-means centroids (\`codebook.f32\`, \`[${vocab.codebook_size}, ${t.n_mels}]\` f32 LE); ` +
     "audio comes back through the codebook, NNLS to a spectrum and Griffin-Lim",
+    ...(t.conventions
+      ? [
+        "- `tokenizer.json`'s `conventions` say every step from audio to codes (window, padding, " +
+        "mel scale, log, distance) in words and as the equivalent torchaudio call, so the codes can " +
+        "be computed without this project",
+      ]
+      : []),
   ];
+}
+
+/** How training ended, from the train metrics' `stopped` (`lib/train`'s loop writes it). */
+function describeStop(stopped: unknown): string {
+  if (stopped === "early") {
+    return "stopped early (no validation improvement for `patience` evaluations)";
+  }
+  if (stopped === "epochs") return "ran every epoch (no early stop)";
+  if (stopped === "max_steps") return "stopped at `max_steps`";
+  return "stop reason not recorded";
 }
 
 /** The card's Markdown. */
@@ -150,8 +167,8 @@ export function renderModelCard(info: ModelCardInfo): string {
     `- sequences: ${
       Object.entries(info.splits).map(([s, n]) => `${n} ${s}`).join(", ")
     } (split by file)`,
-    `- training: ${t.steps ?? "?"} steps, ${t.epochs_completed ?? "?"} epochs, stopped ${
-      t.stopped ?? "?"
+    `- training: ${t.steps ?? "?"} steps, ${t.epochs_completed ?? "?"} epochs, ${
+      describeStop(t.stopped)
     }; best validation loss ${num(t.best_val_loss)} nats/token at step ${t.best_step ?? "?"} ` +
     `(uniform guessing: ${num(t.uniform_loss)}); these are the weights exported`,
     "",
@@ -239,12 +256,15 @@ export function renderModelCard(info: ModelCardInfo): string {
     '        "position": np.array([t], dtype=np.int64)})',
     "```",
     "",
-    "### ONNX Runtime Web (browser, Deno, Node)",
+    "### ONNX Runtime Web (Node, Deno, a browser)",
     "",
     "```js",
-    'import * as ort from "onnxruntime-web/webgpu"; // or "onnxruntime-web" for wasm only',
-    'const session = await ort.InferenceSession.create("model.onnx", {',
-    '  executionProviders: ["webgpu", "wasm"],',
+    `// Node: npm install onnxruntime-web@${check.onnxruntime_web} (wasm; its WebGPU build needs a browser or Deno).`,
+    `// Deno: import from "npm:onnxruntime-web@${check.onnxruntime_web}/webgpu" for WebGPU.`,
+    'import * as ort from "onnxruntime-web";',
+    'import { readFile } from "node:fs/promises"; // a browser passes the URL "model.onnx" instead',
+    'const session = await ort.InferenceSession.create(await readFile("model.onnx"), {',
+    '  executionProviders: ["webgpu", "wasm"], // the first one this runtime has',
     "});",
     `const ids = new ort.Tensor("int64", BigInt64Array.from([${
       example.map((x) => `${x}n`).join(", ")
@@ -266,7 +286,9 @@ export function renderModelCard(info: ModelCardInfo): string {
     "",
     "`--model` takes this folder as it is (weights, vocabulary and tokenizer side by side), and " +
     "so does `--tokenizer` (`vocab.json`, `tokenizer.json` and the codebook or codec); nothing " +
-    "here needs the artifact store.",
+    "here needs the artifact store. `deno task` runs in the project's folder wherever it is " +
+    "typed; relative paths on its command line are taken from the folder it was typed in, so " +
+    "these lines work as written from this folder.",
     "",
     "## Provenance",
     "",

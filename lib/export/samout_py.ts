@@ -176,10 +176,13 @@ def load_safetensors(path):
         if name == "__metadata__":
             continue
         begin, end = entry["data_offsets"]
-        raw = bytearray(data[start + begin:start + end])
-        values = torch.frombuffer(raw, dtype=_DTYPES[entry["dtype"]]) if raw else torch.zeros(0)
-        if sys.byteorder != "little":
-            values = values.byteswap()
+        dtype = _DTYPES[entry["dtype"]]
+        raw = data[start + begin:start + end]
+        if sys.byteorder != "little":  # the file is little-endian; reverse each value's bytes
+            size = torch.empty(0, dtype=dtype).element_size()
+            raw = b"".join(raw[i:i + size][::-1] for i in range(0, len(raw), size))
+        raw = bytearray(raw)
+        values = torch.frombuffer(raw, dtype=dtype) if raw else torch.zeros(0)
         tensors[name] = values.to(torch.float32).reshape(entry["shape"])
     return tensors
 
