@@ -80,30 +80,62 @@ export function storeFaultError(
   return undefined;
 }
 
+/** Options of {@link checkStorePath}. */
+export interface StorePathCheck {
+  /**
+   * The store must already exist (commands that read or clean a store: a
+   * missing one is a mistyped path, not a store to create).
+   */
+  mustExist?: boolean;
+}
+
 /**
- * Checks a store path before anything is written: it must be a folder or not
- * exist yet (it is then created on the first write).
+ * Checks a store path before anything is read or written: it must be a
+ * folder, or (unless `mustExist`) not exist yet (it is then created on the
+ * first write). Throws a {@link UserError} naming the path otherwise.
  */
-export function checkStorePath(root: string): void {
+export function checkStorePath(root: string, options: StorePathCheck = {}): void {
+  const expected = options.mustExist
+    ? "the folder of an artifact store (with objects/ and runs/, made by a pipeline run)"
+    : "a folder for the artifact store, or a path where one can be created";
+  const hint = "give --store DIR (or SAMOUT_STORE) naming the store a pipeline ran with";
   let info: Deno.FileInfo;
   try {
     info = Deno.statSync(root);
   } catch (e) {
-    if (e instanceof Deno.errors.NotFound) return;
+    if (e instanceof Deno.errors.NotFound) {
+      if (!options.mustExist) return;
+      throw new UserError(`the artifact store ${root} does not exist`, {
+        field: "--store",
+        expected,
+        found: "no such folder",
+        hint,
+      });
+    }
     if (e instanceof Deno.errors.NotADirectory) {
       throw new UserError(`the store path runs through a file: ${root}`, {
-        expected: "a folder for the artifact store, or a path where one can be created",
+        field: "--store",
+        expected,
         found: "a file where a folder of that path should be",
-        hint: "give --store DIR (or SAMOUT_STORE) naming a folder",
+        hint,
+      });
+    }
+    if (e instanceof Deno.errors.PermissionDenied) {
+      throw new UserError(`cannot reach the store ${root}`, {
+        field: "--store",
+        expected,
+        found: e.message,
+        hint: `make ${root} readable for this user, or ${hint}`,
       });
     }
     throw e;
   }
   if (!info.isDirectory) {
     throw new UserError(`the store path is a file, not a folder: ${root}`, {
-      expected: "a folder for the artifact store (created if missing)",
+      field: "--store",
+      expected,
       found: "a file",
-      hint: "give --store DIR (or SAMOUT_STORE) naming a folder, or move the file away",
+      hint: `${hint}, or move the file away`,
     });
   }
 }

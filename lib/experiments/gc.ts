@@ -19,6 +19,8 @@
  */
 import { join } from "node:path";
 import { lockStore } from "../pipeline/store_lock.ts";
+import { checkStorePath } from "../artifacts/faults.ts";
+import { UserError } from "../errors/mod.ts";
 import { loadRuns, resolveRun, type StoredRun } from "./runs.ts";
 
 const KEY_RE = /^[0-9a-f]{64}$/;
@@ -116,9 +118,17 @@ async function removeViaTmp(storeDir: string, path: string, key: string): Promis
 /** Cleans the store at `storeDir` (see the module doc). */
 export async function collectGarbage(storeDir: string, options: GcOptions): Promise<GcReport> {
   const dryRun = options.dryRun ?? false;
+  // Before the lock: taking it creates locks/, and so a mistyped store would be made.
+  checkStorePath(storeDir, { mustExist: true });
   const release = dryRun ? undefined : await lockStore(storeDir, true, options.onWait);
   if (!dryRun && !release) {
-    throw new Error(`cannot lock the store ${storeDir} (locks/store.lock): is it writable?`);
+    throw new UserError(`cannot lock the store ${storeDir} to clean it`, {
+      file: join(storeDir, "locks", "store.lock"),
+      expected: "a store this user can write (gc removes files from it)",
+      found: "the lock file cannot be created or opened",
+      hint: `make ${storeDir} writable for this user, or run gc as its owner; ` +
+        "--dry-run needs no lock",
+    });
   }
   try {
     const runs = await loadRuns(storeDir);

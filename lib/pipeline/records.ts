@@ -14,8 +14,9 @@
  *
  * @module
  */
-import { join } from "./path.ts";
+import { dirname, join } from "./path.ts";
 import { UserError } from "../errors/mod.ts";
+import { checkStorePath } from "../artifacts/faults.ts";
 import type { StepIdentity } from "./plan.ts";
 import type { FlatMetrics } from "./metrics.ts";
 
@@ -230,7 +231,10 @@ export async function readRunRecord(path: string): Promise<RunRecord> {
   return rec;
 }
 
-/** Record file names in `runsDir`, newest first. */
+/**
+ * Record file names in `runsDir`, newest first (none when it does not exist).
+ * A store that is a file, or a `runs` that cannot be read, is a `UserError`.
+ */
 export async function listRunFiles(runsDir: string): Promise<string[]> {
   const names: string[] = [];
   try {
@@ -238,7 +242,14 @@ export async function listRunFiles(runsDir: string): Promise<string[]> {
       if (e.isFile && e.name.endsWith(".json")) names.push(e.name);
     }
   } catch (e) {
-    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    if (e instanceof Deno.errors.NotFound) return [];
+    checkStorePath(dirname(runsDir), { mustExist: true }); // a file as the store: says so
+    throw new UserError(`cannot read the run records of the store ${dirname(runsDir)}`, {
+      file: runsDir,
+      expected: "a folder of run records (<store>/runs/)",
+      found: e instanceof Error ? e.message : String(e),
+      hint: "give --store DIR naming a store folder this user can read",
+    });
   }
   return names.sort().reverse();
 }
