@@ -63,7 +63,7 @@ export async function main(args: string[]): Promise<number> {
   program.command("list").description("list published artifacts").option(...storeOpt)
     .option("--json", "JSON on stdout")
     .action(async (o) => {
-      const refs = await storeOf(o.store).list();
+      const refs = await (await existingStoreOf(o.store)).list();
       if (o.json) {
         out.out(
           JSON.stringify(
@@ -96,7 +96,9 @@ export async function main(args: string[]): Promise<number> {
   )
     .option(...storeOpt)
     .action(async (key, o) => {
-      const refs = (await storeOf(o.store).list()).filter((r) => r.key.startsWith(key));
+      const refs = (await (await existingStoreOf(o.store)).list()).filter((r) =>
+        r.key.startsWith(key)
+      );
       if (refs.length !== 1) {
         throw new UserError(
           refs.length ? `key prefix "${key}" is ambiguous` : `no artifact with key "${key}"`,
@@ -128,7 +130,7 @@ export async function main(args: string[]): Promise<number> {
     });
   program.command("runs").description("list run records, newest first").option(...storeOpt)
     .action(async (o) => {
-      const dir = join(storeOf(o.store).localDir, "runs");
+      const dir = join((await existingStoreOf(o.store)).localDir, "runs");
       for (const f of await listRunFiles(dir)) {
         try {
           const r: RunRecord = JSON.parse(await Deno.readTextFile(join(dir, f)));

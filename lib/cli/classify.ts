@@ -18,7 +18,13 @@
 import { join, relative } from "node:path";
 import { UserError } from "../errors/mod.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
-import { modelCommand, parseCommandLine, resolveModel, tokenizerDirOf } from "./resolve.ts";
+import {
+  modelCommand,
+  parseCommandLine,
+  readModelWeights,
+  resolveModel,
+  tokenizerDirOf,
+} from "./resolve.ts";
 
 const EXTENSIONS = new Set(["wav", "flac", "ogg", "mp3"]);
 /** Files scored per GPU batch. */
@@ -93,15 +99,12 @@ export async function main(args: string[]): Promise<number> {
   const files = await collect(program.args);
   const model = await resolveModel(o.model, o.store);
   const tokensDir = tokenizerDirOf(model);
-  const { samoutFromSafetensors } = await import("../model/safetensors.ts");
   const { openTokenizerDir } = await import("../tokenizers/mod.ts");
   const { decodeAudioFile } = await import("../audio/decode.ts");
   const { resample, toMono } = await import("../audio/resample.ts");
   const { SamOutInference } = await import("../model/inference.ts");
   const { requestGpu } = await import("../gpu/device.ts");
-  const { cfg, params } = samoutFromSafetensors(await Deno.readFile(model.weightsFile), {
-    file: model.weightsFile,
-  });
+  const { cfg, params } = await readModelWeights(model);
   const { vocab, tokenizer } = await openTokenizerDir(tokensDir);
   const framing = vocab.layout === "seed" ? 3 : 4; // <|im_start|> … <category> <|im_end|> / + <|wav|>
   const maxCodes = cfg.maxPositions - framing;

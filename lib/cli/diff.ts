@@ -10,9 +10,10 @@
  */
 import { join, resolve } from "node:path";
 import { newProgram, runProgram } from "./commander.ts";
+import { existingStoreDir } from "./resolve.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
 import { UserError } from "../errors/mod.ts";
-import { resolveRun, storeDirOf, type StoredRun } from "../experiments/runs.ts";
+import { resolveRun, type StoredRun } from "../experiments/runs.ts";
 import { diffArtifacts, diffRuns } from "../experiments/diff.ts";
 import { renderDiffMarkdown, renderDiffText } from "../experiments/diff_render.ts";
 
@@ -48,7 +49,7 @@ export async function main(args: string[]): Promise<number> {
     .option("--json", "JSON on stdout")
     .option("--md", "Markdown on stdout (a pull-request comment)")
     .action(async (a, b, o) => {
-      const storeDir = storeDirOf(o.store);
+      const storeDir = existingStoreDir(o.store);
       const asRun = async (n: string): Promise<StoredRun | undefined> => {
         try {
           return await resolveRun(n, storeDir);

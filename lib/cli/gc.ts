@@ -8,9 +8,9 @@
  * @module
  */
 import { decimalNumber, newProgram, runProgram } from "./commander.ts";
+import { existingStoreDir } from "./resolve.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
 import { displayPath } from "../pipeline/paths.ts";
-import { storeDirOf } from "../experiments/runs.ts";
 import { collectGarbage } from "../experiments/gc.ts";
 import { UserError } from "../errors/mod.ts";
 
@@ -47,7 +47,7 @@ export async function main(args: string[]): Promise<number> {
           found: o.keepLast,
         });
       }
-      const storeDir = storeDirOf(o.store);
+      const storeDir = existingStoreDir(o.store);
       const r = await collectGarbage(storeDir, {
         keepLast,
         keep: o.keep,

@@ -16,7 +16,13 @@ import { UserError } from "../errors/mod.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
 import { displayPath } from "../pipeline/paths.ts";
 import { decimalNumber } from "./commander.ts";
-import { modelCommand, parseCommandLine, resolveModel, tokenizerDirOf } from "./resolve.ts";
+import {
+  modelCommand,
+  parseCommandLine,
+  readModelWeights,
+  resolveModel,
+  tokenizerDirOf,
+} from "./resolve.ts";
 
 function number(name: string, min: number, max: number, integer = false) {
   return (value: string): number => {
@@ -71,13 +77,10 @@ export async function main(args: string[]): Promise<number> {
   const o = program.opts();
   const model = await resolveModel(o.model, o.store);
   const tokensDir = tokenizerDirOf(model);
-  const { samoutFromSafetensors } = await import("../model/safetensors.ts");
   const { openTokenizerDir } = await import("../tokenizers/mod.ts");
   const { generateSamples } = await import("../generate/samples.ts");
   const { encodeWav } = await import("../audio/wav.ts");
-  const { cfg, params } = samoutFromSafetensors(await Deno.readFile(model.weightsFile), {
-    file: model.weightsFile,
-  });
+  const { cfg, params } = await readModelWeights(model);
   const { vocab, tokenizer } = await openTokenizerDir(tokensDir);
   try {
     if (o.category !== undefined && !vocab.categories.includes(o.category)) {
@@ -135,6 +138,7 @@ export async function main(args: string[]): Promise<number> {
       JSON.stringify(
         {
           model: model.key,
+          ...(model.trainedModel ? { trained_model: model.trainedModel } : {}),
           via: model.via,
           settings,
           backend,

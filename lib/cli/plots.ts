@@ -10,10 +10,11 @@
  */
 import { join, resolve } from "node:path";
 import { newProgram, runProgram } from "./commander.ts";
+import { existingStoreDir } from "./resolve.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
 import { displayPath } from "../pipeline/paths.ts";
 import { UserError } from "../errors/mod.ts";
-import { resolveRun, stepOfJob, storeDirOf } from "../experiments/runs.ts";
+import { resolveRun, stepOfJob } from "../experiments/runs.ts";
 import { readCurves } from "../evaluate/report_data.ts";
 import { renderPlotsPage, type RunCurves, screenshot } from "../experiments/plots.ts";
 
@@ -25,7 +26,7 @@ export async function main(args: string[]): Promise<number> {
     .option("--out <dir>", "folder for plots.html and plots.png", "plots")
     .option("--store <dir>", "artifact store (default $SAMOUT_STORE or artifacts/)")
     .action(async (names, o) => {
-      const storeDir = storeDirOf(o.store);
+      const storeDir = existingStoreDir(o.store);
       const runs: RunCurves[] = [];
       for (const name of names) {
         const { record } = await resolveRun(name, storeDir);

@@ -10,9 +10,11 @@
 import { join, resolve } from "node:path";
 import { Command } from "@commander-js/extra-typings";
 import { UserError } from "../errors/mod.ts";
+import { checkStorePath } from "../artifacts/faults.ts";
 import { defaultStoreDir, displayPath } from "../pipeline/paths.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
-import { listRunFiles, type RunRecord } from "../pipeline/records.ts";
+import { listRunFiles, type RunRecord, unreadableRecordWarning } from "../pipeline/records.ts";
+import type { SamOutConfig } from "../model/config.ts";
 
 /** A resolved model: a train artifact (and what it was trained from) or an export bundle. */
 export interface ResolvedModel {
@@ -24,8 +26,14 @@ export interface ResolvedModel {
   dataDir?: string;
   /** The folder with vocab.json and the tokenizer (the tokenize artifact, or the bundle). */
   tokensDir?: string;
-  /** The train artifact's key. */
+  /**
+   * What the model is: the train artifact's key; for a bundle, the export
+   * artifact's key (its manifest.json), or `sha256:<hex>` of model.safetensors
+   * for a bundle without a manifest.
+   */
   key: string;
+  /** For a bundle with a manifest: the key of the train artifact it was exported from. */
+  trainedModel?: string;
   /** How the name was read, for messages ("latest run 2026-…"). */
   via: string;
 }
@@ -38,9 +46,13 @@ async function isDir(path: string): Promise<boolean> {
   }
 }
 
-async function readManifest(
-  dir: string,
-): Promise<{ key: string; job: string; inputs: Record<string, string> }> {
+interface Manifest {
+  key: string;
+  job: string;
+  inputs: Record<string, string>;
+}
+
+async function readManifest(dir: string): Promise<Manifest> {
   try {
     return JSON.parse(await Deno.readTextFile(join(dir, "manifest.json")));
   } catch (e) {
@@ -51,42 +63,72 @@ async function readManifest(
   }
 }
 
-/** Resolves `name` (see the module doc) in the store at `storeDir`. */
-export async function resolveModel(name: string, storeDir?: string): Promise<ResolvedModel> {
-  const store = resolve(storeDir ?? defaultStoreDir());
-  const objects = join(store, "objects");
+/**
+ * The store folder `--store` names (default `$SAMOUT_STORE` or `artifacts/`),
+ * absolute; a `UserError` naming `--store` when it does not exist or is not a
+ * folder (reading runs from a missing store would only say it has none).
+ */
+export function existingStoreDir(option?: string): string {
+  const dir = resolve(option ?? defaultStoreDir());
+  checkStorePath(dir, { mustExist: true });
+  return dir;
+}
+
+/**
+ * The store's run records that parse, newest first; each one that does not is
+ * left out with a warning on stderr naming its file ({@link unreadableRecordWarning}).
+ */
+async function readableRuns(
+  store: string,
+  warn: (text: string) => void,
+): Promise<{ file: string; record: RunRecord }[]> {
+  const runs = join(store, "runs");
+  const records: { file: string; record: RunRecord }[] = [];
+  for (const file of await listRunFiles(runs)) {
+    try {
+      records.push({ file, record: JSON.parse(await Deno.readTextFile(join(runs, file))) });
+    } catch (e) {
+      warn(unreadableRecordWarning(join(runs, file), e));
+    }
+  }
+  return records;
+}
+
+const MODEL_NAMES =
+  "a train artifact or export bundle folder, an artifact key (prefix), a run name or id, latest or latest~N";
+
+/**
+ * Resolves `name` (see the module doc) in the store at `storeDir`; warnings
+ * (an unreadable run record passed over) go to `opts.warn`, by default stderr.
+ */
+export async function resolveModel(
+  name: string,
+  storeDir?: string,
+  opts: { warn?: (text: string) => void } = {},
+): Promise<ResolvedModel> {
   const where = { field: "--model" };
+  if (name.trim() === "") {
+    throw new UserError("the model name is empty", {
+      ...where,
+      expected: MODEL_NAMES,
+      found: JSON.stringify(name),
+    });
+  }
   let key: string | undefined;
-  let modelDir: string | undefined;
+  let modelDir: string;
   let via = name;
   if (await isDir(name)) {
     modelDir = resolve(name);
-    if (await isBundle(modelDir)) {
-      return {
-        modelDir,
-        weightsFile: join(modelDir, "model.safetensors"),
-        tokensDir: modelDir,
-        key: "bundle",
-        via: displayPath(modelDir),
-      };
-    }
-    key = (await readManifest(modelDir)).key;
     via = displayPath(modelDir);
+    if (await isBundle(modelDir)) return await bundleModel(modelDir, via);
+    key = (await readManifest(modelDir)).key;
   } else {
+    const store = existingStoreDir(storeDir);
+    const objects = join(store, "objects");
     const latest = /^latest(?:~(\d+))?$/.exec(name);
-    const records: { file: string; record: RunRecord }[] = [];
-    for (const file of await listRunFiles(join(store, "runs"))) {
-      try {
-        records.push({
-          file,
-          record: JSON.parse(await Deno.readTextFile(join(store, "runs", file))),
-        });
-      } catch {
-        // An unreadable record names nothing.
-      }
-    }
+    const records = await readableRuns(store, opts.warn ?? ((t) => consoleOutput().err(t)));
     const trainKey = (r: RunRecord) =>
-      Object.values(r.steps).find((s) =>
+      Object.values(r.steps ?? {}).find((s) =>
         s.job === "train" && s.key && (s.status === "ran" || s.status === "cached")
       )?.key;
     if (latest) {
@@ -110,11 +152,29 @@ export async function resolveModel(name: string, storeDir?: string): Promise<Res
     } else {
       // A run's --name (the newest run of that name), else its id or a unique prefix.
       const named = records.filter((r) => r.record.name === name && trainKey(r.record));
+      const exact = records.filter((r) => r.record.id === name);
       const byRun = named.length > 0
         ? named.slice(0, 1)
-        : records.filter((r) => r.record.id === name || r.file.startsWith(name));
-      if (byRun.length === 1 && trainKey(byRun[0].record)) {
-        key = trainKey(byRun[0].record)!;
+        : exact.length > 0
+        ? exact
+        : records.filter((r) => r.file.startsWith(name));
+      if (byRun.length > 1) {
+        throw new UserError(`the run id prefix "${name}" matches ${byRun.length} runs`, {
+          ...where,
+          found: byRun.slice(0, 5).map((r) => r.record.id).join(", ") +
+            (byRun.length > 5 ? ", …" : ""),
+          hint: "give more characters of the run id (deno task runs lists them)",
+        });
+      }
+      if (byRun.length === 1) {
+        key = trainKey(byRun[0].record);
+        if (!key) {
+          throw new UserError(`run ${byRun[0].record.id} has no trained model`, {
+            ...where,
+            expected: "a run whose train step ran or was cached",
+            found: `a ${byRun[0].record.status} run without a train artifact`,
+          });
+        }
         via = `run ${byRun[0].record.id}`;
       } else if (/^[0-9a-f]{4,64}$/.test(name)) {
         const matches: string[] = [];
@@ -138,18 +198,20 @@ export async function resolveModel(name: string, storeDir?: string): Promise<Res
     if (!key) {
       throw new UserError(`no model named "${name}"`, {
         ...where,
-        expected:
-          "a train artifact or export bundle folder, an artifact key (prefix), a run name or id, latest or latest~N",
+        expected: MODEL_NAMES,
         hint: `runs and keys are looked up in the store ${displayPath(store)} (--store DIR)`,
       });
     }
     modelDir = join(objects, key);
   }
   const manifest = await readManifest(modelDir);
+  if (manifest.job === "export" && await isBundle(modelDir)) {
+    return await bundleModel(modelDir, via === name ? `export artifact ${name}` : via);
+  }
   if (manifest.job !== "train") {
     throw new UserError(`"${name}" is a ${manifest.job} artifact, not a trained model`, {
       ...where,
-      expected: "a train artifact",
+      expected: "a train or export artifact",
       found: `${manifest.job} ${manifest.key.slice(0, 12)}`,
     });
   }
@@ -191,6 +253,67 @@ async function isBundle(dir: string): Promise<boolean> {
     }
   }
   return true;
+}
+
+/**
+ * A bundle as a model: its identity is the export artifact's key when its
+ * manifest.json is there (an artifact folder, or a bundle copied whole), else
+ * the SHA-256 of its weights.
+ */
+async function bundleModel(modelDir: string, via: string): Promise<ResolvedModel> {
+  const weightsFile = join(modelDir, "model.safetensors");
+  let manifest: Manifest | undefined;
+  try {
+    manifest = JSON.parse(await Deno.readTextFile(join(modelDir, "manifest.json")));
+  } catch {
+    manifest = undefined;
+  }
+  let key: string;
+  if (manifest && typeof manifest.key === "string" && manifest.job === "export") key = manifest.key;
+  else {
+    const bytes = await readWeightsFile(weightsFile, "an export bundle with model.safetensors");
+    const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
+    key = `sha256:${
+      [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("")
+    }`;
+  }
+  const trainedModel = typeof manifest?.inputs?.model === "string"
+    ? manifest.inputs.model
+    : undefined;
+  return { modelDir, weightsFile, tokensDir: modelDir, key, trainedModel, via };
+}
+
+async function readWeightsFile(file: string, expected: string, hint?: string): Promise<Uint8Array> {
+  try {
+    return await Deno.readFile(file);
+  } catch (e) {
+    throw new UserError(`cannot read the trained weights: ${(e as Error).message}`, {
+      file,
+      field: "--model",
+      expected,
+      hint,
+    });
+  }
+}
+
+/**
+ * The model's config and weights from its weights file; a `UserError` naming
+ * the file when it is missing or unreadable (as `eval` gives), or not a SamOut
+ * checkpoint.
+ */
+export async function readModelWeights(
+  model: ResolvedModel,
+): Promise<{ cfg: SamOutConfig; params: Map<string, Float32Array> }> {
+  const bytes = model.dataDir
+    ? await readWeightsFile(
+      model.weightsFile,
+      "a train artifact with best.safetensors",
+      "deno task artifacts verify finds damaged artifacts; re-run the pipeline with --force train",
+    )
+    : await readWeightsFile(model.weightsFile, "an export bundle with model.safetensors");
+  const { samoutFromSafetensors } = await import("../model/safetensors.ts");
+  const { cfg, params } = samoutFromSafetensors(bytes, { file: model.weightsFile });
+  return { cfg, params };
 }
 
 /** The tokenizer folder of `model`, or a UserError saying how to get one. */

@@ -8,16 +8,10 @@
  * @module
  */
 import { decimalNumber, newProgram, runProgram } from "./commander.ts";
+import { existingStoreDir } from "./resolve.ts";
 import { UserError } from "../errors/mod.ts";
 import { consoleOutput, formatDuration } from "../pipeline/progress.ts";
-import {
-  cacheHits,
-  headline,
-  loadRuns,
-  runDuration,
-  runMetrics,
-  storeDirOf,
-} from "../experiments/runs.ts";
+import { cacheHits, headline, loadRuns, runDuration, runMetrics } from "../experiments/runs.ts";
 import { fmt } from "../experiments/compare.ts";
 import { textTable } from "../experiments/table.ts";
 
@@ -29,7 +23,7 @@ export async function main(args: string[]): Promise<number> {
     .option("--limit <n>", "at most this many runs", "50")
     .option("--json", "JSON on stdout")
     .action(async (o) => {
-      const storeDir = storeDirOf(o.store);
+      const storeDir = existingStoreDir(o.store);
       const limit = decimalNumber(o.limit);
       if (!Number.isInteger(limit) || limit < 1) {
         throw new UserError(`invalid --limit "${o.limit}"`, {

@@ -10,9 +10,10 @@
  */
 import { join } from "node:path";
 import { newProgram, runProgram } from "./commander.ts";
+import { existingStoreDir } from "./resolve.ts";
 import { consoleOutput, formatDuration } from "../pipeline/progress.ts";
 import { displayPath } from "../pipeline/paths.ts";
-import { resolveRun, runDuration, runMetrics, stepOfJob, storeDirOf } from "../experiments/runs.ts";
+import { resolveRun, runDuration, runMetrics, stepOfJob } from "../experiments/runs.ts";
 import { flattenParams } from "../experiments/diff.ts";
 import { fmt } from "../experiments/compare.ts";
 import { textTable } from "../experiments/table.ts";
@@ -25,7 +26,7 @@ export async function main(args: string[]): Promise<number> {
     .option("--store <dir>", "artifact store (default $SAMOUT_STORE or artifacts/)")
     .option("--json", "JSON on stdout")
     .action(async (name, o) => {
-      const storeDir = storeDirOf(o.store);
+      const storeDir = existingStoreDir(o.store);
       const { file, record: r } = await resolveRun(name, storeDir);
       const metrics = runMetrics(r, storeDir);
       const dir = (key?: string) => key ? join(storeDir, "objects", key) : undefined;

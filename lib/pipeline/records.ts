@@ -338,3 +338,15 @@ export class RunHistory {
     return undefined;
   }
 }
+
+/**
+ * The warning for a run record that is not readable JSON. Readers that look
+ * for `latest` or a run's name leave such a record out, which can make them
+ * name an older run, so the user is told which file was passed over.
+ */
+export function unreadableRecordWarning(path: string, problem: unknown): string {
+  const why = problem instanceof Error ? problem.message : String(problem);
+  return `warning: skipped the run record ${path}, which is not readable (${why}); ` +
+    "latest, latest~N, run ids and names are read as if it were not there " +
+    "(move it out of runs/ if that run is lost)\n";
+}
