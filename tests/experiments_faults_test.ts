@@ -74,7 +74,8 @@ Deno.test("a file given as the store: runs, show and gc name it in a UserError",
   for (const args of [["runs"], ["show", "latest"], ["gc"]]) {
     const r = await cli([...args, "--store", file]);
     assertEquals(r.code, 1, `${args.join(" ")}:\n${r.out}`);
-    assertStringIncludes(r.out, "the store path is a file", args.join(" "));
+    assertStringIncludes(r.out, `error: field --store: `, args.join(" "));
+    assertStringIncludes(r.out, file, args.join(" "));
     assert(!STACK_LINE.test(r.out), `${args.join(" ")}: no stack trace:\n${r.out}`);
   }
 });
@@ -101,4 +102,65 @@ Deno.test("gc on a store it cannot lock is a UserError naming the store and the 
   const e = await userError(() => collectGarbage(store, { keepLast: 1 }));
   assertStringIncludes(e.message, `cannot lock the store ${store}`);
   assertStringIncludes(e.location.file!, "locks/store.lock");
+});
+
+/** A store with two runs whose newest record is truncated (as by a crash or a bad copy). */
+async function storeWithTruncatedRecord(store: string) {
+  const older = await run(store, [], "older");
+  const newer = await run(store, ["train.lr=0.002"], "newer");
+  const text = await Deno.readTextFile(newer.record!);
+  await Deno.writeTextFile(newer.record!, text.slice(0, text.length / 2));
+  return { older, newer };
+}
+
+Deno.test("an unreadable run record is named on stderr by runs and show, not dropped silently", async () => {
+  await using dir = await tempDir();
+  const store = join(dir.path, "store");
+  const { older, newer } = await storeWithTruncatedRecord(store);
+  const named: string[] = [];
+  const runs = await loadRuns(store, (r) => named.push(r.file));
+  assertEquals(runs.map((r) => r.file), [older.record!]);
+  assertEquals(named, [newer.record!]);
+  for (const args of [["runs"], ["show", "latest"]]) {
+    const r = await cli([...args, "--store", store]);
+    assertEquals(r.code, 0, r.out);
+    assertStringIncludes(r.out, `warning: skipped the run record ${newer.record}`);
+  }
+});
+
+Deno.test("gc refuses to remove anything while a run record is unreadable; a dry run warns", async () => {
+  await using dir = await tempDir();
+  const store = join(dir.path, "store");
+  const { newer } = await storeWithTruncatedRecord(store);
+  const before = [...Deno.readDirSync(join(store, "objects"))].length;
+  const e = await userError(() => collectGarbage(store, { keepLast: 1, warn: () => {} }));
+  assertStringIncludes(e.message, "1 run record");
+  assertStringIncludes(e.message, "removes nothing");
+  assertEquals(e.location.file, newer.record);
+  assertStringIncludes(e.hint!, "move the broken record out of runs/");
+  assertEquals([...Deno.readDirSync(join(store, "objects"))].length, before, "nothing removed");
+
+  const warnings: string[] = [];
+  const dry = await collectGarbage(store, {
+    keepLast: 1,
+    dryRun: true,
+    warn: (t) => warnings.push(t),
+  });
+  assertEquals(dry.unreadable_records, [newer.record!]);
+  assertEquals(warnings.length, 1);
+  assertStringIncludes(warnings[0], newer.record!);
+  // The newer run's train and evaluate artifacts are named by the unreadable record only.
+  assertEquals(dry.removed_artifacts.length, 2);
+
+  const r = await cli(["gc", "--store", store]);
+  assertEquals(r.code, 1, r.out);
+  assertStringIncludes(r.out, "cannot be read");
+  assert(!STACK_LINE.test(r.out), `no stack trace:\n${r.out}`);
+
+  const forced = await collectGarbage(store, {
+    keepLast: 1,
+    ignoreUnreadableRecords: true,
+    warn: () => {},
+  });
+  assertEquals(forced.removed_artifacts.sort(), dry.removed_artifacts.sort());
 });

@@ -14,6 +14,9 @@
  * Run records are kept (they are small, hold the history and metrics, and a
  * run whose artifacts were removed can be rebuilt with `pipeline rerun`).
  * `quarantine/` is never emptied here (set-aside artifacts are evidence).
+ * A record that cannot be read might name artifacts a run needs, so a real gc
+ * refuses to run while one is in `runs/` (unless told to go on), and a dry
+ * run names it.
  *
  * @module
  */
@@ -21,7 +24,7 @@ import { join } from "node:path";
 import { lockStore } from "../pipeline/store_lock.ts";
 import { checkStorePath } from "../artifacts/faults.ts";
 import { UserError } from "../errors/mod.ts";
-import { loadRuns, resolveRun, type StoredRun } from "./runs.ts";
+import { readRunRecords, resolveRun, type StoredRun } from "./runs.ts";
 
 const KEY_RE = /^[0-9a-f]{64}$/;
 
@@ -39,6 +42,8 @@ export interface GcReport {
   freed_bytes: number;
   /** Bytes in quarantine/ (not touched). */
   quarantine_bytes: number;
+  /** Files in runs/ that are not readable records (the artifacts of their runs are not known). */
+  unreadable_records: string[];
   dry_run: boolean;
 }
 
@@ -51,6 +56,14 @@ export interface GcOptions {
   dryRun?: boolean;
   /** Called when the store lock is not free within a second (pipelines are running). */
   onWait?: () => void;
+  /**
+   * Clean even though some run records cannot be read: the artifacts only
+   * those runs needed are removed. Without it a real gc refuses such a store
+   * (a dry run warns and goes on).
+   */
+  ignoreUnreadableRecords?: boolean;
+  /** Where warnings go (an unreadable record); default stderr. */
+  warn?: (text: string) => void;
 }
 
 async function sizeOf(path: string): Promise<number> {
@@ -131,7 +144,37 @@ export async function collectGarbage(storeDir: string, options: GcOptions): Prom
     });
   }
   try {
-    const runs = await loadRuns(storeDir);
+    const { runs, unreadable } = await readRunRecords(storeDir);
+    if (unreadable.length && !dryRun && !options.ignoreUnreadableRecords) {
+      throw new UserError(
+        `${unreadable.length} run record${
+          unreadable.length === 1 ? "" : "s"
+        } in ${storeDir}/runs cannot be read; gc could remove artifacts ${
+          unreadable.length === 1 ? "that run needs" : "those runs need"
+        }, so it removes nothing`,
+        {
+          file: unreadable[0].file,
+          expected: "every file in runs/ a readable run record",
+          found: unreadable.slice(0, 3).map((r) => `${r.file}: ${r.problem}`).join("; ") +
+            (unreadable.length > 3 ? `; and ${unreadable.length - 3} more` : ""),
+          hint:
+            `move the broken record${
+              unreadable.length === 1 ? "" : "s"
+            } out of runs/ (its run is then lost: its artifacts are no longer kept for it), ` +
+            `then run gc again; --dry-run shows what gc would remove`,
+        },
+      );
+    }
+    const warn = options.warn ??
+      ((t: string) => Deno.stderr.writeSync(new TextEncoder().encode(t)));
+    for (const r of unreadable) {
+      warn(
+        `warning: the run record ${r.file} cannot be read (${r.problem}); gc does not know ` +
+          `which artifacts its run needs${
+            dryRun ? "" : " and removes those no other kept run needs"
+          }\n`,
+      );
+    }
     const kept = new Map<string, StoredRun>();
     for (const r of runs.slice(0, Math.max(0, options.keepLast))) kept.set(r.record.id, r);
     for (const name of options.keep ?? []) {
@@ -148,6 +191,7 @@ export async function collectGarbage(storeDir: string, options: GcOptions): Prom
       removed_cache: 0,
       freed_bytes: 0,
       quarantine_bytes: await sizeOf(join(storeDir, "quarantine")),
+      unreadable_records: unreadable.map((r) => r.file),
       dry_run: dryRun,
     };
     for (const key of await names(join(storeDir, "objects"))) {

@@ -8,7 +8,12 @@
 import { join, resolve } from "node:path";
 import { UserError } from "../errors/mod.ts";
 import { defaultStoreDir, displayPath } from "../pipeline/paths.ts";
-import { listRunFiles, type RunRecord, type StepRecord } from "../pipeline/records.ts";
+import {
+  listRunFiles,
+  type RunRecord,
+  type StepRecord,
+  unreadableRecordWarning,
+} from "../pipeline/records.ts";
 import { type FlatMetrics, readFlatMetrics } from "../pipeline/metrics.ts";
 
 /** A run record and where it lies. */
@@ -23,21 +28,61 @@ export function storeDirOf(store?: string): string {
   return resolve(store ?? defaultStoreDir());
 }
 
-/** Every readable run record in the store, newest first (ids start with the UTC start time). */
-export async function loadRuns(storeDir: string): Promise<StoredRun[]> {
+/** A file in `runs/` that is not a readable run record (truncated, not JSON, another format). */
+export interface UnreadableRecord {
+  /** Absolute path of the file. */
+  file: string;
+  /** What is wrong with it. */
+  problem: string;
+}
+
+/** Every run record file in the store, read: the readable ones newest first, and the others. */
+export async function readRunRecords(
+  storeDir: string,
+): Promise<{ runs: StoredRun[]; unreadable: UnreadableRecord[] }> {
   const dir = join(storeDir, "runs");
-  const out: StoredRun[] = [];
+  const runs: StoredRun[] = [];
+  const unreadable: UnreadableRecord[] = [];
   for (const f of await listRunFiles(dir)) {
+    const file = join(dir, f);
+    let record: RunRecord;
     try {
-      const record = JSON.parse(await Deno.readTextFile(join(dir, f))) as RunRecord;
-      if (record?.format === 1 && record.steps && record.pipeline) {
-        out.push({ file: join(dir, f), record });
-      }
-    } catch {
-      // An unreadable or half-written record names nothing.
+      record = JSON.parse(await Deno.readTextFile(file)) as RunRecord;
+    } catch (e) {
+      unreadable.push({ file, problem: e instanceof Error ? e.message : String(e) });
+      continue;
+    }
+    if (record?.format === 1 && record.steps && record.pipeline) runs.push({ file, record });
+    else {
+      unreadable.push({ file, problem: "not a run record (format 1 with pipeline and steps)" });
     }
   }
-  return out;
+  return { runs, unreadable };
+}
+
+/** Record files already warned of by this process (a command may read the runs more than once). */
+const warnedOf = new Set<string>();
+
+/** Writes the warning for an unreadable record to stderr, once per file and process. */
+function warnOnStderr(r: UnreadableRecord): void {
+  if (warnedOf.has(r.file)) return;
+  warnedOf.add(r.file);
+  Deno.stderr.writeSync(new TextEncoder().encode(unreadableRecordWarning(r.file, r.problem)));
+}
+
+/**
+ * Every readable run record in the store, newest first (ids start with the
+ * UTC start time). Each file in `runs/` that is not a readable record is
+ * left out and named through `onUnreadable` (by default a warning on stderr,
+ * once per file).
+ */
+export async function loadRuns(
+  storeDir: string,
+  onUnreadable: (r: UnreadableRecord) => void = warnOnStderr,
+): Promise<StoredRun[]> {
+  const { runs, unreadable } = await readRunRecords(storeDir);
+  unreadable.forEach(onUnreadable);
+  return runs;
 }
 
 /** `latest` / `latest~N`: N successful runs back from the newest successful run. */
