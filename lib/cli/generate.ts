@@ -10,7 +10,7 @@
  *
  * @module
  */
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { Option } from "@commander-js/extra-typings";
 import { UserError } from "../errors/mod.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
@@ -75,10 +75,12 @@ export async function main(args: string[]): Promise<number> {
   const early = parseCommandLine(program, args);
   if (early !== null) return early;
   const o = program.opts();
+  const dir = resolve(o.out);
+  await checkOutFolder(dir);
   const model = await resolveModel(o.model, o.store);
   const tokensDir = tokenizerDirOf(model);
   const { openTokenizerDir } = await import("../tokenizers/mod.ts");
-  const { generateSamples } = await import("../generate/samples.ts");
+  const { generateSamples, MAX_ROUNDS } = await import("../generate/samples.ts");
   const { encodeWav } = await import("../audio/wav.ts");
   const { cfg, params } = await readModelWeights(model);
   const { vocab, tokenizer } = await openTokenizerDir(tokensDir);
@@ -109,8 +111,8 @@ export async function main(args: string[]): Promise<number> {
       gpu,
     });
     const seconds = (performance.now() - t0) / 1000;
-    const dir = resolve(o.out);
-    await Deno.mkdir(dir, { recursive: true });
+    await makeOutFolder(dir);
+    const previous = await removePreviousSamples(dir);
     const written: Record<string, unknown>[] = [];
     const perCategory = new Map<string, number>();
     for (const s of samples) {
@@ -130,11 +132,19 @@ export async function main(args: string[]): Promise<number> {
       );
       written.push({ file, ...s, seconds: audio.length / tokenizer.sampleRate });
     }
+    const short = categories
+      .map((c) => ({
+        category: c,
+        asked: o.count,
+        got: samples.filter((s) => s.category === c).length,
+      }))
+      .filter((x) => x.got < x.asked);
     const layoutNote = vocab.layout === "label-first"
       ? "label-first layout: the category is in the prompt"
       : "seed layout: the model generates audio, then names its category; samples are kept when it names the one asked for";
+    const samplesFile = join(dir, "samples.json");
     await Deno.writeTextFile(
-      join(dir, "samples.json"),
+      samplesFile,
       JSON.stringify(
         {
           model: model.key,
@@ -144,6 +154,7 @@ export async function main(args: string[]): Promise<number> {
           backend,
           layout: vocab.layout,
           note: layoutNote,
+          ...(short.length ? { short } : {}),
           samples: written,
         },
         null,
@@ -156,15 +167,126 @@ export async function main(args: string[]): Promise<number> {
         Math.round(tokens / seconds)
       } tokens/s`,
     );
-    for (const c of categories) {
-      const got = samples.filter((s) => s.category === c).length;
-      if (got < o.count) {
-        say(`  ${c}: ${got} of ${o.count} (the model named ${c} only ${got} times in time)`);
-      }
+    if (previous.removed > 0) {
+      say(`replaced the previous samples.json and its ${previous.removed} WAV files`);
+    }
+    if (previous.others > 0) {
+      say(
+        `note: ${displayPath(dir)} also holds ${previous.others} WAV files samples.json does not ` +
+          "list (not written by this command; left as they are)",
+      );
     }
     say(`wrote ${written.length} WAV files and samples.json to ${displayPath(dir)}`);
+    if (o.temperature === 0 && samples.length > 1) {
+      say("note: --temperature 0 is greedy: the samples of a category are the same sequence");
+    }
+    if (short.length > 0) throw shortfallError(short, o.temperature, MAX_ROUNDS, samplesFile);
     return 0;
   } finally {
     await tokenizer.close();
   }
+}
+
+/**
+ * `--out` must be a folder or a path where one can be made: checked before
+ * any work, so a mistyped path does not cost a generation.
+ */
+async function checkOutFolder(dir: string): Promise<void> {
+  const where = { field: "--out", expected: "a folder, or a path where one can be created" };
+  for (let p = dir;; p = dirname(p)) {
+    let info: Deno.FileInfo;
+    try {
+      info = await Deno.stat(p);
+    } catch (e) {
+      const absent = e instanceof Deno.errors.NotFound || e instanceof Deno.errors.NotADirectory;
+      if (absent && dirname(p) !== p) continue;
+      throw new UserError(`cannot use the output folder ${displayPath(dir)}`, {
+        ...where,
+        found: (e as Error).message,
+      });
+    }
+    if (info.isDirectory) return;
+    throw new UserError(
+      p === dir
+        ? `the output folder ${displayPath(dir)} is a file`
+        : `the output folder ${displayPath(dir)} lies under a file, ${displayPath(p)}`,
+      { ...where, found: `a file at ${displayPath(p)}` },
+    );
+  }
+}
+
+async function makeOutFolder(dir: string): Promise<void> {
+  try {
+    await Deno.mkdir(dir, { recursive: true });
+  } catch (e) {
+    throw new UserError(`cannot create the output folder ${displayPath(dir)}`, {
+      field: "--out",
+      expected: "a folder this user can write",
+      found: (e as Error).message,
+    });
+  }
+}
+
+/**
+ * Removes what an earlier `generate` wrote to `dir` (its samples.json and
+ * the WAV files listed there), so the folder holds this run's samples
+ * alone; other files are left, and counted when they are WAV files.
+ */
+async function removePreviousSamples(dir: string): Promise<{ removed: number; others: number }> {
+  const listed = new Set<string>();
+  let removed = 0;
+  try {
+    const old = JSON.parse(await Deno.readTextFile(join(dir, "samples.json")));
+    for (const s of Array.isArray(old?.samples) ? old.samples : []) {
+      const file = s?.file;
+      // Only plain names of WAV files in this folder: never a path elsewhere.
+      if (typeof file === "string" && /^[^/\\]+\.wav$/.test(file) && !file.startsWith(".")) {
+        listed.add(file);
+      }
+    }
+    for (const file of listed) {
+      try {
+        await Deno.remove(join(dir, file));
+        removed++;
+      } catch (e) {
+        if (!(e instanceof Deno.errors.NotFound)) throw e;
+      }
+    }
+    await Deno.remove(join(dir, "samples.json"));
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound || e instanceof SyntaxError)) {
+      throw new UserError(`cannot replace the earlier samples in ${displayPath(dir)}`, {
+        field: "--out",
+        file: join(dir, "samples.json"),
+        found: (e as Error).message,
+      });
+    }
+  }
+  let others = 0;
+  for await (const e of Deno.readDir(dir)) {
+    if (e.isFile && /\.wav$/i.test(e.name) && !listed.has(e.name)) others++;
+  }
+  return { removed, others };
+}
+
+/** Categories that got fewer samples than asked: why, and what would help. */
+function shortfallError(
+  short: { category: string; asked: number; got: number }[],
+  temperature: number,
+  rounds: number,
+  samplesFile: string,
+): UserError {
+  const list = short.map((x) => `${x.category} ${x.got} of ${x.asked}`).join(", ");
+  return new UserError(`fewer samples than asked for: ${list}`, {
+    file: samplesFile,
+    expected: "as many samples of each category as --count",
+    found: `the model named ${short.length === 1 ? "this category" : "these categories"} ` +
+      `fewer times than asked in ${rounds} rounds of drawing (seed layout: a sample is kept when the ` +
+      "model names the category asked for after its audio)",
+    hint: temperature === 0
+      ? "--temperature 0 is greedy: every row is the same sequence, so the model names one " +
+        "category for all of them; give a temperature above 0 (e.g. 0.7)"
+      : "a model that names some categories rarely: raise --temperature or --top-p, or train " +
+        "longer (the evaluate report's confusion matrix shows which categories it confuses)",
+  });
 }
