@@ -13,6 +13,9 @@ import { REPO_ROOT } from "../lib/pipeline/paths.ts";
 import { UserError } from "../lib/errors/mod.ts";
 import { collectGarbage } from "../lib/experiments/gc.ts";
 import { loadRuns, resolveRun } from "../lib/experiments/runs.ts";
+import { diffRuns } from "../lib/experiments/diff.ts";
+import { renderDiffText } from "../lib/experiments/diff_render.ts";
+import { runCurvesOf } from "../lib/experiments/plots.ts";
 
 const FIX = fileURLToPath(new URL("./fixtures/experiments", import.meta.url));
 const JOBS = join(FIX, "jobs");
@@ -163,4 +166,52 @@ Deno.test("gc refuses to remove anything while a run record is unreadable; a dry
     warn: () => {},
   });
   assertEquals(forced.removed_artifacts.sort(), dry.removed_artifacts.sort());
+});
+
+/** Two runs with different training; gc keeps the newer, so the older's train artifact is gone. */
+async function storeAfterGc(store: string) {
+  const older = await run(store, [], "older");
+  const newer = await run(store, ["train.lr=0.002"], "newer");
+  const r = await collectGarbage(store, { keepLast: 1 });
+  const trainKey = (s: typeof older) => s.steps.find((x) => x.step === "train")!.key!;
+  assert(
+    r.removed_artifacts.includes(trainKey(older)),
+    "gc removed the older run's train artifact",
+  );
+  return { older, newer, olderTrain: trainKey(older), newerTrain: trainKey(newer) };
+}
+
+Deno.test("diff after gc: a removed artifact is named with how to rebuild it, not diffed against nothing", async () => {
+  await using dir = await tempDir();
+  const store = join(dir.path, "store");
+  const { older, olderTrain, newerTrain } = await storeAfterGc(store);
+  const [a, b] = [await resolveRun("older", store), await resolveRun("newer", store)];
+  const d = await diffRuns(a, b, store);
+  assertEquals(d.models, {}, "no weights diff against a missing file");
+  assertEquals(d.removed.map((r) => [r.step, r.side, r.key]), [["train", "A", olderTrain]]);
+  assertStringIncludes(d.removed[0].note, "artifact removed (gc)");
+  assertStringIncludes(d.removed[0].note, `deno task pipeline --rerun ${older.record}`);
+  const text = renderDiffText(d);
+  assertStringIncludes(text, "artifacts removed");
+  assertStringIncludes(text, "artifact removed (gc)");
+
+  // Both gone: both named, no section vanishes silently.
+  await Deno.remove(join(store, "objects", newerTrain), { recursive: true });
+  const both = await diffRuns(a, b, store);
+  assertEquals(both.removed.map((r) => `${r.step} ${r.side}`), ["train A", "train B"]);
+});
+
+Deno.test("plots of a run whose train artifact was removed is a UserError saying how to rebuild it", async () => {
+  await using dir = await tempDir();
+  const store = join(dir.path, "store");
+  const { older } = await storeAfterGc(store);
+  const e = await userError(() => runCurvesOf("older", store));
+  assertStringIncludes(
+    e.message,
+    'run "older": the artifact of its train step "train" is not in the store',
+  );
+  assertStringIncludes(e.hint!, `--rerun ${older.record}`);
+  const kept = await runCurvesOf("newer", store, ["newer"]);
+  assertEquals(kept.label.startsWith("newer ("), true, "a label already taken gets the id");
+  assert(kept.train.length > 0, "the kept run's curves are read");
 });

@@ -13,7 +13,7 @@ import type { StepIdentity } from "../pipeline/plan.ts";
 import type { FlatMetrics } from "../pipeline/metrics.ts";
 import { readFlatMetrics } from "../pipeline/metrics.ts";
 import { diffMetrics, type MetricChange } from "./compare.ts";
-import { runMetrics, type StoredRun } from "./runs.ts";
+import { removedArtifactNote, runMetrics, type StoredRun } from "./runs.ts";
 import { readSafetensors } from "../model/safetensors.ts";
 
 /** Nested parameters as `a.b.c` -> value (arrays are values). */
@@ -80,6 +80,19 @@ export interface DataDiff {
   categories: { name: string; a: number; b: number }[];
 }
 
+/**
+ * An artifact of one side whose contents could not be compared: its run
+ * record names it, but it is no longer in the store (removed by gc).
+ */
+export interface RemovedArtifact {
+  step: string;
+  job: string;
+  side: "A" | "B";
+  key: string;
+  /** What to say and do: `artifact removed (gc); \`deno task pipeline --rerun RECORD\` rebuilds it`. */
+  note: string;
+}
+
 /** Everything {@link diffRuns} and {@link diffArtifacts} find. */
 export interface ExperimentDiff {
   a: string;
@@ -91,6 +104,8 @@ export interface ExperimentDiff {
   models: Record<string, TensorDiff[]>;
   tokenizers: Record<string, TokenizerDiff>;
   data: Record<string, DataDiff>;
+  /** Artifacts of differing steps that are gone, so their contents are not compared. */
+  removed: RemovedArtifact[];
 }
 
 async function readJson<T>(path: string): Promise<T | undefined> {
@@ -189,6 +204,11 @@ function paramChanges(step: string, a: unknown, b: unknown, all: boolean): Param
   return out;
 }
 
+/** The jobs whose artifacts {@link diffRuns} looks inside. */
+const LOOKED_INTO = new Set(["train", "tokenize", "scan"]);
+
+const exists = async (p: string) => await Deno.stat(p).then(() => true, () => false);
+
 /** Looks inside two artifacts of `job` that differ: weights, tokenizer or data. */
 async function inside(
   d: ExperimentDiff,
@@ -197,16 +217,20 @@ async function inside(
   dirA: string,
   dirB: string,
 ): Promise<void> {
-  const exists = async (p: string) => await Deno.stat(p).then(() => true, () => false);
+  // Both sides, or neither: a file missing on one side is no reason to report everything removed.
+  const both = async (name: string) =>
+    (await exists(join(dirA, name))) && (await exists(join(dirB, name)));
   if (job === "train") {
-    const [wa, wb] = [join(dirA, "best.safetensors"), join(dirB, "best.safetensors")];
-    if (await exists(wa) && await exists(wb)) d.models[step] = await diffWeights(wa, wb);
-  } else if (job === "tokenize") {
-    if (await exists(join(dirA, "vocab.json"))) {
-      d.tokenizers[step] = await diffTokenizers(dirA, dirB);
+    if (await both("best.safetensors")) {
+      d.models[step] = await diffWeights(
+        join(dirA, "best.safetensors"),
+        join(dirB, "best.safetensors"),
+      );
     }
+  } else if (job === "tokenize") {
+    if (await both("vocab.json")) d.tokenizers[step] = await diffTokenizers(dirA, dirB);
   } else if (job === "scan") {
-    if (await exists(join(dirA, "files.json"))) d.data[step] = await diffData(dirA, dirB);
+    if (await both("files.json")) d.data[step] = await diffData(dirA, dirB);
   }
 }
 
@@ -227,6 +251,7 @@ export async function diffRuns(
     models: {},
     tokenizers: {},
     data: {},
+    removed: [],
   };
   const names = [...new Set([...Object.keys(a.record.steps), ...Object.keys(b.record.steps)])];
   for (const step of names) {
@@ -240,14 +265,18 @@ export async function diffRuns(
     else sd.why = "not run in both";
     d.steps.push(sd);
     d.params.push(...paramChanges(step, sa?.identity?.params, sb?.identity?.params, all));
-    if (!sd.shared && done(sa) && done(sb) && sa!.key && sb!.key) {
-      await inside(
-        d,
-        step,
-        job,
-        join(storeDir, "objects", sa!.key),
-        join(storeDir, "objects", sb!.key),
-      );
+    if (!sd.shared && done(sa) && done(sb) && sa!.key && sb!.key && LOOKED_INTO.has(job)) {
+      const [dirA, dirB] = [join(storeDir, "objects", sa!.key), join(storeDir, "objects", sb!.key)];
+      const gone: RemovedArtifact[] = [];
+      for (
+        const [side, dir, key, run] of [["A", dirA, sa!.key, a], ["B", dirB, sb!.key, b]] as const
+      ) {
+        if (!(await exists(join(dir, "manifest.json")))) {
+          gone.push({ step, job, side, key, note: removedArtifactNote(run.file) });
+        }
+      }
+      if (gone.length) d.removed.push(...gone);
+      else await inside(d, step, job, dirA, dirB);
     }
   }
   return d;
@@ -304,6 +333,7 @@ export async function diffArtifacts(
     models: {},
     tokenizers: {},
     data: {},
+    removed: [],
   };
   if (!shared) await inside(d, step, ma.job, dirA, dirB);
   return d;

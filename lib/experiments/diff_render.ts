@@ -29,6 +29,16 @@ function sections(d: ExperimentDiff, all: boolean): [string, string[][], number[
     ],
     [],
   ]);
+  if (d.removed.length) {
+    out.push([
+      "artifacts removed (their contents are not compared)",
+      [
+        ["step", "job", "side", "key", ""],
+        ...d.removed.map((r) => [r.step, r.job, r.side, short(r.key), r.note]),
+      ],
+      [],
+    ]);
+  }
   if (d.params.length) {
     out.push([
       "parameters",

@@ -9,12 +9,58 @@
 import { renderLineChart } from "../report/chart.ts";
 import { escapeHtml } from "../report/html.ts";
 import type { EvalCurvePoint, TrainCurvePoint } from "../report/types.ts";
+import { join } from "node:path";
+import { UserError } from "../errors/mod.ts";
+import { readCurves } from "../evaluate/report_data.ts";
+import { removedArtifactNote, resolveRun, stepOfJob } from "./runs.ts";
 
 /** One run's curves and how the legend names it. */
 export interface RunCurves {
   label: string;
   train: TrainCurvePoint[];
   eval: EvalCurvePoint[];
+}
+
+/**
+ * The learning curves of the run `name` names (as `show` names runs), from
+ * its train artifact's `curves.jsonl`, labelled by its `--name` or id (with
+ * the id added when `labels`, those taken already, has the name). A run
+ * without a train step, or whose train artifact is no longer in the store
+ * (removed by gc), is a `UserError`: plotting it would draw an empty series.
+ */
+export async function runCurvesOf(
+  name: string,
+  storeDir: string,
+  labels: string[] = [],
+): Promise<RunCurves> {
+  const { file, record } = await resolveRun(name, storeDir);
+  const train = stepOfJob(record, "train");
+  if (!train?.record.key) {
+    throw new UserError(`run "${name}" has no train step with an artifact`, {
+      field: "RUN",
+      expected: "a run whose train step ran or was cached",
+      found: record.id,
+    });
+  }
+  const dir = join(storeDir, "objects", train.record.key);
+  try {
+    await Deno.stat(join(dir, "manifest.json"));
+  } catch {
+    throw new UserError(
+      `run "${name}": the artifact of its train step "${train.step}" is not in the store`,
+      {
+        field: "RUN",
+        file: dir,
+        expected: "the train artifact whose curves.jsonl holds the learning curves",
+        found: "no such artifact",
+        hint: `${removedArtifactNote(file)}; or leave the run out`,
+      },
+    );
+  }
+  const curves = await readCurves(dir);
+  let label = record.name ?? record.id;
+  if (labels.includes(label)) label = `${label} (${record.id})`;
+  return { label, train: curves.train, eval: curves.eval };
 }
 
 /** Distinct colours, one per run (cycled past ten). */

@@ -85,6 +85,13 @@ export async function loadRuns(
   return runs;
 }
 
+/** What to say of an artifact a run record names that is gone from the store, and how to get it back. */
+export function removedArtifactNote(recordFile: string): string {
+  return `artifact removed (gc); \`deno task pipeline --rerun ${
+    displayPath(recordFile)
+  }\` rebuilds it`;
+}
+
 /** `latest` / `latest~N`: N successful runs back from the newest successful run. */
 export function parseLatest(name: string): number | undefined {
   const m = /^latest(?:~(\d+))?$/.exec(name);
