@@ -9,13 +9,16 @@
  * A file is scored as the model reads its layout: seed layout (category after
  * the audio): the softmax over the category tokens at the position after the
  * last audio token; label-first: the category whose prompt gives the audio the
- * lowest loss (softmax of minus the summed loss). A folder laid out as
- * `<category>/<file>` also prints accuracy and the confusion matrix. A file
- * that cannot be used gets the reason scan would give, and the others go on.
+ * lowest loss (softmax of minus the summed loss). A file found in a folder
+ * named after one of the model's categories (the nearest such folder above
+ * it, inside the folder given) has that category as its truth: accuracy and
+ * the confusion matrix are printed (and are in `--json`). A file that cannot
+ * be used gets the reason scan would give (scan's default limits), and the
+ * others go on.
  *
  * @module
  */
-import { join, relative } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { UserError } from "../errors/mod.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
 import {
@@ -26,18 +29,21 @@ import {
   tokenizerDirOf,
 } from "./resolve.ts";
 
-const EXTENSIONS = new Set(["wav", "flac", "ogg", "mp3"]);
+const EXTENSIONS = ["wav", "flac", "ogg", "mp3"];
 /** Files scored per GPU batch. */
 const BATCH = 16;
-/** Peak below this is `silent`, as scan's default. */
-const SILENCE = 1e-3;
 
 interface Input {
   path: string;
-  /** The folder category, for a file found as `<folder>/<category>/<file>`. */
-  truth?: string;
+  /**
+   * The folders from the file's up to the folder given (its name included),
+   * nearest first; empty for a file given by itself. The truth is the first
+   * that is a category of the model.
+   */
+  folders: string[];
 }
 
+/** The audio files the arguments name; a `UserError` for a missing path or a folder with none. */
 async function collect(args: string[]): Promise<Input[]> {
   const inputs: Input[] = [];
   for (const arg of args) {
@@ -51,26 +57,46 @@ async function collect(args: string[]): Promise<Input[]> {
       });
     }
     if (info.isFile) {
-      inputs.push({ path: arg });
+      inputs.push({ path: arg, folders: [] });
       continue;
     }
-    const walk = async (dir: string) => {
+    const before = inputs.length;
+    const walk = async (dir: string, folders: string[]) => {
       const entries = [];
       for await (const e of Deno.readDir(dir)) entries.push(e);
       entries.sort((a, b) => a.name < b.name ? -1 : 1);
       for (const e of entries) {
         if (e.name.startsWith(".")) continue;
         const p = join(dir, e.name);
-        if (e.isDirectory) await walk(p);
-        else if (EXTENSIONS.has(e.name.split(".").pop()!.toLowerCase())) {
-          const rel = relative(arg, p).split(/[\\/]/);
-          inputs.push({ path: p, truth: rel.length > 1 ? rel[0] : undefined });
+        if (e.isDirectory) await walk(p, [e.name, ...folders]);
+        else if (EXTENSIONS.includes(e.name.split(".").pop()!.toLowerCase())) {
+          inputs.push({ path: p, folders });
         }
       }
     };
-    await walk(arg);
+    await walk(arg, [basename(resolve(arg))]);
+    if (inputs.length === before) {
+      throw new UserError(`no audio files in the folder ${arg}`, {
+        file: arg,
+        expected: `files ending in ${
+          EXTENSIONS.map((e) => `.${e}`).join(", ")
+        } in the folder or its subfolders`,
+        found: "none",
+      });
+    }
   }
   return inputs;
+}
+
+/** Accuracy over the files whose truth is known, and the confusion matrix. */
+interface Accuracy {
+  correct: number;
+  judged: number;
+  accuracy: number;
+  /** Rows: true category, columns: predicted (both in the model's category order). */
+  confusion: { categories: string[]; counts: number[][] };
+  /** Scored files in no folder named after a category: left out. */
+  outside_categories: number;
 }
 
 /** Probabilities from scores (higher: likelier), in float64. */
@@ -91,7 +117,10 @@ export async function main(args: string[]): Promise<number> {
     "Name the category of audio files with a trained model.",
     (text) => out.err(text),
   )
-    .argument("<files...>", "audio files or folders (<folder>/<category>/<file> gives accuracy)")
+    .argument(
+      "<files...>",
+      "audio files or folders (files under a folder named after a category give accuracy)",
+    )
     .option("--json", "every file's category probabilities as JSON");
   const early = parseCommandLine(program, args);
   if (early !== null) return early;
@@ -116,34 +145,71 @@ export async function main(args: string[]): Promise<number> {
     maxPicks: BATCH,
   });
   net.uploadWeights(params);
-  type Result = Input & { probabilities?: number[]; reason?: string; truncated?: boolean };
+  const limits = (await import("../../jobs/scan.ts")).ScanParams.parse({});
+  const truthOf = (input: Input) => input.folders.find((f) => vocab.categories.includes(f));
+  type Result = Input & {
+    truth?: string;
+    probabilities?: number[];
+    reason?: string;
+    truncated?: boolean;
+  };
   const results: Result[] = [];
   try {
-    // Tokenize every file (bad ones get scan's reasons).
-    const coded: { input: Input; codes: Uint32Array; truncated: boolean }[] = [];
-    for (const input of files) {
+    // Tokenize every file; one scan would reject gets scan's reason and text (its default limits).
+    const coded: { input: Result; codes: Uint32Array; truncated: boolean }[] = [];
+    for (const file of files) {
+      const input: Result = { ...file, truth: truthOf(file) };
+      const reject = (reason: string) => results.push({ ...input, reason });
       try {
         const audio = await decodeAudioFile(input.path);
+        if (audio.channels[0].length === 0) {
+          reject(`empty: ${audio.format} file with no samples`);
+          continue;
+        }
         const mono = toMono(audio.channels);
         let peak = 0;
-        for (const x of mono) {
-          if (!Number.isFinite(x)) throw new UserError("non-finite sample", { file: input.path });
-          peak = Math.max(peak, Math.abs(x));
+        let bad = -1;
+        for (const ch of audio.channels) {
+          for (let i = 0; i < ch.length && bad < 0; i++) {
+            if (!Number.isFinite(ch[i])) bad = i;
+            else peak = Math.max(peak, Math.abs(ch[i]));
+          }
         }
-        if (peak < SILENCE) {
-          results.push({ ...input, reason: "silent: peak below -60 dBFS" });
-          continue;
+        const seconds = audio.durationS;
+        if (bad >= 0) reject(`cannot-decode: non-finite sample at frame ${bad}`);
+        else if (seconds < limits.min_duration_s) {
+          reject(
+            `too-short: ${
+              seconds.toFixed(3)
+            } s, shorter than min_duration_s ${limits.min_duration_s}`,
+          );
+        } else if (seconds > limits.max_duration_s) {
+          reject(
+            `too-long: ${
+              seconds.toFixed(3)
+            } s, longer than max_duration_s ${limits.max_duration_s}`,
+          );
+        } else if (peak < limits.silence_threshold) {
+          reject(
+            `silent: peak ${
+              peak.toExponential(2)
+            } below silence_threshold ${limits.silence_threshold}`,
+          );
+        } else {
+          const samples = await resample(mono, audio.sampleRate, tokenizer.sampleRate);
+          const codes = await tokenizer.encode(samples);
+          if (codes.length === 0) reject("too-short: no whole frame of the tokenizer");
+          else {
+            coded.push({
+              input,
+              codes: codes.slice(0, maxCodes),
+              truncated: codes.length > maxCodes,
+            });
+          }
         }
-        const samples = await resample(mono, audio.sampleRate, tokenizer.sampleRate);
-        const codes = await tokenizer.encode(samples);
-        if (codes.length === 0) {
-          results.push({ ...input, reason: "too-short: no whole frame" });
-          continue;
-        }
-        coded.push({ input, codes: codes.slice(0, maxCodes), truncated: codes.length > maxCodes });
       } catch (e) {
         const failure = (e as { failure?: string }).failure ?? "unreadable";
-        results.push({ ...input, reason: `${failure}: ${(e as Error).message}` });
+        reject(`${failure}: ${(e as Error).message}`);
       }
     }
     const { categoryScores } = await import("../evaluate/categories.ts");
@@ -157,6 +223,26 @@ export async function main(args: string[]): Promise<number> {
   }
   const order = new Map(files.map((f, i) => [f.path, i]));
   results.sort((a, b) => order.get(a.path)! - order.get(b.path)!);
+  const pred = (r: Result) =>
+    vocab.categories[r.probabilities!.indexOf(Math.max(...r.probabilities!))];
+  const scored = results.filter((r) => r.probabilities);
+  const judged = scored.filter((r) => r.truth);
+  let accuracy: Accuracy | undefined;
+  if (judged.length > 0) {
+    const correct = judged.filter((r) => pred(r) === r.truth).length;
+    accuracy = {
+      correct,
+      judged: judged.length,
+      accuracy: correct / judged.length,
+      confusion: {
+        categories: vocab.categories,
+        counts: vocab.categories.map((t) =>
+          vocab.categories.map((c) => judged.filter((r) => r.truth === t && pred(r) === c).length)
+        ),
+      },
+      outside_categories: scored.length - judged.length,
+    };
+  }
   if (o.json) {
     say(JSON.stringify(
       {
@@ -167,7 +253,7 @@ export async function main(args: string[]): Promise<number> {
           ...(r.truth ? { truth: r.truth } : {}),
           ...(r.probabilities
             ? {
-              category: vocab.categories[r.probabilities.indexOf(Math.max(...r.probabilities))],
+              category: pred(r),
               probabilities: Object.fromEntries(
                 vocab.categories.map((c, i) => [c, r.probabilities![i]]),
               ),
@@ -175,6 +261,7 @@ export async function main(args: string[]): Promise<number> {
             }
             : { rejected: r.reason }),
         })),
+        ...(accuracy ? { accuracy } : {}),
       },
       null,
       1,
@@ -190,31 +277,34 @@ export async function main(args: string[]): Promise<number> {
         .map((x) => `${x.c} ${(100 * x.p).toFixed(1)}%`).join(", ");
       say(`${r.path}: ${top}${r.truncated ? " (first " + maxCodes + " frames)" : ""}`);
     }
-  }
-  const judged = results.filter((r) => r.truth && r.probabilities);
-  if (judged.length > 0 && !o.json) {
-    const pred = (r: Result) =>
-      vocab.categories[r.probabilities!.indexOf(Math.max(...r.probabilities!))];
-    const correct = judged.filter((r) => pred(r) === r.truth).length;
-    say(
-      `\naccuracy ${
-        (100 * correct / judged.length).toFixed(1)
-      }% (${correct}/${judged.length}) over folders named after categories; rows: true, columns: predicted`,
-    );
-    const labels = [...new Set([...vocab.categories, ...judged.map((r) => r.truth!)])];
-    const w = Math.max(...labels.map((l) => l.length), 5);
-    say(" ".repeat(w) + "  " + vocab.categories.map((c) => c.slice(0, 6).padStart(6)).join(" "));
-    for (const t of labels) {
-      const mine = judged.filter((r) => r.truth === t);
-      if (mine.length === 0) continue;
+    if (!accuracy && scored.some((r) => r.folders.length > 0)) {
       say(
-        t.padEnd(w) + "  " +
-          vocab.categories.map((c) => String(mine.filter((r) => pred(r) === c).length).padStart(6))
-            .join(" "),
+        `\nno accuracy: no file is in a folder named after a category of this model ` +
+          `(${vocab.categories.join(", ")})`,
       );
     }
-    const unknown = judged.filter((r) => !vocab.categories.includes(r.truth!)).length;
-    if (unknown) say(`${unknown} files are in folders that are not a category of this model`);
+    if (accuracy) {
+      say(
+        `\naccuracy ${
+          (100 * accuracy.accuracy).toFixed(1)
+        }% (${accuracy.correct}/${accuracy.judged}) ` +
+          "over files in folders named after categories; rows: true, columns: predicted",
+      );
+      const w = Math.max(...vocab.categories.map((l) => l.length), 5);
+      say(" ".repeat(w) + "  " + vocab.categories.map((c) => c.slice(0, 6).padStart(6)).join(" "));
+      vocab.categories.forEach((t, i) => {
+        const row = accuracy!.confusion.counts[i];
+        if (row.some((n) => n > 0)) {
+          say(t.padEnd(w) + "  " + row.map((n) => String(n).padStart(6)).join(" "));
+        }
+      });
+      if (accuracy.outside_categories > 0) {
+        say(
+          `${accuracy.outside_categories} files are in no folder named after a category of ` +
+            "this model: left out of accuracy",
+        );
+      }
+    }
   }
   return results.some((r) => !r.probabilities) ? 1 : 0;
 }
