@@ -16,6 +16,7 @@ import { loadRuns, resolveRun } from "../lib/experiments/runs.ts";
 import { diffRuns } from "../lib/experiments/diff.ts";
 import { renderDiffText } from "../lib/experiments/diff_render.ts";
 import { runCurvesOf } from "../lib/experiments/plots.ts";
+import { parseSweeps, sweepGrid, sweepPointError, sweepRunName } from "../lib/experiments/sweep.ts";
 
 const FIX = fileURLToPath(new URL("./fixtures/experiments", import.meta.url));
 const JOBS = join(FIX, "jobs");
@@ -214,4 +215,62 @@ Deno.test("plots of a run whose train artifact was removed is a UserError saying
   const kept = await runCurvesOf("newer", store, ["newer"]);
   assertEquals(kept.label.startsWith("newer ("), true, "a label already taken gets the id");
   assert(kept.train.length > 0, "the kept run's curves are read");
+});
+
+Deno.test("a sweep over long values gets run names that pass the run-name check, distinct per point", async () => {
+  const long = (tail: string) =>
+    `0.00100000000000000000000000000000000000000000000000000000000${tail}`;
+  const axes = await parseSweeps(
+    [`train.lr=${long("1")},${long("2")}`, "train.layers=[1, 2, 3, 4, 5, 6, 7, 8, 9, 10],2"],
+    "p",
+  );
+  const names = sweepGrid(axes).map((p) => sweepRunName("exp", p));
+  for (const n of names) {
+    assert(/^[A-Za-z0-9._=,+-]{1,100}$/.test(n), `a valid run name: ${n} (${n.length})`);
+    assert(n.startsWith("exp-sweep-train.lr=0.001"), n);
+  }
+  assertEquals(new Set(names).size, names.length, names.join("\n"));
+  assertEquals(names, sweepGrid(axes).map((p) => sweepRunName("exp", p)), "stable");
+  // Short names are left whole.
+  const [short] = sweepGrid(await parseSweeps(["train.lr=0.1"], "p"));
+  assertEquals(sweepRunName("exp", short), "exp-sweep-train.lr=0.1");
+
+  await using dir = await tempDir();
+  const r = await cli([
+    "pipeline",
+    PIPELINE,
+    "--jobs-dir",
+    JOBS,
+    "--store",
+    join(dir.path, "store"),
+    "--sweep",
+    `train.lr=${long(`${"0".repeat(50)}1`)},${long(`${"0".repeat(50)}2`)}`,
+    "--dry-run",
+  ]);
+  assertEquals(r.code, 0, r.out);
+  assertStringIncludes(r.out, "sweep: 2 runs");
+});
+
+Deno.test("a bad value in a sweep is worded in terms of --sweep, not --set", async () => {
+  const axes = await parseSweeps(["train.layers=2,abc"], "p");
+  const point = sweepGrid(axes)[1];
+  await using dir = await tempDir();
+  const e = await assertRejects(() =>
+    runPipeline({
+      file: PIPELINE,
+      jobsDir: JOBS,
+      store: join(dir.path, "store"),
+      overrides: point.overrides,
+      dryRun: true,
+      output: captureOutput(),
+    })
+  );
+  assert(e instanceof UserError && e.message.includes("set by --set train.layers=abc"), String(e));
+  const worded = sweepPointError(e, point, axes);
+  assert(worded instanceof UserError);
+  assertStringIncludes(worded.message, "set by --sweep train.layers=2,abc (the value abc)");
+  assert(!worded.format().includes("--set"), worded.format());
+  assertEquals(worded.location, e.location);
+  const other = new Error("a bug");
+  assertEquals(sweepPointError(other, point, axes), other, "not a UserError: left as it is");
 });

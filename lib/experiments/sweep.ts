@@ -101,11 +101,54 @@ export function sweepGrid(axes: SweepAxis[]): SweepPoint[] {
   return points;
 }
 
-/** `<pipeline>-sweep-<param>=<v>-…`, characters a run name cannot hold as `_`. */
+/** The longest run name (`checkRunName` in lib/cli/pipeline.ts takes 1-100 characters). */
+export const MAX_RUN_NAME = 100;
+
+/** 10 hex digits of FNV-1a (64-bit) of `text`: short, stable across runs and machines. */
+function shortHash(text: string): string {
+  let h = 0xcbf29ce484222325n;
+  for (const b of new TextEncoder().encode(text)) {
+    h ^= BigInt(b);
+    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
+  }
+  return h.toString(16).padStart(16, "0").slice(0, 10);
+}
+
+/**
+ * `<pipeline>-sweep-<param>=<v>-…`, characters a run name cannot hold as `_`.
+ * A name longer than {@link MAX_RUN_NAME} (list values, many axes) is cut
+ * and ends in `-` and a hash of the point's values, so each point keeps a
+ * distinct, valid name; the table and the record hold the full values.
+ */
 export function sweepRunName(pipeline: string, point: SweepPoint): string {
   const safe = (s: string) => s.replace(/[^A-Za-z0-9._=,+-]/g, "_");
   const parts = Object.entries(point.texts).map(([p, t]) => `${safe(p)}=${safe(t)}`);
-  return `${safe(pipeline)}-sweep-${parts.join("-")}`;
+  const name = `${safe(pipeline)}-sweep-${parts.join("-")}`;
+  if (name.length <= MAX_RUN_NAME) return name;
+  const hash = shortHash(JSON.stringify(Object.entries(point.texts)));
+  return `${name.slice(0, MAX_RUN_NAME - hash.length - 1)}-${hash}`;
+}
+
+/**
+ * An error met while planning a grid point, worded in terms of `--sweep`: the
+ * runner sees a point's values as `--set` overrides, so its notes say
+ * "set by --set P=V"; for a swept path they say "set by --sweep P=V1,V2 (the
+ * value V)". Anything that is not a `UserError` is returned as it is.
+ */
+export function sweepPointError(e: unknown, point: SweepPoint, axes: SweepAxis[]): unknown {
+  if (!(e instanceof UserError)) return e;
+  let { message, found, hint } = e;
+  for (const a of axes) {
+    const text = point.texts[a.path];
+    if (text === undefined) continue;
+    const from = `--set ${a.path}=${text}`;
+    const to = `--sweep ${a.path}=${a.texts.join(",")} (the value ${text})`;
+    message = message.split(from).join(to);
+    found = found?.split(from).join(to);
+    hint = hint?.split(from).join(to);
+  }
+  if (message === e.message && found === e.found && hint === e.hint) return e;
+  return new UserError(message, { ...e.location, expected: e.expected, found, hint, cause: e });
 }
 
 /** One row of the comparison table. */
