@@ -89,21 +89,34 @@ export function parseBatch(text: string, cfg: SamOutConfig, file: string): Token
   return { rows, length, tokens };
 }
 
-async function readCheckpoint(path: string, heads?: number) {
+/**
+ * Reads a checkpoint. `heads` is `--heads` (must agree with the metadata's
+ * num_heads when it has one); `"any"` (model info) takes 1 when the metadata
+ * says nothing, since the head count changes no tensor shape.
+ */
+async function readCheckpoint(path: string, heads?: number | "any") {
   let bytes: Uint8Array;
   try {
     bytes = await Deno.readFile(path);
   } catch (e) {
-    throw new UserError(`cannot read the checkpoint: ${(e as Error).message}`, { file: path });
+    throw new UserError(`cannot read the checkpoint: ${(e as Error).message}`, {
+      file: path,
+      expected: "a .safetensors checkpoint",
+    });
   }
   const { tensors, metadata } = readSafetensors(bytes, { file: path });
-  const cfg = configFromSafetensors(tensors, metadata, { heads, file: path });
+  const cfg = heads === "any"
+    ? configFromSafetensors(tensors, metadata, {
+      heads: metadata.num_heads === undefined ? 1 : undefined,
+      file: path,
+    })
+    : configFromSafetensors(tensors, metadata, { heads, file: path, headsOption: "--heads" });
   return { tensors, metadata, cfg };
 }
 
 /** `model info`: sizes, parameter count, per-tensor table, metadata, vocabulary summary. */
 export async function modelInfo(path: string): Promise<string> {
-  const { tensors, metadata, cfg } = await readCheckpoint(path, 1);
+  const { tensors, metadata, cfg } = await readCheckpoint(path, "any");
   const headsKnown = metadata.num_heads !== undefined;
   const lines = [
     `file         ${path}`,
@@ -191,6 +204,21 @@ export async function modelLoss(
         hint: `create ${dirname(resolve(opts.grads))} first, or pick another path`,
       });
     }
+    let target: Deno.FileInfo | undefined;
+    try {
+      target = await Deno.stat(opts.grads);
+    } catch {
+      target = undefined;
+    }
+    if (target?.isDirectory) {
+      throw new UserError("--grads names a folder; it takes the file to write", {
+        file: opts.grads,
+        field: "--grads",
+        expected: "a file path, e.g. grads.safetensors",
+        found: "a folder",
+        hint: `give a file in it, e.g. ${join(opts.grads, "grads.safetensors")}`,
+      });
+    }
   }
   const { requestGpu } = await import("../gpu/device.ts");
   const gpu = await requestGpu();
@@ -235,7 +263,7 @@ export async function modelLoss(
         file: opts.grads,
         field: "--grads",
         expected: "a file path in an existing folder this user can write",
-        hint: `create the folder ${dirname(opts.grads)} first, or pick another path`,
+        hint: "pick a path this user can write",
       });
     }
     return { loss, token_accuracy: tokenAccuracy };
@@ -269,7 +297,11 @@ export async function main(args: string[]): Promise<number> {
     .description("loss and token accuracy of a batch on the GPU, as JSON")
     .requiredOption("--weights <file>", "a .safetensors checkpoint")
     .requiredOption("--batch <file>", "a JSON list of token-id lists")
-    .option("--heads <n>", "head count when the checkpoint's metadata lacks num_heads", positiveInt)
+    .option(
+      "--heads <n>",
+      "head count when the checkpoint's metadata lacks num_heads (must agree when it has one)",
+      positiveInt,
+    )
     .option("--grads <file>", "write every parameter's gradient here (safetensors)")
     .action(async (o) => {
       const result = await modelLoss(o);

@@ -263,12 +263,15 @@ export function samoutMetadata(cfg: SamOutConfig): Record<string, string> {
  * `pos.weight`, `L` from the `down.{l}.weight` tensors, `H` from the metadata's
  * `num_heads` or else `opts.heads`. Sizes in the metadata must agree with the
  * shapes, and every tensor of the parameter table must be present with its
- * shape. Errors are `UserError`s naming `opts.file` and the tensor.
+ * shape. Errors are `UserError`s naming `opts.file` and the tensor. A head
+ * count given in `opts.heads` must divide `d` and, when the metadata has
+ * `num_heads`, agree with it; `opts.headsOption` names where it came from
+ * (e.g. `--heads`) in those errors and in the hint when neither says.
  */
 export function configFromSafetensors(
   tensors: ReadonlyMap<string, { shape: readonly number[] }>,
   metadata: Record<string, string>,
-  opts: { heads?: number; file?: string } = {},
+  opts: { heads?: number; file?: string; headsOption?: string } = {},
 ): SamOutConfig {
   const file = opts.file;
   const shapeOf = (name: string, rank: number): readonly number[] => {
@@ -324,12 +327,32 @@ export function configFromSafetensors(
       });
     }
   }
-  const heads = metaInt("num_heads") ?? opts.heads;
+  const given = opts.headsOption ?? "the head count given";
+  const metaHeads = metaInt("num_heads");
+  if (opts.heads !== undefined && metaHeads !== undefined && opts.heads !== metaHeads) {
+    throw new UserError(`${given} disagrees with the checkpoint's num_heads`, {
+      file,
+      field: opts.headsOption ?? "__metadata__.num_heads",
+      expected: `${metaHeads} (the checkpoint's num_heads), or no head count at all`,
+      found: String(opts.heads),
+    });
+  }
+  if (opts.heads !== undefined && (opts.heads < 1 || d % opts.heads !== 0)) {
+    throw new UserError(`${given} does not divide the hidden size`, {
+      file,
+      field: opts.headsOption ?? "heads",
+      expected: `a divisor of hidden = ${d}`,
+      found: String(opts.heads),
+    });
+  }
+  const heads = metaHeads ?? opts.heads;
   if (heads === undefined) {
     throw new UserError("checkpoint does not say its head count", {
       file,
       field: "__metadata__.num_heads",
-      hint: "pass the head count explicitly (it sets the sqrt(d / heads) scale)",
+      hint: opts.headsOption
+        ? `pass ${opts.headsOption} N, the head count it was trained with (a divisor of hidden = ${d}; it sets the sqrt(d / heads) scale)`
+        : "pass the head count explicitly (it sets the sqrt(d / heads) scale)",
     });
   }
   const cfg = validateConfig(

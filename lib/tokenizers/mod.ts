@@ -144,13 +144,24 @@ export async function openTokenizerDir(
   dir: string,
   opts: OpenTokenizerOptions = {},
 ): Promise<TokenizerArtifact> {
+  let info: Deno.FileInfo | undefined;
   try {
-    if (!(await Deno.stat(dir)).isDirectory) throw new Deno.errors.NotFound();
+    info = await Deno.stat(dir);
   } catch {
-    throw new UserError("the tokenizer directory does not exist", {
-      file: dir,
-      expected: "the output directory of a tokenize step (vocab.json, tokenizer.json, …)",
-    });
+    info = undefined;
+  }
+  if (!info?.isDirectory) {
+    throw new UserError(
+      info ? "the tokenizer is a file, not a directory" : "the tokenizer directory does not exist",
+      {
+        file: dir,
+        expected: "the output directory of a tokenize step (vocab.json, tokenizer.json, …)",
+        found: info ? "a file" : "no such directory",
+        hint: info
+          ? "give the folder that holds vocab.json and tokenizer.json (a tokenize artifact or an export bundle)"
+          : undefined,
+      },
+    );
   }
   const vocabPath = join(dir, "vocab.json");
   const vocab = checkVocabulary(await readJson(vocabPath, "vocab.json"), vocabPath);
