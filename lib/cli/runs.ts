@@ -23,7 +23,6 @@ export async function main(args: string[]): Promise<number> {
     .option("--limit <n>", "at most this many runs", "50")
     .option("--json", "JSON on stdout")
     .action(async (o) => {
-      const storeDir = existingStoreDir(o.store);
       const limit = decimalNumber(o.limit);
       if (!Number.isInteger(limit) || limit < 1) {
         throw new UserError(`invalid --limit "${o.limit}"`, {
@@ -32,6 +31,7 @@ export async function main(args: string[]): Promise<number> {
           found: o.limit,
         });
       }
+      const storeDir = existingStoreDir(o.store);
       const runs = (await loadRuns(storeDir)).slice(0, limit);
       const rows = runs.map(({ file, record: r }) => {
         const h = headline(r, runMetrics(r, storeDir));
