@@ -21,6 +21,8 @@ export interface CliRun {
 /**
  * `deno run -A main.ts ARGS…` in `cwd` (default: the repository root, as
  * `deno task` runs it) with `env` added to this process's environment.
+ * `INIT_CWD` (the folder `deno task` was started in) is `cwd` unless `env`
+ * sets it, so one inherited from the shell running the tests changes nothing.
  */
 export async function runCli(
   args: string[],
@@ -29,7 +31,12 @@ export async function runCli(
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", join(REPO_ROOT, "main.ts"), ...args],
     cwd: opts.cwd ?? REPO_ROOT,
-    env: { NO_COLOR: "1", XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp", ...opts.env },
+    env: {
+      NO_COLOR: "1",
+      XDG_RUNTIME_DIR: Deno.env.get("XDG_RUNTIME_DIR") ?? "/tmp",
+      INIT_CWD: opts.cwd ?? REPO_ROOT,
+      ...opts.env,
+    },
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

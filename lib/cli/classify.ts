@@ -18,9 +18,10 @@
  *
  * @module
  */
-import { basename, join, resolve } from "node:path";
+import { basename, join } from "node:path";
 import { UserError } from "../errors/mod.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
+import { fromCaller } from "./caller.ts";
 import {
   modelCommand,
   parseCommandLine,
@@ -34,7 +35,10 @@ const EXTENSIONS = ["wav", "flac", "ogg", "mp3"];
 const BATCH = 16;
 
 interface Input {
+  /** As shown: the argument, joined with the names below it. */
   path: string;
+  /** Absolute, for reading (see {@link fromCaller}). */
+  file: string;
   /**
    * The folders from the file's up to the folder given (its name included),
    * nearest first; empty for a file given by itself. The truth is the first
@@ -47,37 +51,38 @@ interface Input {
 async function collect(args: string[]): Promise<Input[]> {
   const inputs: Input[] = [];
   for (const arg of args) {
+    const abs = fromCaller(arg);
     let info: Deno.FileInfo;
     try {
-      info = await Deno.stat(arg);
+      info = await Deno.stat(abs);
     } catch {
       throw new UserError(`no such file or folder: ${arg}`, {
-        file: arg,
+        file: abs,
         expected: "an audio file or a folder",
       });
     }
     if (info.isFile) {
-      inputs.push({ path: arg, folders: [] });
+      inputs.push({ path: arg, file: abs, folders: [] });
       continue;
     }
     const before = inputs.length;
-    const walk = async (dir: string, folders: string[]) => {
+    const walk = async (dir: string, shown: string, folders: string[]) => {
       const entries = [];
       for await (const e of Deno.readDir(dir)) entries.push(e);
       entries.sort((a, b) => a.name < b.name ? -1 : 1);
       for (const e of entries) {
         if (e.name.startsWith(".")) continue;
         const p = join(dir, e.name);
-        if (e.isDirectory) await walk(p, [e.name, ...folders]);
+        if (e.isDirectory) await walk(p, join(shown, e.name), [e.name, ...folders]);
         else if (EXTENSIONS.includes(e.name.split(".").pop()!.toLowerCase())) {
-          inputs.push({ path: p, folders });
+          inputs.push({ path: join(shown, e.name), file: p, folders });
         }
       }
     };
-    await walk(arg, [basename(resolve(arg))]);
+    await walk(abs, arg, [basename(abs)]);
     if (inputs.length === before) {
       throw new UserError(`no audio files in the folder ${arg}`, {
-        file: arg,
+        file: abs,
         expected: `files ending in ${
           EXTENSIONS.map((e) => `.${e}`).join(", ")
         } in the folder or its subfolders`,
@@ -161,7 +166,7 @@ export async function main(args: string[]): Promise<number> {
       const input: Result = { ...file, truth: truthOf(file) };
       const reject = (reason: string) => results.push({ ...input, reason });
       try {
-        const audio = await decodeAudioFile(input.path);
+        const audio = await decodeAudioFile(input.file);
         if (audio.channels[0].length === 0) {
           reject(`empty: ${audio.format} file with no samples`);
           continue;

@@ -8,9 +8,10 @@
  *
  * @module
  */
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { newProgram, runProgram } from "./commander.ts";
-import { existingStoreDir } from "./resolve.ts";
+import { existingStoreDir, runArgument } from "./resolve.ts";
+import { fromCaller } from "./caller.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
 import { UserError } from "../errors/mod.ts";
 import { resolveRun, type StoredRun } from "../experiments/runs.ts";
@@ -21,7 +22,7 @@ import { renderDiffMarkdown, renderDiffText } from "../experiments/diff_render.t
 async function artifactDir(name: string, storeDir: string): Promise<string | undefined> {
   const isArtifact = async (d: string) =>
     await Deno.stat(join(d, "manifest.json")).then((s) => s.isFile, () => false);
-  if (await isArtifact(resolve(name))) return resolve(name);
+  if (await isArtifact(fromCaller(name))) return fromCaller(name);
   if (!/^[0-9a-f]{4,64}$/.test(name)) return undefined;
   const matches: string[] = [];
   try {
@@ -52,7 +53,7 @@ export async function main(args: string[]): Promise<number> {
       const storeDir = existingStoreDir(o.store);
       const asRun = async (n: string): Promise<StoredRun | undefined> => {
         try {
-          return await resolveRun(n, storeDir);
+          return await resolveRun(runArgument(n), storeDir);
         } catch (e) {
           if (e instanceof UserError) return undefined;
           throw e;
@@ -65,7 +66,7 @@ export async function main(args: string[]): Promise<number> {
         const [da, db] = [await artifactDir(a, storeDir), await artifactDir(b, storeDir)];
         if (!da || !db) {
           const missing = !da ? a : b;
-          if (!(!da ? ra : rb)) await resolveRun(missing, storeDir, "diff"); // its error says why
+          if (!(!da ? ra : rb)) await resolveRun(runArgument(missing), storeDir, "diff"); // its error says why
           throw new UserError(`cannot compare a run with an artifact`, {
             expected: "two runs, or two artifacts of the same job",
             found: `${a} and ${b}`,

@@ -8,7 +8,7 @@
  * @module
  */
 import { decimalNumber, newProgram, runProgram } from "./commander.ts";
-import { existingStoreDir } from "./resolve.ts";
+import { existingStoreDir, runArgument } from "./resolve.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
 import { displayPath } from "../pipeline/paths.ts";
 import { collectGarbage } from "../experiments/gc.ts";
@@ -50,7 +50,7 @@ export async function main(args: string[]): Promise<number> {
       const storeDir = existingStoreDir(o.store);
       const r = await collectGarbage(storeDir, {
         keepLast,
-        keep: o.keep,
+        keep: o.keep.map(runArgument),
         dryRun: o.dryRun,
         onWait: () => out.err("waiting for running pipelines on this store to finish\n"),
       });

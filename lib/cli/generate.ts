@@ -10,12 +10,13 @@
  *
  * @module
  */
-import { dirname, join, resolve } from "node:path";
+import { dirname, join } from "node:path";
 import { Option } from "@commander-js/extra-typings";
 import { UserError } from "../errors/mod.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
 import { displayPath } from "../pipeline/paths.ts";
 import { decimalNumber } from "./commander.ts";
+import { fromCaller } from "./caller.ts";
 import {
   modelCommand,
   parseCommandLine,
@@ -75,7 +76,7 @@ export async function main(args: string[]): Promise<number> {
   const early = parseCommandLine(program, args);
   if (early !== null) return early;
   const o = program.opts();
-  const dir = resolve(o.out);
+  const dir = fromCaller(o.out);
   await checkOutFolder(dir);
   const model = await resolveModel(o.model, o.store);
   const tokensDir = tokenizerDirOf(model);

@@ -5,6 +5,7 @@
  * @module
  */
 import { decimalNumber, newProgram, runProgram } from "./commander.ts";
+import { fromCaller } from "./caller.ts";
 import { dirname, join, resolve } from "node:path";
 import { UserError } from "../errors/mod.ts";
 import type { TokenBatch } from "../data/types.ts";
@@ -291,7 +292,7 @@ export async function main(args: string[]): Promise<number> {
     .description("sizes, parameter count, tensors, metadata (and vocab.json beside the file)")
     .argument("<weights>", "a .safetensors checkpoint")
     .action(async (weights) => {
-      console.log(await modelInfo(weights));
+      console.log(await modelInfo(fromCaller(weights)));
     });
   program.command("loss")
     .description("loss and token accuracy of a batch on the GPU, as JSON")
@@ -304,7 +305,12 @@ export async function main(args: string[]): Promise<number> {
     )
     .option("--grads <file>", "write every parameter's gradient here (safetensors)")
     .action(async (o) => {
-      const result = await modelLoss(o);
+      const result = await modelLoss({
+        ...o,
+        weights: fromCaller(o.weights),
+        batch: fromCaller(o.batch),
+        grads: o.grads === undefined ? undefined : fromCaller(o.grads),
+      });
       console.log(JSON.stringify(result));
     });
   return await runProgram(program, args);

@@ -15,6 +15,7 @@ import { consoleOutput } from "../pipeline/progress.ts";
 import { join, resolve } from "node:path";
 import { defaultStoreDir, displayPath } from "../pipeline/paths.ts";
 import { GATE_FAILED_EXIT, parseGate } from "../pipeline/gates.ts";
+import { fromCaller } from "./caller.ts";
 
 /** The command's exit codes (README, "Exit codes"). */
 export const EXIT = {
@@ -235,6 +236,34 @@ async function parse(args: string[]): Promise<PipelineArgs | number> {
   };
 }
 
+/**
+ * The command line's paths read from the folder the user ran the command in
+ * (`caller.ts`): the pipeline file when it is there (else the runner looks
+ * in pipelines/), --store, --rerun, --jobs-dir, --summary-md and a --baseline
+ * record file. Paths inside the pipeline file keep their own rules.
+ */
+function pathsFromCaller(opts: PipelineArgs): PipelineArgs {
+  const maybe = (p: string | undefined) => p === undefined ? undefined : fromCaller(p);
+  let file = opts.file;
+  if (file !== undefined) {
+    try {
+      Deno.statSync(fromCaller(file));
+      file = fromCaller(file);
+    } catch {
+      // Not in the caller's folder: a name in pipelines/ (the runner looks there).
+    }
+  }
+  return {
+    ...opts,
+    file,
+    store: maybe(opts.store),
+    rerun: maybe(opts.rerun),
+    jobsDir: maybe(opts.jobsDir),
+    summaryMd: maybe(opts.summaryMd),
+    baseline: opts.baseline?.endsWith(".json") ? fromCaller(opts.baseline) : opts.baseline,
+  };
+}
+
 function jsonSummary(s: RunSummary): string {
   const error = s.error === undefined
     ? undefined
@@ -251,8 +280,9 @@ export async function main(args: string[]): Promise<number> {
   if (args[0] === "rerun") {
     args = args[1] === undefined ? ["--rerun"] : ["--rerun", ...args.slice(1)];
   }
-  const opts = await parse(args);
-  if (typeof opts === "number") return opts;
+  const parsed = await parse(args);
+  if (typeof parsed === "number") return parsed;
+  const opts = pathsFromCaller(parsed);
   const file = opts.file;
   if (!file && !opts.rerun) {
     throw new UserError("no pipeline file given", {

@@ -8,9 +8,10 @@
  *
  * @module
  */
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { newProgram, runProgram } from "./commander.ts";
-import { existingStoreDir } from "./resolve.ts";
+import { existingStoreDir, runArgument } from "./resolve.ts";
+import { fromCaller } from "./caller.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
 import { displayPath } from "../pipeline/paths.ts";
 import { UserError } from "../errors/mod.ts";
@@ -29,7 +30,7 @@ export async function main(args: string[]): Promise<number> {
       const storeDir = existingStoreDir(o.store);
       const runs: RunCurves[] = [];
       for (const name of names) {
-        const { record } = await resolveRun(name, storeDir);
+        const { record } = await resolveRun(runArgument(name), storeDir);
         const train = stepOfJob(record, "train");
         if (!train?.record.key) {
           throw new UserError(`run "${name}" has no train step with an artifact`, {
@@ -43,7 +44,7 @@ export async function main(args: string[]): Promise<number> {
         if (runs.some((r) => r.label === label)) label = `${label} (${record.id})`;
         runs.push({ label, train: curves.train, eval: curves.eval });
       }
-      const dir = resolve(o.out);
+      const dir = fromCaller(o.out);
       await Deno.mkdir(dir, { recursive: true });
       const html = join(dir, "plots.html");
       const png = join(dir, "plots.png");

@@ -1,6 +1,7 @@
 /**
  * Names a trained model the way every command takes one (`--model`): a train
- * artifact's folder, an export bundle, an artifact key or key prefix in the
+ * artifact's folder or an export bundle (a path from the folder the command
+ * was run in, see `caller.ts`), an artifact key or key prefix in the
  * store, a run's `--name` (its newest run), a run id (or a unique prefix of
  * one), or `latest` / `latest~N` (the newest run that has a train step, N runs
  * back).
@@ -13,6 +14,7 @@ import { UserError } from "../errors/mod.ts";
 import { checkStorePath } from "../artifacts/faults.ts";
 import { defaultStoreDir, displayPath } from "../pipeline/paths.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
+import { fromCaller } from "./caller.ts";
 import { listRunFiles, type RunRecord, unreadableRecordWarning } from "../pipeline/records.ts";
 import type { SamOutConfig } from "../model/config.ts";
 
@@ -64,12 +66,12 @@ async function readManifest(dir: string): Promise<Manifest> {
 }
 
 /**
- * The store folder `--store` names (default `$SAMOUT_STORE` or `artifacts/`),
- * absolute; a `UserError` naming `--store` when it does not exist or is not a
+ * The store folder `--store` names (read from the caller's folder, see
+ * {@link fromCaller}; default `$SAMOUT_STORE` or `artifacts/`), absolute; a `UserError` naming `--store` when it does not exist or is not a
  * folder (reading runs from a missing store would only say it has none).
  */
 export function existingStoreDir(option?: string): string {
-  const dir = resolve(option ?? defaultStoreDir());
+  const dir = option === undefined ? resolve(defaultStoreDir()) : fromCaller(option);
   checkStorePath(dir, { mustExist: true });
   return dir;
 }
@@ -117,8 +119,8 @@ export async function resolveModel(
   let key: string | undefined;
   let modelDir: string;
   let via = name;
-  if (await isDir(name)) {
-    modelDir = resolve(name);
+  if (await isDir(fromCaller(name))) {
+    modelDir = fromCaller(name);
     via = displayPath(modelDir);
     if (await isBundle(modelDir)) return await bundleModel(modelDir, via);
     key = (await readManifest(modelDir)).key;
@@ -314,6 +316,15 @@ export async function readModelWeights(
   const { samoutFromSafetensors } = await import("../model/safetensors.ts");
   const { cfg, params } = samoutFromSafetensors(bytes, { file: model.weightsFile });
   return { cfg, params };
+}
+
+/**
+ * A RUN argument as `resolveRun` takes it: a record file (`….json`) read from
+ * the caller's folder ({@link fromCaller}), anything else (latest, an id, a
+ * name) as it is.
+ */
+export function runArgument(name: string): string {
+  return name.endsWith(".json") ? fromCaller(name) : name;
 }
 
 /** The tokenizer folder of `model`, or a UserError saying how to get one. */

@@ -10,7 +10,7 @@
  */
 import { join } from "node:path";
 import { newProgram, runProgram } from "./commander.ts";
-import { existingStoreDir } from "./resolve.ts";
+import { existingStoreDir, runArgument } from "./resolve.ts";
 import { consoleOutput, formatDuration } from "../pipeline/progress.ts";
 import { displayPath } from "../pipeline/paths.ts";
 import { resolveRun, runDuration, runMetrics, stepOfJob } from "../experiments/runs.ts";
@@ -27,7 +27,7 @@ export async function main(args: string[]): Promise<number> {
     .option("--json", "JSON on stdout")
     .action(async (name, o) => {
       const storeDir = existingStoreDir(o.store);
-      const { file, record: r } = await resolveRun(name, storeDir);
+      const { file, record: r } = await resolveRun(runArgument(name), storeDir);
       const metrics = runMetrics(r, storeDir);
       const dir = (key?: string) => key ? join(storeDir, "objects", key) : undefined;
       const present = async (path?: string) => {

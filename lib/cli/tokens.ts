@@ -12,6 +12,7 @@
  * @module
  */
 import { decimalNumber, newProgram, runProgram } from "./commander.ts";
+import { fromCaller } from "./caller.ts";
 import { UserError } from "../errors/mod.ts";
 import { decodeSequence, encodeSequence, vocabularySize } from "../data/vocab.ts";
 import type { Vocabulary } from "../data/types.ts";
@@ -241,11 +242,16 @@ export async function main(args: string[]): Promise<number> {
     .option("--iterations <n>", "Griffin-Lim iterations (mel-vq)", nonNegativeInt("--iterations"))
     .option("--seed <n>", "Griffin-Lim initial-phase seed (mel-vq)", nonNegativeInt("--seed"))
     .action(async (o) => {
-      const r = await tokensToAudio(o);
+      const r = await tokensToAudio({
+        ...o,
+        tokenizer: fromCaller(o.tokenizer),
+        tokensFile: o.tokensFile === undefined ? undefined : fromCaller(o.tokensFile),
+        out: fromCaller(o.out),
+      });
       const what = r.category === undefined ? "" : ` (category ${r.category})`;
       const gain = r.gain === 1 ? "" : `, scaled by ${r.gain.toFixed(3)} to avoid clipping`;
       console.log(
-        `wrote ${r.out}: ${r.codes} codes${what}, ${
+        `wrote ${o.out}: ${r.codes} codes${what}, ${
           r.seconds.toFixed(2)
         } s at ${r.sampleRate} Hz${gain}`,
       );
@@ -256,7 +262,8 @@ export async function main(args: string[]): Promise<number> {
     .requiredOption("--audio <file>", "an audio file (WAV, FLAC, Ogg Vorbis, MP3)")
     .option("--category <name>", "wrap the codes in the vocabulary's layout with this category")
     .action(async (o) => {
-      console.log(JSON.stringify(await encodeAudio(o)));
+      const paths = { tokenizer: fromCaller(o.tokenizer), audio: fromCaller(o.audio) };
+      console.log(JSON.stringify(await encodeAudio({ ...o, ...paths })));
     });
   return await runProgram(program, args);
 }
