@@ -8,6 +8,13 @@
  *   [--backend auto|gpu|cpu] [--store DIR]
  * ```
  *
+ * `--out` is checked before anything is generated. Writing into the folder
+ * of an earlier run replaces that run's samples.json and the WAV files it
+ * lists; other files are left (and counted). A seed-layout model that names
+ * a category fewer times than `--count` asks for (always so at
+ * `--temperature 0`, whose rows are one sequence) gets what was drawn
+ * written, and the command exits 1 naming the categories that fell short.
+ *
  * @module
  */
 import { dirname, join } from "node:path";
