@@ -450,13 +450,18 @@ async function runSweep(
   // Plan every point first: a bad value or name stops the sweep before anything runs.
   const names: string[] = [];
   for (const point of grid) {
-    const plan = await runPipeline({
-      ...common,
-      file,
-      overrides: [...opts.set, ...point.overrides],
-      dryRun: true,
-      output: quiet,
-    });
+    let plan: RunSummary;
+    try {
+      plan = await runPipeline({
+        ...common,
+        file,
+        overrides: [...opts.set, ...point.overrides],
+        dryRun: true,
+        output: quiet,
+      });
+    } catch (e) {
+      throw sweep.sweepPointError(e, point, axes);
+    }
     const name = sweep.sweepRunName(plan.pipeline, point);
     checkRunName(name);
     names.push(name);
