@@ -26,3 +26,43 @@ Deno.test("a bad --sweep value is worded as set by --sweep, not --set", async ()
   assert(!r.stderr.includes("--set"), shown(r));
   assert(!hasStackTrace(r), shown(r));
 });
+
+Deno.test("--summary-md in a missing folder is refused before anything runs", async () => {
+  await using dir = await tempDir();
+  const store = join(dir.path, "store");
+  const r = await pipeline(store, ["--summary-md", join(dir.path, "nope", "summary.md")]);
+  assertEquals(r.code, 1, shown(r));
+  assertStringIncludes(r.stderr, "field --summary-md", shown(r));
+  assertStringIncludes(r.stderr, "does not exist", shown(r));
+  assert(!hasStackTrace(r), shown(r));
+  const ran = await Deno.stat(join(store, "runs")).then(() => true, () => false);
+  assert(!ran, "no run record: nothing ran");
+  const onFile = await pipeline(store, ["--summary-md", join(PIPELINE, "summary.md")]);
+  assertEquals(onFile.code, 1, shown(onFile));
+  assertStringIncludes(onFile.stderr, "folder is a file", shown(onFile));
+});
+
+Deno.test("a --summary-md that cannot be written at the end: gates still reported, their exit code kept", async () => {
+  await using dir = await tempDir();
+  // A link into a missing folder: its folder passes the early check, the write fails.
+  const link = join(dir.path, "summary.md");
+  await Deno.symlink(join(dir.path, "gone", "summary.md"), link);
+  const store = join(dir.path, "store");
+  const r = await pipeline(store, ["--fail-if", "evaluate.test_loss > 0", "--summary-md", link]);
+  assertEquals(
+    r.code,
+    3,
+    `a failed gate exits 3 although the summary was not written\n${shown(r)}`,
+  );
+  assert(!hasStackTrace(r), shown(r));
+  assertStringIncludes(r.stderr, "cannot write the summary", shown(r));
+  assertStringIncludes(r.stderr, 'gate "evaluate.test_loss > 0" failed', shown(r));
+  const passed = await pipeline(store, [
+    "--fail-if",
+    "evaluate.test_loss > 1e9",
+    "--summary-md",
+    link,
+  ]);
+  assertEquals(passed.code, 1, `gates passed, the summary was not written\n${shown(passed)}`);
+  assertStringIncludes(passed.stderr, "field --summary-md", shown(passed));
+});

@@ -12,7 +12,7 @@ import { UserError } from "../errors/mod.ts";
 import { preferTrainingThreads } from "../gpu/device.ts";
 import { rerunFromRecord, runPipeline, type RunSummary } from "../pipeline/runner.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { defaultStoreDir, displayPath } from "../pipeline/paths.ts";
 import { GATE_FAILED_EXIT, parseGate } from "../pipeline/gates.ts";
 import { fromCaller } from "./caller.ts";
@@ -264,6 +264,51 @@ function pathsFromCaller(opts: PipelineArgs): PipelineArgs {
   };
 }
 
+/**
+ * `--summary-md FILE` checked before anything runs: its folder must exist and
+ * be a folder, and FILE must not be one (the summary is written last, when a
+ * failure would come after the whole run).
+ */
+function checkSummaryPath(file: string): void {
+  const folder = dirname(file);
+  let info: Deno.FileInfo;
+  try {
+    info = Deno.statSync(folder);
+  } catch (e) {
+    const missing = e instanceof Deno.errors.NotFound;
+    throw new UserError(
+      `the --summary-md file's folder ${missing ? "does not exist" : "cannot be read"}`,
+      {
+        file: folder,
+        field: "--summary-md",
+        expected: "an existing folder to write the summary in",
+        found: missing ? "no such folder" : (e as Error).message,
+        hint: `create ${folder} first, or name a file in an existing folder`,
+      },
+    );
+  }
+  if (!info.isDirectory) {
+    throw new UserError(`the --summary-md file's folder is a file`, {
+      file: folder,
+      field: "--summary-md",
+      expected: "an existing folder to write the summary in",
+      found: "a file",
+    });
+  }
+  let isFolder = false;
+  try {
+    isFolder = Deno.statSync(file).isDirectory;
+  } catch { /* not there yet: written at the end */ }
+  if (isFolder) {
+    throw new UserError(`--summary-md names a folder`, {
+      file,
+      field: "--summary-md",
+      expected: "a file to write the Markdown summary to (e.g. summary.md)",
+      found: "a folder",
+    });
+  }
+}
+
 function jsonSummary(s: RunSummary): string {
   const error = s.error === undefined
     ? undefined
@@ -294,6 +339,7 @@ export async function main(args: string[]): Promise<number> {
   preferTrainingThreads();
   const gates = opts.failIf.map(parseGate);
   if (opts.name !== undefined) checkRunName(opts.name);
+  if (opts.summaryMd !== undefined) checkSummaryPath(opts.summaryMd);
   if (opts.sweep.length) return await runSweep(opts, gates);
   const storeDir = resolve(opts.store ?? defaultStoreDir());
   const baseline = opts.baseline === undefined
@@ -340,13 +386,25 @@ export async function main(args: string[]): Promise<number> {
       throw e;
     }
     if (opts.json) out.out(jsonSummary(summary));
+    let summaryWritten = true;
     if (opts.summaryMd !== undefined && summary.status !== "dry-run") {
       const { renderSummaryMarkdown } = await import("../experiments/summary_md.ts");
-      await Deno.writeTextFile(
-        opts.summaryMd,
-        renderSummaryMarkdown(summary, { baseline, storeDir }),
-      );
-      out.err(`summary written to ${opts.summaryMd}\n`);
+      try {
+        await Deno.writeTextFile(
+          opts.summaryMd,
+          renderSummaryMarkdown(summary, { baseline, storeDir }),
+        );
+        out.err(`summary written to ${opts.summaryMd}\n`);
+      } catch (e) {
+        // The run and its gates stand: say what was not written, and still report the gates.
+        summaryWritten = false;
+        const failure = new UserError(`cannot write the summary: ${(e as Error).message}`, {
+          file: opts.summaryMd,
+          field: "--summary-md",
+          expected: "a file this user can write",
+        });
+        out.err(`error: ${failure.format()}\n`);
+      }
     }
     if (summary.status === "interrupted") return EXIT.interrupted;
     if (summary.error !== undefined) {
@@ -367,7 +425,7 @@ export async function main(args: string[]): Promise<number> {
     }
     for (const g of summary.gates ?? []) out.err(`${g.passed ? "" : "error: "}${g.message}\n`);
     if (summary.gates?.some((g) => !g.passed)) return EXIT.gate;
-    return EXIT.ok;
+    return summaryWritten ? EXIT.ok : EXIT.failed;
   } finally {
     Deno.removeSignalListener("SIGINT", onInterrupt);
   }
