@@ -66,3 +66,40 @@ Deno.test("a --summary-md that cannot be written at the end: gates still reporte
   assertEquals(passed.code, 1, `gates passed, the summary was not written\n${shown(passed)}`);
   assertStringIncludes(passed.stderr, "field --summary-md", shown(passed));
 });
+
+Deno.test("--rerun takes a run as every command names one, and a record file from the caller's folder", async () => {
+  await using dir = await tempDir();
+  const store = join(dir.path, "store");
+  const first = await pipeline(store, ["--name", "first"]);
+  assertEquals(first.code, 0, shown(first));
+  const [record] = [...Deno.readDirSync(join(store, "runs"))].map((e) => e.name);
+  for (const run of ["first", "latest", record.slice(0, 20), `store/runs/${record}`]) {
+    const r = await runCli(
+      ["pipeline", "--rerun", run, "--jobs-dir", JOBS, "--store", store, "--dry-run"],
+      { cwd: dir.path },
+    );
+    assertEquals(r.code, 0, `--rerun ${run}\n${shown(r)}`);
+    assertStringIncludes(r.stdout, "evaluate  evaluate  cached", `--rerun ${run}\n${shown(r)}`);
+  }
+  const unknown = await runCli(["pipeline", "--rerun", "nosuch", "--store", store]);
+  assertEquals(unknown.code, 1, shown(unknown));
+  assertStringIncludes(unknown.stderr, 'no run named "nosuch"', shown(unknown));
+  assertStringIncludes(unknown.stderr, "field --rerun", shown(unknown));
+});
+
+Deno.test("--rerun with --set, --sweep or a pipeline FILE is refused, naming both", async () => {
+  await using dir = await tempDir();
+  const store = join(dir.path, "store");
+  for (
+    const [extra, named] of [
+      [["--set", "train.layers=3"], "--set"],
+      [["--sweep", "train.layers=3,4"], "--sweep"],
+      [[PIPELINE], "a pipeline FILE"],
+    ] as const
+  ) {
+    const r = await runCli(["pipeline", "--rerun", "latest", "--store", store, ...extra]);
+    assertEquals(r.code, 1, shown(r));
+    assertStringIncludes(r.stderr, `--rerun cannot be combined with ${named}`, shown(r));
+    assert(!hasStackTrace(r), shown(r));
+  }
+});

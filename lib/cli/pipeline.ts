@@ -74,8 +74,9 @@ const OPTIONS = {
   },
   rerun: {
     type: "string",
-    arg: "<record>",
-    help: "re-run exactly from a run record (its YAML text and overrides)",
+    arg: "<run>",
+    help: "re-run exactly what a run ran (its YAML text and overrides): " +
+      "latest, latest~N, id, name or record file",
   },
   verify: {
     type: "boolean",
@@ -239,8 +240,9 @@ async function parse(args: string[]): Promise<PipelineArgs | number> {
 /**
  * The command line's paths read from the folder the user ran the command in
  * (`caller.ts`): the pipeline file when it is there (else the runner looks
- * in pipelines/), --store, --rerun, --jobs-dir, --summary-md and a --baseline
- * record file. Paths inside the pipeline file keep their own rules.
+ * in pipelines/), --store, --jobs-dir, --summary-md and a --baseline record
+ * file (--rerun is read by {@link rerunRecordFile}). Paths inside the pipeline
+ * file keep their own rules.
  */
 function pathsFromCaller(opts: PipelineArgs): PipelineArgs {
   const maybe = (p: string | undefined) => p === undefined ? undefined : fromCaller(p);
@@ -257,7 +259,6 @@ function pathsFromCaller(opts: PipelineArgs): PipelineArgs {
     ...opts,
     file,
     store: maybe(opts.store),
-    rerun: maybe(opts.rerun),
     jobsDir: maybe(opts.jobsDir),
     summaryMd: maybe(opts.summaryMd),
     baseline: opts.baseline?.endsWith(".json") ? fromCaller(opts.baseline) : opts.baseline,
@@ -309,6 +310,46 @@ function checkSummaryPath(file: string): void {
   }
 }
 
+/**
+ * `--rerun` re-runs a record exactly (its pipeline text and overrides), so a
+ * pipeline file, `--set` or `--sweep` beside it would be ignored: refused.
+ */
+function checkRerunAlone(opts: PipelineArgs): void {
+  for (
+    const [what, given] of [
+      ["a pipeline FILE", opts.file === undefined ? [] : [opts.file]],
+      ["--set", opts.set.map((v) => `--set ${v}`)],
+      ["--sweep", opts.sweep.map((v) => `--sweep ${v}`)],
+    ] as const
+  ) {
+    if (!given.length) continue;
+    throw new UserError(`--rerun cannot be combined with ${what}`, {
+      field: "--rerun",
+      expected: "--rerun RUN alone: it re-runs the record's own pipeline text and --set overrides",
+      found: `--rerun ${opts.rerun} ${given.join(" ")}`,
+      hint: "to change parameters, run the pipeline file with --set instead " +
+        "(deno task show RUN names its file and overrides)",
+    });
+  }
+}
+
+/**
+ * The record file `--rerun` names: a file path (read from the caller's folder,
+ * see `caller.ts`) when one is there or the name ends in `.json`, else any run
+ * name the other commands take (latest, latest~N, an id or its prefix, a
+ * `--name`), looked up in the store.
+ */
+async function rerunRecordFile(name: string, storeDir: string): Promise<string> {
+  const path = fromCaller(name);
+  let isFile = false;
+  try {
+    isFile = Deno.statSync(path).isFile;
+  } catch { /* not a file here: a run name */ }
+  if (isFile || name.endsWith(".json")) return path;
+  const { resolveRun } = await import("../experiments/runs.ts");
+  return (await resolveRun(name, storeDir, "--rerun")).file;
+}
+
 function jsonSummary(s: RunSummary): string {
   const error = s.error === undefined
     ? undefined
@@ -335,6 +376,7 @@ export async function main(args: string[]): Promise<number> {
       found: "no arguments",
     });
   }
+  if (opts.rerun !== undefined) checkRerunAlone(opts);
   // Pipelines train: llvmpipe's worker threads for training (no device exists yet).
   preferTrainingThreads();
   const gates = opts.failIf.map(parseGate);
@@ -342,6 +384,7 @@ export async function main(args: string[]): Promise<number> {
   if (opts.summaryMd !== undefined) checkSummaryPath(opts.summaryMd);
   if (opts.sweep.length) return await runSweep(opts, gates);
   const storeDir = resolve(opts.store ?? defaultStoreDir());
+  const rerun = opts.rerun === undefined ? undefined : await rerunRecordFile(opts.rerun, storeDir);
   const baseline = opts.baseline === undefined
     ? undefined
     : await (await import("../experiments/runs.ts")).resolveRun(
@@ -376,8 +419,8 @@ export async function main(args: string[]): Promise<number> {
     };
     let summary: RunSummary;
     try {
-      summary = opts.rerun
-        ? await rerunFromRecord(opts.rerun, common)
+      summary = rerun
+        ? await rerunFromRecord(rerun, common)
         : await runPipeline({ ...common, file: file!, overrides: opts.set });
     } catch (e) {
       if (opts.json && e instanceof UserError) {
@@ -475,7 +518,6 @@ async function runSweep(
 ): Promise<number> {
   for (
     const [flag, given] of [
-      ["--rerun", opts.rerun],
       ["--name", opts.name],
       ["--summary-md", opts.summaryMd],
       ["--baseline", opts.baseline],
