@@ -103,3 +103,31 @@ Deno.test("--rerun with --set, --sweep or a pipeline FILE is refused, naming bot
     assert(!hasStackTrace(r), shown(r));
   }
 });
+
+Deno.test("--json: every bad command line is {status: invalid} on stdout, exit 1", async () => {
+  await using dir = await tempDir();
+  const store = join(dir.path, "store");
+  const cases: [string[], string][] = [
+    [["--fail-if", "bogus"], 'malformed gate "bogus"'],
+    [["--name", "latest"], 'bad run name "latest"'],
+    [["--baseline", "nope"], 'no run named "nope"'],
+    [["--sweep", "x"], "bad sweep"],
+    [["--bogus"], "unknown option '--bogus'"],
+  ];
+  for (const [extra, says] of cases) {
+    const r = await pipeline(store, ["--json", ...extra]);
+    assertEquals(r.code, 1, shown(r));
+    let answer: { status?: string; error?: string } = {};
+    try {
+      answer = JSON.parse(r.stdout);
+    } catch {
+      throw new Error(`${extra.join(" ")}: stdout is not JSON\n${shown(r)}`);
+    }
+    assertEquals(answer.status, "invalid", shown(r));
+    assertStringIncludes(answer.error ?? "", says, shown(r));
+    assertStringIncludes(r.stderr, says, `the message stays on stderr\n${shown(r)}`);
+  }
+  const noFile = await runCli(["pipeline", "--json", "--store", store]);
+  assertEquals(noFile.code, 1, shown(noFile));
+  assertEquals(JSON.parse(noFile.stdout).status, "invalid", shown(noFile));
+});

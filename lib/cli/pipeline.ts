@@ -155,8 +155,12 @@ async function commanderParse(args: string[]): Promise<PipelineArgs | number> {
     await cmd.parseAsync(args, { from: "user" });
   } catch (e) {
     const code = (e as { exitCode?: number }).exitCode;
-    if (typeof code === "number") return code;
-    throw e;
+    if (typeof code !== "number") throw e;
+    // A usage error commander has printed: under --json, stdout says so too.
+    if (code !== 0 && wantsJson(args)) {
+      out.out(invalidJson((e as Error).message.replace(/^error: /, "")));
+    }
+    return code;
   }
   const o = cmd.opts() as Record<string, unknown>;
   return {
@@ -361,8 +365,33 @@ function jsonSummary(s: RunSummary): string {
   return JSON.stringify({ ...s, error }, null, 2) + "\n";
 }
 
-/** Runs the `pipeline` command; returns the exit code. */
+/** `--json` given (before a `--`): the command's answer on stdout is JSON, errors included. */
+function wantsJson(args: string[]): boolean {
+  const end = args.indexOf("--");
+  return (end < 0 ? args : args.slice(0, end)).includes("--json");
+}
+
+/** What `--json` prints for a command line or input that cannot be run. */
+function invalidJson(error: string): string {
+  return JSON.stringify({ status: "invalid", error }, null, 2) + "\n";
+}
+
+/**
+ * Runs the `pipeline` command; returns the exit code. Under `--json` every
+ * `UserError` (a bad option, file, gate, name, run…) and usage error is also
+ * `{"status": "invalid", "error": …}` on stdout; its message goes to stderr
+ * as without `--json`.
+ */
 export async function main(args: string[]): Promise<number> {
+  try {
+    return await pipelineCommand(args);
+  } catch (e) {
+    if (e instanceof UserError && wantsJson(args)) consoleOutput().out(invalidJson(e.format()));
+    throw e;
+  }
+}
+
+async function pipelineCommand(args: string[]): Promise<number> {
   if (args[0] === "rerun") {
     args = args[1] === undefined ? ["--rerun"] : ["--rerun", ...args.slice(1)];
   }
@@ -372,8 +401,8 @@ export async function main(args: string[]): Promise<number> {
   const file = opts.file;
   if (!file && !opts.rerun) {
     throw new UserError("no pipeline file given", {
-      expected: "deno task pipeline FILE.yaml [options], or pipeline rerun RECORD",
-      found: "no arguments",
+      expected: "deno task pipeline FILE.yaml [options], or pipeline rerun RUN",
+      found: args.length ? "no FILE and no --rerun" : "no arguments",
     });
   }
   if (opts.rerun !== undefined) checkRerunAlone(opts);
@@ -417,17 +446,9 @@ export async function main(args: string[]): Promise<number> {
       gates,
       collectMetrics: opts.summaryMd !== undefined,
     };
-    let summary: RunSummary;
-    try {
-      summary = rerun
-        ? await rerunFromRecord(rerun, common)
-        : await runPipeline({ ...common, file: file!, overrides: opts.set });
-    } catch (e) {
-      if (opts.json && e instanceof UserError) {
-        out.out(JSON.stringify({ status: "invalid", error: e.format() }, null, 2) + "\n");
-      }
-      throw e;
-    }
+    const summary = rerun
+      ? await rerunFromRecord(rerun, common)
+      : await runPipeline({ ...common, file: file!, overrides: opts.set });
     if (opts.json) out.out(jsonSummary(summary));
     let summaryWritten = true;
     if (opts.summaryMd !== undefined && summary.status !== "dry-run") {
