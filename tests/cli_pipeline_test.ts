@@ -131,3 +131,11 @@ Deno.test("--json: every bad command line is {status: invalid} on stdout, exit 1
   assertEquals(noFile.code, 1, shown(noFile));
   assertEquals(JSON.parse(noFile.stdout).status, "invalid", shown(noFile));
 });
+
+Deno.test("pipeline --help prints on stdout and exits 0", async () => {
+  const r = await runCli(["pipeline", "--help"]);
+  assertEquals(r.code, 0, shown(r));
+  assertStringIncludes(r.stdout, "Usage: pipeline", shown(r));
+  assertStringIncludes(r.stdout, "--rerun <run>", shown(r));
+  assertEquals(r.stderr, "", `pipeline --help writes nothing on stderr\n${shown(r)}`);
+});

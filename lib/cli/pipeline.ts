@@ -145,7 +145,7 @@ async function commanderParse(args: string[]): Promise<PipelineArgs | number> {
     .argument("[file]", "pipeline YAML (a name not found here is looked up in pipelines/)")
     .addHelpText("after", "\nAlso: pipeline rerun RECORD  (same as --rerun RECORD)")
     .exitOverride()
-    .configureOutput({ writeOut: (t) => out.err(t), writeErr: (t) => out.err(t) });
+    .configureOutput({ writeOut: (t) => out.out(t), writeErr: (t) => out.err(t) });
   for (const [name, o] of Object.entries(OPTIONS)) {
     const flag = "arg" in o ? `--${name} ${o.arg}` : `--${name}`;
     if ("multiple" in o) cmd.option(flag, o.help, (v: string, prev: string[]) => [...prev, v], []);
