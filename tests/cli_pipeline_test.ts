@@ -8,6 +8,7 @@ import { fileURLToPath } from "node:url";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { tempDir } from "./fixtures/pipeline_helpers.ts";
 import { hasStackTrace, runCli, shown } from "./cli_fixture.ts";
+import { REPO_ROOT } from "../lib/pipeline/paths.ts";
 
 const FIX = fileURLToPath(new URL("./fixtures/experiments", import.meta.url));
 const JOBS = join(FIX, "jobs");
@@ -138,4 +139,15 @@ Deno.test("pipeline --help prints on stdout and exits 0", async () => {
   assertStringIncludes(r.stdout, "Usage: pipeline", shown(r));
   assertStringIncludes(r.stdout, "--rerun <run>", shown(r));
   assertEquals(r.stderr, "", `pipeline --help writes nothing on stderr\n${shown(r)}`);
+});
+
+Deno.test("a pipeline file not found names the folder the command was run in, not the project root", async () => {
+  await using dir = await tempDir();
+  const r = await runCli(["pipeline", "nosuch.yaml", "--store", join(dir.path, "store")], {
+    env: { INIT_CWD: dir.path }, // as `deno task` run in dir.path says
+  });
+  assertEquals(r.code, 1, shown(r));
+  assertStringIncludes(r.stderr, "pipeline file not found", shown(r));
+  assertStringIncludes(r.stderr, `no file nosuch.yaml in ${dir.path} or in `, shown(r));
+  assertStringIncludes(r.stderr, join(REPO_ROOT, "pipelines"), shown(r));
 });

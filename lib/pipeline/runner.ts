@@ -44,6 +44,7 @@ import {
 } from "./gates.ts";
 import { type FlatMetrics, readFlatMetrics } from "./metrics.ts";
 import { lockStore } from "./store_lock.ts";
+import { callerDir } from "../cli/caller.ts";
 
 /** Options of {@link runPipeline}. */
 export interface RunOptions {
@@ -150,7 +151,7 @@ export async function resolvePipelineFile(arg: string): Promise<string> {
   throw new UserError(`pipeline file not found`, {
     file: arg,
     expected: `a YAML file, or one of pipelines/: ${known.sort().join(", ") || "(none)"}`,
-    found: `no file ${arg} in ${Deno.cwd()} or in pipelines/`,
+    found: `no file ${arg} in ${callerDir()} or in ${join(REPO_ROOT, "pipelines")}`,
   });
 }
 
