@@ -14,10 +14,7 @@ import { existingStoreDir, runArgument } from "./resolve.ts";
 import { fromCaller } from "./caller.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
 import { displayPath } from "../pipeline/paths.ts";
-import { UserError } from "../errors/mod.ts";
-import { resolveRun, stepOfJob } from "../experiments/runs.ts";
-import { readCurves } from "../evaluate/report_data.ts";
-import { renderPlotsPage, type RunCurves, screenshot } from "../experiments/plots.ts";
+import { renderPlotsPage, type RunCurves, runCurvesOf, screenshot } from "../experiments/plots.ts";
 
 /** Runs `plots`; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
@@ -30,19 +27,7 @@ export async function main(args: string[]): Promise<number> {
       const storeDir = existingStoreDir(o.store);
       const runs: RunCurves[] = [];
       for (const name of names) {
-        const { record } = await resolveRun(runArgument(name), storeDir);
-        const train = stepOfJob(record, "train");
-        if (!train?.record.key) {
-          throw new UserError(`run "${name}" has no train step with an artifact`, {
-            field: "RUN",
-            expected: "a run whose train step ran or was cached",
-            found: record.id,
-          });
-        }
-        const curves = await readCurves(join(storeDir, "objects", train.record.key));
-        let label = record.name ?? record.id;
-        if (runs.some((r) => r.label === label)) label = `${label} (${record.id})`;
-        runs.push({ label, train: curves.train, eval: curves.eval });
+        runs.push(await runCurvesOf(runArgument(name), storeDir, runs.map((r) => r.label)));
       }
       const dir = fromCaller(o.out);
       await Deno.mkdir(dir, { recursive: true });
