@@ -21,3 +21,27 @@ Deno.test("plots of a run whose train artifact gc removed: exit 1 with the --rer
   const drawn = await Deno.stat(join(out, "plots.html")).then(() => true, () => false);
   assert(!drawn, "no page is written");
 });
+
+Deno.test("gc with a broken run record: refused with a hint naming --ignore-unreadable-records, which goes on", async () => {
+  await using dir = await tempDir();
+  const s = await tinyStore(dir.path);
+  await Deno.writeTextFile(join(s.store, "runs", "2026-01-02T00-00-00-000Z-x-broken.json"), "{");
+  const orphan = join(s.store, "objects", "f".repeat(64));
+  await Deno.mkdir(orphan);
+  await Deno.writeTextFile(join(orphan, "manifest.json"), "{}");
+  const refused = await runCli(["gc", "--store", s.store]);
+  assertEquals(refused.code, 1, shown(refused));
+  assertStringIncludes(refused.stderr, "removes nothing", shown(refused));
+  assertStringIncludes(refused.stderr, "--ignore-unreadable-records", shown(refused));
+  assertStringIncludes(refused.stderr, "move the broken record out of runs/", shown(refused));
+  assert(await Deno.stat(orphan).then(() => true, () => false), "nothing removed");
+  const r = await runCli(["gc", "--store", s.store, "--ignore-unreadable-records", "--json"]);
+  assertEquals(r.code, 0, shown(r));
+  const report = JSON.parse(r.stdout);
+  assertEquals(report.removed_artifacts, ["f".repeat(64)], shown(r));
+  assertStringIncludes(r.stderr, "cannot be read", `the broken record is warned of\n${shown(r)}`);
+  assert(
+    await Deno.stat(s.trainDir).then(() => true, () => false),
+    "the kept run's artifacts stay",
+  );
+});

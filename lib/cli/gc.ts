@@ -3,6 +3,7 @@
  *
  * ```
  * deno task gc [--keep-last N] [--keep RUN]… [--dry-run] [--json] [--store DIR]
+ *              [--ignore-unreadable-records]
  * ```
  *
  * @module
@@ -38,6 +39,10 @@ export async function main(args: string[]): Promise<number> {
     .option("--dry-run", "say what would be removed; remove nothing")
     .option("--json", "the report as JSON on stdout")
     .option("--store <dir>", "artifact store (default $SAMOUT_STORE or artifacts/)")
+    .option(
+      "--ignore-unreadable-records",
+      "clean even though some run records cannot be read; their runs' artifacts may be removed",
+    )
     .action(async (o) => {
       const keepLast = decimalNumber(o.keepLast);
       if (!Number.isInteger(keepLast) || keepLast < 0) {
@@ -52,6 +57,7 @@ export async function main(args: string[]): Promise<number> {
         keepLast,
         keep: o.keep.map(runArgument),
         dryRun: o.dryRun,
+        ignoreUnreadableRecords: o.ignoreUnreadableRecords,
         onWait: () => out.err("waiting for running pipelines on this store to finish\n"),
       });
       if (o.json) {

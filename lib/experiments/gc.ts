@@ -12,11 +12,13 @@
  * pipelines and they wait for it.
  *
  * Run records are kept (they are small, hold the history and metrics, and a
- * run whose artifacts were removed can be rebuilt with `pipeline rerun`).
+ * run whose artifacts were removed can be rebuilt with
+ * `deno task pipeline --rerun RECORD`).
  * `quarantine/` is never emptied here (set-aside artifacts are evidence).
  * A record that cannot be read might name artifacts a run needs, so a real gc
- * refuses to run while one is in `runs/` (unless told to go on), and a dry
- * run names it.
+ * refuses to run while one is in `runs/` (unless told to go on:
+ * {@link GcOptions.ignoreUnreadableRecords}, `gc --ignore-unreadable-records`),
+ * and a dry run names it.
  *
  * @module
  */
@@ -146,22 +148,22 @@ export async function collectGarbage(storeDir: string, options: GcOptions): Prom
   try {
     const { runs, unreadable } = await readRunRecords(storeDir);
     if (unreadable.length && !dryRun && !options.ignoreUnreadableRecords) {
+      const one = unreadable.length === 1;
       throw new UserError(
-        `${unreadable.length} run record${
-          unreadable.length === 1 ? "" : "s"
-        } in ${storeDir}/runs cannot be read; gc could remove artifacts ${
-          unreadable.length === 1 ? "that run needs" : "those runs need"
-        }, so it removes nothing`,
+        `${unreadable.length} run record${one ? "" : "s"} in ${storeDir}/runs cannot be read; ` +
+          `gc could remove artifacts ${one ? "that run needs" : "those runs need"}, ` +
+          "so it removes nothing",
         {
           file: unreadable[0].file,
           expected: "every file in runs/ a readable run record",
           found: unreadable.slice(0, 3).map((r) => `${r.file}: ${r.problem}`).join("; ") +
             (unreadable.length > 3 ? `; and ${unreadable.length - 3} more` : ""),
-          hint:
-            `move the broken record${
-              unreadable.length === 1 ? "" : "s"
-            } out of runs/ (its run is then lost: its artifacts are no longer kept for it), ` +
-            `then run gc again; --dry-run shows what gc would remove`,
+          hint: `move the broken record${one ? "" : "s"} out of runs/ ` +
+            `(${one ? "its run is" : "their runs are"} then forgotten: ` +
+            `no artifact is kept for ${one ? "it" : "them"}) and run gc again, ` +
+            "or run gc with --ignore-unreadable-records " +
+            `(the artifacts only ${one ? "that run" : "those runs"} needed are removed); ` +
+            "--dry-run shows what gc would remove",
         },
       );
     }
