@@ -45,3 +45,19 @@ Deno.test("gc with a broken run record: refused with a hint naming --ignore-unre
     "the kept run's artifacts stay",
   );
 });
+
+Deno.test("diff RUN TYPO names the argument that is neither a run nor an artifact", async () => {
+  await using dir = await tempDir();
+  const s = await tinyStore(dir.path);
+  for (const [args, field] of [[[s.runId, "TYPO"], "B"], [["TYPO", s.runId], "A"]] as const) {
+    const r = await runCli(["diff", ...args, "--store", s.store]);
+    assertEquals(r.code, 1, shown(r));
+    assertStringIncludes(r.stderr, `field ${field}: no run named "TYPO"`, shown(r));
+    assertStringIncludes(r.stderr, "deno task runs lists them", shown(r));
+    assertStringIncludes(r.stderr, "or an artifact", shown(r));
+    assert(!r.stderr.includes("cannot compare a run with an artifact"), shown(r));
+  }
+  const mixed = await runCli(["diff", s.runId, s.trainDir, "--store", s.store]);
+  assertEquals(mixed.code, 1, shown(mixed));
+  assertStringIncludes(mixed.stderr, "cannot compare a run with an artifact", shown(mixed));
+});

@@ -39,6 +39,21 @@ async function artifactDir(name: string, storeDir: string): Promise<string | und
   return matches.length ? join(storeDir, "objects", matches[0]) : undefined;
 }
 
+/**
+ * Why an argument that is neither a run nor an artifact names nothing: the
+ * run lookup's error (`no run named …`, or the runs a prefix matches) with
+ * artifacts added to what was expected.
+ */
+function orArtifact(e: UserError): UserError {
+  return new UserError(e.message, {
+    ...e.location,
+    expected: `${e.expected ?? "a run"}; or an artifact (its folder, a key or key prefix)`,
+    found: e.found,
+    hint: e.hint,
+    cause: e,
+  });
+}
+
 /** Runs `diff`; returns the exit code. */
 export async function main(args: string[]): Promise<number> {
   const out = consoleOutput();
@@ -51,22 +66,24 @@ export async function main(args: string[]): Promise<number> {
     .option("--md", "Markdown on stdout (a pull-request comment)")
     .action(async (a, b, o) => {
       const storeDir = existingStoreDir(o.store);
-      const asRun = async (n: string): Promise<StoredRun | undefined> => {
+      // A run, or why the argument is none (kept for when it is no artifact either).
+      const asRun = async (n: string, field: string): Promise<StoredRun | UserError> => {
         try {
-          return await resolveRun(runArgument(n), storeDir);
+          return await resolveRun(runArgument(n), storeDir, field);
         } catch (e) {
-          if (e instanceof UserError) return undefined;
+          if (e instanceof UserError) return e;
           throw e;
         }
       };
-      const [ra, rb] = [await asRun(a), await asRun(b)];
+      const [ra, rb] = [await asRun(a, "A"), await asRun(b, "B")];
       let diff;
-      if (ra && rb) diff = await diffRuns(ra, rb, storeDir, { all: o.all });
-      else {
+      if (!(ra instanceof UserError) && !(rb instanceof UserError)) {
+        diff = await diffRuns(ra, rb, storeDir, { all: o.all });
+      } else {
         const [da, db] = [await artifactDir(a, storeDir), await artifactDir(b, storeDir)];
+        if (ra instanceof UserError && !da) throw orArtifact(ra);
+        if (rb instanceof UserError && !db) throw orArtifact(rb);
         if (!da || !db) {
-          const missing = !da ? a : b;
-          if (!(!da ? ra : rb)) await resolveRun(runArgument(missing), storeDir, "diff"); // its error says why
           throw new UserError(`cannot compare a run with an artifact`, {
             expected: "two runs, or two artifacts of the same job",
             found: `${a} and ${b}`,
