@@ -44,7 +44,7 @@ async function cli(args: string[]): Promise<{ code: number; out: string }> {
   const o = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", join(REPO_ROOT, "main.ts"), ...args],
     cwd: REPO_ROOT,
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", INIT_CWD: REPO_ROOT }, // not one inherited from the shell
     stdin: "null",
     stdout: "piped",
     stderr: "piped",

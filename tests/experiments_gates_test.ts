@@ -23,7 +23,7 @@ const PIPELINE = join(FIX, "pipeline.yaml");
 async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
   const r = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", join(REPO_ROOT, "main.ts"), "pipeline", ...args],
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", INIT_CWD: Deno.cwd() }, // not one inherited from the shell
     stdin: "null",
   }).output();
   const dec = new TextDecoder();

@@ -47,7 +47,7 @@ async function allCached(store: string, record: string): Promise<boolean> {
 function gcCli(store: string, args: string[]): Deno.ChildProcess {
   return new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", join(REPO_ROOT, "main.ts"), "gc", "--store", store, ...args],
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", INIT_CWD: Deno.cwd() }, // not one inherited from the shell
     stdin: "null",
     stdout: "piped",
     stderr: "piped",
@@ -148,7 +148,7 @@ Deno.test("gc beside a running pipeline waits for it; the pipeline loses nothing
       "--set",
       "train.lr=0.005",
     ],
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", INIT_CWD: Deno.cwd() }, // not one inherited from the shell
     stdin: "null",
   }).output();
   // Wait until the pipeline has found data cached and is training (its record says "running").

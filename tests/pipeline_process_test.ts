@@ -16,6 +16,7 @@ function cli(args: string[]): Deno.ChildProcess {
   return new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", join(REPO_ROOT, "main.ts"), ...args],
     cwd: REPO_ROOT,
+    env: { INIT_CWD: REPO_ROOT }, // not one inherited from the shell
     stdout: "piped",
     stderr: "piped",
     stdin: "null",
