@@ -79,5 +79,5 @@ Deno.test("generate into a folder of an earlier run replaces its samples.json an
   }
   assert(present.has("mine.wav"), "a file generate did not write stays");
   assertStringIncludes(r.stderr, "replaced the previous samples.json", shown(r));
-  assertStringIncludes(r.stderr, "also holds 1 WAV files samples.json does not list", shown(r));
+  assertStringIncludes(r.stderr, "also holds 1 WAV file samples.json does not list", shown(r));
 });

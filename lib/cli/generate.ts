@@ -171,20 +171,22 @@ export async function main(args: string[]): Promise<number> {
     );
     const tokens = samples.reduce((n, s) => n + s.tokens.length, 0);
     say(
-      `${samples.length} samples (${layoutNote}) in ${seconds.toFixed(1)} s on ${backend}, ${
-        Math.round(tokens / seconds)
-      } tokens/s`,
+      `${count(samples.length, "sample")} (${layoutNote}) in ${
+        seconds.toFixed(1)
+      } s on ${backend}, ${Math.round(tokens / seconds)} tokens/s`,
     );
     if (previous.removed > 0) {
-      say(`replaced the previous samples.json and its ${previous.removed} WAV files`);
+      say(`replaced the previous samples.json and its ${count(previous.removed, "WAV file")}`);
     }
     if (previous.others > 0) {
       say(
-        `note: ${displayPath(dir)} also holds ${previous.others} WAV files samples.json does not ` +
+        `note: ${displayPath(dir)} also holds ${
+          count(previous.others, "WAV file")
+        } samples.json does not ` +
           "list (not written by this command; left as they are)",
       );
     }
-    say(`wrote ${written.length} WAV files and samples.json to ${displayPath(dir)}`);
+    say(`wrote ${count(written.length, "WAV file")} and samples.json to ${displayPath(dir)}`);
     if (o.temperature === 0 && samples.length > 1) {
       say("note: --temperature 0 is greedy: the samples of a category are the same sequence");
     }
@@ -275,6 +277,11 @@ async function removePreviousSamples(dir: string): Promise<{ removed: number; ot
     if (e.isFile && /\.wav$/i.test(e.name) && !listed.has(e.name)) others++;
   }
   return { removed, others };
+}
+
+/** `n` and `noun`, plural unless `n` is 1 ("1 WAV file", "3 WAV files"). */
+function count(n: number, noun: string): string {
+  return `${n} ${noun}${n === 1 ? "" : "s"}`;
 }
 
 /** Categories that got fewer samples than asked: why, and what would help. */
