@@ -13,7 +13,8 @@
  *
  * @module
  */
-import { dirname, join } from "./path.ts";
+import { dirname, isAbsolute, join, resolve } from "./path.ts";
+import { callerDir } from "../cli/caller.ts";
 import { UserError } from "../errors/mod.ts";
 import { canonicalJson, sha256Hex } from "../artifacts/hash.ts";
 import type { ArtifactStore } from "../artifacts/store.ts";
@@ -276,6 +277,30 @@ function overrideNote(overridden: Map<string, string>, field: string): string | 
   return undefined;
 }
 
+/**
+ * `found` and `hint` for a source path that does not exist. A relative one is
+ * read from the current folder, the project's under `deno task`, not from the
+ * folder the command was typed in as other command-line paths are: say which
+ * absolute path was tried, and point at the caller's copy when there is one.
+ */
+function missingSourceFound(path: string): { found: string; hint?: string } {
+  if (isAbsolute(path)) return { found: path };
+  const tried = resolve(path);
+  const theirs = resolve(callerDir(), path);
+  let exists = false;
+  try {
+    exists = theirs !== tried && Deno.statSync(theirs) !== undefined;
+  } catch {
+    // not there either
+  }
+  return {
+    found: `${path} (read as ${tried})`,
+    hint: `relative paths in pipeline files and --set values are read from the project's ` +
+      `folder (${Deno.cwd()}), not from the folder the command was typed in; give the ` +
+      `absolute path` + (exists ? ` (${theirs} exists)` : ""),
+  };
+}
+
 /** Hashes sources and code and computes every active step's key, in dependency order. */
 export async function computeKeys(
   plan: Plan,
@@ -302,7 +327,7 @@ export async function computeKeys(
             step: n,
             field,
             expected: "an existing file or folder",
-            found: path,
+            ...missingSourceFound(path),
           });
         }
         throw e;
