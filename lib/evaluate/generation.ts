@@ -7,6 +7,18 @@
  * figure; the judge's own accuracy on the test clips, as recorded and as
  * rebuilt from their tokens, says how far to trust it.
  *
+ * What "intended" means depends on the layout, and so does the fair
+ * reference. Label-first: the category is in the prompt, so a sample's
+ * intended category is the one asked for, and the judge's accuracy on the
+ * test clips is the ceiling to compare with. Seed: the model cannot be told
+ * a category; it generates audio, names a category itself, and a sample is
+ * kept when that is the one asked for, so the figure is how often the judge
+ * agrees with the model's own label. Its reference is the same agreement on
+ * real clips: the judge against the model's category prediction on the test
+ * clips, in the judge's feature space for generated samples
+ * (`judge_model_agreement`). `copies_of_train` says how many samples are a
+ * training clip's codes verbatim (trivially recognised).
+ *
  * @module
  */
 import { join, resolve } from "node:path";
@@ -20,6 +32,7 @@ import { type GeneratedSample, generateSamples } from "../generate/samples.ts";
 import type { SamplingSettings } from "../generate/mod.ts";
 import { samoutFromSafetensors } from "../model/safetensors.ts";
 import { openTokenizerDir } from "../tokenizers/mod.ts";
+import { occursIn, sequenceKey } from "./metrics.ts";
 import { clipFeatures, framesFeatures, NearestNeighbourJudge } from "./recognise.ts";
 
 /** Generated samples per category given audio (for the report) when the judge needs none. */
@@ -41,6 +54,21 @@ export interface GenerationFigures {
    * judge works on the codebook's log-mel, where a clip and its tokens are the same thing).
    */
   judge_reconstruction_accuracy: number | null;
+  /**
+   * On the test clips (the same ones as `judge_test_accuracy`), the share where the judge
+   * names the category the model predicts for the clip (as category_accuracy does), the
+   * judge reading what it reads of a generated sample (the codebook frames, or the audio
+   * rebuilt from the tokens); null without the model's predictions.
+   */
+  judge_model_agreement: number | null;
+  /** Test clips compared for `judge_model_agreement`. */
+  judge_model_compared: number;
+  /** Share of the kept samples whose audio codes equal a train clip's (tokenize artifact); null without samples. */
+  copies_of_train: number | null;
+  /** The same share for the real test clips: what held-out clips of this data copy by themselves. */
+  test_copies_of_train: number | null;
+  /** Share of the kept samples that are not copies of a train clip recognised as their intended category; null without any. */
+  recognised_not_copies: number | null;
   /** What the judge compares: the codebook frames of token sequences, or decoded audio. */
   judge_space: "codebook log-mel" | "audio log-mel";
   /** Mean generated length in audio frames, and the test clips' mean. */
@@ -64,6 +92,8 @@ export async function judgeGeneration(opts: {
   perCategory: number;
   settings: SamplingSettings;
   gpu: Gpu;
+  /** The model's category for each test clip, by its audio codes (lib/evaluate/mod.ts). */
+  modelPredictions?: readonly { codes: ArrayLike<number>; predicted: string }[];
   log?: (m: string) => void;
 }): Promise<{ figures: GenerationFigures; samples: JudgedSample[]; mel: MelSettings }> {
   const data = await readTokenizedData(opts.tokensDir);
@@ -99,6 +129,8 @@ export async function judgeGeneration(opts: {
     const judge = new NearestNeighbourJudge(examples);
     // Its ceiling, on test clips (at most `perCategory` per category when audio is rebuilt).
     let recorded = 0, rebuilt = 0, testFrames = 0;
+    // The judge's verdict on each clip as it would read a generated sample.
+    const verdicts: { codes: number[]; judged: string }[] = [];
     const seen = new Map<string, number>();
     const testIdx = data.sequences.map((s, i) => ({ s, i })).filter(({ s }) => {
       if (s.split !== "test") return false;
@@ -110,13 +142,18 @@ export async function judgeGeneration(opts: {
       const codes = codesOf(i);
       testFrames += codes.length;
       if (codebook) {
-        if (judge.classify(codeFeatures(codes)) === s.category) recorded++;
+        const judged = judge.classify(codeFeatures(codes));
+        if (judged === s.category) recorded++;
+        verdicts.push({ codes, judged });
         continue;
       }
       if (judge.classify(clipFeatures(await load(s.path), mel)) === s.category) recorded++;
       const audio = await tokenizer.decode(Uint32Array.from(codes));
-      if (judge.classify(clipFeatures(audio, mel)) === s.category) rebuilt++;
+      const judged = judge.classify(clipFeatures(audio, mel));
+      if (judged === s.category) rebuilt++;
+      verdicts.push({ codes, judged });
     }
+    const agreement = judgeModelAgreement(verdicts, opts.modelPredictions ?? []);
     opts.log?.(
       `judge (${
         codebook ? "codebook log-mel" : "audio log-mel"
@@ -163,7 +200,19 @@ export async function judgeGeneration(opts: {
         opts.perCategory;
     }
     const recognisedCount = judged.filter((s) => s.judged === s.requested).length;
-    opts.log?.(`generation: ${recognisedCount}/${want.length} samples recognised as intended`);
+    const trainCodes = train.map(({ i }) => codesOf(i));
+    const copied = copiesOfTrain(trainCodes, judged);
+    const testCopied = copiesOfTrain(
+      trainCodes,
+      data.sequences.flatMap((s, i) => s.split === "test" ? [{ codes: codesOf(i) }] : []),
+    );
+    opts.log?.(
+      `generation: ${recognisedCount}/${want.length} samples recognised as intended; ` +
+        `${copied.copies}/${judged.length} kept samples are copies of a train clip; the judge agrees ` +
+        `with the model's category on ${
+          agreement.compared ? `${agreement.agreed}/${agreement.compared}` : "no"
+        } test clips`,
+    );
     return {
       figures: {
         recognised: want.length > 0 ? recognisedCount / want.length : 0,
@@ -176,6 +225,11 @@ export async function judgeGeneration(opts: {
           : testIdx.length
           ? rebuilt / testIdx.length
           : 0,
+        judge_model_agreement: agreement.compared ? agreement.agreed / agreement.compared : null,
+        judge_model_compared: agreement.compared,
+        copies_of_train: copied.share,
+        test_copies_of_train: testCopied.share,
+        recognised_not_copies: copied.recognised_not_copies,
         judge_space: codebook ? "codebook log-mel" : "audio log-mel",
         mean_frames: samples.length
           ? samples.reduce((n, s) => n + s.codes.length, 0) / samples.length
@@ -190,6 +244,47 @@ export async function judgeGeneration(opts: {
   } finally {
     await tokenizer.close();
   }
+}
+
+/**
+ * How often the judge names the category the model predicts: each verdict
+ * is matched with the prediction for the same audio codes; clips without a
+ * prediction are not compared.
+ */
+export function judgeModelAgreement(
+  verdicts: readonly { codes: ArrayLike<number>; judged: string }[],
+  predictions: readonly { codes: ArrayLike<number>; predicted: string }[],
+): { agreed: number; compared: number } {
+  const predicted = new Map(predictions.map((p) => [sequenceKey(p.codes), p.predicted]));
+  let agreed = 0, compared = 0;
+  for (const v of verdicts) {
+    const p = predicted.get(sequenceKey(v.codes));
+    if (p === undefined) continue;
+    compared++;
+    if (p === v.judged) agreed++;
+  }
+  return { agreed, compared };
+}
+
+/**
+ * How many of `clips` have audio codes equal to a train clip's (`train`),
+ * their share (null without clips), and, of the others, the share the judge
+ * names as requested (null when every clip is a copy or none was judged).
+ */
+export function copiesOfTrain(
+  train: Iterable<ArrayLike<number>>,
+  clips: readonly { codes: ArrayLike<number>; requested?: string; judged?: string }[],
+): { copies: number; share: number | null; recognised_not_copies: number | null } {
+  const copy = occursIn(train, clips.map((c) => c.codes));
+  const others = clips.filter((_, j) => !copy[j]);
+  const copies = clips.length - others.length;
+  return {
+    copies,
+    share: clips.length ? copies / clips.length : null,
+    recognised_not_copies: others.length && others.every((c) => c.judged !== undefined)
+      ? others.filter((c) => c.judged === c.requested).length / others.length
+      : null,
+  };
 }
 
 /** `codebook.f32`: `[K, n_mels]` f32 little-endian. */

@@ -254,3 +254,79 @@ export function categoryPosition(vocab: Vocabulary, tokens: ArrayLike<number>): 
   }
   return -1;
 }
+
+/** A token or code sequence as a map key (ids joined by commas). */
+export function sequenceKey(tokens: ArrayLike<number>): string {
+  return Array.prototype.join.call(tokens, ",");
+}
+
+/** Per sequence of `rows`, whether an identical sequence (same ids, same length) is in `reference`. */
+export function occursIn(
+  reference: Iterable<ArrayLike<number>>,
+  rows: readonly ArrayLike<number>[],
+): boolean[] {
+  const keys = new Set<string>();
+  for (const r of reference) keys.add(sequenceKey(r));
+  return rows.map((r) => keys.has(sequenceKey(r)));
+}
+
+/**
+ * A split's figures without the sequences it shares with the train split: a
+ * held-out sequence whose every token also forms a train sequence (short,
+ * low-variety sounds quantise to the same codes) is a memorised one, not a
+ * held-out one.
+ */
+export interface UnseenFigures {
+  /** Share of the split's sequences whose full token sequence occurs in the train split. */
+  share_in_train: number;
+  /** How many: the split's sequences with a copy in the train split. */
+  in_train: number;
+  /** The sequences left (the split's without a copy in train). */
+  sequences: number;
+  /** The model on the sequences left. */
+  model: SplitTokenFigures;
+  /** The baselines on the same targets, by name. */
+  baselines: Record<string, SplitTokenFigures>;
+  /** Category accuracy on the sequences left; null when none are left. */
+  category_accuracy: number | null;
+  /** The category baselines' accuracy on the sequences left (chance is the same as on all). */
+  category_baselines: Record<string, number | null>;
+}
+
+/**
+ * {@link UnseenFigures} of a split: `model` and each of `baselines` score
+ * its sequences (same order; `hasLoss` as for {@link tokenFigures}), `truth` and `ranking` are its categories and the model's
+ * rankings (as for {@link categoryFigures}), `inTrain[i]` whether sequence i
+ * occurs in the train split ({@link occursIn}); `baselineRankings` the
+ * category baselines' rankings of the same sequences, by name.
+ */
+export function unseenFigures(
+  vocab: Vocabulary,
+  model: readonly ScoredSequence[],
+  baselines: Record<string, { scored: readonly ScoredSequence[]; hasLoss: boolean }>,
+  truth: readonly number[],
+  ranking: readonly (readonly number[])[],
+  inTrain: readonly boolean[],
+  baselineRankings: Record<string, readonly (readonly number[])[]> = {},
+): UnseenFigures {
+  const keep = <T>(xs: readonly T[]) => xs.filter((_, i) => !inTrain[i]);
+  const left = keep(truth);
+  const inTrainCount = inTrain.filter((x) => x).length;
+  const accuracy = (r: readonly (readonly number[])[]) =>
+    left.length > 0 ? categoryFigures(vocab.categories, left, keep(r)).category_accuracy : null;
+  return {
+    share_in_train: inTrain.length > 0 ? inTrainCount / inTrain.length : 0,
+    in_train: inTrainCount,
+    sequences: left.length,
+    model: tokenFigures(vocab, keep(model)),
+    baselines: Object.fromEntries(
+      Object.entries(baselines).map((
+        [name, b],
+      ) => [name, tokenFigures(vocab, keep(b.scored), b.hasLoss)]),
+    ),
+    category_accuracy: accuracy(ranking),
+    category_baselines: Object.fromEntries(
+      Object.entries(baselineRankings).map(([name, r]) => [name, accuracy(r)]),
+    ),
+  };
+}

@@ -3,7 +3,10 @@
  * `deno task eval`): token figures by kind and category, category accuracy
  * with its confusion matrix, and the baselines beside every figure, on the
  * test split (reported) and the validation split (for comparison: early
- * stopping chose the weights on it, so its figures are optimistic).
+ * stopping chose the weights on it, so its figures are optimistic). Each
+ * split's figures are given again without its sequences that occur token for
+ * token in the train split (`unseen`): short, plain sounds can quantise to
+ * the same tokens as a training clip, and those test nothing held out.
  *
  * `metrics.json` names are stable (README, "Metrics"): flat headline names
  * (`test_loss`, `category_accuracy`, …) for gates and diffs, and the full
@@ -27,10 +30,13 @@ import {
   categoryFigures,
   categoryPosition,
   fitNgrams,
+  occursIn,
   rankByScore,
   type ScoredSequence,
   type SplitTokenFigures,
   tokenFigures,
+  type UnseenFigures,
+  unseenFigures,
 } from "./metrics.ts";
 
 export * from "./metrics.ts";
@@ -55,6 +61,10 @@ export interface SplitEvaluation {
   category: CategoryFigures;
   category_baselines: Record<string, number>;
   sequences: number;
+  /** The figures again without the sequences that occur in the train split. */
+  unseen: UnseenFigures;
+  /** Each sequence's audio codes and the category the model names for it (its ranking's first). */
+  predictions: { codes: number[]; predicted: string }[];
 }
 
 /** What {@link evaluateModel} returns. */
@@ -126,6 +136,7 @@ export async function evaluateModel(req: EvaluateRequest): Promise<Evaluation> {
     });
   }
   const trainRows = rowsOf(data.train, vocab);
+  const trainTokens = trainRows.map((r) => r.tokens);
   const ngrams = fitNgrams(vocab, trainRows);
   const predictors = baselinePredictors(ngrams);
   const C = vocab.categories.length;
@@ -189,22 +200,27 @@ export async function evaluateModel(req: EvaluateRequest): Promise<Evaluation> {
         rankings.push(...await rankCategories(model, vocab, batchRows));
       }
       const baselines: Record<string, SplitTokenFigures> = {};
+      const baselineScored: Record<string, { scored: ScoredSequence[]; hasLoss: boolean }> = {};
       for (const [name, predict] of Object.entries(predictors)) {
-        baselines[name] = tokenFigures(
-          vocab,
-          rows.map((r) => ({
+        const b = {
+          scored: rows.map((r) => ({
             category: vocab.categories[r.category],
             tokens: r.tokens,
             ...predict(r.tokens),
           })),
-          name !== "repeat_previous",
-        );
+          hasLoss: name !== "repeat_previous",
+        };
+        baselineScored[name] = b;
+        baselines[name] = tokenFigures(vocab, b.scored, b.hasLoss);
       }
       const truth = rows.map((r) => r.category);
       const category = categoryFigures(vocab.categories, truth, rankings);
       const category_baselines: Record<string, number> = {
         chance: 1 / C,
         majority_class: truth.filter((t) => t === majority).length / truth.length,
+      };
+      const baselineRankings: Record<string, number[][]> = {
+        majority_class: rows.map(() => [majority]),
       };
       if (vocab.layout === "seed") {
         // The bigram's guess of the category token after the last audio token.
@@ -218,6 +234,7 @@ export async function evaluateModel(req: EvaluateRequest): Promise<Evaluation> {
         });
         category_baselines.bigram = categoryFigures(vocab.categories, truth, bigramRank)
           .category_accuracy;
+        baselineRankings.bigram = bigramRank;
       }
       result.splits[split] = {
         model: tokenFigures(vocab, scored),
@@ -225,6 +242,19 @@ export async function evaluateModel(req: EvaluateRequest): Promise<Evaluation> {
         category,
         category_baselines,
         sequences: rows.length,
+        unseen: unseenFigures(
+          vocab,
+          scored,
+          baselineScored,
+          truth,
+          rankings,
+          occursIn(trainTokens, rows.map((r) => r.tokens)),
+          baselineRankings,
+        ),
+        predictions: rows.map((r, i) => ({
+          codes: audioCodes(vocab, r.tokens),
+          predicted: vocab.categories[rankings[i][0]],
+        })),
       };
     }
     return result;
@@ -239,8 +269,13 @@ async function rankCategories(
   vocab: Vocabulary,
   rows: readonly Row[],
 ): Promise<number[][]> {
-  const codes = rows.map((r) =>
-    Array.from(r.tokens).filter((id) => id >= vocab.code_offset).map((id) => id - vocab.code_offset)
-  );
+  const codes = rows.map((r) => audioCodes(vocab, r.tokens));
   return (await categoryScores(model, vocab, codes)).map((scores) => rankByScore(scores));
+}
+
+/** A sequence's audio codes (codebook indices, not token ids). */
+function audioCodes(vocab: Vocabulary, tokens: ArrayLike<number>): number[] {
+  return Array.from(tokens).filter((id) => id >= vocab.code_offset).map((id) =>
+    id - vocab.code_offset
+  );
 }

@@ -23,6 +23,7 @@ import type {
   Spectrogram,
   TrainCurvePoint,
 } from "../report/types.ts";
+import type { GenerationFigures } from "./generation.ts";
 import type { Evaluation } from "./mod.ts";
 
 /** Seconds of each clip shown and played (longer clips are cut). */
@@ -141,8 +142,115 @@ export function metricRows(e: Evaluation): MetricRow[] {
         baselines: [],
       },
     );
+    if (split === "test") rows.push(...unseenRows(s));
   }
   return rows;
+}
+
+/**
+ * The test figures again without the test sequences that occur token for
+ * token in the train split, each beside the baselines on the same targets.
+ */
+function unseenRows(s: NonNullable<Evaluation["splits"]["test"]>): MetricRow[] {
+  const u = s.unseen;
+  const b = u.baselines;
+  const on = `the ${u.sequences} test sequences not in the train split`;
+  return [
+    {
+      label:
+        `test sequences that occur token for token in the train split (${u.in_train} of ${s.sequences})`,
+      name: "test_sequences_in_train",
+      model: u.share_in_train,
+      better: "lower",
+      format: "percent",
+      baselines: [],
+    },
+    {
+      label: `test loss on ${on} (nats/token)`,
+      name: "test_unseen_loss",
+      model: u.model.loss,
+      better: "lower",
+      format: "nats",
+      baselines: [
+        { name: "bigram", value: b.bigram.loss },
+        { name: "unigram", value: b.unigram.loss },
+        { name: "uniform", value: b.uniform.loss },
+      ],
+    },
+    {
+      label: `test token accuracy on ${on}`,
+      name: "test_unseen_token_accuracy",
+      model: u.model.token_accuracy,
+      better: "higher",
+      format: "percent",
+      baselines: [
+        { name: "bigram", value: b.bigram.token_accuracy },
+        { name: "unigram", value: b.unigram.token_accuracy },
+        { name: "repeat previous", value: b.repeat_previous.token_accuracy },
+      ],
+    },
+    {
+      label: `test category accuracy on ${on}`,
+      name: "test_unseen_category_accuracy",
+      model: u.category_accuracy,
+      better: "higher",
+      format: "percent",
+      baselines: [
+        ...(u.category_baselines.bigram !== undefined
+          ? [{ name: "bigram", value: u.category_baselines.bigram }]
+          : []),
+        { name: "majority class", value: u.category_baselines.majority_class ?? null },
+        { name: "chance", value: s.category_baselines.chance },
+      ],
+    },
+  ];
+}
+
+/**
+ * The generation rows, each beside the same figure on real test clips (not
+ * chance). Seed layout: a sample is kept when the model names the category
+ * asked for, so "recognised" is the judge agreeing with the model's own
+ * label, and its reference is the judge agreeing with the model's category
+ * prediction on the test clips. Label-first: the category is in the prompt,
+ * and the reference is the judge's accuracy on the test clips.
+ */
+export function generationRows(g: GenerationFigures): MetricRow[] {
+  const seed = g.layout === "seed";
+  return [
+    {
+      label: seed
+        ? "generated samples the independent judge names as the category the model named for them " +
+          "(the model names a category after the audio; a sample is kept when it is the one asked for)"
+        : "generated samples the independent judge names as the category in their prompt",
+      name: "generation_recognised",
+      model: g.recognised,
+      better: "higher",
+      format: "percent",
+      baselines: [
+        ...(seed
+          ? [{ name: "test clips: judge = model's category", value: g.judge_model_agreement }]
+          : []),
+        { name: "test clips: judge = true category", value: g.judge_test_accuracy },
+        ...(g.judge_reconstruction_accuracy !== null
+          ? [{
+            name: "rebuilt test clips: judge = true category",
+            value: g.judge_reconstruction_accuracy,
+          }]
+          : []),
+      ],
+    },
+    {
+      label: "generated samples whose audio codes copy a train clip's" +
+        (g.recognised_not_copies !== null
+          ? ` (the others recognised: ${(100 * g.recognised_not_copies).toFixed(1)}%)`
+          : ""),
+      name: "generation_copies_of_train",
+      model: g.copies_of_train,
+      better: "lower",
+      format: "percent",
+      baselines: [{ name: "test clips: copies of train", value: g.test_copies_of_train }],
+    },
+  ];
 }
 
 function spectrogramOf(samples: Float32Array, mel: MelSettings): Spectrogram {
