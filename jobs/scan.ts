@@ -7,10 +7,19 @@
  * level under the root, so `<root>/coin/big/a.wav` is a "coin" file (deeper
  * folders only organise a category). Files directly under the root have no
  * category and are rejected (`no-category`). Hidden files and folders (names
- * starting with ".") are skipped, and so are files whose extension is not in
- * `extensions` (counted as `ignored_files`). Symbolic links are followed; a
- * folder already visited (a link loop, or two links to one folder) is not
- * entered again, and a file reached twice is kept once (`duplicate`).
+ * starting with ".") are skipped silently (counted as `hidden_skipped`); files
+ * whose extension is not in `extensions` are listed as `unsupported-extension`
+ * (and counted as `ignored_files`, with anything that is neither a file nor a
+ * folder), but never make `on_reject: fail` stop. Symbolic links are followed,
+ * and a link never decides a category: every folder reachable without links
+ * is walked before any link to a folder is entered, and a folder already
+ * visited (a link loop, or a link to a folder scanned already) is not entered
+ * again (the log names the link). A file reached twice in one category is kept
+ * once, under its path without links when it has one (the other paths are
+ * `duplicate`); a file reached in two categories (a link in one category's
+ * folder to a file in another's) is rejected on every path
+ * (`conflicting-category`). Links to files and folders outside the root are
+ * scanned like the files and folders themselves.
  *
  * Reads: input slot `audio` (scans `<audio>/audio`, the synth layout), or the
  * folder in the `root` parameter. Writes `files.json`
@@ -20,21 +29,24 @@
  * relative to the scan artifact's own folder for an input artifact) and `rejects.json`
  * (`[{ path, reason, detail }]`, sorted by path). Reasons: `unreadable`,
  * `empty`, `not-audio`, `cannot-decode`, `silent`, `too-short`, `too-long`,
- * `no-category`, `duplicate`.
+ * `no-category`, `duplicate`, `conflicting-category`, `unsupported-extension`.
+ * The log lists the first rejects with their reasons.
  *
- * It fails (UserError) when `on_reject` is "fail" and any file was rejected,
- * when fewer than two categories remain, or when a category has fewer than
- * `min_files_per_category` usable files; it splits the files into train,
- * validation and test (recorded per file in files.json) and checks the split
- * (lib/data/split.ts) so that a category too small for it fails here.
+ * It fails (UserError) when `on_reject` is "fail" and any file was rejected
+ * (other extensions aside), when fewer than two categories remain, or when a
+ * category has fewer usable files than `min_files_per_category` or than the
+ * split has sides (3 with a test share, else 2); that error names every such
+ * category with its usable and rejected counts and its first rejects. It
+ * splits the files into train, validation and test (lib/data/split.ts) and
+ * records each file's side in files.json.
  *
  * @module
  */
-import { basename, join, resolve, sep } from "node:path";
+import { basename, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { z } from "zod";
 import { AudioDecodeError, decodeAudioBytes } from "../lib/audio/decode.ts";
 import type { AudioFormat } from "../lib/audio/decode.ts";
-import { type Split, splitFiles } from "../lib/data/split.ts";
+import { requiredSides, type Split, splitFiles, splitName } from "../lib/data/split.ts";
 import { UserError } from "../lib/errors/mod.ts";
 import { defineJob } from "../lib/pipeline/job.ts";
 
@@ -48,7 +60,9 @@ export type RejectReason =
   | "too-short"
   | "too-long"
   | "no-category"
-  | "duplicate";
+  | "duplicate"
+  | "conflicting-category"
+  | "unsupported-extension";
 
 /** One entry of `files.json`'s `files`. */
 export interface ScannedFile {
@@ -103,7 +117,10 @@ export const ScanParams = z.strictObject({
   val_fraction: z.number().gt(0).lt(1).default(0.15),
   /** Expected share of test files (the figures the evaluate job reports); 0: no test split. */
   test_fraction: z.number().min(0).lt(1).default(0.15),
-  /** Fewest usable files a category may have (at least 2: one train, one validation). */
+  /**
+   * Fewest usable files a category may have (at least 2: one train, one
+   * validation). The split raises it to 3 when `test_fraction` is above 0.
+   */
   min_files_per_category: z.number().int().min(2).default(2),
   /** File extensions to consider, without the dot; case-insensitive. */
   extensions: z.array(z.string().min(1).transform((e) => e.replace(/^\./, "").toLowerCase()))
@@ -126,12 +143,22 @@ interface Candidate {
   category: string;
 }
 
+/** A file the walk reached, with where it really is. */
+interface Reached extends Candidate {
+  /** `Deno.realPath` of the file. */
+  real: string;
+  /** Whether `rel` passes through a symbolic link (the file itself, or a folder above it). */
+  viaLink: boolean;
+}
+
 interface WalkResult {
   candidates: Candidate[];
   rejects: ScanReject[];
   hidden: number;
+  /** Entries that are neither files nor folders, or dangling links without an audio extension. */
   ignored: number;
-  revisitedFolders: string[];
+  /** Links to folders not entered: the folder (`target`: relative to the root when inside it) is reached otherwise. */
+  revisitedFolders: { link: string; target: string }[];
 }
 
 function byCodepoint(a: string, b: string): number {
@@ -142,7 +169,17 @@ function message(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
 }
 
-/** Lists the audio files under `root` (sorted), following links but never a folder twice. */
+/**
+ * Lists the audio files under `root`, following links but never entering a
+ * folder twice, and decides which path of a file reached more than once
+ * counts. Every folder reachable without links is walked before any link to
+ * a folder is entered, so a link never takes a folder's place (or category);
+ * links to folders are entered in the order they are found (sorted by name
+ * per folder). A file reached under one category through several paths is
+ * kept once, under a path without links when it has one (the others are
+ * `duplicate`); a file reached under two categories is rejected on every path
+ * (`conflicting-category`): which label is right is the user's call.
+ */
 async function walk(root: string, extensions: Set<string>): Promise<WalkResult> {
   const out: WalkResult = {
     candidates: [],
@@ -151,12 +188,16 @@ async function walk(root: string, extensions: Set<string>): Promise<WalkResult> 
     ignored: 0,
     revisitedFolders: [],
   };
-  const visited = new Set<string>([await Deno.realPath(root)]);
-  const seenFiles = new Map<string, string>();
-  const visit = async (relDir: string): Promise<void> => {
-    const names: string[] = [];
+  const supported = [...extensions].map((e) => `.${e}`).join(", ");
+  const realRoot = await Deno.realPath(root);
+  const visited = new Set<string>([realRoot]);
+  const reached: Reached[] = [];
+  /** Links to folders, entered once every folder reachable without links has been walked. */
+  const folderLinks: string[] = [];
+  const visit = async (relDir: string, viaLink: boolean): Promise<void> => {
+    const entries: Deno.DirEntry[] = [];
     try {
-      for await (const e of Deno.readDir(join(root, relDir))) names.push(e.name);
+      for await (const e of Deno.readDir(join(root, relDir))) entries.push(e);
     } catch (e) {
       out.rejects.push({
         path: `${relDir}/`,
@@ -165,7 +206,8 @@ async function walk(root: string, extensions: Set<string>): Promise<WalkResult> 
       });
       return;
     }
-    for (const name of names.sort(byCodepoint)) {
+    for (const entry of entries.sort((a, b) => byCodepoint(a.name, b.name))) {
+      const name = entry.name;
       if (name.startsWith(".")) {
         out.hidden++;
         continue;
@@ -173,7 +215,8 @@ async function walk(root: string, extensions: Set<string>): Promise<WalkResult> 
       const rel = relDir ? `${relDir}/${name}` : name;
       const abs = join(root, rel);
       const dot = name.lastIndexOf(".");
-      const wanted = dot > 0 && extensions.has(name.slice(dot + 1).toLowerCase());
+      const extension = dot > 0 ? name.slice(dot + 1) : "";
+      const wanted = extensions.has(extension.toLowerCase());
       let info: Deno.FileInfo;
       try {
         info = await Deno.stat(abs); // follows links
@@ -188,15 +231,18 @@ async function walk(root: string, extensions: Set<string>): Promise<WalkResult> 
         continue;
       }
       if (info.isDirectory) {
-        const real = await Deno.realPath(abs);
-        if (visited.has(real)) {
-          out.revisitedFolders.push(rel);
-          continue;
-        }
-        visited.add(real);
-        await visit(rel);
-      } else if (!info.isFile || !wanted) {
+        if (entry.isSymlink) folderLinks.push(rel);
+        else await enter(rel, viaLink);
+      } else if (!info.isFile) {
         out.ignored++;
+      } else if (!wanted) {
+        out.ignored++;
+        out.rejects.push({
+          path: rel,
+          reason: "unsupported-extension",
+          detail: (extension ? `extension ".${extension}"` : "no extension") +
+            ` is not scanned (extensions: ${supported})`,
+        });
       } else if (!relDir) {
         out.rejects.push({
           path: rel,
@@ -204,18 +250,66 @@ async function walk(root: string, extensions: Set<string>): Promise<WalkResult> 
           detail: "file directly under the root; put it in a folder named after its category",
         });
       } else {
-        const real = await Deno.realPath(abs);
-        const first = seenFiles.get(real);
-        if (first !== undefined) {
-          out.rejects.push({ path: rel, reason: "duplicate", detail: `same file as ${first}` });
-          continue;
-        }
-        seenFiles.set(real, rel);
-        out.candidates.push({ rel, abs, category: rel.slice(0, rel.indexOf("/")) });
+        reached.push({
+          rel,
+          abs,
+          category: rel.slice(0, rel.indexOf("/")),
+          real: await Deno.realPath(abs),
+          viaLink: viaLink || entry.isSymlink,
+        });
       }
     }
   };
-  await visit("");
+  /** Walks the folder at `rel` unless its real path was walked already. */
+  const enter = async (rel: string, viaLink: boolean): Promise<void> => {
+    const real = await Deno.realPath(join(root, rel));
+    if (visited.has(real)) {
+      const inside = relative(realRoot, real);
+      const target = real === realRoot
+        ? "the root"
+        : inside === ".." || inside.startsWith(`..${sep}`) || isAbsolute(inside)
+        ? real
+        : inside.split(sep).join("/");
+      out.revisitedFolders.push({ link: rel, target });
+      return;
+    }
+    visited.add(real);
+    await visit(rel, viaLink);
+  };
+  await visit("", false);
+  // Entering a linked folder may find more links; they join the end of the queue.
+  for (let i = 0; i < folderLinks.length; i++) await enter(folderLinks[i], true);
+
+  const byReal = new Map<string, Reached[]>();
+  for (const r of reached) {
+    const paths = byReal.get(r.real);
+    if (paths) paths.push(r);
+    else byReal.set(r.real, [r]);
+  }
+  for (const paths of byReal.values()) {
+    // A path without links first, then by path.
+    paths.sort((a, b) => Number(a.viaLink) - Number(b.viaLink) || byCodepoint(a.rel, b.rel));
+    const categories = new Set(paths.map((p) => p.category));
+    if (categories.size > 1) {
+      for (const p of paths) {
+        const others = paths.filter((o) => o !== p)
+          .map((o) => `${o.rel}, in category "${o.category}"`).join("; ");
+        out.rejects.push({
+          path: p.rel,
+          reason: "conflicting-category",
+          detail: `same file as ${others}, reached through a symbolic link: a file cannot be in ` +
+            "two categories; remove the link or move the file",
+        });
+      }
+      continue;
+    }
+    const [kept, ...duplicates] = paths;
+    out.candidates.push({ rel: kept.rel, abs: kept.abs, category: kept.category });
+    for (const d of duplicates) {
+      out.rejects.push({ path: d.rel, reason: "duplicate", detail: `same file as ${kept.rel}` });
+    }
+  }
+  out.candidates.sort((a, b) => byCodepoint(a.rel, b.rel));
   return out;
 }
 
@@ -300,6 +394,98 @@ function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? "" : "s"}`;
 }
 
+/** The category (first folder) of a path relative to the root. */
+function categoryOf(rel: string): string {
+  return rel.slice(0, rel.indexOf("/"));
+}
+
+/** How many rejects the log and error messages show before "…". */
+const REJECTS_SHOWN = 10;
+
+/** Logs the rejected files (up to {@link REJECTS_SHOWN}) and a count of the files of other types. */
+function logRejects(
+  log: (message: string) => void,
+  problems: readonly ScanReject[],
+  unsupported: readonly ScanReject[],
+  extensions: readonly string[],
+): void {
+  if (problems.length) {
+    log(
+      `${plural(problems.length, "file")} rejected` +
+        (problems.length > REJECTS_SHOWN ? ` (the first ${REJECTS_SHOWN}):` : ":"),
+    );
+    for (const r of problems.slice(0, REJECTS_SHOWN)) {
+      log(`  ${r.path}: ${r.reason} (${r.detail})`);
+    }
+  }
+  if (unsupported.length) {
+    log(
+      `${plural(unsupported.length, "file")} with other extensions not scanned ` +
+        `(e.g. ${unsupported[0].path}; scanned: ${extensions.map((e) => `.${e}`).join(", ")}, ` +
+        "the extensions parameter)",
+    );
+  }
+}
+
+/**
+ * Fails, naming every category with too few usable files, when a category
+ * has fewer than `min_files_per_category` or than the split has sides (one
+ * file each for train, validation and test).
+ */
+function checkCategorySizes(
+  categories: readonly string[],
+  counts: ReadonlyMap<string, number>,
+  problems: readonly ScanReject[],
+  p: ScanParams,
+  where: { step: string; file: string; root: string },
+): void {
+  const fractions = { val: p.val_fraction, test: p.test_fraction };
+  const sides = requiredSides(fractions).length;
+  const needed = Math.max(p.min_files_per_category, sides);
+  const short = categories.filter((c) => counts.get(c)! < needed);
+  if (!short.length) return;
+  const rejectedIn = (c: string) => problems.filter((r) => categoryOf(r.path) === c);
+  const describe = (c: string) => {
+    const rejected = rejectedIn(c);
+    return `"${c}" has ${plural(counts.get(c)!, "usable file")}` +
+      (rejected.length ? ` (${rejected.length} rejected)` : "");
+  };
+  const why = needed === sides
+    ? `the ${splitName(fractions)} split needs at least ${sides} per category`
+    : `min_files_per_category is ${p.min_files_per_category}`;
+  const details = short.map((c) => {
+    const rejected = rejectedIn(c);
+    const shown = rejected.slice(0, 3).map((r) => `${r.path}: ${r.reason} (${r.detail})`);
+    return `${c}: ${counts.get(c)} usable, ${rejected.length} rejected` +
+      (shown.length ? ` [${shown.join("; ")}${rejected.length > 3 ? "; …" : ""}]` : "");
+  });
+  // Lowering min_files_per_category helps only a category the split can still divide.
+  const lowerTo = Math.min(...short.map((c) => counts.get(c)!));
+  const fixes = [`add usable files to ${short.map((c) => `"${c}"`).join(", ")}`];
+  if (p.min_files_per_category > sides && lowerTo >= sides && lowerTo >= 2) {
+    fixes.push(`lower min_files_per_category to ${lowerTo}`);
+  } else {
+    if (p.test_fraction > 0 && short.every((c) => counts.get(c)! >= 2)) {
+      fixes.push("set test_fraction to 0 (then 2 files per category are enough)");
+    }
+    fixes.push(`remove ${short.length === 1 ? "that category's" : "those categories'"} folders`);
+  }
+  throw new UserError(
+    `${short.length === 1 ? "category" : `${short.length} categories have too few files:`} ` +
+      `${short.map(describe).join(", ")}; ${why}`,
+    {
+      step: where.step,
+      file: short.length === 1 ? join(where.root, short[0]) : where.root,
+      field: "min_files_per_category",
+      expected: `at least ${needed} usable files in every category folder`,
+      found: details.join("; "),
+      hint: fixes.length > 2
+        ? `${fixes.slice(0, -1).join(", ")}, or ${fixes[fixes.length - 1]}`
+        : fixes.join(", or "),
+    },
+  );
+}
+
 /** The scan job (see the module doc). */
 export const job = defineJob({
   name: "scan",
@@ -330,9 +516,11 @@ export const job = defineJob({
 
     const walked = await walk(root, new Set(p.extensions));
     if (walked.revisitedFolders.length) {
+      const links = walked.revisitedFolders;
       ctx.log(
-        `scan: not entering ${plural(walked.revisitedFolders.length, "folder")} reached again ` +
-          `through symbolic links (e.g. ${walked.revisitedFolders[0]})`,
+        `not entering ${plural(links.length, "folder")} reached again through symbolic links: ` +
+          links.slice(0, 3).map((l) => `${l.link} (a link to ${l.target})`).join(", ") +
+          (links.length > 3 ? ", …" : ""),
       );
     }
     const files: ScannedFile[] = [];
@@ -346,28 +534,36 @@ export const job = defineJob({
       else rejects.push(checked.reject);
       ctx.progress.update(++done, c.rel);
     }
-    ctx.progress.finish(`${files.length} usable, ${rejects.length} rejected`);
     rejects.sort((a, b) => byCodepoint(a.path, b.path));
+    // Files of other types are listed for the record; they were never meant as audio.
+    const unsupported = rejects.filter((r) => r.reason === "unsupported-extension");
+    const problems = rejects.filter((r) => r.reason !== "unsupported-extension");
+    ctx.progress.finish(`${files.length} usable, ${problems.length} rejected`);
+    logRejects(ctx.log, problems, unsupported, p.extensions);
 
-    if (p.on_reject === "fail" && rejects.length) {
-      const first = rejects[0];
+    if (p.on_reject === "fail" && problems.length) {
+      const first = problems[0];
       throw new UserError(
-        `${plural(rejects.length, "file")} rejected and on_reject is "fail"; first: ` +
+        `${plural(problems.length, "file")} rejected and on_reject is "fail"; first: ` +
           `${first.path}: ${first.reason} (${first.detail})`,
         {
           step: ctx.step,
           file: join(root, first.path),
           field: "on_reject",
           expected: "every file decodable, not silent, within the duration limits",
-          found: rejects.slice(0, 10).map((r) => `${r.path}: ${r.reason}`).join(", ") +
-            (rejects.length > 10 ? ", …" : ""),
+          found: problems.slice(0, 10).map((r) => `${r.path}: ${r.reason}`).join(", ") +
+            (problems.length > 10 ? ", …" : ""),
           hint: 'fix or remove these files, or set on_reject: "skip"',
         },
       );
     }
 
+    // A category whose files all went to another category's path still counts (with 0).
     const counts = new Map<string, number>();
     for (const c of walked.candidates) counts.set(c.category, 0);
+    for (const r of rejects) {
+      if (r.reason === "conflicting-category") counts.set(categoryOf(r.path), 0);
+    }
     for (const f of files) counts.set(f.category, counts.get(f.category)! + 1);
     const categories = [...counts.keys()].sort(byCodepoint);
     const usable = categories.filter((c) => counts.get(c)! > 0);
@@ -381,29 +577,12 @@ export const job = defineJob({
           expected:
             "at least 2 category folders, each holding audio files: <root>/<category>/<file>",
           found: `${plural(usable.length, "category")}, ${plural(files.length, "usable file")}, ` +
-            `${plural(rejects.length, "reject")}`,
+            `${plural(problems.length, "reject")}`,
           hint: "put each category's files in its own folder under the root",
         },
       );
     }
-    const small = categories.filter((c) => counts.get(c)! < p.min_files_per_category);
-    if (small.length) {
-      const c = small[0];
-      const rejected = rejects.filter((r) => r.path.startsWith(`${c}/`)).length;
-      throw new UserError(
-        `category "${c}" has ${plural(counts.get(c)!, "usable file")}` +
-          (rejected ? ` (${rejected} rejected)` : "") +
-          `, fewer than min_files_per_category ${p.min_files_per_category}`,
-        {
-          ...where,
-          file: join(root, c),
-          field: "min_files_per_category",
-          expected: `at least ${p.min_files_per_category} usable files in every category folder`,
-          found: small.map((s) => `${s}: ${counts.get(s)}`).join(", "),
-          hint: "add files to these folders, remove them, or lower min_files_per_category",
-        },
-      );
-    }
+    checkCategorySizes(categories, counts, problems, p, { ...where, root });
     files.sort((a, b) => byCodepoint(a.path, b.path));
     const sides = splitFiles(
       files,
@@ -424,6 +603,12 @@ export const job = defineJob({
     };
     await Deno.writeTextFile(join(ctx.outDir, "files.json"), JSON.stringify(listing, null, 1));
     await Deno.writeTextFile(join(ctx.outDir, "rejects.json"), JSON.stringify(rejects, null, 1));
+    if (rejects.length) {
+      ctx.log(
+        `all ${plural(rejects.length, "file")} left out are listed with their reasons in ` +
+          "rejects.json in this step's artifact (deno task artifacts show KEY prints its folder)",
+      );
+    }
 
     const rejectCounts: Record<string, number> = {};
     for (const r of rejects) rejectCounts[r.reason] = (rejectCounts[r.reason] ?? 0) + 1;

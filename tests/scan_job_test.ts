@@ -13,6 +13,7 @@ function context<P>(
   params: P,
   outDir: string,
   inputs: Record<string, ArtifactRef> = {},
+  logs: string[] = [],
 ): JobContext<P> {
   return {
     step: "scan",
@@ -23,19 +24,29 @@ function context<P>(
     outDir,
     workDir: outDir,
     progress: { start() {}, update() {}, finish() {} },
-    log() {},
+    log(message) {
+      logs.push(message);
+    },
     signal: new AbortController().signal,
   };
 }
 
-/** Runs scan with `params`; returns the outputs, or throws what the job threw. */
-async function runScan(params: Record<string, unknown>, inputs: Record<string, ArtifactRef> = {}) {
+/**
+ * Runs scan with `params`; returns the outputs and the log lines, or throws
+ * what the job threw (after copying the log lines into `logs` when given).
+ */
+async function runScan(
+  params: Record<string, unknown>,
+  inputs: Record<string, ArtifactRef> = {},
+  logs: string[] = [],
+) {
   const out = await Deno.makeTempDir({ prefix: "scan_out_" });
   try {
-    const result = await job.run(context(ScanParams.parse(params), out, inputs)) as JobResult;
+    const ctx = context(ScanParams.parse(params), out, inputs, logs);
+    const result = await job.run(ctx) as JobResult;
     const listing: ScanListing = JSON.parse(await Deno.readTextFile(join(out, "files.json")));
     const rejects: ScanReject[] = JSON.parse(await Deno.readTextFile(join(out, "rejects.json")));
-    return { listing, rejects, metrics: result.metrics! };
+    return { listing, rejects, metrics: result.metrics!, logs };
   } finally {
     await Deno.remove(out, { recursive: true });
   }
@@ -124,6 +135,7 @@ Deno.test("scan: lists good files, and rejects every kind of bad file with its r
       "laser/notes.wav": "not-audio",
       "laser/truncated.wav": "cannot-decode",
       "top.wav": "no-category",
+      "coin/readme.txt": "unsupported-extension",
     };
     if (!isRoot) expectedReasons["coin/locked.wav"] = "unreadable";
     assertEquals(reasons, expectedReasons);
@@ -145,6 +157,7 @@ Deno.test("scan: lists good files, and rejects every kind of bad file with its r
       "too-long": 1,
       "too-short": 1,
       unreadable: isRoot ? 1 : 2,
+      "unsupported-extension": 1,
     });
     assertEquals(metrics.hidden_skipped, 2);
     assertEquals(metrics.ignored_files, 1);
@@ -292,5 +305,176 @@ Deno.test("scan: reads synth's output through the audio input", async () => {
     assertEquals(rejects, []);
   } finally {
     await Deno.remove(synthOut, { recursive: true });
+  }
+});
+
+/** Three good files in each of `categories` (`<category>/f<i>.wav`, distinct tones). */
+async function makeTree(categories: string[], perCategory = 3): Promise<string> {
+  const root = await Deno.makeTempDir({ prefix: "scan_root_" });
+  let hz = 300;
+  for (const c of categories) {
+    for (let i = 0; i < perCategory; i++) await write(root, `${c}/f${i}.wav`, tone(0.2, hz += 37));
+  }
+  return root;
+}
+
+Deno.test("scan: a link to a category folder does not take the folder's place; the log names the link", async () => {
+  const root = await makeTree(["cat_a", "cat_b"]);
+  try {
+    // "alias_b" sorts before "cat_b": the walk meets the link first.
+    await Deno.symlink("cat_b", join(root, "alias_b"));
+    const { listing, rejects, metrics, logs } = await runScan({ root });
+    assertEquals(listing.categories, { cat_a: 3, cat_b: 3 });
+    assert(listing.files.every((f) => !f.path.startsWith("alias_b/")), "no file under the link");
+    assertEquals(rejects, []);
+    assertEquals(metrics.folders_revisited, 1);
+    const line = logs.find((l) => l.startsWith("not entering"));
+    assertStringIncludes(line ?? "(no such log line)", "alias_b (a link to cat_b)");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("scan: a file linked into another category is rejected from both as conflicting-category", async () => {
+  const root = await makeTree(["cat_a", "cat_b"], 4);
+  try {
+    await Deno.symlink("../cat_b/f0.wav", join(root, "cat_a/link_to_b.wav"));
+    const { listing, rejects } = await runScan({ root });
+    assertEquals(listing.categories, { cat_a: 4, cat_b: 3 });
+    assertEquals(rejects.map((r) => [r.path, r.reason]), [
+      ["cat_a/link_to_b.wav", "conflicting-category"],
+      ["cat_b/f0.wav", "conflicting-category"],
+    ]);
+    assertStringIncludes(rejects[0].detail, 'cat_b/f0.wav, in category "cat_b"');
+    assertStringIncludes(rejects[1].detail, 'cat_a/link_to_b.wav, in category "cat_a"');
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("scan: within one category the real path is kept and a link to it is the duplicate", async () => {
+  const root = await makeTree(["cat_a", "cat_b"]);
+  try {
+    // "a_link.wav" sorts before "f0.wav", the file it points to.
+    await Deno.symlink("f0.wav", join(root, "cat_b/a_link.wav"));
+    const { listing, rejects } = await runScan({ root });
+    assert(listing.files.some((f) => f.path === "cat_b/f0.wav"), "the real path is listed");
+    assertEquals(rejects.map((r) => [r.path, r.reason, r.detail]), [
+      ["cat_b/a_link.wav", "duplicate", "same file as cat_b/f0.wav"],
+    ]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("scan: links to a file and to a folder outside the root are scanned as before", async () => {
+  const root = await makeTree(["cat_a", "cat_b"]);
+  const outside = await Deno.makeTempDir({ prefix: "scan_outside_" });
+  try {
+    for (let i = 0; i < 3; i++) await write(outside, `more/m${i}.wav`, tone(0.2, 2000 + 50 * i));
+    await write(outside, "one.wav", tone(0.2, 2500));
+    await Deno.symlink(join(outside, "more"), join(root, "cat_c"));
+    await Deno.symlink(join(outside, "one.wav"), join(root, "cat_a/ext.wav"));
+    const { listing, rejects } = await runScan({ root });
+    assertEquals(listing.categories, { cat_a: 4, cat_b: 3, cat_c: 3 });
+    assert(listing.files.some((f) => f.path === "cat_a/ext.wav"));
+    assert(listing.files.some((f) => f.path === "cat_c/m0.wav"));
+    assertEquals(rejects, []);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+    await Deno.remove(outside, { recursive: true });
+  }
+});
+
+Deno.test("scan: too few usable files names every short category, its usable and rejected counts and the rejects", async () => {
+  const root = await makeTree(["big"], 4);
+  try {
+    await write(root, "one/o0.wav", tone(0.2, 900));
+    await write(root, "three/t0.wav", tone(0.2, 1000));
+    await write(root, "three/t1.wav", tone(0.2, 1100));
+    await write(root, "three/empty.wav", new Uint8Array(0));
+    const logs: string[] = [];
+    const e = await assertRejects(() => runScan({ root }, {}, logs), "2 categories");
+    assert(e instanceof UserError);
+    assertStringIncludes(e.message, '"one" has 1 usable file');
+    assertStringIncludes(e.message, '"three" has 2 usable files (1 rejected)');
+    assertStringIncludes(e.message, "split needs at least 3");
+    assertEquals(e.location.file, root);
+    assertStringIncludes(e.found!, "one: 1 usable, 0 rejected");
+    assertStringIncludes(
+      e.found!,
+      "three: 2 usable, 1 rejected [three/empty.wav: empty (0 bytes)]",
+    );
+    // Lowering min_files_per_category (2 already) cannot help; 1 file is too few for test_fraction 0.
+    assert(!e.hint!.includes("min_files_per_category"), e.hint);
+    assert(!e.hint!.includes("test_fraction"), e.hint);
+    assertStringIncludes(e.hint!, '"one", "three"');
+    // The rejects reach the log before the step fails (rejects.json is then never written).
+    assertStringIncludes(logs.join("\n"), "three/empty.wav: empty (0 bytes)");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("scan: the too-few-files hint suggests test_fraction 0 or a lower min_files_per_category only where that helps", async () => {
+  const root = await makeTree(["a", "b"], 4);
+  try {
+    await write(root, "c/c0.wav", tone(0.2, 900));
+    await write(root, "c/c1.wav", tone(0.2, 950));
+    const split = await assertRejects(() => runScan({ root }), 'category "c" has 2 usable files');
+    assertStringIncludes((split as UserError).hint!, "set test_fraction to 0");
+    assert(!(split as UserError).hint!.includes("min_files_per_category"));
+    // With test_fraction 0 two files are enough for the split; min_files_per_category 4 is not met.
+    const min = await assertRejects(
+      () => runScan({ root, test_fraction: 0, min_files_per_category: 4 }),
+      "min_files_per_category is 4",
+    );
+    assertStringIncludes((min as UserError).hint!, "lower min_files_per_category to 2");
+    assertEquals((min as UserError).location.field, "min_files_per_category");
+    // min_files_per_category 3 with a test share: lowering it cannot go below the split's 3.
+    const both = await assertRejects(() => runScan({ root, min_files_per_category: 3 }));
+    assert(!(both as UserError).hint!.includes("lower min_files_per_category"));
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("scan: files with other extensions are listed as unsupported-extension and logged, not failed on", async () => {
+  const root = await makeTree(["a", "b"]);
+  try {
+    await write(root, "a/clip.aiff", "FORM....AIFF");
+    await write(root, "b/notes.txt", "notes");
+    await write(root, "b/README", "no extension");
+    await write(root, "b/.DS_Store", "hidden: skipped silently");
+    const { rejects, metrics, logs } = await runScan({ root, on_reject: "fail" });
+    assertEquals(rejects.map((r) => [r.path, r.reason]), [
+      ["a/clip.aiff", "unsupported-extension"],
+      ["b/README", "unsupported-extension"],
+      ["b/notes.txt", "unsupported-extension"],
+    ]);
+    assertStringIncludes(rejects[0].detail, '".aiff"');
+    assertStringIncludes(rejects[0].detail, ".wav, .flac, .ogg, .mp3");
+    assertStringIncludes(rejects[1].detail, "no extension");
+    assertEquals(metrics.hidden_skipped, 1);
+    assertEquals(metrics.ignored_files, 3);
+    const line = logs.find((l) => l.includes("other extensions"));
+    assertStringIncludes(line ?? "(no such log line)", "3 files");
+    assertStringIncludes(line!, "a/clip.aiff");
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("scan: the log lists rejected files with their reasons and says where rejects.json is", async () => {
+  const root = await makeTree(["a", "b"]);
+  try {
+    for (let i = 0; i < 12; i++) await write(root, `a/bad${String(i).padStart(2, "0")}.wav`, "x");
+    const { logs } = await runScan({ root });
+    assertStringIncludes(logs.join("\n"), "12 files rejected (the first 10):");
+    assert(logs.some((l) => l.startsWith("  a/bad00.wav: not-audio (")), logs.join("\n"));
+    assertEquals(logs.filter((l) => l.startsWith("  a/bad")).length, 10);
+    assertStringIncludes(logs[logs.length - 1], "rejects.json");
+  } finally {
+    await Deno.remove(root, { recursive: true });
   }
 });

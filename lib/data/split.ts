@@ -44,6 +44,26 @@ function sideOfScore(score: number, f: SplitFractions): Split {
   return score < f.test ? "test" : score < f.test + f.val ? "val" : "train";
 }
 
+/**
+ * The sides every category must have at least one file on: validation and
+ * train, and test when its share is above 0. So a category needs at least
+ * this many files.
+ *
+ * @param fractions the validation share (a number: no test split) or both shares
+ */
+export function requiredSides(fractions: number | SplitFractions): Split[] {
+  return fractionsOf(fractions).test > 0 ? ["test", "val", "train"] : ["val", "train"];
+}
+
+/**
+ * The sides of {@link requiredSides} as messages name them: "train/validation/test".
+ *
+ * @param fractions the validation share (a number: no test split) or both shares
+ */
+export function splitName(fractions: number | SplitFractions): string {
+  return requiredSides(fractions).length === 3 ? "train/validation/test" : "train/validation";
+}
+
 function fractionsOf(f: number | SplitFractions): SplitFractions {
   const fr = typeof f === "number" ? { val: f, test: 0 } : f;
   if (!(fr.val >= 0 && fr.test >= 0 && fr.val + fr.test <= 1)) {
@@ -91,7 +111,7 @@ export interface SplittableFile {
  * @param fractions the validation share (a number: no test split) or both shares
  * @param location where the files came from, for the error message
  * @returns the side of each file, in the order of `files`
- * @throws UserError when a category has fewer files than sides
+ * @throws UserError naming every category with fewer files than sides
  */
 export function splitFiles(
   files: readonly SplittableFile[],
@@ -101,7 +121,7 @@ export function splitFiles(
 ): Split[] {
   const fr = fractionsOf(fractions);
   const bounds = intervals(fr);
-  const required: Split[] = fr.test > 0 ? ["test", "val", "train"] : ["val", "train"];
+  const required = requiredSides(fr);
   const scores = files.map((f) => splitScore(f.sha256, seed));
   const sides: Split[] = scores.map((s) => sideOfScore(s, fr));
   const byCategory = new Map<string, number[]>();
@@ -110,22 +130,29 @@ export function splitFiles(
     if (list) list.push(i);
     else byCategory.set(f.category, [i]);
   });
-  const names = required.length === 3 ? "train/validation/test" : "train/validation";
-  for (const [category, indices] of [...byCategory].sort(([a], [b]) => a < b ? -1 : 1)) {
-    if (indices.length < required.length) {
-      throw new UserError(
-        `category "${category}" has ${indices.length} file${
-          indices.length === 1 ? "" : "s"
-        }; the ${names} split needs at least ${required.length} per category`,
-        {
-          ...location,
-          expected: `at least ${required.length} files in every category`,
-          found: `${indices.length} in "${category}"`,
-          hint: `add files to "${category}" or remove that category` +
-            (fr.test > 0 ? " (or set test_fraction to 0)" : ""),
-        },
-      );
-    }
+  const categories = [...byCategory].sort(([a], [b]) => a < b ? -1 : 1);
+  const short = categories.filter(([, indices]) => indices.length < required.length);
+  if (short.length) {
+    const counts = short.map(([c, indices]) =>
+      `"${c}" has ${indices.length} file${indices.length === 1 ? "" : "s"}`
+    );
+    const names = short.map(([c]) => `"${c}"`).join(", ");
+    throw new UserError(
+      `${short.length === 1 ? "category" : `${short.length} categories:`} ${counts.join(", ")}; ` +
+        `the ${splitName(fr)} split needs at least ${required.length} per category`,
+      {
+        ...location,
+        expected: `at least ${required.length} files in every category`,
+        found: short.map(([c, indices]) => `${indices.length} in "${c}"`).join(", "),
+        hint: `add files to ${names} or remove ` +
+          (short.length === 1 ? "that category" : "those categories") +
+          (fr.test > 0 && short.every(([, indices]) => indices.length >= 2)
+            ? " (or set test_fraction to 0)"
+            : ""),
+      },
+    );
+  }
+  for (const [, indices] of categories) {
     for (const to of required) {
       const count = (side: Split) => indices.filter((i) => sides[i] === side).length;
       if (count(to) > 0) continue;

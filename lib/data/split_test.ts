@@ -1,7 +1,7 @@
 import { assert, assertEquals, assertStringIncludes, assertThrows } from "../../tests/assert.ts";
 import { UserError } from "../errors/mod.ts";
 import { Random } from "../random/mod.ts";
-import { type Split, splitFiles, splitOf, splitScore } from "./split.ts";
+import { requiredSides, type Split, splitFiles, splitName, splitOf, splitScore } from "./split.ts";
 
 function fakeSha(rng: Random): string {
   return Array.from({ length: 8 }, () => rng.nextUint32().toString(16).padStart(8, "0")).join("");
@@ -122,4 +122,25 @@ Deno.test("three-way: adding files never moves old ones", () => {
   const before = splitFiles(old, 11, fr);
   const after = splitFiles([...added.slice(0, 100), ...old, ...added.slice(100)], 11, fr);
   assertEquals(after.slice(100, 190), before);
+});
+
+Deno.test("splitFiles names every category too small for the split in one error", () => {
+  const files = [
+    ...fakeFiles(6, ["big"], "every"),
+    ...fakeFiles(1, ["one"], "every1"),
+    ...fakeFiles(2, ["two"], "every2"),
+  ];
+  const e = assertThrows(() => splitFiles(files, 1, { val: 0.2, test: 0.2 }), "2 categories");
+  assert(e instanceof UserError);
+  assertStringIncludes(e.message, '"one" has 1 file, "two" has 2 files');
+  assertEquals(e.found, '1 in "one", 2 in "two"');
+  // "one" has too few files even for a two-way split, so test_fraction 0 is no way out.
+  assert(!e.hint!.includes("test_fraction"), e.hint);
+});
+
+Deno.test("requiredSides: test, val and train with a test share; val and train without", () => {
+  assertEquals(requiredSides({ val: 0.2, test: 0.1 }), ["test", "val", "train"]);
+  assertEquals(requiredSides({ val: 0.2, test: 0 }), ["val", "train"]);
+  assertEquals(requiredSides(0.2), ["val", "train"]);
+  assertEquals(splitName({ val: 0.2, test: 0.1 }), "train/validation/test");
 });
