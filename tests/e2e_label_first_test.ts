@@ -29,6 +29,14 @@ Deno.test("e2e: the label-first layout through evaluate, generate and classify",
     metrics.bigram_category_accuracy === undefined,
     "no bigram category guess: it comes first",
   );
+  // The judge (codebook log-mel) against the model's likelihood guess, on every test clip.
+  const generation = metrics.generation as { judge_model_compared: number; layout: string };
+  assertEquals(generation.judge_model_compared, test.sequences);
+  assertEquals(generation.layout, "label-first");
+  for (const name of ["generation_judge_model_agreement", "generation_copies_of_train"]) {
+    const x = metrics[name];
+    assert(typeof x === "number" && x >= 0 && x <= 1, `${name}: ${x}`);
+  }
 
   const out = join(box.path, "gen");
   const gen = await box.cli([
