@@ -246,6 +246,13 @@ Deno.test("metric directions: losses down, accuracies up, baselines and counts n
     ["code_perplexity", undefined],
     ["steps", undefined],
     ["train_seconds", undefined],
+    ["generation_copies_of_train", "lower"],
+    ["generation_judge_model_agreement", undefined],
+    ["generation_judge_test_accuracy", undefined],
+    ["test_sequences_in_train", undefined],
+    ["test_unseen_loss", "lower"],
+    ["test_unseen_category_accuracy", "higher"],
+    ["bigram_test_unseen_loss", undefined],
   ];
   for (const [name, want] of cases) assertEquals(metricDirection(name), want, name);
 });

@@ -13,12 +13,17 @@ export type Direction = "lower" | "higher" | undefined;
  * The direction of a metric from its name: losses, perplexities and errors
  * go down; accuracies, F1, recognition rates and gains over a baseline go up.
  * Baselines' own figures (uniform_, unigram_, bigram_, chance_, majority_,
- * repeat_previous_) and everything else have none.
+ * repeat_previous_), the generation judge's, the splits' overlap with train
+ * and everything else have none; copies of train go down.
  */
 export function metricDirection(name: string): Direction {
   if (/^(uniform|unigram|bigram|chance|majority|repeat_previous|code)_/.test(name)) {
     return undefined;
   }
+  // The judge's own figures are references for generation_recognised, and a split's overlap with
+  // train describes the data, not the model.
+  if (/^generation_judge_|_sequences_in_train$/.test(name)) return undefined;
+  if (/(^|_)copies_of_train$/.test(name)) return "lower";
   if (/_vs_/.test(name)) return "higher";
   if (/(^|_)(accuracy|f1|recognised|usage)($|_)/.test(name)) return "higher";
   if (/(^|_)(loss|perplexity|lsd_db|error)($|_)/.test(name)) return "lower";
