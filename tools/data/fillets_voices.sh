@@ -17,7 +17,7 @@
 # mono 16-bit WAV with sox (no dither, repeatable mode: the same bytes each
 # time), with leading and trailing silence cut (about a quarter of the audio).
 #
-# Usage: tools/data/fillets_voices.sh [OUT_DIR]     (default data/fillets_voices)
+# Usage: tools/data/fillets_voices.sh [OUT_DIR]     (default: the project's data/fillets_voices, wherever it runs)
 # Environment: PER_CATEGORY, MIN_S, MAX_S; DEB_CACHE (default data/.cache/debs)
 #
 # Needs: apt-get (with package lists: run `apt-get update` once), dpkg-deb,
@@ -28,7 +28,7 @@
 # it is rebuilt in a temporary folder and renamed into place.
 set -euo pipefail
 
-OUT="${1:-data/fillets_voices}"
+OUT="${1:-$(cd "$(dirname "$0")/../.." && pwd)/data/fillets_voices}"
 PER_CATEGORY="${PER_CATEGORY:-300}"
 MIN_S="${MIN_S:-1}"
 MAX_S="${MAX_S:-6}"
