@@ -5,8 +5,8 @@
  * or a warning that names what is wrong, never in silence or a false result.
  */
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./assert.ts";
+import { JOBS, PIPELINE, runExperiment } from "./fixtures/experiments_run.ts";
 import { captureOutput, tempDir } from "./fixtures/pipeline_helpers.ts";
 import { runPipeline } from "../lib/pipeline/runner.ts";
 import { REPO_ROOT } from "../lib/pipeline/paths.ts";
@@ -18,26 +18,8 @@ import { renderDiffText } from "../lib/experiments/diff_render.ts";
 import { runCurvesOf } from "../lib/experiments/plots.ts";
 import { parseSweeps, sweepGrid, sweepPointError, sweepRunName } from "../lib/experiments/sweep.ts";
 
-const FIX = fileURLToPath(new URL("./fixtures/experiments", import.meta.url));
-const JOBS = join(FIX, "jobs");
-const PIPELINE = join(FIX, "pipeline.yaml");
-
 /** A stack frame line, as V8 prints them. */
 const STACK_LINE = /^\s+at .+:\d+:\d+\)?$/m;
-
-async function run(store: string, overrides: string[] = [], name?: string) {
-  const s = await runPipeline({
-    file: PIPELINE,
-    jobsDir: JOBS,
-    store,
-    overrides,
-    name,
-    output: captureOutput(),
-  });
-  assertEquals(s.status, "succeeded");
-  await new Promise((r) => setTimeout(r, 3)); // run ids are millisecond timestamps
-  return s;
-}
 
 /** `main.ts ARGS…` in a subprocess: exit code and stdout + stderr. */
 async function cli(args: string[]): Promise<{ code: number; out: string }> {
@@ -99,7 +81,7 @@ Deno.test("gc refuses a store that does not exist and does not create it", async
 Deno.test("gc on a store it cannot lock is a UserError naming the store and the lock file", async () => {
   await using dir = await tempDir();
   const store = join(dir.path, "store");
-  await run(store);
+  await runExperiment(store);
   // A file where locks/ should be: the lock cannot be taken (as on a store this user may not write).
   await Deno.remove(join(store, "locks"), { recursive: true });
   await Deno.writeTextFile(join(store, "locks"), "");
@@ -110,8 +92,8 @@ Deno.test("gc on a store it cannot lock is a UserError naming the store and the 
 
 /** A store with two runs whose newest record is truncated (as by a crash or a bad copy). */
 async function storeWithTruncatedRecord(store: string) {
-  const older = await run(store, [], "older");
-  const newer = await run(store, ["train.lr=0.002"], "newer");
+  const older = await runExperiment(store, [], "older");
+  const newer = await runExperiment(store, ["train.lr=0.002"], "newer");
   const text = await Deno.readTextFile(newer.record!);
   await Deno.writeTextFile(newer.record!, text.slice(0, text.length / 2));
   return { older, newer };
@@ -171,8 +153,8 @@ Deno.test("gc refuses to remove anything while a run record is unreadable; a dry
 
 /** Two runs with different training; gc keeps the newer, so the older's train artifact is gone. */
 async function storeAfterGc(store: string) {
-  const older = await run(store, [], "older");
-  const newer = await run(store, ["train.lr=0.002"], "newer");
+  const older = await runExperiment(store, [], "older");
+  const newer = await runExperiment(store, ["train.lr=0.002"], "newer");
   const r = await collectGarbage(store, { keepLast: 1 });
   const trainKey = (s: typeof older) => s.steps.find((x) => x.step === "train")!.key!;
   assert(

@@ -5,32 +5,14 @@
  * running pipeline it waits, and the pipeline loses nothing it needs.
  */
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
+import { JOBS, PIPELINE, runExperiment } from "./fixtures/experiments_run.ts";
 import { captureOutput, tempDir } from "./fixtures/pipeline_helpers.ts";
-import { rerunFromRecord, runPipeline } from "../lib/pipeline/runner.ts";
+import { rerunFromRecord } from "../lib/pipeline/runner.ts";
 import { LocalArtifactStore } from "../lib/artifacts/store.ts";
 import { REPO_ROOT } from "../lib/pipeline/paths.ts";
 import { collectGarbage, neededKeys } from "../lib/experiments/gc.ts";
 import { loadRuns } from "../lib/experiments/runs.ts";
-
-const FIX = fileURLToPath(new URL("./fixtures/experiments", import.meta.url));
-const JOBS = join(FIX, "jobs");
-const PIPELINE = join(FIX, "pipeline.yaml");
-
-async function run(store: string, overrides: string[] = [], name?: string) {
-  const s = await runPipeline({
-    file: PIPELINE,
-    jobsDir: JOBS,
-    store,
-    overrides,
-    name,
-    output: captureOutput(),
-  });
-  assertEquals(s.status, "succeeded");
-  await new Promise((r) => setTimeout(r, 3)); // run ids are millisecond timestamps
-  return s;
-}
 
 async function objects(store: string): Promise<string[]> {
   const out: string[] = [];
@@ -57,9 +39,9 @@ function gcCli(store: string, args: string[]): Deno.ChildProcess {
 Deno.test("gc keeps the newest runs and named ones, removes the rest; a dry run removes nothing", async () => {
   await using dir = await tempDir();
   const store = join(dir.path, "store");
-  const base = await run(store, [], "base");
-  const mid = await run(store, ["train.lr=0.002"]);
-  const last = await run(store, ["train.layers=3"]);
+  const base = await runExperiment(store, [], "base");
+  const mid = await runExperiment(store, ["train.lr=0.002"]);
+  const last = await runExperiment(store, ["train.layers=3"]);
   await Deno.mkdir(join(store, "tmp", "leftover"), { recursive: true });
   const before = await objects(store);
   const dry = await collectGarbage(store, { keepLast: 1, keep: ["base"], dryRun: true });
@@ -80,7 +62,7 @@ Deno.test("gc keeps the newest runs and named ones, removes the rest; a dry run 
 Deno.test("what a kept run needs is followed through manifests' inputs", async () => {
   await using dir = await tempDir();
   const store = join(dir.path, "store");
-  const s = await run(store);
+  const s = await runExperiment(store);
   const [stored] = await loadRuns(store);
   // A record that names only its last step (as an --only run's would name its inputs as not run).
   const onlyEval = {
@@ -94,8 +76,10 @@ Deno.test("what a kept run needs is followed through manifests' inputs", async (
 Deno.test("gc killed at any moment leaves a store that verifies, with the kept run cached", async () => {
   await using dir = await tempDir();
   const store = join(dir.path, "store");
-  for (let i = 1; i <= 12; i++) await run(store, [`train.lr=0.00${i}`, "train.files=150"]);
-  const kept = await run(store, ["train.lr=0.5", "train.files=150"], "kept");
+  for (let i = 1; i <= 12; i++) {
+    await runExperiment(store, [`train.lr=0.00${i}`, "train.files=150"]);
+  }
+  const kept = await runExperiment(store, ["train.lr=0.5", "train.files=150"], "kept");
   const storeObj = new LocalArtifactStore(store);
   let finished = false;
   let kills = 0;
@@ -131,7 +115,7 @@ Deno.test("gc killed at any moment leaves a store that verifies, with the kept r
 Deno.test("gc beside a running pipeline waits for it; the pipeline loses nothing", async () => {
   await using dir = await tempDir();
   const store = join(dir.path, "store");
-  await run(store); // data, train, evaluate published
+  await runExperiment(store); // data, train, evaluate published
   const pipeline = new Deno.Command(Deno.execPath(), {
     args: [
       "run",

@@ -5,33 +5,15 @@
  * train and evaluate; every run takes milliseconds.
  */
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { assert, assertEquals, assertRejects, assertStringIncludes } from "./assert.ts";
 import { UserError } from "../lib/errors/mod.ts";
-import { captureOutput, tempDir } from "./fixtures/pipeline_helpers.ts";
-import { runPipeline } from "../lib/pipeline/runner.ts";
+import { runExperiment } from "./fixtures/experiments_run.ts";
+import { tempDir } from "./fixtures/pipeline_helpers.ts";
 import { REPO_ROOT } from "../lib/pipeline/paths.ts";
 import { resolveRun } from "../lib/experiments/runs.ts";
 import { metricDirection } from "../lib/experiments/compare.ts";
 import { diffArtifacts, diffData, diffRuns, diffTokenizers } from "../lib/experiments/diff.ts";
 import { renderDiffMarkdown } from "../lib/experiments/diff_render.ts";
-
-const FIX = fileURLToPath(new URL("./fixtures/experiments", import.meta.url));
-const JOBS = join(FIX, "jobs");
-const PIPELINE = join(FIX, "pipeline.yaml");
-
-async function run(store: string, overrides: string[] = [], name?: string) {
-  const s = await runPipeline({
-    file: PIPELINE,
-    jobsDir: JOBS,
-    store,
-    overrides,
-    name,
-    output: captureOutput(),
-  });
-  assertEquals(s.status, "succeeded");
-  return s;
-}
 
 async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
   const r = await new Deno.Command(Deno.execPath(), {
@@ -45,11 +27,11 @@ async function cli(args: string[]): Promise<{ code: number; out: string; err: st
 
 /** Three runs: base (named), lr changed, layers changed; record paths in order. */
 async function threeRuns(store: string): Promise<string[]> {
-  const a = await run(store, [], "base");
+  const a = await runExperiment(store, [], "base");
   await new Promise((r) => setTimeout(r, 5)); // ids are millisecond timestamps
-  const b = await run(store, ["train.lr=0.002"]);
+  const b = await runExperiment(store, ["train.lr=0.002"]);
   await new Promise((r) => setTimeout(r, 5));
-  const c = await run(store, ["train.layers=4"]);
+  const c = await runExperiment(store, ["train.layers=4"]);
   return [a.record!, b.record!, c.record!];
 }
 
@@ -149,8 +131,8 @@ Deno.test("diff of two runs: shared steps, why the others differ, params, metric
 Deno.test("diff of two artifacts of one job; artifacts of two jobs are refused", async () => {
   await using dir = await tempDir();
   const store = join(dir.path, "store");
-  const s1 = await run(store);
-  const s2 = await run(store, ["train.lr=0.002"]);
+  const s1 = await runExperiment(store);
+  const s2 = await runExperiment(store, ["train.lr=0.002"]);
   const key = (s: typeof s1, step: string) => s.steps.find((x) => x.step === step)!.key!;
   const d = await diffArtifacts(
     join(store, "objects", key(s1, "train")),

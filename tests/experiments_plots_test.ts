@@ -3,26 +3,11 @@
  * three charts) and, when Debian's Chromium is installed, a PNG of it.
  */
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
-import { captureOutput, tempDir } from "./fixtures/pipeline_helpers.ts";
-import { runPipeline } from "../lib/pipeline/runner.ts";
+import { runExperiment } from "./fixtures/experiments_run.ts";
+import { tempDir } from "./fixtures/pipeline_helpers.ts";
 import { REPO_ROOT } from "../lib/pipeline/paths.ts";
 import { CHROMIUM } from "../lib/experiments/plots.ts";
-
-const FIX = fileURLToPath(new URL("./fixtures/experiments", import.meta.url));
-
-async function run(store: string, overrides: string[], name: string) {
-  const s = await runPipeline({
-    file: join(FIX, "pipeline.yaml"),
-    jobsDir: join(FIX, "jobs"),
-    store,
-    overrides,
-    name,
-    output: captureOutput(),
-  });
-  assertEquals(s.status, "succeeded");
-}
 
 async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
   const r = await new Deno.Command(Deno.execPath(), {
@@ -39,8 +24,8 @@ const hasChromium = await Deno.stat(CHROMIUM).then(() => true, () => false);
 Deno.test("plots of two runs: one HTML page with both names and three charts, and a PNG", async () => {
   await using dir = await tempDir();
   const store = join(dir.path, "store");
-  await run(store, [], "slow-lr");
-  await run(store, ["train.lr=0.002", "train.steps=8"], "fast-lr");
+  await runExperiment(store, [], "slow-lr");
+  await runExperiment(store, ["train.lr=0.002", "train.steps=8"], "fast-lr");
   const outDir = join(dir.path, "plots");
   const r = await cli(["plots", "slow-lr", "latest", "--store", store, "--out", outDir]);
   assertEquals(r.code, 0, r.err);
