@@ -2,6 +2,8 @@ import { join } from "node:path";
 import { assert, assertEquals, assertMatch } from "./assert.ts";
 import { LocalArtifactStore, type ManifestBits, sha256Hex } from "../lib/artifacts/mod.ts";
 import { tempDir } from "./fixtures/pipeline_helpers.ts";
+import { holdLockElsewhere } from "./fixtures/lock_holder.ts";
+import { UserError } from "../lib/errors/mod.ts";
 
 const KEY = "a".repeat(64);
 const BITS: ManifestBits = {
@@ -121,17 +123,26 @@ Deno.test("list returns published artifacts only", async () => {
   assertEquals((await store.list()).map((r) => r.key), [KEY]);
 });
 
-Deno.test("cleanStaleStaging removes staging of dead processes only", async () => {
+Deno.test("cleanStaleStaging removes staging whose key lock is free, never one whose lock is held", async () => {
   await using dir = await tempDir();
   const store = new LocalArtifactStore(dir.path);
-  const dead = join(dir.path, "tmp", `${KEY}.2147483600.dead`);
-  const mine = join(dir.path, "tmp", `${KEY}.${Deno.pid}.live`);
-  await Deno.mkdir(dead, { recursive: true });
-  await Deno.mkdir(mine, { recursive: true });
-  assertEquals(await store.cleanStaleStaging(), 1);
-  assertEquals([...Deno.readDirSync(join(dir.path, "tmp"))].map((e) => e.name), [
-    `${KEY}.${Deno.pid}.live`,
-  ]);
+  const [held, inProcess, free] = ["a", "b", "d"].map((c) => c.repeat(64));
+  // 2147483600: a PID no process has on this host, as a run in another PID namespace shows.
+  const names = [held, inProcess, free].map((k) => `${k}.2147483600.live`);
+  for (const n of names) await Deno.mkdir(join(dir.path, "tmp", n), { recursive: true });
+  await Deno.mkdir(join(dir.path, "locks"), { recursive: true });
+  await using _holder = await holdLockElsewhere(join(dir.path, "locks", `${held}.lock`));
+  const release = await store.lock(inProcess); // another open file in this process: held too
+  try {
+    assertEquals(await store.cleanStaleStaging(), 1);
+  } finally {
+    release();
+  }
+  assertEquals(
+    [...Deno.readDirSync(join(dir.path, "tmp"))].map((e) => e.name).sort(),
+    names.slice(0, 2),
+    "only the staging of the key nobody holds is removed",
+  );
 });
 
 Deno.test("an aborted re-publish leaves the published artifact as it was", async () => {
@@ -157,4 +168,31 @@ Deno.test("commit over a same-size corrupted artifact quarantines it and publish
   assertEquals(await store.verify(), { checked: 1, problems: [] });
   const note = JSON.parse(await Deno.readTextFile(join(again.quarantined, "QUARANTINE.json")));
   assertMatch(note.problems[0].problem, /sha256 .* does not match the manifest/);
+});
+
+Deno.test("commit over a damaged artifact refuses a new output that differs from its manifest", async () => {
+  await using dir = await tempDir();
+  const store = new LocalArtifactStore(dir.path);
+  const ref = await publish(store);
+  await Deno.writeTextFile(join(ref.dir, "sub", "a.txt"), "jello"); // damaged, same size
+  let err: unknown;
+  try {
+    await publish(store, KEY, "other output");
+  } catch (e) {
+    err = e;
+  }
+  assert(err instanceof UserError, `expected a UserError, got ${err}`);
+  assertMatch(err.format(), /differs from the artifact that was published under key aaaaaaaaaaaa/);
+  assertMatch(err.format(), /sub\/a\.txt: 5 bytes published, 12 new/);
+  assertEquals(await store.get(KEY), undefined, "neither the damaged copy nor the new output");
+  const aside = [...Deno.readDirSync(join(dir.path, "quarantine"))].map((e) => e.name).sort();
+  assertEquals(aside.length, 2, aside.join(", "));
+  assert(aside.every((n) => n.startsWith(`${KEY}.`)));
+  const rerun = aside.find((n) => n.endsWith(".rerun"));
+  assert(rerun, "the new output is set aside for comparison");
+  assertEquals(
+    await Deno.readTextFile(join(dir.path, "quarantine", rerun, "sub", "a.txt")),
+    "other output",
+  );
+  assertEquals(await store.verify(), { checked: 0, problems: [] });
 });

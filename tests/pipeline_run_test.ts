@@ -21,6 +21,7 @@ import {
   tempDir,
   writePipeline,
 } from "./fixtures/pipeline_helpers.ts";
+import { holdLockElsewhere } from "./fixtures/lock_holder.ts";
 
 function runFilesIn(store: string): string[] {
   try {
@@ -268,4 +269,22 @@ steps:
   assertEquals(tmp.length, 0, "the failed step's staging dir is removed");
   assertNotEquals(r.record, undefined);
   assertEquals((await readRunRecord(r.record!)).status, "failed");
+});
+
+Deno.test("a run's start leaves the staging of a key whose lock another process holds, whatever its PID", async () => {
+  await using dir = await tempDir();
+  const file = await writePipeline(dir.path, BASIC_YAML);
+  const store = `${dir.path}/s`;
+  // A run in another PID namespace (a container sharing the store) names its staging with a PID
+  // this host does not have; the key lock it holds is what says the folder is live.
+  const key = "e".repeat(64);
+  const live = join(store, "tmp", `${key}.2147483600.1f2e3d`);
+  await Deno.mkdir(live, { recursive: true });
+  await Deno.writeTextFile(join(live, "last.safetensors"), "being written");
+  await Deno.mkdir(join(store, "locks"), { recursive: true });
+  await using _otherRun = await holdLockElsewhere(join(store, "locks", `${key}.lock`));
+  const r = await runQuiet({ file, store });
+  assertEquals(r.status, "succeeded", r.log);
+  assertEquals(statuses(r).hello, "ran", "the run did work, so it swept tmp/");
+  assertEquals(await Deno.readTextFile(join(live, "last.safetensors")), "being written");
 });

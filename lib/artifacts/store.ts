@@ -14,7 +14,12 @@
  * ```
  *
  * Publishing is write-to-staging, fsync, then one atomic `rename`, so a crash at
- * any moment leaves either no `objects/<key>` or a complete one. A directory in
+ * any moment leaves either no `objects/<key>` or a complete one. A staging
+ * folder exists only while its key's lock is held, or after its run died; so
+ * one is removed only by whoever holds that lock ({@link
+ * LocalArtifactStore.begin}, {@link LocalArtifactStore.cleanStaleStaging}) or
+ * by `gc` under the exclusive store lock, never by judging a PID, which means
+ * nothing to a run in another container or on another machine. A directory in
  * `objects/` without a readable manifest naming its key is treated as missing.
  *
  * Published artifacts never change. Publishing a key that is already there
@@ -22,7 +27,9 @@
  * a new output with the same files is a reproduction; one that differs is
  * refused (an error naming the files), and the new output is set aside in
  * `quarantine/` for comparison. A published copy that no longer matches its
- * manifest is quarantined and replaced by the new output. Before an
+ * manifest is quarantined; the new output takes its place only when its files
+ * equal those the old manifest lists (else it is refused and set aside too, as
+ * above). Before an
  * artifact is trusted, {@link LocalArtifactStore.check} compares its files
  * with the manifest (sizes on every use, SHA-256 on request); a damaged one is
  * moved to `quarantine/` so the step can be built again.
@@ -97,8 +104,10 @@ export interface ArtifactStore {
    * An intact artifact already published under the key (every file matching
    * its manifest's SHA-256) is never replaced: the result is `reproduced`
    * when the files are equal, and a `UserError` naming the differing files
-   * when not (the new output is set aside). A damaged one is quarantined and
-   * the new output published in its place.
+   * when not (the new output is set aside). A damaged one is quarantined; the
+   * new output is published in its place when its files equal those the
+   * damaged copy's manifest lists (or that manifest is unreadable), and is
+   * refused and set aside as above when they differ.
    */
   commit(
     staging: Staging,
@@ -122,7 +131,10 @@ export interface ArtifactStore {
   list(): Promise<ArtifactRef[]>;
   /** Re-hashes every published artifact against its manifest. */
   verify(): Promise<VerifyReport>;
-  /** Removes staging directories left by processes that no longer exist; returns how many. */
+  /**
+   * Removes staging directories no run is writing: those of keys whose lock
+   * is free (taken without waiting, held while removing); returns how many.
+   */
   cleanStaleStaging(): Promise<number>;
 }
 
@@ -305,19 +317,28 @@ export class LocalArtifactStore implements ArtifactStore {
       const damage = existing
         ? await this.check(existing, "hashes")
         : [{ key, path: "manifest.json", problem: "manifest missing or unreadable" }];
-      if (existing && damage.length === 0) {
-        const differences = compareFiles(existing.manifest.files, files);
-        if (differences.length === 0) {
-          const metricsDiffer = await differingMetrics(existing.dir, metrics);
-          await Deno.remove(dir, { recursive: true });
-          await this.#removeWork(key);
-          return { ...existing, outcome: "reproduced", metricsDiffer };
-        }
+      // The published manifest says what the key's bytes are, even when the copy on disk no
+      // longer matches it: a new output that differs from it would change a published artifact.
+      const differences = existing ? compareFiles(existing.manifest.files, files) : [];
+      if (existing && damage.length === 0 && differences.length === 0) {
+        const metricsDiffer = await differingMetrics(existing.dir, metrics);
+        await Deno.remove(dir, { recursive: true });
+        await this.#removeWork(key);
+        return { ...existing, outcome: "reproduced", metricsDiffer };
+      }
+      if (damage.length) quarantined = await this.quarantine(key, damage);
+      if (differences.length) {
         const aside = await this.#setAside(dir, key, "rerun");
         throw new UserError(
-          `the new output differs from the artifact already published under key ${
-            key.slice(0, 12)
-          }; the published artifact is kept unchanged (published artifacts never change)`,
+          `the new output differs from the artifact ${
+            damage.length ? "that was" : "already"
+          } published under key ${key.slice(0, 12)}; ${
+            damage.length
+              ? `that copy no longer matched its manifest and was moved to ${
+                quarantined ?? "quarantine/"
+              }, and the new output is not published in its place`
+              : "the published artifact is kept unchanged"
+          } (published artifacts never change)`,
           {
             file: target,
             expected: "the same files, byte for byte, for the same step key",
@@ -328,7 +349,6 @@ export class LocalArtifactStore implements ArtifactStore {
           },
         );
       }
-      quarantined = await this.quarantine(key, damage);
     }
     await Deno.rename(dir, target);
     await fsyncDir(join(this.root, "objects"));
@@ -470,20 +490,54 @@ export class LocalArtifactStore implements ArtifactStore {
 
   async cleanStaleStaging(): Promise<number> {
     const tmp = join(this.root, "tmp");
-    // Liveness is read from /proc; without it, stale dirs go when their key is next built.
-    if (!(await exists("/proc/self"))) return 0;
-    let removed = 0;
+    const byKey = new Map<string, string[]>();
     try {
       for await (const e of Deno.readDir(tmp)) {
-        const m = /^[0-9a-f]{64}\.(\d+)\./.exec(e.name);
-        if (!m || Number(m[1]) === Deno.pid || (await exists(`/proc/${m[1]}`))) continue;
-        await Deno.remove(join(tmp, e.name), { recursive: true }).catch(() => {});
-        removed++;
+        const key = e.name.slice(0, 64);
+        if (!KEY_RE.test(key) || e.name[64] !== ".") continue;
+        byKey.set(key, [...byKey.get(key) ?? [], e.name]);
       }
     } catch (e) {
-      if (!(e instanceof Deno.errors.NotFound)) throw e;
+      if (e instanceof Deno.errors.NotFound) return 0;
+      throw e;
+    }
+    let removed = 0;
+    for (const [key, names] of byKey) {
+      // A lock held by a run anywhere (another process, container or machine sharing the store,
+      // or this process through another open file) means its staging may be live: leave it.
+      const release = await this.#tryLock(key);
+      if (!release) continue;
+      try {
+        for (const name of names) {
+          try {
+            await Deno.remove(join(tmp, name), { recursive: true });
+            removed++;
+          } catch (e) {
+            if (!(e instanceof Deno.errors.NotFound)) throw e; // published or aborted meanwhile
+          }
+        }
+      } finally {
+        release();
+      }
     }
     return removed;
+  }
+
+  /** The lock on `key` when it is free now (never waits), else undefined. */
+  async #tryLock(key: string): Promise<Release | undefined> {
+    await Deno.mkdir(join(this.root, "locks"), { recursive: true });
+    const file = await Deno.open(join(this.root, "locks", `${key}.lock`), {
+      read: true,
+      write: true,
+      create: true,
+    });
+    let held = false;
+    try {
+      held = await file.tryLock(true);
+    } finally {
+      if (!held) file.close();
+    }
+    return held ? () => file.close() : undefined;
   }
 
   async verify(): Promise<VerifyReport> {
