@@ -4,6 +4,7 @@ import { assert, assertEquals, assertStringIncludes } from "./assert.ts";
 import { LocalArtifactStore } from "../lib/artifacts/store.ts";
 import { REPO_ROOT } from "../lib/pipeline/paths.ts";
 import { readRunRecord } from "../lib/pipeline/records.ts";
+import { loadRuns } from "../lib/experiments/runs.ts";
 import {
   BASIC_YAML,
   FIXTURE_JOBS,
@@ -209,4 +210,53 @@ Deno.test("artifacts show prints manifest and metrics; artifacts runs lists the 
   const missing = await finish(cli(["artifacts", "show", "ffff", "--store", store]));
   assertEquals(missing.code, 1);
   assertStringIncludes(missing.stderr, 'no artifact with key "ffff"');
+});
+
+Deno.test("kill -9 mid-run: the record lists the steps it built, and runs/show call it died without rewriting it", async () => {
+  await using dir = await tempDir();
+  const file = await writePipeline(
+    dir.path,
+    `name: killp
+seed: 1
+steps:
+  hello: { job: write_text, params: { text: "hello" } }
+  big: { job: slow, params: { chunks: 300, chunk_bytes: 65536, delay_ms: 100 } }
+`,
+  );
+  const store = `${dir.path}/s`;
+  const p = cli(["pipeline", file, "--jobs-dir", FIXTURE_JOBS, "--store", store]);
+  await waitForStaging(store);
+  const runsDir = join(store, "runs");
+  const recordFile = join(runsDir, [...Deno.readDirSync(runsDir)][0].name);
+  let rec = await readRunRecord(recordFile);
+  const t0 = Date.now();
+  while (rec.steps.hello.status !== "ran" && Date.now() - t0 < 10000) {
+    await new Promise((r) => setTimeout(r, 50));
+    rec = await readRunRecord(recordFile);
+  }
+  assertEquals(rec.steps.hello.status, "ran", "the record is rewritten as each step finishes");
+  assertEquals(
+    (await loadRuns(store))[0].record.status,
+    "running",
+    "a live run's record is shown running (its process holds the run lock)",
+  );
+  p.kill("SIGKILL");
+  await finish(p);
+  const bytes = await Deno.readTextFile(recordFile);
+  const killed = JSON.parse(bytes);
+  assertEquals([killed.status, killed.steps.hello.status], ["running", "ran"]);
+  assert(killed.steps.hello.metrics, "with the built step's metrics");
+  const runs = await finish(cli(["runs", "--store", store, "--json"]));
+  assertEquals(runs.code, 0, runs.stderr);
+  assertEquals(JSON.parse(runs.stdout).map((r: { status: string }) => r.status), ["died"]);
+  const show = await finish(cli(["show", killed.id, "--store", store, "--json"]));
+  assertEquals(show.code, 0, show.stderr);
+  const shown = JSON.parse(show.stdout);
+  assertEquals(shown.status, "died");
+  assertEquals(shown.steps.find((s: { step: string }) => s.step === "hello").status, "ran");
+  assertEquals(
+    await Deno.readTextFile(recordFile),
+    bytes,
+    "runs and show leave the record as it is",
+  );
 });

@@ -89,6 +89,12 @@ export async function main(args: string[]): Promise<number> {
         (r.overrides.length ? `, --set ${r.overrides.join(" --set ")}` : ""),
         `record ${displayPath(file)}`,
       ];
+      if (r.status === "died") {
+        lines.push(
+          "its process ended before the run did (killed, or its machine stopped); " +
+            "the steps below are as its record last said",
+        );
+      }
       if (r.error) lines.push(`error: ${r.error.split("\n")[0]}`);
       for (const g of r.gates ?? []) {
         lines.push(`gate ${g.gate}: ${fmt(g.value)} ${g.passed ? "passed" : "FAILED"}`);

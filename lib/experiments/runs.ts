@@ -11,6 +11,7 @@ import { defaultStoreDir, displayPath } from "../pipeline/paths.ts";
 import {
   listRunFiles,
   type RunRecord,
+  settleRunStatus,
   type StepRecord,
   unreadableRecordWarning,
 } from "../pipeline/records.ts";
@@ -36,7 +37,10 @@ export interface UnreadableRecord {
   problem: string;
 }
 
-/** Every run record file in the store, read: the readable ones newest first, and the others. */
+/**
+ * Every run record file in the store, read: the readable ones newest first
+ * (a `running` one whose process is gone as `died`), and the others.
+ */
 export async function readRunRecords(
   storeDir: string,
 ): Promise<{ runs: StoredRun[]; unreadable: UnreadableRecord[] }> {
@@ -52,8 +56,9 @@ export async function readRunRecords(
       unreadable.push({ file, problem: e instanceof Error ? e.message : String(e) });
       continue;
     }
-    if (record?.format === 1 && record.steps && record.pipeline) runs.push({ file, record });
-    else {
+    if (record?.format === 1 && record.steps && record.pipeline) {
+      runs.push({ file, record: settleRunStatus(file, record) });
+    } else {
       unreadable.push({ file, problem: "not a run record (format 1 with pipeline and steps)" });
     }
   }
@@ -112,7 +117,9 @@ export async function resolveRun(
     try {
       const file = resolve(name);
       const record = JSON.parse(await Deno.readTextFile(file)) as RunRecord;
-      if (record?.format === 1 && record.steps) return { file, record };
+      if (record?.format === 1 && record.steps) {
+        return { file, record: settleRunStatus(file, record) };
+      }
     } catch { /* not a record file: try the store */ }
   }
   const runs = await loadRuns(storeDir);

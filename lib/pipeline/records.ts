@@ -8,9 +8,14 @@
  * instead), it would fill `runs/` with copies on every CI poll, and a store
  * that can only be read could not serve cached runs at all.
  *
- * A record is written when a run starts (`running`) and rewritten when it
- * ends; it always ends in a final state, even on a full disk (see
- * {@link finishRunRecord}).
+ * A record is written when a run starts (`running`), rewritten as each step
+ * finishes (so a run killed with SIGKILL still lists what it built), and
+ * rewritten when it ends; it ends in a final state, even on a full disk (see
+ * {@link finishRunRecord}), unless the process dies first. While it runs, the
+ * process holds the run's lock (`locks/run-<id>.lock`, an flock the kernel
+ * releases when the process dies, wherever it runs); a reader that finds a
+ * `running` record whose lock is free shows it as `died`
+ * ({@link settleRunStatus}) and leaves the file as it is.
  *
  * @module
  */
@@ -70,7 +75,11 @@ export interface RunRecord {
   };
   started_at: string;
   finished_at?: string;
-  status: "running" | "succeeded" | "failed" | "interrupted";
+  /**
+   * `died` is never written: readers show it for a `running` record whose
+   * process is gone ({@link settleRunStatus}).
+   */
+  status: "running" | "succeeded" | "failed" | "interrupted" | "died";
   /** The failure, formatted, when the run failed. */
   error?: string;
   steps: Record<string, StepRecord>;
@@ -166,6 +175,68 @@ export function finishRunRecord(
         first instanceof Error ? first.message : String(first)
       }; then ${e instanceof Error ? e.message : String(e)}); it still says "running"`,
     };
+  }
+}
+
+/** `<store>/locks/run-<id>.lock`, held by the process running that run. */
+export function runLockPath(storeDir: string, id: string): string {
+  return join(storeDir, "locks", `run-${id}.lock`);
+}
+
+/**
+ * Takes the lock of run `id` (call before its first record is written);
+ * returns what releases it (call after its final record is written), which
+ * also removes the lock file. Dying releases it too, and leaves the file.
+ */
+export function holdRunLock(storeDir: string, id: string): () => void {
+  Deno.mkdirSync(join(storeDir, "locks"), { recursive: true });
+  const path = runLockPath(storeDir, id);
+  const file = Deno.openSync(path, { read: true, write: true, create: true });
+  try {
+    file.lockSync(true); // ids are unique: free at once
+  } catch (e) {
+    file.close();
+    throw e;
+  }
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    // Removed before it is released: a reader that finds it free or gone then re-reads the record.
+    try {
+      Deno.removeSync(path);
+    } catch { /* a read-only lock folder: the file stays, free */ }
+    file.close();
+  };
+}
+
+/**
+ * The record as a reader should show it: a `running` record whose run lock is
+ * free or gone (its process died: killed, or its machine or container
+ * stopped) comes back with status `died`; any other record as it is. Reads
+ * only: the record file is not changed. A lock this user cannot open says
+ * nothing, and the record stays `running`.
+ */
+export function settleRunStatus(recordFile: string, record: RunRecord): RunRecord {
+  if (record.status !== "running") return record;
+  let file: Deno.FsFile | undefined;
+  try {
+    file = Deno.openSync(runLockPath(dirname(dirname(recordFile)), record.id), { read: true });
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) return record;
+  }
+  try {
+    if (file && !file.tryLockSync(false)) return record; // its process holds it: running
+    // Free: the run ended, or died. Its final record, if any, was written before the lock went.
+    let now: RunRecord;
+    try {
+      now = JSON.parse(Deno.readTextFileSync(recordFile));
+    } catch {
+      now = record;
+    }
+    return now.status === "running" ? { ...now, status: "died" } : now;
+  } finally {
+    file?.close();
   }
 }
 

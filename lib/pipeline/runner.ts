@@ -23,6 +23,7 @@ import { consoleOutput, formatDuration, type Output, ProgressRenderer } from "./
 import {
   findRecordWithKeys,
   finishRunRecord,
+  holdRunLock,
   newRunId,
   readRunRecord,
   RunHistory,
@@ -307,9 +308,13 @@ async function runLocked(options: RunOptions): Promise<RunSummary> {
   await run.decide();
   if (options.dryRun) return run.dryRun();
   if (!run.toRun.length) return run.upToDate();
-  await run.writeStartRecord();
-  await run.execute();
-  return run.finish();
+  try {
+    await run.writeStartRecord();
+    await run.execute();
+    return run.finish();
+  } finally {
+    run.releaseRunLock();
+  }
 }
 
 /** A step's summary and the entry the run record keeps of it. */
@@ -340,6 +345,8 @@ class PipelineRun {
   readonly runsDir: string;
   #startedAt = new Date();
   #record?: RunRecord;
+  /** Releases the run's lock (`locks/run-<id>.lock`), held from the first record to the last. */
+  #runLock?: () => void;
   #firstError: unknown;
   #failedStep?: string;
 
@@ -670,6 +677,8 @@ class PipelineRun {
     this.#record = record;
     try {
       await this.store.cleanStaleStaging();
+      // Before the record: a reader that finds it `running` with the lock free knows the run died.
+      this.#runLock = holdRunLock(this.store.localDir, record.id);
       writeRunRecord(this.runsDir, record);
     } catch (e) {
       throw this.#fault(e, "writing the run record");
@@ -828,6 +837,7 @@ class PipelineRun {
       s.record.duration_s = s.duration_s;
       s.record.status = s.status;
       s.record.reason = s.reason;
+      this.#writeProgress();
       const mark = s.status === "failed" ? "x" : "=";
       renderer.line(
         `${mark} ${st.name} ${s.status} in ${formatDuration(secs)}${
@@ -835,6 +845,26 @@ class PipelineRun {
         }`,
       );
     }
+  }
+
+  /**
+   * Rewrites the `running` record with the steps finished so far, so that a
+   * run killed outright (SIGKILL, a lost machine) still says what it built.
+   */
+  #writeProgress(): void {
+    const record = this.#record!;
+    this.#collectMetrics();
+    record.warnings = this.warnings.length ? this.warnings : undefined;
+    try {
+      writeRunRecord(this.runsDir, record);
+    } catch {
+      // The final record is written at the end, and says so when it cannot be (full disk).
+    }
+  }
+
+  /** Releases the run's lock: after the final record, or when the run ends without one. */
+  releaseRunLock(): void {
+    this.#runLock?.();
   }
 
   /** Completes the run record (status, metrics, gates, error) and prints the summary table. */
@@ -865,6 +895,7 @@ class PipelineRun {
     record.warnings = this.warnings.length ? this.warnings : undefined;
     const written = finishRunRecord(this.runsDir, record);
     if (written.problem) this.warn(written.problem);
+    this.releaseRunLock();
 
     const duration = (Date.now() - this.#startedAt.getTime()) / 1000;
     this.out.err(
