@@ -8,6 +8,7 @@
  * tmp/<key>.<pid>.<rand>/   staging while a step runs; renamed into objects/ on commit
  * work/<key>/               scratch that survives crashes (checkpoints), removed on commit
  * locks/<key>.lock          per-key flock, so two runners never build one key at once
+ * locks/run-<id>.lock       held by a running pipeline run (written by the runner, see records.ts)
  * runs/                     run records (written by the pipeline runner)
  * cache/                    small caches (source file hashes)
  * quarantine/<key>.<time>/  artifacts found damaged, set aside (never deleted silently)
