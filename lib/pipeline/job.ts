@@ -29,6 +29,12 @@ export interface JobContext<P> {
   params: P;
   /** Input artifacts by slot name (the keys of the step's `inputs` in the pipeline file). */
   inputs: Record<string, ArtifactRef>;
+  /**
+   * For each slot in the job's `upstream`: that input artifact's own inputs
+   * by their slot (`upstream.scan.audio`: the artifact the scan read), found
+   * and checked by the runner like `inputs`. Absent for a job without `upstream`.
+   */
+  upstream?: Record<string, Record<string, ArtifactRef>>;
   /** The pipeline seed (an integer). */
   seed: number;
   /**
@@ -91,6 +97,14 @@ export interface JobDefinition<S extends z.ZodType = z.ZodType> {
    * without `slots` accepts any wiring (what `inputs` does not need is dropped).
    */
   slots?: Record<string, readonly string[]>;
+  /**
+   * Input slots whose artifacts' own inputs this job reads too (tokenize:
+   * `["scan"]`, for the audio files.json points into). The runner treats
+   * those artifacts as inputs of the step: present and intact before it runs
+   * (with `--only` too), given to `run` as `ctx.upstream`. A job reads no
+   * other artifact's folder.
+   */
+  upstream?: readonly string[];
   /**
    * Paths outside the store whose content is part of the step's identity
    * (e.g. scan's `root`): the runner hashes their bytes into the step key.

@@ -47,6 +47,8 @@ export interface PlannedStep {
   params: unknown;
   /** Slot -> producing step, only the slots the job needs. */
   inputs: Record<string, string>;
+  /** `job.upstream` among `inputs`: slots whose artifacts' own inputs the job reads too (absent in older plan caches). */
+  upstream?: string[];
   /** False when no remaining step consumes this step's output and it was not a sink in the file. */
   active: boolean;
   /** What this step's key was computed from (active steps only). */
@@ -232,6 +234,7 @@ export async function resolveSteps(spec: PipelineSpec, registry: JobRegistry): P
       sourcePaths: job.sources?.(r.data) ?? [],
       params: r.data,
       inputs,
+      upstream: job.upstream?.filter((slot) => slot in inputs) ?? [],
       active: false,
     });
   });

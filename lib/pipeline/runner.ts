@@ -219,6 +219,25 @@ function ancestors(plan: Plan, step: string): Set<string> {
   return out;
 }
 
+/**
+ * The artifacts a step reads through its `upstream` slots: each such input's
+ * own inputs (`{ via: "scan", slot: "audio", dep: "synth" }`).
+ */
+function upstreamOf(plan: Plan, st: PlannedStep): { via: string; slot: string; dep: string }[] {
+  return (st.upstream ?? []).flatMap((via) =>
+    Object.entries(plan.steps.get(st.inputs[via])!.inputs).map(([slot, dep]) => ({
+      via,
+      slot,
+      dep,
+    }))
+  );
+}
+
+/** Every step whose artifact a step reads: its inputs and what it reads through them. */
+function readsFrom(plan: Plan, st: PlannedStep): string[] {
+  return [...Object.values(st.inputs), ...upstreamOf(plan, st).map((u) => u.dep)];
+}
+
 function checkStepName(plan: Plan, name: string, flag: string): void {
   const st = plan.steps.get(name);
   const active = plan.order.filter((n) => plan.steps.get(n)!.active);
@@ -556,7 +575,11 @@ class PipelineRun {
     }
     if (options.only) {
       const st = plan.steps.get(options.only)!;
-      for (const [slot, dep] of Object.entries(st.inputs)) {
+      const reads = [
+        ...Object.entries(st.inputs).map(([slot, dep]) => ({ slot, dep })),
+        ...upstreamOf(plan, st).map((u) => ({ slot: `${u.via}.${u.slot}`, dep: u.dep })),
+      ];
+      for (const { slot, dep } of reads) {
         const { ref, damage } = await this.#trusted(dep, plan.steps.get(dep)!.key!);
         if (!ref) {
           throw new UserError(
@@ -698,7 +721,7 @@ class PipelineRun {
         if (this.#firstError === undefined && !this.signal.aborted) {
           for (const name of [...pending]) {
             const st = this.plan.steps.get(name)!;
-            if (Object.values(st.inputs).every((d) => this.refs.has(d))) {
+            if (readsFrom(this.plan, st).every((d) => this.refs.has(d))) {
               pending.delete(name);
               running.set(name, this.#runStep(st, renderer).finally(() => running.delete(name)));
             }
@@ -753,6 +776,10 @@ class PipelineRun {
         try {
           const inputs: Record<string, ArtifactRef> = {};
           for (const [slot, dep] of Object.entries(st.inputs)) inputs[slot] = this.refs.get(dep)!;
+          const upstream: Record<string, Record<string, ArtifactRef>> = {};
+          for (const { via, slot, dep } of upstreamOf(this.plan, st)) {
+            (upstream[via] ??= {})[slot] = this.refs.get(dep)!;
+          }
           const started = new Date();
           const { job } = await this.registry.load(st.jobName, { file, step: st.name });
           const result = await job.run({
@@ -760,6 +787,7 @@ class PipelineRun {
             pipelineFile: file,
             params: st.params,
             inputs,
+            upstream,
             seed: this.plan.spec.seed,
             outDir: staging.dir,
             workDir: await store.workDir(key),
