@@ -7,7 +7,8 @@
  *
  * Reads: `model` (a train artifact: best.safetensors, curves.jsonl), `data`
  * (its bucket artifact), `tokens` (the tokenize artifact: the tokenizer for
- * the report's reconstructions) and `scan` (the original audio).
+ * the report's reconstructions) and `scan` (the original audio: where its
+ * files.json says, in the scan's own input `ctx.upstream.scan` or its `root`).
  * Writes: `report.html` (self-contained: curves, the metrics table, the
  * confusion matrix, test clips with their reconstructions) and
  * `evaluation.json` (every figure); the runner adds `metrics.json`.
@@ -49,6 +50,8 @@ export const job = defineJob({
   params: EvaluateParams,
   inputs: () => ["model", "data", "tokens", "scan"],
   slots: { model: ["train"], data: ["bucket"], tokens: ["tokenize"], scan: ["scan"] },
+  // The original audio files.json lists may be in the scan's own input (synth's audio/).
+  upstream: ["scan"],
   /** metrics.json's flat figures (README "Metrics"; lib/evaluate/summary.ts): what gates may name. */
   metrics: [
     ...["test", "val"].flatMap((s) => [
@@ -90,6 +93,10 @@ export const job = defineJob({
       "../lib/evaluate/report_data.ts"
     );
     const { renderEvaluateReport } = await import("../lib/report/mod.ts");
+    const { readScanAudioRoot } = await import("../lib/data/scan_source.ts");
+    const audioRoot = await readScanAudioRoot(ctx.inputs.scan.dir, ctx.upstream?.scan, {
+      step: ctx.step,
+    });
     ctx.progress.start(4, "phases", "evaluate");
     const evaluation = await evaluateModel({
       modelDir: ctx.inputs.model.dir,
@@ -109,7 +116,7 @@ export const job = defineJob({
       const judged = await judgeGeneration({
         modelDir: ctx.inputs.model.dir,
         tokensDir: ctx.inputs.tokens.dir,
-        scanDir: ctx.inputs.scan.dir,
+        audioRoot,
         perCategory: g.per_category,
         settings: { temperature: g.temperature, topK: g.top_k, topP: g.top_p, seed: ctx.seed },
         gpu: await requestGpu(),
@@ -146,7 +153,7 @@ export const job = defineJob({
     );
     const clips = await reportClips(
       ctx.inputs.tokens.dir,
-      ctx.inputs.scan.dir,
+      audioRoot,
       ctx.params.report_clips_per_category,
     );
     ctx.progress.update(3, "clips");

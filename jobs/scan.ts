@@ -22,11 +22,13 @@
  * scanned like the files and folders themselves.
  *
  * Reads: input slot `audio` (scans `<audio>/audio`, the synth layout), or the
- * folder in the `root` parameter. Writes `files.json`
- * (`{ root, files: [{ path, category, format, sample_rate, channels,
- * duration_s, sha256 }], categories: { name: count } }`, paths relative to the
- * `root`, `/`-separated, sorted; `root` is absolute for a user folder and
- * relative to the scan artifact's own folder for an input artifact) and `rejects.json`
+ * folder in the `root` parameter (a relative one from the project's folder).
+ * Writes `files.json` (`{ source, files: [{ path, category, format,
+ * sample_rate, channels, duration_s, sha256, split }], categories: { name:
+ * count } }`, paths relative to the scanned folder, `/`-separated, sorted;
+ * `source` says where that folder is without a local path:
+ * `{ input: "audio", path: "audio" }` or `{ param: "root", path: <root as
+ * written> }`, see lib/data/scan_source.ts) and `rejects.json`
  * (`[{ path, reason, detail }]`, sorted by path). Reasons: `unreadable`,
  * `empty`, `not-audio`, `cannot-decode`, `silent`, `too-short`, `too-long`,
  * `no-category`, `duplicate`, `conflicting-category`, `unsupported-extension`.
@@ -42,11 +44,12 @@
  *
  * @module
  */
-import { basename, isAbsolute, join, relative, resolve, sep } from "node:path";
+import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import { z } from "zod";
 import { AudioDecodeError, decodeAudioBytes } from "../lib/audio/decode.ts";
 import type { AudioFormat } from "../lib/audio/decode.ts";
 import { requiredSides, type Split, splitFiles, splitName } from "../lib/data/split.ts";
+import type { ScanSource } from "../lib/data/scan_source.ts";
 import { UserError } from "../lib/errors/mod.ts";
 import { defineJob } from "../lib/pipeline/job.ts";
 
@@ -81,8 +84,8 @@ export interface ScannedFile {
 
 /** `files.json`. */
 export interface ScanListing {
-  /** The absolute folder scanned. */
-  root: string;
+  /** Where the scanned folder is (an input's sub-folder, or the `root` parameter as written). */
+  source: ScanSource;
   /** Sorted by path. */
   files: ScannedFile[];
   /** Category -> number of files, keys sorted. */
@@ -489,7 +492,8 @@ function checkCategorySizes(
 /** The scan job (see the module doc). */
 export const job = defineJob({
   name: "scan",
-  version: "1",
+  // 2: files.json's `source` (no local path) replaced `root`.
+  version: "2",
   description: "list labelled audio files (<root>/<category>/<file>), decoding and checking each",
   params: ScanParams,
   inputs: (p) => p.root === undefined ? ["audio"] : [],
@@ -592,12 +596,12 @@ export const job = defineJob({
     );
     files.forEach((f, i) => f.split = sides[i]);
 
-    // An input artifact's folder is recorded relative to this artifact (the store's
-    // objects sit side by side), so the bytes do not depend on where the store is.
+    // Where the folder is, named by the input slot or the parameter as written: the bytes
+    // depend neither on where the store is nor on where the project is checked out.
     const listing: ScanListing = {
-      root: p.root !== undefined
-        ? root
-        : join("..", basename(ctx.inputs.audio.dir), "audio").split(sep).join("/"),
+      source: p.root !== undefined
+        ? { param: "root", path: p.root }
+        : { input: "audio", path: "audio" },
       files,
       categories: Object.fromEntries(categories.map((c) => [c, counts.get(c)!])),
     };

@@ -19,7 +19,9 @@
  *
  * Reads: `scan` (`files.json`; each file's bytes must still hash to its
  * recorded sha256, and its `split`: the scan owns the train/validation/test
- * split). The codebook is fitted on train files only.
+ * split) and the audio it lists: in the scan's own input (`ctx.upstream.scan`)
+ * or its `root` folder (lib/data/scan_source.ts). The codebook is fitted on
+ * train files only.
  *
  * Writes: `vocab.json`, `tokenizer.json` (kind, settings; mel settings at the
  * top level as `lib/tokenizers` reads them), `codebook.f32` (mel-vq, `[K,
@@ -34,6 +36,7 @@ import { z } from "zod";
 import type { SequenceRecord } from "../lib/data/tokenized.ts";
 import type { Vocabulary } from "../lib/data/types.ts";
 import { buildVocabulary, encodeSequence } from "../lib/data/vocab.ts";
+import { scanAudioRoot, type ScanSource, scanSourceOf } from "../lib/data/scan_source.ts";
 import { UserError } from "../lib/errors/mod.ts";
 import { defineJob, type JobContext, type JobResult } from "../lib/pipeline/job.ts";
 import { MEL_VQ_CONVENTIONS } from "../lib/audio/mel.ts";
@@ -150,14 +153,13 @@ const ScanFile = z.object({
 }).passthrough();
 
 const ScanOutput = z.object({
-  root: z.string().min(1),
   files: z.array(ScanFile),
   categories: z.record(z.string(), z.number()).optional(),
 }).passthrough();
 
 type ScanOutput = z.output<typeof ScanOutput>;
 
-async function readScan(file: string): Promise<ScanOutput> {
+async function readScan(file: string): Promise<ScanOutput & { source: ScanSource }> {
   let raw: unknown;
   try {
     raw = JSON.parse(await Deno.readTextFile(file));
@@ -173,7 +175,7 @@ async function readScan(file: string): Promise<ScanOutput> {
     throw new UserError(`files.json is not a valid scan output: ${issue.message}`, {
       file,
       field: issue.path.join("."),
-      expected: "{root, files: [{path, category, sha256, …}], categories}",
+      expected: "{source, files: [{path, category, sha256, …}], categories}",
     });
   }
   if (parsed.data.files.length === 0) {
@@ -182,7 +184,7 @@ async function readScan(file: string): Promise<ScanOutput> {
       expected: "at least one file per category (two for the split)",
     });
   }
-  return parsed.data;
+  return { ...parsed.data, source: scanSourceOf(raw, file) };
 }
 
 /** `[n]` uint32 or f32 values as little-endian bytes. */
@@ -257,7 +259,7 @@ async function tokenize(ctx: JobContext<TokenizeParams>): Promise<JobResult> {
   const filesJson = join(ctx.inputs.scan.dir, "files.json");
   const where = { file: filesJson, step: ctx.step };
   const scan = await readScan(filesJson);
-  const root = resolve(ctx.inputs.scan.dir, scan.root);
+  const root = scanAudioRoot(scan.source, ctx.upstream?.scan, where);
   const splits = scan.files.map((f) => f.split);
   const categories = [
     ...new Set([...Object.keys(scan.categories ?? {}), ...scan.files.map((f) => f.category)]),
@@ -636,6 +638,8 @@ export const job = defineJob({
   params: TokenizeParams,
   inputs: () => ["scan"],
   slots: { scan: ["scan"] },
+  // The audio files.json lists may be in the scan's own input (synth's audio/).
+  upstream: ["scan"],
   /** metrics.json's flat figures: what gates may name. */
   metrics: [
     "files",

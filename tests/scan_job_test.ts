@@ -1,4 +1,4 @@
-import { basename, join } from "node:path";
+import { join } from "node:path";
 import { job, type ScanListing, ScanParams, type ScanReject } from "../jobs/scan.ts";
 import { job as synthJob, SynthParams } from "../jobs/synth.ts";
 import { encodeWav } from "../lib/audio/wav.ts";
@@ -107,7 +107,7 @@ Deno.test("scan: lists good files, and rejects every kind of bad file with its r
   const root = await makeMessyTree();
   try {
     const { listing, rejects, metrics } = await runScan({ root, max_duration_s: 1 });
-    assertEquals(listing.root, root);
+    assertEquals(listing.source, { param: "root", path: root });
     const paths = listing.files.map((f) => f.path);
     const expectedPaths = [
       "coin/extra/deep.wav",
@@ -298,8 +298,8 @@ Deno.test("scan: reads synth's output through the audio input", async () => {
     await synthJob.run({ ...context(params, synthOut), step: "synth" });
     const ref = { key: "k", dir: synthOut } as ArtifactRef;
     const { listing, rejects } = await runScan({}, { audio: ref });
-    // An input artifact's folder is recorded relative to the scan artifact's own folder.
-    assertEquals(listing.root, `../${basename(synthOut)}/audio`);
+    // An input artifact's folder is recorded by its slot, with no path to its folder.
+    assertEquals(listing.source, { input: "audio", path: "audio" });
     assertEquals(listing.categories, { blip: 3, jump: 3 });
     assertEquals(listing.files[0].path, "blip/blip_000.wav");
     assertEquals(rejects, []);

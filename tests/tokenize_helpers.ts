@@ -1,5 +1,5 @@
 /** Helpers for the tokenize and bucket job tests: a tiny scanned audio folder and job contexts. */
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { encodeWav } from "../lib/audio/wav.ts";
 import type { ArtifactRef } from "../lib/artifacts/mod.ts";
 import type { JobContext, JobResult } from "../lib/pipeline/job.ts";
@@ -37,8 +37,9 @@ export function clipSamples(spec: ClipSpec, rate: number, seed: number): Float32
 }
 
 /**
- * A fake scan artifact: WAVs under `<dir>/audio/<category>/`, and
- * `<dir>/scan/files.json` with each file's split (splitFiles, seed 7, val 0.2).
+ * A fake scan artifact: WAVs under `<dir>/audio/<category>/` (`<dir>` stands
+ * for the synth artifact the scan read), and `<dir>/scan/files.json` with
+ * each file's split (splitFiles, seed 7, val 0.2).
  */
 export async function makeScannedFolder(
   dir: string,
@@ -77,7 +78,11 @@ export async function makeScannedFolder(
   await Deno.mkdir(scanDir, { recursive: true });
   await Deno.writeTextFile(
     join(scanDir, "files.json"),
-    JSON.stringify({ root, files: listed, categories: counts }, null, 1),
+    JSON.stringify(
+      { source: { input: "audio", path: "audio" }, files: listed, categories: counts },
+      null,
+      1,
+    ),
   );
   return fakeRef(scanDir, "scan");
 }
@@ -104,7 +109,11 @@ export function fakeRef(dir: string, job: string): ArtifactRef {
   };
 }
 
-/** A job context with quiet progress; `log` lines are collected in `logs`. */
+/**
+ * A job context with quiet progress; `log` lines are collected in `logs`. A
+ * `scan` input made by {@link makeScannedFolder} gets its audio input as
+ * `upstream.scan.audio`: the scan folder's parent, in the synth layout.
+ */
 export function testContext<P>(
   step: string,
   params: P,
@@ -118,6 +127,7 @@ export function testContext<P>(
     pipelineFile: "test.yaml",
     params,
     inputs,
+    upstream: inputs.scan ? { scan: { audio: fakeRef(dirname(inputs.scan.dir), "synth") } } : {},
     seed,
     outDir,
     workDir: outDir,

@@ -21,7 +21,7 @@
  *
  * @module
  */
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { decodeAudioFile } from "../audio/decode.ts";
 import { DEFAULT_MEL, type MelSettings } from "../audio/mel.ts";
 import { resample, toMono } from "../audio/resample.ts";
@@ -88,7 +88,8 @@ export interface JudgedSample extends GeneratedSample {
 export async function judgeGeneration(opts: {
   modelDir: string;
   tokensDir: string;
-  scanDir: string;
+  /** The folder the scan's file paths are relative to (lib/data/scan_source.ts). */
+  audioRoot: string;
   perCategory: number;
   settings: SamplingSettings;
   gpu: Gpu;
@@ -97,8 +98,7 @@ export async function judgeGeneration(opts: {
   log?: (m: string) => void;
 }): Promise<{ figures: GenerationFigures; samples: JudgedSample[]; mel: MelSettings }> {
   const data = await readTokenizedData(opts.tokensDir);
-  const listing = JSON.parse(await Deno.readTextFile(join(opts.scanDir, "files.json")));
-  const root = resolve(opts.scanDir, listing.root);
+  const root = opts.audioRoot;
   const { tokenizer } = await openTokenizerDir(opts.tokensDir);
   try {
     const settings = JSON.parse(await Deno.readTextFile(join(opts.tokensDir, "tokenizer.json")));

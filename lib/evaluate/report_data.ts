@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { decodeAudioFile } from "../audio/decode.ts";
 import { DEFAULT_MEL, logMelSpectrogram, type MelSettings } from "../audio/mel.ts";
 import { resample, toMono } from "../audio/resample.ts";
@@ -281,18 +281,18 @@ export function sound(label: string, samples: Float32Array, mel: MelSettings): R
 /**
  * The first `perCategory` test clips of each category (by path): the original
  * (decoded, mono, at the tokenizer's rate, cut to {@link REPORT_CLIP_SECONDS})
- * and its token reconstruction.
+ * and its token reconstruction. `audioRoot`: the folder the scan's file paths
+ * are relative to (lib/data/scan_source.ts).
  */
 export async function reportClips(
   tokensDir: string,
-  scanDir: string,
+  audioRoot: string,
   perCategory: number,
   log?: (m: string) => void,
 ): Promise<ReportClip[]> {
   if (perCategory <= 0) return [];
   const data = await readTokenizedData(tokensDir);
-  const listing = JSON.parse(await Deno.readTextFile(join(scanDir, "files.json")));
-  const root = resolve(scanDir, listing.root);
+  const root = audioRoot;
   const { tokenizer } = await openTokenizerDir(tokensDir);
   try {
     const settings = JSON.parse(await Deno.readTextFile(join(tokensDir, "tokenizer.json")));
