@@ -105,7 +105,8 @@ async function generateScannedSet(dir: string, seconds: number): Promise<Artifac
   await Deno.mkdir(scanDir);
   await Deno.writeTextFile(
     join(scanDir, "files.json"),
-    JSON.stringify({ root, files, categories: counts }),
+    // As a scan of this folder given as `root` (absolute, as a user may write it) records it.
+    JSON.stringify({ source: { param: "root", path: root }, files, categories: counts }),
   );
   return {
     key: "bench-scan",
@@ -147,10 +148,10 @@ export async function benchTokenize(seconds = 60, runs = 5): Promise<TokenizeBen
     await fitKMeans(gpu, warm, 40, 256, { seed: 1, iterations: 2, tolerance: 0 });
     await assignNearest(gpu, warm, warm.subarray(0, 40 * 256), 40, 256);
     const listing = JSON.parse(await Deno.readTextFile(join(scan.dir, "files.json"))) as {
-      root: string;
+      source: { path: string };
       files: { path: string }[];
     };
-    const paths = listing.files.map((f) => join(listing.root, f.path));
+    const paths = listing.files.map((f) => join(listing.source.path, f.path));
 
     const loadAverage = Deno.loadavg()[0];
     const done: TokenizeRun[] = [];
