@@ -254,6 +254,9 @@ steps:
   const shown = JSON.parse(show.stdout);
   assertEquals(shown.status, "died");
   assertEquals(shown.steps.find((s: { step: string }) => s.step === "hello").status, "ran");
+  const listed = await finish(cli(["artifacts", "runs", "--store", store]));
+  assertEquals(listed.code, 0, listed.stderr);
+  assertStringIncludes(listed.stdout, " died ");
   assertEquals(
     await Deno.readTextFile(recordFile),
     bytes,

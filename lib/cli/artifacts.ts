@@ -13,7 +13,7 @@ import { UserError } from "../errors/mod.ts";
 import { LocalArtifactStore } from "../artifacts/store.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
 import { defaultStoreDir, displayPath } from "../pipeline/paths.ts";
-import { listRunFiles, type RunRecord } from "../pipeline/records.ts";
+import { listRunFiles, type RunRecord, settleRunStatus } from "../pipeline/records.ts";
 
 function storeOf(dir: string | undefined): LocalArtifactStore {
   return new LocalArtifactStore(resolve(dir ?? defaultStoreDir()));
@@ -133,7 +133,11 @@ export async function main(args: string[]): Promise<number> {
       const dir = join((await existingStoreOf(o.store)).localDir, "runs");
       for (const f of await listRunFiles(dir)) {
         try {
-          const r: RunRecord = JSON.parse(await Deno.readTextFile(join(dir, f)));
+          // A "running" record whose run lock is free is shown as died, as `runs` shows it.
+          const r = settleRunStatus(
+            join(dir, f),
+            JSON.parse(await Deno.readTextFile(join(dir, f))) as RunRecord,
+          );
           const counts: Record<string, number> = {};
           for (const s of Object.values(r.steps)) counts[s.status] = (counts[s.status] ?? 0) + 1;
           out.out(
