@@ -43,6 +43,7 @@ Deno.test("gc keeps the newest runs and named ones, removes the rest; a dry run 
   const mid = await runExperiment(store, ["train.lr=0.002"]);
   const last = await runExperiment(store, ["train.layers=3"]);
   await Deno.mkdir(join(store, "tmp", "leftover"), { recursive: true });
+  await Deno.writeTextFile(join(store, "locks", "run-killed.lock"), ""); // a killed run's
   const before = await objects(store);
   const dry = await collectGarbage(store, { keepLast: 1, keep: ["base"], dryRun: true });
   assertEquals(await objects(store), before);
@@ -52,6 +53,12 @@ Deno.test("gc keeps the newest runs and named ones, removes the rest; a dry run 
   assertEquals(r.removed_artifacts.sort(), midOnly.sort());
   assert(r.freed_bytes > 0 && r.freed_bytes === dry.freed_bytes);
   assertEquals(r.removed_tmp, ["leftover"]);
+  assertEquals([dry.removed_run_locks, r.removed_run_locks], [1, 1]);
+  const gone = await Deno.stat(join(store, "locks", "run-killed.lock")).then(
+    () => false,
+    () => true,
+  );
+  assert(gone, "the dead run's lock is gone");
   assertEquals((await objects(store)).length, before.length - 2);
   assertEquals((await new LocalArtifactStore(store).verify()).problems, []);
   assert(await allCached(store, base.record!), "base is still cached");

@@ -69,6 +69,7 @@ export async function main(args: string[]): Promise<number> {
         `${displayPath(storeDir)}: kept ${r.kept_runs.length} runs and the ${r.kept_artifacts} ` +
           `artifacts they need; ${verb} ${r.removed_artifacts.length} artifacts, ` +
           `${r.removed_work.length} scratch folders, ${r.removed_tmp.length} staging leftovers, ` +
+          `${r.removed_run_locks} dead runs' locks, ` +
           `${r.removed_cache} plan cache entries: ${bytes(r.freed_bytes)} ` +
           `${r.dry_run ? "would be freed" : "freed"}\n` +
           (r.quarantine_bytes

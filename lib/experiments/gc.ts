@@ -39,6 +39,8 @@ export interface GcReport {
   removed_artifacts: string[];
   removed_work: string[];
   removed_tmp: string[];
+  /** Run locks (`locks/run-<id>.lock`) left by runs that were killed: none is held under gc's lock. */
+  removed_run_locks: number;
   removed_cache: number;
   /** Bytes freed (or that would be, for a dry run). */
   freed_bytes: number;
@@ -190,6 +192,7 @@ export async function collectGarbage(storeDir: string, options: GcOptions): Prom
       removed_artifacts: [],
       removed_work: [],
       removed_tmp: [],
+      removed_run_locks: 0,
       removed_cache: 0,
       freed_bytes: 0,
       quarantine_bytes: await sizeOf(join(storeDir, "quarantine")),
@@ -221,6 +224,13 @@ export async function collectGarbage(storeDir: string, options: GcOptions): Prom
       report.freed_bytes += await sizeOf(path);
       report.removed_tmp.push(name);
       if (!dryRun) await Deno.remove(path, { recursive: true }).catch(() => {});
+    }
+    // A run holds the store lock (shared) as long as its run lock, so under gc's exclusive lock every
+    // run lock left in locks/ belongs to a run that died; its record then reads as died either way.
+    for (const name of await names(join(storeDir, "locks"))) {
+      if (!/^run-.+\.lock$/.test(name)) continue;
+      report.removed_run_locks++;
+      if (!dryRun) await Deno.remove(join(storeDir, "locks", name)).catch(() => {});
     }
     // Plan and YAML caches are speed only (the next run of a pipeline plans again, in
     // milliseconds); the source-hash cache is kept: rebuilding it re-reads every audio file.
