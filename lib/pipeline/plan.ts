@@ -14,7 +14,6 @@
  * @module
  */
 import { dirname, isAbsolute, join, resolve } from "./path.ts";
-import { callerDir } from "../cli/caller.ts";
 import { UserError } from "../errors/mod.ts";
 import { canonicalJson, sha256Hex } from "../artifacts/hash.ts";
 import type { ArtifactStore } from "../artifacts/store.ts";
@@ -25,7 +24,7 @@ import {
   type StepSpec,
   validatePipelineDoc,
 } from "./file.ts";
-import { REPO_ROOT } from "./paths.ts";
+import { callerDir, REPO_ROOT } from "./paths.ts";
 import { issuesToError } from "./issues.ts";
 import { JobRegistry } from "./registry.ts";
 import type { JobDefinition } from "./job.ts";

@@ -34,7 +34,7 @@ import {
 } from "./records.ts";
 import { codeFiles } from "./code_hash.ts";
 import { setFullSourceHashing } from "./sources.ts";
-import { DEFAULT_JOBS_DIR, defaultStoreDir, displayPath, REPO_ROOT } from "./paths.ts";
+import { callerDir, DEFAULT_JOBS_DIR, defaultStoreDir, displayPath, REPO_ROOT } from "./paths.ts";
 import { dirname } from "./path.ts";
 import {
   checkGates,
@@ -45,7 +45,6 @@ import {
 } from "./gates.ts";
 import { type FlatMetrics, readFlatMetrics } from "./metrics.ts";
 import { lockStore } from "./store_lock.ts";
-import { callerDir } from "../cli/caller.ts";
 
 /** Options of {@link runPipeline}. */
 export interface RunOptions {
