@@ -48,6 +48,7 @@ import { isAbsolute, join, relative, resolve, sep } from "node:path";
 import { z } from "zod";
 import { AudioDecodeError, decodeAudioBytes } from "../lib/audio/decode.ts";
 import type { AudioFormat } from "../lib/audio/decode.ts";
+import { audioRejectReason, DEFAULT_AUDIO_LIMITS } from "../lib/audio/checks.ts";
 import { requiredSides, type Split, splitFiles, splitName } from "../lib/data/split.ts";
 import type { ScanSource } from "../lib/data/scan_source.ts";
 import { UserError } from "../lib/errors/mod.ts";
@@ -106,11 +107,11 @@ export const ScanParams = z.strictObject({
   /** Folder to scan instead of the `audio` input (its content becomes part of the step key). */
   root: z.string().min(1).optional(),
   /** Shorter files are rejected (`too-short`). */
-  min_duration_s: z.number().min(0).default(0.05),
+  min_duration_s: z.number().min(0).default(DEFAULT_AUDIO_LIMITS.min_duration_s),
   /** Longer files are rejected (`too-long`). */
-  max_duration_s: z.number().positive().default(30),
+  max_duration_s: z.number().positive().default(DEFAULT_AUDIO_LIMITS.max_duration_s),
   /** A file whose peak absolute sample is below this is rejected (`silent`); 1e-3 is -60 dBFS. */
-  silence_threshold: z.number().min(0).max(1).default(1e-3),
+  silence_threshold: z.number().min(0).max(1).default(DEFAULT_AUDIO_LIMITS.silence_threshold),
   /** "skip": list rejects and go on; "fail": stop with an error naming the rejected files. */
   on_reject: z.enum(["skip", "fail"]).default("skip"),
   /**
@@ -348,37 +349,8 @@ async function checkFile(c: Candidate, p: ScanParams): Promise<Checked> {
       .filter(Boolean).join("; ");
     return reject(reason, detail);
   }
-  const frames = audio.channels[0].length;
-  if (frames === 0) return reject("empty", `${audio.format} file with no samples`);
-  let peak = 0;
-  for (const ch of audio.channels) {
-    for (let i = 0; i < ch.length; i++) {
-      const a = Math.abs(ch[i]);
-      if (!(a <= peak)) {
-        if (!Number.isFinite(a)) return reject("cannot-decode", `non-finite sample at frame ${i}`);
-        peak = a;
-      }
-    }
-  }
-  const seconds = audio.durationS;
-  if (seconds < p.min_duration_s) {
-    return reject(
-      "too-short",
-      `${seconds.toFixed(3)} s, shorter than min_duration_s ${p.min_duration_s}`,
-    );
-  }
-  if (seconds > p.max_duration_s) {
-    return reject(
-      "too-long",
-      `${seconds.toFixed(3)} s, longer than max_duration_s ${p.max_duration_s}`,
-    );
-  }
-  if (peak < p.silence_threshold) {
-    return reject(
-      "silent",
-      `peak ${peak.toExponential(2)} below silence_threshold ${p.silence_threshold}`,
-    );
-  }
+  const unusable = audioRejectReason(audio, p);
+  if (unusable) return reject(unusable.reason, unusable.detail);
   return {
     file: {
       path: c.rel,
@@ -386,7 +358,7 @@ async function checkFile(c: Candidate, p: ScanParams): Promise<Checked> {
       format: audio.format,
       sample_rate: audio.sampleRate,
       channels: audio.channels.length,
-      duration_s: seconds,
+      duration_s: audio.durationS,
       sha256: hex(await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>)),
       split: "train", // set once every file is known (splitFiles)
     },

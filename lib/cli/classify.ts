@@ -135,6 +135,7 @@ export async function main(args: string[]): Promise<number> {
   const tokensDir = tokenizerDirOf(model);
   const { openTokenizerDir } = await import("../tokenizers/mod.ts");
   const { decodeAudioFile } = await import("../audio/decode.ts");
+  const { audioRejectReason, DEFAULT_AUDIO_LIMITS } = await import("../audio/checks.ts");
   const { resample, toMono } = await import("../audio/resample.ts");
   const { SamOutInference } = await import("../model/inference.ts");
   const { requestGpu } = await import("../gpu/device.ts");
@@ -150,7 +151,6 @@ export async function main(args: string[]): Promise<number> {
     maxPicks: BATCH,
   });
   net.uploadWeights(params);
-  const limits = (await import("../../jobs/scan.ts")).ScanParams.parse({});
   const truthOf = (input: Input) => input.folders.find((f) => vocab.categories.includes(f));
   type Result = Input & {
     truth?: string;
@@ -167,40 +167,10 @@ export async function main(args: string[]): Promise<number> {
       const reject = (reason: string) => results.push({ ...input, reason });
       try {
         const audio = await decodeAudioFile(input.file);
-        if (audio.channels[0].length === 0) {
-          reject(`empty: ${audio.format} file with no samples`);
-          continue;
-        }
-        const mono = toMono(audio.channels);
-        let peak = 0;
-        let bad = -1;
-        for (const ch of audio.channels) {
-          for (let i = 0; i < ch.length && bad < 0; i++) {
-            if (!Number.isFinite(ch[i])) bad = i;
-            else peak = Math.max(peak, Math.abs(ch[i]));
-          }
-        }
-        const seconds = audio.durationS;
-        if (bad >= 0) reject(`cannot-decode: non-finite sample at frame ${bad}`);
-        else if (seconds < limits.min_duration_s) {
-          reject(
-            `too-short: ${
-              seconds.toFixed(3)
-            } s, shorter than min_duration_s ${limits.min_duration_s}`,
-          );
-        } else if (seconds > limits.max_duration_s) {
-          reject(
-            `too-long: ${
-              seconds.toFixed(3)
-            } s, longer than max_duration_s ${limits.max_duration_s}`,
-          );
-        } else if (peak < limits.silence_threshold) {
-          reject(
-            `silent: peak ${
-              peak.toExponential(2)
-            } below silence_threshold ${limits.silence_threshold}`,
-          );
-        } else {
+        const unusable = audioRejectReason(audio, DEFAULT_AUDIO_LIMITS);
+        if (unusable) reject(`${unusable.reason}: ${unusable.detail}`);
+        else {
+          const mono = toMono(audio.channels);
           const samples = await resample(mono, audio.sampleRate, tokenizer.sampleRate);
           const codes = await tokenizer.encode(samples);
           if (codes.length === 0) reject("too-short: no whole frame of the tokenizer");
