@@ -49,7 +49,13 @@ import { z } from "zod";
 import { AudioDecodeError, decodeAudioBytes } from "../lib/audio/decode.ts";
 import type { AudioFormat } from "../lib/audio/decode.ts";
 import { audioRejectReason, DEFAULT_AUDIO_LIMITS } from "../lib/audio/checks.ts";
-import { requiredSides, type Split, splitFiles, splitName } from "../lib/data/split.ts";
+import {
+  filesNeededPerCategory,
+  shortCategories,
+  type Split,
+  splitFiles,
+  tooFewFilesError,
+} from "../lib/data/split.ts";
 import type { ScanSource } from "../lib/data/scan_source.ts";
 import { UserError } from "../lib/errors/mod.ts";
 import { defineJob } from "../lib/pipeline/job.ts";
@@ -402,65 +408,6 @@ function logRejects(
   }
 }
 
-/**
- * Fails, naming every category with too few usable files, when a category
- * has fewer than `min_files_per_category` or than the split has sides (one
- * file each for train, validation and test).
- */
-function checkCategorySizes(
-  categories: readonly string[],
-  counts: ReadonlyMap<string, number>,
-  problems: readonly ScanReject[],
-  p: ScanParams,
-  where: { step: string; file: string; root: string },
-): void {
-  const fractions = { val: p.val_fraction, test: p.test_fraction };
-  const sides = requiredSides(fractions).length;
-  const needed = Math.max(p.min_files_per_category, sides);
-  const short = categories.filter((c) => counts.get(c)! < needed);
-  if (!short.length) return;
-  const rejectedIn = (c: string) => problems.filter((r) => categoryOf(r.path) === c);
-  const describe = (c: string) => {
-    const rejected = rejectedIn(c);
-    return `"${c}" has ${plural(counts.get(c)!, "usable file")}` +
-      (rejected.length ? ` (${rejected.length} rejected)` : "");
-  };
-  const why = needed === sides
-    ? `the ${splitName(fractions)} split needs at least ${sides} per category`
-    : `min_files_per_category is ${p.min_files_per_category}`;
-  const details = short.map((c) => {
-    const rejected = rejectedIn(c);
-    const shown = rejected.slice(0, 3).map((r) => `${r.path}: ${r.reason} (${r.detail})`);
-    return `${c}: ${counts.get(c)} usable, ${rejected.length} rejected` +
-      (shown.length ? ` [${shown.join("; ")}${rejected.length > 3 ? "; …" : ""}]` : "");
-  });
-  // Lowering min_files_per_category helps only a category the split can still divide.
-  const lowerTo = Math.min(...short.map((c) => counts.get(c)!));
-  const fixes = [`add usable files to ${short.map((c) => `"${c}"`).join(", ")}`];
-  if (p.min_files_per_category > sides && lowerTo >= sides && lowerTo >= 2) {
-    fixes.push(`lower min_files_per_category to ${lowerTo}`);
-  } else {
-    if (p.test_fraction > 0 && short.every((c) => counts.get(c)! >= 2)) {
-      fixes.push("set test_fraction to 0 (then 2 files per category are enough)");
-    }
-    fixes.push(`remove ${short.length === 1 ? "that category's" : "those categories'"} folders`);
-  }
-  throw new UserError(
-    `${short.length === 1 ? "category" : `${short.length} categories have too few files:`} ` +
-      `${short.map(describe).join(", ")}; ${why}`,
-    {
-      step: where.step,
-      file: short.length === 1 ? join(where.root, short[0]) : where.root,
-      field: "min_files_per_category",
-      expected: `at least ${needed} usable files in every category folder`,
-      found: details.join("; "),
-      hint: fixes.length > 2
-        ? `${fixes.slice(0, -1).join(", ")}, or ${fixes[fixes.length - 1]}`
-        : fixes.join(", or "),
-    },
-  );
-}
-
 /** The scan job (see the module doc). */
 export const job = defineJob({
   name: "scan",
@@ -558,7 +505,27 @@ export const job = defineJob({
         },
       );
     }
-    checkCategorySizes(categories, counts, problems, p, { ...where, root });
+    // Every category needs a file on each side of the split, and min_files_per_category.
+    const short = shortCategories(
+      new Map(categories.map((c) => [c, counts.get(c)!])),
+      filesNeededPerCategory(
+        { val: p.val_fraction, test: p.test_fraction },
+        p.min_files_per_category,
+      ),
+    );
+    if (short.length) {
+      throw tooFewFilesError(short, {
+        counts,
+        fractions: { val: p.val_fraction, test: p.test_fraction },
+        minFiles: p.min_files_per_category,
+        rejectedIn: (c) => problems.filter((r) => categoryOf(r.path) === c),
+        location: {
+          step: ctx.step,
+          file: short.length === 1 ? join(root, short[0]) : root,
+          field: "min_files_per_category",
+        },
+      });
+    }
     files.sort((a, b) => byCodepoint(a.path, b.path));
     const sides = splitFiles(
       files,

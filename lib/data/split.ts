@@ -90,6 +90,106 @@ export function splitOf(
   return sideOfScore(splitScore(sha256, seed), fractionsOf(fractions));
 }
 
+/**
+ * The fewest files a category may have: one on each of {@link requiredSides},
+ * or `minFiles` (scan's `min_files_per_category`) when that is more.
+ *
+ * @param fractions the validation share (a number: no test split) or both shares
+ * @param minFiles the fewest files a category may have by setting
+ */
+export function filesNeededPerCategory(
+  fractions: number | SplitFractions,
+  minFiles = 0,
+): number {
+  return Math.max(minFiles, requiredSides(fractions).length);
+}
+
+/**
+ * The categories with fewer than `needed` files, in the order of `counts`.
+ *
+ * @param counts category -> number of (usable) files
+ * @param needed {@link filesNeededPerCategory}
+ */
+export function shortCategories(counts: ReadonlyMap<string, number>, needed: number): string[] {
+  return [...counts].filter(([, n]) => n < needed).map(([c]) => c);
+}
+
+/** A file left out of a category, and why (scan's rejects). */
+export interface RejectedFile {
+  path: string;
+  reason: string;
+  detail: string;
+}
+
+/** What {@link tooFewFilesError} reports. */
+export interface TooFewFiles {
+  /** Category -> number of files (usable ones, when `rejectedIn` is given). */
+  counts: ReadonlyMap<string, number>;
+  fractions: number | SplitFractions;
+  /** The fewest files a category may have by setting (scan's `min_files_per_category`). */
+  minFiles?: number;
+  /** A category's rejected files (scan): the error then counts usable files and shows rejects. */
+  rejectedIn?: (category: string) => readonly RejectedFile[];
+  location: { file?: string; step?: string; field?: string };
+}
+
+/**
+ * The error for categories with too few files ({@link shortCategories}): it
+ * names each with its count (and, from scan, its rejects), says why that is
+ * too few, and suggests only fixes that help.
+ *
+ * @param short the categories with too few files (not empty)
+ * @param t the counts, the split and where the files are
+ */
+export function tooFewFilesError(short: readonly string[], t: TooFewFiles): UserError {
+  const fr = fractionsOf(t.fractions);
+  const sides = requiredSides(fr).length;
+  const minFiles = t.minFiles ?? 0;
+  const needed = filesNeededPerCategory(fr, minFiles);
+  const count = (c: string) => t.counts.get(c)!;
+  const rejectedIn = (c: string) => t.rejectedIn?.(c) ?? [];
+  const noun = t.rejectedIn ? "usable file" : "file";
+  const describe = (c: string) => {
+    const rejected = rejectedIn(c);
+    return `"${c}" has ${count(c)} ${noun}${count(c) === 1 ? "" : "s"}` +
+      (rejected.length ? ` (${rejected.length} rejected)` : "");
+  };
+  const why = needed === sides
+    ? `the ${splitName(fr)} split needs at least ${sides} per category`
+    : `min_files_per_category is ${minFiles}`;
+  const found = t.rejectedIn
+    ? short.map((c) => {
+      const rejected = rejectedIn(c);
+      const shown = rejected.slice(0, 3).map((r) => `${r.path}: ${r.reason} (${r.detail})`);
+      return `${c}: ${count(c)} usable, ${rejected.length} rejected` +
+        (shown.length ? ` [${shown.join("; ")}${rejected.length > 3 ? "; …" : ""}]` : "");
+    }).join("; ")
+    : short.map((c) => `${count(c)} in "${c}"`).join(", ");
+  // Lowering min_files_per_category helps only a category the split can still divide.
+  const lowerTo = Math.min(...short.map(count));
+  const fixes = [`add ${noun}s to ${short.map((c) => `"${c}"`).join(", ")}`];
+  if (minFiles > sides && lowerTo >= sides && lowerTo >= 2) {
+    fixes.push(`lower min_files_per_category to ${lowerTo}`);
+  } else {
+    if (fr.test > 0 && short.every((c) => count(c) >= 2)) {
+      fixes.push("set test_fraction to 0 (then 2 files per category are enough)");
+    }
+    fixes.push(`remove ${short.length === 1 ? "that category's" : "those categories'"} folders`);
+  }
+  return new UserError(
+    `${short.length === 1 ? "category" : `${short.length} categories have too few files:`} ` +
+      `${short.map(describe).join(", ")}; ${why}`,
+    {
+      ...t.location,
+      expected: `at least ${needed} ${noun}s in every category folder`,
+      found,
+      hint: fixes.length > 2
+        ? `${fixes.slice(0, -1).join(", ")}, or ${fixes[fixes.length - 1]}`
+        : fixes.join(", or "),
+    },
+  );
+}
+
 /** What {@link splitFiles} needs to know about a file. */
 export interface SplittableFile {
   sha256: string;
@@ -131,27 +231,9 @@ export function splitFiles(
     else byCategory.set(f.category, [i]);
   });
   const categories = [...byCategory].sort(([a], [b]) => a < b ? -1 : 1);
-  const short = categories.filter(([, indices]) => indices.length < required.length);
-  if (short.length) {
-    const counts = short.map(([c, indices]) =>
-      `"${c}" has ${indices.length} file${indices.length === 1 ? "" : "s"}`
-    );
-    const names = short.map(([c]) => `"${c}"`).join(", ");
-    throw new UserError(
-      `${short.length === 1 ? "category" : `${short.length} categories:`} ${counts.join(", ")}; ` +
-        `the ${splitName(fr)} split needs at least ${required.length} per category`,
-      {
-        ...location,
-        expected: `at least ${required.length} files in every category`,
-        found: short.map(([c, indices]) => `${indices.length} in "${c}"`).join(", "),
-        hint: `add files to ${names} or remove ` +
-          (short.length === 1 ? "that category" : "those categories") +
-          (fr.test > 0 && short.every(([, indices]) => indices.length >= 2)
-            ? " (or set test_fraction to 0)"
-            : ""),
-      },
-    );
-  }
+  const counts = new Map(categories.map(([c, indices]) => [c, indices.length]));
+  const short = shortCategories(counts, filesNeededPerCategory(fr));
+  if (short.length) throw tooFewFilesError(short, { counts, fractions: fr, location });
   for (const [, indices] of categories) {
     for (const to of required) {
       const count = (side: Split) => indices.filter((i) => sides[i] === side).length;
