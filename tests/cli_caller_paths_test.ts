@@ -102,3 +102,24 @@ Deno.test("--store, a record file, an artifact folder and a pipeline file are re
   const named = await runCli(["pipeline", "train", "--dry-run", "--store", "store2"], here);
   assertEquals(named.code, 0, shown(named));
 });
+
+Deno.test("artifacts list, show, verify and runs read a relative --store from INIT_CWD", async () => {
+  await using dir = await tempDir();
+  const t = await tinyStore(dir.path);
+  // From the project root, where no store/ folder is: only INIT_CWD makes "store" resolve.
+  const here = { cwd: REPO_ROOT, env: { INIT_CWD: dir.path } };
+  const list = await runCli(["artifacts", "list", "--store", "store", "--json"], here);
+  assertEquals(list.code, 0, shown(list));
+  assertEquals(
+    JSON.parse(list.stdout).map((m: { key: string }) => m.key).sort(),
+    Object.values(t.keys).sort(),
+  );
+  const show = await runCli(["artifacts", "show", t.keys.train, "--store", "store"], here);
+  assertEquals(show.code, 0, shown(show));
+  assertEquals(JSON.parse(show.stdout).manifest.key, t.keys.train);
+  const verify = await runCli(["artifacts", "verify", "--store", "store"], here);
+  assertStringIncludes(verify.stdout, "4 artifacts checked", shown(verify));
+  const runs = await runCli(["artifacts", "runs", "--store", "store"], here);
+  assertEquals(runs.code, 0, shown(runs));
+  assertStringIncludes(runs.stdout, `${t.runId}.json  succeeded`);
+});

@@ -83,7 +83,20 @@ async function publish(
   await Deno.mkdir(dir, { recursive: true });
   await Deno.writeTextFile(
     join(dir, "manifest.json"),
-    JSON.stringify({ key: k, job, step: job, inputs, files: [] }),
+    JSON.stringify({
+      key: k,
+      job,
+      job_version: "1",
+      code_hash: "0",
+      step: job,
+      params: {},
+      inputs,
+      sources: {},
+      files: [],
+      started_at: "2026-01-01T00:00:00.000Z",
+      finished_at: "2026-01-01T00:00:01.000Z",
+      environment: {},
+    }),
   );
   return dir;
 }

@@ -7,45 +7,18 @@
  *
  * @module
  */
-import { join, resolve } from "node:path";
+import { basename, join } from "node:path";
 import { Command } from "@commander-js/extra-typings";
 import { UserError } from "../errors/mod.ts";
 import { LocalArtifactStore } from "../artifacts/store.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
-import { defaultStoreDir, displayPath } from "../pipeline/paths.ts";
-import { listRunFiles, type RunRecord, settleRunStatus } from "../pipeline/records.ts";
+import { displayPath } from "../pipeline/paths.ts";
+import { readRunRecords } from "../experiments/runs.ts";
+import { existingStoreDir } from "./resolve.ts";
 
-function storeOf(dir: string | undefined): LocalArtifactStore {
-  return new LocalArtifactStore(resolve(dir ?? defaultStoreDir()));
-}
-
-/** The store at `dir`, which must exist and be a folder (reading a missing one proves nothing). */
-async function existingStoreOf(dir: string | undefined): Promise<LocalArtifactStore> {
-  const store = storeOf(dir);
-  const where = { field: "--store", expected: "the folder of an artifact store" };
-  let info: Deno.FileInfo;
-  try {
-    info = await Deno.stat(store.localDir);
-  } catch (e) {
-    if (e instanceof Deno.errors.NotFound) {
-      throw new UserError(`the artifact store ${displayPath(store.localDir)} does not exist`, {
-        ...where,
-        found: "no such folder",
-        hint: "give the store a pipeline ran with (--store DIR, $SAMOUT_STORE or artifacts/)",
-      });
-    }
-    throw new UserError(`cannot read the artifact store ${displayPath(store.localDir)}`, {
-      ...where,
-      found: (e as Error).message,
-    });
-  }
-  if (!info.isDirectory) {
-    throw new UserError(`the artifact store ${displayPath(store.localDir)} is not a folder`, {
-      ...where,
-      found: "a file",
-    });
-  }
-  return store;
+/** The store `--store` names, read from the caller's folder; it must exist (see {@link existingStoreDir}). */
+function existingStore(option: string | undefined): LocalArtifactStore {
+  return new LocalArtifactStore(existingStoreDir(option));
 }
 
 /** Runs the `artifacts` command; returns the exit code. */
@@ -63,7 +36,7 @@ export async function main(args: string[]): Promise<number> {
   program.command("list").description("list published artifacts").option(...storeOpt)
     .option("--json", "JSON on stdout")
     .action(async (o) => {
-      const refs = await (await existingStoreOf(o.store)).list();
+      const refs = await existingStore(o.store).list();
       if (o.json) {
         out.out(
           JSON.stringify(
@@ -96,9 +69,7 @@ export async function main(args: string[]): Promise<number> {
   )
     .option(...storeOpt)
     .action(async (key, o) => {
-      const refs = (await (await existingStoreOf(o.store)).list()).filter((r) =>
-        r.key.startsWith(key)
-      );
+      const refs = (await existingStore(o.store).list()).filter((r) => r.key.startsWith(key));
       if (refs.length !== 1) {
         throw new UserError(
           refs.length ? `key prefix "${key}" is ambiguous` : `no artifact with key "${key}"`,
@@ -121,7 +92,7 @@ export async function main(args: string[]): Promise<number> {
   )
     .option(...storeOpt)
     .action(async (o) => {
-      const report = await (await existingStoreOf(o.store)).verify();
+      const report = await existingStore(o.store).verify();
       for (const p of report.problems) {
         out.out(`BAD ${p.key.slice(0, 12)} ${p.path}: ${p.problem}\n`);
       }
@@ -130,25 +101,27 @@ export async function main(args: string[]): Promise<number> {
     });
   program.command("runs").description("list run records, newest first").option(...storeOpt)
     .action(async (o) => {
-      const dir = join((await existingStoreOf(o.store)).localDir, "runs");
-      for (const f of await listRunFiles(dir)) {
-        try {
-          // A "running" record whose run lock is free is shown as died, as `runs` shows it.
-          const r = settleRunStatus(
-            join(dir, f),
-            JSON.parse(await Deno.readTextFile(join(dir, f))) as RunRecord,
-          );
+      // A "running" record whose run lock is free is shown as died, as `runs` shows it; an
+      // unreadable one by its file name. Newest first, as the file names sort.
+      const { runs, unreadable } = await readRunRecords(existingStoreDir(o.store));
+      const lines = [
+        ...runs.map(({ file, record: r }) => {
           const counts: Record<string, number> = {};
           for (const s of Object.values(r.steps)) counts[s.status] = (counts[s.status] ?? 0) + 1;
-          out.out(
-            `${displayPath(join(dir, f))}  ${r.status.padEnd(11)} ${r.pipeline.file}  ${
+          return {
+            name: basename(file),
+            text: `${displayPath(file)}  ${r.status.padEnd(11)} ${r.pipeline.file}  ${
               Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(", ")
-            }${r.overrides.length ? `  --set ${r.overrides.join(" --set ")}` : ""}\n`,
-          );
-        } catch {
-          out.out(`${f}  (unreadable)\n`);
-        }
-      }
+            }${r.overrides?.length ? `  --set ${r.overrides.join(" --set ")}` : ""}\n`,
+          };
+        }),
+        ...unreadable.map(({ file }) => ({
+          name: basename(file),
+          text: `${basename(file)}  (unreadable)\n`,
+        })),
+      ];
+      lines.sort((a, b) => a.name < b.name ? 1 : a.name > b.name ? -1 : 0);
+      for (const l of lines) out.out(l.text);
     });
   try {
     await program.parseAsync(args, { from: "user" });
