@@ -8,14 +8,15 @@
  *
  * @module
  */
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { Command } from "@commander-js/extra-typings";
 import { UserError } from "../errors/mod.ts";
 import { checkStorePath } from "../artifacts/faults.ts";
 import { defaultStoreDir, displayPath } from "../pipeline/paths.ts";
 import { consoleOutput } from "../pipeline/progress.ts";
 import { fromCaller } from "./caller.ts";
-import { listRunFiles, type RunRecord, unreadableRecordWarning } from "../pipeline/records.ts";
+import { type RunRecord, unreadableRecordWarning } from "../pipeline/records.ts";
+import { loadRuns } from "../experiments/runs.ts";
 import type { SamOutConfig } from "../model/config.ts";
 
 /** A resolved model: a train artifact (and what it was trained from) or an export bundle. */
@@ -76,26 +77,6 @@ export function existingStoreDir(option?: string): string {
   return dir;
 }
 
-/**
- * The store's run records that parse, newest first; each one that does not is
- * left out with a warning on stderr naming its file ({@link unreadableRecordWarning}).
- */
-async function readableRuns(
-  store: string,
-  warn: (text: string) => void,
-): Promise<{ file: string; record: RunRecord }[]> {
-  const runs = join(store, "runs");
-  const records: { file: string; record: RunRecord }[] = [];
-  for (const file of await listRunFiles(runs)) {
-    try {
-      records.push({ file, record: JSON.parse(await Deno.readTextFile(join(runs, file))) });
-    } catch (e) {
-      warn(unreadableRecordWarning(join(runs, file), e));
-    }
-  }
-  return records;
-}
-
 const MODEL_NAMES =
   "a train artifact or export bundle folder, an artifact key (prefix), a run name or id, latest or latest~N";
 
@@ -128,7 +109,8 @@ export async function resolveModel(
     const store = existingStoreDir(storeDir);
     const objects = join(store, "objects");
     const latest = /^latest(?:~(\d+))?$/.exec(name);
-    const records = await readableRuns(store, opts.warn ?? ((t) => consoleOutput().err(t)));
+    const warn = opts.warn ?? ((t) => consoleOutput().err(t));
+    const records = await loadRuns(store, (r) => warn(unreadableRecordWarning(r.file, r.problem)));
     const trainKey = (r: RunRecord) =>
       Object.values(r.steps ?? {}).find((s) =>
         s.job === "train" && s.key && (s.status === "ran" || s.status === "cached")
@@ -159,7 +141,7 @@ export async function resolveModel(
         ? named.slice(0, 1)
         : exact.length > 0
         ? exact
-        : records.filter((r) => r.file.startsWith(name));
+        : records.filter((r) => basename(r.file).startsWith(name));
       if (byRun.length > 1) {
         throw new UserError(`the run id prefix "${name}" matches ${byRun.length} runs`, {
           ...where,
