@@ -145,6 +145,42 @@ Deno.test("cleanStaleStaging removes staging whose key lock is free, never one w
   );
 });
 
+Deno.test("cleanStaleStaging is best effort: a lock file it cannot open or a leftover it cannot remove skips that key only", async () => {
+  await using dir = await tempDir();
+  const store = new LocalArtifactStore(dir.path);
+  const [dirLock, loopLock, undeletable, noLockFile] = ["a", "b", "d", "e"].map((c) =>
+    c.repeat(64)
+  );
+  const tmp = join(dir.path, "tmp");
+  const locks = join(dir.path, "locks");
+  const leftover = (k: string) => `${k}.2147483600.live`;
+  for (const k of [dirLock, loopLock, undeletable, noLockFile]) {
+    await Deno.mkdir(join(tmp, leftover(k), "sub"), { recursive: true });
+  }
+  // Not writable as a file (opening it for writing fails); read-only, it locks, so nobody holds it.
+  await Deno.mkdir(join(locks, `${dirLock}.lock`), { recursive: true });
+  // Cannot be opened at all (even by root), as another user's lock file cannot be.
+  await Deno.symlink(`${loopLock}.lock`, join(locks, `${loopLock}.lock`));
+  // Cannot be removed by a user other than root: a read-only folder holding a file.
+  await Deno.writeTextFile(join(tmp, leftover(undeletable), "sub", "f"), "x");
+  await Deno.chmod(join(tmp, leftover(undeletable), "sub"), 0o555);
+  try {
+    const removed = await store.cleanStaleStaging();
+    const left = [...Deno.readDirSync(tmp)].map((e) => e.name).sort();
+    assert(left.includes(leftover(loopLock)), "the staging of a lock it cannot open stays");
+    assert(!left.includes(leftover(dirLock)), "a lock opened read-only is tried and found free");
+    assert(!left.includes(leftover(noLockFile)), "a key with no lock file is cleaned");
+    assertEquals(removed, 4 - left.length);
+    assertEquals(
+      [...Deno.readDirSync(locks)].map((e) => e.name).sort(),
+      [`${dirLock}.lock`, `${loopLock}.lock`],
+      "no lock file is created",
+    );
+  } finally {
+    await Deno.chmod(join(tmp, leftover(undeletable), "sub"), 0o755).catch(() => {});
+  }
+});
+
 Deno.test("an aborted re-publish leaves the published artifact as it was", async () => {
   await using dir = await tempDir();
   const store = new LocalArtifactStore(dir.path);

@@ -288,3 +288,20 @@ Deno.test("a run's start leaves the staging of a key whose lock another process 
   assertEquals(statuses(r).hello, "ran", "the run did work, so it swept tmp/");
   assertEquals(await Deno.readTextFile(join(live, "last.safetensors")), "being written");
 });
+
+Deno.test("leftover staging whose lock file cannot be opened does not fail the run", async () => {
+  await using dir = await tempDir();
+  const file = await writePipeline(dir.path, BASIC_YAML);
+  const store = join(dir.path, "s");
+  const key = "f".repeat(64);
+  await Deno.mkdir(join(store, "tmp", `${key}.2147483600.live`), { recursive: true });
+  await Deno.mkdir(join(store, "locks"), { recursive: true });
+  // A lock file no one can open (as another user's on a shared store cannot be): a symlink loop.
+  await Deno.symlink(`${key}.lock`, join(store, "locks", `${key}.lock`));
+  const r = await runQuiet({ file, store });
+  assertEquals(r.status, "succeeded");
+  assert(
+    Deno.statSync(join(store, "tmp", `${key}.2147483600.live`)).isDirectory,
+    "the staging of a key it cannot lock stays",
+  );
+});

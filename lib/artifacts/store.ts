@@ -504,34 +504,46 @@ export class LocalArtifactStore implements ArtifactStore {
     }
     let removed = 0;
     for (const [key, names] of byKey) {
-      // A lock held by a run anywhere (another process, container or machine sharing the store,
-      // or this process through another open file) means its staging may be live: leave it.
-      const release = await this.#tryLock(key);
-      if (!release) continue;
+      // Best effort, key by key: a lock file this user cannot open (another user's, on a shared
+      // store) or a leftover that will not go only keeps that leftover; it never stops a run.
       try {
-        for (const name of names) {
-          try {
-            await Deno.remove(join(tmp, name), { recursive: true });
-            removed++;
-          } catch (e) {
-            if (!(e instanceof Deno.errors.NotFound)) throw e; // published or aborted meanwhile
+        // A lock held by a run anywhere (another process, container or machine sharing the
+        // store, or this process through another open file) means its staging may be live.
+        const release = await this.#tryLock(key);
+        if (!release) continue;
+        try {
+          for (const name of names) {
+            try {
+              await Deno.remove(join(tmp, name), { recursive: true });
+              removed++;
+            } catch (e) {
+              if (!(e instanceof Deno.errors.NotFound)) throw e; // else published or aborted meanwhile
+            }
           }
+        } finally {
+          release();
         }
-      } finally {
-        release();
+      } catch {
+        continue;
       }
     }
     return removed;
   }
 
-  /** The lock on `key` when it is free now (never waits), else undefined. */
+  /**
+   * The lock on `key` when it is free now (never waits), else undefined. The
+   * lock file is opened read-only and never created (flock needs no write
+   * access, and a lock file may be another user's): a missing one means no
+   * one holds the lock, so a no-op release is returned.
+   */
   async #tryLock(key: string): Promise<Release | undefined> {
-    await Deno.mkdir(join(this.root, "locks"), { recursive: true });
-    const file = await Deno.open(join(this.root, "locks", `${key}.lock`), {
-      read: true,
-      write: true,
-      create: true,
-    });
+    let file: Deno.FsFile;
+    try {
+      file = await Deno.open(join(this.root, "locks", `${key}.lock`), { read: true });
+    } catch (e) {
+      if (e instanceof Deno.errors.NotFound) return () => {};
+      throw e;
+    }
     let held = false;
     try {
       held = await file.tryLock(true);
