@@ -17,6 +17,7 @@ import { consoleOutput } from "../pipeline/progress.ts";
 import { fromCaller } from "./caller.ts";
 import { type RunRecord, unreadableRecordWarning } from "../pipeline/records.ts";
 import { loadRuns } from "../experiments/runs.ts";
+import { sha256Hex } from "../artifacts/hash.ts";
 import type { SamOutConfig } from "../model/config.ts";
 
 /** A resolved model: a train artifact (and what it was trained from) or an export bundle. */
@@ -253,19 +254,25 @@ async function bundleModel(modelDir: string, via: string): Promise<ResolvedModel
     manifest = undefined;
   }
   let key: string;
+  let bytes: Uint8Array | undefined;
   if (manifest && typeof manifest.key === "string" && manifest.job === "export") key = manifest.key;
   else {
-    const bytes = await readWeightsFile(weightsFile, "an export bundle with model.safetensors");
-    const digest = await crypto.subtle.digest("SHA-256", bytes as Uint8Array<ArrayBuffer>);
-    key = `sha256:${
-      [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("")
-    }`;
+    bytes = await readWeightsFile(weightsFile, "an export bundle with model.safetensors");
+    key = `sha256:${await sha256Hex(bytes)}`;
   }
   const trainedModel = typeof manifest?.inputs?.model === "string"
     ? manifest.inputs.model
     : undefined;
-  return { modelDir, weightsFile, tokensDir: modelDir, key, trainedModel, via };
+  const model = { modelDir, weightsFile, tokensDir: modelDir, key, trainedModel, via };
+  if (bytes) weightsRead.set(model, bytes);
+  return model;
 }
+
+/**
+ * Weights already read to hash a bundle without a manifest, so that
+ * {@link readModelWeights} does not read the file again; taken once.
+ */
+const weightsRead = new WeakMap<ResolvedModel, Uint8Array>();
 
 async function readWeightsFile(file: string, expected: string, hint?: string): Promise<Uint8Array> {
   try {
@@ -288,13 +295,15 @@ async function readWeightsFile(file: string, expected: string, hint?: string): P
 export async function readModelWeights(
   model: ResolvedModel,
 ): Promise<{ cfg: SamOutConfig; params: Map<string, Float32Array> }> {
-  const bytes = model.dataDir
+  const read = weightsRead.get(model);
+  weightsRead.delete(model);
+  const bytes = read ?? (model.dataDir
     ? await readWeightsFile(
       model.weightsFile,
       "a train artifact with best.safetensors",
       "deno task artifacts verify finds damaged artifacts; re-run the pipeline with --force train",
     )
-    : await readWeightsFile(model.weightsFile, "an export bundle with model.safetensors");
+    : await readWeightsFile(model.weightsFile, "an export bundle with model.safetensors"));
   const { samoutFromSafetensors } = await import("../model/safetensors.ts");
   const { cfg, params } = samoutFromSafetensors(bytes, { file: model.weightsFile });
   return { cfg, params };
