@@ -6,6 +6,7 @@
  *
  * @module
  */
+import { sha256Sync, toHex } from "../artifacts/hash.ts";
 import { UserError } from "../errors/mod.ts";
 import { parseOverride } from "../pipeline/file.ts";
 import type { RunSummary, StepSummary } from "../pipeline/runner.ts";
@@ -104,14 +105,9 @@ export function sweepGrid(axes: SweepAxis[]): SweepPoint[] {
 /** The longest run name (`checkRunName` in lib/cli/pipeline.ts takes 1-100 characters). */
 export const MAX_RUN_NAME = 100;
 
-/** 10 hex digits of FNV-1a (64-bit) of `text`: short, stable across runs and machines. */
+/** The first 10 hex digits of the SHA-256 of `text`: short, stable across runs and machines. */
 function shortHash(text: string): string {
-  let h = 0xcbf29ce484222325n;
-  for (const b of new TextEncoder().encode(text)) {
-    h ^= BigInt(b);
-    h = (h * 0x100000001b3n) & 0xffffffffffffffffn;
-  }
-  return h.toString(16).padStart(16, "0").slice(0, 10);
+  return toHex(sha256Sync(new TextEncoder().encode(text))).slice(0, 10);
 }
 
 /**
