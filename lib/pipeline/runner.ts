@@ -963,11 +963,16 @@ class PipelineRun {
     return table(r);
   }
 
-  /** Reads each finished step's flat metrics into its summary and record entry. */
+  /**
+   * Reads the flat metrics of each finished step not read yet into its summary
+   * and record entry. A published artifact does not change, so each step's
+   * metrics.json is read once, however often the progress record is rewritten.
+   */
   #collectMetrics(): void {
     for (const [name, s] of this.steps) {
+      if (s.metrics !== undefined || (s.status !== "ran" && s.status !== "cached")) continue;
       const ref = this.refs.get(name);
-      if (!ref || (s.status !== "ran" && s.status !== "cached")) continue;
+      if (!ref) continue;
       s.metrics = readFlatMetrics(ref.dir);
       s.record.metrics = s.metrics;
     }
