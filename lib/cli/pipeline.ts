@@ -15,6 +15,7 @@ import { consoleOutput } from "../pipeline/progress.ts";
 import { dirname, join, resolve } from "node:path";
 import { defaultStoreDir, displayPath } from "../pipeline/paths.ts";
 import { GATE_FAILED_EXIT, parseGate } from "../pipeline/gates.ts";
+import { MAX_RUN_NAME } from "../pipeline/records.ts";
 import { fromCaller } from "./caller.ts";
 
 /** The command's exit codes (README, "Exit codes"). */
@@ -31,12 +32,15 @@ export const EXIT = {
   interrupted: 130,
 } as const;
 
-/** A `--name`: letters, digits and `._=,+-`, not `latest…` (which names other runs), at most 100. */
+/** The characters of a run name, 1 to {@link MAX_RUN_NAME} of them. */
+const RUN_NAME_RE = new RegExp(`^[A-Za-z0-9._=,+-]{1,${MAX_RUN_NAME}}$`);
+
+/** A `--name`: letters, digits and `._=,+-`, not `latest…` (which names other runs), at most {@link MAX_RUN_NAME}. */
 export function checkRunName(name: string): void {
-  if (!/^[A-Za-z0-9._=,+-]{1,100}$/.test(name) || /^latest(~\d*)?$/.test(name)) {
+  if (!RUN_NAME_RE.test(name) || /^latest(~\d*)?$/.test(name)) {
     throw new UserError(`bad run name "${name}"`, {
       field: "--name",
-      expected: "1-100 of A-Z a-z 0-9 . _ = , + - and not latest or latest~N",
+      expected: `1-${MAX_RUN_NAME} of A-Z a-z 0-9 . _ = , + - and not latest or latest~N`,
       found: name,
     });
   }

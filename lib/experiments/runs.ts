@@ -7,7 +7,7 @@
  */
 import { join, resolve } from "node:path";
 import { UserError } from "../errors/mod.ts";
-import { defaultStoreDir, displayPath } from "../pipeline/paths.ts";
+import { displayPath } from "../pipeline/paths.ts";
 import {
   listRunFiles,
   type RunRecord,
@@ -22,11 +22,6 @@ export interface StoredRun {
   /** Absolute path of the record file. */
   file: string;
   record: RunRecord;
-}
-
-/** The store directory for `--store` (or the default). */
-export function storeDirOf(store?: string): string {
-  return resolve(store ?? defaultStoreDir());
 }
 
 /** A file in `runs/` that is not a readable run record (truncated, not JSON, another format). */

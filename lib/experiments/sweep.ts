@@ -10,6 +10,7 @@ import { sha256Sync, toHex } from "../artifacts/hash.ts";
 import { UserError } from "../errors/mod.ts";
 import { parseOverride } from "../pipeline/file.ts";
 import type { RunSummary, StepSummary } from "../pipeline/runner.ts";
+import { MAX_RUN_NAME } from "../pipeline/records.ts";
 import { compareHeadlines, type Headline } from "./runs.ts";
 import { fmt } from "./compare.ts";
 import { textTable } from "./table.ts";
@@ -101,9 +102,6 @@ export function sweepGrid(axes: SweepAxis[]): SweepPoint[] {
   }
   return points;
 }
-
-/** The longest run name (`checkRunName` in lib/cli/pipeline.ts takes 1-100 characters). */
-export const MAX_RUN_NAME = 100;
 
 /** The first 10 hex digits of the SHA-256 of `text`: short, stable across runs and machines. */
 function shortHash(text: string): string {

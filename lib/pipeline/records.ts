@@ -48,6 +48,9 @@ export interface StepRecord {
 }
 
 /** `runs/<timestamp>-<name>-<short>.json`. */
+/** The longest run name a `--name` may give (and a sweep cuts its generated names to). */
+export const MAX_RUN_NAME = 100;
+
 export interface RunRecord {
   format: 1;
   id: string;
