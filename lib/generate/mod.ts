@@ -44,17 +44,50 @@ export interface GenerateRequest {
 /** Per row, the generated tokens after the prompt, up to and including `<|im_end|>`. */
 export type Generated = Int32Array[];
 
-/** Generates on the GPU (see the module doc). */
-export async function generateOnGpu(gpu: Gpu, req: GenerateRequest): Promise<Generated> {
+/**
+ * A model on the GPU ready for {@link generateOnGpu}, its weights uploaded (and packed on first
+ * use) once, for callers that generate more than once: rounds of samples, a server's requests.
+ * The caller destroys it.
+ */
+export async function loadForGeneration(
+  gpu: Gpu,
+  config: SamOutConfig,
+  weights: Map<string, Float32Array>,
+): Promise<SamOutInference> {
+  const model = await SamOutInference.create(gpu, { config, maxBatch: 1, maxLength: 1 });
+  try {
+    model.uploadWeights(weights);
+  } catch (e) {
+    model.destroy();
+    throw e;
+  }
+  return model;
+}
+
+/**
+ * Generates on the GPU (see the module doc). With `loaded` (from {@link loadForGeneration}, with
+ * `req.weights` already in it) the call uses that model and leaves it loaded; without, it loads
+ * `req.weights` for this call only.
+ */
+export async function generateOnGpu(
+  gpu: Gpu,
+  req: GenerateRequest,
+  loaded?: SamOutInference,
+): Promise<Generated> {
   const R = req.prompts.length;
   const P = checkRequest(req);
   const maxLen = req.maxNewTokens;
-  const model = await SamOutInference.create(gpu, {
-    config: req.config,
-    maxBatch: 1,
-    maxLength: 1,
-  });
-  const stepper = await model.createStepper(R);
+  const model = loaded ?? await loadForGeneration(gpu, req.config, req.weights);
+  const own = (m: SamOutInference) => {
+    if (m !== loaded) m.destroy();
+  };
+  let stepper;
+  try {
+    stepper = await model.createStepper(R);
+  } catch (e) {
+    own(model);
+    throw e;
+  }
   const device = gpu.device;
   const make = (bytes: number, label: string) =>
     device.createBuffer({
@@ -78,11 +111,11 @@ export async function generateOnGpu(gpu: Gpu, req: GenerateRequest): Promise<Gen
   });
   const invalid = await device.popErrorScope();
   if (invalid) {
-    for (const x of [sample, out, done, stepper, model]) x.destroy();
+    for (const x of [sample, out, done, stepper]) x.destroy();
+    own(model);
     throw new Error(`the sampling kernel failed WebGPU validation: ${invalid.message}`);
   }
   try {
-    model.uploadWeights(req.weights);
     // The prompt, fed from the host; its last step's logits give the first new token.
     for (let t = 0; t < P - 1; t++) stepper.step(Int32Array.from(req.prompts, (p) => p[t]));
     stepper.step(Int32Array.from(req.prompts, (p) => p[P - 1]));
@@ -122,7 +155,7 @@ export async function generateOnGpu(gpu: Gpu, req: GenerateRequest): Promise<Gen
     out.destroy();
     done.destroy();
     stepper.destroy();
-    model.destroy();
+    own(model);
   }
 }
 

@@ -3,7 +3,13 @@ import { requestGpu } from "../gpu/device.ts";
 import { uniformOf } from "../gpu/ops/sample.ts";
 import type { SamOutConfig } from "../model/config.ts";
 import { initParameters } from "../model/params.ts";
-import { generateOnCpu, generateOnGpu, type GenerateRequest, sampleRow } from "./mod.ts";
+import {
+  generateOnCpu,
+  generateOnGpu,
+  type GenerateRequest,
+  loadForGeneration,
+  sampleRow,
+} from "./mod.ts";
 
 const cfg: SamOutConfig = { vocabSize: 41, hidden: 24, heads: 4, layers: 2, maxPositions: 40 };
 const weights = initParameters(cfg, 3);
@@ -72,5 +78,24 @@ Deno.test("GPU generation: greedy equals the CPU reference; the same seed repeat
     assert(end === -1 || end === row.length - 1, "nothing after <|im_end|>");
     assert(row.every((id) => id >= 2 && id < cfg.vocabSize), "no padding or <|im_start|> drawn");
     assert(row.length <= 20);
+  }
+});
+
+Deno.test("GPU generation with a loaded model: the same tokens as loading per call, and it stays loaded", async () => {
+  const gpu = await requestGpu();
+  const sampled = { temperature: 1, topK: 20, topP: 0.9, seed: 42 };
+  const perCall = await generateOnGpu(gpu, request(sampled));
+  const loaded = await loadForGeneration(gpu, cfg, weights);
+  try {
+    const first = await generateOnGpu(gpu, request(sampled), loaded);
+    // Another batch size on the same model, then the first request again.
+    const wider = await generateOnGpu(gpu, request({ ...sampled, seed: 7 }, 5), loaded);
+    const again = await generateOnGpu(gpu, request(sampled), loaded);
+    const rows = (g: Int32Array[]) => g.map((x) => Array.from(x));
+    assertEquals(rows(first), rows(perCall));
+    assertEquals(rows(again), rows(perCall), "the model is still loaded and unchanged");
+    assertEquals(rows(wider), rows(generateOnCpu(request({ ...sampled, seed: 7 }, 5))));
+  } finally {
+    loaded.destroy();
   }
 });
